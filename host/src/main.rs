@@ -1,1 +1,23 @@
-fn main() {}
+//! The `clusterhost` binary: parse flags, run the command, map errors to
+//! `Error: …` on stderr and a documented exit code.
+
+use clap::Parser;
+use clusterhost::cli::{Cli, ExitCode, commands};
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("Error: cannot start the async runtime: {error}");
+            return std::process::ExitCode::from(ExitCode::Failure as u8);
+        }
+    };
+    match runtime.block_on(commands::execute(cli.command)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("Error: {}", error.message);
+            std::process::ExitCode::from(error.code as u8)
+        }
+    }
+}

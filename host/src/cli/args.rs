@@ -1,0 +1,151 @@
+//! Flags and subcommands, as clap parses them.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::limits::{PLUGIN_FUEL_PER_BULK_CALL, PLUGIN_FUEL_PER_CALL, PLUGIN_MEMORY_BYTES_MAX, SNAPSHOT_EVERY_ENTRIES_DEFAULT};
+
+/// Default gRPC address a node listens on, and the CLI talks to.
+pub const DEFAULT_ENDPOINT: &str = "127.0.0.1:7400";
+
+/// clusterhost: make any WebAssembly state machine a fault-tolerant cluster.
+#[derive(Debug, Parser)]
+#[command(name = "clusterhost", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a node (until SIGINT or SIGTERM).
+    Run(RunArgs),
+    /// Propose a command to the cluster and print the plugin's response.
+    Apply(ApplyArgs),
+    /// Run a read-only query and print the plugin's response.
+    Query(QueryArgs),
+    /// Show a node's view of itself and the cluster.
+    Status(StatusArgs),
+    /// Take a snapshot now and purge the log behind it.
+    Snapshot(EndpointArgs),
+    /// Work with plugin files.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+/// `--endpoint`, shared by every client command.
+#[derive(Debug, Args)]
+pub struct EndpointArgs {
+    /// gRPC address of any node (host:port).
+    #[arg(long, short = 'e', env = "CLUSTERHOST_ENDPOINT", default_value = DEFAULT_ENDPOINT)]
+    pub endpoint: String,
+}
+
+/// Log output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `clusterhost run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Directory for this node's log, snapshots and identity. Created if missing;
+    /// an existing one is resumed.
+    #[arg(long, short = 'd', default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Plugin (a wasm32-wasip2 component) that defines a new cluster. Only with
+    /// --bootstrap; a restarted node remembers its plugin.
+    #[arg(long, short = 'p')]
+    pub plugin: Option<PathBuf>,
+    /// Initialize a new cluster with this node as its first member (first start only).
+    #[arg(long)]
+    pub bootstrap: bool,
+    /// gRPC address to listen on, for clients and other nodes.
+    #[arg(long, default_value = DEFAULT_ENDPOINT)]
+    pub listen: SocketAddr,
+    /// gRPC address other nodes and clients should use, when it differs from --listen.
+    #[arg(long)]
+    pub advertise: Option<String>,
+    /// UDP address for gossip with other nodes.
+    #[arg(long, default_value = "127.0.0.1:7401")]
+    pub gossip: SocketAddr,
+    /// Raft node id (a positive number). Generated once and remembered when omitted.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub node_id: Option<u64>,
+    /// Log entries between automatic snapshots.
+    #[arg(long, default_value_t = SNAPSHOT_EVERY_ENTRIES_DEFAULT, value_parser = clap::value_parser!(u64).range(1..))]
+    pub snapshot_every: u64,
+    /// Fuel (wasm instructions, roughly) one apply or query may use.
+    #[arg(long, default_value_t = PLUGIN_FUEL_PER_CALL, value_parser = clap::value_parser!(u64).range(1..))]
+    pub plugin_fuel: u64,
+    /// Fuel one snapshot or restore may use.
+    #[arg(long, default_value_t = PLUGIN_FUEL_PER_BULK_CALL, value_parser = clap::value_parser!(u64).range(1..))]
+    pub plugin_bulk_fuel: u64,
+    /// Largest linear memory a plugin instance may use, in MiB.
+    #[arg(long, default_value_t = (PLUGIN_MEMORY_BYTES_MAX / (1024 * 1024)) as u64, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub plugin_memory_mib: u64,
+    /// Log format on stderr (level via RUST_LOG, default info).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// `clusterhost apply`.
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub endpoint: EndpointArgs,
+    /// The command: text as given, `-` to read stdin, or `@FILE` to read a file.
+    pub command: String,
+}
+
+/// Read consistency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Consistency {
+    /// Confirmed with a quorum; sees every acknowledged write.
+    Linearizable,
+    /// This node's state as it is; may lag.
+    Stale,
+}
+
+/// `clusterhost query`.
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    #[command(flatten)]
+    pub endpoint: EndpointArgs,
+    /// Read consistency.
+    #[arg(long, value_enum, default_value_t = Consistency::Linearizable)]
+    pub consistency: Consistency,
+    /// The query: text as given, `-` to read stdin, or `@FILE` to read a file.
+    pub request: String,
+}
+
+/// `clusterhost status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub endpoint: EndpointArgs,
+    /// Print stable, machine-readable JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `clusterhost plugin ...`.
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Describe a plugin file: digest, size, world, imports; or why it is not a plugin.
+    Inspect {
+        /// The .wasm file.
+        file: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}

@@ -1,0 +1,201 @@
+//! What each subcommand does.
+
+use std::io::Read;
+
+use super::args::{ApplyArgs, Command, Consistency, LogFormat, PluginCommand, QueryArgs, RunArgs, StatusArgs};
+use super::output::{StatusJson, render_response, render_status};
+use super::{CliError, ExitCode};
+use crate::api::client::Client;
+use crate::api::proto::{self, apply_response, query_response};
+use crate::limits::PluginLimits;
+use crate::node::{self, NodeConfig};
+use crate::plugin::PluginEngine;
+
+/// Run `command`, printing its output.
+pub async fn execute(command: Command) -> Result<(), CliError> {
+    match command {
+        Command::Run(args) => run(args).await,
+        Command::Apply(args) => apply(args).await,
+        Command::Query(args) => query(args).await,
+        Command::Status(args) => status(args).await,
+        Command::Snapshot(args) => {
+            let mut client = Client::connect(&args.endpoint).await?;
+            let snapshot = client.snapshot().await?;
+            println!("snapshot at index {} ({} bytes)", snapshot.index, snapshot.size_bytes);
+            Ok(())
+        }
+        Command::Plugin(PluginCommand::Inspect { file, json }) => inspect(&file, json),
+    }
+}
+
+/// Set up logging for `run`.
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn,h2=warn,tower=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn run(args: RunArgs) -> Result<(), CliError> {
+    init_logging(args.log_format);
+    let config = NodeConfig {
+        data_dir: args.data_dir,
+        plugin: args.plugin,
+        bootstrap: args.bootstrap,
+        advertise: args.advertise,
+        node_id: args.node_id,
+        snapshot_every_entries: args.snapshot_every,
+        plugin_limits: PluginLimits {
+            fuel_per_call: args.plugin_fuel,
+            fuel_per_bulk_call: args.plugin_bulk_fuel.max(args.plugin_fuel),
+            memory_bytes_max: (args.plugin_memory_mib as usize) * 1024 * 1024,
+        },
+    };
+    let _ = args.gossip; // Gossip arrives with cluster membership.
+    let listener = node::bind(args.listen)
+        .await
+        .map_err(|error| CliError::new(ExitCode::Unavailable, error.to_string()))?;
+    let span = tracing::info_span!("node");
+    let _entered = span.enter();
+    let handle = node::start(config, listener)
+        .await
+        .map_err(|error| CliError::new(ExitCode::Failure, error.to_string()))?;
+    let node_id = handle.context().node_id;
+    tracing::info!(node_id, "ready");
+    handle.serve_until(shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(error) => {
+                tracing::warn!("cannot listen for SIGTERM: {error}");
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}
+
+/// Read a command argument: text, `-` for stdin, `@FILE` for a file.
+fn read_input(argument: &str) -> Result<Vec<u8>, CliError> {
+    let invalid = |message: String| CliError::new(ExitCode::InvalidInput, message);
+    if argument == "-" {
+        let mut bytes = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut bytes)
+            .map_err(|error| invalid(format!("cannot read stdin: {error}")))?;
+        return Ok(bytes);
+    }
+    if let Some(path) = argument.strip_prefix('@') {
+        return std::fs::read(path).map_err(|error| invalid(format!("cannot read {path}: {error}")));
+    }
+    Ok(argument.as_bytes().to_vec())
+}
+
+async fn apply(args: ApplyArgs) -> Result<(), CliError> {
+    let command = read_input(&args.command)?;
+    let mut client = Client::connect(&args.endpoint.endpoint).await?;
+    let response = client.apply(command).await?;
+    match response.result {
+        Some(apply_response::Result::Ok(bytes)) => {
+            println!("{}", render_response(&bytes));
+            Ok(())
+        }
+        Some(apply_response::Result::Rejected(message)) => Err(CliError::new(
+            ExitCode::Rejected,
+            format!("the plugin rejected the command: {message}"),
+        )),
+        Some(apply_response::Result::Fault(message)) => Err(CliError::new(
+            ExitCode::Rejected,
+            format!("the command failed in the plugin and changed nothing: {message}"),
+        )),
+        None => Err(CliError::new(ExitCode::Failure, "empty response from the server")),
+    }
+}
+
+async fn query(args: QueryArgs) -> Result<(), CliError> {
+    let request = read_input(&args.request)?;
+    let consistency = match args.consistency {
+        Consistency::Linearizable => proto::Consistency::Linearizable,
+        Consistency::Stale => proto::Consistency::Stale,
+    };
+    let mut client = Client::connect(&args.endpoint.endpoint).await?;
+    let response = client.query(request, consistency).await?;
+    match response.result {
+        Some(query_response::Result::Ok(bytes)) => {
+            println!("{}", render_response(&bytes));
+            Ok(())
+        }
+        Some(query_response::Result::Rejected(message)) => Err(CliError::new(
+            ExitCode::Rejected,
+            format!("the plugin rejected the query: {message}"),
+        )),
+        Some(query_response::Result::Fault(message)) => Err(CliError::new(
+            ExitCode::Rejected,
+            format!("the query failed in the plugin: {message}"),
+        )),
+        None => Err(CliError::new(ExitCode::Failure, "empty response from the server")),
+    }
+}
+
+async fn status(args: StatusArgs) -> Result<(), CliError> {
+    let mut client = Client::connect(&args.endpoint.endpoint).await?;
+    let status = StatusJson::from(client.status().await?);
+    if args.json {
+        let text = serde_json::to_string_pretty(&status).map_err(|error| CliError::new(ExitCode::Failure, error.to_string()))?;
+        println!("{text}");
+    } else {
+        println!("{}", render_status(&status));
+    }
+    Ok(())
+}
+
+fn inspect(file: &std::path::Path, json: bool) -> Result<(), CliError> {
+    let bytes = std::fs::read(file)
+        .map_err(|error| CliError::new(ExitCode::InvalidInput, format!("cannot read {}: {error}", file.display())))?;
+    let engine = PluginEngine::new(None)?;
+    let report = engine
+        .inspect(&bytes)
+        .map_err(|error| CliError::new(ExitCode::InvalidInput, format!("{} is not a valid plugin: {error}", file.display())))?;
+    if json {
+        let text = serde_json::to_string_pretty(&report).map_err(|error| CliError::new(ExitCode::Failure, error.to_string()))?;
+        println!("{text}");
+    } else {
+        println!("file     {}", file.display());
+        println!("digest   sha256:{}", report.digest);
+        println!("size     {} bytes", report.size_bytes);
+        match (&report.world, &report.contract_error) {
+            (Some(world), _) => println!("world    {world}"),
+            (None, Some(error)) => println!("world    NOT a clusterhost plugin: {error}"),
+            (None, None) => {}
+        }
+        println!("imports");
+        for import in &report.imports {
+            println!("  {import}");
+        }
+        println!("exports");
+        for export in &report.exports {
+            println!("  {export}");
+        }
+    }
+    if let Some(error) = report.contract_error {
+        return Err(CliError::new(ExitCode::InvalidInput, format!("{} is not a valid plugin: {error}", file.display())));
+    }
+    Ok(())
+}

@@ -1,0 +1,69 @@
+//! The command line: `clusterhost run|apply|query|status|snapshot|plugin`.
+//!
+//! Errors print as `Error: …` on stderr; the exit code tells the failure
+//! class (see [`ExitCode`]).
+
+pub mod args;
+pub mod commands;
+pub mod output;
+
+pub use args::Cli;
+
+/// Exit codes, one per failure class, documented in the README.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitCode {
+    /// Success.
+    Ok = 0,
+    /// Anything not covered below.
+    Failure = 1,
+    /// Bad flags or arguments (clap's own code).
+    Usage = 2,
+    /// The plugin rejected the command or query, or trapped on it.
+    Rejected = 3,
+    /// The node or cluster could not be reached or has no leader.
+    Unavailable = 4,
+    /// The input was refused before anything happened (too large, invalid).
+    InvalidInput = 5,
+}
+
+/// An error with the exit code it maps to.
+#[derive(Debug)]
+pub struct CliError {
+    /// What to print after `Error: `.
+    pub message: String,
+    /// The exit code.
+    pub code: ExitCode,
+}
+
+impl CliError {
+    /// An error of class `code`.
+    pub fn new(code: ExitCode, message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            code,
+        }
+    }
+}
+
+impl From<crate::api::client::ClientError> for CliError {
+    fn from(error: crate::api::client::ClientError) -> Self {
+        use crate::api::client::ClientError;
+        use tonic::Code;
+        let code = match &error {
+            ClientError::Unreachable { .. } => ExitCode::Unavailable,
+            ClientError::Status(status) => match status.code() {
+                Code::Unavailable | Code::DeadlineExceeded => ExitCode::Unavailable,
+                Code::InvalidArgument | Code::ResourceExhausted | Code::OutOfRange => ExitCode::InvalidInput,
+                Code::FailedPrecondition => ExitCode::Rejected,
+                _ => ExitCode::Failure,
+            },
+        };
+        CliError::new(code, error.to_string())
+    }
+}
+
+impl From<anyhow::Error> for CliError {
+    fn from(error: anyhow::Error) -> Self {
+        CliError::new(ExitCode::Failure, format!("{error:#}"))
+    }
+}

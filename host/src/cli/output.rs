@@ -1,0 +1,157 @@
+//! How results are printed: plugin responses, the status table, and the
+//! stable status JSON.
+
+use crate::api::proto;
+
+/// Render plugin response bytes: pretty JSON when they are JSON, text when
+/// they are UTF-8, hex otherwise.
+pub fn render_response(bytes: &[u8]) -> String {
+    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) {
+        return serde_json::to_string_pretty(&value).unwrap_or_else(|_| String::from_utf8_lossy(bytes).into_owned());
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(text) => text.to_string(),
+        Err(_) => format!("0x{}", hex::encode(bytes)),
+    }
+}
+
+/// The stable JSON form of `clusterhost status --json`. Field names and
+/// meanings are a public interface: add fields, never rename or remove.
+#[derive(Debug, serde::Serialize)]
+pub struct StatusJson {
+    /// This node's id.
+    pub node_id: u64,
+    /// gRPC address of this node.
+    pub rpc_addr: String,
+    /// leader, follower, candidate, learner or shutdown.
+    pub role: String,
+    /// Current Raft term.
+    pub term: u64,
+    /// Current leader's id, if known.
+    pub leader_id: Option<u64>,
+    /// Current leader's gRPC address, if known.
+    pub leader_addr: Option<String>,
+    /// Index of the last entry in this node's log.
+    pub last_log_index: u64,
+    /// Highest index known committed.
+    pub commit_index: u64,
+    /// Highest index applied to the plugin.
+    pub applied_index: u64,
+    /// Entries between commit and apply on this node.
+    pub apply_lag: u64,
+    /// Index the newest snapshot includes.
+    pub snapshot_index: Option<u64>,
+    /// Size of the newest snapshot file.
+    pub snapshot_size_bytes: u64,
+    /// Entries up to this index have been purged from the log.
+    pub purged_index: u64,
+    /// The running plugin.
+    pub plugin: PluginJson,
+    /// Raft members.
+    pub members: Vec<MemberJson>,
+    /// clusterhost version of this node.
+    pub version: String,
+}
+
+/// The running plugin, in status JSON.
+#[derive(Debug, serde::Serialize)]
+pub struct PluginJson {
+    /// sha256 hex, or null before the first deploy.
+    pub digest: Option<String>,
+    /// Size in bytes.
+    pub size_bytes: u64,
+}
+
+/// A member, in status JSON.
+#[derive(Debug, serde::Serialize)]
+pub struct MemberJson {
+    /// Node id.
+    pub id: u64,
+    /// gRPC address.
+    pub rpc_addr: String,
+    /// voter or learner.
+    pub suffrage: String,
+}
+
+impl From<proto::StatusResponse> for StatusJson {
+    fn from(status: proto::StatusResponse) -> Self {
+        Self {
+            node_id: status.node_id,
+            rpc_addr: status.rpc_addr,
+            role: status.role,
+            term: status.term,
+            leader_id: status.leader_id,
+            leader_addr: Some(status.leader_addr).filter(|addr| !addr.is_empty()),
+            last_log_index: status.last_log_index,
+            commit_index: status.commit_index,
+            applied_index: status.applied_index,
+            apply_lag: status.commit_index.saturating_sub(status.applied_index),
+            snapshot_index: status.snapshot_index,
+            snapshot_size_bytes: status.snapshot_size_bytes,
+            purged_index: status.purged_index,
+            plugin: PluginJson {
+                digest: Some(status.plugin_digest).filter(|digest| !digest.is_empty()),
+                size_bytes: status.plugin_size_bytes,
+            },
+            members: status
+                .members
+                .into_iter()
+                .map(|member| MemberJson {
+                    id: member.id,
+                    rpc_addr: member.rpc_addr,
+                    suffrage: member.suffrage,
+                })
+                .collect(),
+            version: status.version,
+        }
+    }
+}
+
+/// A readable status table.
+pub fn render_status(status: &StatusJson) -> String {
+    let optional = |value: Option<u64>| value.map_or_else(|| "-".to_string(), |value| value.to_string());
+    let mut lines = vec![
+        format!("node        {} ({})", status.node_id, status.rpc_addr),
+        format!("role        {} (term {})", status.role, status.term),
+        format!(
+            "leader      {}",
+            match (&status.leader_id, &status.leader_addr) {
+                (Some(id), Some(addr)) => format!("{id} ({addr})"),
+                (Some(id), None) => id.to_string(),
+                _ => "none".to_string(),
+            }
+        ),
+        format!(
+            "log         last {}  commit {}  applied {}  purged {}",
+            status.last_log_index, status.commit_index, status.applied_index, status.purged_index
+        ),
+        format!(
+            "snapshot    index {}  {} bytes",
+            optional(status.snapshot_index),
+            status.snapshot_size_bytes
+        ),
+        format!(
+            "plugin      {}  {} bytes",
+            status.plugin.digest.as_deref().unwrap_or("none"),
+            status.plugin.size_bytes
+        ),
+        "members".to_string(),
+    ];
+    lines.push(format!("  {:<20} {:<8} {}", "ID", "SUFFRAGE", "ADDRESS"));
+    for member in &status.members {
+        lines.push(format!("  {:<20} {:<8} {}", member.id, member.suffrage, member.rpc_addr));
+    }
+    lines.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_responses_are_pretty_printed() {
+        assert_eq!(render_response(br#"{"prev":null}"#), "{\n  \"prev\": null\n}");
+        assert_eq!(render_response(b"plain text"), "plain text");
+        assert_eq!(render_response(&[0xff, 0x00]), "0xff00");
+    }
+}

@@ -1,0 +1,164 @@
+//! Outgoing Raft RPCs: openraft's network traits over our internal gRPC
+//! service. Connections are made lazily and re-made after failures.
+
+use std::future::Future;
+use std::time::Duration;
+
+use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::{RPCOption, RaftNetworkFactory, v2::RaftNetworkV2};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
+};
+use tonic::transport::{Channel, Endpoint};
+
+use super::snapshot::SnapshotBody;
+use super::types::{Member, NodeId, TypeConfig, Vote};
+use crate::api::proto::raft_client::RaftClient;
+use crate::api::raft_codec;
+use crate::limits::RAFT_GRPC_MESSAGE_BYTES_MAX;
+
+type Snapshot = openraft::alias::SnapshotOf<TypeConfig, SnapshotBody>;
+
+/// How long to wait for a TCP connection to a peer.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Creates a client per peer.
+#[derive(Debug, Clone, Default)]
+pub struct PeerNetwork;
+
+impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &Member) -> PeerClient {
+        PeerClient {
+            target,
+            rpc_addr: node.rpc_addr.clone(),
+            client: None,
+        }
+    }
+}
+
+/// The connection to one peer.
+pub struct PeerClient {
+    target: NodeId,
+    rpc_addr: String,
+    client: Option<RaftClient<Channel>>,
+}
+
+impl PeerClient {
+    fn client(&mut self) -> Result<RaftClient<Channel>, Unreachable<TypeConfig>> {
+        if let Some(client) = &self.client {
+            return Ok(client.clone());
+        }
+        let endpoint = Endpoint::from_shared(format!("http://{}", self.rpc_addr))
+            .map_err(|error| Unreachable::from_string(format!("bad address {}: {error}", self.rpc_addr)))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true);
+        let client = RaftClient::new(endpoint.connect_lazy())
+            .max_decoding_message_size(RAFT_GRPC_MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(RAFT_GRPC_MESSAGE_BYTES_MAX);
+        self.client = Some(client.clone());
+        Ok(client)
+    }
+
+    /// Send one request and decode the reply; transport failures drop the
+    /// cached connection so the next call reconnects.
+    async fn call<Req, Resp, F, Fut>(&mut self, request: &Req, timeout: Duration, send: F) -> Result<Resp, RPCError<TypeConfig>>
+    where
+        Req: serde::Serialize,
+        Resp: serde::de::DeserializeOwned,
+        F: FnOnce(RaftClient<Channel>, crate::api::proto::RaftMessage) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<crate::api::proto::RaftMessage>, tonic::Status>>,
+    {
+        let message = raft_codec::encode(request).map_err(|status| network_error(&status))?;
+        let client = self.client()?;
+        let mut grpc_request = tonic::Request::new(message);
+        grpc_request.set_timeout(timeout);
+        match send(client, grpc_request.into_inner()).await {
+            Ok(response) => raft_codec::decode(response.get_ref()).map_err(|status| network_error(&status)),
+            Err(status) => {
+                self.client = None;
+                tracing::debug!(target = self.target, "raft rpc failed: {status}");
+                Err(RPCError::Unreachable(Unreachable::from_string(format!(
+                    "node {} at {}: {}",
+                    self.target,
+                    self.rpc_addr,
+                    status.message()
+                ))))
+            }
+        }
+    }
+}
+
+fn network_error(status: &tonic::Status) -> RPCError<TypeConfig> {
+    RPCError::Network(NetworkError::from_string(status.message().to_string()))
+}
+
+impl RaftNetworkV2<TypeConfig> for PeerClient {
+    type SnapshotData = SnapshotBody;
+
+    async fn append_entries(
+        &mut self,
+        request: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(&request, option.soft_ttl(), |mut client, message| async move {
+            client.append_entries(message).await
+        })
+        .await
+    }
+
+    async fn vote(
+        &mut self,
+        request: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(&request, option.soft_ttl(), |mut client, message| async move {
+            client.vote(message).await
+        })
+        .await
+    }
+
+    async fn pre_vote(
+        &mut self,
+        request: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(&request, option.soft_ttl(), |mut client, message| async move {
+            client.pre_vote(message).await
+        })
+        .await
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot,
+        _cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let request = (vote, snapshot.meta, snapshot.snapshot);
+        self.call(&request, option.soft_ttl(), |mut client, message| async move {
+            client.install_snapshot(message).await
+        })
+        .await
+        .map_err(|error| match error {
+            RPCError::Unreachable(unreachable) => StreamingError::Unreachable(unreachable),
+            RPCError::Network(network) => StreamingError::Network(network),
+            RPCError::Timeout(timeout) => StreamingError::Timeout(timeout),
+            RPCError::RemoteError(remote) => StreamingError::Network(NetworkError::from_string(remote.to_string())),
+        })
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        request: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(&request, option.soft_ttl(), |mut client, message| async move {
+            client.transfer_leader(message).await
+        })
+        .await
+    }
+}

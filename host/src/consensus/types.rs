@@ -1,0 +1,101 @@
+//! The Raft type configuration: what an entry carries, what applying one
+//! returns, and what a member is. Every other module names these aliases,
+//! never openraft's generics, so an openraft upgrade touches this file first.
+
+use std::fmt;
+
+use openraft::alias;
+
+use crate::plugin::ApplyOutcome;
+
+/// A proposal in the replicated log.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Request {
+    /// A command for the plugin, stamped with the leader's wall-clock time
+    /// when it was proposed (the only time the plugin ever sees).
+    Command {
+        /// Leader wall-clock time, ms since the Unix epoch.
+        time_ms: u64,
+        /// The command bytes, as the client sent them.
+        #[serde(with = "serde_bytes")]
+        bytes: Vec<u8>,
+    },
+    /// Switch the cluster to a plugin: every replica switches when this entry
+    /// applies, carrying the running plugin's state over.
+    Deploy {
+        /// Leader wall-clock time, ms since the Unix epoch.
+        time_ms: u64,
+        /// The component bytes (validated by the leader before proposing).
+        #[serde(with = "serde_bytes")]
+        plugin: Vec<u8>,
+    },
+}
+
+impl fmt::Debug for Request {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Request::Command { time_ms, bytes } => {
+                write!(formatter, "Command({} bytes @{time_ms})", bytes.len())
+            }
+            Request::Deploy { time_ms, plugin } => {
+                write!(formatter, "Deploy({} bytes @{time_ms})", plugin.len())
+            }
+        }
+    }
+}
+
+impl fmt::Display for Request {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, formatter)
+    }
+}
+
+/// What applying an entry produced, sent to the client that proposed it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Response {
+    /// The plugin's outcome for a command.
+    Command(ApplyOutcome),
+    /// The outcome of a deploy: the new plugin's digest, or why the cluster
+    /// kept the old one.
+    Deploy(Result<String, String>),
+    /// A host entry (blank, membership): nothing to report.
+    Host,
+}
+
+/// A cluster member as recorded in the Raft membership.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Member {
+    /// Address of the member's gRPC endpoint, as other nodes reach it.
+    pub rpc_addr: String,
+}
+
+impl fmt::Display for Member {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(&self.rpc_addr)
+    }
+}
+
+/// Node identifiers are random 64-bit numbers chosen once per data dir.
+pub type NodeId = u64;
+
+openraft::declare_raft_types!(
+    /// clusterhost's Raft type configuration.
+    pub TypeConfig:
+        D = Request,
+        R = Response,
+        NodeId = NodeId,
+        Node = Member,
+);
+
+/// A log entry.
+pub type Entry = alias::EntryOf<TypeConfig>;
+/// A log position (term, leader, index).
+pub type LogId = alias::LogIdOf<TypeConfig>;
+/// A vote.
+pub type Vote = alias::VoteOf<TypeConfig>;
+/// The membership as stored with the log position it came from.
+pub type StoredMembership = alias::StoredMembershipOf<TypeConfig>;
+/// Snapshot metadata.
+pub type SnapshotMeta = alias::SnapshotMetaOf<TypeConfig>;
+/// The Raft handle.
+pub type Raft = openraft::Raft<TypeConfig, super::state_machine::StateMachineStore>;

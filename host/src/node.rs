@@ -1,0 +1,424 @@
+//! One clusterhost node: wires storage, the plugin runtime, Raft and the
+//! gRPC server together, and takes them down again.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::ServerState;
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::api::proto;
+use crate::api::server::{ClusterService, RaftService, now_ms, role_name};
+use crate::consensus::network::PeerNetwork;
+use crate::consensus::state_machine::{MachineStatus, StateMachineStore, install_body};
+use crate::consensus::types::{Member, NodeId, Raft, Request, Response};
+use crate::consensus::raft_config;
+use crate::limits::{CLIENT_GRPC_MESSAGE_BYTES_MAX, CLIENT_REQUEST_TIMEOUT_MS, PluginLimits, RAFT_GRPC_MESSAGE_BYTES_MAX};
+use crate::plugin::{PluginDigest, PluginEngine, PluginHandle};
+use crate::storage::data_dir::LAYOUT_VERSION;
+use crate::storage::{DataDir, DataDirError, LogStore, NodeIdentity, SnapshotStore};
+
+/// Everything a node needs to start.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Where the node keeps its state.
+    pub data_dir: PathBuf,
+    /// The plugin to bootstrap a new cluster with.
+    pub plugin: Option<PathBuf>,
+    /// Initialize a new single-node cluster (first start only).
+    pub bootstrap: bool,
+    /// Address other nodes and clients use to reach this node's gRPC port;
+    /// defaults to the listen address.
+    pub advertise: Option<String>,
+    /// Raft node id; generated and persisted when absent.
+    pub node_id: Option<NodeId>,
+    /// Entries between automatic snapshots.
+    pub snapshot_every_entries: u64,
+    /// Bounds on every plugin call.
+    pub plugin_limits: PluginLimits,
+}
+
+/// Why a node could not start. Each is reported before anything changes.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The data dir could not be used.
+    #[error(transparent)]
+    DataDir(#[from] DataDirError),
+    /// The `--plugin` file could not be read.
+    #[error("cannot read plugin {path}: {source}")]
+    PluginFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The `--plugin` file is not a valid plugin.
+    #[error("{path} is not a valid plugin: {source}")]
+    InvalidPlugin {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: crate::plugin::LoadError,
+    },
+    /// Flags that contradict the data dir or each other.
+    #[error("{0}")]
+    Conflict(String),
+    /// The Raft log could not be opened.
+    #[error("cannot open the raft log at {path}: {reason}")]
+    Log {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// Anything else that stopped start-up.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl StartError {
+    fn other(context: &str, error: impl std::fmt::Display) -> Self {
+        StartError::Other(format!("{context}: {error}"))
+    }
+}
+
+/// Shared state the API services read.
+pub struct NodeContext {
+    /// This node's id.
+    pub node_id: NodeId,
+    /// Address others reach this node's gRPC port at.
+    pub rpc_addr: String,
+    /// The Raft handle.
+    pub raft: Raft,
+    /// The plugin runtime.
+    pub plugin: PluginHandle,
+    /// What the state machine publishes.
+    pub machine: watch::Receiver<MachineStatus>,
+}
+
+impl NodeContext {
+    /// This node's status, as the API reports it.
+    pub fn status(&self) -> proto::StatusResponse {
+        let metrics = crate::consensus::current_metrics(&self.raft);
+        let machine = self.machine.borrow().clone();
+        let membership = metrics.membership_config.membership();
+        let voters: Vec<NodeId> = membership.voter_ids().collect();
+        let members = membership
+            .nodes()
+            .map(|(id, member)| proto::Member {
+                id: *id,
+                rpc_addr: member.rpc_addr.clone(),
+                suffrage: if voters.contains(id) { "voter" } else { "learner" }.to_string(),
+            })
+            .collect();
+        let leader_addr = metrics
+            .current_leader
+            .and_then(|leader| membership.get_node(&leader).map(|member| member.rpc_addr.clone()))
+            .unwrap_or_default();
+        let role = if metrics.state == ServerState::Follower && !voters.contains(&self.node_id) {
+            ServerState::Learner
+        } else {
+            metrics.state
+        };
+        proto::StatusResponse {
+            node_id: self.node_id,
+            rpc_addr: self.rpc_addr.clone(),
+            role: role_name(role).to_string(),
+            term: metrics.current_term,
+            leader_id: metrics.current_leader,
+            leader_addr,
+            last_log_index: metrics.last_log_index.unwrap_or(0),
+            commit_index: metrics.local_committed.as_ref().map_or(0, |log_id| log_id.index),
+            applied_index: metrics.last_applied.as_ref().map_or(0, |log_id| log_id.index),
+            snapshot_index: metrics.snapshot.as_ref().map(|log_id| log_id.index),
+            snapshot_size_bytes: machine.snapshot_size_bytes.unwrap_or(0),
+            purged_index: metrics.purged.as_ref().map_or(0, |log_id| log_id.index),
+            plugin_digest: machine.plugin_digest.unwrap_or_default(),
+            plugin_size_bytes: machine.plugin_size_bytes as u64,
+            members,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        }
+    }
+}
+
+/// A running node. Dropping it does not stop it; call [`NodeHandle::shutdown`].
+pub struct NodeHandle {
+    context: Arc<NodeContext>,
+    server: JoinHandle<Result<(), tonic::transport::Error>>,
+    stop_server: oneshot::Sender<()>,
+}
+
+impl NodeHandle {
+    /// The node's shared context.
+    pub fn context(&self) -> &Arc<NodeContext> {
+        &self.context
+    }
+
+    /// Stop serving, stop Raft, stop the plugin.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.stop_server.send(());
+        if let Err(error) = self.context.raft.shutdown().await {
+            tracing::warn!("raft shutdown: {error}");
+        }
+        self.server.await??;
+        tracing::info!("node stopped");
+        Ok(())
+    }
+
+    /// Wait until the server exits on its own (it only does on error).
+    pub async fn serve_until(self, signal: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+        signal.await;
+        tracing::info!("shutdown requested");
+        self.shutdown().await
+    }
+}
+
+/// Start a node serving gRPC on `listener`.
+pub async fn start(config: NodeConfig, listener: TcpListener) -> Result<NodeHandle, StartError> {
+    let data_dir = DataDir::open(&config.data_dir)?;
+    let engine = PluginEngine::new(Some(data_dir.compiled_dir()))
+        .map_err(|error| StartError::other("cannot configure the plugin engine", error))?;
+
+    // Every check that can refuse the flags runs before anything is written.
+    let bootstrap_plugin = match &config.plugin {
+        Some(path) => {
+            let bytes = std::fs::read(path).map_err(|source| StartError::PluginFile {
+                path: path.clone(),
+                source,
+            })?;
+            let engine = engine.clone();
+            let loaded = tokio::task::spawn_blocking(move || engine.load(bytes.into()))
+                .await
+                .map_err(|error| StartError::other("plugin validation", error))?;
+            Some(loaded.map_err(|source| StartError::InvalidPlugin {
+                path: path.clone(),
+                source,
+            })?)
+        }
+        None => None,
+    };
+    let existing = data_dir.identity()?;
+    let identity = decide_identity(&config, existing.as_ref(), bootstrap_plugin.as_ref().map(|code| code.digest()))?;
+
+    let listen_addr = listener
+        .local_addr()
+        .map_err(|error| StartError::other("listener", error))?;
+    let rpc_addr = config.advertise.clone().unwrap_or_else(|| listen_addr.to_string());
+    let node_id = identity.node_id;
+
+    let log_path = data_dir.log_path();
+    let log_store = LogStore::open(&log_path).map_err(|error| StartError::Log {
+        path: log_path.clone(),
+        reason: match error {
+            redb::Error::DatabaseAlreadyOpen => "another clusterhost process is using this data dir".to_string(),
+            other => other.to_string(),
+        },
+    })?;
+    data_dir.write_identity(&identity)?;
+
+    let snapshots = SnapshotStore::open(&data_dir.snapshot_dir())
+        .map_err(|error| StartError::other("snapshot dir", error))?;
+    let restored = snapshots
+        .load()
+        .map_err(|error| StartError::other("cannot read the newest snapshot", error))?;
+    let plugin = PluginHandle::spawn(None, config.plugin_limits, node_id.to_string())
+        .map_err(|error| StartError::other("cannot start the plugin worker", error))?;
+    if let Some(snapshot) = &restored {
+        install_body(&engine, &plugin, &snapshot.body)
+            .await
+            .map_err(|error| StartError::other("cannot restore the newest snapshot", error))?;
+    }
+    let state_machine = StateMachineStore::new(plugin.clone(), engine.clone(), snapshots, restored.as_ref());
+    let machine = state_machine.status();
+
+    let raft_config = raft_config(config.snapshot_every_entries)
+        .map_err(|error| StartError::other("raft configuration", error))?;
+    let raft = Raft::new(node_id, raft_config, PeerNetwork, log_store, state_machine)
+        .await
+        .map_err(|error| StartError::other("cannot start raft", error))?;
+
+    let context = Arc::new(NodeContext {
+        node_id,
+        rpc_addr: rpc_addr.clone(),
+        raft: raft.clone(),
+        plugin,
+        machine,
+    });
+    let (stop_server, server) = serve(context.clone(), listener)?;
+    tracing::info!(node_id, %listen_addr, rpc_addr = %rpc_addr, "node started");
+
+    let handle = NodeHandle {
+        context: context.clone(),
+        server,
+        stop_server,
+    };
+    if let Some(code) = bootstrap_plugin
+        && config.bootstrap
+    {
+        bootstrap(&context, code.bytes().to_vec()).await?;
+        data_dir.write_identity(&NodeIdentity {
+            bootstrapped: true,
+            ..identity
+        })?;
+    }
+    Ok(handle)
+}
+
+/// Check the flags against what the data dir remembers, and decide this
+/// node's identity. Pure: no I/O.
+pub fn decide_identity(
+    config: &NodeConfig,
+    existing: Option<&NodeIdentity>,
+    plugin_digest: Option<PluginDigest>,
+) -> Result<NodeIdentity, StartError> {
+    let plugin_hex = plugin_digest.map(|digest| digest.to_hex());
+    match existing {
+        None => {
+            if config.bootstrap && plugin_digest.is_none() {
+                return Err(StartError::Conflict(
+                    "--bootstrap needs --plugin: a new cluster is defined by its plugin".to_string(),
+                ));
+            }
+            if !config.bootstrap && plugin_digest.is_some() {
+                return Err(StartError::Conflict(
+                    "--plugin is only used with --bootstrap (a new cluster); nodes that join get the plugin from the cluster".to_string(),
+                ));
+            }
+            Ok(NodeIdentity {
+                layout_version: LAYOUT_VERSION,
+                node_id: config.node_id.unwrap_or_else(random_node_id),
+                bootstrapped: false,
+                plugin_digest: plugin_hex,
+            })
+        }
+        Some(identity) => {
+            if let Some(requested) = config.node_id
+                && requested != identity.node_id
+            {
+                return Err(StartError::Conflict(format!(
+                    "--node-id {requested} does not match this data dir, which belongs to node {}",
+                    identity.node_id
+                )));
+            }
+            if config.bootstrap && identity.bootstrapped {
+                return Err(StartError::Conflict(format!(
+                    "this data dir already bootstrapped a cluster (node {}); start it without --bootstrap to resume",
+                    identity.node_id
+                )));
+            }
+            if let (Some(requested), Some(recorded)) = (&plugin_hex, &identity.plugin_digest)
+                && requested != recorded
+            {
+                return Err(StartError::Conflict(format!(
+                    "this data dir belongs to a cluster running plugin {}, not {}; start it without --plugin \
+                     (use a new --data-dir for a new cluster)",
+                    &recorded[..12],
+                    &requested[..12]
+                )));
+            }
+            Ok(NodeIdentity {
+                plugin_digest: identity.plugin_digest.clone().or(plugin_hex),
+                ..identity.clone()
+            })
+        }
+    }
+}
+
+fn random_node_id() -> NodeId {
+    // Node ids only need to be unique within a cluster; the OS entropy behind
+    // RandomState is plenty, and keeps ids readable as positive numbers.
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_nanos()),
+    );
+    hasher.write_u32(std::process::id());
+    (hasher.finish() >> 12).max(1)
+}
+
+/// Initialize a single-node cluster and deploy its plugin through the log.
+async fn bootstrap(context: &NodeContext, plugin: Vec<u8>) -> Result<(), StartError> {
+    let raft = &context.raft;
+    let initialized = raft
+        .is_initialized()
+        .await
+        .map_err(|error| StartError::other("raft", error))?;
+    if !initialized {
+        let members = BTreeMap::from([(
+            context.node_id,
+            Member {
+                rpc_addr: context.rpc_addr.clone(),
+            },
+        )]);
+        raft.initialize(members)
+            .await
+            .map_err(|error| StartError::other("cannot initialize the cluster", error))?;
+    }
+    raft.wait(Some(Duration::from_millis(CLIENT_REQUEST_TIMEOUT_MS)))
+        .state(ServerState::Leader, "bootstrap leader")
+        .await
+        .map_err(|error| StartError::other("did not become leader", error))?;
+    if context.machine.borrow().plugin_digest.is_some() {
+        return Ok(());
+    }
+    let written = raft
+        .client_write(Request::Deploy {
+            time_ms: now_ms(),
+            plugin,
+        })
+        .await
+        .map_err(|error| StartError::other("cannot deploy the plugin", error))?;
+    match written.data {
+        Response::Deploy(Ok(digest)) => {
+            tracing::info!(digest = %digest, "cluster bootstrapped");
+            Ok(())
+        }
+        Response::Deploy(Err(reason)) => Err(StartError::other("cannot deploy the plugin", reason)),
+        other => Err(StartError::other("unexpected deploy response", format!("{other:?}"))),
+    }
+}
+
+/// Serve both gRPC services and reflection on `listener`.
+fn serve(
+    context: Arc<NodeContext>,
+    listener: TcpListener,
+) -> Result<(oneshot::Sender<()>, JoinHandle<Result<(), tonic::transport::Error>>), StartError> {
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|error| StartError::other("reflection", error))?;
+    let cluster = proto::cluster_server::ClusterServer::new(ClusterService::new(context.clone()))
+        .max_decoding_message_size(CLIENT_GRPC_MESSAGE_BYTES_MAX)
+        .max_encoding_message_size(RAFT_GRPC_MESSAGE_BYTES_MAX);
+    let raft = proto::raft_server::RaftServer::new(RaftService::new(context))
+        .max_decoding_message_size(RAFT_GRPC_MESSAGE_BYTES_MAX)
+        .max_encoding_message_size(RAFT_GRPC_MESSAGE_BYTES_MAX);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let incoming = TcpListenerStream::new(listener);
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .add_service(cluster)
+            .add_service(raft)
+            .add_service(reflection)
+            .serve_with_incoming_shutdown(incoming, async {
+                let _ = stopped.await;
+            }),
+    );
+    Ok((stop, server))
+}
+
+/// Bind the gRPC listener, with a clear error when the port is taken.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr).await.map_err(|error| {
+        StartError::Other(format!("cannot listen on {addr}: {error}"))
+    })
+}

@@ -1,0 +1,349 @@
+//! Loading plugin code: one explicitly configured engine, validation of a
+//! component against the contract, a digest, and an on-disk cache of
+//! compiled artifacts so a restart does not recompile.
+
+use std::collections::hash_map::DefaultHasher;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sha2::{Digest as _, Sha256};
+use wasmtime::component::types::{ComponentExtern, ComponentItem};
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Config, Engine, StoreLimits};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::limits::PLUGIN_BYTES_MAX;
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "state-machine",
+    });
+}
+
+pub use bindings::clusterhost::fsm::types::Entry as WitEntry;
+pub use bindings::{StateMachine, StateMachinePre};
+
+/// The name of the world every plugin must implement.
+pub const WORLD_NAME: &str = "clusterhost:fsm/state-machine@0.1.0";
+
+/// The four preamble bytes every wasm binary starts with.
+const WASM_MAGIC: &[u8; 4] = b"\0asm";
+/// Version field of a core module (a component has a different layer byte).
+const CORE_MODULE_VERSION: [u8; 4] = [1, 0, 0, 0];
+
+/// The sha256 of a plugin's bytes: its identity everywhere.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PluginDigest(pub [u8; 32]);
+
+impl PluginDigest {
+    /// Digest of `bytes`.
+    pub fn of(bytes: &[u8]) -> Self {
+        Self(Sha256::digest(bytes).into())
+    }
+
+    /// Lower-case hex, as shown to users.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// The first 12 hex digits, for logs.
+    pub fn short(&self) -> String {
+        self.to_hex()[..12].to_string()
+    }
+}
+
+impl fmt::Display for PluginDigest {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for PluginDigest {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "PluginDigest({})", self.short())
+    }
+}
+
+/// Why bytes could not become a runnable plugin. Loading has no side
+/// effects, so any of these leaves everything as it was.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// Larger than the host accepts.
+    #[error("plugin is {bytes} bytes, larger than the {max} byte limit")]
+    TooLarge { bytes: usize, max: usize },
+    /// Not WebAssembly at all.
+    #[error("not a WebAssembly file (no \\0asm header)")]
+    NotWasm,
+    /// A core module: plugins must be components.
+    #[error(
+        "this is a core WebAssembly module, not a component; build the plugin for \
+         wasm32-wasip2 so the output is a component"
+    )]
+    CoreModule,
+    /// Wasm that does not compile.
+    #[error("invalid WebAssembly component: {0}")]
+    Invalid(String),
+    /// A component that needs something the host does not provide.
+    #[error("plugin imports something clusterhost does not provide: {0}")]
+    UnsupportedImport(String),
+    /// A component that does not export the state-machine world.
+    #[error("plugin does not implement the {WORLD_NAME} world: {0}")]
+    WrongWorld(String),
+}
+
+/// Per-instance data a plugin's store carries.
+pub struct InstanceState {
+    pub(super) wasi: WasiCtx,
+    pub(super) table: ResourceTable,
+    pub(super) limits: StoreLimits,
+}
+
+impl WasiView for InstanceState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// The engine and linker shared by every plugin a node runs.
+#[derive(Clone)]
+pub struct PluginEngine {
+    engine: Engine,
+    linker: Arc<Linker<InstanceState>>,
+    cache_dir: Option<PathBuf>,
+}
+
+impl PluginEngine {
+    /// An engine configured for deterministic execution; compiled artifacts
+    /// are cached under `cache_dir` when given.
+    pub fn new(cache_dir: Option<PathBuf>) -> anyhow::Result<Self> {
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            // Fuel is the deterministic bound on every call.
+            .consume_fuel(true)
+            // Float results must not depend on the host CPU.
+            .cranelift_nan_canonicalization(true)
+            .relaxed_simd_deterministic(true)
+            // (Shared-memory threads, which would make execution order
+            // observable, are compiled out: wasmtime's `threads` feature is off.)
+            // Shared-memory threads would make execution order observable.
+            // Trap messages carry the trap code only; backtraces are noise
+            // in a replicated result and cost time on every trap.
+            .wasm_backtrace_max_frames(None)
+            .parallel_compilation(true);
+        let engine = Engine::new(&config).map_err(wasm_error)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(wasm_error)?;
+        if let Some(dir) = &cache_dir {
+            std::fs::create_dir_all(dir)?;
+        }
+        Ok(Self {
+            engine,
+            linker: Arc::new(linker),
+            cache_dir,
+        })
+    }
+
+    /// The wasmtime engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Validate and compile `bytes` into runnable plugin code.
+    pub fn load(&self, bytes: Arc<[u8]>) -> Result<PluginCode, LoadError> {
+        check_header(&bytes)?;
+        let digest = PluginDigest::of(&bytes);
+        let component = self.compile(&bytes, &digest)?;
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|error| LoadError::UnsupportedImport(format!("{error:#}")))?;
+        let pre = StateMachinePre::new(instance_pre)
+            .map_err(|error| LoadError::WrongWorld(format!("{error:#}")))?;
+        Ok(PluginCode {
+            digest,
+            bytes,
+            component,
+            pre,
+        })
+    }
+
+    fn compile(&self, bytes: &[u8], digest: &PluginDigest) -> Result<Component, LoadError> {
+        let cached_path = self.cache_path(digest);
+        if let Some(path) = &cached_path
+            && path.exists()
+        {
+            // SAFETY: the file was written by `Component::serialize` of this
+            // same engine configuration (the path carries its compatibility
+            // hash) into a directory owned by this node.
+            match unsafe { Component::deserialize_file(&self.engine, path) } {
+                Ok(component) => return Ok(component),
+                Err(error) => {
+                    tracing::warn!(path = %path.display(), "ignoring unusable compiled plugin cache: {error:#}");
+                }
+            }
+        }
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|error| LoadError::Invalid(format!("{error:#}")))?;
+        if let Some(path) = cached_path {
+            if let Err(error) = write_cache(&component, &path) {
+                tracing::warn!(path = %path.display(), "could not cache compiled plugin: {error:#}");
+            }
+        }
+        Ok(component)
+    }
+
+    fn cache_path(&self, digest: &PluginDigest) -> Option<PathBuf> {
+        let dir = self.cache_dir.as_ref()?;
+        let mut hasher = DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut hasher);
+        Some(dir.join(format!("{}-{:016x}.cwasm", digest.to_hex(), hasher.finish())))
+    }
+
+    /// Describe `bytes` for `plugin inspect`: what it is, whether it fits the
+    /// contract, and what it imports and exports.
+    pub fn inspect(&self, bytes: &[u8]) -> Result<PluginReport, LoadError> {
+        check_header(bytes)?;
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|error| LoadError::Invalid(format!("{error:#}")))?;
+        let component_type = component.component_type();
+        let imports = component_type
+            .imports(&self.engine)
+            .map(|(name, item)| format!("{name} ({})", item_kind(&item)))
+            .collect();
+        let exports = component_type
+            .exports(&self.engine)
+            .map(|(name, item)| format!("{name} ({})", item_kind(&item)))
+            .collect();
+        let contract = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|error| LoadError::UnsupportedImport(format!("{error:#}")))
+            .and_then(|instance_pre| {
+                StateMachinePre::new(instance_pre)
+                    .map_err(|error| LoadError::WrongWorld(format!("{error:#}")))
+            })
+            .map(|_| ())
+            .map_err(|error| error.to_string());
+        Ok(PluginReport {
+            digest: PluginDigest::of(bytes),
+            size_bytes: bytes.len(),
+            world: contract.as_ref().ok().map(|()| WORLD_NAME.to_string()),
+            contract_error: contract.err(),
+            imports,
+            exports,
+        })
+    }
+}
+
+fn write_cache(component: &Component, path: &Path) -> anyhow::Result<()> {
+    let serialized = component.serialize().map_err(wasm_error)?;
+    let temporary = path.with_extension("tmp");
+    std::fs::write(&temporary, serialized)?;
+    std::fs::rename(&temporary, path)?;
+    Ok(())
+}
+
+fn check_header(bytes: &[u8]) -> Result<(), LoadError> {
+    if bytes.len() > PLUGIN_BYTES_MAX {
+        return Err(LoadError::TooLarge {
+            bytes: bytes.len(),
+            max: PLUGIN_BYTES_MAX,
+        });
+    }
+    if bytes.len() < 8 || &bytes[..4] != WASM_MAGIC {
+        return Err(LoadError::NotWasm);
+    }
+    if bytes[4..8] == CORE_MODULE_VERSION {
+        return Err(LoadError::CoreModule);
+    }
+    Ok(())
+}
+
+/// wasmtime's error type is not `std::error::Error`; keep its whole chain.
+fn wasm_error(error: wasmtime::Error) -> anyhow::Error {
+    anyhow::anyhow!("{error:#}")
+}
+
+fn item_kind(item: &ComponentExtern<'_>) -> &'static str {
+    match &item.ty {
+        ComponentItem::ComponentFunc(_) => "func",
+        ComponentItem::CoreFunc(_) => "core func",
+        ComponentItem::Module(_) => "module",
+        ComponentItem::Component(_) => "component",
+        ComponentItem::ComponentInstance(_) => "instance",
+        ComponentItem::Type(_) => "type",
+        ComponentItem::Resource(_) => "resource",
+    }
+}
+
+/// What `plugin inspect` reports.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PluginReport {
+    /// sha256 of the bytes.
+    #[serde(serialize_with = "serialize_digest")]
+    pub digest: PluginDigest,
+    /// Size of the file.
+    pub size_bytes: usize,
+    /// The world it implements, when it fits the contract.
+    pub world: Option<String>,
+    /// Why it does not fit the contract, when it does not.
+    pub contract_error: Option<String>,
+    /// What it imports.
+    pub imports: Vec<String>,
+    /// What it exports.
+    pub exports: Vec<String>,
+}
+
+fn serialize_digest<S: serde::Serializer>(
+    digest: &PluginDigest,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&digest.to_hex())
+}
+
+/// Validated, compiled plugin code, ready to instantiate any number of times.
+#[derive(Clone)]
+pub struct PluginCode {
+    digest: PluginDigest,
+    bytes: Arc<[u8]>,
+    component: Component,
+    pre: StateMachinePre<InstanceState>,
+}
+
+impl PluginCode {
+    /// The sha256 of the plugin bytes.
+    pub fn digest(&self) -> PluginDigest {
+        self.digest
+    }
+
+    /// The plugin bytes, as loaded.
+    pub fn bytes(&self) -> &Arc<[u8]> {
+        &self.bytes
+    }
+
+    /// The compiled component.
+    pub fn component(&self) -> &Component {
+        &self.component
+    }
+
+    pub(super) fn pre(&self) -> &StateMachinePre<InstanceState> {
+        &self.pre
+    }
+}
+
+impl fmt::Debug for PluginCode {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("PluginCode")
+            .field("digest", &self.digest)
+            .field("size_bytes", &self.bytes.len())
+            .finish()
+    }
+}

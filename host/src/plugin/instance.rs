@@ -1,0 +1,198 @@
+//! One live plugin instance: a store, the virtual world, and the four calls,
+//! each bounded by fuel and the memory cap, with traps turned into values.
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{Store, StoreLimitsBuilder, Trap};
+
+use super::code::{InstanceState, PluginCode, StateMachine, WitEntry};
+use super::rng::CallKind;
+use super::sandbox::{CallContext, build_wasi};
+use crate::limits::{PluginLimits, RESPONSE_BYTES_MAX, SNAPSHOT_BYTES_MAX};
+
+/// Where an entry sits in the log and when the leader stamped it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct EntryPosition {
+    /// Raft log index.
+    pub index: u64,
+    /// Raft term.
+    pub term: u64,
+    /// Leader wall-clock time at proposal, ms since the Unix epoch.
+    pub time_ms: u64,
+}
+
+/// Why a plugin call produced no result. Deterministic: the same call on the
+/// same state fails the same way on every replica.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+pub enum Fault {
+    /// The call used up its fuel budget (an endless or too-long computation).
+    #[error("plugin ran out of fuel ({fuel} units) and was stopped")]
+    OutOfFuel { fuel: u64 },
+    /// The call tried to grow memory past the cap.
+    #[error("plugin exceeded its memory limit of {bytes_max} bytes")]
+    OutOfMemory { bytes_max: usize },
+    /// Any other trap: a panic, `unreachable`, a bad memory access.
+    #[error("plugin trapped: {message}")]
+    Trapped { message: String },
+    /// A response or snapshot larger than the host accepts.
+    #[error("plugin returned {bytes} bytes, more than the {max} byte limit")]
+    OversizedOutput { bytes: usize, max: usize },
+}
+
+impl Fault {
+    /// Whether the instance must be discarded after this fault. An oversized
+    /// output leaves the instance intact; a trap does not.
+    pub fn poisons_instance(&self) -> bool {
+        !matches!(self, Fault::OversizedOutput { .. })
+    }
+}
+
+/// Outcome of a call that ran to completion: the plugin's own `ok`/`err`.
+pub type PluginResult = Result<Vec<u8>, String>;
+
+/// A plugin instance with its store.
+pub struct PluginInstance {
+    store: Store<InstanceState>,
+    bindings: StateMachine,
+    call: CallContext,
+    limits: PluginLimits,
+}
+
+impl PluginInstance {
+    /// Instantiate `code` in a fresh store.
+    pub fn new(code: &PluginCode, limits: PluginLimits) -> Result<Self, Fault> {
+        let call = CallContext::default();
+        let label = code.digest().short();
+        let state = InstanceState {
+            wasi: build_wasi(&call, &label),
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(limits.memory_bytes_max)
+                .instances(64)
+                .tables(64)
+                .memories(64)
+                .trap_on_grow_failure(true)
+                .build(),
+        };
+        let mut store = Store::new(code.component().engine(), state);
+        store.limiter(|state| &mut state.limits);
+        call.enter(0, 0, 0, CallKind::Start);
+        set_fuel(&mut store, limits.fuel_per_bulk_call);
+        let bindings = code
+            .pre()
+            .instantiate(&mut store)
+            .map_err(|error| classify(error, &limits, limits.fuel_per_bulk_call))?;
+        Ok(Self {
+            store,
+            bindings,
+            call,
+            limits,
+        })
+    }
+
+    /// Call `apply` for the entry at `position`.
+    pub fn apply(&mut self, position: EntryPosition, command: &[u8]) -> Result<PluginResult, Fault> {
+        self.enter(position, CallKind::Apply, self.limits.fuel_per_call);
+        let entry = WitEntry {
+            index: position.index,
+            term: position.term,
+            time_ms: position.time_ms,
+        };
+        let result = self.bindings.call_apply(&mut self.store, entry, command);
+        let result = self.finish(result, self.limits.fuel_per_call)?;
+        check_result_size(result)
+    }
+
+    /// Call `query` against the state after `position`.
+    pub fn query(&mut self, position: EntryPosition, request: &[u8]) -> Result<PluginResult, Fault> {
+        self.enter(position, CallKind::Query, self.limits.fuel_per_call);
+        let result = self.bindings.call_query(&mut self.store, request);
+        let result = self.finish(result, self.limits.fuel_per_call)?;
+        check_result_size(result)
+    }
+
+    /// Call `snapshot` on the state after `position`.
+    pub fn snapshot(&mut self, position: EntryPosition) -> Result<Vec<u8>, Fault> {
+        self.enter(position, CallKind::Snapshot, self.limits.fuel_per_bulk_call);
+        let result = self.bindings.call_snapshot(&mut self.store);
+        let bytes = self.finish(result, self.limits.fuel_per_bulk_call)?;
+        if bytes.len() > SNAPSHOT_BYTES_MAX {
+            return Err(Fault::OversizedOutput {
+                bytes: bytes.len(),
+                max: SNAPSHOT_BYTES_MAX,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Call `restore` with a snapshot taken after `position`.
+    pub fn restore(
+        &mut self,
+        position: EntryPosition,
+        snapshot: &[u8],
+    ) -> Result<Result<(), String>, Fault> {
+        self.enter(position, CallKind::Restore, self.limits.fuel_per_bulk_call);
+        let result = self.bindings.call_restore(&mut self.store, snapshot);
+        self.finish(result, self.limits.fuel_per_bulk_call)
+    }
+
+    fn enter(&mut self, position: EntryPosition, kind: CallKind, fuel: u64) {
+        self.call
+            .enter(position.index, position.term, position.time_ms, kind);
+        set_fuel(&mut self.store, fuel);
+    }
+
+    fn finish<T>(&mut self, result: wasmtime::Result<T>, fuel: u64) -> Result<T, Fault> {
+        let dropped = self.call.output_dropped_bytes();
+        if dropped > 0 {
+            tracing::warn!(dropped_bytes = dropped, "plugin output past the per-call cap was dropped");
+        }
+        result.map_err(|error| classify(error, &self.limits, fuel))
+    }
+}
+
+fn set_fuel(store: &mut Store<InstanceState>, fuel: u64) {
+    // Fuel is always enabled on our engine, so this cannot fail.
+    store
+        .set_fuel(fuel)
+        .expect("the plugin engine is configured with fuel");
+}
+
+fn check_result_size(result: PluginResult) -> Result<PluginResult, Fault> {
+    let length = match &result {
+        Ok(bytes) => bytes.len(),
+        Err(message) => message.len(),
+    };
+    if length > RESPONSE_BYTES_MAX {
+        return Err(Fault::OversizedOutput {
+            bytes: length,
+            max: RESPONSE_BYTES_MAX,
+        });
+    }
+    Ok(result)
+}
+
+fn classify(error: wasmtime::Error, limits: &PluginLimits, fuel: u64) -> Fault {
+    let out_of_memory = Fault::OutOfMemory {
+        bytes_max: limits.memory_bytes_max,
+    };
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => Fault::OutOfFuel { fuel },
+        Some(Trap::AllocationTooLarge) => out_of_memory,
+        // The trap code alone, not the backtrace, which can differ between
+        // host builds and would otherwise leak into replicated results.
+        Some(trap) => Fault::Trapped {
+            message: trap.to_string(),
+        },
+        None => {
+            let message = error.root_cause().to_string();
+            if message.starts_with(MEMORY_GROWTH_REFUSED) {
+                out_of_memory
+            } else {
+                Fault::Trapped { message }
+            }
+        }
+    }
+}
+
+/// How wasmtime words a memory growth our store limits refused.
+const MEMORY_GROWTH_REFUSED: &str = "forcing trap when growing memory";

@@ -1,0 +1,23 @@
+//! The plugin runtime: loads a state-machine component and runs it
+//! deterministically.
+//!
+//! - [`code`]: engine configuration, validation, digests, compiled cache.
+//! - [`sandbox`]: the virtual WASI world (clocks, randomness, output).
+//! - [`rng`]: the randomness algorithm we own.
+//! - [`instance`]: one instance and its four calls, bounded by fuel and memory.
+//! - [`runtime`]: an instance plus the journal that rebuilds it after a trap.
+//! - [`worker`]: the thread that owns the runtime and its async handle.
+//!
+//! wasmtime is used nowhere else in the host.
+
+pub mod code;
+pub mod instance;
+pub mod rng;
+pub mod runtime;
+pub mod sandbox;
+pub mod worker;
+
+pub use code::{LoadError, PluginCode, PluginDigest, PluginEngine, PluginReport};
+pub use instance::{EntryPosition, Fault, PluginResult};
+pub use runtime::{ApplyError, FsmRuntime, RebuildError, RestoreError};
+pub use worker::{ApplyOutcome, PluginHandle, PluginSnapshot, RunningPlugin, WorkerError};

@@ -1,0 +1,207 @@
+//! The virtual WASI world a plugin runs in.
+//!
+//! Nothing here reaches the real machine: clocks read the time stamped on the
+//! entry being applied, randomness is a stream seeded from its log position,
+//! there is no environment, no arguments, no filesystem and no network, and
+//! stdout/stderr go to the host's log, truncated. Every replica therefore
+//! hands the plugin the same world for the same entry.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder};
+
+use super::rng::{CallKind, LogSeededRng};
+use crate::limits::PLUGIN_OUTPUT_BYTES_PER_CALL_MAX;
+
+/// The log position and time of the call in progress, shared by the virtual
+/// clocks and the random stream of one instance.
+#[derive(Debug, Clone, Default)]
+pub struct CallContext {
+    inner: Arc<Mutex<CallState>>,
+}
+
+#[derive(Debug)]
+struct CallState {
+    time_ms: u64,
+    rng: LogSeededRng,
+    output_bytes: usize,
+    output_dropped_bytes: usize,
+}
+
+impl Default for CallState {
+    fn default() -> Self {
+        Self {
+            time_ms: 0,
+            rng: LogSeededRng::for_position(0, 0, CallKind::Start),
+            output_bytes: 0,
+            output_dropped_bytes: 0,
+        }
+    }
+}
+
+impl CallContext {
+    /// Point the virtual world at the call of `kind` for the entry at
+    /// `index`/`term`, stamped `time_ms`.
+    pub fn enter(&self, index: u64, term: u64, time_ms: u64, kind: CallKind) {
+        let mut state = self.lock();
+        state.time_ms = time_ms;
+        state.rng = LogSeededRng::for_position(index, term, kind);
+        state.output_bytes = 0;
+        state.output_dropped_bytes = 0;
+    }
+
+    /// Bytes of output the current call tried to write past the cap.
+    pub fn output_dropped_bytes(&self) -> usize {
+        self.lock().output_dropped_bytes
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CallState> {
+        // The state is plain data; a panic while holding the lock cannot leave
+        // it half-written in a way that matters, so poisoning is ignored.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Build the WASI context for one instance: empty, with virtual clocks,
+/// random and output bound to `call`.
+pub fn build_wasi(call: &CallContext, plugin_label: &str) -> WasiCtx {
+    let mut builder = WasiCtxBuilder::new();
+    builder
+        .wall_clock(VirtualWallClock(call.clone()))
+        .monotonic_clock(VirtualMonotonicClock(call.clone()))
+        .secure_random(VirtualRandom(call.clone()))
+        .insecure_random(VirtualRandom(call.clone()))
+        // A constant: a seed for hash-flooding protection has nothing to
+        // protect inside a replicated state machine, and must not differ
+        // between replicas.
+        .insecure_random_seed(0)
+        .stdout(LogOutput::new(call, plugin_label, "stdout"))
+        .stderr(LogOutput::new(call, plugin_label, "stderr"))
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false);
+    builder.build()
+}
+
+struct VirtualWallClock(CallContext);
+
+impl HostWallClock for VirtualWallClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_millis(1)
+    }
+
+    fn now(&self) -> Duration {
+        Duration::from_millis(self.0.lock().time_ms)
+    }
+}
+
+struct VirtualMonotonicClock(CallContext);
+
+impl HostMonotonicClock for VirtualMonotonicClock {
+    fn resolution(&self) -> u64 {
+        1_000_000
+    }
+
+    fn now(&self) -> u64 {
+        self.0.lock().time_ms.saturating_mul(1_000_000)
+    }
+}
+
+struct VirtualRandom(CallContext);
+
+impl rand_core::TryRng for VirtualRandom {
+    type Error = std::convert::Infallible;
+
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        // Truncation keeps the low half of the next word.
+        Ok(self.0.lock().rng.next_u64() as u32)
+    }
+
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        Ok(self.0.lock().rng.next_u64())
+    }
+
+    fn try_fill_bytes(&mut self, destination: &mut [u8]) -> Result<(), Self::Error> {
+        self.0.lock().rng.fill_bytes(destination);
+        Ok(())
+    }
+}
+
+/// Plugin stdout or stderr: forwarded to `tracing`, capped per call. Always
+/// accepts every byte, so a plugin's behaviour never depends on the cap.
+#[derive(Clone)]
+struct LogOutput {
+    call: CallContext,
+    plugin_label: Arc<str>,
+    stream_name: &'static str,
+}
+
+impl LogOutput {
+    fn new(call: &CallContext, plugin_label: &str, stream_name: &'static str) -> Self {
+        Self {
+            call: call.clone(),
+            plugin_label: Arc::from(plugin_label),
+            stream_name,
+        }
+    }
+
+    fn record(&self, bytes: &[u8]) {
+        let mut state = self.call.lock();
+        let room = PLUGIN_OUTPUT_BYTES_PER_CALL_MAX.saturating_sub(state.output_bytes);
+        let shown = bytes.len().min(room);
+        state.output_bytes += shown;
+        state.output_dropped_bytes += bytes.len() - shown;
+        drop(state);
+        if shown > 0 {
+            let text = String::from_utf8_lossy(&bytes[..shown]);
+            tracing::info!(
+                plugin = %self.plugin_label,
+                stream = self.stream_name,
+                "{}",
+                text.trim_end()
+            );
+        }
+    }
+}
+
+impl IsTerminal for LogOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for LogOutput {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        // Only WASI p2 is linked; p3 async streams are never requested.
+        Box::new(tokio::io::sink())
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl OutputStream for LogOutput {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        self.record(&bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(PLUGIN_OUTPUT_BYTES_PER_CALL_MAX)
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for LogOutput {
+    async fn ready(&mut self) {}
+}

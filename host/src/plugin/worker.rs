@@ -1,0 +1,210 @@
+//! A dedicated thread that owns the plugin runtime, and the async handle the
+//! rest of the node uses to reach it.
+//!
+//! Wasm calls are synchronous CPU work and WASI's sync bindings must not run
+//! inside the tokio runtime, so every call happens on this one thread. One
+//! thread also serializes calls, which the contract promises plugins.
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::code::PluginCode;
+use super::instance::{EntryPosition, Fault, PluginResult};
+use super::runtime::{ApplyError, FsmRuntime, RebuildError, RestoreError};
+use crate::limits::{PLUGIN_QUEUE_DEPTH, PluginLimits};
+
+/// The worker thread is gone: it stopped after a fatal error or shutdown.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WorkerError {
+    /// The thread has exited.
+    #[error("the plugin worker has stopped")]
+    Stopped,
+    /// The plugin could not rebuild its state; the node must stop.
+    #[error(transparent)]
+    Rebuild(#[from] RebuildError),
+    /// The plugin's `snapshot` failed.
+    #[error("plugin snapshot failed: {0}")]
+    Snapshot(Fault),
+}
+
+/// Result of applying one entry.
+pub type ApplyOutcome = Result<Vec<u8>, ApplyError>;
+
+/// What the plugin is running, for status reports.
+#[derive(Debug, Clone)]
+pub struct RunningPlugin {
+    /// The code.
+    pub code: PluginCode,
+    /// The last entry its state includes.
+    pub last_applied: Option<EntryPosition>,
+}
+
+enum Job {
+    Apply {
+        entries: Vec<(EntryPosition, Vec<u8>)>,
+        reply: oneshot::Sender<Result<Vec<ApplyOutcome>, RebuildError>>,
+    },
+    Query {
+        request: Vec<u8>,
+        reply: oneshot::Sender<Result<Result<PluginResult, Fault>, RebuildError>>,
+    },
+    Snapshot {
+        reply: oneshot::Sender<Result<Option<PluginSnapshot>, Fault>>,
+    },
+    Install {
+        code: PluginCode,
+        state: Option<(EntryPosition, Vec<u8>)>,
+        reply: oneshot::Sender<Result<(), RestoreError>>,
+    },
+    Describe {
+        reply: oneshot::Sender<Option<RunningPlugin>>,
+    },
+}
+
+/// The running plugin's code and state at a position.
+#[derive(Debug, Clone)]
+pub struct PluginSnapshot {
+    /// The plugin code.
+    pub code: PluginCode,
+    /// The last entry the state includes.
+    pub position: Option<EntryPosition>,
+    /// The plugin's serialized state.
+    pub state: Vec<u8>,
+}
+
+/// Cheap, cloneable handle to the plugin worker thread. The thread exits
+/// when the last handle is dropped.
+#[derive(Clone)]
+pub struct PluginHandle {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl PluginHandle {
+    /// Start a worker thread running `runtime` (`None`: no plugin deployed yet).
+    pub fn spawn(
+        runtime: Option<FsmRuntime>,
+        limits: PluginLimits,
+        node_label: String,
+    ) -> std::io::Result<Self> {
+        let (jobs, receiver) = mpsc::channel(PLUGIN_QUEUE_DEPTH);
+        std::thread::Builder::new()
+            .name(format!("plugin-{node_label}"))
+            .spawn(move || run_worker(runtime, limits, receiver))?;
+        Ok(Self { jobs })
+    }
+
+    /// Apply committed commands in order; one outcome per command.
+    pub async fn apply(
+        &self,
+        entries: Vec<(EntryPosition, Vec<u8>)>,
+    ) -> Result<Vec<ApplyOutcome>, WorkerError> {
+        let (reply, response) = oneshot::channel();
+        self.send(Job::Apply { entries, reply }).await?;
+        Ok(response.await.map_err(|_| WorkerError::Stopped)??)
+    }
+
+    /// Run a read-only query.
+    pub async fn query(&self, request: Vec<u8>) -> Result<Result<PluginResult, Fault>, WorkerError> {
+        let (reply, response) = oneshot::channel();
+        self.send(Job::Query { request, reply }).await?;
+        Ok(response.await.map_err(|_| WorkerError::Stopped)??)
+    }
+
+    /// Snapshot the plugin state, with the position it includes; `None`
+    /// when no plugin is deployed.
+    pub async fn snapshot(&self) -> Result<Result<Option<PluginSnapshot>, WorkerError>, WorkerError> {
+        let (reply, response) = oneshot::channel();
+        self.send(Job::Snapshot { reply }).await?;
+        let snapshot = response.await.map_err(|_| WorkerError::Stopped)?;
+        Ok(snapshot.map_err(WorkerError::Snapshot))
+    }
+
+    /// Replace the running plugin with `code` holding `state` (or empty).
+    /// On error the previous plugin keeps running, untouched.
+    pub async fn install(
+        &self,
+        code: PluginCode,
+        state: Option<(EntryPosition, Vec<u8>)>,
+    ) -> Result<Result<(), RestoreError>, WorkerError> {
+        let (reply, response) = oneshot::channel();
+        self.send(Job::Install { code, state, reply }).await?;
+        response.await.map_err(|_| WorkerError::Stopped)
+    }
+
+    /// What is running, if anything.
+    pub async fn describe(&self) -> Result<Option<RunningPlugin>, WorkerError> {
+        let (reply, response) = oneshot::channel();
+        self.send(Job::Describe { reply }).await?;
+        response.await.map_err(|_| WorkerError::Stopped)
+    }
+
+    async fn send(&self, job: Job) -> Result<(), WorkerError> {
+        self.jobs.send(job).await.map_err(|_| WorkerError::Stopped)
+    }
+}
+
+fn run_worker(
+    mut runtime: Option<FsmRuntime>,
+    limits: PluginLimits,
+    mut jobs: mpsc::Receiver<Job>,
+) {
+    while let Some(job) = jobs.blocking_recv() {
+        match job {
+            Job::Apply { entries, reply } => {
+                let _ = reply.send(apply_all(runtime.as_mut(), &entries));
+            }
+            Job::Query { request, reply } => {
+                let result = match runtime.as_mut() {
+                    Some(runtime) => runtime.query(&request),
+                    None => Ok(Ok(Err(NO_PLUGIN.to_string()))),
+                };
+                let _ = reply.send(result);
+            }
+            Job::Snapshot { reply } => {
+                let result = match runtime.as_mut() {
+                    None => Ok(None),
+                    Some(runtime) => runtime.snapshot().map(|state| {
+                        Some(PluginSnapshot {
+                            code: runtime.code().clone(),
+                            position: runtime.last_applied(),
+                            state,
+                        })
+                    }),
+                };
+                let _ = reply.send(result);
+            }
+            Job::Install { code, state, reply } => {
+                let installed = match state {
+                    Some((position, bytes)) => {
+                        FsmRuntime::from_snapshot(code, limits, position, bytes)
+                    }
+                    None => FsmRuntime::new(code, limits).map_err(RestoreError::Fault),
+                };
+                let _ = reply.send(installed.map(|fresh| runtime = Some(fresh)));
+            }
+            Job::Describe { reply } => {
+                let _ = reply.send(runtime.as_ref().map(|runtime| RunningPlugin {
+                    code: runtime.code().clone(),
+                    last_applied: runtime.last_applied(),
+                }));
+            }
+        }
+    }
+}
+
+/// What a command gets when no plugin has been deployed yet.
+const NO_PLUGIN: &str = "no plugin is deployed on this cluster yet";
+
+fn apply_all(
+    mut runtime: Option<&mut FsmRuntime>,
+    entries: &[(EntryPosition, Vec<u8>)],
+) -> Result<Vec<ApplyOutcome>, RebuildError> {
+    let mut outcomes = Vec::with_capacity(entries.len());
+    for (position, command) in entries {
+        let outcome = match runtime.as_deref_mut() {
+            Some(runtime) => runtime.apply(*position, command)?,
+            None => Err(ApplyError::Rejected(NO_PLUGIN.to_string())),
+        };
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
+}
