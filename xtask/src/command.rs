@@ -86,3 +86,49 @@ fn check(status: ExitStatus, description: &str) -> Result<()> {
         bail!("`{description}` failed ({status})")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Goal: failures and timeouts are reported with the command that caused
+    //! them, and a timed-out child is killed rather than waited for.
+    use super::*;
+
+    #[test]
+    fn failing_command_is_named_in_the_error() {
+        let error = run(Command::new("false").arg("--flag"))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("`false --flag` failed"), "{error}");
+    }
+
+    #[test]
+    fn output_returns_stdout() {
+        assert_eq!(output(Command::new("echo").arg("hi")).unwrap(), "hi\n");
+    }
+
+    #[test]
+    fn timed_out_child_is_killed() {
+        let started = Instant::now();
+        let error = run_with_timeout(Command::new("sleep").arg("30"), Duration::from_millis(300))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("did not finish within"), "{error}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the child was waited for, not killed"
+        );
+    }
+
+    #[test]
+    fn describe_shows_environment_and_directory() {
+        let mut command = Command::new("cargo");
+        command
+            .env("RUSTC_BOOTSTRAP", "1")
+            .arg("build")
+            .current_dir("/tmp");
+        assert_eq!(
+            describe(&command),
+            "RUSTC_BOOTSTRAP=1 cargo build  (in /tmp)"
+        );
+    }
+}
