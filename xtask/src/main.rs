@@ -1,1 +1,88 @@
-fn main() {}
+//! Project tooling in Rust, run as `cargo xtask <command>` from anywhere in the
+//! repository (the alias lives in `.cargo/config.toml`).
+//!
+//! One module per subcommand; `command` holds the shared helpers for running
+//! child processes. To add a subcommand (`test`, `demo`, `bench`, ...): write a
+//! module with a `pub fn run(root: &Path, args: &[String]) -> Result<()>` and
+//! add a row to [`SUBCOMMANDS`].
+
+mod command;
+mod plugin_tests;
+mod plugins;
+mod toolchain;
+
+use anyhow::{Result, bail};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// A subcommand: its name, one line of help, and its entry point.
+struct Subcommand {
+    name: &'static str,
+    help: &'static str,
+    run: fn(root: &Path, args: &[String]) -> Result<()>,
+}
+
+/// Every subcommand, in the order `help` lists them.
+const SUBCOMMANDS: &[Subcommand] = &[
+    Subcommand {
+        name: "plugins",
+        help: "build the plugins for wasm32-wasip2 into target/plugins/ (tests: target/plugins/test/)",
+        run: plugins::run,
+    },
+    Subcommand {
+        name: "plugin-tests",
+        help: "run the native unit tests of guest-sdk, plugins/ and tests/plugins/",
+        run: plugin_tests::run,
+    },
+];
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match dispatch(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("Error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(args: &[String]) -> Result<()> {
+    let Some((name, rest)) = args.split_first() else {
+        print_help();
+        bail!("no command given");
+    };
+    if matches!(name.as_str(), "help" | "-h" | "--help") {
+        print_help();
+        return Ok(());
+    }
+    let Some(subcommand) = SUBCOMMANDS
+        .iter()
+        .find(|subcommand| subcommand.name == name)
+    else {
+        print_help();
+        bail!("unknown command `{name}`");
+    };
+    (subcommand.run)(&repo_root(), rest)
+}
+
+fn print_help() {
+    eprintln!("Usage: cargo xtask <command> [args]\n\nCommands:");
+    for subcommand in SUBCOMMANDS {
+        eprintln!("  {:<14} {}", subcommand.name, subcommand.help);
+    }
+}
+
+/// The repository root: xtask's manifest directory is `<root>/xtask`.
+fn repo_root() -> PathBuf {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir.parent().unwrap_or(manifest_dir).to_path_buf()
+}
+
+/// Fail if a subcommand that takes no arguments was given some.
+fn expect_no_args(command: &str, args: &[String]) -> Result<()> {
+    if let Some(first) = args.first() {
+        bail!("`cargo xtask {command}` takes no arguments, got `{first}`");
+    }
+    Ok(())
+}
