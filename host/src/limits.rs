@@ -49,8 +49,7 @@ pub const CLIENT_GRPC_MESSAGE_BYTES_MAX: usize = COMMAND_BYTES_MAX + 64 * 1024;
 
 /// Largest gRPC message on the internal Raft service: a batch of entries or a
 /// whole snapshot with the plugin inside.
-pub const RAFT_GRPC_MESSAGE_BYTES_MAX: usize =
-    SNAPSHOT_BYTES_MAX + PLUGIN_BYTES_MAX + 1024 * 1024;
+pub const RAFT_GRPC_MESSAGE_BYTES_MAX: usize = SNAPSHOT_BYTES_MAX + PLUGIN_BYTES_MAX + 1024 * 1024;
 
 /// Entries appended to the Raft log between automatic snapshots (default).
 pub const SNAPSHOT_EVERY_ENTRIES_DEFAULT: u64 = 10_000;

@@ -16,10 +16,13 @@ use tokio_stream::wrappers::TcpListenerStream;
 use crate::api::proto;
 use crate::api::server::{ClusterService, RaftService, now_ms, role_name};
 use crate::consensus::network::PeerNetwork;
+use crate::consensus::raft_config;
 use crate::consensus::state_machine::{MachineStatus, StateMachineStore, install_body};
 use crate::consensus::types::{Member, NodeId, Raft, Request, Response};
-use crate::consensus::raft_config;
-use crate::limits::{CLIENT_GRPC_MESSAGE_BYTES_MAX, CLIENT_REQUEST_TIMEOUT_MS, PluginLimits, RAFT_GRPC_MESSAGE_BYTES_MAX};
+use crate::limits::{
+    CLIENT_GRPC_MESSAGE_BYTES_MAX, CLIENT_REQUEST_TIMEOUT_MS, PluginLimits,
+    RAFT_GRPC_MESSAGE_BYTES_MAX,
+};
 use crate::plugin::{PluginDigest, PluginEngine, PluginHandle};
 use crate::storage::data_dir::LAYOUT_VERSION;
 use crate::storage::{DataDir, DataDirError, LogStore, NodeIdentity, SnapshotStore};
@@ -40,6 +43,8 @@ pub struct NodeConfig {
     pub node_id: Option<NodeId>,
     /// Entries between automatic snapshots.
     pub snapshot_every_entries: u64,
+    /// Entries kept in the log behind a snapshot.
+    pub log_entries_kept: u64,
     /// Bounds on every plugin call.
     pub plugin_limits: PluginLimits,
 }
@@ -114,12 +119,21 @@ impl NodeContext {
             .map(|(id, member)| proto::Member {
                 id: *id,
                 rpc_addr: member.rpc_addr.clone(),
-                suffrage: if voters.contains(id) { "voter" } else { "learner" }.to_string(),
+                suffrage: if voters.contains(id) {
+                    "voter"
+                } else {
+                    "learner"
+                }
+                .to_string(),
             })
             .collect();
         let leader_addr = metrics
             .current_leader
-            .and_then(|leader| membership.get_node(&leader).map(|member| member.rpc_addr.clone()))
+            .and_then(|leader| {
+                membership
+                    .get_node(&leader)
+                    .map(|member| member.rpc_addr.clone())
+            })
             .unwrap_or_default();
         let role = if metrics.state == ServerState::Follower && !voters.contains(&self.node_id) {
             ServerState::Learner
@@ -134,8 +148,14 @@ impl NodeContext {
             leader_id: metrics.current_leader,
             leader_addr,
             last_log_index: metrics.last_log_index.unwrap_or(0),
-            commit_index: metrics.local_committed.as_ref().map_or(0, |log_id| log_id.index),
-            applied_index: metrics.last_applied.as_ref().map_or(0, |log_id| log_id.index),
+            commit_index: metrics
+                .local_committed
+                .as_ref()
+                .map_or(0, |log_id| log_id.index),
+            applied_index: metrics
+                .last_applied
+                .as_ref()
+                .map_or(0, |log_id| log_id.index),
             snapshot_index: metrics.snapshot.as_ref().map(|log_id| log_id.index),
             snapshot_size_bytes: machine.snapshot_size_bytes.unwrap_or(0),
             purged_index: metrics.purged.as_ref().map_or(0, |log_id| log_id.index),
@@ -172,7 +192,10 @@ impl NodeHandle {
     }
 
     /// Wait until the server exits on its own (it only does on error).
-    pub async fn serve_until(self, signal: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    pub async fn serve_until(
+        self,
+        signal: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
         signal.await;
         tracing::info!("shutdown requested");
         self.shutdown().await
@@ -204,19 +227,28 @@ pub async fn start(config: NodeConfig, listener: TcpListener) -> Result<NodeHand
         None => None,
     };
     let existing = data_dir.identity()?;
-    let identity = decide_identity(&config, existing.as_ref(), bootstrap_plugin.as_ref().map(|code| code.digest()))?;
+    let identity = decide_identity(
+        &config,
+        existing.as_ref(),
+        bootstrap_plugin.as_ref().map(|code| code.digest()),
+    )?;
 
     let listen_addr = listener
         .local_addr()
         .map_err(|error| StartError::other("listener", error))?;
-    let rpc_addr = config.advertise.clone().unwrap_or_else(|| listen_addr.to_string());
+    let rpc_addr = config
+        .advertise
+        .clone()
+        .unwrap_or_else(|| listen_addr.to_string());
     let node_id = identity.node_id;
 
     let log_path = data_dir.log_path();
     let log_store = LogStore::open(&log_path).map_err(|error| StartError::Log {
         path: log_path.clone(),
         reason: match error {
-            redb::Error::DatabaseAlreadyOpen => "another clusterhost process is using this data dir".to_string(),
+            redb::Error::DatabaseAlreadyOpen => {
+                "another clusterhost process is using this data dir".to_string()
+            }
             other => other.to_string(),
         },
     })?;
@@ -234,10 +266,11 @@ pub async fn start(config: NodeConfig, listener: TcpListener) -> Result<NodeHand
             .await
             .map_err(|error| StartError::other("cannot restore the newest snapshot", error))?;
     }
-    let state_machine = StateMachineStore::new(plugin.clone(), engine.clone(), snapshots, restored.as_ref());
+    let state_machine =
+        StateMachineStore::new(plugin.clone(), engine.clone(), snapshots, restored.as_ref());
     let machine = state_machine.status();
 
-    let raft_config = raft_config(config.snapshot_every_entries)
+    let raft_config = raft_config(config.snapshot_every_entries, config.log_entries_kept)
         .map_err(|error| StartError::other("raft configuration", error))?;
     let raft = Raft::new(node_id, raft_config, PeerNetwork, log_store, state_machine)
         .await
@@ -282,7 +315,8 @@ pub fn decide_identity(
         None => {
             if config.bootstrap && plugin_digest.is_none() {
                 return Err(StartError::Conflict(
-                    "--bootstrap needs --plugin: a new cluster is defined by its plugin".to_string(),
+                    "--bootstrap needs --plugin: a new cluster is defined by its plugin"
+                        .to_string(),
                 ));
             }
             if !config.bootstrap && plugin_digest.is_some() {
@@ -382,7 +416,10 @@ async fn bootstrap(context: &NodeContext, plugin: Vec<u8>) -> Result<(), StartEr
             Ok(())
         }
         Response::Deploy(Err(reason)) => Err(StartError::other("cannot deploy the plugin", reason)),
-        other => Err(StartError::other("unexpected deploy response", format!("{other:?}"))),
+        other => Err(StartError::other(
+            "unexpected deploy response",
+            format!("{other:?}"),
+        )),
     }
 }
 
@@ -390,7 +427,13 @@ async fn bootstrap(context: &NodeContext, plugin: Vec<u8>) -> Result<(), StartEr
 fn serve(
     context: Arc<NodeContext>,
     listener: TcpListener,
-) -> Result<(oneshot::Sender<()>, JoinHandle<Result<(), tonic::transport::Error>>), StartError> {
+) -> Result<
+    (
+        oneshot::Sender<()>,
+        JoinHandle<Result<(), tonic::transport::Error>>,
+    ),
+    StartError,
+> {
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .build_v1()
@@ -418,7 +461,7 @@ fn serve(
 
 /// Bind the gRPC listener, with a clear error when the port is taken.
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr).await.map_err(|error| {
-        StartError::Other(format!("cannot listen on {addr}: {error}"))
-    })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|error| StartError::Other(format!("cannot listen on {addr}: {error}")))
 }

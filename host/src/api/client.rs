@@ -64,7 +64,11 @@ impl Client {
 
     /// Propose a command.
     pub async fn apply(&mut self, command: Vec<u8>) -> Result<proto::ApplyResponse, ClientError> {
-        Ok(self.inner.apply(proto::ApplyRequest { command }).await?.into_inner())
+        Ok(self
+            .inner
+            .apply(proto::ApplyRequest { command })
+            .await?
+            .into_inner())
     }
 
     /// Run a query.
@@ -82,12 +86,20 @@ impl Client {
 
     /// The node's status.
     pub async fn status(&mut self) -> Result<proto::StatusResponse, ClientError> {
-        Ok(self.inner.status(proto::StatusRequest {}).await?.into_inner())
+        Ok(self
+            .inner
+            .status(proto::StatusRequest {})
+            .await?
+            .into_inner())
     }
 
     /// Trigger a snapshot.
     pub async fn snapshot(&mut self) -> Result<proto::SnapshotResponse, ClientError> {
-        Ok(self.inner.snapshot(proto::SnapshotRequest {}).await?.into_inner())
+        Ok(self
+            .inner
+            .snapshot(proto::SnapshotRequest {})
+            .await?
+            .into_inner())
     }
 }
 

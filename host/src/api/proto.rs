@@ -4,4 +4,5 @@
 tonic::include_proto!("clusterhost.v1");
 
 /// Encoded file descriptors, served by gRPC reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("clusterhost_descriptor");
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    tonic::include_file_descriptor_set!("clusterhost_descriptor");

@@ -12,7 +12,9 @@ use super::proto::{self, apply_response, query_response};
 use super::raft_codec;
 use crate::consensus::current_metrics;
 use crate::consensus::snapshot::SnapshotBody;
-use crate::consensus::types::{Request as RaftRequest, Response as RaftResponse, SnapshotMeta, Vote};
+use crate::consensus::types::{
+    Request as RaftRequest, Response as RaftResponse, SnapshotMeta, Vote,
+};
 use crate::limits::{CLIENT_REQUEST_TIMEOUT_MS, COMMAND_BYTES_MAX, QUERY_BYTES_MAX};
 use crate::node::NodeContext;
 use crate::plugin::ApplyError;
@@ -44,22 +46,36 @@ pub fn now_ms() -> u64 {
 
 #[tonic::async_trait]
 impl proto::cluster_server::Cluster for ClusterService {
-    async fn apply(&self, request: Request<proto::ApplyRequest>) -> Result<Response<proto::ApplyResponse>, Status> {
+    async fn apply(
+        &self,
+        request: Request<proto::ApplyRequest>,
+    ) -> Result<Response<proto::ApplyResponse>, Status> {
         let command = request.into_inner().command;
         check_size("command", command.len(), COMMAND_BYTES_MAX)?;
         let proposal = RaftRequest::Command {
             time_ms: now_ms(),
             bytes: command,
         };
-        let written = tokio::time::timeout(CLIENT_REQUEST_TIMEOUT, self.node.raft.client_write(proposal))
-            .await
-            .map_err(|_| Status::unavailable("timed out waiting for the command to commit"))?
-            .map_err(|error| self.write_error(error))?;
+        let written = tokio::time::timeout(
+            CLIENT_REQUEST_TIMEOUT,
+            self.node.raft.client_write(proposal),
+        )
+        .await
+        .map_err(|_| Status::unavailable("timed out waiting for the command to commit"))?
+        .map_err(|error| self.write_error(error))?;
         let result = match written.data {
             RaftResponse::Command(Ok(bytes)) => apply_response::Result::Ok(bytes),
-            RaftResponse::Command(Err(ApplyError::Rejected(message))) => apply_response::Result::Rejected(message),
-            RaftResponse::Command(Err(ApplyError::Fault(fault))) => apply_response::Result::Fault(fault.to_string()),
-            other => return Err(Status::internal(format!("unexpected response to a command: {other:?}"))),
+            RaftResponse::Command(Err(ApplyError::Rejected(message))) => {
+                apply_response::Result::Rejected(message)
+            }
+            RaftResponse::Command(Err(ApplyError::Fault(fault))) => {
+                apply_response::Result::Fault(fault.to_string())
+            }
+            other => {
+                return Err(Status::internal(format!(
+                    "unexpected response to a command: {other:?}"
+                )));
+            }
         };
         Ok(Response::new(proto::ApplyResponse {
             index: written.log_id.index,
@@ -67,7 +83,10 @@ impl proto::cluster_server::Cluster for ClusterService {
         }))
     }
 
-    async fn query(&self, request: Request<proto::QueryRequest>) -> Result<Response<proto::QueryResponse>, Status> {
+    async fn query(
+        &self,
+        request: Request<proto::QueryRequest>,
+    ) -> Result<Response<proto::QueryResponse>, Status> {
         let request = request.into_inner();
         check_size("query", request.request.len(), QUERY_BYTES_MAX)?;
         if request.consistency() == proto::Consistency::Linearizable {
@@ -76,10 +95,14 @@ impl proto::cluster_server::Cluster for ClusterService {
                 self.node.raft.ensure_linearizable(ReadPolicy::ReadIndex),
             )
             .await
-            .map_err(|_| Status::unavailable("timed out confirming leadership for a linearizable read"))?
+            .map_err(|_| {
+                Status::unavailable("timed out confirming leadership for a linearizable read")
+            })?
             .map_err(|error| match error {
                 RaftError::APIError(api) => not_leader_status(&api.to_string()),
-                RaftError::Fatal(fatal) => Status::unavailable(format!("node is stopping: {fatal}")),
+                RaftError::Fatal(fatal) => {
+                    Status::unavailable(format!("node is stopping: {fatal}"))
+                }
             })?;
         }
         let applied_index = current_metrics(&self.node.raft)
@@ -103,11 +126,17 @@ impl proto::cluster_server::Cluster for ClusterService {
         }))
     }
 
-    async fn status(&self, _request: Request<proto::StatusRequest>) -> Result<Response<proto::StatusResponse>, Status> {
+    async fn status(
+        &self,
+        _request: Request<proto::StatusRequest>,
+    ) -> Result<Response<proto::StatusResponse>, Status> {
         Ok(Response::new(self.node.status()))
     }
 
-    async fn snapshot(&self, _request: Request<proto::SnapshotRequest>) -> Result<Response<proto::SnapshotResponse>, Status> {
+    async fn snapshot(
+        &self,
+        _request: Request<proto::SnapshotRequest>,
+    ) -> Result<Response<proto::SnapshotResponse>, Status> {
         let target = current_metrics(&self.node.raft)
             .last_applied
             .as_ref()
@@ -123,7 +152,12 @@ impl proto::cluster_server::Cluster for ClusterService {
             .raft
             .wait(Some(CLIENT_REQUEST_TIMEOUT))
             .metrics(
-                |metrics| metrics.snapshot.as_ref().is_some_and(|log_id| log_id.index >= target),
+                |metrics| {
+                    metrics
+                        .snapshot
+                        .as_ref()
+                        .is_some_and(|log_id| log_id.index >= target)
+                },
                 "snapshot requested by a client",
             )
             .await
@@ -137,7 +171,13 @@ impl proto::cluster_server::Cluster for ClusterService {
 }
 
 impl ClusterService {
-    fn write_error(&self, error: RaftError<crate::consensus::types::TypeConfig, ClientWriteError<crate::consensus::types::TypeConfig>>) -> Status {
+    fn write_error(
+        &self,
+        error: RaftError<
+            crate::consensus::types::TypeConfig,
+            ClientWriteError<crate::consensus::types::TypeConfig>,
+        >,
+    ) -> Status {
         match error {
             RaftError::APIError(ClientWriteError::ForwardToLeader(forward)) => {
                 let leader = match (&forward.leader_id, &forward.leader_node) {
@@ -145,7 +185,9 @@ impl ClusterService {
                     (Some(id), None) => format!("node {id}"),
                     _ => "unknown (an election may be in progress)".to_string(),
                 };
-                Status::unavailable(format!("this node is not the leader; the leader is {leader}"))
+                Status::unavailable(format!(
+                    "this node is not the leader; the leader is {leader}"
+                ))
             }
             RaftError::APIError(other) => Status::failed_precondition(other.to_string()),
             RaftError::Fatal(fatal) => Status::unavailable(format!("node is stopping: {fatal}")),
@@ -199,27 +241,48 @@ fn raft_status<E: std::fmt::Display>(error: E) -> Status {
 
 #[tonic::async_trait]
 impl proto::raft_server::Raft for RaftService {
-    async fn vote(&self, request: Request<proto::RaftMessage>) -> Result<Response<proto::RaftMessage>, Status> {
+    async fn vote(
+        &self,
+        request: Request<proto::RaftMessage>,
+    ) -> Result<Response<proto::RaftMessage>, Status> {
         let vote = raft_codec::decode(request.get_ref())?;
         let response = self.node.raft.vote(vote).await.map_err(raft_status)?;
         Ok(Response::new(raft_codec::encode(&response)?))
     }
 
-    async fn pre_vote(&self, request: Request<proto::RaftMessage>) -> Result<Response<proto::RaftMessage>, Status> {
+    async fn pre_vote(
+        &self,
+        request: Request<proto::RaftMessage>,
+    ) -> Result<Response<proto::RaftMessage>, Status> {
         let vote = raft_codec::decode(request.get_ref())?;
         let response = self.node.raft.pre_vote(vote).await.map_err(raft_status)?;
         Ok(Response::new(raft_codec::encode(&response)?))
     }
 
-    async fn append_entries(&self, request: Request<proto::RaftMessage>) -> Result<Response<proto::RaftMessage>, Status> {
+    async fn append_entries(
+        &self,
+        request: Request<proto::RaftMessage>,
+    ) -> Result<Response<proto::RaftMessage>, Status> {
         let append = raft_codec::decode(request.get_ref())?;
-        let response = self.node.raft.append_entries(append).await.map_err(raft_status)?;
+        let response = self
+            .node
+            .raft
+            .append_entries(append)
+            .await
+            .map_err(raft_status)?;
         Ok(Response::new(raft_codec::encode(&response)?))
     }
 
-    async fn install_snapshot(&self, request: Request<proto::RaftMessage>) -> Result<Response<proto::RaftMessage>, Status> {
-        let (vote, meta, body): (Vote, SnapshotMeta, SnapshotBody) = raft_codec::decode(request.get_ref())?;
-        let snapshot = Snapshot { meta, snapshot: body };
+    async fn install_snapshot(
+        &self,
+        request: Request<proto::RaftMessage>,
+    ) -> Result<Response<proto::RaftMessage>, Status> {
+        let (vote, meta, body): (Vote, SnapshotMeta, SnapshotBody) =
+            raft_codec::decode(request.get_ref())?;
+        let snapshot = Snapshot {
+            meta,
+            snapshot: body,
+        };
         let response = self
             .node
             .raft
@@ -229,7 +292,10 @@ impl proto::raft_server::Raft for RaftService {
         Ok(Response::new(raft_codec::encode(&response)?))
     }
 
-    async fn transfer_leader(&self, request: Request<proto::RaftMessage>) -> Result<Response<proto::RaftMessage>, Status> {
+    async fn transfer_leader(
+        &self,
+        request: Request<proto::RaftMessage>,
+    ) -> Result<Response<proto::RaftMessage>, Status> {
         let transfer = raft_codec::decode(request.get_ref())?;
         let response = self
             .node

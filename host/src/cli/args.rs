@@ -5,7 +5,10 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::limits::{PLUGIN_FUEL_PER_BULK_CALL, PLUGIN_FUEL_PER_CALL, PLUGIN_MEMORY_BYTES_MAX, SNAPSHOT_EVERY_ENTRIES_DEFAULT};
+use crate::limits::{
+    LOG_ENTRIES_KEPT_BEHIND_SNAPSHOT, PLUGIN_FUEL_PER_BULK_CALL, PLUGIN_FUEL_PER_CALL,
+    PLUGIN_MEMORY_BYTES_MAX, SNAPSHOT_EVERY_ENTRIES_DEFAULT,
+};
 
 /// Default gRPC address a node listens on, and the CLI talks to.
 pub const DEFAULT_ENDPOINT: &str = "127.0.0.1:7400";
@@ -83,6 +86,9 @@ pub struct RunArgs {
     /// Log entries between automatic snapshots.
     #[arg(long, default_value_t = SNAPSHOT_EVERY_ENTRIES_DEFAULT, value_parser = clap::value_parser!(u64).range(1..))]
     pub snapshot_every: u64,
+    /// Log entries kept behind a snapshot (so lagging followers catch up from the log).
+    #[arg(long, default_value_t = LOG_ENTRIES_KEPT_BEHIND_SNAPSHOT)]
+    pub log_keep: u64,
     /// Fuel (wasm instructions, roughly) one apply or query may use.
     #[arg(long, default_value_t = PLUGIN_FUEL_PER_CALL, value_parser = clap::value_parser!(u64).range(1..))]
     pub plugin_fuel: u64,

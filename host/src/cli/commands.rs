@@ -2,7 +2,9 @@
 
 use std::io::Read;
 
-use super::args::{ApplyArgs, Command, Consistency, LogFormat, PluginCommand, QueryArgs, RunArgs, StatusArgs};
+use super::args::{
+    ApplyArgs, Command, Consistency, LogFormat, PluginCommand, QueryArgs, RunArgs, StatusArgs,
+};
 use super::output::{StatusJson, render_response, render_status};
 use super::{CliError, ExitCode};
 use crate::api::client::Client;
@@ -21,7 +23,10 @@ pub async fn execute(command: Command) -> Result<(), CliError> {
         Command::Snapshot(args) => {
             let mut client = Client::connect(&args.endpoint).await?;
             let snapshot = client.snapshot().await?;
-            println!("snapshot at index {} ({} bytes)", snapshot.index, snapshot.size_bytes);
+            println!(
+                "snapshot at index {} ({} bytes)",
+                snapshot.index, snapshot.size_bytes
+            );
             Ok(())
         }
         Command::Plugin(PluginCommand::Inspect { file, json }) => inspect(&file, json),
@@ -30,9 +35,12 @@ pub async fn execute(command: Command) -> Result<(), CliError> {
 
 /// Set up logging for `run`.
 pub fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn,h2=warn,tower=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,openraft=warn,h2=warn,tower=warn")
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -48,6 +56,7 @@ async fn run(args: RunArgs) -> Result<(), CliError> {
         advertise: args.advertise,
         node_id: args.node_id,
         snapshot_every_entries: args.snapshot_every,
+        log_entries_kept: args.log_keep,
         plugin_limits: PluginLimits {
             fuel_per_call: args.plugin_fuel,
             fuel_per_bulk_call: args.plugin_bulk_fuel.max(args.plugin_fuel),
@@ -73,14 +82,15 @@ async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(error) => {
-                tracing::warn!("cannot listen for SIGTERM: {error}");
-                let _ = interrupt.await;
-                return;
-            }
-        };
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(error) => {
+                    tracing::warn!("cannot listen for SIGTERM: {error}");
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = interrupt => {}
             _ = terminate.recv() => {}
@@ -103,7 +113,8 @@ fn read_input(argument: &str) -> Result<Vec<u8>, CliError> {
         return Ok(bytes);
     }
     if let Some(path) = argument.strip_prefix('@') {
-        return std::fs::read(path).map_err(|error| invalid(format!("cannot read {path}: {error}")));
+        return std::fs::read(path)
+            .map_err(|error| invalid(format!("cannot read {path}: {error}")));
     }
     Ok(argument.as_bytes().to_vec())
 }
@@ -125,7 +136,10 @@ async fn apply(args: ApplyArgs) -> Result<(), CliError> {
             ExitCode::Rejected,
             format!("the command failed in the plugin and changed nothing: {message}"),
         )),
-        None => Err(CliError::new(ExitCode::Failure, "empty response from the server")),
+        None => Err(CliError::new(
+            ExitCode::Failure,
+            "empty response from the server",
+        )),
     }
 }
 
@@ -150,7 +164,10 @@ async fn query(args: QueryArgs) -> Result<(), CliError> {
             ExitCode::Rejected,
             format!("the query failed in the plugin: {message}"),
         )),
-        None => Err(CliError::new(ExitCode::Failure, "empty response from the server")),
+        None => Err(CliError::new(
+            ExitCode::Failure,
+            "empty response from the server",
+        )),
     }
 }
 
@@ -158,7 +175,8 @@ async fn status(args: StatusArgs) -> Result<(), CliError> {
     let mut client = Client::connect(&args.endpoint.endpoint).await?;
     let status = StatusJson::from(client.status().await?);
     if args.json {
-        let text = serde_json::to_string_pretty(&status).map_err(|error| CliError::new(ExitCode::Failure, error.to_string()))?;
+        let text = serde_json::to_string_pretty(&status)
+            .map_err(|error| CliError::new(ExitCode::Failure, error.to_string()))?;
         println!("{text}");
     } else {
         println!("{}", render_status(&status));
@@ -167,14 +185,22 @@ async fn status(args: StatusArgs) -> Result<(), CliError> {
 }
 
 fn inspect(file: &std::path::Path, json: bool) -> Result<(), CliError> {
-    let bytes = std::fs::read(file)
-        .map_err(|error| CliError::new(ExitCode::InvalidInput, format!("cannot read {}: {error}", file.display())))?;
+    let bytes = std::fs::read(file).map_err(|error| {
+        CliError::new(
+            ExitCode::InvalidInput,
+            format!("cannot read {}: {error}", file.display()),
+        )
+    })?;
     let engine = PluginEngine::new(None)?;
-    let report = engine
-        .inspect(&bytes)
-        .map_err(|error| CliError::new(ExitCode::InvalidInput, format!("{} is not a valid plugin: {error}", file.display())))?;
+    let report = engine.inspect(&bytes).map_err(|error| {
+        CliError::new(
+            ExitCode::InvalidInput,
+            format!("{} is not a valid plugin: {error}", file.display()),
+        )
+    })?;
     if json {
-        let text = serde_json::to_string_pretty(&report).map_err(|error| CliError::new(ExitCode::Failure, error.to_string()))?;
+        let text = serde_json::to_string_pretty(&report)
+            .map_err(|error| CliError::new(ExitCode::Failure, error.to_string()))?;
         println!("{text}");
     } else {
         println!("file     {}", file.display());
@@ -195,7 +221,10 @@ fn inspect(file: &std::path::Path, json: bool) -> Result<(), CliError> {
         }
     }
     if let Some(error) = report.contract_error {
-        return Err(CliError::new(ExitCode::InvalidInput, format!("{} is not a valid plugin: {error}", file.display())));
+        return Err(CliError::new(
+            ExitCode::InvalidInput,
+            format!("{} is not a valid plugin: {error}", file.display()),
+        ));
     }
     Ok(())
 }

@@ -53,7 +53,9 @@ impl From<crate::api::client::ClientError> for CliError {
             ClientError::Unreachable { .. } => ExitCode::Unavailable,
             ClientError::Status(status) => match status.code() {
                 Code::Unavailable | Code::DeadlineExceeded => ExitCode::Unavailable,
-                Code::InvalidArgument | Code::ResourceExhausted | Code::OutOfRange => ExitCode::InvalidInput,
+                Code::InvalidArgument | Code::ResourceExhausted | Code::OutOfRange => {
+                    ExitCode::InvalidInput
+                }
                 Code::FailedPrecondition => ExitCode::Rejected,
                 _ => ExitCode::Failure,
             },

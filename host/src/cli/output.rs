@@ -7,7 +7,8 @@ use crate::api::proto;
 /// they are UTF-8, hex otherwise.
 pub fn render_response(bytes: &[u8]) -> String {
     if let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) {
-        return serde_json::to_string_pretty(&value).unwrap_or_else(|_| String::from_utf8_lossy(bytes).into_owned());
+        return serde_json::to_string_pretty(&value)
+            .unwrap_or_else(|_| String::from_utf8_lossy(bytes).into_owned());
     }
     match std::str::from_utf8(bytes) {
         Ok(text) => text.to_string(),
@@ -109,7 +110,8 @@ impl From<proto::StatusResponse> for StatusJson {
 
 /// A readable status table.
 pub fn render_status(status: &StatusJson) -> String {
-    let optional = |value: Option<u64>| value.map_or_else(|| "-".to_string(), |value| value.to_string());
+    let optional =
+        |value: Option<u64>| value.map_or_else(|| "-".to_string(), |value| value.to_string());
     let mut lines = vec![
         format!("node        {} ({})", status.node_id, status.rpc_addr),
         format!("role        {} (term {})", status.role, status.term),
@@ -139,7 +141,10 @@ pub fn render_status(status: &StatusJson) -> String {
     ];
     lines.push(format!("  {:<20} {:<8} {}", "ID", "SUFFRAGE", "ADDRESS"));
     for member in &status.members {
-        lines.push(format!("  {:<20} {:<8} {}", member.id, member.suffrage, member.rpc_addr));
+        lines.push(format!(
+            "  {:<20} {:<8} {}",
+            member.id, member.suffrage, member.rpc_addr
+        ));
     }
     lines.join("\n")
 }
@@ -150,7 +155,10 @@ mod tests {
 
     #[test]
     fn json_responses_are_pretty_printed() {
-        assert_eq!(render_response(br#"{"prev":null}"#), "{\n  \"prev\": null\n}");
+        assert_eq!(
+            render_response(br#"{"prev":null}"#),
+            "{\n  \"prev\": null\n}"
+        );
         assert_eq!(render_response(b"plain text"), "plain text");
         assert_eq!(render_response(&[0xff, 0x00]), "0xff00");
     }

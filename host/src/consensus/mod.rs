@@ -15,8 +15,8 @@ pub mod types;
 use std::sync::Arc;
 
 use crate::limits::{
-    LOG_ENTRIES_KEPT_BEHIND_SNAPSHOT, RAFT_APPEND_ENTRIES_MAX, RAFT_ELECTION_TIMEOUT_MAX_MS,
-    RAFT_ELECTION_TIMEOUT_MIN_MS, RAFT_HEARTBEAT_INTERVAL_MS,
+    RAFT_APPEND_ENTRIES_MAX, RAFT_ELECTION_TIMEOUT_MAX_MS, RAFT_ELECTION_TIMEOUT_MIN_MS,
+    RAFT_HEARTBEAT_INTERVAL_MS,
 };
 
 /// A copy of the node's current Raft metrics.
@@ -26,7 +26,10 @@ pub fn current_metrics(raft: &types::Raft) -> openraft::RaftMetrics<types::TypeC
 }
 
 /// The openraft configuration every node runs with.
-pub fn raft_config(snapshot_every_entries: u64) -> Result<Arc<openraft::Config>, openraft::ConfigError> {
+pub fn raft_config(
+    snapshot_every_entries: u64,
+    log_entries_kept: u64,
+) -> Result<Arc<openraft::Config>, openraft::ConfigError> {
     let config = openraft::Config {
         cluster_name: "clusterhost".to_string(),
         heartbeat_interval: RAFT_HEARTBEAT_INTERVAL_MS,
@@ -34,7 +37,7 @@ pub fn raft_config(snapshot_every_entries: u64) -> Result<Arc<openraft::Config>,
         election_timeout_max: RAFT_ELECTION_TIMEOUT_MAX_MS,
         max_payload_entries: RAFT_APPEND_ENTRIES_MAX,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(snapshot_every_entries),
-        max_in_snapshot_log_to_keep: LOG_ENTRIES_KEPT_BEHIND_SNAPSHOT,
+        max_in_snapshot_log_to_keep: log_entries_kept,
         enable_pre_vote: Some(true),
         ..Default::default()
     };

@@ -52,7 +52,9 @@ impl PeerClient {
             return Ok(client.clone());
         }
         let endpoint = Endpoint::from_shared(format!("http://{}", self.rpc_addr))
-            .map_err(|error| Unreachable::from_string(format!("bad address {}: {error}", self.rpc_addr)))?
+            .map_err(|error| {
+                Unreachable::from_string(format!("bad address {}: {error}", self.rpc_addr))
+            })?
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true);
         let client = RaftClient::new(endpoint.connect_lazy())
@@ -64,19 +66,27 @@ impl PeerClient {
 
     /// Send one request and decode the reply; transport failures drop the
     /// cached connection so the next call reconnects.
-    async fn call<Req, Resp, F, Fut>(&mut self, request: &Req, timeout: Duration, send: F) -> Result<Resp, RPCError<TypeConfig>>
+    async fn call<Req, Resp, F, Fut>(
+        &mut self,
+        request: &Req,
+        timeout: Duration,
+        send: F,
+    ) -> Result<Resp, RPCError<TypeConfig>>
     where
         Req: serde::Serialize,
         Resp: serde::de::DeserializeOwned,
         F: FnOnce(RaftClient<Channel>, crate::api::proto::RaftMessage) -> Fut,
-        Fut: Future<Output = Result<tonic::Response<crate::api::proto::RaftMessage>, tonic::Status>>,
+        Fut:
+            Future<Output = Result<tonic::Response<crate::api::proto::RaftMessage>, tonic::Status>>,
     {
         let message = raft_codec::encode(request).map_err(|status| network_error(&status))?;
         let client = self.client()?;
         let mut grpc_request = tonic::Request::new(message);
         grpc_request.set_timeout(timeout);
         match send(client, grpc_request.into_inner()).await {
-            Ok(response) => raft_codec::decode(response.get_ref()).map_err(|status| network_error(&status)),
+            Ok(response) => {
+                raft_codec::decode(response.get_ref()).map_err(|status| network_error(&status))
+            }
             Err(status) => {
                 self.client = None;
                 tracing::debug!(target = self.target, "raft rpc failed: {status}");
@@ -103,9 +113,11 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         request: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(&request, option.soft_ttl(), |mut client, message| async move {
-            client.append_entries(message).await
-        })
+        self.call(
+            &request,
+            option.soft_ttl(),
+            |mut client, message| async move { client.append_entries(message).await },
+        )
         .await
     }
 
@@ -114,9 +126,11 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         request: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(&request, option.soft_ttl(), |mut client, message| async move {
-            client.vote(message).await
-        })
+        self.call(
+            &request,
+            option.soft_ttl(),
+            |mut client, message| async move { client.vote(message).await },
+        )
         .await
     }
 
@@ -125,9 +139,11 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         request: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(&request, option.soft_ttl(), |mut client, message| async move {
-            client.pre_vote(message).await
-        })
+        self.call(
+            &request,
+            option.soft_ttl(),
+            |mut client, message| async move { client.pre_vote(message).await },
+        )
         .await
     }
 
@@ -139,15 +155,19 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
         let request = (vote, snapshot.meta, snapshot.snapshot);
-        self.call(&request, option.soft_ttl(), |mut client, message| async move {
-            client.install_snapshot(message).await
-        })
+        self.call(
+            &request,
+            option.soft_ttl(),
+            |mut client, message| async move { client.install_snapshot(message).await },
+        )
         .await
         .map_err(|error| match error {
             RPCError::Unreachable(unreachable) => StreamingError::Unreachable(unreachable),
             RPCError::Network(network) => StreamingError::Network(network),
             RPCError::Timeout(timeout) => StreamingError::Timeout(timeout),
-            RPCError::RemoteError(remote) => StreamingError::Network(NetworkError::from_string(remote.to_string())),
+            RPCError::RemoteError(remote) => {
+                StreamingError::Network(NetworkError::from_string(remote.to_string()))
+            }
         })
     }
 
@@ -156,9 +176,11 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         request: TransferLeaderRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(&request, option.soft_ttl(), |mut client, message| async move {
-            client.transfer_leader(message).await
-        })
+        self.call(
+            &request,
+            option.soft_ttl(),
+            |mut client, message| async move { client.transfer_leader(message).await },
+        )
         .await
     }
 }

@@ -9,8 +9,8 @@ use std::io;
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
-use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::EntryPayload;
+use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use tokio::sync::watch;
 
 use super::snapshot::{PluginState, SnapshotBody};
@@ -99,7 +99,11 @@ impl StateMachineStore {
             commands.push((position, bytes));
             responders.push(responder);
         }
-        let outcomes = self.plugin.apply(commands).await.map_err(io::Error::other)?;
+        let outcomes = self
+            .plugin
+            .apply(commands)
+            .await
+            .map_err(io::Error::other)?;
         for (outcome, responder) in outcomes.into_iter().zip(responders) {
             if let Some(responder) = responder {
                 responder.send(Response::Command(outcome));
@@ -122,20 +126,25 @@ impl StateMachineStore {
                 ))
             })?;
         let digest = code.digest().to_hex();
-        let current = self
-            .plugin
-            .snapshot()
-            .await
-            .map_err(io::Error::other)?;
+        let current = self.plugin.snapshot().await.map_err(io::Error::other)?;
         let state = match current {
-            Err(fault) => return Ok(Err(format!("the running plugin could not hand over its state: {fault}"))),
-            Ok(None) => None,
-            Ok(Some(PluginSnapshot { position, state, .. })) => {
-                Some((position.unwrap_or(GENESIS_POSITION), state))
+            Err(fault) => {
+                return Ok(Err(format!(
+                    "the running plugin could not hand over its state: {fault}"
+                )));
             }
+            Ok(None) => None,
+            Ok(Some(PluginSnapshot {
+                position, state, ..
+            })) => Some((position.unwrap_or(GENESIS_POSITION), state)),
         };
         let size = code.bytes().len();
-        match self.plugin.install(code, state).await.map_err(io::Error::other)? {
+        match self
+            .plugin
+            .install(code, state)
+            .await
+            .map_err(io::Error::other)?
+        {
             Ok(()) => {
                 self.status.send_modify(|status| {
                     status.plugin_digest = Some(digest.clone());
@@ -144,8 +153,12 @@ impl StateMachineStore {
                 tracing::info!(digest = %digest, "plugin deployed");
                 Ok(Ok(digest))
             }
-            Err(RestoreError::Refused(reason)) => Ok(Err(format!("the new plugin refused the state: {reason}"))),
-            Err(RestoreError::Fault(fault)) => Ok(Err(format!("the new plugin failed to take over: {fault}"))),
+            Err(RestoreError::Refused(reason)) => {
+                Ok(Err(format!("the new plugin refused the state: {reason}")))
+            }
+            Err(RestoreError::Fault(fault)) => {
+                Ok(Err(format!("the new plugin failed to take over: {fault}")))
+            }
         }
     }
 }
@@ -230,7 +243,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         unreachable!("openraft 0.10 calls try_create_snapshot_builder")
     }
 
-    async fn install_snapshot(&mut self, meta: &SnapshotMeta, body: SnapshotBody) -> Result<(), io::Error> {
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        body: SnapshotBody,
+    ) -> Result<(), io::Error> {
         install_body(&self.engine, &self.plugin, &body).await?;
         let stored = StoredSnapshot {
             meta: meta.clone(),
@@ -242,7 +259,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         self.last_membership = meta.last_membership.clone();
         let plugin = stored.body.plugin.as_ref();
         self.status.send_modify(|status| {
-            status.plugin_digest = plugin.map(|plugin| crate::plugin::PluginDigest::of(&plugin.code).to_hex());
+            status.plugin_digest =
+                plugin.map(|plugin| crate::plugin::PluginDigest::of(&plugin.code).to_hex());
             status.plugin_size_bytes = plugin.map_or(0, |plugin| plugin.code.len());
             status.snapshot_index = meta.last_log_id.as_ref().map(|log_id| log_id.index);
             status.snapshot_size_bytes = self.snapshots.size_bytes();
@@ -262,7 +280,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
 /// Make `plugin` run the plugin and state in `body`. Used on start-up and
 /// when a snapshot arrives from the leader.
-pub async fn install_body(engine: &PluginEngine, plugin: &PluginHandle, body: &SnapshotBody) -> io::Result<()> {
+pub async fn install_body(
+    engine: &PluginEngine,
+    plugin: &PluginHandle,
+    body: &SnapshotBody,
+) -> io::Result<()> {
     let Some(state) = &body.plugin else {
         return Ok(());
     };
@@ -271,7 +293,9 @@ pub async fn install_body(engine: &PluginEngine, plugin: &PluginHandle, body: &S
     let code = tokio::task::spawn_blocking(move || engine.load(bytes.into()))
         .await
         .map_err(io::Error::other)?
-        .map_err(|error| io::Error::other(format!("cannot run the plugin in the snapshot: {error}")))?;
+        .map_err(|error| {
+            io::Error::other(format!("cannot run the plugin in the snapshot: {error}"))
+        })?;
     let position = state.position.unwrap_or(GENESIS_POSITION);
     plugin
         .install(code, Some((position, state.state.clone())))

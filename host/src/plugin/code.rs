@@ -202,8 +202,14 @@ impl PluginEngine {
     fn cache_path(&self, digest: &PluginDigest) -> Option<PathBuf> {
         let dir = self.cache_dir.as_ref()?;
         let mut hasher = DefaultHasher::new();
-        self.engine.precompile_compatibility_hash().hash(&mut hasher);
-        Some(dir.join(format!("{}-{:016x}.cwasm", digest.to_hex(), hasher.finish())))
+        self.engine
+            .precompile_compatibility_hash()
+            .hash(&mut hasher);
+        Some(dir.join(format!(
+            "{}-{:016x}.cwasm",
+            digest.to_hex(),
+            hasher.finish()
+        )))
     }
 
     /// Describe `bytes` for `plugin inspect`: what it is, whether it fits the

@@ -90,7 +90,11 @@ impl PluginInstance {
     }
 
     /// Call `apply` for the entry at `position`.
-    pub fn apply(&mut self, position: EntryPosition, command: &[u8]) -> Result<PluginResult, Fault> {
+    pub fn apply(
+        &mut self,
+        position: EntryPosition,
+        command: &[u8],
+    ) -> Result<PluginResult, Fault> {
         self.enter(position, CallKind::Apply, self.limits.fuel_per_call);
         let entry = WitEntry {
             index: position.index,
@@ -103,7 +107,11 @@ impl PluginInstance {
     }
 
     /// Call `query` against the state after `position`.
-    pub fn query(&mut self, position: EntryPosition, request: &[u8]) -> Result<PluginResult, Fault> {
+    pub fn query(
+        &mut self,
+        position: EntryPosition,
+        request: &[u8],
+    ) -> Result<PluginResult, Fault> {
         self.enter(position, CallKind::Query, self.limits.fuel_per_call);
         let result = self.bindings.call_query(&mut self.store, request);
         let result = self.finish(result, self.limits.fuel_per_call)?;
@@ -144,7 +152,10 @@ impl PluginInstance {
     fn finish<T>(&mut self, result: wasmtime::Result<T>, fuel: u64) -> Result<T, Fault> {
         let dropped = self.call.output_dropped_bytes();
         if dropped > 0 {
-            tracing::warn!(dropped_bytes = dropped, "plugin output past the per-call cap was dropped");
+            tracing::warn!(
+                dropped_bytes = dropped,
+                "plugin output past the per-call cap was dropped"
+            );
         }
         result.map_err(|error| classify(error, &self.limits, fuel))
     }

@@ -137,7 +137,10 @@ impl FsmRuntime {
                 Ok(result.map_err(ApplyError::Rejected))
             }
             Err(fault) => {
-                tracing::warn!(index = position.index, "entry failed in the plugin: {fault}");
+                tracing::warn!(
+                    index = position.index,
+                    "entry failed in the plugin: {fault}"
+                );
                 if fault.poisons_instance() {
                     self.rebuild()?;
                 } else {

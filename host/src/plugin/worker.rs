@@ -103,7 +103,10 @@ impl PluginHandle {
     }
 
     /// Run a read-only query.
-    pub async fn query(&self, request: Vec<u8>) -> Result<Result<PluginResult, Fault>, WorkerError> {
+    pub async fn query(
+        &self,
+        request: Vec<u8>,
+    ) -> Result<Result<PluginResult, Fault>, WorkerError> {
         let (reply, response) = oneshot::channel();
         self.send(Job::Query { request, reply }).await?;
         Ok(response.await.map_err(|_| WorkerError::Stopped)??)
@@ -111,7 +114,9 @@ impl PluginHandle {
 
     /// Snapshot the plugin state, with the position it includes; `None`
     /// when no plugin is deployed.
-    pub async fn snapshot(&self) -> Result<Result<Option<PluginSnapshot>, WorkerError>, WorkerError> {
+    pub async fn snapshot(
+        &self,
+    ) -> Result<Result<Option<PluginSnapshot>, WorkerError>, WorkerError> {
         let (reply, response) = oneshot::channel();
         self.send(Job::Snapshot { reply }).await?;
         let snapshot = response.await.map_err(|_| WorkerError::Stopped)?;

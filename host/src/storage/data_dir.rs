@@ -124,7 +124,8 @@ impl DataDir {
             path: path.clone(),
             source,
         };
-        let text = serde_json::to_string_pretty(identity).map_err(|error| io_error(io::Error::other(error)))?;
+        let text = serde_json::to_string_pretty(identity)
+            .map_err(|error| io_error(io::Error::other(error)))?;
         fs::write(&temporary, text).map_err(io_error)?;
         fs::File::open(&temporary)
             .and_then(|file| file.sync_all())
@@ -180,6 +181,9 @@ mod tests {
         let data_dir = DataDir::open(directory.path()).expect("open");
         fs::write(directory.path().join("node.json"), "not json").expect("write");
         let error = data_dir.identity().expect_err("garbage must fail");
-        assert!(error.to_string().contains("node.json is not valid"), "{error}");
+        assert!(
+            error.to_string().contains("node.json is not valid"),
+            "{error}"
+        );
     }
 }

@@ -12,7 +12,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+};
 
 use crate::consensus::types::{Entry, LogId, TypeConfig, Vote};
 
@@ -47,33 +49,50 @@ impl LogStore {
     /// Number of entries in the log (for status and tests).
     pub fn entry_count(&self) -> io::Result<u64> {
         let transaction = self.database.begin_read().map_err(io::Error::other)?;
-        let table = transaction.open_table(LOG_TABLE).map_err(io::Error::other)?;
+        let table = transaction
+            .open_table(LOG_TABLE)
+            .map_err(io::Error::other)?;
         table.len().map_err(io::Error::other)
     }
 
     fn read_meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> io::Result<Option<T>> {
         let transaction = self.database.begin_read().map_err(io::Error::other)?;
-        let table = transaction.open_table(META_TABLE).map_err(io::Error::other)?;
+        let table = transaction
+            .open_table(META_TABLE)
+            .map_err(io::Error::other)?;
         match table.get(key).map_err(io::Error::other)? {
             None => Ok(None),
             Some(value) => decode(value.value()).map(Some),
         }
     }
 
-    fn write_meta<T: serde::Serialize>(&self, key: &str, value: &T, durability: Durability) -> io::Result<()> {
+    fn write_meta<T: serde::Serialize>(
+        &self,
+        key: &str,
+        value: &T,
+        durability: Durability,
+    ) -> io::Result<()> {
         let encoded = encode(value)?;
         let mut transaction = self.database.begin_write().map_err(io::Error::other)?;
-        transaction.set_durability(durability).map_err(io::Error::other)?;
+        transaction
+            .set_durability(durability)
+            .map_err(io::Error::other)?;
         {
-            let mut table = transaction.open_table(META_TABLE).map_err(io::Error::other)?;
-            table.insert(key, encoded.as_slice()).map_err(io::Error::other)?;
+            let mut table = transaction
+                .open_table(META_TABLE)
+                .map_err(io::Error::other)?;
+            table
+                .insert(key, encoded.as_slice())
+                .map_err(io::Error::other)?;
         }
         transaction.commit().map_err(io::Error::other)
     }
 
     fn last_entry_log_id(&self) -> io::Result<Option<LogId>> {
         let transaction = self.database.begin_read().map_err(io::Error::other)?;
-        let table = transaction.open_table(LOG_TABLE).map_err(io::Error::other)?;
+        let table = transaction
+            .open_table(LOG_TABLE)
+            .map_err(io::Error::other)?;
         match table.last().map_err(io::Error::other)? {
             None => Ok(None),
             Some((_, value)) => {
@@ -85,7 +104,9 @@ impl LogStore {
 
     fn read_range(&self, start: Bound<u64>, end: Bound<u64>) -> io::Result<Vec<Entry>> {
         let transaction = self.database.begin_read().map_err(io::Error::other)?;
-        let table = transaction.open_table(LOG_TABLE).map_err(io::Error::other)?;
+        let table = transaction
+            .open_table(LOG_TABLE)
+            .map_err(io::Error::other)?;
         let mut entries = Vec::new();
         for item in table.range::<u64>((start, end)).map_err(io::Error::other)? {
             let (_, value) = item.map_err(io::Error::other)?;
@@ -94,16 +115,26 @@ impl LogStore {
         Ok(entries)
     }
 
-    fn remove_range(&self, start: Bound<u64>, end: Bound<u64>, extra: Option<(&str, Vec<u8>)>) -> io::Result<()> {
+    fn remove_range(
+        &self,
+        start: Bound<u64>,
+        end: Bound<u64>,
+        extra: Option<(&str, Vec<u8>)>,
+    ) -> io::Result<()> {
         let transaction = self.database.begin_write().map_err(io::Error::other)?;
         {
-            let mut table = transaction.open_table(LOG_TABLE).map_err(io::Error::other)?;
+            let mut table = transaction
+                .open_table(LOG_TABLE)
+                .map_err(io::Error::other)?;
             table
                 .retain_in::<u64, _>((start, end), |_, _| false)
                 .map_err(io::Error::other)?;
             if let Some((key, value)) = &extra {
-                let mut meta = transaction.open_table(META_TABLE).map_err(io::Error::other)?;
-                meta.insert(*key, value.as_slice()).map_err(io::Error::other)?;
+                let mut meta = transaction
+                    .open_table(META_TABLE)
+                    .map_err(io::Error::other)?;
+                meta.insert(*key, value.as_slice())
+                    .map_err(io::Error::other)?;
             }
         }
         transaction.commit().map_err(io::Error::other)
@@ -144,7 +175,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
         blocking(|| {
             let last_purged_log_id: Option<LogId> = self.read_meta(LAST_PURGED_KEY)?;
-            let last_log_id = self.last_entry_log_id()?.or_else(|| last_purged_log_id.clone());
+            let last_log_id = self
+                .last_entry_log_id()?
+                .or_else(|| last_purged_log_id.clone());
             Ok(LogState {
                 last_purged_log_id,
                 last_log_id,
@@ -168,7 +201,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         blocking(|| Ok(self.read_meta::<Option<LogId>>(COMMITTED_KEY)?.flatten()))
     }
 
-    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> Result<(), io::Error>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: IOFlushed<TypeConfig>,
+    ) -> Result<(), io::Error>
     where
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
@@ -176,7 +213,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let result = blocking(|| {
             let transaction = self.database.begin_write().map_err(io::Error::other)?;
             {
-                let mut table = transaction.open_table(LOG_TABLE).map_err(io::Error::other)?;
+                let mut table = transaction
+                    .open_table(LOG_TABLE)
+                    .map_err(io::Error::other)?;
                 for entry in entries {
                     let encoded = encode(&entry)?;
                     table

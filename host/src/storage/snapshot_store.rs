@@ -85,7 +85,9 @@ impl SnapshotStore {
 
     /// Size of the current snapshot file in bytes, if any.
     pub fn size_bytes(&self) -> Option<u64> {
-        fs::metadata(self.path()).ok().map(|metadata| metadata.len())
+        fs::metadata(self.path())
+            .ok()
+            .map(|metadata| metadata.len())
     }
 
     fn path(&self) -> PathBuf {
