@@ -107,5 +107,5 @@ mod tests {
         assert_eq!(&bytes[..8], &word);
     }
 
-    const GOLDEN_FIRST_WORD: u64 = 0;
+    const GOLDEN_FIRST_WORD: u64 = 12_981_120_531_160_232_986;
 }

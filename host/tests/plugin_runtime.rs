@@ -1,0 +1,342 @@
+//! The plugin runtime against real components built by `cargo xtask plugins`:
+//! the four calls, determinism, the virtual WASI world, limits, and the
+//! rejection of everything that is not a plugin.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clusterhost::limits::PluginLimits;
+use clusterhost::plugin::{
+    ApplyError, EntryPosition, Fault, FsmRuntime, LoadError, PluginCode, PluginEngine,
+};
+
+fn plugin_path(relative: &str) -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/plugins")
+        .join(relative);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo xtask plugins` first",
+        path.display()
+    );
+    path
+}
+
+fn engine() -> PluginEngine {
+    PluginEngine::new(None).expect("engine")
+}
+
+fn load(engine: &PluginEngine, relative: &str) -> PluginCode {
+    let bytes = std::fs::read(plugin_path(relative)).expect("read plugin");
+    engine.load(Arc::from(bytes)).expect("a valid plugin")
+}
+
+fn position(index: u64) -> EntryPosition {
+    EntryPosition {
+        index,
+        term: 1,
+        time_ms: 1_700_000_000_000 + index * 10,
+    }
+}
+
+fn apply_ok(runtime: &mut FsmRuntime, index: u64, command: &str) -> serde_json::Value {
+    let outcome = runtime
+        .apply(position(index), command.as_bytes())
+        .expect("no rebuild failure");
+    let bytes = outcome.unwrap_or_else(|error| panic!("{command} failed: {error}"));
+    serde_json::from_slice(&bytes).expect("JSON response")
+}
+
+fn query_ok(runtime: &mut FsmRuntime, request: &str) -> serde_json::Value {
+    let bytes = runtime
+        .query(request.as_bytes())
+        .expect("no rebuild failure")
+        .expect("no fault")
+        .expect("query accepted");
+    serde_json::from_slice(&bytes).expect("JSON response")
+}
+
+fn kv_commands() -> Vec<String> {
+    (0..40)
+        .map(|step| match step % 4 {
+            0 | 1 => format!(r#"{{"put":{{"key":"k{}","value":"v{step}"}}}}"#, step % 7),
+            2 => format!(r#"{{"delete":{{"key":"k{}"}}}}"#, step % 5),
+            _ => format!(
+                r#"{{"cas":{{"key":"k{}","expected":null,"value":"c{step}"}}}}"#,
+                step % 3
+            ),
+        })
+        .collect()
+}
+
+// Goal: a command goes in through apply and comes out through query, and
+// the state survives snapshot -> restore into a fresh instance.
+#[test]
+fn kv_apply_query_snapshot_restore_round_trip() {
+    let engine = engine();
+    let code = load(&engine, "kv.wasm");
+    let mut runtime = FsmRuntime::new(code.clone(), PluginLimits::default()).expect("instance");
+    let put = apply_ok(&mut runtime, 1, r#"{"put":{"key":"a","value":"1"}}"#);
+    assert_eq!(put, serde_json::json!({"prev": null}));
+    let again = apply_ok(&mut runtime, 2, r#"{"put":{"key":"a","value":"2"}}"#);
+    assert_eq!(again, serde_json::json!({"prev": "1"}));
+    assert_eq!(
+        query_ok(&mut runtime, r#"{"get":{"key":"a"}}"#),
+        serde_json::json!({"value": "2"})
+    );
+
+    let snapshot = runtime.snapshot().expect("snapshot");
+    let mut restored =
+        FsmRuntime::from_snapshot(code, PluginLimits::default(), position(2), snapshot.clone())
+            .expect("restore");
+    assert_eq!(
+        query_ok(&mut restored, r#"{"get":{"key":"a"}}"#),
+        serde_json::json!({"value": "2"})
+    );
+    assert_eq!(restored.snapshot().expect("snapshot"), snapshot);
+}
+
+// Goal: replicas agree. The same commands in two fresh instances give
+// byte-identical results and snapshots.
+#[test]
+fn same_commands_give_identical_results_and_snapshots() {
+    let engine = engine();
+    let code = load(&engine, "kv.wasm");
+    let mut first = FsmRuntime::new(code.clone(), PluginLimits::default()).expect("instance");
+    let mut second = FsmRuntime::new(code, PluginLimits::default()).expect("instance");
+    for (offset, command) in kv_commands().iter().enumerate() {
+        let index = offset as u64 + 1;
+        let a = first
+            .apply(position(index), command.as_bytes())
+            .expect("apply");
+        let b = second
+            .apply(position(index), command.as_bytes())
+            .expect("apply");
+        assert_eq!(a, b, "results differ at entry {index}");
+    }
+    assert_eq!(
+        first.snapshot().expect("snapshot"),
+        second.snapshot().expect("snapshot")
+    );
+}
+
+// Goal: a node that restored a snapshot taken mid-sequence and applied the
+// rest ends equal to one that replayed everything.
+#[test]
+fn restore_mid_sequence_then_replay_equals_full_replay() {
+    let engine = engine();
+    let code = load(&engine, "kv.wasm");
+    let commands = kv_commands();
+    let middle = commands.len() / 2;
+    let mut full = FsmRuntime::new(code.clone(), PluginLimits::default()).expect("instance");
+    let mut taken = None;
+    for (offset, command) in commands.iter().enumerate() {
+        let _response = full
+            .apply(position(offset as u64 + 1), command.as_bytes())
+            .expect("apply");
+        if offset + 1 == middle {
+            taken = Some(full.snapshot().expect("snapshot"));
+        }
+    }
+    let mut resumed = FsmRuntime::from_snapshot(
+        code,
+        PluginLimits::default(),
+        position(middle as u64),
+        taken.expect("mid snapshot"),
+    )
+    .expect("restore");
+    for (offset, command) in commands.iter().enumerate().skip(middle) {
+        let _response = resumed
+            .apply(position(offset as u64 + 1), command.as_bytes())
+            .expect("apply");
+    }
+    assert_eq!(
+        full.snapshot().expect("snapshot"),
+        resumed.snapshot().expect("snapshot")
+    );
+}
+
+// Goal: the plugin's clock is the entry's leader-stamped time and its
+// randomness a stream fixed by the log position, identical on every replica.
+#[test]
+fn clock_and_randomness_are_virtual_and_deterministic() {
+    let engine = engine();
+    let code = load(&engine, "test/misbehave.wasm");
+    let mut first = FsmRuntime::new(code.clone(), PluginLimits::default()).expect("instance");
+    let mut second = FsmRuntime::new(code, PluginLimits::default()).expect("instance");
+
+    let clock = apply_ok(&mut first, 1, r#""clock""#);
+    assert_eq!(clock["wall_ms"], serde_json::json!(position(1).time_ms));
+    assert_eq!(
+        clock["monotonic_ns"],
+        serde_json::json!(position(1).time_ms * 1_000_000)
+    );
+
+    let random_a = apply_ok(&mut first, 2, r#""random""#);
+    let random_b = {
+        apply_ok(&mut second, 1, r#""clock""#);
+        apply_ok(&mut second, 2, r#""random""#)
+    };
+    assert_eq!(random_a, random_b, "same position, same randomness");
+    let random_next = apply_ok(&mut first, 3, r#""random""#);
+    assert_ne!(random_a, random_next, "a new position draws new randomness");
+}
+
+// Goal: the plugin sees no environment, arguments or filesystem, and a
+// plugin printing megabytes does not hurt the host.
+#[test]
+fn environment_and_filesystem_are_empty_and_output_is_capped() {
+    let engine = engine();
+    let code = load(&engine, "test/misbehave.wasm");
+    let mut runtime = FsmRuntime::new(code, PluginLimits::default()).expect("instance");
+    assert_eq!(
+        apply_ok(&mut runtime, 1, r#""env""#),
+        serde_json::json!({"vars": 0, "args": 0})
+    );
+    let fs = apply_ok(&mut runtime, 2, r#""fs""#);
+    assert!(fs["read_dir"].is_string(), "read_dir must fail: {fs}");
+    assert!(fs["read"].is_string(), "read must fail: {fs}");
+    assert_eq!(
+        apply_ok(&mut runtime, 3, r#""print""#),
+        serde_json::json!("ok")
+    );
+}
+
+fn assert_fault(
+    runtime: &mut FsmRuntime,
+    index: u64,
+    command: &str,
+    check: impl Fn(&Fault) -> bool,
+) {
+    let outcome = runtime
+        .apply(position(index), command.as_bytes())
+        .expect("rebuild works");
+    match outcome {
+        Err(ApplyError::Fault(fault)) => {
+            assert!(check(&fault), "{command}: unexpected fault {fault}")
+        }
+        other => panic!("{command} should fault, got {other:?}"),
+    }
+}
+
+// Goal: a runaway, panicking or memory-hungry entry fails alone with a
+// clear error, changes nothing, and the next entry applies normally.
+#[test]
+fn traps_fail_one_entry_and_leave_state_untouched() {
+    let engine = engine();
+    let code = load(&engine, "test/misbehave.wasm");
+    let limits = PluginLimits {
+        fuel_per_call: 300_000_000,
+        fuel_per_bulk_call: 5_000_000_000,
+        memory_bytes_max: 32 * 1024 * 1024,
+    };
+    let mut runtime = FsmRuntime::new(code, limits).expect("instance");
+    assert_eq!(apply_ok(&mut runtime, 1, r#""incr""#), serde_json::json!(1));
+    assert_eq!(apply_ok(&mut runtime, 2, r#""incr""#), serde_json::json!(2));
+
+    assert_fault(&mut runtime, 3, r#""spin""#, |fault| {
+        matches!(fault, Fault::OutOfFuel { .. })
+    });
+    assert_eq!(apply_ok(&mut runtime, 4, r#""incr""#), serde_json::json!(3));
+
+    assert_fault(
+        &mut runtime,
+        5,
+        r#""panic""#,
+        |fault| matches!(fault, Fault::Trapped { message } if message.contains("unreachable")),
+    );
+    assert_eq!(apply_ok(&mut runtime, 6, r#""incr""#), serde_json::json!(4));
+
+    assert_fault(&mut runtime, 7, r#""alloc""#, |fault| {
+        matches!(fault, Fault::OutOfMemory { .. } | Fault::Trapped { .. })
+    });
+    assert_eq!(apply_ok(&mut runtime, 8, r#""incr""#), serde_json::json!(5));
+    assert_eq!(query_ok(&mut runtime, r#""count""#), serde_json::json!(5));
+
+    let rejected = runtime.apply(position(9), br#""reject""#).expect("apply");
+    assert_eq!(
+        rejected,
+        Err(ApplyError::Rejected("rejected on purpose".to_string()))
+    );
+}
+
+// Goal: a trap's rebuild replays history, so a trapped replica ends equal to
+// one that never saw the trapping entries' effects.
+#[test]
+fn rebuild_after_trap_matches_a_replica_without_the_trap() {
+    let engine = engine();
+    let code = load(&engine, "test/misbehave.wasm");
+    let mut trapped = FsmRuntime::new(code.clone(), PluginLimits::default()).expect("instance");
+    let mut clean = FsmRuntime::new(code, PluginLimits::default()).expect("instance");
+    for index in 1..=3 {
+        apply_ok(&mut trapped, index, r#""incr""#);
+        apply_ok(&mut clean, index, r#""incr""#);
+    }
+    assert_fault(&mut trapped, 4, r#""panic""#, |_| true);
+    apply_ok(&mut trapped, 5, r#""random""#);
+    apply_ok(&mut clean, 5, r#""random""#);
+    assert_eq!(
+        trapped.snapshot().expect("snapshot"),
+        clean.snapshot().expect("snapshot")
+    );
+}
+
+// Goal: everything that is not a plugin is refused at load with an error
+// that says what is wrong.
+#[test]
+fn malformed_plugins_are_rejected_with_clear_errors() {
+    let engine = engine();
+    let load_bytes = |bytes: Vec<u8>| engine.load(Arc::from(bytes));
+    assert!(matches!(
+        load_bytes(b"hello world".to_vec()),
+        Err(LoadError::NotWasm)
+    ));
+    assert!(matches!(
+        load_bytes(b"\0asm\x01\0\0\0".to_vec()),
+        Err(LoadError::CoreModule)
+    ));
+    let mut truncated = std::fs::read(plugin_path("kv.wasm")).expect("read");
+    truncated.truncate(truncated.len() / 2);
+    assert!(matches!(load_bytes(truncated), Err(LoadError::Invalid(_))));
+    let wrong_world = std::fs::read(plugin_path("test/wrong_world.wasm")).expect("read");
+    match load_bytes(wrong_world) {
+        Err(LoadError::WrongWorld(message)) => assert!(message.contains("apply"), "{message}"),
+        other => panic!("wrong world accepted: {other:?}"),
+    }
+    let bad_import = std::fs::read(plugin_path("test/bad_import.wasm")).expect("read");
+    match load_bytes(bad_import) {
+        Err(LoadError::UnsupportedImport(message)) => {
+            assert!(message.contains("test:missing/api"), "{message}")
+        }
+        other => panic!("unknown import accepted: {other:?}"),
+    }
+    let too_large = vec![0u8; clusterhost::limits::PLUGIN_BYTES_MAX + 1];
+    assert!(matches!(
+        load_bytes(too_large),
+        Err(LoadError::TooLarge { .. })
+    ));
+}
+
+// Goal: compiled plugins are cached by digest, so a restart loads without
+// compiling (the cached artifact is what gets loaded the second time).
+#[test]
+fn compiled_plugins_are_cached_on_disk() {
+    let cache = tempfile::tempdir().expect("temp dir");
+    let engine = PluginEngine::new(Some(cache.path().to_path_buf())).expect("engine");
+    let code = load(&engine, "counter.wasm");
+    let cached: Vec<_> = std::fs::read_dir(cache.path())
+        .expect("cache dir")
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(cached.len(), 1, "{cached:?}");
+    assert!(cached[0].starts_with(&code.digest().to_hex()), "{cached:?}");
+
+    let reloaded_engine = PluginEngine::new(Some(cache.path().to_path_buf())).expect("engine");
+    let reloaded = load(&reloaded_engine, "counter.wasm");
+    let mut runtime = FsmRuntime::new(reloaded, PluginLimits::default()).expect("instance");
+    assert_eq!(
+        apply_ok(&mut runtime, 1, r#"{"add":5}"#),
+        serde_json::json!({"value": 5})
+    );
+}
