@@ -167,10 +167,13 @@ impl NodeContext {
     }
 }
 
+/// The task serving gRPC; it ends when the server stops.
+type ServerTask = JoinHandle<Result<(), tonic::transport::Error>>;
+
 /// A running node. Dropping it does not stop it; call [`NodeHandle::shutdown`].
 pub struct NodeHandle {
     context: Arc<NodeContext>,
-    server: JoinHandle<Result<(), tonic::transport::Error>>,
+    server: ServerTask,
     stop_server: oneshot::Sender<()>,
 }
 
@@ -427,13 +430,7 @@ async fn bootstrap(context: &NodeContext, plugin: Vec<u8>) -> Result<(), StartEr
 fn serve(
     context: Arc<NodeContext>,
     listener: TcpListener,
-) -> Result<
-    (
-        oneshot::Sender<()>,
-        JoinHandle<Result<(), tonic::transport::Error>>,
-    ),
-    StartError,
-> {
+) -> Result<(oneshot::Sender<()>, ServerTask), StartError> {
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .build_v1()

@@ -7,8 +7,10 @@
 //! add a row to [`SUBCOMMANDS`].
 
 mod command;
+mod demo;
 mod plugin_tests;
 mod plugins;
+mod test;
 mod toolchain;
 
 use anyhow::{Result, bail};
@@ -33,6 +35,16 @@ const SUBCOMMANDS: &[Subcommand] = &[
         name: "plugin-tests",
         help: "run the native unit tests of guest-sdk, plugins/ and tests/plugins/",
         run: plugin_tests::run,
+    },
+    Subcommand {
+        name: "test",
+        help: "build everything and run every test (what CI runs); `-- ARGS` go to cargo test",
+        run: test::run,
+    },
+    Subcommand {
+        name: "demo",
+        help: "start a local cluster on the embedded defaults, use it, and stop it",
+        run: demo::run,
     },
 ];
 

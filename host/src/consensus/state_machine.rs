@@ -55,7 +55,7 @@ impl StateMachineStore {
     ) -> Self {
         let (last_applied, last_membership) = match restored {
             Some(snapshot) => (
-                snapshot.meta.last_log_id.clone(),
+                snapshot.meta.last_log_id,
                 snapshot.meta.last_membership.clone(),
             ),
             None => (None, StoredMembership::default()),
@@ -175,7 +175,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     type SnapshotBuilder = SnapshotBuilder;
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
-        Ok((self.last_applied.clone(), self.last_membership.clone()))
+        Ok((self.last_applied, self.last_membership.clone()))
     }
 
     async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
@@ -185,8 +185,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let mut pending = Vec::new();
         while let Some(item) = entries.next().await {
             let (entry, responder) = item?;
-            let log_id = entry.log_id.clone();
-            self.last_applied = Some(log_id.clone());
+            let log_id = entry.log_id;
+            self.last_applied = Some(log_id);
             match entry.payload {
                 EntryPayload::Blank => respond(responder, Response::Host),
                 EntryPayload::Membership(membership) => {
@@ -219,7 +219,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         match self.plugin.snapshot().await {
             Ok(Ok(plugin)) => Some(SnapshotBuilder {
                 meta: SnapshotMeta {
-                    last_log_id: self.last_applied.clone(),
+                    last_log_id: self.last_applied,
                     last_membership: self.last_membership.clone(),
                 },
                 body: SnapshotBody {
@@ -255,7 +255,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         };
         let snapshots = self.snapshots.clone();
         tokio::task::block_in_place(|| snapshots.save(&stored))?;
-        self.last_applied = meta.last_log_id.clone();
+        self.last_applied = meta.last_log_id;
         self.last_membership = meta.last_membership.clone();
         let plugin = stored.body.plugin.as_ref();
         self.status.send_modify(|status| {

@@ -191,10 +191,10 @@ impl PluginEngine {
         }
         let component = Component::new(&self.engine, bytes)
             .map_err(|error| LoadError::Invalid(format!("{error:#}")))?;
-        if let Some(path) = cached_path {
-            if let Err(error) = write_cache(&component, &path) {
-                tracing::warn!(path = %path.display(), "could not cache compiled plugin: {error:#}");
-            }
+        if let Some(path) = cached_path
+            && let Err(error) = write_cache(&component, &path)
+        {
+            tracing::warn!(path = %path.display(), "could not cache compiled plugin: {error:#}");
         }
         Ok(component)
     }

@@ -175,9 +175,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
         blocking(|| {
             let last_purged_log_id: Option<LogId> = self.read_meta(LAST_PURGED_KEY)?;
-            let last_log_id = self
-                .last_entry_log_id()?
-                .or_else(|| last_purged_log_id.clone());
+            let last_log_id = self.last_entry_log_id()?.or(last_purged_log_id);
             Ok(LogState {
                 last_purged_log_id,
                 last_log_id,
