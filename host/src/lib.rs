@@ -15,7 +15,9 @@
 pub mod api;
 pub mod cli;
 pub mod consensus;
+pub mod discovery;
 pub mod limits;
+pub mod membership;
 pub mod node;
 pub mod plugin;
 pub mod storage;

@@ -64,6 +64,10 @@ pub const PLUGIN_QUEUE_DEPTH: usize = 1024;
 /// How long a client request waits for a leader or a result, in milliseconds.
 pub const CLIENT_REQUEST_TIMEOUT_MS: u64 = 10_000;
 
+/// A learner within this many entries of the leader counts as caught up
+/// for promotion to voter.
+pub const PROMOTION_LAG_ENTRIES_MAX: u64 = 100;
+
 /// Raft heartbeat interval, in milliseconds.
 pub const RAFT_HEARTBEAT_INTERVAL_MS: u64 = 150;
 

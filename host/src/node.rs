@@ -8,21 +8,28 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::ServerState;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 
+use crate::api::cluster_service::{ClusterService, now_ms, role_name};
+use crate::api::forward::Forwarder;
 use crate::api::proto;
-use crate::api::server::{ClusterService, RaftService, now_ms, role_name};
-use crate::consensus::network::PeerNetwork;
+use crate::api::raft_service::RaftService;
+use crate::consensus::network::{AddressBook, PeerNetwork};
 use crate::consensus::raft_config;
 use crate::consensus::state_machine::{MachineStatus, StateMachineStore, install_body};
 use crate::consensus::types::{Member, NodeId, Raft, Request, Response};
+use crate::discovery::{Announcement, Discovery, DiscoveryConfig};
 use crate::limits::{
     CLIENT_GRPC_MESSAGE_BYTES_MAX, CLIENT_REQUEST_TIMEOUT_MS, PluginLimits,
     RAFT_GRPC_MESSAGE_BYTES_MAX,
 };
+use crate::membership::autopilot::{self, AutopilotConfig, SharedView};
+use crate::membership::operations;
+use crate::membership::reconcile::Policy;
 use crate::plugin::{PluginDigest, PluginEngine, PluginHandle};
 use crate::storage::data_dir::LAYOUT_VERSION;
 use crate::storage::{DataDir, DataDirError, LogStore, NodeIdentity, SnapshotStore};
@@ -36,6 +43,19 @@ pub struct NodeConfig {
     pub plugin: Option<PathBuf>,
     /// Initialize a new single-node cluster (first start only).
     pub bootstrap: bool,
+    /// Form a cluster once this many nodes (started with the same flag) see
+    /// each other; 0 = off.
+    pub bootstrap_expect: usize,
+    /// Gossip seed addresses of any existing nodes.
+    pub join: Vec<String>,
+    /// UDP address to gossip on.
+    pub gossip_listen: SocketAddr,
+    /// UDP address peers gossip to, when it differs from `gossip_listen`.
+    pub gossip_advertise: Option<SocketAddr>,
+    /// Nodes only gossip within the same cluster name.
+    pub cluster_name: String,
+    /// Membership policy (voter cap, stabilization, dead grace, minimum).
+    pub policy: Policy,
     /// Address other nodes and clients use to reach this node's gRPC port;
     /// defaults to the listen address.
     pub advertise: Option<String>,
@@ -99,15 +119,146 @@ pub struct NodeContext {
     pub node_id: NodeId,
     /// Address others reach this node's gRPC port at.
     pub rpc_addr: String,
+    /// Address peers gossip to.
+    pub gossip_addr: SocketAddr,
     /// The Raft handle.
     pub raft: Raft,
     /// The plugin runtime.
     pub plugin: PluginHandle,
     /// What the state machine publishes.
     pub machine: watch::Receiver<MachineStatus>,
+    /// Set once the node was asked to leave the cluster.
+    pub leaving: AtomicBool,
+    /// Connections to the leader, for forwarded requests.
+    pub forwarder: Forwarder,
+    /// The latest gossip view and membership holds.
+    pub view: SharedView,
+    /// Where gossip says peers are, for Raft RPCs.
+    pub addresses: AddressBook,
+    /// The plugin to deploy if this node leads a cluster that has none yet
+    /// (`--bootstrap-expect`).
+    pub pending_plugin: Option<Vec<u8>>,
+    stop: watch::Sender<bool>,
 }
 
 impl NodeContext {
+    /// Ask the node to stop (after `leave`).
+    pub fn request_stop(&self) {
+        let _ = self.stop.send(true);
+    }
+
+    /// Every node known from Raft membership and gossip.
+    pub fn members(&self) -> proto::MembersResponse {
+        let metrics = crate::consensus::current_metrics(&self.raft);
+        let view = self.view.get();
+        let machine = self.machine.borrow().clone();
+        let membership = metrics.membership_config.membership();
+        let voters: Vec<NodeId> = membership.voter_ids().collect();
+        let heartbeats = metrics.heartbeat.clone().unwrap_or_default();
+        let now = <openraft::TokioInstant as openraft::Instant>::now();
+        let mut ids: Vec<NodeId> = membership.nodes().map(|(id, _)| *id).collect();
+        ids.extend(view.peers.keys().copied());
+        ids.push(self.node_id);
+        ids.sort_unstable();
+        ids.dedup();
+        let members = ids
+            .into_iter()
+            .map(|id| {
+                let member = membership.get_node(&id);
+                let peer = view.peers.get(&id);
+                let raft_role = if metrics.current_leader == Some(id) {
+                    "leader"
+                } else if voters.contains(&id) {
+                    "follower"
+                } else if member.is_some() {
+                    "learner"
+                } else {
+                    "none"
+                };
+                let is_self = id == self.node_id;
+                let liveness = match (is_self, peer) {
+                    (true, _) => "alive",
+                    (false, Some(peer)) if peer.alive => "alive",
+                    (false, Some(_)) => "dead",
+                    (false, None) => "unknown",
+                };
+                let last_contact_ms = heartbeats.get(&id).cloned().flatten().map(|at| {
+                    openraft::Instant::saturating_duration_since(&now, *at).as_millis() as u64
+                });
+                proto::MemberInfo {
+                    id,
+                    rpc_addr: member
+                        .map(|member| member.rpc_addr.clone())
+                        .or_else(|| peer.map(|peer| peer.announcement.rpc_addr.clone()))
+                        .unwrap_or_default(),
+                    gossip_addr: if is_self {
+                        self.gossip_addr.to_string()
+                    } else {
+                        peer.map(|peer| peer.gossip_addr.to_string())
+                            .unwrap_or_default()
+                    },
+                    raft_role: raft_role.to_string(),
+                    liveness: liveness.to_string(),
+                    last_contact_ms,
+                    applied_index: if is_self {
+                        metrics
+                            .last_applied
+                            .as_ref()
+                            .map_or(0, |log_id| log_id.index)
+                    } else {
+                        peer.map_or(0, |peer| peer.announcement.applied_index)
+                    },
+                    plugin_digest: if is_self {
+                        machine.plugin_digest.clone().unwrap_or_default()
+                    } else {
+                        peer.map(|peer| peer.announcement.plugin_digest.clone())
+                            .unwrap_or_default()
+                    },
+                    leaving: if is_self {
+                        self.leaving.load(Ordering::SeqCst)
+                    } else {
+                        peer.is_some_and(|peer| peer.announcement.leaving)
+                    },
+                }
+            })
+            .collect();
+        proto::MembersResponse {
+            members,
+            holding: view.holding,
+        }
+    }
+
+    /// Whether the cluster can take writes, as this node sees it.
+    fn health(
+        &self,
+        metrics: &openraft::RaftMetrics<crate::consensus::types::TypeConfig>,
+    ) -> String {
+        let membership = metrics.membership_config.membership();
+        let voters: Vec<NodeId> = membership.voter_ids().collect();
+        if voters.is_empty() {
+            return "not initialized: waiting to be added to a cluster".to_string();
+        }
+        let view = self.view.get();
+        let alive = voters
+            .iter()
+            .filter(|id| **id == self.node_id || view.peers.get(id).is_some_and(|peer| peer.alive))
+            .count();
+        let quorum = voters.len() / 2 + 1;
+        if metrics.current_leader.is_none() {
+            if alive < quorum {
+                return format!(
+                    "unavailable: no quorum ({alive} of {} voters alive, {quorum} needed)",
+                    voters.len()
+                );
+            }
+            return "unavailable: electing a leader".to_string();
+        }
+        if let Some(holding) = view.holding.first() {
+            return format!("ok ({holding})");
+        }
+        "ok".to_string()
+    }
+
     /// This node's status, as the API reports it.
     pub fn status(&self) -> proto::StatusResponse {
         let metrics = crate::consensus::current_metrics(&self.raft);
@@ -163,6 +314,7 @@ impl NodeContext {
             plugin_size_bytes: machine.plugin_size_bytes as u64,
             members,
             version: env!("CARGO_PKG_VERSION").to_string(),
+            health: self.health(&metrics),
         }
     }
 }
@@ -175,6 +327,9 @@ pub struct NodeHandle {
     context: Arc<NodeContext>,
     server: ServerTask,
     stop_server: oneshot::Sender<()>,
+    discovery: Arc<Discovery>,
+    autopilot: JoinHandle<()>,
+    stop_requested: watch::Receiver<bool>,
 }
 
 impl NodeHandle {
@@ -183,8 +338,15 @@ impl NodeHandle {
         &self.context
     }
 
-    /// Stop serving, stop Raft, stop the plugin.
+    /// Stop gracefully: hand leadership over if leading, then stop the
+    /// membership loop, gossip, serving and Raft.
     pub async fn shutdown(self) -> anyhow::Result<()> {
+        operations::step_down(&self.context.raft, self.context.node_id).await;
+        self.context.request_stop();
+        let _ = self.autopilot.await;
+        if let Ok(discovery) = Arc::try_unwrap(self.discovery) {
+            discovery.shutdown().await;
+        }
         let _ = self.stop_server.send(());
         if let Err(error) = self.context.raft.shutdown().await {
             tracing::warn!("raft shutdown: {error}");
@@ -194,15 +356,23 @@ impl NodeHandle {
         Ok(())
     }
 
-    /// Wait until the server exits on its own (it only does on error).
+    /// Serve until `signal` fires or the node is asked to stop (`leave`),
+    /// then shut down gracefully.
     pub async fn serve_until(
         self,
         signal: impl std::future::Future<Output = ()>,
     ) -> anyhow::Result<()> {
-        signal.await;
-        tracing::info!("shutdown requested");
+        let stop_requested = self.stop_requested.clone();
+        tokio::select! {
+            () = signal => tracing::info!("shutdown requested"),
+            () = wait_true(stop_requested) => tracing::info!("stopping after leaving the cluster"),
+        }
         self.shutdown().await
     }
+}
+
+async fn wait_true(mut flag: watch::Receiver<bool>) {
+    let _ = flag.wait_for(|value| *value).await;
 }
 
 /// Start a node serving gRPC on `listener`.
@@ -239,6 +409,14 @@ pub async fn start(config: NodeConfig, listener: TcpListener) -> Result<NodeHand
     let listen_addr = listener
         .local_addr()
         .map_err(|error| StartError::other("listener", error))?;
+    // Gossip's UDP port is bound before anything is written, so a busy port
+    // is refused cleanly.
+    std::net::UdpSocket::bind(config.gossip_listen).map_err(|error| {
+        StartError::Other(format!(
+            "cannot gossip on {}: {error}",
+            config.gossip_listen
+        ))
+    })?;
     let rpc_addr = config
         .advertise
         .clone()
@@ -275,24 +453,74 @@ pub async fn start(config: NodeConfig, listener: TcpListener) -> Result<NodeHand
 
     let raft_config = raft_config(config.snapshot_every_entries, config.log_entries_kept)
         .map_err(|error| StartError::other("raft configuration", error))?;
-    let raft = Raft::new(node_id, raft_config, PeerNetwork, log_store, state_machine)
-        .await
-        .map_err(|error| StartError::other("cannot start raft", error))?;
+    let addresses = AddressBook::default();
+    let raft = Raft::new(
+        node_id,
+        raft_config,
+        PeerNetwork::new(addresses.clone()),
+        log_store,
+        state_machine,
+    )
+    .await
+    .map_err(|error| StartError::other("cannot start raft", error))?;
 
+    let (stop, stop_requested) = watch::channel(false);
+    let gossip_addr = config.gossip_advertise.unwrap_or(config.gossip_listen);
     let context = Arc::new(NodeContext {
         node_id,
         rpc_addr: rpc_addr.clone(),
+        gossip_addr,
         raft: raft.clone(),
         plugin,
         machine,
+        leaving: AtomicBool::new(false),
+        forwarder: Forwarder::default(),
+        view: SharedView::default(),
+        addresses,
+        pending_plugin: bootstrap_plugin
+            .as_ref()
+            .filter(|_| config.bootstrap_expect > 0)
+            .map(|code| code.bytes().to_vec()),
+        stop,
     });
     let (stop_server, server) = serve(context.clone(), listener)?;
-    tracing::info!(node_id, %listen_addr, rpc_addr = %rpc_addr, "node started");
+    let discovery = Discovery::spawn(
+        DiscoveryConfig {
+            node_id,
+            listen_addr: config.gossip_listen,
+            advertise_addr: gossip_addr,
+            seeds: config.join.clone(),
+            cluster_name: config.cluster_name.clone(),
+            generation: now_ms(),
+        },
+        &Announcement {
+            rpc_addr: rpc_addr.clone(),
+            bootstrap_expect: config.bootstrap_expect,
+            ..Announcement::default()
+        },
+    )
+    .await
+    .map_err(|error| StartError::other("gossip", error))?;
+    let discovery = Arc::new(discovery);
+    let autopilot = tokio::spawn(autopilot::run(
+        context.clone(),
+        discovery.clone(),
+        context.view.clone(),
+        AutopilotConfig {
+            policy: config.policy,
+            bootstrap_expect: config.bootstrap_expect,
+        },
+        stop_requested.clone(),
+    ));
+    tracing::info!(node_id, %listen_addr, rpc_addr = %rpc_addr, gossip = %gossip_addr, "node started");
 
     let handle = NodeHandle {
         context: context.clone(),
         server,
         stop_server,
+        discovery,
+        autopilot,
+        stop_requested,
     };
     if let Some(code) = bootstrap_plugin
         && config.bootstrap
@@ -314,6 +542,16 @@ pub fn decide_identity(
     plugin_digest: Option<PluginDigest>,
 ) -> Result<NodeIdentity, StartError> {
     let plugin_hex = plugin_digest.map(|digest| digest.to_hex());
+    if config.bootstrap && config.bootstrap_expect > 0 {
+        return Err(StartError::Conflict(
+            "--bootstrap and --bootstrap-expect exclude each other".to_string(),
+        ));
+    }
+    if config.bootstrap && !config.join.is_empty() {
+        return Err(StartError::Conflict(
+            "--bootstrap creates a new cluster; --join joins an existing one: use one".to_string(),
+        ));
+    }
     match existing {
         None => {
             if config.bootstrap && plugin_digest.is_none() {
@@ -322,9 +560,16 @@ pub fn decide_identity(
                         .to_string(),
                 ));
             }
-            if !config.bootstrap && plugin_digest.is_some() {
+            if config.bootstrap_expect > 0 && plugin_digest.is_none() {
                 return Err(StartError::Conflict(
-                    "--plugin is only used with --bootstrap (a new cluster); nodes that join get the plugin from the cluster".to_string(),
+                    "--bootstrap-expect needs --plugin: whichever node leads the new cluster deploys it".to_string(),
+                ));
+            }
+            if !config.bootstrap && config.bootstrap_expect == 0 && plugin_digest.is_some() {
+                return Err(StartError::Conflict(
+                    "--plugin is only used to create a cluster (--bootstrap or --bootstrap-expect); \
+                     nodes that join get the plugin from the cluster"
+                        .to_string(),
                 ));
             }
             Ok(NodeIdentity {

@@ -34,6 +34,7 @@ pub enum ClientError {
 #[derive(Clone)]
 pub struct Client {
     inner: ClusterClient<Channel>,
+    forwarded: bool,
 }
 
 impl Client {
@@ -59,16 +60,33 @@ impl Client {
         let inner = ClusterClient::new(channel)
             .max_decoding_message_size(CLIENT_GRPC_MESSAGE_BYTES_MAX * 4)
             .max_encoding_message_size(CLIENT_GRPC_MESSAGE_BYTES_MAX * 4);
-        Ok(Self { inner })
+        Ok(Self {
+            inner,
+            forwarded: false,
+        })
+    }
+
+    /// The same connection, marking every request as forwarded by a node.
+    pub fn forwarding(mut self) -> Self {
+        self.forwarded = true;
+        self
+    }
+
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        if self.forwarded {
+            request.metadata_mut().insert(
+                super::forward::FORWARDED_HEADER,
+                tonic::metadata::MetadataValue::from_static("1"),
+            );
+        }
+        request
     }
 
     /// Propose a command.
     pub async fn apply(&mut self, command: Vec<u8>) -> Result<proto::ApplyResponse, ClientError> {
-        Ok(self
-            .inner
-            .apply(proto::ApplyRequest { command })
-            .await?
-            .into_inner())
+        let request = self.request(proto::ApplyRequest { command });
+        Ok(self.inner.apply(request).await?.into_inner())
     }
 
     /// Run a query.
@@ -100,6 +118,39 @@ impl Client {
             .snapshot(proto::SnapshotRequest {})
             .await?
             .into_inner())
+    }
+
+    /// Every node the serving node knows of.
+    pub async fn members(&mut self) -> Result<proto::MembersResponse, ClientError> {
+        Ok(self
+            .inner
+            .members(proto::MembersRequest {})
+            .await?
+            .into_inner())
+    }
+
+    /// Remove a node from the membership.
+    pub async fn remove_member(&mut self, node_id: u64) -> Result<(), ClientError> {
+        let request = self.request(proto::RemoveMemberRequest { node_id });
+        self.inner.remove_member(request).await?;
+        Ok(())
+    }
+
+    /// Move leadership to `to`; returns the new leader.
+    pub async fn transfer_leader(&mut self, to: u64) -> Result<u64, ClientError> {
+        let request = self.request(proto::TransferLeaderRequest { to });
+        Ok(self
+            .inner
+            .transfer_leader(request)
+            .await?
+            .into_inner()
+            .leader_id)
+    }
+
+    /// Ask the serving node to leave the cluster and stop.
+    pub async fn leave(&mut self) -> Result<(), ClientError> {
+        self.inner.leave(proto::LeaveRequest {}).await?;
+        Ok(())
     }
 }
 

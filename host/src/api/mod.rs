@@ -3,6 +3,8 @@
 //! [`crate::consensus::network`], which calls the `Raft` service.
 
 pub mod client;
+pub mod cluster_service;
+pub mod forward;
 pub mod proto;
 pub mod raft_codec;
-pub mod server;
+pub mod raft_service;

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -9,6 +10,9 @@ use crate::limits::{
     LOG_ENTRIES_KEPT_BEHIND_SNAPSHOT, PLUGIN_FUEL_PER_BULK_CALL, PLUGIN_FUEL_PER_CALL,
     PLUGIN_MEMORY_BYTES_MAX, SNAPSHOT_EVERY_ENTRIES_DEFAULT,
 };
+
+/// Default most voters.
+pub const VOTER_CAP_DEFAULT: u64 = 5;
 
 /// Default gRPC address a node listens on, and the CLI talks to.
 pub const DEFAULT_ENDPOINT: &str = "127.0.0.1:7400";
@@ -26,7 +30,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a node (until SIGINT or SIGTERM).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Propose a command to the cluster and print the plugin's response.
     Apply(ApplyArgs),
     /// Run a read-only query and print the plugin's response.
@@ -35,6 +39,13 @@ pub enum Command {
     Status(StatusArgs),
     /// Take a snapshot now and purge the log behind it.
     Snapshot(EndpointArgs),
+    /// List cluster members, or remove one.
+    Members(MembersArgs),
+    /// Leadership operations.
+    #[command(subcommand)]
+    Leader(LeaderCommand),
+    /// Remove the node at --endpoint from the cluster, then stop it.
+    Leave(EndpointArgs),
     /// Work with plugin files.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -71,6 +82,34 @@ pub struct RunArgs {
     /// Initialize a new cluster with this node as its first member (first start only).
     #[arg(long)]
     pub bootstrap: bool,
+    /// Form a new cluster once this many nodes started with the same flag see each
+    /// other (as Consul does); exactly one of them initializes it. Needs --plugin.
+    #[arg(long, default_value_t = 0)]
+    pub bootstrap_expect: usize,
+    /// Gossip address (host:port) of any node of the cluster to join; repeat or
+    /// separate with commas for several.
+    #[arg(long, short = 'j', value_delimiter = ',')]
+    pub join: Vec<String>,
+    /// UDP address other nodes should gossip to, when it differs from --gossip.
+    #[arg(long)]
+    pub gossip_advertise: Option<SocketAddr>,
+    /// Nodes only gossip with nodes of the same cluster name.
+    #[arg(long, default_value = "clusterhost")]
+    pub cluster_name: String,
+    /// Most voters; further nodes stay learners (read replicas).
+    #[arg(long, default_value_t = VOTER_CAP_DEFAULT, value_parser = clap::value_parser!(u64).range(1..=9))]
+    pub voter_cap: u64,
+    /// How long a new node must stay healthy and caught up before it becomes a voter
+    /// (e.g. 500ms, 5s, 2m).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub stabilization: Duration,
+    /// How long a member must be unreachable before the leader removes it (when the
+    /// remaining voters still form a quorum).
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub dead_grace: Duration,
+    /// Never remove dead voters below this many.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=9))]
+    pub min_voters: u64,
     /// gRPC address to listen on, for clients and other nodes.
     #[arg(long, default_value = DEFAULT_ENDPOINT)]
     pub listen: SocketAddr,
@@ -143,6 +182,66 @@ pub struct StatusArgs {
     pub json: bool,
 }
 
+/// `clusterhost members`.
+#[derive(Debug, Args)]
+pub struct MembersArgs {
+    #[command(flatten)]
+    pub endpoint: EndpointArgs,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// `remove ID`: remove a node from the membership.
+    #[command(subcommand)]
+    pub action: Option<MembersAction>,
+}
+
+/// `clusterhost members remove`.
+#[derive(Debug, Subcommand)]
+pub enum MembersAction {
+    /// Remove a node (voter or learner) from the cluster.
+    Remove {
+        /// The node's id (see `clusterhost members`).
+        node_id: u64,
+    },
+}
+
+/// `clusterhost leader ...`.
+#[derive(Debug, Subcommand)]
+pub enum LeaderCommand {
+    /// Move leadership to another voter.
+    Transfer {
+        #[command(flatten)]
+        endpoint: EndpointArgs,
+        /// The voter that should lead.
+        #[arg(long)]
+        to: u64,
+    },
+}
+
+/// Parse `500ms`, `5s`, `2m`, `1h` (or plain seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration like 500ms, 5s, 2m or 1h"))?;
+    let millis = match unit {
+        "ms" => value,
+        "" | "s" => value.saturating_mul(1_000),
+        "m" => value.saturating_mul(60_000),
+        "h" => value.saturating_mul(3_600_000),
+        _ => {
+            return Err(format!(
+                "`{text}`: unknown unit `{unit}` (use ms, s, m or h)"
+            ));
+        }
+    };
+    Ok(Duration::from_millis(millis))
+}
+
 /// `clusterhost plugin ...`.
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
@@ -154,4 +253,25 @@ pub enum PluginCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("ms").is_err());
+    }
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 }

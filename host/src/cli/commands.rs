@@ -3,20 +3,22 @@
 use std::io::Read;
 
 use super::args::{
-    ApplyArgs, Command, Consistency, LogFormat, PluginCommand, QueryArgs, RunArgs, StatusArgs,
+    ApplyArgs, Command, Consistency, LeaderCommand, LogFormat, MembersAction, MembersArgs,
+    PluginCommand, QueryArgs, RunArgs, StatusArgs,
 };
 use super::output::{StatusJson, render_response, render_status};
 use super::{CliError, ExitCode};
 use crate::api::client::Client;
 use crate::api::proto::{self, apply_response, query_response};
-use crate::limits::PluginLimits;
+use crate::limits::{PROMOTION_LAG_ENTRIES_MAX, PluginLimits};
+use crate::membership::reconcile::Policy;
 use crate::node::{self, NodeConfig};
 use crate::plugin::PluginEngine;
 
 /// Run `command`, printing its output.
 pub async fn execute(command: Command) -> Result<(), CliError> {
     match command {
-        Command::Run(args) => run(args).await,
+        Command::Run(args) => run(*args).await,
         Command::Apply(args) => apply(args).await,
         Command::Query(args) => query(args).await,
         Command::Status(args) => status(args).await,
@@ -30,6 +32,19 @@ pub async fn execute(command: Command) -> Result<(), CliError> {
             Ok(())
         }
         Command::Plugin(PluginCommand::Inspect { file, json }) => inspect(&file, json),
+        Command::Members(args) => members(args).await,
+        Command::Leader(LeaderCommand::Transfer { endpoint, to }) => {
+            let mut client = Client::connect(&endpoint.endpoint).await?;
+            let leader = client.transfer_leader(to).await?;
+            println!("node {leader} is the leader");
+            Ok(())
+        }
+        Command::Leave(args) => {
+            let mut client = Client::connect(&args.endpoint).await?;
+            client.leave().await?;
+            println!("{} left the cluster and is stopping", args.endpoint);
+            Ok(())
+        }
     }
 }
 
@@ -55,6 +70,18 @@ async fn run(args: RunArgs) -> Result<(), CliError> {
         bootstrap: args.bootstrap,
         advertise: args.advertise,
         node_id: args.node_id,
+        bootstrap_expect: args.bootstrap_expect,
+        join: args.join,
+        gossip_listen: args.gossip,
+        gossip_advertise: args.gossip_advertise,
+        cluster_name: args.cluster_name,
+        policy: Policy {
+            voter_cap: args.voter_cap as usize,
+            stabilization: args.stabilization,
+            dead_grace: args.dead_grace,
+            min_voters: args.min_voters as usize,
+            caught_up_lag_entries: PROMOTION_LAG_ENTRIES_MAX,
+        },
         snapshot_every_entries: args.snapshot_every,
         log_entries_kept: args.log_keep,
         plugin_limits: PluginLimits {
@@ -63,7 +90,6 @@ async fn run(args: RunArgs) -> Result<(), CliError> {
             memory_bytes_max: (args.plugin_memory_mib as usize) * 1024 * 1024,
         },
     };
-    let _ = args.gossip; // Gossip arrives with cluster membership.
     let listener = node::bind(args.listen)
         .await
         .map_err(|error| CliError::new(ExitCode::Unavailable, error.to_string()))?;
@@ -225,6 +251,25 @@ fn inspect(file: &std::path::Path, json: bool) -> Result<(), CliError> {
             ExitCode::InvalidInput,
             format!("{} is not a valid plugin: {error}", file.display()),
         ));
+    }
+    Ok(())
+}
+
+async fn members(args: MembersArgs) -> Result<(), CliError> {
+    let mut client = Client::connect(&args.endpoint.endpoint).await?;
+    if let Some(MembersAction::Remove { node_id }) = args.action {
+        client.remove_member(node_id).await?;
+        println!("node {node_id} removed");
+        return Ok(());
+    }
+    let members = client.members().await?;
+    if args.json {
+        let json = super::output::MembersJson::from(members);
+        let text = serde_json::to_string_pretty(&json)
+            .map_err(|error| CliError::new(ExitCode::Failure, error.to_string()))?;
+        println!("{text}");
+    } else {
+        println!("{}", super::output::render_members(&members));
     }
     Ok(())
 }

@@ -52,6 +52,8 @@ pub struct StatusJson {
     pub members: Vec<MemberJson>,
     /// clusterhost version of this node.
     pub version: String,
+    /// "ok", or why the cluster cannot take writes as this node sees it.
+    pub health: String,
 }
 
 /// The running plugin, in status JSON.
@@ -104,6 +106,7 @@ impl From<proto::StatusResponse> for StatusJson {
                 })
                 .collect(),
             version: status.version,
+            health: status.health,
         }
     }
 }
@@ -115,6 +118,7 @@ pub fn render_status(status: &StatusJson) -> String {
     let mut lines = vec![
         format!("node        {} ({})", status.node_id, status.rpc_addr),
         format!("role        {} (term {})", status.role, status.term),
+        format!("health      {}", status.health),
         format!(
             "leader      {}",
             match (&status.leader_id, &status.leader_addr) {
@@ -145,6 +149,91 @@ pub fn render_status(status: &StatusJson) -> String {
             "  {:<20} {:<8} {}",
             member.id, member.suffrage, member.rpc_addr
         ));
+    }
+    lines.join("\n")
+}
+
+/// The stable JSON form of `clusterhost members --json`.
+#[derive(Debug, serde::Serialize)]
+pub struct MembersJson {
+    /// Every node known.
+    pub members: Vec<MemberInfoJson>,
+    /// Membership changes the leader holds back, and why.
+    pub holding: Vec<String>,
+}
+
+/// One node in `members --json`.
+#[derive(Debug, serde::Serialize)]
+pub struct MemberInfoJson {
+    /// Node id.
+    pub id: u64,
+    /// gRPC address.
+    pub rpc_addr: String,
+    /// Gossip address.
+    pub gossip_addr: String,
+    /// leader, follower, learner, or none (gossip only).
+    pub raft_role: String,
+    /// alive, dead or unknown.
+    pub liveness: String,
+    /// ms since the leader last heard from it (leader's view only).
+    pub last_contact_ms: Option<u64>,
+    /// Highest applied index it reported.
+    pub applied_index: u64,
+    /// Digest of the plugin it runs.
+    pub plugin_digest: String,
+    /// Asked to leave.
+    pub leaving: bool,
+}
+
+impl From<proto::MembersResponse> for MembersJson {
+    fn from(response: proto::MembersResponse) -> Self {
+        Self {
+            members: response
+                .members
+                .into_iter()
+                .map(|member| MemberInfoJson {
+                    id: member.id,
+                    rpc_addr: member.rpc_addr,
+                    gossip_addr: member.gossip_addr,
+                    raft_role: member.raft_role,
+                    liveness: member.liveness,
+                    last_contact_ms: member.last_contact_ms,
+                    applied_index: member.applied_index,
+                    plugin_digest: member.plugin_digest,
+                    leaving: member.leaving,
+                })
+                .collect(),
+            holding: response.holding,
+        }
+    }
+}
+
+/// A readable members table.
+pub fn render_members(response: &proto::MembersResponse) -> String {
+    let mut lines = vec![format!(
+        "{:<18} {:<9} {:<8} {:<22} {:<22} {:>9} {:>8}  {}",
+        "ID", "ROLE", "GOSSIP", "RPC", "GOSSIP ADDR", "APPLIED", "CONTACT", "PLUGIN"
+    )];
+    for member in &response.members {
+        let contact = member
+            .last_contact_ms
+            .map_or_else(|| "-".to_string(), |millis| format!("{millis}ms"));
+        let digest: String = member.plugin_digest.chars().take(12).collect();
+        lines.push(format!(
+            "{:<18} {:<9} {:<8} {:<22} {:<22} {:>9} {:>8}  {}{}",
+            member.id,
+            member.raft_role,
+            member.liveness,
+            member.rpc_addr,
+            member.gossip_addr,
+            member.applied_index,
+            contact,
+            if digest.is_empty() { "-" } else { &digest },
+            if member.leaving { "  (leaving)" } else { "" }
+        ));
+    }
+    for holding in &response.holding {
+        lines.push(format!("note: {holding}"));
     }
     lines.join("\n")
 }

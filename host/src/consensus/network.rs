@@ -1,7 +1,9 @@
 //! Outgoing Raft RPCs: openraft's network traits over our internal gRPC
 //! service. Connections are made lazily and re-made after failures.
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
@@ -23,9 +25,41 @@ type Snapshot = openraft::alias::SnapshotOf<TypeConfig, SnapshotBody>;
 /// How long to wait for a TCP connection to a peer.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Where peers are right now, as gossip last saw them. Gossip learns a
+/// restarted node's new address before the Raft membership can record it
+/// (recording it needs a leader, which may need that very node), so RPCs
+/// prefer this book and fall back to the membership's address.
+#[derive(Debug, Clone, Default)]
+pub struct AddressBook(Arc<RwLock<HashMap<NodeId, String>>>);
+
+impl AddressBook {
+    /// Replace the known addresses.
+    pub fn update(&self, addresses: HashMap<NodeId, String>) {
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = addresses;
+    }
+
+    /// The address gossip last saw for `node_id`.
+    pub fn get(&self, node_id: NodeId) -> Option<String> {
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&node_id)
+            .cloned()
+    }
+}
+
 /// Creates a client per peer.
 #[derive(Debug, Clone, Default)]
-pub struct PeerNetwork;
+pub struct PeerNetwork {
+    addresses: AddressBook,
+}
+
+impl PeerNetwork {
+    /// A network that looks peers up in `addresses` first.
+    pub fn new(addresses: AddressBook) -> Self {
+        Self { addresses }
+    }
+}
 
 impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
     type Network = PeerClient;
@@ -33,7 +67,9 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
     async fn new_client(&mut self, target: NodeId, node: &Member) -> PeerClient {
         PeerClient {
             target,
-            rpc_addr: node.rpc_addr.clone(),
+            membership_addr: node.rpc_addr.clone(),
+            addresses: self.addresses.clone(),
+            rpc_addr: String::new(),
             client: None,
         }
     }
@@ -42,12 +78,22 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
 /// The connection to one peer.
 pub struct PeerClient {
     target: NodeId,
+    membership_addr: String,
+    addresses: AddressBook,
     rpc_addr: String,
     client: Option<RaftClient<Channel>>,
 }
 
 impl PeerClient {
     fn client(&mut self) -> Result<RaftClient<Channel>, Unreachable<TypeConfig>> {
+        let current = self
+            .addresses
+            .get(self.target)
+            .unwrap_or_else(|| self.membership_addr.clone());
+        if current != self.rpc_addr {
+            self.rpc_addr = current;
+            self.client = None;
+        }
         if let Some(client) = &self.client {
             return Ok(client.clone());
         }
@@ -79,14 +125,14 @@ impl PeerClient {
         Fut:
             Future<Output = Result<tonic::Response<crate::api::proto::RaftMessage>, tonic::Status>>,
     {
-        let message = raft_codec::encode(request).map_err(|status| network_error(&status))?;
+        let message =
+            raft_codec::encode(request, self.target).map_err(|status| network_error(&status))?;
         let client = self.client()?;
         let mut grpc_request = tonic::Request::new(message);
         grpc_request.set_timeout(timeout);
         match send(client, grpc_request.into_inner()).await {
-            Ok(response) => {
-                raft_codec::decode(response.get_ref()).map_err(|status| network_error(&status))
-            }
+            Ok(response) => raft_codec::decode_reply(response.get_ref())
+                .map_err(|status| network_error(&status)),
             Err(status) => {
                 self.client = None;
                 tracing::debug!(target = self.target, "raft rpc failed: {status}");

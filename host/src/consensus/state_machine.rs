@@ -126,6 +126,10 @@ impl StateMachineStore {
                 ))
             })?;
         let digest = code.digest().to_hex();
+        if self.status.borrow().plugin_digest.as_deref() == Some(digest.as_str()) {
+            // Already running: deploying the same plugin again changes nothing.
+            return Ok(Ok(digest));
+        }
         let current = self.plugin.snapshot().await.map_err(io::Error::other)?;
         let state = match current {
             Err(fault) => {

@@ -1,0 +1,245 @@
+//! Discovery by gossip (chitchat): each node announces who it is and how to
+//! reach it, and learns who else is alive. chitchat is used nowhere else.
+//!
+//! Every restart is a new chitchat generation (the start time), so a dead
+//! incarnation is never mistaken for the live one; the view folds all
+//! generations of a node id into one peer, keeping the newest.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use chitchat::transport::UdpTransport;
+use chitchat::{
+    ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig, NodeState, spawn_chitchat,
+};
+
+use crate::consensus::types::NodeId;
+
+/// How often a node gossips with a peer.
+pub const GOSSIP_INTERVAL: Duration = Duration::from_millis(250);
+/// How long a dead node's gossip state is kept before it is forgotten.
+pub const GOSSIP_DEAD_NODE_FORGET_AFTER: Duration = Duration::from_secs(3600);
+/// phi-accrual threshold above which a node is considered dead.
+const PHI_THRESHOLD: f64 = 8.0;
+/// Heartbeat intervals the failure detector remembers.
+const FAILURE_DETECTOR_WINDOW: usize = 1_000;
+/// Heartbeat gaps longer than this are not learned from.
+const FAILURE_DETECTOR_MAX_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Gossip keys every node sets.
+mod keys {
+    pub const NODE_ID: &str = "node_id";
+    pub const RPC_ADDR: &str = "rpc_addr";
+    pub const ROLE: &str = "role";
+    pub const READY: &str = "ready";
+    pub const PLUGIN: &str = "plugin_digest";
+    pub const VERSION: &str = "version";
+    pub const APPLIED: &str = "applied_index";
+    pub const LEAVING: &str = "leaving";
+    pub const INITIALIZED: &str = "initialized";
+    pub const BOOTSTRAP_EXPECT: &str = "bootstrap_expect";
+}
+
+/// How a node is set up to gossip.
+#[derive(Debug, Clone)]
+pub struct DiscoveryConfig {
+    /// This node's Raft id.
+    pub node_id: NodeId,
+    /// UDP address to bind.
+    pub listen_addr: SocketAddr,
+    /// UDP address peers should gossip to.
+    pub advertise_addr: SocketAddr,
+    /// Seed addresses (host:port), re-resolved periodically.
+    pub seeds: Vec<String>,
+    /// Nodes only gossip with nodes of the same cluster name.
+    pub cluster_name: String,
+    /// This incarnation's generation (start time in ms).
+    pub generation: u64,
+}
+
+/// What a node says about itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Announcement {
+    /// gRPC address.
+    pub rpc_addr: String,
+    /// Raft role, as status shows it.
+    pub role: String,
+    /// Serving requests (has a plugin and knows a leader).
+    pub ready: bool,
+    /// sha256 of the running plugin.
+    pub plugin_digest: String,
+    /// Highest applied log index.
+    pub applied_index: u64,
+    /// Asked to leave the cluster: must not be (re-)added.
+    pub leaving: bool,
+    /// Part of an initialized Raft cluster.
+    pub initialized: bool,
+    /// `--bootstrap-expect`, 0 when not set.
+    pub bootstrap_expect: usize,
+}
+
+/// Another node as gossip sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    /// Raft id.
+    pub node_id: NodeId,
+    /// Gossip address.
+    pub gossip_addr: SocketAddr,
+    /// Whether the failure detector thinks it is alive.
+    pub alive: bool,
+    /// Its generation (start time).
+    pub generation: u64,
+    /// What it announced.
+    pub announcement: Announcement,
+    /// clusterhost version it runs.
+    pub version: String,
+}
+
+/// A running gossip member.
+pub struct Discovery {
+    handle: ChitchatHandle,
+    node_id: NodeId,
+}
+
+impl Discovery {
+    /// Join the gossip network.
+    pub async fn spawn(
+        config: DiscoveryConfig,
+        announcement: &Announcement,
+    ) -> anyhow::Result<Self> {
+        let chitchat_config = ChitchatConfig {
+            chitchat_id: ChitchatId::new(
+                config.node_id.to_string(),
+                config.generation,
+                config.advertise_addr,
+            ),
+            cluster_id: config.cluster_name.clone(),
+            gossip_interval: GOSSIP_INTERVAL,
+            listen_addr: config.listen_addr,
+            seed_nodes: config.seeds.clone(),
+            failure_detector_config: FailureDetectorConfig {
+                phi_threshold: PHI_THRESHOLD,
+                sampling_window_size: FAILURE_DETECTOR_WINDOW,
+                max_interval: FAILURE_DETECTOR_MAX_INTERVAL,
+                initial_interval: GOSSIP_INTERVAL,
+                dead_node_grace_period: GOSSIP_DEAD_NODE_FORGET_AFTER,
+            },
+            marked_for_deletion_grace_period: GOSSIP_DEAD_NODE_FORGET_AFTER,
+            catchup_callback: None,
+            extra_liveness_predicate: None,
+            protocol_version: chitchat::ProtocolVersion::V1,
+        };
+        let mut initial = vec![
+            (keys::NODE_ID.to_string(), config.node_id.to_string()),
+            (
+                keys::VERSION.to_string(),
+                env!("CARGO_PKG_VERSION").to_string(),
+            ),
+        ];
+        initial.extend(announcement_pairs(announcement));
+        let handle = spawn_chitchat(chitchat_config, initial, &UdpTransport)
+            .await
+            .map_err(|error| {
+                anyhow::anyhow!("cannot start gossip on {}: {error:#}", config.listen_addr)
+            })?;
+        Ok(Self {
+            handle,
+            node_id: config.node_id,
+        })
+    }
+
+    /// Update what this node announces.
+    pub async fn announce(&self, announcement: &Announcement) {
+        let chitchat = self.handle.chitchat();
+        let mut chitchat = chitchat.lock().await;
+        let state = chitchat.self_node_state();
+        for (key, value) in announcement_pairs(announcement) {
+            if state.get(&key) != Some(value.as_str()) {
+                state.set(key, value);
+            }
+        }
+    }
+
+    /// Every node gossip knows of, except this one, one entry per node id.
+    pub async fn peers(&self) -> BTreeMap<NodeId, Peer> {
+        let chitchat = self.handle.chitchat();
+        let chitchat = chitchat.lock().await;
+        let live: std::collections::HashSet<ChitchatId> = chitchat.live_nodes().cloned().collect();
+        let mut peers: BTreeMap<NodeId, Peer> = BTreeMap::new();
+        for (chitchat_id, state) in chitchat.node_states() {
+            let Some(peer) = read_peer(chitchat_id, state, live.contains(chitchat_id)) else {
+                continue;
+            };
+            if peer.node_id == self.node_id {
+                continue;
+            }
+            let newer = peers
+                .get(&peer.node_id)
+                .is_none_or(|known| peer.generation > known.generation);
+            if newer {
+                peers.insert(peer.node_id, peer);
+            }
+        }
+        peers
+    }
+
+    /// Leave the gossip network.
+    pub async fn shutdown(self) {
+        if let Err(error) = self.handle.shutdown().await {
+            tracing::warn!("gossip shutdown: {error:#}");
+        }
+    }
+}
+
+fn announcement_pairs(announcement: &Announcement) -> Vec<(String, String)> {
+    vec![
+        (keys::RPC_ADDR.to_string(), announcement.rpc_addr.clone()),
+        (keys::ROLE.to_string(), announcement.role.clone()),
+        (keys::READY.to_string(), announcement.ready.to_string()),
+        (keys::PLUGIN.to_string(), announcement.plugin_digest.clone()),
+        (
+            keys::APPLIED.to_string(),
+            announcement.applied_index.to_string(),
+        ),
+        (keys::LEAVING.to_string(), announcement.leaving.to_string()),
+        (
+            keys::INITIALIZED.to_string(),
+            announcement.initialized.to_string(),
+        ),
+        (
+            keys::BOOTSTRAP_EXPECT.to_string(),
+            announcement.bootstrap_expect.to_string(),
+        ),
+    ]
+}
+
+/// Parse a peer from its gossip state; `None` for states that are not (yet)
+/// complete or not from a clusterhost node.
+fn read_peer(chitchat_id: &ChitchatId, state: &NodeState, alive: bool) -> Option<Peer> {
+    let node_id: NodeId = state.get(keys::NODE_ID)?.parse().ok()?;
+    let flag = |key: &str| state.get(key) == Some("true");
+    Some(Peer {
+        node_id,
+        gossip_addr: chitchat_id.gossip_advertise_addr,
+        alive,
+        generation: chitchat_id.generation_id,
+        announcement: Announcement {
+            rpc_addr: state.get(keys::RPC_ADDR)?.to_string(),
+            role: state.get(keys::ROLE).unwrap_or_default().to_string(),
+            ready: flag(keys::READY),
+            plugin_digest: state.get(keys::PLUGIN).unwrap_or_default().to_string(),
+            applied_index: state
+                .get(keys::APPLIED)
+                .and_then(|value| value.parse().ok())
+                .unwrap_or(0),
+            leaving: flag(keys::LEAVING),
+            initialized: flag(keys::INITIALIZED),
+            bootstrap_expect: state
+                .get(keys::BOOTSTRAP_EXPECT)
+                .and_then(|value| value.parse().ok())
+                .unwrap_or(0),
+        },
+        version: state.get(keys::VERSION).unwrap_or_default().to_string(),
+    })
+}

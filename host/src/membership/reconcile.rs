@@ -1,0 +1,510 @@
+//! The membership decisions, as pure code: given what gossip sees and what
+//! Raft's membership is, what (if anything) the leader should change next.
+//!
+//! Rules (as Consul's autopilot):
+//! - A node alive in gossip and not a member is added as a learner.
+//! - A learner that is caught up and has stayed alive for the stabilization
+//!   time is promoted to voter, up to the voter cap.
+//! - The failure detector alone never removes a voter. A member dead past
+//!   the grace period is removed only if the voters still alive form a
+//!   quorum of the current configuration (so the change can commit and the
+//!   cluster stays writable), and never below the minimum voter count.
+//! - A node announcing that it is leaving is never (re-)added.
+//!
+//! One change at a time: Raft serializes membership changes anyway, and a
+//! single step is easy to reason about.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use crate::consensus::types::NodeId;
+
+/// What the reconciler may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// Most voters; further nodes stay learners (read replicas).
+    pub voter_cap: usize,
+    /// How long a learner must stay alive and caught up before promotion.
+    pub stabilization: Duration,
+    /// How long a member must be dead before it may be removed.
+    pub dead_grace: Duration,
+    /// Never remove voters below this many.
+    pub min_voters: usize,
+    /// A learner within this many entries of the leader counts as caught up.
+    pub caught_up_lag_entries: u64,
+}
+
+/// A member of the Raft configuration as the reconciler needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberView {
+    /// Voter or learner.
+    pub voter: bool,
+    /// gRPC address recorded in the membership.
+    pub rpc_addr: String,
+    /// Highest log index the leader knows it replicated to the node.
+    pub matched_index: Option<u64>,
+}
+
+/// A node as gossip reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GossipView {
+    /// gRPC address to add it with.
+    pub rpc_addr: String,
+    /// Alive according to the failure detector.
+    pub alive: bool,
+    /// Announced that it is leaving.
+    pub leaving: bool,
+}
+
+/// Everything the decision looks at, observed at `now`.
+#[derive(Debug, Clone)]
+pub struct Observation {
+    /// When this was observed.
+    pub now: Instant,
+    /// The leader (this node).
+    pub leader_id: NodeId,
+    /// The leader's last log index.
+    pub last_log_index: u64,
+    /// Current Raft members.
+    pub members: BTreeMap<NodeId, MemberView>,
+    /// Whether a membership change is still in flight (joint config or
+    /// uncommitted): then nothing new is proposed.
+    pub change_in_flight: bool,
+    /// Nodes gossip knows of (the leader included, at its own address).
+    pub gossip: BTreeMap<NodeId, GossipView>,
+}
+
+/// One membership change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Add a node as a learner.
+    AddLearner {
+        /// Its id.
+        node_id: NodeId,
+        /// Its gRPC address.
+        rpc_addr: String,
+    },
+    /// Make a learner a voter.
+    Promote {
+        /// Its id.
+        node_id: NodeId,
+    },
+    /// Remove a dead voter.
+    RemoveVoter {
+        /// Its id.
+        node_id: NodeId,
+    },
+    /// Remove a dead or departed learner.
+    RemoveLearner {
+        /// Its id.
+        node_id: NodeId,
+    },
+    /// Record a member's new gRPC address (it restarted elsewhere).
+    UpdateAddress {
+        /// Its id.
+        node_id: NodeId,
+        /// Its new gRPC address.
+        rpc_addr: String,
+    },
+}
+
+/// Why the reconciler is holding back, for status output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Holding {
+    /// Dead voters exist but removing one would break quorum or the minimum.
+    CannotRemoveDeadVoter {
+        /// The dead voter.
+        node_id: NodeId,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Liveness history the reconciler keeps between observations: since when
+/// each node has been continuously alive or dead.
+#[derive(Debug, Clone, Default)]
+pub struct Tracker {
+    alive_since: BTreeMap<NodeId, Instant>,
+    dead_since: BTreeMap<NodeId, Instant>,
+}
+
+impl Tracker {
+    /// Fold an observation into the history.
+    pub fn observe(&mut self, observation: &Observation) {
+        let known: BTreeSet<NodeId> = observation
+            .members
+            .keys()
+            .chain(observation.gossip.keys())
+            .copied()
+            .filter(|id| *id != observation.leader_id)
+            .collect();
+        for node_id in known {
+            let alive = observation
+                .gossip
+                .get(&node_id)
+                .is_some_and(|gossip| gossip.alive);
+            if alive {
+                self.dead_since.remove(&node_id);
+                self.alive_since.entry(node_id).or_insert(observation.now);
+            } else {
+                self.alive_since.remove(&node_id);
+                self.dead_since.entry(node_id).or_insert(observation.now);
+            }
+        }
+    }
+
+    fn alive_for(&self, node_id: NodeId, now: Instant) -> Option<Duration> {
+        self.alive_since
+            .get(&node_id)
+            .map(|since| now.saturating_duration_since(*since))
+    }
+
+    fn dead_for(&self, node_id: NodeId, now: Instant) -> Option<Duration> {
+        self.dead_since
+            .get(&node_id)
+            .map(|since| now.saturating_duration_since(*since))
+    }
+}
+
+/// The next change to make, if any, and what is being held back.
+pub fn decide(
+    observation: &Observation,
+    tracker: &Tracker,
+    policy: &Policy,
+) -> (Option<Action>, Vec<Holding>) {
+    let mut holding = Vec::new();
+    if observation.change_in_flight {
+        return (None, holding);
+    }
+    let now = observation.now;
+    let voters: BTreeSet<NodeId> = observation
+        .members
+        .iter()
+        .filter(|(_, member)| member.voter)
+        .map(|(id, _)| *id)
+        .collect();
+    let is_alive = |node_id: &NodeId| {
+        *node_id == observation.leader_id
+            || observation
+                .gossip
+                .get(node_id)
+                .is_some_and(|gossip| gossip.alive)
+    };
+
+    // A member that came back at a new address is unreachable until the
+    // membership says where it is.
+    for (node_id, member) in &observation.members {
+        if let Some(gossip) = observation.gossip.get(node_id)
+            && gossip.alive
+            && gossip.rpc_addr != member.rpc_addr
+        {
+            return (
+                Some(Action::UpdateAddress {
+                    node_id: *node_id,
+                    rpc_addr: gossip.rpc_addr.clone(),
+                }),
+                holding,
+            );
+        }
+    }
+
+    // Departed and long-dead learners go next: they cost nothing to remove.
+    for (node_id, member) in &observation.members {
+        if member.voter || *node_id == observation.leader_id {
+            continue;
+        }
+        let leaving = observation
+            .gossip
+            .get(node_id)
+            .is_some_and(|gossip| gossip.leaving);
+        let dead_long = tracker
+            .dead_for(*node_id, now)
+            .is_some_and(|dead| dead >= policy.dead_grace);
+        if leaving || dead_long {
+            return (Some(Action::RemoveLearner { node_id: *node_id }), holding);
+        }
+    }
+
+    // Dead voters past the grace period, if quorum allows.
+    for node_id in &voters {
+        if *node_id == observation.leader_id {
+            continue;
+        }
+        let Some(dead) = tracker.dead_for(*node_id, now) else {
+            continue;
+        };
+        if dead < policy.dead_grace {
+            continue;
+        }
+        let alive_voters = voters.iter().filter(|id| is_alive(id)).count();
+        let quorum = voters.len() / 2 + 1;
+        if alive_voters < quorum {
+            holding.push(Holding::CannotRemoveDeadVoter {
+                node_id: *node_id,
+                reason: format!(
+                    "only {alive_voters} of {} voters are alive; a change needs {quorum}",
+                    voters.len()
+                ),
+            });
+            continue;
+        }
+        if voters.len() <= policy.min_voters {
+            holding.push(Holding::CannotRemoveDeadVoter {
+                node_id: *node_id,
+                reason: format!("{} voters is the configured minimum", policy.min_voters),
+            });
+            continue;
+        }
+        return (Some(Action::RemoveVoter { node_id: *node_id }), holding);
+    }
+
+    // New nodes become learners.
+    for (node_id, gossip) in &observation.gossip {
+        if gossip.alive && !gossip.leaving && !observation.members.contains_key(node_id) {
+            return (
+                Some(Action::AddLearner {
+                    node_id: *node_id,
+                    rpc_addr: gossip.rpc_addr.clone(),
+                }),
+                holding,
+            );
+        }
+    }
+
+    // Healthy, caught-up learners become voters, up to the cap.
+    if voters.len() < policy.voter_cap {
+        for (node_id, member) in &observation.members {
+            if member.voter {
+                continue;
+            }
+            let leaving = observation
+                .gossip
+                .get(node_id)
+                .is_some_and(|gossip| gossip.leaving);
+            let stable = tracker
+                .alive_for(*node_id, now)
+                .is_some_and(|alive| alive >= policy.stabilization);
+            let caught_up = member.matched_index.is_some_and(|matched| {
+                matched + policy.caught_up_lag_entries >= observation.last_log_index
+            });
+            if stable && caught_up && !leaving {
+                return (Some(Action::Promote { node_id: *node_id }), holding);
+            }
+        }
+    }
+    (None, holding)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LEADER: NodeId = 1;
+
+    fn policy() -> Policy {
+        Policy {
+            voter_cap: 5,
+            stabilization: Duration::from_secs(5),
+            dead_grace: Duration::from_secs(60),
+            min_voters: 1,
+            caught_up_lag_entries: 10,
+        }
+    }
+
+    struct Scenario {
+        start: Instant,
+        tracker: Tracker,
+        observation: Observation,
+    }
+
+    impl Scenario {
+        fn new(voters: &[NodeId], learners: &[NodeId]) -> Self {
+            let start = Instant::now();
+            let mut members = BTreeMap::new();
+            for id in voters {
+                members.insert(*id, member(true));
+            }
+            for id in learners {
+                members.insert(*id, member(false));
+            }
+            let gossip = voters
+                .iter()
+                .chain(learners)
+                .filter(|id| **id != LEADER)
+                .map(|id| (*id, gossip(true)))
+                .collect();
+            Self {
+                start,
+                tracker: Tracker::default(),
+                observation: Observation {
+                    now: start,
+                    leader_id: LEADER,
+                    last_log_index: 100,
+                    members,
+                    change_in_flight: false,
+                    gossip,
+                },
+            }
+        }
+
+        fn at(&mut self, seconds: u64) -> (Option<Action>, Vec<Holding>) {
+            self.observation.now = self.start + Duration::from_secs(seconds);
+            self.tracker.observe(&self.observation);
+            decide(&self.observation, &self.tracker, &policy())
+        }
+
+        fn set_alive(&mut self, node_id: NodeId, alive: bool) {
+            self.observation
+                .gossip
+                .entry(node_id)
+                .or_insert_with(|| gossip(alive))
+                .alive = alive;
+        }
+    }
+
+    fn member(voter: bool) -> MemberView {
+        MemberView {
+            voter,
+            rpc_addr: "127.0.0.1:1".to_string(),
+            matched_index: Some(100),
+        }
+    }
+
+    #[test]
+    fn a_member_that_moved_gets_its_new_address_recorded() {
+        let mut scenario = Scenario::new(&[LEADER, 2], &[]);
+        scenario.observation.gossip.get_mut(&2).unwrap().rpc_addr = "127.0.0.1:2".to_string();
+        assert_eq!(
+            scenario.at(0).0,
+            Some(Action::UpdateAddress {
+                node_id: 2,
+                rpc_addr: "127.0.0.1:2".to_string()
+            })
+        );
+    }
+
+    fn gossip(alive: bool) -> GossipView {
+        GossipView {
+            rpc_addr: "127.0.0.1:1".to_string(),
+            alive,
+            leaving: false,
+        }
+    }
+
+    #[test]
+    fn a_new_live_node_is_added_as_learner() {
+        let mut scenario = Scenario::new(&[LEADER], &[]);
+        scenario.set_alive(2, true);
+        assert_eq!(
+            scenario.at(0).0,
+            Some(Action::AddLearner {
+                node_id: 2,
+                rpc_addr: "127.0.0.1:1".to_string()
+            })
+        );
+    }
+
+    #[test]
+    fn a_learner_is_promoted_only_after_stabilizing_and_catching_up() {
+        let mut scenario = Scenario::new(&[LEADER], &[2]);
+        assert_eq!(scenario.at(0).0, None, "not stable yet");
+        assert_eq!(scenario.at(4).0, None, "still not stable");
+        scenario
+            .observation
+            .members
+            .get_mut(&2)
+            .unwrap()
+            .matched_index = Some(50);
+        assert_eq!(scenario.at(6).0, None, "stable but lagging");
+        scenario
+            .observation
+            .members
+            .get_mut(&2)
+            .unwrap()
+            .matched_index = Some(95);
+        assert_eq!(scenario.at(7).0, Some(Action::Promote { node_id: 2 }));
+    }
+
+    #[test]
+    fn voters_are_capped_and_extra_nodes_stay_learners() {
+        let mut scenario = Scenario::new(&[LEADER, 2, 3, 4, 5], &[6]);
+        scenario.at(0);
+        assert_eq!(scenario.at(10).0, None);
+    }
+
+    #[test]
+    fn a_dying_voter_is_kept_until_the_grace_period_ends() {
+        let mut scenario = Scenario::new(&[LEADER, 2, 3], &[]);
+        scenario.at(0);
+        scenario.set_alive(3, false);
+        assert_eq!(scenario.at(1).0, None);
+        assert_eq!(
+            scenario.at(30).0,
+            None,
+            "failure detector alone never removes"
+        );
+        assert_eq!(scenario.at(61).0, Some(Action::RemoveVoter { node_id: 3 }));
+    }
+
+    #[test]
+    fn nothing_is_removed_without_quorum() {
+        let mut scenario = Scenario::new(&[LEADER, 2, 3], &[]);
+        scenario.at(0);
+        scenario.set_alive(2, false);
+        scenario.set_alive(3, false);
+        scenario.at(1);
+        let (action, holding) = scenario.at(120);
+        assert_eq!(action, None);
+        assert!(
+            matches!(&holding[0], Holding::CannotRemoveDeadVoter { reason, .. } if reason.contains("1 of 3")),
+            "{holding:?}"
+        );
+    }
+
+    #[test]
+    fn never_below_the_minimum_voter_count() {
+        let mut scenario = Scenario::new(&[LEADER, 2], &[]);
+        scenario.at(0);
+        scenario.set_alive(2, false);
+        scenario.at(1);
+        // 1 of 2 alive is no quorum either; with min 1 it is quorum that holds.
+        let (action, _) = scenario.at(120);
+        assert_eq!(action, None);
+    }
+
+    #[test]
+    fn a_node_coming_back_resets_its_grace() {
+        let mut scenario = Scenario::new(&[LEADER, 2, 3], &[]);
+        scenario.at(0);
+        scenario.set_alive(3, false);
+        scenario.at(10);
+        scenario.set_alive(3, true);
+        scenario.at(50);
+        scenario.set_alive(3, false);
+        assert_eq!(scenario.at(80).0, None, "dead only 30 s this time");
+    }
+
+    #[test]
+    fn leaving_nodes_are_not_added_and_leaving_learners_are_removed() {
+        let mut scenario = Scenario::new(&[LEADER], &[3]);
+        scenario.observation.gossip.insert(
+            2,
+            GossipView {
+                leaving: true,
+                ..gossip(true)
+            },
+        );
+        scenario.observation.gossip.get_mut(&3).unwrap().leaving = true;
+        assert_eq!(scenario.at(0).0, Some(Action::RemoveLearner { node_id: 3 }));
+        scenario.observation.members.remove(&3);
+        assert_eq!(scenario.at(1).0, None);
+    }
+
+    #[test]
+    fn nothing_happens_while_a_change_is_in_flight() {
+        let mut scenario = Scenario::new(&[LEADER], &[]);
+        scenario.set_alive(2, true);
+        scenario.observation.change_in_flight = true;
+        assert_eq!(scenario.at(0).0, None);
+    }
+}
