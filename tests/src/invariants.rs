@@ -1,0 +1,89 @@
+//! Checks run after every scenario that writes: no acknowledged write is
+//! lost, and every replica holds the same state at the same applied index.
+//! Written for N nodes; with one node the replica check is trivially small.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use clusterhost::api::proto::Consistency;
+
+use crate::cluster::TestCluster;
+use crate::kv::scan_all;
+use crate::wait::wait_for;
+
+/// Writes a client saw acknowledged: key → value (kv plugin).
+pub type Acknowledged = BTreeMap<String, String>;
+
+/// How long replicas may take to apply the same index once writes stop.
+pub const CONVERGENCE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Every acknowledged write is readable, with its value, through a
+/// linearizable read on the leader, and every running replica agrees (see
+/// [`assert_replicas_agree`]). Returns the leader's full state.
+pub async fn assert_acknowledged_present(
+    cluster: &TestCluster,
+    acknowledged: &Acknowledged,
+) -> BTreeMap<String, String> {
+    let leader = cluster.wait_for_leader().await;
+    let mut client = cluster.client(leader).await;
+    let state = scan_all(&mut client, "", Consistency::Linearizable).await;
+    let lost: Vec<(&String, &String, Option<&String>)> = acknowledged
+        .iter()
+        .filter(|(key, value)| state.get(*key) != Some(*value))
+        .map(|(key, value)| (key, value, state.get(key)))
+        .take(10)
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "acknowledged writes missing or wrong on the leader (node {leader}), \
+         first ones as (key, acknowledged value, value read): {lost:?}"
+    );
+    assert_replicas_agree(cluster).await;
+    state
+}
+
+/// Once every running node has applied the same index, each one's local
+/// (stale) state is the same. Returns that index.
+pub async fn assert_replicas_agree(cluster: &TestCluster) -> u64 {
+    let running = cluster.running();
+    assert!(!running.is_empty(), "no running node to check");
+    let index = wait_for(
+        "every running node to apply the same index",
+        CONVERGENCE_TIMEOUT,
+        || async {
+            let mut indexes = Vec::new();
+            for &n in &running {
+                let mut client = cluster.client(n).await;
+                let status = client.status().await.map_err(|error| error.to_string())?;
+                indexes.push((status.commit_index, status.applied_index));
+            }
+            let highest_commit = indexes.iter().map(|(commit, _)| *commit).max();
+            let applied: Vec<u64> = indexes.iter().map(|(_, applied)| *applied).collect();
+            if applied.iter().all(|index| Some(*index) == highest_commit) {
+                Ok(applied[0])
+            } else {
+                Err(format!("(commit, applied) per node: {indexes:?}"))
+            }
+        },
+    )
+    .await;
+    let mut states = Vec::new();
+    for &n in &running {
+        let mut client = cluster.client(n).await;
+        let state = scan_all(&mut client, "", Consistency::Stale).await;
+        let after = client.status().await.expect("status").applied_index;
+        assert_eq!(
+            after, index,
+            "node {n} applied more entries while being compared; is a writer still running?"
+        );
+        states.push((n, state));
+    }
+    let (first, reference) = &states[0];
+    for (n, state) in &states[1..] {
+        assert!(
+            state == reference,
+            "node {n} and node {first} differ at applied index {index}"
+        );
+    }
+    index
+}
