@@ -133,8 +133,7 @@ where
     for (key, value) in envs {
         command.env(key, value);
     }
-    let child = command
-        .output();
+    let child = command.output();
     let output = match tokio::time::timeout(timeout, child).await {
         Ok(Ok(output)) => output,
         Ok(Err(error)) => panic!("cannot run `{command_line}`: {error}"),

@@ -278,7 +278,9 @@ impl TestCluster {
                     if let Some(exit) = process.try_exit() {
                         return Ok(Err(exit));
                     }
-                    let mut client = Client::connect(&endpoint).await.map_err(|e| e.to_string())?;
+                    let mut client = Client::connect(&endpoint)
+                        .await
+                        .map_err(|e| e.to_string())?;
                     let status = client.status().await.map_err(|e| e.to_string())?;
                     if status.leader_id.is_none() || status.plugin_digest.is_empty() {
                         return Err(format!(
@@ -396,7 +398,11 @@ impl TestCluster {
         let applied = status["applied_index"]
             .as_u64()
             .unwrap_or_else(|| panic!("status of node {n} has no applied_index: {status}"));
-        let mut floor = self.node(n).applied_floor.lock().expect("applied floor lock");
+        let mut floor = self
+            .node(n)
+            .applied_floor
+            .lock()
+            .expect("applied floor lock");
         assert!(
             applied >= *floor,
             "node {n}: applied_index went back from {} to {applied}",

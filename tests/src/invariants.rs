@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use clusterhost::api::client::Client;
 use clusterhost::api::proto::Consistency;
+use serde_json::Value;
 
 use crate::cluster::TestCluster;
 use crate::kv::scan_all;
@@ -43,8 +45,37 @@ pub async fn assert_acknowledged_present(
 }
 
 /// Once every running node has applied the same index, each one's local
-/// (stale) state is the same. Returns that index.
+/// (stale) kv state is the same. Returns that index. For other plugins see
+/// [`assert_replicas_agree_on`].
 pub async fn assert_replicas_agree(cluster: &TestCluster) -> u64 {
+    compare_replicas(cluster, async |client: &mut Client| {
+        let state = scan_all(client, "", Consistency::Stale).await;
+        serde_json::to_value(state).expect("a map serializes")
+    })
+    .await
+}
+
+/// Once every running node has applied the same index, each of `queries`
+/// (raw plugin queries, run stale) answers the same on every node. Returns
+/// that index.
+pub async fn assert_replicas_agree_on(cluster: &TestCluster, queries: &[&str]) -> u64 {
+    compare_replicas(cluster, async |client: &mut Client| {
+        let mut answers = Vec::new();
+        for query in queries {
+            let response = client
+                .query(query.as_bytes().to_vec(), Consistency::Stale)
+                .await
+                .unwrap_or_else(|error| panic!("query {query}: {error}"));
+            answers.push(Value::String(format!("{:?}", response.result)));
+        }
+        Value::Array(answers)
+    })
+    .await
+}
+
+/// Wait until every running node has applied the highest commit index, then
+/// read each node's state with `read` and require them all equal.
+async fn compare_replicas(cluster: &TestCluster, read: impl AsyncFn(&mut Client) -> Value) -> u64 {
     let running = cluster.running();
     assert!(!running.is_empty(), "no running node to check");
     let index = wait_for(
@@ -70,7 +101,7 @@ pub async fn assert_replicas_agree(cluster: &TestCluster) -> u64 {
     let mut states = Vec::new();
     for &n in &running {
         let mut client = cluster.client(n).await;
-        let state = scan_all(&mut client, "", Consistency::Stale).await;
+        let state = read(&mut client).await;
         let after = client.status().await.expect("status").applied_index;
         assert_eq!(
             after, index,

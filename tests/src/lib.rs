@@ -26,5 +26,7 @@ pub mod wait;
 
 pub use cli::{CliOutput, exit};
 pub use cluster::{NodeOptions, TestCluster};
-pub use invariants::{Acknowledged, assert_acknowledged_present, assert_replicas_agree};
+pub use invariants::{
+    Acknowledged, assert_acknowledged_present, assert_replicas_agree, assert_replicas_agree_on,
+};
 pub use wait::wait_for;

@@ -76,7 +76,9 @@ fn check_not_stale(binary: &Path) -> Result<(), String> {
 }
 
 fn modified(path: &Path) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|meta| meta.modified()).ok()
+    std::fs::metadata(path)
+        .and_then(|meta| meta.modified())
+        .ok()
 }
 
 fn newest_modification(path: &Path) -> Option<(SystemTime, PathBuf)> {

@@ -26,6 +26,8 @@ impl Process {
             .args(args)
             .env_remove("CLUSTERHOST_ENDPOINT")
             .env_remove("RUST_LOG")
+            // Plain text logs: they are read by people and by `contains`.
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)
             .stderr(file);
@@ -74,7 +76,9 @@ impl Process {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Child> {
-        self.child.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.child
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
