@@ -9,6 +9,7 @@
 mod command;
 mod plugin_tests;
 mod plugins;
+mod test;
 mod toolchain;
 
 use anyhow::{Result, bail};
@@ -33,6 +34,11 @@ const SUBCOMMANDS: &[Subcommand] = &[
         name: "plugin-tests",
         help: "run the native unit tests of guest-sdk, plugins/ and tests/plugins/",
         run: plugin_tests::run,
+    },
+    Subcommand {
+        name: "test",
+        help: "build plugins and the clusterhost binary, then cargo test --workspace [ARGS]",
+        run: test::run,
     },
 ];
 
