@@ -154,20 +154,22 @@ struct WriteStream {
 }
 
 impl WriteStream {
-    async fn start(cluster: &TestCluster, writers: usize) -> Self {
+    /// Start `writers` writers on node 0, writing keys under `prefix`.
+    async fn start(cluster: &TestCluster, prefix: &str, writers: usize) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let acknowledged = Arc::new(Mutex::new(Acknowledged::new()));
         let mut tasks = Vec::new();
         for writer in 0..writers {
             let mut client = cluster.client(0).await;
             let (stop, acknowledged) = (stop.clone(), acknowledged.clone());
+            let prefix = prefix.to_string();
             tasks.push(tokio::spawn(async move {
                 let mut attempted = Acknowledged::new();
                 for sequence in 0.. {
                     if stop.load(Ordering::Relaxed) {
                         break;
                     }
-                    let key = format!("w{writer:02}-{sequence:06}");
+                    let key = format!("{prefix}w{writer:02}-{sequence:06}");
                     let value = format!("v{sequence}-{writer}");
                     attempted.insert(key.clone(), value.clone());
                     match client.apply(kv::put(&key, &value)).await {
@@ -214,7 +216,7 @@ async fn kill9_during_writes_loses_no_acknowledged_write() {
     // it acknowledged, with its value; writes in flight when it died are
     // either absent or exactly as sent; and it accepts writes again.
     let mut cluster = TestCluster::start_bootstrap(&kv_plugin()).await;
-    let stream = WriteStream::start(&cluster, 4).await;
+    let stream = WriteStream::start(&cluster, "", 4).await;
     wait_for(
         "200 acknowledged writes",
         Duration::from_secs(60),
@@ -630,4 +632,69 @@ async fn sigterm_shuts_down_cleanly_and_restart_has_everything() {
     assert_eq!(state, acknowledged);
     let status: Value = cluster.status(0).await;
     assert_eq!(status["role"], "leader", "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_during_writes_exits_cleanly_and_keeps_acknowledged_writes() {
+    // Goal: SIGTERM while clients are writing still exits 0 promptly, and
+    // every write acknowledged before the shutdown survives the restart.
+    let mut cluster = TestCluster::start_bootstrap(&kv_plugin()).await;
+    let stream = WriteStream::start(&cluster, "", 4).await;
+    wait_for(
+        "100 acknowledged writes",
+        Duration::from_secs(60),
+        || async { stream.acknowledged_count() >= 100 },
+    )
+    .await;
+    let started = Instant::now();
+    let status = cluster.terminate(0).await;
+    let (acknowledged, _) = stream.finish().await;
+    assert_eq!(status.code(), Some(0), "SIGTERM exit: {status}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:.1?}",
+        started.elapsed()
+    );
+    cluster.restart(0).await;
+    assert_acknowledged_present(&cluster, &acknowledged).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn repeated_kill9_with_frequent_snapshots_loses_nothing() {
+    // Goal: crashes that land while snapshots are taken and the log is
+    // purged often (every 20 entries, keeping 5) lose no acknowledged write,
+    // over several crash/restart cycles.
+    let options = NodeOptions {
+        snapshot_every: Some(20),
+        log_keep: Some(5),
+        ..NodeOptions::default()
+    };
+    let mut cluster = TestCluster::start_bootstrap_with(&kv_plugin(), options).await;
+    let mut acknowledged = Acknowledged::new();
+    for cycle in 0..3 {
+        let stream = WriteStream::start(&cluster, &format!("c{cycle}-"), 4).await;
+        let target = acknowledged.len() + 150;
+        let before = acknowledged.len();
+        wait_for(
+            "150 more acknowledged writes",
+            Duration::from_secs(60),
+            || async { before + stream.acknowledged_count() >= target },
+        )
+        .await;
+        cluster.kill9(0);
+        let (acknowledged_now, _) = stream.finish().await;
+        acknowledged.extend(acknowledged_now);
+        cluster.restart(0).await;
+        let status = cluster.status(0).await;
+        assert!(status["snapshot_index"].as_u64().is_some(), "{status}");
+        let state = scan_all(&mut cluster.client(0).await, "", Consistency::Linearizable).await;
+        let lost: Vec<&String> = acknowledged
+            .iter()
+            .filter(|(key, value)| state.get(*key) != Some(*value))
+            .map(|(key, _)| key)
+            .take(5)
+            .collect();
+        assert!(lost.is_empty(), "cycle {cycle}: lost {lost:?}");
+    }
+    assert_acknowledged_present(&cluster, &acknowledged).await;
 }
