@@ -154,12 +154,17 @@ impl Client {
     }
 }
 
+/// The error and its causes, skipping causes whose text the message
+/// already contains (transport errors often repeat their source).
 fn source_chain(error: &dyn std::error::Error) -> String {
     let mut message = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
         source = cause.source();
     }
     message
