@@ -20,8 +20,12 @@ const BATCH: usize = 64;
 
 fn kv_bytes() -> Arc<[u8]> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/plugins/kv.wasm");
-    let bytes = std::fs::read(&path)
-        .unwrap_or_else(|error| panic!("{}: {error}; run `cargo xtask plugins` first", path.display()));
+    let bytes = std::fs::read(&path).unwrap_or_else(|error| {
+        panic!(
+            "{}: {error}; run `cargo xtask plugins` first",
+            path.display()
+        )
+    });
     Arc::from(bytes)
 }
 
@@ -54,7 +58,9 @@ fn apply(criterion: &mut Criterion) {
     group.bench_function("component", |bench| {
         bench.iter(|| {
             index += 1;
-            runtime.apply(position(index), &command(index)).expect("apply")
+            runtime
+                .apply(position(index), &command(index))
+                .expect("apply")
         })
     });
 
@@ -75,14 +81,17 @@ fn apply(criterion: &mut Criterion) {
 
     let tokio = tokio::runtime::Runtime::new().expect("tokio");
     let runtime = FsmRuntime::new(code, PluginLimits::default()).expect("instance");
-    let handle = PluginHandle::spawn(Some(runtime), PluginLimits::default(), "bench".to_string()).expect("worker");
+    let handle = PluginHandle::spawn(Some(runtime), PluginLimits::default(), "bench".to_string())
+        .expect("worker");
     let mut group = criterion.benchmark_group("worker");
     let mut next = 0u64;
     group.throughput(Throughput::Elements(1));
     group.bench_function("apply_one_per_call", |bench| {
         bench.iter(|| {
             next += 1;
-            tokio.block_on(handle.apply(vec![(position(next), command(next))])).expect("apply")
+            tokio
+                .block_on(handle.apply(vec![(position(next), command(next))]))
+                .expect("apply")
         })
     });
     group.throughput(Throughput::Elements(BATCH as u64));
@@ -108,7 +117,9 @@ fn load(criterion: &mut Criterion) {
     let engine = PluginEngine::new(None).expect("engine");
     let mut group = criterion.benchmark_group("load_kv");
     group.sample_size(10);
-    group.bench_function("compile", |bench| bench.iter(|| engine.load(bytes.clone()).expect("load")));
+    group.bench_function("compile", |bench| {
+        bench.iter(|| engine.load(bytes.clone()).expect("load"))
+    });
     let code = engine.load(bytes.clone()).expect("load");
     group.bench_function("instantiate", |bench| {
         bench.iter(|| FsmRuntime::new(code.clone(), PluginLimits::default()).expect("instance"))

@@ -1,24 +1,31 @@
 //! `cargo xtask demo`: the main job on the embedded defaults. Builds the
-//! plugins and the binary, starts a node with the kv plugin in a fresh data
-//! dir under `target/demo/`, writes, reads, kills it with SIGKILL, restarts
-//! it, shows every write survived, snapshots, and stops everything it started.
+//! plugins and the binary, then on loopback: starts a node with the kv
+//! plugin, joins two more through gossip (they get the plugin from the
+//! cluster), writes through a follower, kills the leader with SIGKILL, shows
+//! the new leader with every write intact, restarts the old leader, prints
+//! the members table, and stops everything it started.
 
 use std::fs::File;
-use std::net::TcpListener;
+use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use serde_json::Value;
 
 use crate::{command, plugins, toolchain};
 
-/// How long a node gets to come up.
-const START_TIMEOUT: Duration = Duration::from_secs(60);
-/// How often readiness is polled.
+/// How long the cluster gets to reach each expected state.
+const WAIT_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often a state is polled.
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
-/// Keys written by the demo.
-const DEMO_KEYS: usize = 5;
+/// Nodes in the demo cluster.
+const NODES: usize = 3;
+/// Cities written by the demo, one key each.
+const CITIES: [&str; 5] = ["Lisbon", "Oslo", "Quito", "Hanoi", "Dakar"];
+/// The demo's membership timing: quick promotion so it does not wait long.
+const STABILIZATION: &str = "1s";
 
 /// Entry point of `cargo xtask demo`.
 pub fn run(root: &Path, args: &[String]) -> Result<()> {
@@ -29,127 +36,263 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
             .current_dir(root)
             .args(["build", "--workspace"]),
     )?;
-    let binary = root.join("target/debug/clusterhost");
-    let kv = root.join("target/plugins/kv.wasm");
     let demo_dir = root.join("target/demo");
     if demo_dir.exists() {
         std::fs::remove_dir_all(&demo_dir)
             .with_context(|| format!("cannot clear {}", demo_dir.display()))?;
     }
     std::fs::create_dir_all(&demo_dir)?;
-    let endpoint = format!("127.0.0.1:{}", free_port()?);
-    let gossip = format!("127.0.0.1:{}", free_port()?);
-    let demo = Demo {
-        binary,
-        endpoint,
-        gossip,
-        data_dir: demo_dir.join("node1"),
-        log: demo_dir.join("node1.log"),
+    let mut cluster = Cluster {
+        binary: root.join("target/debug/clusterhost"),
+        nodes: (1..=NODES)
+            .map(|number| {
+                Ok(DemoNode {
+                    name: format!("node{number}"),
+                    endpoint: format!("127.0.0.1:{}", free_tcp_port()?),
+                    gossip: format!("127.0.0.1:{}", free_udp_port()?),
+                    data_dir: demo_dir.join(format!("node{number}")),
+                    log: demo_dir.join(format!("node{number}.log")),
+                    process: None,
+                })
+            })
+            .collect::<Result<_>>()?,
     };
+    let kv = root
+        .join("target/plugins/kv.wasm")
+        .to_string_lossy()
+        .into_owned();
 
-    heading("Inspect the plugin");
-    demo.cli(&["plugin", "inspect", &kv.to_string_lossy()])?;
+    heading("The plugin: a WebAssembly component implementing clusterhost:fsm/state-machine");
+    cluster.cli(&["plugin", "inspect", &kv])?;
 
-    heading("Start a one-node cluster with the kv plugin");
-    let mut node = Node(Some(demo.start(&[
-        "--plugin",
-        &kv.to_string_lossy(),
-        "--bootstrap",
-    ])?));
-    demo.wait_ready()?;
+    heading("Start node1 with the kv plugin; node2 and node3 join through gossip (no --plugin)");
+    cluster.start(0, &["--plugin", &kv, "--bootstrap"])?;
+    let seed = cluster.nodes[0].gossip.clone();
+    cluster.start(1, &["--join", &seed])?;
+    let second = cluster.nodes[1].gossip.clone();
+    cluster.start(2, &["--join", &second])?;
+    cluster.wait_for("three voters that agree on a leader", |cluster| {
+        cluster.voters_agree(NODES)
+    })?;
+    cluster.cli(&["status", "-e", &cluster.nodes[1].endpoint])?;
 
-    heading("Write through the CLI");
-    for index in 1..=DEMO_KEYS {
-        demo.cli(&[
-            "apply",
-            "-e",
-            &demo.endpoint,
-            &format!(
-                r#"{{"put":{{"key":"city/{index}","value":"{}"}}}}"#,
-                city(index)
-            ),
-        ])?;
+    let leader = cluster.leader()?;
+    let follower = (leader + 1) % NODES;
+    heading(&format!(
+        "Write through {} (a follower: it forwards to the leader)",
+        cluster.nodes[follower].name
+    ));
+    for (index, city) in CITIES.iter().enumerate() {
+        let command = format!(
+            r#"{{"put":{{"key":"city/{}","value":"{city}"}}}}"#,
+            index + 1
+        );
+        cluster.cli(&["apply", "-e", &cluster.nodes[follower].endpoint, &command])?;
     }
-    demo.cli(&[
+
+    heading(&format!(
+        "kill -9 the leader, {}",
+        cluster.nodes[leader].name
+    ));
+    cluster.kill(leader)?;
+    let started = Instant::now();
+    cluster.wait_for("a new leader", |cluster| {
+        Ok(cluster
+            .leader()
+            .is_ok_and(|new_leader| new_leader != leader))
+    })?;
+    let new_leader = cluster.leader()?;
+    eprintln!(
+        "{} leads after {} ms",
+        cluster.nodes[new_leader].name,
+        started.elapsed().as_millis()
+    );
+    let survivor = (0..NODES)
+        .find(|index| *index != leader && *index != new_leader)
+        .unwrap_or(new_leader);
+    cluster.cli(&[
         "apply",
         "-e",
-        &demo.endpoint,
+        &cluster.nodes[survivor].endpoint,
         r#"{"cas":{"key":"city/1","expected":"Lisbon","value":"Porto"}}"#,
     ])?;
-
-    heading("Read back (linearizable) and show status");
-    demo.cli(&[
+    cluster.cli(&[
         "query",
         "-e",
-        &demo.endpoint,
-        r#"{"scan":{"prefix":"city/"}}"#,
-    ])?;
-    demo.cli(&["status", "-e", &demo.endpoint])?;
-
-    heading("kill -9 the node, restart it from its data dir (no --plugin, no --bootstrap)");
-    node.kill()?;
-    node.0 = Some(demo.start(&[])?);
-    demo.wait_ready()?;
-    demo.cli(&[
-        "query",
-        "-e",
-        &demo.endpoint,
+        &cluster.nodes[survivor].endpoint,
         r#"{"scan":{"prefix":"city/"}}"#,
     ])?;
 
-    heading("Take a snapshot");
-    demo.cli(&["snapshot", "-e", &demo.endpoint])?;
-    demo.cli(&["status", "-e", &demo.endpoint])?;
+    heading(&format!(
+        "Restart {} from its data dir; it rejoins and catches up",
+        cluster.nodes[leader].name
+    ));
+    cluster.start(
+        leader,
+        &["--join", &cluster.nodes[new_leader].gossip.clone()],
+    )?;
+    cluster.wait_for("all three nodes applied the same index", |cluster| {
+        cluster.caught_up()
+    })?;
+    cluster.cli(&[
+        "query",
+        "--consistency",
+        "stale",
+        "-e",
+        &cluster.nodes[leader].endpoint,
+        r#"{"get":{"key":"city/1"}}"#,
+    ])?;
+    let restarted = cluster.nodes[leader].endpoint.clone();
+    cluster.wait_for("gossip to see every node alive again", |cluster| {
+        cluster.all_alive(&restarted)
+    })?;
+    cluster.cli(&["members", "-e", &restarted])?;
 
-    heading("Stop");
-    node.terminate()?;
-    eprintln!("demo finished; node log: {}", demo.log.display());
+    heading("Stop every node (SIGTERM: the leader hands over leadership first)");
+    for index in 0..NODES {
+        cluster.terminate(index)?;
+    }
+    eprintln!("\ndemo finished; node logs are in {}", demo_dir.display());
     Ok(())
 }
 
-struct Demo {
-    binary: PathBuf,
+struct DemoNode {
+    name: String,
     endpoint: String,
     gossip: String,
     data_dir: PathBuf,
     log: PathBuf,
+    process: Option<Child>,
 }
 
-impl Demo {
-    fn start(&self, extra: &[&str]) -> Result<Child> {
-        let log = File::options().create(true).append(true).open(&self.log)?;
+/// The demo's processes; killed if the demo stops early.
+struct Cluster {
+    binary: PathBuf,
+    nodes: Vec<DemoNode>,
+}
+
+impl Cluster {
+    fn start(&mut self, index: usize, extra: &[&str]) -> Result<()> {
+        let node = &mut self.nodes[index];
+        let log = File::options().create(true).append(true).open(&node.log)?;
         let mut start = Command::new(&self.binary);
         start
             .args(["run", "--data-dir"])
-            .arg(&self.data_dir)
-            .args(["--listen", &self.endpoint, "--gossip", &self.gossip])
+            .arg(&node.data_dir)
+            .args([
+                "--listen",
+                &node.endpoint,
+                "--gossip",
+                &node.gossip,
+                "--stabilization",
+                STABILIZATION,
+            ])
             .args(extra)
             .stdout(Stdio::null())
             .stderr(log);
-        eprintln!("$ {}", command::describe(&start));
-        start.spawn().context("cannot start clusterhost")
+        eprintln!("$ {}   ({})", command::describe(&start), node.name);
+        node.process = Some(start.spawn().context("cannot start clusterhost")?);
+        Ok(())
     }
 
-    fn wait_ready(&self) -> Result<()> {
+    fn status(&self, index: usize) -> Option<Value> {
+        let output = Command::new(&self.binary)
+            .args(["status", "--json", "-e", &self.nodes[index].endpoint])
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        if !output.status.success() {
+            return None;
+        }
+        serde_json::from_slice(&output.stdout).ok()
+    }
+
+    fn running(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|index| self.nodes[*index].process.is_some())
+            .collect()
+    }
+
+    /// Index of the node every running node names as leader.
+    fn leader(&self) -> Result<usize> {
+        let mut leaders = Vec::new();
+        for index in self.running() {
+            let status = self.status(index).context("a node did not answer")?;
+            leaders.push(
+                status["leader_addr"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            );
+        }
+        let first = leaders.first().cloned().unwrap_or_default();
+        if first.is_empty() || leaders.iter().any(|leader| *leader != first) {
+            bail!("no agreed leader yet");
+        }
+        self.nodes
+            .iter()
+            .position(|node| node.endpoint == first && node.process.is_some())
+            .context("the leader is not a running node")
+    }
+
+    fn voters_agree(&self, voters: usize) -> Result<bool> {
+        if self.leader().is_err() {
+            return Ok(false);
+        }
+        Ok(self.running().iter().all(|index| {
+            self.status(*index).is_some_and(|status| {
+                let members = status["members"].as_array().cloned().unwrap_or_default();
+                let plugin = status["plugin"]["digest"].is_string();
+                plugin
+                    && members
+                        .iter()
+                        .filter(|member| member["suffrage"] == "voter")
+                        .count()
+                        == voters
+            })
+        }))
+    }
+
+    fn all_alive(&self, endpoint: &str) -> Result<bool> {
+        let output = Command::new(&self.binary)
+            .args(["members", "--json", "-e", endpoint])
+            .stderr(Stdio::null())
+            .output()?;
+        let members: Value = serde_json::from_slice(&output.stdout)?;
+        let members = members["members"].as_array().cloned().unwrap_or_default();
+        Ok(members.len() == NODES && members.iter().all(|member| member["liveness"] == "alive"))
+    }
+
+    fn caught_up(&self) -> Result<bool> {
+        let applied: Vec<Option<u64>> = self
+            .running()
+            .iter()
+            .map(|index| {
+                self.status(*index)
+                    .and_then(|status| status["applied_index"].as_u64())
+            })
+            .collect();
+        Ok(
+            applied.iter().all(Option::is_some)
+                && applied.windows(2).all(|pair| pair[0] == pair[1]),
+        )
+    }
+
+    fn wait_for(&self, what: &str, condition: impl Fn(&Self) -> Result<bool>) -> Result<()> {
         let started = Instant::now();
         loop {
-            let status = Command::new(&self.binary)
-                .args(["status", "--json", "-e", &self.endpoint])
-                .stderr(Stdio::null())
-                .output()?;
-            let text = String::from_utf8_lossy(&status.stdout);
-            if status.status.success()
-                && text.contains("\"role\": \"leader\"")
-                && !text.contains("\"digest\": null")
-            {
-                eprintln!("node ready after {} ms", started.elapsed().as_millis());
+            if condition(self).unwrap_or(false) {
                 return Ok(());
             }
-            if started.elapsed() > START_TIMEOUT {
+            if started.elapsed() > WAIT_TIMEOUT {
                 bail!(
-                    "node did not become ready in {} s; see {}",
-                    START_TIMEOUT.as_secs(),
-                    self.log.display()
+                    "timed out waiting for {what}; node logs: {}",
+                    self.nodes[0]
+                        .log
+                        .parent()
+                        .map(Path::display)
+                        .map(|path| path.to_string())
+                        .unwrap_or_default()
                 );
             }
             std::thread::sleep(POLL_INTERVAL);
@@ -159,36 +302,33 @@ impl Demo {
     fn cli(&self, args: &[&str]) -> Result<()> {
         command::run(Command::new(&self.binary).args(args))
     }
-}
 
-/// A node process, killed if the demo stops early.
-struct Node(Option<Child>);
-
-impl Node {
-    fn kill(&mut self) -> Result<()> {
-        if let Some(mut child) = self.0.take() {
-            eprintln!("$ kill -9 {}", child.id());
+    fn kill(&mut self, index: usize) -> Result<()> {
+        if let Some(mut child) = self.nodes[index].process.take() {
+            eprintln!("$ kill -9 {}   ({})", child.id(), self.nodes[index].name);
             child.kill()?;
             child.wait()?;
         }
         Ok(())
     }
 
-    fn terminate(&mut self) -> Result<()> {
-        if let Some(mut child) = self.0.take() {
+    fn terminate(&mut self, index: usize) -> Result<()> {
+        if let Some(mut child) = self.nodes[index].process.take() {
             command::run(Command::new("kill").args(["-TERM", &child.id().to_string()]))?;
             let status = child.wait()?;
-            eprintln!("node exited: {status}");
+            eprintln!("{} exited: {status}", self.nodes[index].name);
         }
         Ok(())
     }
 }
 
-impl Drop for Node {
+impl Drop for Cluster {
     fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.process.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
         }
     }
 }
@@ -197,10 +337,10 @@ fn heading(text: &str) {
     eprintln!("\n=== {text}");
 }
 
-fn city(index: usize) -> &'static str {
-    ["Lisbon", "Oslo", "Quito", "Hanoi", "Dakar"][(index - 1) % 5]
+fn free_tcp_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+fn free_udp_port() -> Result<u16> {
+    Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
 }
