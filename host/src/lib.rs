@@ -17,6 +17,7 @@ pub mod cli;
 pub mod consensus;
 pub mod discovery;
 pub mod limits;
+pub mod loadgen;
 pub mod membership;
 pub mod node;
 pub mod plugin;

@@ -6,6 +6,7 @@
 //! module with a `pub fn run(root: &Path, args: &[String]) -> Result<()>` and
 //! add a row to [`SUBCOMMANDS`].
 
+mod bench;
 mod command;
 mod demo;
 mod plugin_tests;
@@ -40,6 +41,11 @@ const SUBCOMMANDS: &[Subcommand] = &[
         name: "test",
         help: "build everything and run every test (what CI runs); `-- ARGS` go to cargo test",
         run: test::run,
+    },
+    Subcommand {
+        name: "bench",
+        help: "release build; load a local cluster and the plugin path; write target/bench/report.md (--quick for a short run)",
+        run: bench::run,
     },
     Subcommand {
         name: "demo",

@@ -49,6 +49,9 @@ pub enum Command {
     /// Work with plugin files.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Drive a cluster running the kv plugin with concurrent clients and report
+    /// throughput and latency.
+    Bench(BenchArgs),
 }
 
 /// `--endpoint`, shared by every client command.
@@ -178,6 +181,46 @@ pub struct StatusArgs {
     #[command(flatten)]
     pub endpoint: EndpointArgs,
     /// Print stable, machine-readable JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What `clusterhost bench` clients do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchWorkload {
+    /// kv puts.
+    Write,
+    /// Linearizable kv gets.
+    ReadLinearizable,
+    /// Stale kv gets.
+    ReadStale,
+}
+
+/// `clusterhost bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Endpoints to spread clients over (comma-separated); default: the local node.
+    #[arg(long, short = 'e', value_delimiter = ',', default_value = DEFAULT_ENDPOINT)]
+    pub endpoints: Vec<String>,
+    /// Concurrent clients, one connection each.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub clients: u64,
+    /// What the clients do.
+    #[arg(long, value_enum, default_value_t = BenchWorkload::Write)]
+    pub workload: BenchWorkload,
+    /// Measured time (e.g. 10s).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Warm-up before measuring (not counted).
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// Value size in bytes.
+    #[arg(long, default_value_t = 256)]
+    pub value_bytes: usize,
+    /// Distinct keys.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub keys: u64,
+    /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
 }

@@ -3,8 +3,8 @@
 use std::io::Read;
 
 use super::args::{
-    ApplyArgs, Command, Consistency, LeaderCommand, LogFormat, MembersAction, MembersArgs,
-    PluginCommand, QueryArgs, RunArgs, StatusArgs,
+    ApplyArgs, BenchArgs, BenchWorkload, Command, Consistency, LeaderCommand, LogFormat,
+    MembersAction, MembersArgs, PluginCommand, QueryArgs, RunArgs, StatusArgs,
 };
 use super::output::{StatusJson, render_response, render_status};
 use super::{CliError, ExitCode};
@@ -33,6 +33,7 @@ pub async fn execute(command: Command) -> Result<(), CliError> {
         }
         Command::Plugin(PluginCommand::Inspect { file, json }) => inspect(&file, json),
         Command::Members(args) => members(args).await,
+        Command::Bench(args) => bench(args).await,
         Command::Leader(LeaderCommand::Transfer { endpoint, to }) => {
             let mut client = Client::connect(&endpoint.endpoint).await?;
             let leader = client.transfer_leader(to).await?;
@@ -270,6 +271,44 @@ async fn members(args: MembersArgs) -> Result<(), CliError> {
         println!("{text}");
     } else {
         println!("{}", super::output::render_members(&members));
+    }
+    Ok(())
+}
+
+async fn bench(args: BenchArgs) -> Result<(), CliError> {
+    use crate::loadgen::{LoadConfig, Workload, run};
+    let workload = match args.workload {
+        BenchWorkload::Write => Workload::Write,
+        BenchWorkload::ReadLinearizable => Workload::ReadLinearizable,
+        BenchWorkload::ReadStale => Workload::ReadStale,
+    };
+    let report = run(LoadConfig {
+        endpoints: args.endpoints,
+        clients: args.clients as usize,
+        workload,
+        duration: args.duration,
+        warmup: args.warmup,
+        value_bytes: args.value_bytes,
+        keys: args.keys,
+    })
+    .await
+    .map_err(|error| CliError::new(ExitCode::Unavailable, format!("{error:#}")))?;
+    if args.json {
+        let text = serde_json::to_string(&report)
+            .map_err(|error| CliError::new(ExitCode::Failure, error.to_string()))?;
+        println!("{text}");
+    } else {
+        println!(
+            "{:?} clients={} ops={} errors={} {:.0} ops/s  p50={}us p99={}us max={}us",
+            report.workload,
+            report.clients,
+            report.ops,
+            report.errors,
+            report.ops_per_second,
+            report.latency_us_p50,
+            report.latency_us_p99,
+            report.latency_us_max
+        );
     }
     Ok(())
 }

@@ -1,0 +1,210 @@
+//! The load generator behind `clusterhost bench`: concurrent clients over
+//! real gRPC connections, a fixed warm-up, and honest accounting — an
+//! operation counts only once acknowledged, errors are counted and reported.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::api::client::Client;
+use crate::api::proto::{self, apply_response, query_response};
+
+/// What each client does in a loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Workload {
+    /// kv `put` of a random key with a value of the configured size.
+    Write,
+    /// kv `get`, linearizable.
+    ReadLinearizable,
+    /// kv `get`, stale (served locally).
+    ReadStale,
+}
+
+/// A load run's settings.
+#[derive(Debug, Clone)]
+pub struct LoadConfig {
+    /// Endpoints; clients are spread over them round-robin.
+    pub endpoints: Vec<String>,
+    /// Concurrent clients (one connection each).
+    pub clients: usize,
+    /// What they do.
+    pub workload: Workload,
+    /// Measured time.
+    pub duration: Duration,
+    /// Time before measuring starts (not counted).
+    pub warmup: Duration,
+    /// Value size in bytes (writes).
+    pub value_bytes: usize,
+    /// Distinct keys.
+    pub keys: u64,
+}
+
+/// The result of a load run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LoadReport {
+    /// What ran.
+    pub workload: Workload,
+    /// Concurrent clients.
+    pub clients: usize,
+    /// Endpoints used.
+    pub endpoints: usize,
+    /// Measured seconds.
+    pub seconds: f64,
+    /// Acknowledged operations in the measured window.
+    pub ops: u64,
+    /// Failed operations in the measured window (any error).
+    pub errors: u64,
+    /// ops / seconds.
+    pub ops_per_second: f64,
+    /// Latency percentiles of acknowledged operations, microseconds.
+    pub latency_us_p50: u64,
+    /// 99th percentile.
+    pub latency_us_p99: u64,
+    /// Maximum.
+    pub latency_us_max: u64,
+}
+
+/// Run the load and report. Progress goes to stderr once a second.
+pub async fn run(config: LoadConfig) -> anyhow::Result<LoadReport> {
+    anyhow::ensure!(!config.endpoints.is_empty(), "no endpoints");
+    anyhow::ensure!(config.clients > 0, "no clients");
+    let mut clients = Vec::with_capacity(config.clients);
+    for index in 0..config.clients {
+        let endpoint = &config.endpoints[index % config.endpoints.len()];
+        clients.push(Client::connect(endpoint).await?);
+    }
+    if config.workload != Workload::Write {
+        // Reads need something to read.
+        let mut seeder = clients[0].clone();
+        let value = "x".repeat(config.value_bytes);
+        for key in 0..config.keys.min(1_000) {
+            seeder.apply(put_command(key, &value)).await?;
+        }
+    }
+    let measuring = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let acknowledged = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::with_capacity(config.clients);
+    for (index, client) in clients.into_iter().enumerate() {
+        let config = config.clone();
+        let measuring = measuring.clone();
+        let stop = stop.clone();
+        let acknowledged = acknowledged.clone();
+        tasks.push(tokio::spawn(async move {
+            client_loop(index as u64, client, config, measuring, stop, acknowledged).await
+        }));
+    }
+    tokio::time::sleep(config.warmup).await;
+    measuring.store(true, Ordering::SeqCst);
+    let started = Instant::now();
+    let mut last = 0;
+    while started.elapsed() < config.duration {
+        tokio::time::sleep(
+            Duration::from_secs(1).min(config.duration.saturating_sub(started.elapsed())),
+        )
+        .await;
+        let now = acknowledged.load(Ordering::Relaxed);
+        eprintln!(
+            "  {:>5.1}s  {:>8} ops/s  {:>9} total",
+            started.elapsed().as_secs_f64(),
+            now - last,
+            now
+        );
+        last = now;
+    }
+    stop.store(true, Ordering::SeqCst);
+    let seconds = started.elapsed().as_secs_f64();
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    for task in tasks {
+        let (client_latencies, client_errors) = task.await?;
+        latencies.extend(client_latencies);
+        errors += client_errors;
+    }
+    latencies.sort_unstable();
+    let percentile = |fraction: f64| -> u64 {
+        if latencies.is_empty() {
+            return 0;
+        }
+        let rank = ((latencies.len() as f64 * fraction).ceil() as usize).clamp(1, latencies.len());
+        latencies[rank - 1]
+    };
+    Ok(LoadReport {
+        workload: config.workload,
+        clients: config.clients,
+        endpoints: config.endpoints.len(),
+        seconds,
+        ops: latencies.len() as u64,
+        errors,
+        ops_per_second: latencies.len() as f64 / seconds,
+        latency_us_p50: percentile(0.50),
+        latency_us_p99: percentile(0.99),
+        latency_us_max: latencies.last().copied().unwrap_or(0),
+    })
+}
+
+fn put_command(key: u64, value: &str) -> Vec<u8> {
+    format!(r#"{{"put":{{"key":"k{key:08}","value":"{value}"}}}}"#).into_bytes()
+}
+
+fn get_request(key: u64) -> Vec<u8> {
+    format!(r#"{{"get":{{"key":"k{key:08}"}}}}"#).into_bytes()
+}
+
+/// One client: operations back to back until told to stop; latencies of the
+/// acknowledged ones in the measured window, and the errors in it.
+async fn client_loop(
+    seed: u64,
+    mut client: Client,
+    config: LoadConfig,
+    measuring: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    acknowledged: Arc<AtomicU64>,
+) -> (Vec<u64>, u64) {
+    let value = "v".repeat(config.value_bytes);
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    while !stop.load(Ordering::Relaxed) {
+        // xorshift: a cheap, seeded key choice per client.
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let key = state % config.keys;
+        let started = Instant::now();
+        let ok = match config.workload {
+            Workload::Write => matches!(
+                client.apply(put_command(key, &value)).await,
+                Ok(proto::ApplyResponse {
+                    result: Some(apply_response::Result::Ok(_)),
+                    ..
+                })
+            ),
+            Workload::ReadLinearizable | Workload::ReadStale => {
+                let consistency = if config.workload == Workload::ReadStale {
+                    proto::Consistency::Stale
+                } else {
+                    proto::Consistency::Linearizable
+                };
+                matches!(
+                    client.query(get_request(key), consistency).await,
+                    Ok(proto::QueryResponse {
+                        result: Some(query_response::Result::Ok(_)),
+                        ..
+                    })
+                )
+            }
+        };
+        let elapsed = started.elapsed();
+        if measuring.load(Ordering::Relaxed) && !stop.load(Ordering::Relaxed) {
+            if ok {
+                latencies.push(elapsed.as_micros() as u64);
+                acknowledged.fetch_add(1, Ordering::Relaxed);
+            } else {
+                errors += 1;
+            }
+        }
+    }
+    (latencies, errors)
+}

@@ -1,0 +1,511 @@
+//! `cargo xtask bench [--quick] [--nodes N] [--clients 1,16,64,256] [--value-bytes B] [--duration 10s]`:
+//! builds in release, starts a cluster on loopback with the kv plugin,
+//! drives it with `clusterhost bench` (writes to the leader and spread over
+//! all nodes, linearizable and stale reads), measures failover, stops
+//! everything it started, runs the criterion plugin-path benchmark, and
+//! writes `target/bench/report.md` and `report.json`.
+
+use std::fs::File;
+use std::net::{TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+
+use crate::{command, plugins, toolchain};
+
+/// How long the cluster gets to reach each expected state.
+const WAIT_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often a state is polled.
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// Failover measurements taken (the median is reported).
+const FAILOVER_RUNS: usize = 3;
+
+struct Settings {
+    quick: bool,
+    nodes: usize,
+    clients: Vec<u64>,
+    value_bytes: usize,
+    duration: String,
+}
+
+fn parse(args: &[String]) -> Result<Settings> {
+    let mut settings = Settings {
+        quick: false,
+        nodes: 3,
+        clients: vec![1, 16, 64, 256],
+        value_bytes: 256,
+        duration: "10s".to_string(),
+    };
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--quick" => settings.quick = true,
+            "--nodes" => settings.nodes = value()?.parse()?,
+            "--clients" => {
+                settings.clients = value()?
+                    .split(',')
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()?;
+            }
+            "--value-bytes" => settings.value_bytes = value()?.parse()?,
+            "--duration" => settings.duration = value()?.clone(),
+            other => bail!("unknown flag `{other}` (see the module docs of xtask/src/bench.rs)"),
+        }
+    }
+    if settings.quick {
+        settings.duration = "3s".to_string();
+        settings.clients = vec![1, 64];
+    }
+    anyhow::ensure!(settings.nodes >= 1, "--nodes must be at least 1");
+    Ok(settings)
+}
+
+/// Entry point of `cargo xtask bench`.
+pub fn run(root: &Path, args: &[String]) -> Result<()> {
+    let settings = parse(args)?;
+    plugins::run(root, &[])?;
+    command::run(Command::new(toolchain::cargo()).current_dir(root).args([
+        "build",
+        "--release",
+        "--workspace",
+    ]))?;
+    let out_dir = root.join("target/bench");
+    if out_dir.exists() {
+        std::fs::remove_dir_all(&out_dir)?;
+    }
+    std::fs::create_dir_all(&out_dir)?;
+    let binary = root.join("target/release/clusterhost");
+    let kv = root.join("target/plugins/kv.wasm");
+    let mut cluster = BenchCluster::start(&binary, &kv, &out_dir, settings.nodes)?;
+
+    let mut results = Vec::new();
+    let leader = cluster.leader()?;
+    let all: Vec<String> = cluster
+        .nodes
+        .iter()
+        .map(|node| node.endpoint.clone())
+        .collect();
+    let leader_endpoint = cluster.nodes[leader].endpoint.clone();
+    let rss_idle = cluster.rss_kib();
+    for &clients in &settings.clients {
+        for (target, endpoints) in [
+            ("leader", vec![leader_endpoint.clone()]),
+            ("all nodes", all.clone()),
+        ] {
+            let report = cluster.load("write", clients, &endpoints, &settings)?;
+            results.push(json!({"workload": "write", "target": target, "report": report}));
+        }
+    }
+    let rss_loaded = cluster.rss_kib();
+    for &clients in &settings.clients {
+        for workload in ["read-linearizable", "read-stale"] {
+            let report = cluster.load(workload, clients, &all, &settings)?;
+            results.push(json!({"workload": workload, "target": "all nodes", "report": report}));
+        }
+    }
+    let data_dir_bytes: Vec<u64> = cluster
+        .nodes
+        .iter()
+        .map(|node| directory_bytes(&node.data_dir))
+        .collect();
+    let failover = if settings.nodes >= 3 {
+        cluster.failover(if settings.quick { 1 } else { FAILOVER_RUNS })?
+    } else {
+        Vec::new()
+    };
+    cluster.stop();
+
+    command::run(
+        Command::new(toolchain::cargo())
+            .current_dir(root)
+            .args([
+                "bench",
+                "-p",
+                "clusterhost",
+                "--bench",
+                "plugin_apply",
+                "--",
+                "--warm-up-time",
+                "1",
+            ])
+            .args(["--measurement-time", if settings.quick { "2" } else { "5" }]),
+    )?;
+    let plugin_path = criterion_estimates(root);
+
+    let report = json!({
+        "machine": machine(),
+        "nodes": settings.nodes,
+        "value_bytes": settings.value_bytes,
+        "duration": settings.duration,
+        "load": results,
+        "rss_kib_per_node_idle": rss_idle,
+        "rss_kib_per_node_after_writes": rss_loaded,
+        "data_dir_bytes_per_node": data_dir_bytes,
+        "failover_ms": failover,
+        "plugin_path_ns": plugin_path,
+    });
+    std::fs::write(
+        out_dir.join("report.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
+    let markdown = render(&report);
+    std::fs::write(out_dir.join("report.md"), &markdown)?;
+    println!("{markdown}");
+    eprintln!(
+        "wrote {} and report.json",
+        out_dir.join("report.md").display()
+    );
+    Ok(())
+}
+
+struct BenchNode {
+    endpoint: String,
+    gossip: String,
+    data_dir: PathBuf,
+    log: PathBuf,
+    process: Option<Child>,
+}
+
+struct BenchCluster {
+    binary: PathBuf,
+    nodes: Vec<BenchNode>,
+}
+
+impl BenchCluster {
+    fn start(binary: &Path, kv: &Path, out_dir: &Path, count: usize) -> Result<Self> {
+        let mut cluster = Self {
+            binary: binary.to_path_buf(),
+            nodes: Vec::new(),
+        };
+        for number in 1..=count {
+            cluster.nodes.push(BenchNode {
+                endpoint: format!(
+                    "127.0.0.1:{}",
+                    TcpListener::bind("127.0.0.1:0")?.local_addr()?.port()
+                ),
+                gossip: format!(
+                    "127.0.0.1:{}",
+                    UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port()
+                ),
+                data_dir: out_dir.join(format!("node{number}")),
+                log: out_dir.join(format!("node{number}.log")),
+                process: None,
+            });
+        }
+        let kv = kv.to_string_lossy().into_owned();
+        cluster.spawn(0, &["--plugin", &kv, "--bootstrap"])?;
+        cluster.wait_for("the first node to lead", |cluster| {
+            Ok(cluster.leader().is_ok())
+        })?;
+        let seed = cluster.nodes[0].gossip.clone();
+        for index in 1..count {
+            cluster.spawn(index, &["--join", &seed])?;
+        }
+        cluster.wait_for("every node to be a voter", |cluster| cluster.voters(count))?;
+        Ok(cluster)
+    }
+
+    fn spawn(&mut self, index: usize, extra: &[&str]) -> Result<()> {
+        let node = &mut self.nodes[index];
+        let log = File::options().create(true).append(true).open(&node.log)?;
+        let mut start = Command::new(&self.binary);
+        start
+            .args(["run", "--data-dir"])
+            .arg(&node.data_dir)
+            .args([
+                "--listen",
+                &node.endpoint,
+                "--gossip",
+                &node.gossip,
+                "--stabilization",
+                "1s",
+            ])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(log);
+        eprintln!("$ {}", command::describe(&start));
+        node.process = Some(start.spawn()?);
+        Ok(())
+    }
+
+    fn status(&self, index: usize) -> Option<Value> {
+        let output = Command::new(&self.binary)
+            .args(["status", "--json", "-e", &self.nodes[index].endpoint])
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        output
+            .status
+            .success()
+            .then(|| serde_json::from_slice(&output.stdout).ok())?
+    }
+
+    fn running(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|index| self.nodes[*index].process.is_some())
+            .collect()
+    }
+
+    fn leader(&self) -> Result<usize> {
+        for index in self.running() {
+            if let Some(status) = self.status(index)
+                && status["role"] == "leader"
+                && status["plugin"]["digest"].is_string()
+            {
+                return Ok(index);
+            }
+        }
+        bail!("no leader")
+    }
+
+    fn voters(&self, count: usize) -> Result<bool> {
+        let leader = self.leader()?;
+        let status = self.status(leader).context("leader status")?;
+        let members = status["members"].as_array().cloned().unwrap_or_default();
+        Ok(members
+            .iter()
+            .filter(|member| member["suffrage"] == "voter")
+            .count()
+            == count)
+    }
+
+    fn wait_for(&self, what: &str, condition: impl Fn(&Self) -> Result<bool>) -> Result<()> {
+        let started = Instant::now();
+        while !condition(self).unwrap_or(false) {
+            if started.elapsed() > WAIT_TIMEOUT {
+                bail!("timed out waiting for {what}");
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        }
+        Ok(())
+    }
+
+    fn load(
+        &self,
+        workload: &str,
+        clients: u64,
+        endpoints: &[String],
+        settings: &Settings,
+    ) -> Result<Value> {
+        eprintln!(
+            "\n== {workload}, {clients} clients, {} endpoint(s)",
+            endpoints.len()
+        );
+        let output = Command::new(&self.binary)
+            .args(["bench", "--json", "--workload", workload])
+            .args(["--clients", &clients.to_string()])
+            .args(["--endpoints", &endpoints.join(",")])
+            .args(["--value-bytes", &settings.value_bytes.to_string()])
+            .args(["--duration", &settings.duration])
+            .args(["--warmup", if settings.quick { "1s" } else { "2s" }])
+            .stderr(Stdio::inherit())
+            .output()?;
+        if !output.status.success() {
+            bail!("clusterhost bench failed: {}", output.status);
+        }
+        Ok(serde_json::from_slice(&output.stdout)?)
+    }
+
+    /// Kill the leader, time until the first acknowledged write, restart it.
+    fn failover(&mut self, runs: usize) -> Result<Vec<u128>> {
+        let mut times = Vec::new();
+        for _ in 0..runs {
+            let leader = self.leader()?;
+            let survivor = (0..self.nodes.len())
+                .find(|index| *index != leader)
+                .context("no survivor")?;
+            if let Some(mut child) = self.nodes[leader].process.take() {
+                child.kill()?;
+                child.wait()?;
+            }
+            let killed = Instant::now();
+            loop {
+                let write = Command::new(&self.binary)
+                    .args([
+                        "apply",
+                        "-e",
+                        &self.nodes[survivor].endpoint,
+                        r#"{"put":{"key":"failover","value":"x"}}"#,
+                    ])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()?;
+                if write.success() {
+                    break;
+                }
+                if killed.elapsed() > WAIT_TIMEOUT {
+                    bail!("no write succeeded after the leader was killed");
+                }
+            }
+            let elapsed = killed.elapsed().as_millis();
+            eprintln!(
+                "failover: first acknowledged write {elapsed} ms after kill -9 of the leader"
+            );
+            times.push(elapsed);
+            let seed = self.nodes[survivor].gossip.clone();
+            self.spawn(leader, &["--join", &seed])?;
+            let count = self.nodes.len();
+            self.wait_for("the killed node to return", |cluster| {
+                Ok(cluster
+                    .running()
+                    .iter()
+                    .all(|index| cluster.status(*index).is_some())
+                    && cluster.voters(count)?)
+            })?;
+        }
+        Ok(times)
+    }
+
+    fn rss_kib(&self) -> Vec<u64> {
+        self.nodes
+            .iter()
+            .filter_map(|node| node.process.as_ref())
+            .map(|child| {
+                std::fs::read_to_string(format!("/proc/{}/status", child.id()))
+                    .ok()
+                    .and_then(|status| {
+                        status
+                            .lines()
+                            .find(|line| line.starts_with("VmRSS:"))
+                            .and_then(|line| line.split_whitespace().nth(1)?.parse().ok())
+                    })
+                    .unwrap_or(0)
+            })
+            .collect()
+    }
+
+    fn stop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.process.take() {
+                let _ = Command::new("kill")
+                    .args(["-TERM", &child.id().to_string()])
+                    .status();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+impl Drop for BenchCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.process.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+fn directory_bytes(path: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| match entry.metadata() {
+            Ok(metadata) if metadata.is_dir() => directory_bytes(&entry.path()),
+            Ok(metadata) => metadata.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// Point estimates (ns) from criterion's output for the plugin path.
+fn criterion_estimates(root: &Path) -> Value {
+    let base = root.join("target/criterion");
+    let mut estimates = serde_json::Map::new();
+    for (name, path) in [
+        ("apply_component", "apply_100B_put/component"),
+        ("apply_native", "apply_100B_put/native"),
+        ("worker_one_per_call", "worker/apply_one_per_call"),
+        ("worker_batch_of_64", "worker/apply_batch_of_64"),
+        ("compile_kv", "load_kv/compile"),
+        ("instantiate_kv", "load_kv/instantiate"),
+        (
+            "load_from_compiled_cache",
+            "load_kv/load_from_compiled_cache",
+        ),
+    ] {
+        let file = base.join(path).join("new/estimates.json");
+        if let Some(point) = std::fs::read(&file)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+            .and_then(|value| value["mean"]["point_estimate"].as_f64())
+        {
+            estimates.insert(name.to_string(), json!(point.round()));
+        }
+    }
+    Value::Object(estimates)
+}
+
+fn machine() -> Value {
+    let cores = std::thread::available_parallelism().map_or(0, |cores| cores.get());
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| info.lines().next().map(str::to_string))
+        .unwrap_or_default();
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|line| line.starts_with("model name"))
+                .map(|line| line.to_string())
+        })
+        .unwrap_or_default();
+    json!({"cores": cores, "memory": memory, "cpu": cpu, "os": std::env::consts::OS})
+}
+
+fn render(report: &Value) -> String {
+    let mut lines = vec![
+        "| workload | target | clients | ops/s | p50 | p99 | max | errors |".to_string(),
+        "|---|---|---:|---:|---:|---:|---:|---:|".to_string(),
+    ];
+    for row in report["load"].as_array().into_iter().flatten() {
+        let load = &row["report"];
+        let ms = |key: &str| format!("{:.2} ms", load[key].as_f64().unwrap_or(0.0) / 1000.0);
+        lines.push(format!(
+            "| {} | {} | {} | {:.0} | {} | {} | {} | {} |",
+            row["workload"].as_str().unwrap_or_default(),
+            row["target"].as_str().unwrap_or_default(),
+            load["clients"],
+            load["ops_per_second"].as_f64().unwrap_or(0.0),
+            ms("latency_us_p50"),
+            ms("latency_us_p99"),
+            ms("latency_us_max"),
+            load["errors"],
+        ));
+    }
+    let plugin = &report["plugin_path_ns"];
+    let component = plugin["apply_component"].as_f64().unwrap_or(0.0);
+    let native = plugin["apply_native"].as_f64().unwrap_or(0.0);
+    lines.push(String::new());
+    lines.push(format!(
+        "Plugin path (100-byte kv put): component {:.0} ns, native {:.0} ns ({:.2}x); through the worker: {} ns one per call, {} ns per entry in batches of 64.",
+        component,
+        native,
+        if native > 0.0 { component / native } else { 0.0 },
+        plugin["worker_one_per_call"],
+        plugin["worker_batch_of_64"].as_f64().map_or(0.0, |batch| batch / 64.0).round(),
+    ));
+    lines.push(format!(
+        "kv.wasm: compile {:.1} ms, instantiate {:.1} µs, load from the compiled cache {:.1} ms.",
+        plugin["compile_kv"].as_f64().unwrap_or(0.0) / 1e6,
+        plugin["instantiate_kv"].as_f64().unwrap_or(0.0) / 1e3,
+        plugin["load_from_compiled_cache"].as_f64().unwrap_or(0.0) / 1e6,
+    ));
+    lines.push(format!(
+        "Failover (kill -9 leader → first acknowledged write), ms: {}.",
+        report["failover_ms"]
+    ));
+    lines.push(format!(
+        "RSS per node, KiB: idle {}, after the write runs {}. Data dir per node after the runs, bytes: {}.",
+        report["rss_kib_per_node_idle"], report["rss_kib_per_node_after_writes"], report["data_dir_bytes_per_node"]
+    ));
+    lines.push(format!("Machine: {}.", report["machine"]));
+    lines.join("\n")
+}
