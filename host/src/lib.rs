@@ -15,6 +15,7 @@
 pub mod api;
 pub mod cli;
 pub mod consensus;
+pub mod deploy;
 pub mod discovery;
 pub mod limits;
 pub mod loadgen;

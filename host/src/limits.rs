@@ -36,6 +36,15 @@ pub const PLUGIN_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// dropped (and counted) so a chatty plugin cannot flood the host.
 pub const PLUGIN_OUTPUT_BYTES_PER_CALL_MAX: usize = 16 * 1024;
 
+/// Deploy attempts remembered in the replicated plugin history.
+pub const PLUGIN_HISTORY_RECORDS_MAX: usize = 64;
+
+/// Previous plugin versions kept (bytes included) for rollback.
+pub const PLUGIN_VERSIONS_RETAINED: usize = 2;
+
+/// Bytes per chunk when a plugin is uploaded.
+pub const PLUGIN_UPLOAD_CHUNK_BYTES: usize = 256 * 1024;
+
 /// Entries the plugin runtime keeps since its last base snapshot, so that it
 /// can rebuild a trapped instance by replay. Past this it takes a new base.
 pub const REPLAY_JOURNAL_ENTRIES_MAX: usize = 4096;
@@ -57,6 +66,10 @@ pub const SNAPSHOT_EVERY_ENTRIES_DEFAULT: u64 = 10_000;
 /// Entries kept in the log behind a snapshot, so slightly lagging followers
 /// catch up by log rather than by snapshot.
 pub const LOG_ENTRIES_KEPT_BEHIND_SNAPSHOT: u64 = 1_000;
+
+/// Deploy entries queued for compiling ahead of apply; more are compiled at
+/// apply time instead.
+pub const PRECOMPILE_QUEUE_DEPTH: usize = 4;
 
 /// Jobs queued for the plugin worker thread before callers wait.
 pub const PLUGIN_QUEUE_DEPTH: usize = 1024;

@@ -21,10 +21,10 @@ use crate::api::raft_service::RaftService;
 use crate::consensus::network::{AddressBook, PeerNetwork};
 use crate::consensus::raft_config;
 use crate::consensus::state_machine::{MachineStatus, StateMachineStore, install_body};
-use crate::consensus::types::{Member, NodeId, Raft, Request, Response};
+use crate::consensus::types::{Member, NodeId, Raft};
 use crate::discovery::{Announcement, Discovery, DiscoveryConfig};
 use crate::limits::{
-    CLIENT_GRPC_MESSAGE_BYTES_MAX, CLIENT_REQUEST_TIMEOUT_MS, PluginLimits,
+    CLIENT_GRPC_MESSAGE_BYTES_MAX, CLIENT_REQUEST_TIMEOUT_MS, PRECOMPILE_QUEUE_DEPTH, PluginLimits,
     RAFT_GRPC_MESSAGE_BYTES_MAX,
 };
 use crate::membership::autopilot::{self, AutopilotConfig, SharedView};
@@ -125,6 +125,8 @@ pub struct NodeContext {
     pub raft: Raft,
     /// The plugin runtime.
     pub plugin: PluginHandle,
+    /// The engine plugins are validated and compiled with.
+    pub engine: PluginEngine,
     /// What the state machine publishes.
     pub machine: watch::Receiver<MachineStatus>,
     /// Set once the node was asked to leave the cluster.
@@ -315,6 +317,7 @@ impl NodeContext {
             members,
             version: env!("CARGO_PKG_VERSION").to_string(),
             health: self.health(&metrics),
+            cluster_version: machine.history.cluster_version,
         }
     }
 }
@@ -434,6 +437,7 @@ pub async fn start(config: NodeConfig, listener: TcpListener) -> Result<NodeHand
         },
     })?;
     data_dir.write_identity(&identity)?;
+    let log_store = log_store.with_precompile(spawn_precompiler(engine.clone()));
 
     let snapshots = SnapshotStore::open(&data_dir.snapshot_dir())
         .map_err(|error| StartError::other("snapshot dir", error))?;
@@ -472,6 +476,7 @@ pub async fn start(config: NodeConfig, listener: TcpListener) -> Result<NodeHand
         gossip_addr,
         raft: raft.clone(),
         plugin,
+        engine: engine.clone(),
         machine,
         leaving: AtomicBool::new(false),
         forwarder: Forwarder::default(),
@@ -651,24 +656,29 @@ async fn bootstrap(context: &NodeContext, plugin: Vec<u8>) -> Result<(), StartEr
     if context.machine.borrow().plugin_digest.is_some() {
         return Ok(());
     }
-    let written = raft
-        .client_write(Request::Deploy {
-            time_ms: now_ms(),
-            plugin,
-        })
-        .await
-        .map_err(|error| StartError::other("cannot deploy the plugin", error))?;
-    match written.data {
-        Response::Deploy(Ok(digest)) => {
-            tracing::info!(digest = %digest, "cluster bootstrapped");
+    match crate::deploy::propose(raft, plugin).await {
+        Ok(receipt) => {
+            tracing::info!(digest = %receipt.digest, version = receipt.version, "cluster bootstrapped");
             Ok(())
         }
-        Response::Deploy(Err(reason)) => Err(StartError::other("cannot deploy the plugin", reason)),
-        other => Err(StartError::other(
-            "unexpected deploy response",
-            format!("{other:?}"),
-        )),
+        Err(error) => Err(StartError::other("cannot deploy the plugin", error)),
     }
+}
+
+/// Compile plugins from deploy entries as they arrive (filling the on-disk
+/// cache), off the apply path.
+fn spawn_precompiler(engine: PluginEngine) -> tokio::sync::mpsc::Sender<Vec<u8>> {
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Vec<u8>>(PRECOMPILE_QUEUE_DEPTH);
+    tokio::spawn(async move {
+        while let Some(plugin) = receiver.recv().await {
+            let engine = engine.clone();
+            let compiled = tokio::task::spawn_blocking(move || engine.load(plugin.into())).await;
+            if let Ok(Err(error)) = compiled {
+                tracing::warn!("a deployed plugin does not load on this node: {error}");
+            }
+        }
+    });
+    sender
 }
 
 /// Serve both gRPC services and reflection on `listener`.

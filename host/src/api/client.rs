@@ -52,7 +52,11 @@ impl Client {
         let channel = Endpoint::from_shared(url)
             .map_err(|error| unreachable(error.to_string()))?
             .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(Duration::from_millis(CLIENT_REQUEST_TIMEOUT_MS) + CLIENT_GRACE)
+            // Deploys (a snapshot and restore on every replica) take longest.
+            .timeout(
+                crate::deploy::DEPLOY_TIMEOUT.max(Duration::from_millis(CLIENT_REQUEST_TIMEOUT_MS))
+                    + CLIENT_GRACE,
+            )
             .tcp_nodelay(true)
             .connect()
             .await
@@ -145,6 +149,44 @@ impl Client {
             .await?
             .into_inner()
             .leader_id)
+    }
+
+    /// Upload `plugin` and switch the cluster to it.
+    pub async fn deploy_plugin(
+        &mut self,
+        plugin: Vec<u8>,
+    ) -> Result<proto::DeployResponse, ClientError> {
+        let chunks: Vec<proto::PluginChunk> = plugin
+            .chunks(crate::limits::PLUGIN_UPLOAD_CHUNK_BYTES)
+            .map(|chunk| proto::PluginChunk {
+                data: chunk.to_vec(),
+            })
+            .collect();
+        let mut request = tonic::Request::new(futures::stream::iter(chunks));
+        if self.forwarded {
+            request.metadata_mut().insert(
+                super::forward::FORWARDED_HEADER,
+                tonic::metadata::MetadataValue::from_static("1"),
+            );
+        }
+        request.set_timeout(crate::deploy::DEPLOY_TIMEOUT);
+        Ok(self.inner.deploy_plugin(request).await?.into_inner())
+    }
+
+    /// Deploy the previous plugin version again.
+    pub async fn rollback_plugin(&mut self) -> Result<proto::DeployResponse, ClientError> {
+        let mut request = self.request(proto::RollbackRequest {});
+        request.set_timeout(crate::deploy::DEPLOY_TIMEOUT);
+        Ok(self.inner.rollback_plugin(request).await?.into_inner())
+    }
+
+    /// The replicated deploy history.
+    pub async fn plugin_history(&mut self) -> Result<proto::PluginHistoryResponse, ClientError> {
+        Ok(self
+            .inner
+            .plugin_history(proto::PluginHistoryRequest {})
+            .await?
+            .into_inner())
     }
 
     /// Ask the serving node to leave the cluster and stop.

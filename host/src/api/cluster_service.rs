@@ -17,7 +17,10 @@ use super::proto::{self, apply_response, query_response};
 use super::raft_codec;
 use crate::consensus::current_metrics;
 use crate::consensus::types::{NodeId, Raft, Request as RaftRequest, Response as RaftResponse};
-use crate::limits::{CLIENT_REQUEST_TIMEOUT_MS, COMMAND_BYTES_MAX, QUERY_BYTES_MAX};
+use crate::deploy;
+use crate::limits::{
+    CLIENT_REQUEST_TIMEOUT_MS, COMMAND_BYTES_MAX, PLUGIN_BYTES_MAX, QUERY_BYTES_MAX,
+};
 use crate::membership::operations::{self, OperationError};
 use crate::node::NodeContext;
 use crate::plugin::ApplyError;
@@ -249,6 +252,98 @@ impl proto::cluster_server::Cluster for ClusterService {
         tracing::info!("left the cluster; stopping");
         self.node.request_stop();
         Ok(Response::new(proto::LeaveResponse {}))
+    }
+
+    async fn deploy_plugin(
+        &self,
+        request: Request<tonic::Streaming<proto::PluginChunk>>,
+    ) -> Result<Response<proto::DeployResponse>, Status> {
+        let forwarded = forward::was_forwarded(request.metadata());
+        let mut chunks = request.into_inner();
+        let mut plugin = Vec::new();
+        while let Some(chunk) = chunks.message().await? {
+            if plugin.len() + chunk.data.len() > PLUGIN_BYTES_MAX {
+                return Err(Status::resource_exhausted(format!(
+                    "plugin is larger than the {PLUGIN_BYTES_MAX} byte limit"
+                )));
+            }
+            plugin.extend_from_slice(&chunk.data);
+        }
+        if plugin.is_empty() {
+            return Err(Status::invalid_argument("the uploaded plugin is empty"));
+        }
+        let receipt = match self.leader_route(forwarded).await? {
+            None => deploy::deploy(&self.node.raft, &self.node.engine, plugin)
+                .await
+                .map_err(deploy_status)?
+                .into(),
+            Some(mut leader) => leader.deploy_plugin(plugin).await.map_err(client_status)?,
+        };
+        Ok(Response::new(receipt))
+    }
+
+    async fn rollback_plugin(
+        &self,
+        request: Request<proto::RollbackRequest>,
+    ) -> Result<Response<proto::DeployResponse>, Status> {
+        let forwarded = forward::was_forwarded(request.metadata());
+        let receipt = match self.leader_route(forwarded).await? {
+            None => {
+                let previous = self.node.machine.borrow().rollback_plugin.clone();
+                let Some(previous) = previous else {
+                    return Err(Status::failed_precondition(
+                        "there is no previous plugin version to roll back to",
+                    ));
+                };
+                deploy::propose(&self.node.raft, previous.as_ref().clone())
+                    .await
+                    .map_err(deploy_status)?
+                    .into()
+            }
+            Some(mut leader) => leader.rollback_plugin().await.map_err(client_status)?,
+        };
+        Ok(Response::new(receipt))
+    }
+
+    async fn plugin_history(
+        &self,
+        _request: Request<proto::PluginHistoryRequest>,
+    ) -> Result<Response<proto::PluginHistoryResponse>, Status> {
+        let history = self.node.machine.borrow().history.clone();
+        Ok(Response::new(proto::PluginHistoryResponse {
+            cluster_version: history.cluster_version,
+            records: history
+                .records
+                .into_iter()
+                .map(|record| proto::DeployRecord {
+                    version: record.version,
+                    digest: record.digest,
+                    size_bytes: record.size_bytes,
+                    index: record.index,
+                    time_ms: record.time_ms,
+                    failure: record.failure.unwrap_or_default(),
+                })
+                .collect(),
+        }))
+    }
+}
+
+fn deploy_status(error: deploy::DeployError) -> Status {
+    match error {
+        deploy::DeployError::Invalid(_) => Status::invalid_argument(error.to_string()),
+        deploy::DeployError::Failed(_) => Status::failed_precondition(error.to_string()),
+        deploy::DeployError::NotLeader => forward::not_leader("this node is no longer the leader"),
+        deploy::DeployError::Unavailable(message) => Status::unavailable(message),
+    }
+}
+
+impl From<crate::consensus::types::DeployReceipt> for proto::DeployResponse {
+    fn from(receipt: crate::consensus::types::DeployReceipt) -> Self {
+        Self {
+            version: receipt.version,
+            digest: receipt.digest,
+            index: receipt.index,
+        }
     }
 }
 

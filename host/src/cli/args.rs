@@ -288,6 +288,28 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// `clusterhost plugin ...`.
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
+    /// Upload a plugin and switch the whole cluster to it at one log index,
+    /// carrying the state over (the new plugin's `restore` gets the old one's
+    /// `snapshot`). A failed switch changes nothing anywhere.
+    Deploy {
+        #[command(flatten)]
+        endpoint: EndpointArgs,
+        /// The .wasm component.
+        file: PathBuf,
+    },
+    /// The deploy history: version, digest, size, switch index, time, outcome.
+    List {
+        #[command(flatten)]
+        endpoint: EndpointArgs,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deploy the previous plugin version again, the same way.
+    Rollback {
+        #[command(flatten)]
+        endpoint: EndpointArgs,
+    },
     /// Describe a plugin file: digest, size, world, imports; or why it is not a plugin.
     Inspect {
         /// The .wasm file.

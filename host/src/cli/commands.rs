@@ -32,6 +32,43 @@ pub async fn execute(command: Command) -> Result<(), CliError> {
             Ok(())
         }
         Command::Plugin(PluginCommand::Inspect { file, json }) => inspect(&file, json),
+        Command::Plugin(PluginCommand::Deploy { endpoint, file }) => {
+            let plugin = std::fs::read(&file).map_err(|error| {
+                CliError::new(
+                    ExitCode::InvalidInput,
+                    format!("cannot read {}: {error}", file.display()),
+                )
+            })?;
+            let mut client = Client::connect(&endpoint.endpoint).await?;
+            let receipt = client.deploy_plugin(plugin).await?;
+            println!(
+                "deployed: cluster version {}, digest {}, every replica switched at index {}",
+                receipt.version, receipt.digest, receipt.index
+            );
+            Ok(())
+        }
+        Command::Plugin(PluginCommand::Rollback { endpoint }) => {
+            let mut client = Client::connect(&endpoint.endpoint).await?;
+            let receipt = client.rollback_plugin().await?;
+            println!(
+                "rolled back: cluster version {}, digest {}, every replica switched at index {}",
+                receipt.version, receipt.digest, receipt.index
+            );
+            Ok(())
+        }
+        Command::Plugin(PluginCommand::List { endpoint, json }) => {
+            let mut client = Client::connect(&endpoint.endpoint).await?;
+            let history = client.plugin_history().await?;
+            let history = super::output::HistoryJson::from(history);
+            if json {
+                let text = serde_json::to_string_pretty(&history)
+                    .map_err(|error| CliError::new(ExitCode::Failure, error.to_string()))?;
+                println!("{text}");
+            } else {
+                println!("{}", super::output::render_history(&history));
+            }
+            Ok(())
+        }
         Command::Members(args) => members(args).await,
         Command::Bench(args) => bench(args).await,
         Command::Leader(LeaderCommand::Transfer { endpoint, to }) => {

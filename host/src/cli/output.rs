@@ -59,6 +59,8 @@ pub struct StatusJson {
 /// The running plugin, in status JSON.
 #[derive(Debug, serde::Serialize)]
 pub struct PluginJson {
+    /// Cluster version: successful deploys so far.
+    pub version: u64,
     /// sha256 hex, or null before the first deploy.
     pub digest: Option<String>,
     /// Size in bytes.
@@ -93,6 +95,7 @@ impl From<proto::StatusResponse> for StatusJson {
             snapshot_size_bytes: status.snapshot_size_bytes,
             purged_index: status.purged_index,
             plugin: PluginJson {
+                version: status.cluster_version,
                 digest: Some(status.plugin_digest).filter(|digest| !digest.is_empty()),
                 size_bytes: status.plugin_size_bytes,
             },
@@ -137,7 +140,8 @@ pub fn render_status(status: &StatusJson) -> String {
             status.snapshot_size_bytes
         ),
         format!(
-            "plugin      {}  {} bytes",
+            "plugin      v{} {}  {} bytes",
+            status.plugin.version,
             status.plugin.digest.as_deref().unwrap_or("none"),
             status.plugin.size_bytes
         ),
@@ -148,6 +152,81 @@ pub fn render_status(status: &StatusJson) -> String {
         lines.push(format!(
             "  {:<20} {:<8} {}",
             member.id, member.suffrage, member.rpc_addr
+        ));
+    }
+    lines.join("\n")
+}
+
+/// The stable JSON form of `clusterhost plugin list --json`.
+#[derive(Debug, serde::Serialize)]
+pub struct HistoryJson {
+    /// Successful deploys so far.
+    pub cluster_version: u64,
+    /// Every deploy attempt, oldest first.
+    pub deploys: Vec<DeployJson>,
+}
+
+/// One deploy attempt.
+#[derive(Debug, serde::Serialize)]
+pub struct DeployJson {
+    /// Cluster version it became; null when it failed.
+    pub version: Option<u64>,
+    /// sha256, hex.
+    pub digest: String,
+    /// Plugin size.
+    pub size_bytes: u64,
+    /// Log index of the switch.
+    pub index: u64,
+    /// Leader time, ms since the epoch.
+    pub time_ms: u64,
+    /// "ok", or "failed: reason".
+    pub outcome: String,
+}
+
+impl From<proto::PluginHistoryResponse> for HistoryJson {
+    fn from(history: proto::PluginHistoryResponse) -> Self {
+        Self {
+            cluster_version: history.cluster_version,
+            deploys: history
+                .records
+                .into_iter()
+                .map(|record| DeployJson {
+                    version: record.version,
+                    digest: record.digest,
+                    size_bytes: record.size_bytes,
+                    index: record.index,
+                    time_ms: record.time_ms,
+                    outcome: if record.failure.is_empty() {
+                        "ok".to_string()
+                    } else {
+                        format!("failed: {}", record.failure)
+                    },
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A readable deploy history.
+pub fn render_history(history: &HistoryJson) -> String {
+    let mut lines = vec![
+        format!("cluster version {}", history.cluster_version),
+        format!(
+            "{:<8} {:<14} {:>9} {:>8} {:<24} {}",
+            "VERSION", "DIGEST", "BYTES", "INDEX", "TIME (ms)", "OUTCOME"
+        ),
+    ];
+    for deploy in &history.deploys {
+        lines.push(format!(
+            "{:<8} {:<14} {:>9} {:>8} {:<24} {}",
+            deploy
+                .version
+                .map_or_else(|| "-".to_string(), |version| version.to_string()),
+            deploy.digest.chars().take(12).collect::<String>(),
+            deploy.size_bytes,
+            deploy.index,
+            deploy.time_ms,
+            deploy.outcome
         ));
     }
     lines.join("\n")

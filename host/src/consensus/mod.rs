@@ -8,6 +8,7 @@
 //! The log store lives in [`crate::storage::log_store`].
 
 pub mod network;
+pub mod plugin_history;
 pub mod snapshot;
 pub mod state_machine;
 pub mod types;

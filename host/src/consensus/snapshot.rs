@@ -1,6 +1,7 @@
 //! What a Raft snapshot carries: the plugin itself and its state, so a node
 //! restoring a snapshot can always run it, whatever it ran before.
 
+use super::plugin_history::PluginHistory;
 use crate::plugin::EntryPosition;
 
 /// The body of a snapshot.
@@ -8,6 +9,8 @@ use crate::plugin::EntryPosition;
 pub struct SnapshotBody {
     /// The running plugin and its state; `None` before any plugin is deployed.
     pub plugin: Option<PluginState>,
+    /// Deploys so far, and earlier plugins kept for rollback.
+    pub history: PluginHistory,
 }
 
 /// A plugin and the state it had at a log position.

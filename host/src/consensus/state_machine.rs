@@ -13,8 +13,11 @@ use openraft::EntryPayload;
 use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use tokio::sync::watch;
 
+use super::plugin_history::{DeployRecord, PluginHistory};
 use super::snapshot::{PluginState, SnapshotBody};
-use super::types::{LogId, Request, Response, SnapshotMeta, StoredMembership, TypeConfig};
+use super::types::{
+    DeployReceipt, LogId, Request, Response, SnapshotMeta, StoredMembership, TypeConfig,
+};
 use crate::plugin::{EntryPosition, PluginEngine, PluginHandle, PluginSnapshot, RestoreError};
 use crate::storage::snapshot_store::{SnapshotStore, StoredSnapshot};
 
@@ -24,6 +27,11 @@ type Responder = openraft::storage::ApplyResponder<TypeConfig>;
 /// What the state machine publishes for status reports.
 #[derive(Debug, Clone, Default)]
 pub struct MachineStatus {
+    /// The deploy history (without plugin bytes); its `cluster_version`
+    /// counts successful deploys.
+    pub history: PluginHistory,
+    /// The plugin a rollback would deploy.
+    pub rollback_plugin: Option<Arc<Vec<u8>>>,
     /// sha256 of the running plugin, hex; `None` before the first deploy.
     pub plugin_digest: Option<String>,
     /// Size of the running plugin in bytes.
@@ -37,6 +45,7 @@ pub struct MachineStatus {
 /// The state machine openraft drives.
 pub struct StateMachineStore {
     plugin: PluginHandle,
+    history: PluginHistory,
     engine: PluginEngine,
     snapshots: SnapshotStore,
     last_applied: Option<LogId>,
@@ -60,7 +69,14 @@ impl StateMachineStore {
             ),
             None => (None, StoredMembership::default()),
         };
+        let history = restored
+            .map(|snapshot| snapshot.body.history.clone())
+            .unwrap_or_default();
         let status = MachineStatus {
+            history: history.without_bytes(),
+            rollback_plugin: history
+                .rollback_target()
+                .map(|plugin| Arc::new(plugin.bytes.clone())),
             plugin_digest: restored
                 .and_then(|snapshot| snapshot.body.plugin.as_ref())
                 .map(|plugin| crate::plugin::PluginDigest::of(&plugin.code).to_hex()),
@@ -72,6 +88,7 @@ impl StateMachineStore {
         };
         Self {
             plugin,
+            history,
             engine,
             snapshots,
             last_applied,
@@ -112,58 +129,109 @@ impl StateMachineStore {
         Ok(())
     }
 
-    /// Switch to the plugin in `bytes`, carrying the current state over.
-    /// `Err` is the deterministic reason the cluster kept the old plugin;
-    /// an `io::Error` means this node cannot run the plugin and must stop.
-    async fn deploy(&mut self, bytes: Vec<u8>) -> io::Result<Result<String, String>> {
+    /// Switch to the plugin in `bytes` at entry `index`, carrying the
+    /// current state over. `Err` is the deterministic reason the cluster kept
+    /// the old plugin (recorded in the history on every replica); an
+    /// `io::Error` means this node cannot run the plugin and must stop rather
+    /// than apply past the deploy.
+    async fn deploy(
+        &mut self,
+        bytes: Vec<u8>,
+        index: u64,
+        time_ms: u64,
+    ) -> io::Result<Result<DeployReceipt, String>> {
         let engine = self.engine.clone();
+        let size_bytes = bytes.len() as u64;
         let code = tokio::task::spawn_blocking(move || engine.load(bytes.into()))
             .await
             .map_err(io::Error::other)?
             .map_err(|error| {
                 io::Error::other(format!(
-                    "this node cannot run the plugin the cluster deployed, stopping: {error}"
+                    "this node cannot run the plugin the cluster deployed at entry {index}, stopping: {error}"
                 ))
             })?;
         let digest = code.digest().to_hex();
+        let record = DeployRecord {
+            version: None,
+            digest: digest.clone(),
+            size_bytes,
+            index,
+            time_ms,
+            failure: None,
+        };
         if self.status.borrow().plugin_digest.as_deref() == Some(digest.as_str()) {
             // Already running: deploying the same plugin again changes nothing.
-            return Ok(Ok(digest));
+            return Ok(Ok(DeployReceipt {
+                version: self.history.cluster_version,
+                digest,
+                index,
+            }));
         }
         let current = self.plugin.snapshot().await.map_err(io::Error::other)?;
-        let state = match current {
+        let (state, previous) = match current {
             Err(fault) => {
-                return Ok(Err(format!(
-                    "the running plugin could not hand over its state: {fault}"
-                )));
+                let reason = format!("the running plugin could not hand over its state: {fault}");
+                self.history.record_failure(record, reason.clone());
+                self.publish_history();
+                return Ok(Err(reason));
             }
-            Ok(None) => None,
+            Ok(None) => (None, None),
             Ok(Some(PluginSnapshot {
-                position, state, ..
-            })) => Some((position.unwrap_or(GENESIS_POSITION), state)),
+                code,
+                position,
+                state,
+            })) => (
+                Some((position.unwrap_or(GENESIS_POSITION), state)),
+                Some(code.bytes().to_vec()),
+            ),
         };
-        let size = code.bytes().len();
-        match self
+        let outcome = match self
             .plugin
             .install(code, state)
             .await
             .map_err(io::Error::other)?
         {
             Ok(()) => {
+                let version = self.history.record_success(record, previous);
                 self.status.send_modify(|status| {
                     status.plugin_digest = Some(digest.clone());
-                    status.plugin_size_bytes = size;
+                    status.plugin_size_bytes = size_bytes as usize;
                 });
-                tracing::info!(digest = %digest, "plugin deployed");
-                Ok(Ok(digest))
+                tracing::info!(digest = %digest, version, index, "plugin deployed");
+                Ok(DeployReceipt {
+                    version,
+                    digest,
+                    index,
+                })
             }
-            Err(RestoreError::Refused(reason)) => {
-                Ok(Err(format!("the new plugin refused the state: {reason}")))
+            Err(error) => {
+                let reason = match error {
+                    RestoreError::Refused(reason) => {
+                        format!("the new plugin refused the state: {reason}")
+                    }
+                    RestoreError::Fault(fault) => {
+                        format!("the new plugin failed to take over: {fault}")
+                    }
+                };
+                tracing::warn!(index, "deploy failed, the running plugin stays: {reason}");
+                self.history.record_failure(record, reason.clone());
+                Err(reason)
             }
-            Err(RestoreError::Fault(fault)) => {
-                Ok(Err(format!("the new plugin failed to take over: {fault}")))
-            }
-        }
+        };
+        self.publish_history();
+        Ok(outcome)
+    }
+
+    fn publish_history(&self) {
+        let history = self.history.without_bytes();
+        let rollback = self
+            .history
+            .rollback_target()
+            .map(|plugin| Arc::new(plugin.bytes.clone()));
+        self.status.send_modify(|status| {
+            status.history = history;
+            status.rollback_plugin = rollback;
+        });
     }
 }
 
@@ -205,9 +273,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     };
                     pending.push((position, bytes, responder));
                 }
-                EntryPayload::Normal(Request::Deploy { plugin, .. }) => {
+                EntryPayload::Normal(Request::Deploy { plugin, time_ms }) => {
                     self.apply_commands(&mut pending).await?;
-                    let outcome = self.deploy(plugin).await?;
+                    let outcome = self.deploy(plugin, log_id.index, time_ms).await?;
                     respond(responder, Response::Deploy(outcome));
                 }
             }
@@ -232,6 +300,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                         position: snapshot.position,
                         state: snapshot.state,
                     }),
+                    history: self.history.clone(),
                 },
                 snapshots: self.snapshots.clone(),
                 status: self.status.clone(),
@@ -261,6 +330,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         tokio::task::block_in_place(|| snapshots.save(&stored))?;
         self.last_applied = meta.last_log_id;
         self.last_membership = meta.last_membership.clone();
+        self.history = stored.body.history.clone();
+        self.publish_history();
         let plugin = stored.body.plugin.as_ref();
         self.status.send_modify(|status| {
             status.plugin_digest =

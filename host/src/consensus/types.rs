@@ -55,11 +55,21 @@ impl fmt::Display for Request {
 pub enum Response {
     /// The plugin's outcome for a command.
     Command(ApplyOutcome),
-    /// The outcome of a deploy: the new plugin's digest, or why the cluster
-    /// kept the old one.
-    Deploy(Result<String, String>),
+    /// The outcome of a deploy, or why the cluster kept the old plugin.
+    Deploy(Result<DeployReceipt, String>),
     /// A host entry (blank, membership): nothing to report.
     Host,
+}
+
+/// A successful deploy.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DeployReceipt {
+    /// The cluster version the plugin became.
+    pub version: u64,
+    /// sha256 of the plugin, hex.
+    pub digest: String,
+    /// Log index at which every replica switched.
+    pub index: u64,
 }
 
 /// A cluster member as recorded in the Raft membership.

@@ -34,6 +34,7 @@ mod keys {
     pub const ROLE: &str = "role";
     pub const READY: &str = "ready";
     pub const PLUGIN: &str = "plugin_digest";
+    pub const PLUGIN_VERSION: &str = "plugin_version";
     pub const VERSION: &str = "version";
     pub const APPLIED: &str = "applied_index";
     pub const LEAVING: &str = "leaving";
@@ -69,6 +70,8 @@ pub struct Announcement {
     pub ready: bool,
     /// sha256 of the running plugin.
     pub plugin_digest: String,
+    /// Cluster version of the running plugin.
+    pub plugin_version: u64,
     /// Highest applied log index.
     pub applied_index: u64,
     /// Asked to leave the cluster: must not be (re-)added.
@@ -199,6 +202,10 @@ fn announcement_pairs(announcement: &Announcement) -> Vec<(String, String)> {
         (keys::READY.to_string(), announcement.ready.to_string()),
         (keys::PLUGIN.to_string(), announcement.plugin_digest.clone()),
         (
+            keys::PLUGIN_VERSION.to_string(),
+            announcement.plugin_version.to_string(),
+        ),
+        (
             keys::APPLIED.to_string(),
             announcement.applied_index.to_string(),
         ),
@@ -229,6 +236,10 @@ fn read_peer(chitchat_id: &ChitchatId, state: &NodeState, alive: bool) -> Option
             role: state.get(keys::ROLE).unwrap_or_default().to_string(),
             ready: flag(keys::READY),
             plugin_digest: state.get(keys::PLUGIN).unwrap_or_default().to_string(),
+            plugin_version: state
+                .get(keys::PLUGIN_VERSION)
+                .and_then(|value| value.parse().ok())
+                .unwrap_or(0),
             applied_index: state
                 .get(keys::APPLIED)
                 .and_then(|value| value.parse().ok())

@@ -132,6 +132,7 @@ fn announcement(
         rpc_addr: context.rpc_addr.clone(),
         role: crate::api::cluster_service::role_name(metrics.state).to_string(),
         ready: machine.plugin_digest.is_some() && metrics.current_leader.is_some(),
+        plugin_version: machine.history.cluster_version,
         plugin_digest: machine.plugin_digest.unwrap_or_default(),
         applied_index: metrics
             .last_applied
@@ -318,15 +319,10 @@ async fn bootstrap_expect(context: &NodeContext, peers: &BTreeMap<NodeId, Peer>,
 /// A cluster formed by `--bootstrap-expect` has no plugin until its first
 /// leader deploys the one it was started with.
 async fn deploy_first_plugin(context: &NodeContext, plugin: Vec<u8>) {
-    let proposal = crate::consensus::types::Request::Deploy {
-        time_ms: crate::api::cluster_service::now_ms(),
-        plugin,
-    };
-    match tokio::time::timeout(CHANGE_TIMEOUT, context.raft.client_write(proposal)).await {
-        Ok(Ok(written)) => {
-            tracing::info!(response = ?written.data, "deployed the cluster's first plugin")
+    match crate::deploy::propose(&context.raft, plugin).await {
+        Ok(receipt) => {
+            tracing::info!(digest = %receipt.digest, "deployed the cluster's first plugin")
         }
-        Ok(Err(error)) => tracing::warn!("cannot deploy the first plugin: {error}"),
-        Err(_) => tracing::warn!("deploying the first plugin timed out"),
+        Err(error) => tracing::warn!("cannot deploy the first plugin: {error}"),
     }
 }

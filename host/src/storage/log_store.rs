@@ -16,7 +16,9 @@ use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
 };
 
-use crate::consensus::types::{Entry, LogId, TypeConfig, Vote};
+use openraft::EntryPayload;
+
+use crate::consensus::types::{Entry, LogId, Request, TypeConfig, Vote};
 
 /// Entries by index, postcard-encoded.
 const LOG_TABLE: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
@@ -31,6 +33,7 @@ const LAST_PURGED_KEY: &str = "last_purged";
 #[derive(Clone)]
 pub struct LogStore {
     database: Arc<Database>,
+    precompile: Option<tokio::sync::mpsc::Sender<Vec<u8>>>,
 }
 
 impl LogStore {
@@ -43,7 +46,16 @@ impl LogStore {
         transaction.commit()?;
         Ok(Self {
             database: Arc::new(database),
+            precompile: None,
         })
+    }
+
+    /// Hand every plugin that arrives in a deploy entry to `precompile` as
+    /// it is appended, so compiling happens before the entry commits and
+    /// the switch at apply time is only snapshot and restore.
+    pub fn with_precompile(mut self, precompile: tokio::sync::mpsc::Sender<Vec<u8>>) -> Self {
+        self.precompile = Some(precompile);
+        self
     }
 
     /// Number of entries in the log (for status and tests).
@@ -215,6 +227,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                     .open_table(LOG_TABLE)
                     .map_err(io::Error::other)?;
                 for entry in entries {
+                    if let (
+                        Some(precompile),
+                        EntryPayload::Normal(Request::Deploy { plugin, .. }),
+                    ) = (&self.precompile, &entry.payload)
+                    {
+                        // Best effort: a full queue only means compiling at apply time.
+                        let _ = precompile.try_send(plugin.clone());
+                    }
                     let encoded = encode(&entry)?;
                     table
                         .insert(entry.log_id.index, encoded.as_slice())
