@@ -28,7 +28,7 @@ struct PluginWorkspace {
 const WORKSPACES: &[PluginWorkspace] = &[
     PluginWorkspace {
         directory: "plugins",
-        components: &["kv", "counter"],
+        components: &["kv", "kv_v2", "counter"],
         output: "target/plugins",
     },
     PluginWorkspace {
