@@ -39,6 +39,7 @@ const WORKSPACES: &[PluginWorkspace] = &[
             "bad_import",
             "restore_fails",
             "restore_traps",
+            "restore_spins",
         ],
         output: "target/plugins/test",
     },
