@@ -124,37 +124,58 @@
 //!
 //! # Upgrading: a version that takes over its predecessor's state
 //!
-//! A new plugin version is started by restoring the old version's snapshot. Put
-//! a version tag in the snapshot from day one, and make `restore` accept every
-//! format you ever wrote:
+//! The host swaps in a new plugin version by calling `snapshot` on the running
+//! one and `restore` on the new one; if `restore` fails or traps, the old one
+//! keeps running. Put a version tag in the snapshot from day one, read the tag
+//! before anything else (each version lays out the rest its own way), and make
+//! `restore` accept every format you ever wrote:
 //!
 //! ```
 //! use serde::Deserialize;
 //! use std::collections::BTreeMap;
 //!
-//! /// Version 2 stores a map; version 1 stored a single counter.
 //! #[derive(Deserialize)]
-//! #[serde(tag = "version")]
-//! enum AnySnapshot {
-//!     #[serde(rename = "1")]
-//!     V1 { total: i64 },
-//!     #[serde(rename = "2")]
-//!     V2 { totals: BTreeMap<String, i64> },
+//! struct Header {
+//!     version: u32,
+//! }
+//! /// Version 1 stored a single counter.
+//! #[derive(Deserialize)]
+//! struct V1 {
+//!     total: i64,
+//! }
+//! /// Version 2 stores a map.
+//! #[derive(Deserialize)]
+//! struct V2 {
+//!     totals: BTreeMap<String, i64>,
 //! }
 //!
 //! fn restore(bytes: &[u8]) -> Result<BTreeMap<String, i64>, String> {
-//!     match serde_json::from_slice(bytes).map_err(|e| format!("bad snapshot: {e}"))? {
-//!         AnySnapshot::V1 { total } => Ok(BTreeMap::from([("default".to_string(), total)])),
-//!         AnySnapshot::V2 { totals } => Ok(totals),
+//!     let bad = |error: serde_json::Error| format!("bad snapshot: {error}");
+//!     match serde_json::from_slice::<Header>(bytes).map_err(bad)?.version {
+//!         1 => {
+//!             let V1 { total } = serde_json::from_slice(bytes).map_err(bad)?;
+//!             Ok(BTreeMap::from([("default".to_string(), total)]))
+//!         }
+//!         2 => Ok(serde_json::from_slice::<V2>(bytes).map_err(bad)?.totals),
+//!         newer if newer > 2 => Err(format!(
+//!             "snapshot version {newer} is newer than this plugin understands"
+//!         )),
+//!         unknown => Err(format!("unsupported snapshot version {unknown}")),
 //!     }
 //! }
 //!
-//! assert_eq!(restore(br#"{"version":"1","total":5}"#).unwrap()["default"], 5);
+//! assert_eq!(restore(br#"{"version":1,"total":5}"#).unwrap()["default"], 5);
+//! assert!(restore(br#"{"version":3}"#).unwrap_err().contains("newer"));
 //! ```
 //!
-//! Always write the newest format; return `Err` for versions you do not know
-//! (the host then keeps running the old version). Test the migration with a
-//! snapshot captured from the old version.
+//! Always write the newest format; never reuse a version number; return `Err`
+//! for versions you do not know (the host then keeps running the old version).
+//! Keep command and query JSON backward compatible: add fields and commands,
+//! never rename, remove or change one. Test the migration natively by making
+//! the old crate a dev-dependency and restoring a snapshot it produced into
+//! the new one through [`testing::Harness`]. `plugins/kv_v2` (per-key versions
+//! on top of `plugins/kv`) is the worked example; the SDK's README walks
+//! through it.
 
 mod export;
 pub mod testing;

@@ -28,7 +28,7 @@ struct PluginWorkspace {
 const WORKSPACES: &[PluginWorkspace] = &[
     PluginWorkspace {
         directory: "plugins",
-        components: &["kv", "counter"],
+        components: &["kv", "kv_v2", "counter"],
         output: "target/plugins",
     },
     PluginWorkspace {
@@ -39,6 +39,7 @@ const WORKSPACES: &[PluginWorkspace] = &[
             "bad_import",
             "restore_fails",
             "restore_traps",
+            "restore_spins",
         ],
         output: "target/plugins/test",
     },

@@ -16,9 +16,13 @@
 //! - `{"scan":{"prefix":P,"limit":N}}` → `{"items":[[K,V],...]}` in key order;
 //!   `prefix` defaults to `""` (everything), `limit` to [`SCAN_LIMIT_DEFAULT`]
 //!   and may not exceed [`SCAN_LIMIT_MAX`].
+//! - `"plugin_version"` → `"kv/1"`: which plugin build answers, so tests and
+//!   operators can tell versions apart across a hot swap.
 //!
 //! Snapshot: `{"version":1,"entries":[[K,V],...]}` with keys strictly
-//! ascending, so equal stores give equal bytes.
+//! ascending, so equal stores give equal bytes. `restore` reads the version
+//! tag before anything else, so a snapshot from a newer plugin (`kv_v2`) is
+//! refused with a clear error instead of a parse failure.
 
 use clusterhost_sdk::{Entry, StateMachine};
 use serde::{Deserialize, Serialize};
@@ -32,6 +36,8 @@ pub const SCAN_LIMIT_DEFAULT: usize = 100;
 pub const SCAN_LIMIT_MAX: usize = 1_000;
 /// Snapshot format written by this version.
 const SNAPSHOT_VERSION: u32 = 1;
+/// Answer to the `plugin_version` query.
+pub const PLUGIN_VERSION: &str = "kv/1";
 
 const _: () = assert!(SCAN_LIMIT_DEFAULT <= SCAN_LIMIT_MAX);
 
@@ -71,6 +77,8 @@ pub enum Query {
         #[serde(default)]
         limit: Option<usize>,
     },
+    /// Which plugin build answers: [`PLUGIN_VERSION`].
+    PluginVersion,
 }
 
 /// Responses to commands.
@@ -91,6 +99,15 @@ pub enum QueryResponse {
     Value { value: Option<String> },
     /// `scan`: `[key, value]` pairs in key order.
     Items { items: Vec<(String, String)> },
+    /// `plugin_version`: a bare string.
+    PluginVersion(&'static str),
+}
+
+/// Just the version tag of a snapshot, read before the rest: other versions
+/// may lay out `entries` differently.
+#[derive(Deserialize)]
+struct SnapshotHeader {
+    version: u32,
 }
 
 /// The snapshot's canonical, versioned form.
@@ -152,6 +169,7 @@ impl StateMachine for Kv {
                     .collect();
                 Ok(QueryResponse::Items { items })
             }
+            Query::PluginVersion => Ok(QueryResponse::PluginVersion(PLUGIN_VERSION)),
         }
     }
 
@@ -170,14 +188,24 @@ impl StateMachine for Kv {
     }
 
     fn restore(snapshot: &[u8]) -> Result<Self, String> {
-        let snapshot: Snapshot = serde_json::from_slice(snapshot)
+        // The version first: a newer format's entries would not parse here,
+        // and "newer than this plugin" is the error an operator can act on.
+        let header: SnapshotHeader = serde_json::from_slice(snapshot)
             .map_err(|error| format!("malformed kv snapshot: {error}"))?;
-        if snapshot.version != SNAPSHOT_VERSION {
+        if header.version > SNAPSHOT_VERSION {
             return Err(format!(
-                "unsupported kv snapshot version {}",
-                snapshot.version
+                "snapshot version {} is newer than this plugin understands",
+                header.version
             ));
         }
+        if header.version != SNAPSHOT_VERSION {
+            return Err(format!(
+                "unsupported kv snapshot version {}",
+                header.version
+            ));
+        }
+        let snapshot: Snapshot = serde_json::from_slice(snapshot)
+            .map_err(|error| format!("malformed kv snapshot: {error}"))?;
         // Reject non-canonical input instead of normalizing it: out-of-order
         // or duplicate keys mean the bytes did not come from this plugin.
         if let Some(pair) = snapshot
@@ -356,8 +384,21 @@ mod tests {
     #[test]
     fn restore_rejects_foreign_snapshots() {
         let mut kv = Harness::<Kv>::new();
-        let cases: [(&[u8], &str); 4] = [
-            (br#"{"version":2,"entries":[]}"#, "version 2"),
+        let cases: [(&[u8], &str); 6] = [
+            (
+                br#"{"version":2,"entries":[]}"#,
+                "snapshot version 2 is newer than this plugin understands",
+            ),
+            // A real kv_v2 snapshot: its entries do not parse as v1 pairs, so
+            // the version must be checked before them.
+            (
+                br#"{"version":2,"entries":[["a","1",3]]}"#,
+                "snapshot version 2 is newer than this plugin understands",
+            ),
+            (
+                br#"{"version":0,"entries":[]}"#,
+                "unsupported kv snapshot version 0",
+            ),
             (
                 br#"{"version":1,"entries":[["b","1"],["a","2"]]}"#,
                 "not strictly ascending",
@@ -373,5 +414,11 @@ mod tests {
             assert!(error.contains(expected), "{error}");
         }
         assert_eq!(kv.restore(br#"{"version":1,"entries":[]}"#), Ok(()));
+    }
+
+    #[test]
+    fn plugin_version_names_this_build() {
+        let kv = Harness::<Kv>::new();
+        assert_eq!(kv.query(&"plugin_version"), Ok(json!("kv/1")));
     }
 }
