@@ -5,21 +5,15 @@
 //! everything it started, runs the criterion plugin-path benchmark, and
 //! writes `target/bench/report.md` and `report.json`.
 
-use std::fs::File;
-use std::net::{TcpListener, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
+use crate::local_cluster::{LocalCluster, WAIT_TIMEOUT};
 use crate::{command, plugins, toolchain};
-
-/// How long the cluster gets to reach each expected state.
-const WAIT_TIMEOUT: Duration = Duration::from_secs(60);
-/// How often a state is polled.
-const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// Failover measurements taken (the median is reported).
 const FAILOVER_RUNS: usize = 3;
 
@@ -80,7 +74,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     std::fs::create_dir_all(&out_dir)?;
     let binary = root.join("target/release/clusterhost");
     let kv = root.join("target/plugins/kv.wasm");
-    let mut cluster = BenchCluster::start(&binary, &kv, &out_dir, settings.nodes)?;
+    let mut cluster = start_cluster(&binary, &kv, &out_dir, settings.nodes)?;
 
     let mut results = Vec::new();
     let leader = cluster.leader()?;
@@ -96,14 +90,14 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
             ("leader", vec![leader_endpoint.clone()]),
             ("all nodes", all.clone()),
         ] {
-            let report = cluster.load("write", clients, &endpoints, &settings)?;
+            let report = load(&cluster, "write", clients, &endpoints, &settings)?;
             results.push(json!({"workload": "write", "target": target, "report": report}));
         }
     }
     let rss_loaded = cluster.rss_kib();
     for &clients in &settings.clients {
         for workload in ["read-linearizable", "read-stale"] {
-            let report = cluster.load(workload, clients, &all, &settings)?;
+            let report = load(&cluster, workload, clients, &all, &settings)?;
             results.push(json!({"workload": workload, "target": "all nodes", "report": report}));
         }
     }
@@ -113,11 +107,13 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         .map(|node| directory_bytes(&node.data_dir))
         .collect();
     let failover = if settings.nodes >= 3 {
-        cluster.failover(if settings.quick { 1 } else { FAILOVER_RUNS })?
+        failover(&mut cluster, if settings.quick { 1 } else { FAILOVER_RUNS })?
     } else {
         Vec::new()
     };
-    cluster.stop();
+    for index in 0..settings.nodes {
+        cluster.terminate(index)?;
+    }
 
     command::run(
         Command::new(toolchain::cargo())
@@ -162,243 +158,96 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     Ok(())
 }
 
-struct BenchNode {
-    endpoint: String,
-    gossip: String,
-    data_dir: PathBuf,
-    log: PathBuf,
-    process: Option<Child>,
+/// Start a bootstrap node and join the rest to it; wait until all vote.
+fn start_cluster(binary: &Path, kv: &Path, out_dir: &Path, count: usize) -> Result<LocalCluster> {
+    let mut cluster = LocalCluster::new(binary, out_dir, count)?;
+    let kv = kv.to_string_lossy().into_owned();
+    cluster.start(
+        0,
+        &["--plugin", &kv, "--bootstrap", "--stabilization", "1s"],
+    )?;
+    cluster.wait_for("the first node to lead", |cluster| {
+        Ok(cluster.leader().is_ok())
+    })?;
+    let seed = cluster.nodes[0].gossip.clone();
+    for index in 1..count {
+        cluster.start(index, &["--join", &seed, "--stabilization", "1s"])?;
+    }
+    cluster.wait_for("every node to be a voter", |cluster| {
+        cluster.voters_agree(count)
+    })?;
+    Ok(cluster)
 }
 
-struct BenchCluster {
-    binary: PathBuf,
-    nodes: Vec<BenchNode>,
+fn load(
+    cluster: &LocalCluster,
+    workload: &str,
+    clients: u64,
+    endpoints: &[String],
+    settings: &Settings,
+) -> Result<Value> {
+    eprintln!(
+        "\n== {workload}, {clients} clients, {} endpoint(s)",
+        endpoints.len()
+    );
+    let output = cluster
+        .command()
+        .args(["bench", "--json", "--workload", workload])
+        .args(["--clients", &clients.to_string()])
+        .args(["--endpoints", &endpoints.join(",")])
+        .args(["--value-bytes", &settings.value_bytes.to_string()])
+        .args(["--duration", &settings.duration])
+        .args(["--warmup", if settings.quick { "1s" } else { "2s" }])
+        .stderr(Stdio::inherit())
+        .output()?;
+    if !output.status.success() {
+        bail!("clusterhost bench failed: {}", output.status);
+    }
+    Ok(serde_json::from_slice(&output.stdout)?)
 }
 
-impl BenchCluster {
-    fn start(binary: &Path, kv: &Path, out_dir: &Path, count: usize) -> Result<Self> {
-        let mut cluster = Self {
-            binary: binary.to_path_buf(),
-            nodes: Vec::new(),
-        };
-        for number in 1..=count {
-            cluster.nodes.push(BenchNode {
-                endpoint: format!(
-                    "127.0.0.1:{}",
-                    TcpListener::bind("127.0.0.1:0")?.local_addr()?.port()
-                ),
-                gossip: format!(
-                    "127.0.0.1:{}",
-                    UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port()
-                ),
-                data_dir: out_dir.join(format!("node{number}")),
-                log: out_dir.join(format!("node{number}.log")),
-                process: None,
-            });
+/// Kill the leader, time until the first acknowledged write through a
+/// survivor, restart the killed node; `runs` times.
+fn failover(cluster: &mut LocalCluster, runs: usize) -> Result<Vec<u128>> {
+    let mut times = Vec::new();
+    for _ in 0..runs {
+        let leader = cluster.leader()?;
+        let survivor = (0..cluster.nodes.len())
+            .find(|index| *index != leader)
+            .context("no survivor")?;
+        let survivor_endpoint = cluster.nodes[survivor].endpoint.clone();
+        cluster.kill(leader)?;
+        let killed = Instant::now();
+        loop {
+            let write = cluster
+                .command()
+                .args([
+                    "apply",
+                    "-e",
+                    &survivor_endpoint,
+                    r#"{"put":{"key":"failover","value":"x"}}"#,
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()?;
+            if write.success() {
+                break;
+            }
+            if killed.elapsed() > WAIT_TIMEOUT {
+                bail!("no write succeeded after the leader was killed");
+            }
         }
-        let kv = kv.to_string_lossy().into_owned();
-        cluster.spawn(0, &["--plugin", &kv, "--bootstrap"])?;
-        cluster.wait_for("the first node to lead", |cluster| {
-            Ok(cluster.leader().is_ok())
+        let elapsed = killed.elapsed().as_millis();
+        eprintln!("failover: first acknowledged write {elapsed} ms after kill -9 of the leader");
+        times.push(elapsed);
+        let seed = cluster.nodes[survivor].gossip.clone();
+        cluster.start(leader, &["--join", &seed, "--stabilization", "1s"])?;
+        let count = cluster.nodes.len();
+        cluster.wait_for("the killed node to return", |cluster| {
+            Ok(cluster.voters_agree(count)? && cluster.caught_up()?)
         })?;
-        let seed = cluster.nodes[0].gossip.clone();
-        for index in 1..count {
-            cluster.spawn(index, &["--join", &seed])?;
-        }
-        cluster.wait_for("every node to be a voter", |cluster| cluster.voters(count))?;
-        Ok(cluster)
     }
-
-    fn spawn(&mut self, index: usize, extra: &[&str]) -> Result<()> {
-        let node = &mut self.nodes[index];
-        let log = File::options().create(true).append(true).open(&node.log)?;
-        let mut start = Command::new(&self.binary);
-        start
-            .args(["run", "--data-dir"])
-            .arg(&node.data_dir)
-            .args([
-                "--listen",
-                &node.endpoint,
-                "--gossip",
-                &node.gossip,
-                "--stabilization",
-                "1s",
-            ])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(log);
-        eprintln!("$ {}", command::describe(&start));
-        node.process = Some(start.spawn()?);
-        Ok(())
-    }
-
-    fn status(&self, index: usize) -> Option<Value> {
-        let output = Command::new(&self.binary)
-            .args(["status", "--json", "-e", &self.nodes[index].endpoint])
-            .stderr(Stdio::null())
-            .output()
-            .ok()?;
-        output
-            .status
-            .success()
-            .then(|| serde_json::from_slice(&output.stdout).ok())?
-    }
-
-    fn running(&self) -> Vec<usize> {
-        (0..self.nodes.len())
-            .filter(|index| self.nodes[*index].process.is_some())
-            .collect()
-    }
-
-    fn leader(&self) -> Result<usize> {
-        for index in self.running() {
-            if let Some(status) = self.status(index)
-                && status["role"] == "leader"
-                && status["plugin"]["digest"].is_string()
-            {
-                return Ok(index);
-            }
-        }
-        bail!("no leader")
-    }
-
-    fn voters(&self, count: usize) -> Result<bool> {
-        let leader = self.leader()?;
-        let status = self.status(leader).context("leader status")?;
-        let members = status["members"].as_array().cloned().unwrap_or_default();
-        Ok(members
-            .iter()
-            .filter(|member| member["suffrage"] == "voter")
-            .count()
-            == count)
-    }
-
-    fn wait_for(&self, what: &str, condition: impl Fn(&Self) -> Result<bool>) -> Result<()> {
-        let started = Instant::now();
-        while !condition(self).unwrap_or(false) {
-            if started.elapsed() > WAIT_TIMEOUT {
-                bail!("timed out waiting for {what}");
-            }
-            std::thread::sleep(POLL_INTERVAL);
-        }
-        Ok(())
-    }
-
-    fn load(
-        &self,
-        workload: &str,
-        clients: u64,
-        endpoints: &[String],
-        settings: &Settings,
-    ) -> Result<Value> {
-        eprintln!(
-            "\n== {workload}, {clients} clients, {} endpoint(s)",
-            endpoints.len()
-        );
-        let output = Command::new(&self.binary)
-            .args(["bench", "--json", "--workload", workload])
-            .args(["--clients", &clients.to_string()])
-            .args(["--endpoints", &endpoints.join(",")])
-            .args(["--value-bytes", &settings.value_bytes.to_string()])
-            .args(["--duration", &settings.duration])
-            .args(["--warmup", if settings.quick { "1s" } else { "2s" }])
-            .stderr(Stdio::inherit())
-            .output()?;
-        if !output.status.success() {
-            bail!("clusterhost bench failed: {}", output.status);
-        }
-        Ok(serde_json::from_slice(&output.stdout)?)
-    }
-
-    /// Kill the leader, time until the first acknowledged write, restart it.
-    fn failover(&mut self, runs: usize) -> Result<Vec<u128>> {
-        let mut times = Vec::new();
-        for _ in 0..runs {
-            let leader = self.leader()?;
-            let survivor = (0..self.nodes.len())
-                .find(|index| *index != leader)
-                .context("no survivor")?;
-            if let Some(mut child) = self.nodes[leader].process.take() {
-                child.kill()?;
-                child.wait()?;
-            }
-            let killed = Instant::now();
-            loop {
-                let write = Command::new(&self.binary)
-                    .args([
-                        "apply",
-                        "-e",
-                        &self.nodes[survivor].endpoint,
-                        r#"{"put":{"key":"failover","value":"x"}}"#,
-                    ])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status()?;
-                if write.success() {
-                    break;
-                }
-                if killed.elapsed() > WAIT_TIMEOUT {
-                    bail!("no write succeeded after the leader was killed");
-                }
-            }
-            let elapsed = killed.elapsed().as_millis();
-            eprintln!(
-                "failover: first acknowledged write {elapsed} ms after kill -9 of the leader"
-            );
-            times.push(elapsed);
-            let seed = self.nodes[survivor].gossip.clone();
-            self.spawn(leader, &["--join", &seed])?;
-            let count = self.nodes.len();
-            self.wait_for("the killed node to return", |cluster| {
-                Ok(cluster
-                    .running()
-                    .iter()
-                    .all(|index| cluster.status(*index).is_some())
-                    && cluster.voters(count)?)
-            })?;
-        }
-        Ok(times)
-    }
-
-    fn rss_kib(&self) -> Vec<u64> {
-        self.nodes
-            .iter()
-            .filter_map(|node| node.process.as_ref())
-            .map(|child| {
-                std::fs::read_to_string(format!("/proc/{}/status", child.id()))
-                    .ok()
-                    .and_then(|status| {
-                        status
-                            .lines()
-                            .find(|line| line.starts_with("VmRSS:"))
-                            .and_then(|line| line.split_whitespace().nth(1)?.parse().ok())
-                    })
-                    .unwrap_or(0)
-            })
-            .collect()
-    }
-
-    fn stop(&mut self) {
-        for node in &mut self.nodes {
-            if let Some(mut child) = node.process.take() {
-                let _ = Command::new("kill")
-                    .args(["-TERM", &child.id().to_string()])
-                    .status();
-                let _ = child.wait();
-            }
-        }
-    }
-}
-
-impl Drop for BenchCluster {
-    fn drop(&mut self) {
-        for node in &mut self.nodes {
-            if let Some(mut child) = node.process.take() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
-    }
+    Ok(times)
 }
 
 fn directory_bytes(path: &Path) -> u64 {

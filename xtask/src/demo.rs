@@ -5,21 +5,14 @@
 //! the new leader with every write intact, restarts the old leader, prints
 //! the members table, and stops everything it started.
 
-use std::fs::File;
-use std::net::{TcpListener, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
-use serde_json::Value;
+use anyhow::{Context, Result};
 
+use crate::local_cluster::LocalCluster;
 use crate::{command, plugins, toolchain};
-
-/// How long the cluster gets to reach each expected state.
-const WAIT_TIMEOUT: Duration = Duration::from_secs(60);
-/// How often a state is polled.
-const POLL_INTERVAL: Duration = Duration::from_millis(200);
 /// Nodes in the demo cluster.
 const NODES: usize = 3;
 /// Cities written by the demo, one key each.
@@ -42,35 +35,22 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
             .with_context(|| format!("cannot clear {}", demo_dir.display()))?;
     }
     std::fs::create_dir_all(&demo_dir)?;
-    let mut cluster = Cluster {
-        binary: root.join("target/debug/clusterhost"),
-        nodes: (1..=NODES)
-            .map(|number| {
-                Ok(DemoNode {
-                    name: format!("node{number}"),
-                    endpoint: format!("127.0.0.1:{}", free_tcp_port()?),
-                    gossip: format!("127.0.0.1:{}", free_udp_port()?),
-                    data_dir: demo_dir.join(format!("node{number}")),
-                    log: demo_dir.join(format!("node{number}.log")),
-                    process: None,
-                })
-            })
-            .collect::<Result<_>>()?,
-    };
+    let mut cluster = LocalCluster::new(&root.join("target/debug/clusterhost"), &demo_dir, NODES)?;
     let kv = root
         .join("target/plugins/kv.wasm")
         .to_string_lossy()
         .into_owned();
+    let quick = ["--stabilization", STABILIZATION];
 
     heading("The plugin: a WebAssembly component implementing clusterhost:fsm/state-machine");
     cluster.cli(&["plugin", "inspect", &kv])?;
 
     heading("Start node1 with the kv plugin; node2 and node3 join through gossip (no --plugin)");
-    cluster.start(0, &["--plugin", &kv, "--bootstrap"])?;
+    cluster.start(0, &[&quick[..], &["--plugin", &kv, "--bootstrap"]].concat())?;
     let seed = cluster.nodes[0].gossip.clone();
-    cluster.start(1, &["--join", &seed])?;
+    cluster.start(1, &[&quick[..], &["--join", &seed]].concat())?;
     let second = cluster.nodes[1].gossip.clone();
-    cluster.start(2, &["--join", &second])?;
+    cluster.start(2, &[&quick[..], &["--join", &second]].concat())?;
     cluster.wait_for("three voters that agree on a leader", |cluster| {
         cluster.voters_agree(NODES)
     })?;
@@ -110,16 +90,17 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     let survivor = (0..NODES)
         .find(|index| *index != leader && *index != new_leader)
         .unwrap_or(new_leader);
+    let survivor_endpoint = cluster.nodes[survivor].endpoint.clone();
     cluster.cli(&[
         "apply",
         "-e",
-        &cluster.nodes[survivor].endpoint,
+        &survivor_endpoint,
         r#"{"cas":{"key":"city/1","expected":"Lisbon","value":"Porto"}}"#,
     ])?;
     cluster.cli(&[
         "query",
         "-e",
-        &cluster.nodes[survivor].endpoint,
+        &survivor_endpoint,
         r#"{"scan":{"prefix":"city/"}}"#,
     ])?;
 
@@ -127,24 +108,23 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         "Restart {} from its data dir; it rejoins and catches up",
         cluster.nodes[leader].name
     ));
-    cluster.start(
-        leader,
-        &["--join", &cluster.nodes[new_leader].gossip.clone()],
+    let rejoin = cluster.nodes[new_leader].gossip.clone();
+    cluster.start(leader, &[&quick[..], &["--join", &rejoin]].concat())?;
+    cluster.wait_for(
+        "all three nodes applied the same index",
+        LocalCluster::caught_up,
     )?;
-    cluster.wait_for("all three nodes applied the same index", |cluster| {
-        cluster.caught_up()
-    })?;
+    let restarted = cluster.nodes[leader].endpoint.clone();
     cluster.cli(&[
         "query",
         "--consistency",
         "stale",
         "-e",
-        &cluster.nodes[leader].endpoint,
+        &restarted,
         r#"{"get":{"key":"city/1"}}"#,
     ])?;
-    let restarted = cluster.nodes[leader].endpoint.clone();
     cluster.wait_for("gossip to see every node alive again", |cluster| {
-        cluster.all_alive(&restarted)
+        all_alive(cluster, &restarted)
     })?;
     cluster.cli(&["members", "-e", &restarted])?;
 
@@ -156,191 +136,14 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     Ok(())
 }
 
-struct DemoNode {
-    name: String,
-    endpoint: String,
-    gossip: String,
-    data_dir: PathBuf,
-    log: PathBuf,
-    process: Option<Child>,
-}
-
-/// The demo's processes; killed if the demo stops early.
-struct Cluster {
-    binary: PathBuf,
-    nodes: Vec<DemoNode>,
-}
-
-impl Cluster {
-    fn start(&mut self, index: usize, extra: &[&str]) -> Result<()> {
-        let node = &mut self.nodes[index];
-        let log = File::options().create(true).append(true).open(&node.log)?;
-        let mut start = Command::new(&self.binary);
-        start
-            .args(["run", "--data-dir"])
-            .arg(&node.data_dir)
-            .args([
-                "--listen",
-                &node.endpoint,
-                "--gossip",
-                &node.gossip,
-                "--stabilization",
-                STABILIZATION,
-            ])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(log);
-        eprintln!("$ {}   ({})", command::describe(&start), node.name);
-        node.process = Some(start.spawn().context("cannot start clusterhost")?);
-        Ok(())
-    }
-
-    fn status(&self, index: usize) -> Option<Value> {
-        let output = Command::new(&self.binary)
-            .args(["status", "--json", "-e", &self.nodes[index].endpoint])
-            .stderr(Stdio::null())
-            .output()
-            .ok()?;
-        if !output.status.success() {
-            return None;
-        }
-        serde_json::from_slice(&output.stdout).ok()
-    }
-
-    fn running(&self) -> Vec<usize> {
-        (0..self.nodes.len())
-            .filter(|index| self.nodes[*index].process.is_some())
-            .collect()
-    }
-
-    /// Index of the node every running node names as leader.
-    fn leader(&self) -> Result<usize> {
-        let mut leaders = Vec::new();
-        for index in self.running() {
-            let status = self.status(index).context("a node did not answer")?;
-            leaders.push(
-                status["leader_addr"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-            );
-        }
-        let first = leaders.first().cloned().unwrap_or_default();
-        if first.is_empty() || leaders.iter().any(|leader| *leader != first) {
-            bail!("no agreed leader yet");
-        }
-        self.nodes
-            .iter()
-            .position(|node| node.endpoint == first && node.process.is_some())
-            .context("the leader is not a running node")
-    }
-
-    fn voters_agree(&self, voters: usize) -> Result<bool> {
-        if self.leader().is_err() {
-            return Ok(false);
-        }
-        Ok(self.running().iter().all(|index| {
-            self.status(*index).is_some_and(|status| {
-                let members = status["members"].as_array().cloned().unwrap_or_default();
-                let plugin = status["plugin"]["digest"].is_string();
-                plugin
-                    && members
-                        .iter()
-                        .filter(|member| member["suffrage"] == "voter")
-                        .count()
-                        == voters
-            })
-        }))
-    }
-
-    fn all_alive(&self, endpoint: &str) -> Result<bool> {
-        let output = Command::new(&self.binary)
-            .args(["members", "--json", "-e", endpoint])
-            .stderr(Stdio::null())
-            .output()?;
-        let members: Value = serde_json::from_slice(&output.stdout)?;
-        let members = members["members"].as_array().cloned().unwrap_or_default();
-        Ok(members.len() == NODES && members.iter().all(|member| member["liveness"] == "alive"))
-    }
-
-    fn caught_up(&self) -> Result<bool> {
-        let applied: Vec<Option<u64>> = self
-            .running()
-            .iter()
-            .map(|index| {
-                self.status(*index)
-                    .and_then(|status| status["applied_index"].as_u64())
-            })
-            .collect();
-        Ok(
-            applied.iter().all(Option::is_some)
-                && applied.windows(2).all(|pair| pair[0] == pair[1]),
-        )
-    }
-
-    fn wait_for(&self, what: &str, condition: impl Fn(&Self) -> Result<bool>) -> Result<()> {
-        let started = Instant::now();
-        loop {
-            if condition(self).unwrap_or(false) {
-                return Ok(());
-            }
-            if started.elapsed() > WAIT_TIMEOUT {
-                bail!(
-                    "timed out waiting for {what}; node logs: {}",
-                    self.nodes[0]
-                        .log
-                        .parent()
-                        .map(Path::display)
-                        .map(|path| path.to_string())
-                        .unwrap_or_default()
-                );
-            }
-            std::thread::sleep(POLL_INTERVAL);
-        }
-    }
-
-    fn cli(&self, args: &[&str]) -> Result<()> {
-        command::run(Command::new(&self.binary).args(args))
-    }
-
-    fn kill(&mut self, index: usize) -> Result<()> {
-        if let Some(mut child) = self.nodes[index].process.take() {
-            eprintln!("$ kill -9 {}   ({})", child.id(), self.nodes[index].name);
-            child.kill()?;
-            child.wait()?;
-        }
-        Ok(())
-    }
-
-    fn terminate(&mut self, index: usize) -> Result<()> {
-        if let Some(mut child) = self.nodes[index].process.take() {
-            command::run(Command::new("kill").args(["-TERM", &child.id().to_string()]))?;
-            let status = child.wait()?;
-            eprintln!("{} exited: {status}", self.nodes[index].name);
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for node in &mut self.nodes {
-            if let Some(mut child) = node.process.take() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
-    }
+fn all_alive(cluster: &LocalCluster, endpoint: &str) -> Result<bool> {
+    let members = cluster
+        .json(&["members", "--json", "-e", endpoint])
+        .unwrap_or_default();
+    let members = members["members"].as_array().cloned().unwrap_or_default();
+    Ok(members.len() == NODES && members.iter().all(|member| member["liveness"] == "alive"))
 }
 
 fn heading(text: &str) {
     eprintln!("\n=== {text}");
-}
-
-fn free_tcp_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-fn free_udp_port() -> Result<u16> {
-    Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
 }

@@ -9,6 +9,7 @@
 mod bench;
 mod command;
 mod demo;
+mod local_cluster;
 mod plugin_tests;
 mod plugins;
 mod test;
