@@ -561,8 +561,8 @@ impl TestCluster {
                     views.push((n, status.leader_id, members));
                 }
                 let (_, _, first) = views.first().ok_or("no running node")?;
-                let all_voters = first.len() == voters
-                    && first.iter().all(|(_, suffrage)| suffrage == "voter");
+                let all_voters =
+                    first.len() == voters && first.iter().all(|(_, suffrage)| suffrage == "voter");
                 let same = views.iter().all(|(_, _, members)| members == first);
                 if !(all_voters && same) {
                     return Err(format!("(node, leader, members) per node: {views:?}"));
@@ -641,7 +641,29 @@ impl Drop for TestCluster {
         }
         if std::thread::panicking() {
             eprintln!("test failed; node logs follow:{}", self.log_tails());
+            self.keep_logs();
         }
+    }
+}
+
+impl TestCluster {
+    /// Copy every node's whole log out of the temp dir (which is deleted)
+    /// to `<tmp>/clusterhost-failed-logs/<cluster>/`, and say where.
+    fn keep_logs(&self) {
+        let name = self.root.path().file_name().unwrap_or_default();
+        let kept = std::env::temp_dir()
+            .join("clusterhost-failed-logs")
+            .join(name);
+        if std::fs::create_dir_all(&kept).is_err() {
+            return;
+        }
+        for node in &self.nodes {
+            let _ = std::fs::copy(
+                node.log_path(),
+                kept.join(format!("node-{}.log", node.index)),
+            );
+        }
+        eprintln!("full node logs kept in {}", kept.display());
     }
 }
 

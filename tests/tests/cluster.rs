@@ -18,7 +18,7 @@ use clusterhost_tests::{
     Acknowledged, NodeOptions, TestCluster, assert_acknowledged_present, assert_replicas_agree,
     exit, wait_for,
 };
-use serde_json::{Value, json};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 /// Longest a membership change driven by gossip may take (failure detection,
@@ -208,8 +208,7 @@ async fn late_joiner_catches_up_by_snapshot() {
         log_keep: Some(10),
         ..fast(0)
     };
-    let cluster = three_nodes(options).await;
-    let mut cluster = cluster;
+    let mut cluster = three_nodes(options).await;
     let leader = cluster.leader_index().await.expect("a leader");
     let mut writers = Vec::new();
     for writer in 0..4 {
@@ -246,7 +245,9 @@ async fn late_joiner_catches_up_by_snapshot() {
     let status = cluster.status(joiner).await;
     assert_eq!(status["plugin"]["digest"], kv_digest().as_str(), "{status}");
     assert!(
-        status["snapshot_index"].as_u64().is_some_and(|index| index >= 250),
+        status["snapshot_index"]
+            .as_u64()
+            .is_some_and(|index| index >= 250),
         "the joiner holds no snapshot: {status}"
     );
     let mut client = cluster.client(joiner).await;
@@ -453,7 +454,10 @@ async fn two_dead_of_three_voters_are_kept_and_writes_fail_unavailable() {
     );
     assert!(killed_at.elapsed() >= Duration::from_secs(3));
     let holding = members["holding"].to_string().to_lowercase();
-    assert!(holding.contains("alive"), "holding names no reason: {holding}");
+    assert!(
+        holding.contains("alive"),
+        "holding names no reason: {holding}"
+    );
     assert_eq!(
         member_ids(&cluster, survivor).await,
         BTreeSet::from([1, 2, 3]),
@@ -546,14 +550,13 @@ async fn leader_transfer_and_sigterm_on_the_leader() {
         .cli(asker, &["leader", "transfer", "--to", &target_id])
         .await
         .success();
-    let moved = wait_for("leadership at the target", ELECTION_TIMEOUT, || async {
+    wait_for("leadership at the target", ELECTION_TIMEOUT, || async {
         match cluster.leader_index().await {
             Ok(leader) if leader == target => Ok(()),
             other => Err(format!("{other:?}")),
         }
     })
     .await;
-    let () = moved;
     for n in 0..3 {
         let status = cluster.status(n).await;
         assert_eq!(status["leader_id"], cluster.id_of(target), "{status}");
@@ -640,7 +643,7 @@ async fn garbage_on_gossip_and_grpc_ports_changes_nothing() {
         }
         views
     };
-    let seed = 0x5eed_0f_9a7b_a9e;
+    let seed = 0x5eed_0f9a_7ba9_e001;
     eprintln!("garbage seed {seed:#x}");
     let mut garbage = Garbage(seed);
     for round in 0..3 {
@@ -656,8 +659,8 @@ async fn garbage_on_gossip_and_grpc_ports_changes_nothing() {
     }
     cluster.wait_for_voters(3, MEMBERSHIP_TIMEOUT).await;
     let mut acknowledged = Acknowledged::new();
-    for n in 0..3 {
-        assert_eq!(member_ids(&cluster, n).await, before[n], "node {n}");
+    for (n, members_before) in before.iter().enumerate() {
+        assert_eq!(&member_ids(&cluster, n).await, members_before, "node {n}");
         let key = format!("after-garbage-via-{n}");
         put_through(&cluster, n, &key, "fine").await;
         acknowledged.insert(key, "fine".to_string());
@@ -734,6 +737,5 @@ async fn node_restarted_at_new_addresses_is_found_again() {
         ("before-move".to_string(), "1".to_string()),
         ("after-move".to_string(), "2".to_string()),
     ]);
-    let state = assert_acknowledged_present(&cluster, &acknowledged).await;
-    assert_eq!(state["after-move"], json!("2").as_str().unwrap());
+    assert_acknowledged_present(&cluster, &acknowledged).await;
 }
