@@ -21,7 +21,7 @@ const RETRY_PAUSE: Duration = Duration::from_millis(100);
 pub struct WriteStream {
     stop: Arc<AtomicBool>,
     acknowledged: Arc<Mutex<Acknowledged>>,
-    acknowledged_at: Arc<Mutex<Vec<Instant>>>,
+    acknowledged_at: Arc<Mutex<Vec<(Instant, Instant)>>>,
     tasks: Vec<tokio::task::JoinHandle<Acknowledged>>,
 }
 
@@ -59,14 +59,16 @@ impl WriteStream {
         self.acknowledged.lock().expect("acknowledged lock").len()
     }
 
-    /// When the first write acknowledged after `instant` was acknowledged.
+    /// When the first write *sent* after `instant` was acknowledged (a
+    /// write sent before may be acknowledged after it: it was committed
+    /// earlier and its response was still on the way).
     pub fn first_acknowledged_after(&self, instant: Instant) -> Option<Instant> {
         self.acknowledged_at
             .lock()
             .expect("acknowledged_at lock")
             .iter()
-            .copied()
-            .filter(|at| *at > instant)
+            .filter(|(sent, _)| *sent > instant)
+            .map(|(_, acknowledged)| *acknowledged)
             .min()
     }
 
@@ -89,7 +91,7 @@ async fn write_until_stopped(
     key_prefix: String,
     stop: Arc<AtomicBool>,
     acknowledged: Arc<Mutex<Acknowledged>>,
-    acknowledged_at: Arc<Mutex<Vec<Instant>>>,
+    acknowledged_at: Arc<Mutex<Vec<(Instant, Instant)>>>,
 ) -> Acknowledged {
     let mut attempted = Acknowledged::new();
     let mut client: Option<Client> = None;
@@ -109,12 +111,13 @@ async fn write_until_stopped(
         let value = format!("v{sequence}@{endpoint}");
         sequence += 1;
         attempted.insert(key.clone(), value.clone());
+        let sent = Instant::now();
         match connected.apply(kv::put(&key, &value)).await {
             Ok(response) if matches!(response.result, Some(apply_response::Result::Ok(_))) => {
                 acknowledged_at
                     .lock()
                     .expect("acknowledged_at lock")
-                    .push(Instant::now());
+                    .push((sent, Instant::now()));
                 acknowledged
                     .lock()
                     .expect("acknowledged lock")
