@@ -115,6 +115,30 @@ async fn wait_for_new_leader(cluster: &TestCluster, old: usize) -> usize {
     .await
 }
 
+/// Wait until node `observer`'s gossip no longer sees node id `departed`
+/// alive: from then on the leader's reconciler cannot (re-)add it, so the
+/// membership seen afterwards is settled.
+async fn wait_until_not_alive(cluster: &TestCluster, observer: usize, departed: u64) {
+    wait_for(
+        &format!("node {observer} to see node id {departed} gone from gossip"),
+        MEMBERSHIP_TIMEOUT,
+        || async {
+            let members = cluster.members(observer).await;
+            let alive = members["members"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|member| member["id"] == departed && member["liveness"] == "alive");
+            if alive {
+                Err(format!("members: {members}"))
+            } else {
+                Ok(())
+            }
+        },
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn three_nodes_form_from_one_seed() {
     // Goal: a bootstrapped node plus two nodes started with only --join (the
@@ -312,8 +336,8 @@ async fn kill9_leader_under_writes_loses_no_acknowledged_write() {
     )
     .await;
     eprintln!(
-        "leader kill -9 to first acknowledged write: {:.0?}",
-        resumed - killed_at
+        "leader kill -9 to first acknowledged write: {} ms",
+        (resumed - killed_at).as_millis()
     );
     let new_leader = wait_for_new_leader(&cluster, leader).await;
     let before = stream.acknowledged_count();
@@ -508,6 +532,7 @@ async fn graceful_leave_of_a_follower_then_of_the_leader() {
     cluster.cli(follower, &["leave"]).await.success();
     let status = cluster.wait_exit(follower, LEAVE_TIMEOUT).await;
     assert_eq!(status.code(), Some(exit::OK), "follower leave: {status}");
+    wait_until_not_alive(&cluster, leader, follower_id).await;
     cluster.wait_for_voters(2, MEMBERSHIP_TIMEOUT).await;
     assert!(!member_ids(&cluster, leader).await.contains(&follower_id));
     put_through(&cluster, remaining, "after-follower-left", "1").await;
@@ -523,6 +548,7 @@ async fn graceful_leave_of_a_follower_then_of_the_leader() {
             && !log.contains("leadership transfer before stopping failed"),
         "the leader did not hand over leadership before leaving"
     );
+    wait_until_not_alive(&cluster, remaining, leader_id).await;
     let new_leader = cluster.wait_for_voters(1, MEMBERSHIP_TIMEOUT).await;
     assert_eq!(new_leader, remaining);
     let status = cluster.status(remaining).await;
