@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use clusterhost::api::client::Client;
+use clusterhost::api::proto::StatusResponse;
 use serde_json::Value;
 
 use crate::cli::{CLI_TIMEOUT, CliOutput, run_cli, tail};
@@ -40,6 +41,12 @@ pub struct NodeOptions {
     pub plugin_fuel: Option<u64>,
     /// `--plugin-memory-mib`.
     pub plugin_memory_mib: Option<u64>,
+    /// `--node-id` (readable ids in tests; random when omitted).
+    pub node_id: Option<u64>,
+    /// `--stabilization`: how long a learner stays healthy before promotion.
+    pub stabilization: Option<Duration>,
+    /// `--dead-grace`: how long a member is dead before it may be removed.
+    pub dead_grace: Option<Duration>,
     /// Anything else, appended as given.
     pub extra_args: Vec<String>,
 }
@@ -58,6 +65,18 @@ impl NodeOptions {
                 args.extend([flag.to_string(), value.to_string()]);
             }
         }
+        if let Some(node_id) = self.node_id {
+            args.extend(["--node-id".to_string(), node_id.to_string()]);
+        }
+        let durations = [
+            ("--stabilization", self.stabilization),
+            ("--dead-grace", self.dead_grace),
+        ];
+        for (flag, value) in durations {
+            if let Some(value) = value {
+                args.extend([flag.to_string(), format!("{}ms", value.as_millis())]);
+            }
+        }
         args.extend(self.extra_args.iter().cloned());
         args
     }
@@ -70,6 +89,11 @@ pub struct Node {
     listen: SocketAddr,
     gossip: SocketAddr,
     options: NodeOptions,
+    /// Gossip addresses passed as `--join` on every start (kept across
+    /// restarts, as an operator keeps a node's flags).
+    join: Vec<String>,
+    /// The node id, learned from its first status (it never changes).
+    node_id: Mutex<Option<u64>>,
     process: Option<Process>,
     /// Highest `applied_index` seen from the current process; it must never
     /// go backwards while the process lives.
@@ -80,6 +104,17 @@ impl Node {
     /// The gRPC address clients use (`host:port`).
     pub fn endpoint(&self) -> String {
         self.listen.to_string()
+    }
+
+    /// The UDP gossip address (what other nodes `--join`).
+    pub fn gossip_addr(&self) -> SocketAddr {
+        self.gossip
+    }
+
+    /// The node's id, once it has been seen ready (see
+    /// [`TestCluster::wait_ready`]).
+    pub fn node_id(&self) -> Option<u64> {
+        *self.node_id.lock().expect("node id lock")
     }
 
     /// The node's `--data-dir`.
@@ -165,6 +200,8 @@ impl TestCluster {
             listen,
             gossip,
             options,
+            join: Vec::new(),
+            node_id: Mutex::new(None),
             process: None,
             applied_floor: Mutex::new(0),
         });
@@ -215,6 +252,9 @@ impl TestCluster {
                 node.gossip.to_string(),
             ];
             args.extend(extra.iter().map(|arg| arg.to_string()));
+            if !node.join.is_empty() {
+                args.extend(["--join".to_string(), node.join.join(",")]);
+            }
             args.extend(node.options.args());
             let process = Process::spawn(clusterhost_binary(), &args, &node.log_path())
                 .unwrap_or_else(|error| panic!("cannot spawn node {n}: {error}"));
@@ -293,12 +333,14 @@ impl TestCluster {
             },
         )
         .await;
-        status.unwrap_or_else(|exit| {
+        let status = status.unwrap_or_else(|exit| {
             panic!(
                 "node {n} exited before it was ready ({exit}); its log:\n{}",
                 tail(&node.log(), LOG_TAIL_BYTES)
             )
-        })
+        });
+        *node.node_id.lock().expect("node id lock") = Some(status.node_id);
+        status
     }
 
     /// Wait until some running node reports itself leader and return its index.
@@ -375,6 +417,162 @@ impl TestCluster {
         self.wait_ready(n).await;
     }
 
+    /// Start a new node that joins the cluster through node `seed`'s gossip
+    /// address (no `--plugin`: it gets the plugin from the cluster) and wait
+    /// until it knows a leader and runs the plugin. Returns its index.
+    pub async fn start_joining(&mut self, seed: usize, options: NodeOptions) -> usize {
+        let seed_gossip = self.node(seed).gossip.to_string();
+        let n = self.add_node(options);
+        self.nodes[n].join = vec![seed_gossip];
+        self.launch(n, &[]).await;
+        self.wait_ready(n).await;
+        n
+    }
+
+    /// One node per entry of `options`, all started with `--bootstrap-expect
+    /// N --plugin plugin` (N = the number of nodes), each joining node 0's
+    /// gossip address (node 0 joins node 1's), waited on until every one is
+    /// ready.
+    pub async fn start_bootstrap_expect(plugin: &Path, options: Vec<NodeOptions>) -> Self {
+        let count = options.len();
+        assert!(count >= 2, "bootstrap-expect needs at least two nodes");
+        let mut cluster = Self::new();
+        let nodes: Vec<usize> = options
+            .into_iter()
+            .map(|options| cluster.add_node(options))
+            .collect();
+        for &n in &nodes {
+            let seed = if n == 0 { 1 } else { 0 };
+            cluster.nodes[n].join = vec![cluster.nodes[seed].gossip.to_string()];
+        }
+        let plugin = plugin.to_string_lossy().into_owned();
+        let expect = count.to_string();
+        for &n in &nodes {
+            cluster
+                .launch(n, &["--plugin", &plugin, "--bootstrap-expect", &expect])
+                .await;
+        }
+        for &n in &nodes {
+            cluster.wait_ready(n).await;
+        }
+        cluster
+    }
+
+    /// Set the gossip addresses node `n` is started with as `--join`.
+    pub fn set_join(&mut self, n: usize, seeds: &[usize]) {
+        let seeds = seeds
+            .iter()
+            .map(|&seed| self.node(seed).gossip.to_string())
+            .collect();
+        self.nodes[n].join = seeds;
+    }
+
+    /// Start node `n` again on its data dir but at fresh loopback gRPC and
+    /// gossip ports, and wait until it is ready.
+    pub async fn restart_at_new_addresses(&mut self, n: usize) {
+        let (listen, gossip) = free_addresses();
+        self.nodes[n].listen = listen;
+        self.nodes[n].gossip = gossip;
+        self.restart(n).await;
+    }
+
+    /// Wait (at most `timeout`) for node `n`'s process to exit on its own,
+    /// and return how it exited.
+    pub async fn wait_exit(&mut self, n: usize, timeout: Duration) -> ExitStatus {
+        let process = self.nodes[n]
+            .process
+            .clone()
+            .unwrap_or_else(|| panic!("wait_exit: node {n} is not running"));
+        let status = wait_for(&format!("node {n} to exit"), timeout, || {
+            let process = process.clone();
+            async move { process.try_exit() }
+        })
+        .await;
+        self.nodes[n].process = None;
+        status
+    }
+
+    /// Node `n`'s status over gRPC, or why it could not be had (for polling;
+    /// [`Self::status`] is the CLI's stable JSON).
+    pub async fn try_status(&self, n: usize) -> Result<StatusResponse, String> {
+        let mut client = Client::connect(&self.node(n).endpoint())
+            .await
+            .map_err(|error| format!("node {n}: {error}"))?;
+        client
+            .status()
+            .await
+            .map_err(|error| format!("node {n}: {error}"))
+    }
+
+    /// `clusterhost members --json` of node `n`.
+    pub async fn members(&self, n: usize) -> Value {
+        self.cli(n, &["members", "--json"]).await.success_json()
+    }
+
+    /// The index of the node whose id is `node_id`, among nodes seen ready.
+    pub fn index_of(&self, node_id: u64) -> Option<usize> {
+        self.nodes
+            .iter()
+            .find(|node| node.node_id() == Some(node_id))
+            .map(|node| node.index)
+    }
+
+    /// Node `n`'s id; panics if it was never seen ready.
+    #[track_caller]
+    pub fn id_of(&self, n: usize) -> u64 {
+        self.node(n)
+            .node_id()
+            .unwrap_or_else(|| panic!("node {n} was never seen ready"))
+    }
+
+    /// The leader every running node agrees on, as a node index; `Err` says
+    /// why there is none (a node unreachable, no leader, disagreement).
+    pub async fn leader_index(&self) -> Result<usize, String> {
+        let mut leaders = Vec::new();
+        for n in self.running() {
+            let status = self.try_status(n).await?;
+            leaders.push((n, status.leader_id));
+        }
+        let first = leaders.first().ok_or("no running node")?.1;
+        let agreed = leaders.iter().all(|(_, leader)| *leader == first);
+        match first.and_then(|id| self.index_of(id)) {
+            Some(leader) if agreed && self.node(leader).is_running() => Ok(leader),
+            _ => Err(format!("(node, leader id) per running node: {leaders:?}")),
+        }
+    }
+
+    /// Wait until every running node reports the same membership of exactly
+    /// `voters` voters and no learner, and agrees on a leader; returns the
+    /// leader's index.
+    pub async fn wait_for_voters(&self, voters: usize, timeout: Duration) -> usize {
+        wait_for(
+            &format!("every running node to see the same {voters} voters and one leader"),
+            timeout,
+            || async {
+                let mut views = Vec::new();
+                for n in self.running() {
+                    let status = self.try_status(n).await?;
+                    let mut members: Vec<(u64, String)> = status
+                        .members
+                        .iter()
+                        .map(|member| (member.id, member.suffrage.clone()))
+                        .collect();
+                    members.sort();
+                    views.push((n, status.leader_id, members));
+                }
+                let (_, _, first) = views.first().ok_or("no running node")?;
+                let all_voters =
+                    first.len() == voters && first.iter().all(|(_, suffrage)| suffrage == "voter");
+                let same = views.iter().all(|(_, _, members)| members == first);
+                if !(all_voters && same) {
+                    return Err(format!("(node, leader, members) per node: {views:?}"));
+                }
+                self.leader_index().await
+            },
+        )
+        .await
+    }
+
     /// A gRPC client connected to node `n`.
     pub async fn client(&self, n: usize) -> Client {
         let endpoint = self.node(n).endpoint();
@@ -443,7 +641,29 @@ impl Drop for TestCluster {
         }
         if std::thread::panicking() {
             eprintln!("test failed; node logs follow:{}", self.log_tails());
+            self.keep_logs();
         }
+    }
+}
+
+impl TestCluster {
+    /// Copy every node's whole log out of the temp dir (which is deleted)
+    /// to `<tmp>/clusterhost-failed-logs/<cluster>/`, and say where.
+    fn keep_logs(&self) {
+        let name = self.root.path().file_name().unwrap_or_default();
+        let kept = std::env::temp_dir()
+            .join("clusterhost-failed-logs")
+            .join(name);
+        if std::fs::create_dir_all(&kept).is_err() {
+            return;
+        }
+        for node in &self.nodes {
+            let _ = std::fs::copy(
+                node.log_path(),
+                kept.join(format!("node-{}.log", node.index)),
+            );
+        }
+        eprintln!("full node logs kept in {}", kept.display());
     }
 }
 

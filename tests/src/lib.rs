@@ -8,6 +8,8 @@
 //! - [`process`]: one owned child process.
 //! - [`cli`]: running the real command line; exit codes.
 //! - [`wait`]: [`wait_for`] — poll a condition instead of sleeping.
+//! - [`load`]: [`load::WriteStream`] — concurrent writers through chosen
+//!   endpoints, recording what was acknowledged and when.
 //! - [`kv`]: the example key-value plugin's commands and reads.
 //! - [`invariants`]: checks after every scenario (no acknowledged write lost,
 //!   replicas agree).
@@ -20,6 +22,7 @@ pub mod cli;
 pub mod cluster;
 pub mod invariants;
 pub mod kv;
+pub mod load;
 pub mod paths;
 pub mod process;
 pub mod wait;
