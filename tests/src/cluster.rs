@@ -417,6 +417,12 @@ impl TestCluster {
         self.wait_ready(n).await;
     }
 
+    /// Start node `n` again on its data dir without waiting for it to be
+    /// ready: for restarting several nodes that need each other's votes.
+    pub async fn restart_without_waiting(&mut self, n: usize) {
+        self.launch(n, &[]).await;
+    }
+
     /// Start a new node that joins the cluster through node `seed`'s gossip
     /// address (no `--plugin`: it gets the plugin from the cluster) and wait
     /// until it knows a leader and runs the plugin. Returns its index.
