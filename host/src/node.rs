@@ -131,6 +131,8 @@ pub struct NodeContext {
     pub machine: watch::Receiver<MachineStatus>,
     /// Set once the node was asked to leave the cluster.
     pub leaving: AtomicBool,
+    /// Wakes the membership loop to gossip this node's state at once.
+    pub announce_now: tokio::sync::Notify,
     /// Connections to the leader, for forwarded requests.
     pub forwarder: Forwarder,
     /// The latest gossip view and membership holds.
@@ -246,13 +248,15 @@ impl NodeContext {
             .filter(|id| **id == self.node_id || view.peers.get(id).is_some_and(|peer| peer.alive))
             .count();
         let quorum = voters.len() / 2 + 1;
+        // A leader that lost its quorum still calls itself leader: check
+        // the quorum first.
+        if alive < quorum {
+            return format!(
+                "unavailable: no quorum ({alive} of {} voters alive, {quorum} needed)",
+                voters.len()
+            );
+        }
         if metrics.current_leader.is_none() {
-            if alive < quorum {
-                return format!(
-                    "unavailable: no quorum ({alive} of {} voters alive, {quorum} needed)",
-                    voters.len()
-                );
-            }
             return "unavailable: electing a leader".to_string();
         }
         if let Some(holding) = view.holding.first() {
@@ -479,6 +483,7 @@ pub async fn start(config: NodeConfig, listener: TcpListener) -> Result<NodeHand
         engine: engine.clone(),
         machine,
         leaving: AtomicBool::new(false),
+        announce_now: tokio::sync::Notify::new(),
         forwarder: Forwarder::default(),
         view: SharedView::default(),
         addresses,

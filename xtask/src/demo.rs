@@ -3,7 +3,8 @@
 //! plugin, joins two more through gossip (they get the plugin from the
 //! cluster), writes through a follower, kills the leader with SIGKILL, shows
 //! the new leader with every write intact, restarts the old leader, prints
-//! the members table, and stops everything it started.
+//! the members table, deploys kv_v2 live while clients keep writing, and
+//! stops everything it started.
 
 use std::path::Path;
 use std::process::Command;
@@ -127,6 +128,47 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         all_alive(cluster, &restarted)
     })?;
     cluster.cli(&["members", "-e", &restarted])?;
+
+    heading("Deploy kv_v2 (adds per-key versions) live, while 4 clients keep writing");
+    let endpoints: Vec<String> = cluster
+        .nodes
+        .iter()
+        .map(|node| node.endpoint.clone())
+        .collect();
+    let mut writers = cluster
+        .command()
+        .args([
+            "bench",
+            "--clients",
+            "4",
+            "--duration",
+            "4s",
+            "--warmup",
+            "0s",
+            "--keys",
+            "100",
+        ])
+        .args(["--endpoints", &endpoints.join(",")])
+        .spawn()
+        .context("cannot start the background writers")?;
+    let kv_v2 = root
+        .join("target/plugins/kv_v2.wasm")
+        .to_string_lossy()
+        .into_owned();
+    cluster.cli(&["plugin", "deploy", "-e", &restarted, &kv_v2])?;
+    let writers = writers.wait()?;
+    anyhow::ensure!(
+        writers.success(),
+        "the background writers failed: {writers}"
+    );
+    cluster.cli(&["plugin", "list", "-e", &cluster.nodes[follower].endpoint])?;
+    cluster.cli(&[
+        "apply",
+        "-e",
+        &survivor_endpoint,
+        r#"{"put":{"key":"city/1","value":"Braga"}}"#,
+    ])?;
+    cluster.cli(&["query", "-e", &restarted, r#"{"get":{"key":"city/1"}}"#])?;
 
     heading("Stop every node (SIGTERM: the leader hands over leadership first)");
     for index in 0..NODES {

@@ -226,11 +226,15 @@ impl proto::cluster_server::Cluster for ClusterService {
         &self,
         _request: Request<proto::LeaveRequest>,
     ) -> Result<Response<proto::LeaveResponse>, Status> {
-        // Announce first, so the leader's reconciler does not add it back.
+        // Announce first, and wait until the leader's gossip has heard it, so
+        // its reconciler does not add this node back once it is removed (a
+        // dead node's last gossip state, `leaving`, outlives it).
         self.node.leaving.store(true, Ordering::SeqCst);
+        self.node.announce_now.notify_one();
         operations::step_down(&self.node.raft, self.node.node_id).await;
         let node_id = self.node.node_id;
         let deadline = Instant::now() + CLIENT_REQUEST_TIMEOUT;
+        self.wait_until_leader_sees_leaving(deadline).await?;
         loop {
             let result = match self.leader_route(false).await {
                 Ok(None) => operations::remove_member(&self.node.raft, node_id)
@@ -437,6 +441,37 @@ impl ClusterService {
                 self.node.forwarder.forget(rpc_addr);
                 Err(ForwardError::Retry)
             }
+        }
+    }
+
+    /// Wait until the leader's view marks this node as leaving.
+    async fn wait_until_leader_sees_leaving(&self, deadline: Instant) -> Result<(), Status> {
+        let node_id = self.node.node_id;
+        loop {
+            let seen = match self.leader_route(false).await? {
+                // The leader (this node, when it could not hand over) knows.
+                None => true,
+                Some(mut leader) => leader
+                    .members()
+                    .await
+                    .map(|members| {
+                        members
+                            .members
+                            .iter()
+                            .any(|member| member.id == node_id && member.leaving)
+                    })
+                    .unwrap_or(false),
+            };
+            if seen {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(Status::unavailable(
+                    "the leader did not learn that this node is leaving in time; nothing was changed",
+                ));
+            }
+            self.node.announce_now.notify_one();
+            wait_for_leader_change(&self.node.raft, deadline).await?;
         }
     }
 

@@ -72,6 +72,7 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = tokio::time::sleep(RECONCILE_INTERVAL) => {}
+            _ = context.announce_now.notified() => {}
             _ = stop.changed() => return,
         }
         let metrics = current_metrics(&context.raft);
