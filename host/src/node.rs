@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
+use tracing::Instrument;
 
 use crate::api::cluster_service::{ClusterService, now_ms, role_name};
 use crate::api::forward::Forwarder;
@@ -441,7 +442,10 @@ pub async fn start(config: NodeConfig, listener: TcpListener) -> Result<NodeHand
         },
     })?;
     data_dir.write_identity(&identity)?;
-    let log_store = log_store.with_precompile(spawn_precompiler(engine.clone()));
+    let log_store = log_store.with_precompile(spawn_precompiler(
+        engine.clone(),
+        tracing::info_span!("node", id = node_id),
+    ));
 
     let snapshots = SnapshotStore::open(&data_dir.snapshot_dir())
         .map_err(|error| StartError::other("snapshot dir", error))?;
@@ -493,7 +497,9 @@ pub async fn start(config: NodeConfig, listener: TcpListener) -> Result<NodeHand
             .map(|code| code.bytes().to_vec()),
         stop,
     });
-    let (stop_server, server) = serve(context.clone(), listener)?;
+    // Everything this node spawns logs inside a span carrying its id.
+    let span = tracing::info_span!("node", id = node_id);
+    let (stop_server, server) = serve(context.clone(), listener, span.clone())?;
     let discovery = Discovery::spawn(
         DiscoveryConfig {
             node_id,
@@ -512,16 +518,19 @@ pub async fn start(config: NodeConfig, listener: TcpListener) -> Result<NodeHand
     .await
     .map_err(|error| StartError::other("gossip", error))?;
     let discovery = Arc::new(discovery);
-    let autopilot = tokio::spawn(autopilot::run(
-        context.clone(),
-        discovery.clone(),
-        context.view.clone(),
-        AutopilotConfig {
-            policy: config.policy,
-            bootstrap_expect: config.bootstrap_expect,
-        },
-        stop_requested.clone(),
-    ));
+    let autopilot = tokio::spawn(
+        autopilot::run(
+            context.clone(),
+            discovery.clone(),
+            context.view.clone(),
+            AutopilotConfig {
+                policy: config.policy,
+                bootstrap_expect: config.bootstrap_expect,
+            },
+            stop_requested.clone(),
+        )
+        .instrument(span.clone()),
+    );
     tracing::info!(node_id, %listen_addr, rpc_addr = %rpc_addr, gossip = %gossip_addr, "node started");
 
     let handle = NodeHandle {
@@ -672,17 +681,24 @@ async fn bootstrap(context: &NodeContext, plugin: Vec<u8>) -> Result<(), StartEr
 
 /// Compile plugins from deploy entries as they arrive (filling the on-disk
 /// cache), off the apply path.
-fn spawn_precompiler(engine: PluginEngine) -> tokio::sync::mpsc::Sender<Vec<u8>> {
+fn spawn_precompiler(
+    engine: PluginEngine,
+    span: tracing::Span,
+) -> tokio::sync::mpsc::Sender<Vec<u8>> {
     let (sender, mut receiver) = tokio::sync::mpsc::channel::<Vec<u8>>(PRECOMPILE_QUEUE_DEPTH);
-    tokio::spawn(async move {
-        while let Some(plugin) = receiver.recv().await {
-            let engine = engine.clone();
-            let compiled = tokio::task::spawn_blocking(move || engine.load(plugin.into())).await;
-            if let Ok(Err(error)) = compiled {
-                tracing::warn!("a deployed plugin does not load on this node: {error}");
+    tokio::spawn(
+        async move {
+            while let Some(plugin) = receiver.recv().await {
+                let engine = engine.clone();
+                let compiled =
+                    tokio::task::spawn_blocking(move || engine.load(plugin.into())).await;
+                if let Ok(Err(error)) = compiled {
+                    tracing::warn!("a deployed plugin does not load on this node: {error}");
+                }
             }
         }
-    });
+        .instrument(span),
+    );
     sender
 }
 
@@ -690,6 +706,7 @@ fn spawn_precompiler(engine: PluginEngine) -> tokio::sync::mpsc::Sender<Vec<u8>>
 fn serve(
     context: Arc<NodeContext>,
     listener: TcpListener,
+    span: tracing::Span,
 ) -> Result<(oneshot::Sender<()>, ServerTask), StartError> {
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
@@ -711,7 +728,8 @@ fn serve(
             .add_service(reflection)
             .serve_with_incoming_shutdown(incoming, async {
                 let _ = stopped.await;
-            }),
+            })
+            .instrument(span),
     );
     Ok((stop, server))
 }

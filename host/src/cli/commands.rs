@@ -131,8 +131,6 @@ async fn run(args: RunArgs) -> Result<(), CliError> {
     let listener = node::bind(args.listen)
         .await
         .map_err(|error| CliError::new(ExitCode::Unavailable, error.to_string()))?;
-    let span = tracing::info_span!("node");
-    let _entered = span.enter();
     let handle = node::start(config, listener)
         .await
         .map_err(|error| CliError::new(ExitCode::Failure, error.to_string()))?;

@@ -88,7 +88,12 @@ impl PluginHandle {
         let (jobs, receiver) = mpsc::channel(PLUGIN_QUEUE_DEPTH);
         std::thread::Builder::new()
             .name(format!("plugin-{node_label}"))
-            .spawn(move || run_worker(runtime, limits, receiver))?;
+            .spawn(move || {
+                // Plugin output and faults are logged under the node's id.
+                let span = tracing::info_span!("node", id = %node_label);
+                let _entered = span.enter();
+                run_worker(runtime, limits, receiver);
+            })?;
         Ok(Self { jobs })
     }
 
