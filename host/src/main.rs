@@ -5,14 +5,6 @@ use clap::Parser;
 use clusterhost::cli::{Cli, ExitCode, commands};
 
 fn main() -> std::process::ExitCode {
-    // Like other Unix tools, end quietly when stdout is closed early
-    // (`clusterhost status | head`) instead of panicking on EPIPE.
-    #[cfg(unix)]
-    // SAFETY: restoring the default disposition of SIGPIPE at start-up,
-    // before any other thread exists.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -15,6 +15,16 @@ use crate::membership::reconcile::Policy;
 use crate::node::{self, NodeConfig};
 use crate::plugin::PluginEngine;
 
+/// Print a line on stdout. A reader that hung up early (`| head`) is not an
+/// error: the rest of the output is dropped quietly.
+macro_rules! say {
+    ($($argument:tt)*) => {{
+        use std::io::Write as _;
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(stdout, $($argument)*);
+    }};
+}
+
 /// Run `command`, printing its output.
 pub async fn execute(command: Command) -> Result<(), CliError> {
     match command {
@@ -25,9 +35,10 @@ pub async fn execute(command: Command) -> Result<(), CliError> {
         Command::Snapshot(args) => {
             let mut client = Client::connect(&args.endpoint).await?;
             let snapshot = client.snapshot().await?;
-            println!(
+            say!(
                 "snapshot at index {} ({} bytes)",
-                snapshot.index, snapshot.size_bytes
+                snapshot.index,
+                snapshot.size_bytes
             );
             Ok(())
         }
@@ -41,18 +52,22 @@ pub async fn execute(command: Command) -> Result<(), CliError> {
             })?;
             let mut client = Client::connect(&endpoint.endpoint).await?;
             let receipt = client.deploy_plugin(plugin).await?;
-            println!(
+            say!(
                 "deployed: cluster version {}, digest {}, every replica switched at index {}",
-                receipt.version, receipt.digest, receipt.index
+                receipt.version,
+                receipt.digest,
+                receipt.index
             );
             Ok(())
         }
         Command::Plugin(PluginCommand::Rollback { endpoint }) => {
             let mut client = Client::connect(&endpoint.endpoint).await?;
             let receipt = client.rollback_plugin().await?;
-            println!(
+            say!(
                 "rolled back: cluster version {}, digest {}, every replica switched at index {}",
-                receipt.version, receipt.digest, receipt.index
+                receipt.version,
+                receipt.digest,
+                receipt.index
             );
             Ok(())
         }
@@ -63,9 +78,9 @@ pub async fn execute(command: Command) -> Result<(), CliError> {
             if json {
                 let text = serde_json::to_string_pretty(&history)
                     .map_err(|error| CliError::new(ExitCode::Failure, error.to_string()))?;
-                println!("{text}");
+                say!("{text}");
             } else {
-                println!("{}", super::output::render_history(&history));
+                say!("{}", super::output::render_history(&history));
             }
             Ok(())
         }
@@ -74,13 +89,13 @@ pub async fn execute(command: Command) -> Result<(), CliError> {
         Command::Leader(LeaderCommand::Transfer { endpoint, to }) => {
             let mut client = Client::connect(&endpoint.endpoint).await?;
             let leader = client.transfer_leader(to).await?;
-            println!("node {leader} is the leader");
+            say!("node {leader} is the leader");
             Ok(())
         }
         Command::Leave(args) => {
             let mut client = Client::connect(&args.endpoint).await?;
             client.leave().await?;
-            println!("{} left the cluster and is stopping", args.endpoint);
+            say!("{} left the cluster and is stopping", args.endpoint);
             Ok(())
         }
     }
@@ -187,7 +202,7 @@ async fn apply(args: ApplyArgs) -> Result<(), CliError> {
     let response = client.apply(command).await?;
     match response.result {
         Some(apply_response::Result::Ok(bytes)) => {
-            println!("{}", render_response(&bytes));
+            say!("{}", render_response(&bytes));
             Ok(())
         }
         Some(apply_response::Result::Rejected(message)) => Err(CliError::new(
@@ -215,7 +230,7 @@ async fn query(args: QueryArgs) -> Result<(), CliError> {
     let response = client.query(request, consistency).await?;
     match response.result {
         Some(query_response::Result::Ok(bytes)) => {
-            println!("{}", render_response(&bytes));
+            say!("{}", render_response(&bytes));
             Ok(())
         }
         Some(query_response::Result::Rejected(message)) => Err(CliError::new(
@@ -239,9 +254,9 @@ async fn status(args: StatusArgs) -> Result<(), CliError> {
     if args.json {
         let text = serde_json::to_string_pretty(&status)
             .map_err(|error| CliError::new(ExitCode::Failure, error.to_string()))?;
-        println!("{text}");
+        say!("{text}");
     } else {
-        println!("{}", render_status(&status));
+        say!("{}", render_status(&status));
     }
     Ok(())
 }
@@ -263,23 +278,23 @@ fn inspect(file: &std::path::Path, json: bool) -> Result<(), CliError> {
     if json {
         let text = serde_json::to_string_pretty(&report)
             .map_err(|error| CliError::new(ExitCode::Failure, error.to_string()))?;
-        println!("{text}");
+        say!("{text}");
     } else {
-        println!("file     {}", file.display());
-        println!("digest   sha256:{}", report.digest);
-        println!("size     {} bytes", report.size_bytes);
+        say!("file     {}", file.display());
+        say!("digest   sha256:{}", report.digest);
+        say!("size     {} bytes", report.size_bytes);
         match (&report.world, &report.contract_error) {
-            (Some(world), _) => println!("world    {world}"),
-            (None, Some(error)) => println!("world    NOT a clusterhost plugin: {error}"),
+            (Some(world), _) => say!("world    {world}"),
+            (None, Some(error)) => say!("world    NOT a clusterhost plugin: {error}"),
             (None, None) => {}
         }
-        println!("imports");
+        say!("imports");
         for import in &report.imports {
-            println!("  {import}");
+            say!("  {import}");
         }
-        println!("exports");
+        say!("exports");
         for export in &report.exports {
-            println!("  {export}");
+            say!("  {export}");
         }
     }
     if let Some(error) = report.contract_error {
@@ -295,7 +310,7 @@ async fn members(args: MembersArgs) -> Result<(), CliError> {
     let mut client = Client::connect(&args.endpoint.endpoint).await?;
     if let Some(MembersAction::Remove { node_id }) = args.action {
         client.remove_member(node_id).await?;
-        println!("node {node_id} removed");
+        say!("node {node_id} removed");
         return Ok(());
     }
     let members = client.members().await?;
@@ -303,9 +318,9 @@ async fn members(args: MembersArgs) -> Result<(), CliError> {
         let json = super::output::MembersJson::from(members);
         let text = serde_json::to_string_pretty(&json)
             .map_err(|error| CliError::new(ExitCode::Failure, error.to_string()))?;
-        println!("{text}");
+        say!("{text}");
     } else {
-        println!("{}", super::output::render_members(&members));
+        say!("{}", super::output::render_members(&members));
     }
     Ok(())
 }
@@ -331,9 +346,9 @@ async fn bench(args: BenchArgs) -> Result<(), CliError> {
     if args.json {
         let text = serde_json::to_string(&report)
             .map_err(|error| CliError::new(ExitCode::Failure, error.to_string()))?;
-        println!("{text}");
+        say!("{text}");
     } else {
-        println!(
+        say!(
             "{:?} clients={} ops={} errors={} {:.0} ops/s  p50={}us p99={}us max={}us",
             report.workload,
             report.clients,
