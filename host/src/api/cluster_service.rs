@@ -104,6 +104,7 @@ impl proto::cluster_server::Cluster for ClusterService {
                     }
                 }
                 Route::NoLeader => {}
+                Route::Stopping => return Err(stopping()),
             }
             wait_for_leader_change(&self.node.raft, deadline).await?;
         }
@@ -491,6 +492,7 @@ impl ClusterService {
                     }
                 }
                 Route::NoLeader => {}
+                Route::Stopping => return Err(stopping()),
             }
             wait_for_leader_change(&self.node.raft, deadline).await?;
         }
@@ -516,6 +518,7 @@ impl ClusterService {
                     Err(_) => self.node.forwarder.forget(&rpc_addr),
                 },
                 Route::NoLeader => {}
+                Route::Stopping => return Err(stopping()),
             }
             wait_for_leader_change(&self.node.raft, deadline).await?;
         };
@@ -582,6 +585,12 @@ async fn wait_for_leader_change(raft: &Raft, deadline: Instant) -> Result<(), St
         .metrics(|metrics| metrics.current_leader != known, "leader change")
         .await;
     Ok(())
+}
+
+/// The answer to requests that arrive while the node shuts down; clients
+/// retry elsewhere.
+fn stopping() -> Status {
+    Status::unavailable("this node is shutting down")
 }
 
 fn operation_status(error: OperationError) -> Status {

@@ -35,6 +35,8 @@ pub enum Route {
     },
     /// No leader is known right now (an election may be in progress).
     NoLeader,
+    /// This node is shutting down: nothing more will be served.
+    Stopping,
 }
 
 /// Decide where a leader-only request goes. Pure.
@@ -45,6 +47,7 @@ pub fn route(
     leader_addr: Option<String>,
 ) -> Route {
     match (state, leader, leader_addr) {
+        (ServerState::Shutdown, _, _) => Route::Stopping,
         (ServerState::Leader, _, _) => Route::Local,
         (_, Some(leader_id), _) if leader_id == self_id => Route::NoLeader,
         (_, Some(leader_id), Some(rpc_addr)) => Route::Forward {
@@ -186,6 +189,10 @@ mod tests {
         assert_eq!(
             route(2, ServerState::Follower, Some(1), None),
             Route::NoLeader
+        );
+        assert_eq!(
+            route(1, ServerState::Shutdown, Some(1), None),
+            Route::Stopping
         );
         // Stale metrics naming this node while it is not leader: wait.
         assert_eq!(
