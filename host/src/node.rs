@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 use tracing::Instrument;
 
 use crate::api::cluster_service::{ClusterService, now_ms, role_name};
@@ -719,7 +718,9 @@ fn serve(
         .max_decoding_message_size(RAFT_GRPC_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(RAFT_GRPC_MESSAGE_BYTES_MAX);
     let (stop, stopped) = oneshot::channel::<()>();
-    let incoming = TcpListenerStream::new(listener);
+    // Replies are small and latency-bound: no Nagle delay on any connection.
+    // (tonic's own `tcp_nodelay` only covers listeners it binds itself.)
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let server = tokio::spawn(
         tonic::transport::Server::builder()
             .tcp_nodelay(true)
