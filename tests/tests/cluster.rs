@@ -751,10 +751,22 @@ async fn node_restarted_at_new_addresses_is_found_again() {
         cluster.node(moved).gossip_addr().to_string(),
         "{members}"
     );
-    for n in 0..3 {
-        let status = cluster.status(n).await;
-        assert_eq!(status["health"], "ok", "{status}");
-    }
+    // Health is judged from gossip liveness, which a freshly restarted node
+    // learns within a few gossip rounds.
+    wait_for(
+        "every node to report a healthy cluster",
+        MEMBERSHIP_TIMEOUT,
+        || async {
+            for n in 0..3 {
+                let status = cluster.try_status(n).await?;
+                if status.health != "ok" {
+                    return Err(format!("node {n}: {}", status.health));
+                }
+            }
+            Ok(())
+        },
+    )
+    .await;
     put_through(&cluster, moved, "after-move", "2").await;
     let mut client = cluster.client(moved).await;
     let read = get_value(&mut client, "before-move", Consistency::Linearizable).await;
