@@ -34,6 +34,10 @@ use crate::plugin::{PluginDigest, PluginEngine, PluginHandle};
 use crate::storage::data_dir::LAYOUT_VERSION;
 use crate::storage::{DataDir, DataDirError, LogStore, NodeIdentity, SnapshotStore};
 
+/// A voter that acknowledged a leader heartbeat within this window counts
+/// as alive for `health`.
+const HEALTH_CONTACT_WINDOW: Duration = Duration::from_secs(3);
+
 /// Everything a node needs to start.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -243,9 +247,24 @@ impl NodeContext {
             return "not initialized: waiting to be added to a cluster".to_string();
         }
         let view = self.view.get();
+        // Raft's own evidence counts as well as gossip's, which lags on a
+        // node that just started: the leader this node follows, and (on the
+        // leader) voters that acknowledged a heartbeat recently.
+        let heartbeats = metrics.heartbeat.clone().unwrap_or_default();
+        let now = <openraft::TokioInstant as openraft::Instant>::now();
+        let heard_recently = |id: &NodeId| {
+            heartbeats.get(id).cloned().flatten().is_some_and(|at| {
+                openraft::Instant::saturating_duration_since(&now, *at) < HEALTH_CONTACT_WINDOW
+            })
+        };
         let alive = voters
             .iter()
-            .filter(|id| **id == self.node_id || view.peers.get(id).is_some_and(|peer| peer.alive))
+            .filter(|id| {
+                **id == self.node_id
+                    || metrics.current_leader == Some(**id)
+                    || heard_recently(id)
+                    || view.peers.get(id).is_some_and(|peer| peer.alive)
+            })
             .count();
         let quorum = voters.len() / 2 + 1;
         // A leader that lost its quorum still calls itself leader: check
