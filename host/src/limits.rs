@@ -89,6 +89,10 @@ pub const RAFT_ELECTION_TIMEOUT_MIN_MS: u64 = 600;
 /// Upper end of the election timeout range, in milliseconds.
 pub const RAFT_ELECTION_TIMEOUT_MAX_MS: u64 = 1_200;
 
+/// How long sending a whole snapshot (plugin included) to a peer may take,
+/// in milliseconds.
+pub const RAFT_INSTALL_SNAPSHOT_TIMEOUT_MS: u64 = 60_000;
+
 /// Entries per AppendEntries request.
 pub const RAFT_APPEND_ENTRIES_MAX: u64 = 512;
 

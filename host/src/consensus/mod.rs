@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use crate::limits::{
     RAFT_APPEND_ENTRIES_MAX, RAFT_ELECTION_TIMEOUT_MAX_MS, RAFT_ELECTION_TIMEOUT_MIN_MS,
-    RAFT_HEARTBEAT_INTERVAL_MS,
+    RAFT_HEARTBEAT_INTERVAL_MS, RAFT_INSTALL_SNAPSHOT_TIMEOUT_MS,
 };
 
 /// A copy of the node's current Raft metrics.
@@ -40,6 +40,7 @@ pub fn raft_config(
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(snapshot_every_entries),
         max_in_snapshot_log_to_keep: log_entries_kept,
         enable_pre_vote: Some(true),
+        install_snapshot_timeout: RAFT_INSTALL_SNAPSHOT_TIMEOUT_MS,
         ..Default::default()
     };
     Ok(Arc::new(config.validate()?))

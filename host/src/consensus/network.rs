@@ -22,6 +22,9 @@ use crate::limits::RAFT_GRPC_MESSAGE_BYTES_MAX;
 
 type Snapshot = openraft::alias::SnapshotOf<TypeConfig, SnapshotBody>;
 
+/// Shortest time a Raft RPC is given before it counts as failed.
+const RAFT_RPC_TIMEOUT_MIN: Duration = Duration::from_secs(2);
+
 /// How long to wait for a TCP connection to a peer.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -121,16 +124,28 @@ impl PeerClient {
     where
         Req: serde::Serialize,
         Resp: serde::de::DeserializeOwned,
-        F: FnOnce(RaftClient<Channel>, crate::api::proto::RaftMessage) -> Fut,
+        F: FnOnce(RaftClient<Channel>, tonic::Request<crate::api::proto::RaftMessage>) -> Fut,
         Fut:
             Future<Output = Result<tonic::Response<crate::api::proto::RaftMessage>, tonic::Status>>,
     {
         let message =
             raft_codec::encode(request, self.target).map_err(|status| network_error(&status))?;
         let client = self.client()?;
+        // openraft's budgets are tight (a heartbeat interval for appends); a
+        // floor keeps a busy but healthy peer from timing out, while a hung
+        // peer still cannot hold replication forever. The peer gets the
+        // deadline too, and this side does not wait past it.
+        let timeout = timeout.max(RAFT_RPC_TIMEOUT_MIN);
         let mut grpc_request = tonic::Request::new(message);
         grpc_request.set_timeout(timeout);
-        match send(client, grpc_request.into_inner()).await {
+        let reply = tokio::time::timeout(timeout, send(client, grpc_request))
+            .await
+            .unwrap_or_else(|_| {
+                Err(tonic::Status::deadline_exceeded(format!(
+                    "no reply within {timeout:?}"
+                )))
+            });
+        match reply {
             Ok(response) => raft_codec::decode_reply(response.get_ref())
                 .map_err(|status| network_error(&status)),
             Err(status) => {
