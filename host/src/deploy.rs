@@ -36,11 +36,7 @@ pub async fn deploy(
     engine: &PluginEngine,
     bytes: Vec<u8>,
 ) -> Result<DeployReceipt, DeployError> {
-    let validating = engine.clone();
-    let checked = bytes.clone();
-    tokio::task::spawn_blocking(move || validating.load(checked.into()))
-        .await
-        .map_err(|error| DeployError::Unavailable(error.to_string()))??;
+    engine.load_off_thread(bytes.clone()).await?;
     propose(raft, bytes).await
 }
 

@@ -414,10 +414,7 @@ pub async fn start(config: NodeConfig, listener: TcpListener) -> Result<NodeHand
                 path: path.clone(),
                 source,
             })?;
-            let engine = engine.clone();
-            let loaded = tokio::task::spawn_blocking(move || engine.load(bytes.into()))
-                .await
-                .map_err(|error| StartError::other("plugin validation", error))?;
+            let loaded = engine.load_off_thread(bytes).await;
             Some(loaded.map_err(|source| StartError::InvalidPlugin {
                 path: path.clone(),
                 source,
@@ -707,10 +704,7 @@ fn spawn_precompiler(
     tokio::spawn(
         async move {
             while let Some(plugin) = receiver.recv().await {
-                let engine = engine.clone();
-                let compiled =
-                    tokio::task::spawn_blocking(move || engine.load(plugin.into())).await;
-                if let Ok(Err(error)) = compiled {
+                if let Err(error) = engine.load_off_thread(plugin).await {
                     tracing::warn!("a deployed plugin does not load on this node: {error}");
                 }
             }

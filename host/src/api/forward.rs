@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Duration;
 
 use openraft::ServerState;
 use tonic::metadata::MetadataMap;
@@ -110,9 +109,6 @@ pub fn not_leader(message: impl Into<String>) -> tonic::Status {
     status
 }
 
-/// How long a forwarded call may take on the wire to connect.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-
 /// Cached connections to leaders.
 #[derive(Default)]
 pub struct Forwarder {
@@ -150,13 +146,7 @@ impl Forwarder {
         if let Some(client) = clients.get(rpc_addr) {
             return Ok(client.clone());
         }
-        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{rpc_addr}"))
-            .map_err(|error| {
-                tonic::Status::internal(format!("bad leader address {rpc_addr}: {error}"))
-            })?
-            .connect_timeout(CONNECT_TIMEOUT)
-            .tcp_nodelay(true);
-        let client = RaftClient::new(endpoint.connect_lazy());
+        let client = super::raft_codec::raft_client(rpc_addr).map_err(tonic::Status::internal)?;
         clients.insert(rpc_addr.to_string(), client.clone());
         Ok(client)
     }

@@ -7,7 +7,26 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::Status;
 
+use tonic::transport::{Channel, Endpoint};
+
 use super::proto::RaftMessage;
+use super::proto::raft_client::RaftClient;
+use crate::limits::RAFT_GRPC_MESSAGE_BYTES_MAX;
+
+/// A lazily connecting client for the internal `Raft` service at
+/// `rpc_addr`, with the Raft message size limits and no Nagle delay.
+pub fn raft_client(rpc_addr: &str) -> Result<RaftClient<Channel>, String> {
+    let endpoint = Endpoint::from_shared(format!("http://{rpc_addr}"))
+        .map_err(|error| format!("bad address {rpc_addr}: {error}"))?
+        .connect_timeout(RAFT_CONNECT_TIMEOUT)
+        .tcp_nodelay(true);
+    Ok(RaftClient::new(endpoint.connect_lazy())
+        .max_decoding_message_size(RAFT_GRPC_MESSAGE_BYTES_MAX)
+        .max_encoding_message_size(RAFT_GRPC_MESSAGE_BYTES_MAX))
+}
+
+/// How long to wait for a TCP connection to a peer.
+const RAFT_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Encode a Raft message for node `to_node` (a reply: for the sender).
 pub fn encode<T: Serialize>(value: &T, to_node: u64) -> Result<RaftMessage, Status> {

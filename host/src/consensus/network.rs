@@ -12,21 +12,17 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
     TransferLeaderResponse, VoteRequest, VoteResponse,
 };
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use super::snapshot::SnapshotBody;
 use super::types::{Member, NodeId, TypeConfig, Vote};
 use crate::api::proto::raft_client::RaftClient;
 use crate::api::raft_codec;
-use crate::limits::RAFT_GRPC_MESSAGE_BYTES_MAX;
 
 type Snapshot = openraft::alias::SnapshotOf<TypeConfig, SnapshotBody>;
 
 /// Shortest time a Raft RPC is given before it counts as failed.
 const RAFT_RPC_TIMEOUT_MIN: Duration = Duration::from_secs(2);
-
-/// How long to wait for a TCP connection to a peer.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Where peers are right now, as gossip last saw them. Gossip learns a
 /// restarted node's new address before the Raft membership can record it
@@ -100,15 +96,7 @@ impl PeerClient {
         if let Some(client) = &self.client {
             return Ok(client.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{}", self.rpc_addr))
-            .map_err(|error| {
-                Unreachable::from_string(format!("bad address {}: {error}", self.rpc_addr))
-            })?
-            .connect_timeout(CONNECT_TIMEOUT)
-            .tcp_nodelay(true);
-        let client = RaftClient::new(endpoint.connect_lazy())
-            .max_decoding_message_size(RAFT_GRPC_MESSAGE_BYTES_MAX)
-            .max_encoding_message_size(RAFT_GRPC_MESSAGE_BYTES_MAX);
+        let client = raft_codec::raft_client(&self.rpc_addr).map_err(Unreachable::from_string)?;
         self.client = Some(client.clone());
         Ok(client)
     }

@@ -36,8 +36,6 @@ pub struct MachineStatus {
     pub plugin_digest: Option<String>,
     /// Size of the running plugin in bytes.
     pub plugin_size_bytes: usize,
-    /// Log index of the newest snapshot on disk.
-    pub snapshot_index: Option<u64>,
     /// Size of that snapshot file.
     pub snapshot_size_bytes: Option<u64>,
 }
@@ -83,7 +81,6 @@ impl StateMachineStore {
             plugin_size_bytes: restored
                 .and_then(|snapshot| snapshot.body.plugin.as_ref())
                 .map_or(0, |plugin| plugin.code.len()),
-            snapshot_index: last_applied.as_ref().map(|log_id| log_id.index),
             snapshot_size_bytes: snapshots.size_bytes(),
         };
         Self {
@@ -140,17 +137,22 @@ impl StateMachineStore {
         index: u64,
         time_ms: u64,
     ) -> io::Result<Result<DeployReceipt, String>> {
-        let engine = self.engine.clone();
         let size_bytes = bytes.len() as u64;
-        let code = tokio::task::spawn_blocking(move || engine.load(bytes.into()))
-            .await
-            .map_err(io::Error::other)?
-            .map_err(|error| {
+        let digest = crate::plugin::PluginDigest::of(&bytes).to_hex();
+        if self.status.borrow().plugin_digest.as_deref() == Some(digest.as_str()) {
+            // Already running: deploying the same plugin again changes nothing
+            // (checked before compiling, which would be wasted).
+            return Ok(Ok(DeployReceipt {
+                version: self.history.cluster_version,
+                digest,
+                index,
+            }));
+        }
+        let code = self.engine.load_off_thread(bytes).await.map_err(|error| {
                 io::Error::other(format!(
                     "this node cannot run the plugin the cluster deployed at entry {index}, stopping: {error}"
                 ))
             })?;
-        let digest = code.digest().to_hex();
         let record = DeployRecord {
             version: None,
             digest: digest.clone(),
@@ -159,14 +161,6 @@ impl StateMachineStore {
             time_ms,
             failure: None,
         };
-        if self.status.borrow().plugin_digest.as_deref() == Some(digest.as_str()) {
-            // Already running: deploying the same plugin again changes nothing.
-            return Ok(Ok(DeployReceipt {
-                version: self.history.cluster_version,
-                digest,
-                index,
-            }));
-        }
         let current = self.plugin.snapshot().await.map_err(io::Error::other)?;
         let (state, previous) = match current {
             Err(fault) => {
@@ -337,7 +331,6 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             status.plugin_digest =
                 plugin.map(|plugin| crate::plugin::PluginDigest::of(&plugin.code).to_hex());
             status.plugin_size_bytes = plugin.map_or(0, |plugin| plugin.code.len());
-            status.snapshot_index = meta.last_log_id.as_ref().map(|log_id| log_id.index);
             status.snapshot_size_bytes = self.snapshots.size_bytes();
         });
         Ok(())
@@ -363,11 +356,9 @@ pub async fn install_body(
     let Some(state) = &body.plugin else {
         return Ok(());
     };
-    let engine = engine.clone();
-    let bytes = state.code.clone();
-    let code = tokio::task::spawn_blocking(move || engine.load(bytes.into()))
+    let code = engine
+        .load_off_thread(state.code.clone())
         .await
-        .map_err(io::Error::other)?
         .map_err(|error| {
             io::Error::other(format!("cannot run the plugin in the snapshot: {error}"))
         })?;
@@ -408,7 +399,6 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let index = stored.meta.last_log_id.as_ref().map(|log_id| log_id.index);
         tracing::info!(index, "snapshot written");
         self.status.send_modify(|status| {
-            status.snapshot_index = index;
             status.snapshot_size_bytes = self.snapshots.size_bytes();
         });
         Ok(Snapshot {

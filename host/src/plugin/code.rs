@@ -155,6 +155,17 @@ impl PluginEngine {
         &self.engine
     }
 
+    /// [`PluginEngine::load`] on a blocking thread: compiling takes
+    /// hundreds of milliseconds and must not stall the async workers.
+    pub async fn load_off_thread(&self, bytes: Vec<u8>) -> Result<PluginCode, LoadError> {
+        let engine = self.clone();
+        tokio::task::spawn_blocking(move || engine.load(bytes.into()))
+            .await
+            .unwrap_or_else(|error| {
+                Err(LoadError::Invalid(format!("the compiler failed: {error}")))
+            })
+    }
+
     /// Validate and compile `bytes` into runnable plugin code.
     pub fn load(&self, bytes: Arc<[u8]>) -> Result<PluginCode, LoadError> {
         check_header(&bytes)?;

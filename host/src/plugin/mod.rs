@@ -20,4 +20,4 @@ pub mod worker;
 pub use code::{LoadError, PluginCode, PluginDigest, PluginEngine, PluginReport};
 pub use instance::{EntryPosition, Fault, PluginResult};
 pub use runtime::{ApplyError, FsmRuntime, RebuildError, RestoreError};
-pub use worker::{ApplyOutcome, PluginHandle, PluginSnapshot, RunningPlugin, WorkerError};
+pub use worker::{ApplyOutcome, PluginHandle, PluginSnapshot, WorkerError};

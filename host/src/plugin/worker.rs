@@ -29,15 +29,6 @@ pub enum WorkerError {
 /// Result of applying one entry.
 pub type ApplyOutcome = Result<Vec<u8>, ApplyError>;
 
-/// What the plugin is running, for status reports.
-#[derive(Debug, Clone)]
-pub struct RunningPlugin {
-    /// The code.
-    pub code: PluginCode,
-    /// The last entry its state includes.
-    pub last_applied: Option<EntryPosition>,
-}
-
 enum Job {
     Apply {
         entries: Vec<(EntryPosition, Vec<u8>)>,
@@ -54,9 +45,6 @@ enum Job {
         code: PluginCode,
         state: Option<(EntryPosition, Vec<u8>)>,
         reply: oneshot::Sender<Result<(), RestoreError>>,
-    },
-    Describe {
-        reply: oneshot::Sender<Option<RunningPlugin>>,
     },
 }
 
@@ -140,13 +128,6 @@ impl PluginHandle {
         response.await.map_err(|_| WorkerError::Stopped)
     }
 
-    /// What is running, if anything.
-    pub async fn describe(&self) -> Result<Option<RunningPlugin>, WorkerError> {
-        let (reply, response) = oneshot::channel();
-        self.send(Job::Describe { reply }).await?;
-        response.await.map_err(|_| WorkerError::Stopped)
-    }
-
     async fn send(&self, job: Job) -> Result<(), WorkerError> {
         self.jobs.send(job).await.map_err(|_| WorkerError::Stopped)
     }
@@ -190,12 +171,6 @@ fn run_worker(
                     None => FsmRuntime::new(code, limits).map_err(RestoreError::Fault),
                 };
                 let _ = reply.send(installed.map(|fresh| runtime = Some(fresh)));
-            }
-            Job::Describe { reply } => {
-                let _ = reply.send(runtime.as_ref().map(|runtime| RunningPlugin {
-                    code: runtime.code().clone(),
-                    last_applied: runtime.last_applied(),
-                }));
             }
         }
     }

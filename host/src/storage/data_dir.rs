@@ -135,24 +135,6 @@ impl DataDir {
             .and_then(|directory| directory.sync_all())
             .map_err(io_error)
     }
-
-    /// Total bytes of all files in the data dir.
-    pub fn size_bytes(&self) -> u64 {
-        fn walk(path: &Path) -> u64 {
-            let Ok(entries) = fs::read_dir(path) else {
-                return 0;
-            };
-            entries
-                .flatten()
-                .map(|entry| match entry.metadata() {
-                    Ok(metadata) if metadata.is_dir() => walk(&entry.path()),
-                    Ok(metadata) => metadata.len(),
-                    Err(_) => 0,
-                })
-                .sum()
-        }
-        walk(&self.root)
-    }
 }
 
 #[cfg(test)]

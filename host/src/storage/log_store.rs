@@ -12,9 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
-use redb::{
-    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
-};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
 use openraft::EntryPayload;
 
@@ -56,15 +54,6 @@ impl LogStore {
     pub fn with_precompile(mut self, precompile: tokio::sync::mpsc::Sender<Vec<u8>>) -> Self {
         self.precompile = Some(precompile);
         self
-    }
-
-    /// Number of entries in the log (for status and tests).
-    pub fn entry_count(&self) -> io::Result<u64> {
-        let transaction = self.database.begin_read().map_err(io::Error::other)?;
-        let table = transaction
-            .open_table(LOG_TABLE)
-            .map_err(io::Error::other)?;
-        table.len().map_err(io::Error::other)
     }
 
     fn read_meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> io::Result<Option<T>> {
