@@ -93,6 +93,10 @@ pub const RAFT_ELECTION_TIMEOUT_MAX_MS: u64 = 1_200;
 /// in milliseconds.
 pub const RAFT_INSTALL_SNAPSHOT_TIMEOUT_MS: u64 = 60_000;
 
+/// Log changes the log writer folds into one transaction (one fsync) at
+/// most; bounds the time one group keeps later appends waiting.
+pub const LOG_GROUP_COMMIT_JOBS_MAX: usize = 1024;
+
 /// Entries per AppendEntries request.
 pub const RAFT_APPEND_ENTRIES_MAX: u64 = 512;
 

@@ -3,6 +3,7 @@
 
 pub mod data_dir;
 pub mod log_store;
+mod log_writer;
 pub mod snapshot_store;
 
 pub use data_dir::{DataDir, DataDirError, NodeIdentity};
