@@ -15,11 +15,18 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 
 /// Distinct keys the benchmark cycles through, so the map stays a realistic size.
 const KEY_SPACE: u64 = 1_000;
+/// The counter command measured.
+const COUNTER_ADD: &[u8] = br#"{"add":1}"#;
 /// Commands per batch in the batching benchmark.
 const BATCH: usize = 64;
 
 fn kv_bytes() -> Arc<[u8]> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/plugins/kv.wasm");
+    plugin_bytes("kv")
+}
+
+fn plugin_bytes(name: &str) -> Arc<[u8]> {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../target/plugins/{name}.wasm"));
     let bytes = std::fs::read(&path).unwrap_or_else(|error| {
         panic!(
             "{}: {error}; run `cargo xtask plugins` first",
@@ -59,7 +66,7 @@ fn apply(criterion: &mut Criterion) {
         bench.iter(|| {
             index += 1;
             runtime
-                .apply(position(index), &command(index))
+                .apply(position(index), command(index))
                 .expect("apply")
         })
     });
@@ -75,6 +82,34 @@ fn apply(criterion: &mut Criterion) {
                 time_ms: 1_700_000_000_000,
             };
             RawStateMachine::apply(&mut native, &entry, &command(native_index))
+        })
+    });
+    group.finish();
+
+    // The fixed cost of crossing into the component and back, seen through
+    // the smallest FSM: `{"add":1}` on a counter.
+    let counter_code = engine.load(plugin_bytes("counter")).expect("counter loads");
+    let mut group = criterion.benchmark_group("apply_counter_add");
+    group.throughput(Throughput::Elements(1));
+    let mut runtime = FsmRuntime::new(counter_code, PluginLimits::default()).expect("instance");
+    let mut counter_index = 0u64;
+    group.bench_function("component", |bench| {
+        bench.iter(|| {
+            counter_index += 1;
+            runtime
+                .apply(position(counter_index), COUNTER_ADD.to_vec())
+                .expect("apply")
+        })
+    });
+    let mut native = counter::Counter::default();
+    group.bench_function("native", |bench| {
+        bench.iter(|| {
+            let entry = Entry {
+                index: 1,
+                term: 1,
+                time_ms: 1_700_000_000_000,
+            };
+            RawStateMachine::apply(&mut native, &entry, COUNTER_ADD)
         })
     });
     group.finish();

@@ -45,12 +45,20 @@ pub const PLUGIN_VERSIONS_RETAINED: usize = 2;
 /// Bytes per chunk when a plugin is uploaded.
 pub const PLUGIN_UPLOAD_CHUNK_BYTES: usize = 256 * 1024;
 
-/// Entries the plugin runtime keeps since its last base snapshot, so that it
-/// can rebuild a trapped instance by replay. Past this it takes a new base.
-pub const REPLAY_JOURNAL_ENTRIES_MAX: usize = 4096;
+/// The plugin runtime journals every entry applied since its last base
+/// snapshot, so that it can rebuild a trapped instance by replay. It takes a
+/// new base once the journal holds this many times the base's size...
+pub const REPLAY_JOURNAL_BASE_MULTIPLE: usize = 2;
 
-/// Command bytes kept in the replay journal before a new base is taken.
+/// ...but never before the journal holds this many bytes (small states)...
+pub const REPLAY_JOURNAL_BYTES_MIN: usize = 1024 * 1024;
+
+/// ...and always once it holds this many.
 pub const REPLAY_JOURNAL_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// What one journaled entry costs beyond its command bytes (position and
+/// vector header), so many tiny commands still count against the budget.
+pub const REPLAY_JOURNAL_ENTRY_OVERHEAD_BYTES: usize = 48;
 
 /// Largest gRPC message on the client (Cluster) service, in bytes: a command
 /// plus framing.
@@ -106,6 +114,7 @@ const _: () = assert!(QUERY_BYTES_MAX < CLIENT_GRPC_MESSAGE_BYTES_MAX);
 const _: () = assert!(RESPONSE_BYTES_MAX < RAFT_GRPC_MESSAGE_BYTES_MAX);
 const _: () = assert!(SNAPSHOT_BYTES_MAX + PLUGIN_BYTES_MAX < RAFT_GRPC_MESSAGE_BYTES_MAX);
 const _: () = assert!(COMMAND_BYTES_MAX <= REPLAY_JOURNAL_BYTES_MAX);
+const _: () = assert!(REPLAY_JOURNAL_BYTES_MIN <= REPLAY_JOURNAL_BYTES_MAX);
 const _: () = assert!(RAFT_HEARTBEAT_INTERVAL_MS * 3 <= RAFT_ELECTION_TIMEOUT_MIN_MS);
 const _: () = assert!(RAFT_ELECTION_TIMEOUT_MIN_MS < RAFT_ELECTION_TIMEOUT_MAX_MS);
 const _: () = assert!(LOG_ENTRIES_KEPT_BEHIND_SNAPSHOT < SNAPSHOT_EVERY_ENTRIES_DEFAULT);

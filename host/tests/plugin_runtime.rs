@@ -41,7 +41,7 @@ fn position(index: u64) -> EntryPosition {
 
 fn apply_ok(runtime: &mut FsmRuntime, index: u64, command: &str) -> serde_json::Value {
     let outcome = runtime
-        .apply(position(index), command.as_bytes())
+        .apply(position(index), command.as_bytes().to_vec())
         .expect("no rebuild failure");
     let bytes = outcome.unwrap_or_else(|error| panic!("{command} failed: {error}"));
     serde_json::from_slice(&bytes).expect("JSON response")
@@ -107,10 +107,10 @@ fn same_commands_give_identical_results_and_snapshots() {
     for (offset, command) in kv_commands().iter().enumerate() {
         let index = offset as u64 + 1;
         let a = first
-            .apply(position(index), command.as_bytes())
+            .apply(position(index), command.as_bytes().to_vec())
             .expect("apply");
         let b = second
-            .apply(position(index), command.as_bytes())
+            .apply(position(index), command.as_bytes().to_vec())
             .expect("apply");
         assert_eq!(a, b, "results differ at entry {index}");
     }
@@ -132,7 +132,7 @@ fn restore_mid_sequence_then_replay_equals_full_replay() {
     let mut taken = None;
     for (offset, command) in commands.iter().enumerate() {
         let _response = full
-            .apply(position(offset as u64 + 1), command.as_bytes())
+            .apply(position(offset as u64 + 1), command.as_bytes().to_vec())
             .expect("apply");
         if offset + 1 == middle {
             taken = Some(full.snapshot().expect("snapshot"));
@@ -147,7 +147,7 @@ fn restore_mid_sequence_then_replay_equals_full_replay() {
     .expect("restore");
     for (offset, command) in commands.iter().enumerate().skip(middle) {
         let _response = resumed
-            .apply(position(offset as u64 + 1), command.as_bytes())
+            .apply(position(offset as u64 + 1), command.as_bytes().to_vec())
             .expect("apply");
     }
     assert_eq!(
@@ -209,7 +209,7 @@ fn assert_fault(
     check: impl Fn(&Fault) -> bool,
 ) {
     let outcome = runtime
-        .apply(position(index), command.as_bytes())
+        .apply(position(index), command.as_bytes().to_vec())
         .expect("rebuild works");
     match outcome {
         Err(ApplyError::Fault(fault)) => {
@@ -253,7 +253,9 @@ fn traps_fail_one_entry_and_leave_state_untouched() {
     assert_eq!(apply_ok(&mut runtime, 8, r#""incr""#), serde_json::json!(5));
     assert_eq!(query_ok(&mut runtime, r#""count""#), serde_json::json!(5));
 
-    let rejected = runtime.apply(position(9), br#""reject""#).expect("apply");
+    let rejected = runtime
+        .apply(position(9), br#""reject""#.to_vec())
+        .expect("apply");
     assert_eq!(
         rejected,
         Err(ApplyError::Rejected("rejected on purpose".to_string()))

@@ -9,7 +9,10 @@
 
 use super::code::PluginCode;
 use super::instance::{EntryPosition, Fault, PluginInstance, PluginResult};
-use crate::limits::{PluginLimits, REPLAY_JOURNAL_BYTES_MAX, REPLAY_JOURNAL_ENTRIES_MAX};
+use crate::limits::{
+    PluginLimits, REPLAY_JOURNAL_BASE_MULTIPLE, REPLAY_JOURNAL_BYTES_MAX, REPLAY_JOURNAL_BYTES_MIN,
+    REPLAY_JOURNAL_ENTRY_OVERHEAD_BYTES,
+};
 
 /// Why an entry produced no response from the plugin.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
@@ -114,11 +117,12 @@ impl FsmRuntime {
         self.last_applied
     }
 
-    /// Apply one committed command.
+    /// Apply one committed command. The runtime keeps the bytes for its
+    /// replay journal, so it takes them rather than copying.
     pub fn apply(
         &mut self,
         position: EntryPosition,
-        command: &[u8],
+        command: Vec<u8>,
     ) -> Result<Result<Vec<u8>, ApplyError>, RebuildError> {
         if let Some(last) = self.last_applied {
             assert!(
@@ -129,10 +133,9 @@ impl FsmRuntime {
             );
         }
         self.last_applied = Some(position);
-        match self.instance.apply(position, command) {
+        match self.instance.apply(position, &command) {
             Ok(result) => {
-                self.journal.push((position, command.to_vec()));
-                self.journal_bytes += command.len();
+                self.journal_push(position, command);
                 self.compact_journal_if_full();
                 Ok(result.map_err(ApplyError::Rejected))
             }
@@ -146,8 +149,7 @@ impl FsmRuntime {
                 } else {
                     // The call completed and may have changed state, so it
                     // belongs in the journal even though its output was refused.
-                    self.journal.push((position, command.to_vec()));
-                    self.journal_bytes += command.len();
+                    self.journal_push(position, command);
                 }
                 Ok(Err(ApplyError::Fault(fault)))
             }
@@ -200,9 +202,24 @@ impl FsmRuntime {
         })
     }
 
+    fn journal_push(&mut self, position: EntryPosition, command: Vec<u8>) {
+        self.journal_bytes += command.len() + REPLAY_JOURNAL_ENTRY_OVERHEAD_BYTES;
+        self.journal.push((position, command));
+    }
+
+    /// A new base costs a snapshot of the whole state; a long journal costs
+    /// replay time after a trap. Taking a base once the journal outgrows a
+    /// multiple of the last snapshot keeps the snapshot cost per entry
+    /// constant however large the state, and a rebuild proportional to it.
     fn compact_journal_if_full(&mut self) {
-        let full = self.journal.len() >= REPLAY_JOURNAL_ENTRIES_MAX
-            || self.journal_bytes >= REPLAY_JOURNAL_BYTES_MAX;
+        let base_bytes = self
+            .base
+            .snapshot
+            .as_ref()
+            .map_or(0, |(_, bytes)| bytes.len());
+        let budget = (base_bytes * REPLAY_JOURNAL_BASE_MULTIPLE)
+            .clamp(REPLAY_JOURNAL_BYTES_MIN, REPLAY_JOURNAL_BYTES_MAX);
+        let full = self.journal_bytes >= budget;
         if full && let Err(fault) = self.snapshot() {
             tracing::warn!("could not take a rebuild snapshot, keeping the journal: {fault}");
         }

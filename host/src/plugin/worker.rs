@@ -141,7 +141,7 @@ fn run_worker(
     while let Some(job) = jobs.blocking_recv() {
         match job {
             Job::Apply { entries, reply } => {
-                let _ = reply.send(apply_all(runtime.as_mut(), &entries));
+                let _ = reply.send(apply_all(runtime.as_mut(), entries));
             }
             Job::Query { request, reply } => {
                 let result = match runtime.as_mut() {
@@ -181,12 +181,12 @@ const NO_PLUGIN: &str = "no plugin is deployed on this cluster yet";
 
 fn apply_all(
     mut runtime: Option<&mut FsmRuntime>,
-    entries: &[(EntryPosition, Vec<u8>)],
+    entries: Vec<(EntryPosition, Vec<u8>)>,
 ) -> Result<Vec<ApplyOutcome>, RebuildError> {
     let mut outcomes = Vec::with_capacity(entries.len());
     for (position, command) in entries {
         let outcome = match runtime.as_deref_mut() {
-            Some(runtime) => runtime.apply(*position, command)?,
+            Some(runtime) => runtime.apply(position, command)?,
             None => Err(ApplyError::Rejected(NO_PLUGIN.to_string())),
         };
         outcomes.push(outcome);
