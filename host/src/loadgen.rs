@@ -40,6 +40,9 @@ pub struct LoadConfig {
     pub keys: u64,
 }
 
+/// Keys written before a read workload starts, so reads find something.
+const READ_SEED_KEYS_MAX: u64 = 1_000;
+
 /// The result of a load run.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct LoadReport {
@@ -57,6 +60,9 @@ pub struct LoadReport {
     pub errors: u64,
     /// ops / seconds.
     pub ops_per_second: f64,
+    /// Every operation acknowledged during the whole run — warm-up (and, for
+    /// reads, seeding) included — so resource use can be divided by it.
+    pub acknowledged_including_warmup: u64,
     /// Latency percentiles of acknowledged operations, microseconds.
     pub latency_us_p50: u64,
     /// 99th percentile.
@@ -78,21 +84,30 @@ pub async fn run(config: LoadConfig) -> anyhow::Result<LoadReport> {
         // Reads need something to read.
         let mut seeder = clients[0].clone();
         let value = "x".repeat(config.value_bytes);
-        for key in 0..config.keys.min(1_000) {
+        for key in 0..config.keys.min(READ_SEED_KEYS_MAX) {
             seeder.apply(put_command(key, &value)).await?;
         }
     }
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let acknowledged = Arc::new(AtomicU64::new(0));
+    let seeded = if config.workload == Workload::Write {
+        0
+    } else {
+        config.keys.min(READ_SEED_KEYS_MAX)
+    };
+    let acknowledged_all = Arc::new(AtomicU64::new(seeded));
     let mut tasks = Vec::with_capacity(config.clients);
     for (index, client) in clients.into_iter().enumerate() {
         let config = config.clone();
         let measuring = measuring.clone();
         let stop = stop.clone();
-        let acknowledged = acknowledged.clone();
+        let counters = Counters {
+            measured: acknowledged.clone(),
+            all: acknowledged_all.clone(),
+        };
         tasks.push(tokio::spawn(async move {
-            client_loop(index as u64, client, config, measuring, stop, acknowledged).await
+            client_loop(index as u64, client, config, measuring, stop, counters).await
         }));
     }
     tokio::time::sleep(config.warmup).await;
@@ -138,6 +153,7 @@ pub async fn run(config: LoadConfig) -> anyhow::Result<LoadReport> {
         ops: latencies.len() as u64,
         errors,
         ops_per_second: latencies.len() as f64 / seconds,
+        acknowledged_including_warmup: acknowledged_all.load(Ordering::SeqCst),
         latency_us_p50: percentile(0.50),
         latency_us_p99: percentile(0.99),
         latency_us_max: latencies.last().copied().unwrap_or(0),
@@ -152,6 +168,14 @@ fn get_request(key: u64) -> Vec<u8> {
     format!(r#"{{"get":{{"key":"k{key:08}"}}}}"#).into_bytes()
 }
 
+/// Acknowledged operations, counted as they happen.
+struct Counters {
+    /// In the measured window (drives the progress display).
+    measured: Arc<AtomicU64>,
+    /// Over the whole run.
+    all: Arc<AtomicU64>,
+}
+
 /// One client: operations back to back until told to stop; latencies of the
 /// acknowledged ones in the measured window, and the errors in it.
 async fn client_loop(
@@ -160,7 +184,7 @@ async fn client_loop(
     config: LoadConfig,
     measuring: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
-    acknowledged: Arc<AtomicU64>,
+    counters: Counters,
 ) -> (Vec<u64>, u64) {
     let value = "v".repeat(config.value_bytes);
     let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -197,10 +221,13 @@ async fn client_loop(
             }
         };
         let elapsed = started.elapsed();
+        if ok {
+            counters.all.fetch_add(1, Ordering::Relaxed);
+        }
         if measuring.load(Ordering::Relaxed) && !stop.load(Ordering::Relaxed) {
             if ok {
                 latencies.push(elapsed.as_micros() as u64);
-                acknowledged.fetch_add(1, Ordering::Relaxed);
+                counters.measured.fetch_add(1, Ordering::Relaxed);
             } else {
                 errors += 1;
             }

@@ -190,6 +190,7 @@ fn load(
         "\n== {workload}, {clients} clients, {} endpoint(s)",
         endpoints.len()
     );
+    let cpu_before = cluster.cpu_ms();
     let output = cluster
         .command()
         .args(["bench", "--json", "--workload", workload])
@@ -203,7 +204,31 @@ fn load(
     if !output.status.success() {
         bail!("clusterhost bench failed: {}", output.status);
     }
-    Ok(serde_json::from_slice(&output.stdout)?)
+    let cpu_ms: Vec<u64> = cluster
+        .cpu_ms()
+        .iter()
+        .zip(cpu_before)
+        .map(|(after, before)| after.saturating_sub(before))
+        .collect();
+    let mut report: Value = serde_json::from_slice(&output.stdout)?;
+    // Node CPU over the whole run divided by every op acknowledged in it
+    // (warm-up included), so both sides cover the same interval.
+    let acknowledged = report["acknowledged_including_warmup"]
+        .as_u64()
+        .unwrap_or(0);
+    let per_1k: Vec<f64> = cpu_ms
+        .iter()
+        .map(|ms| {
+            if acknowledged == 0 {
+                0.0
+            } else {
+                (*ms as f64 * 1000.0 / acknowledged as f64 * 10.0).round() / 10.0
+            }
+        })
+        .collect();
+    report["node_cpu_ms"] = json!(cpu_ms);
+    report["node_cpu_ms_per_1k_ops"] = json!(per_1k);
+    Ok(report)
 }
 
 /// Kill the leader, time until the first acknowledged write through a
@@ -271,6 +296,8 @@ fn criterion_estimates(root: &Path) -> Value {
     for (name, path) in [
         ("apply_component", "apply_100B_put/component"),
         ("apply_native", "apply_100B_put/native"),
+        ("counter_component", "apply_counter_add/component"),
+        ("counter_native", "apply_counter_add/native"),
         ("worker_one_per_call", "worker/apply_one_per_call"),
         ("worker_batch_of_64", "worker/apply_batch_of_64"),
         ("compile_kv", "load_kv/compile"),
@@ -309,16 +336,28 @@ fn machine() -> Value {
     json!({"cores": cores, "memory": memory, "cpu": cpu, "os": std::env::consts::OS})
 }
 
+/// "total (node, node, …)" of the per-node CPU costs.
+fn cpu_column(per_node: &Value) -> String {
+    let costs: Vec<f64> = per_node
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_f64)
+        .collect();
+    let listed: Vec<String> = costs.iter().map(|ms| format!("{ms:.0}")).collect();
+    format!("{:.0} ({})", costs.iter().sum::<f64>(), listed.join(", "))
+}
+
 fn render(report: &Value) -> String {
     let mut lines = vec![
-        "| workload | target | clients | ops/s | p50 | p99 | max | errors |".to_string(),
-        "|---|---|---:|---:|---:|---:|---:|---:|".to_string(),
+        "| workload | target | clients | ops/s | p50 | p99 | max | errors | node CPU ms per 1k ops |".to_string(),
+        "|---|---|---:|---:|---:|---:|---:|---:|---|".to_string(),
     ];
     for row in report["load"].as_array().into_iter().flatten() {
         let load = &row["report"];
         let ms = |key: &str| format!("{:.2} ms", load[key].as_f64().unwrap_or(0.0) / 1000.0);
         lines.push(format!(
-            "| {} | {} | {} | {:.0} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {:.0} | {} | {} | {} | {} | {} |",
             row["workload"].as_str().unwrap_or_default(),
             row["target"].as_str().unwrap_or_default(),
             load["clients"],
@@ -327,6 +366,7 @@ fn render(report: &Value) -> String {
             ms("latency_us_p99"),
             ms("latency_us_max"),
             load["errors"],
+            cpu_column(&load["node_cpu_ms_per_1k_ops"]),
         ));
     }
     let plugin = &report["plugin_path_ns"];
@@ -340,6 +380,11 @@ fn render(report: &Value) -> String {
         if native > 0.0 { component / native } else { 0.0 },
         plugin["worker_one_per_call"],
         plugin["worker_batch_of_64"].as_f64().map_or(0.0, |batch| batch / 64.0).round(),
+    ));
+    lines.push(format!(
+        "Fixed cost of a call into the component (counter `{{\"add\":1}}`): component {:.0} ns, native {:.0} ns.",
+        plugin["counter_component"].as_f64().unwrap_or(0.0),
+        plugin["counter_native"].as_f64().unwrap_or(0.0),
     ));
     lines.push(format!(
         "kv.wasm: compile {:.1} ms, instantiate {:.1} µs, load from the compiled cache {:.1} ms.",

@@ -222,6 +222,29 @@ impl LocalCluster {
     }
 
     /// Resident memory of each running node, KiB.
+    /// CPU time (user + system) each running node has used so far, in ms.
+    pub fn cpu_ms(&self) -> Vec<u64> {
+        let ticks_per_second = clock_ticks_per_second();
+        self.nodes
+            .iter()
+            .filter_map(|node| node.process.as_ref())
+            .map(|child| {
+                std::fs::read_to_string(format!("/proc/{}/stat", child.id()))
+                    .ok()
+                    .and_then(|stat| {
+                        // Fields after the command name, which may hold spaces:
+                        // utime and stime are the 12th and 13th of them.
+                        let fields: Vec<&str> =
+                            stat.rsplit_once(')')?.1.split_whitespace().collect();
+                        let user: u64 = fields.get(11)?.parse().ok()?;
+                        let system: u64 = fields.get(12)?.parse().ok()?;
+                        Some((user + system) * 1000 / ticks_per_second)
+                    })
+                    .unwrap_or(0)
+            })
+            .collect()
+    }
+
     pub fn rss_kib(&self) -> Vec<u64> {
         self.nodes
             .iter()
@@ -239,6 +262,18 @@ impl LocalCluster {
             })
             .collect()
     }
+}
+
+/// The kernel's clock tick rate for /proc CPU times (100 on Linux unless
+/// `getconf` says otherwise).
+fn clock_ticks_per_second() -> u64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|output| String::from_utf8(output.stdout).ok()?.trim().parse().ok())
+        .filter(|ticks| *ticks > 0)
+        .unwrap_or(100)
 }
 
 impl Drop for LocalCluster {
