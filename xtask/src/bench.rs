@@ -1,13 +1,14 @@
 //! `cargo xtask bench [--quick] [--nodes N] [--clients 1,16,64,256] [--value-bytes B] [--duration 10s]`:
 //! builds in release, starts a cluster on loopback with the kv plugin,
 //! drives it with `clusterhost bench` (writes to the leader and spread over
-//! all nodes, linearizable and stale reads), measures failover, stops
+//! all nodes, linearizable and stale reads), measures a hot-swap under
+//! writes with about 10 MB of state and failover, stops
 //! everything it started, runs the criterion plugin-path benchmark, and
 //! writes `target/bench/report.md` and `report.json`.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
@@ -16,6 +17,14 @@ use crate::local_cluster::{LocalCluster, WAIT_TIMEOUT};
 use crate::{command, plugins, toolchain};
 /// Failover measurements taken (the median is reported).
 const FAILOVER_RUNS: usize = 3;
+/// Keys and value size of the state built before the hot-swap measurement:
+/// 4,000 × 2,560 bytes, about 10 MB.
+const HOT_SWAP_KEYS: u64 = 4_000;
+const HOT_SWAP_VALUE_BYTES: usize = 2_560;
+/// Writing clients kept busy across the deploy.
+const HOT_SWAP_CLIENTS: u64 = 4;
+/// How far into the measured window of those clients the deploy starts.
+const HOT_SWAP_DEPLOY_AFTER: Duration = Duration::from_secs(3);
 
 struct Settings {
     quick: bool,
@@ -106,6 +115,12 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         .iter()
         .map(|node| directory_bytes(&node.data_dir))
         .collect();
+    let writes_acknowledged: u64 = results
+        .iter()
+        .filter(|row| row["workload"] == "write")
+        .filter_map(|row| row["report"]["acknowledged_including_warmup"].as_u64())
+        .sum();
+    let hot_swap = hot_swap(&cluster, &root.join("target/plugins/kv_v2.wasm"))?;
     let failover = if settings.nodes >= 3 {
         failover(&mut cluster, if settings.quick { 1 } else { FAILOVER_RUNS })?
     } else {
@@ -141,6 +156,8 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         "rss_kib_per_node_idle": rss_idle,
         "rss_kib_per_node_after_writes": rss_loaded,
         "data_dir_bytes_per_node": data_dir_bytes,
+        "writes_acknowledged_before_data_dir": writes_acknowledged,
+        "hot_swap": hot_swap,
         "failover_ms": failover,
         "plugin_path_ns": plugin_path,
     });
@@ -229,6 +246,83 @@ fn load(
     report["node_cpu_ms"] = json!(cpu_ms);
     report["node_cpu_ms_per_1k_ops"] = json!(per_1k);
     Ok(report)
+}
+
+/// Build about 10 MB of kv state, keep clients writing, deploy kv_v2 in the
+/// middle of their run: how long the deploy takes and the longest write.
+fn hot_swap(cluster: &LocalCluster, kv_v2: &Path) -> Result<Value> {
+    let leader = cluster.nodes[cluster.leader()?].endpoint.clone();
+    let keys = HOT_SWAP_KEYS.to_string();
+    let value_bytes = HOT_SWAP_VALUE_BYTES.to_string();
+    eprintln!("\n== hot-swap: filling {HOT_SWAP_KEYS} keys of {HOT_SWAP_VALUE_BYTES} bytes");
+    let fill = cluster
+        .command()
+        .args([
+            "bench",
+            "--json",
+            "--clients",
+            "64",
+            "--duration",
+            "6s",
+            "--warmup",
+            "0s",
+        ])
+        .args([
+            "--keys",
+            &keys,
+            "--value-bytes",
+            &value_bytes,
+            "-e",
+            &leader,
+        ])
+        .stderr(Stdio::null())
+        .output()?;
+    anyhow::ensure!(fill.status.success(), "filling the state failed");
+    eprintln!("== hot-swap: deploying kv_v2 while {HOT_SWAP_CLIENTS} clients write");
+    let writers = cluster
+        .command()
+        .args([
+            "bench",
+            "--json",
+            "--clients",
+            &HOT_SWAP_CLIENTS.to_string(),
+        ])
+        .args(["--duration", "8s", "--warmup", "1s"])
+        .args([
+            "--keys",
+            &keys,
+            "--value-bytes",
+            &value_bytes,
+            "-e",
+            &leader,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    // A load schedule, not a wait for a condition: the deploy must land
+    // inside the writers' measured window.
+    std::thread::sleep(Duration::from_secs(1) + HOT_SWAP_DEPLOY_AFTER);
+    let started = Instant::now();
+    let deployed = cluster
+        .command()
+        .args(["plugin", "deploy", "-e", &leader])
+        .arg(kv_v2)
+        .stdout(Stdio::null())
+        .status()?;
+    let deploy_ms = started.elapsed().as_millis();
+    let output = writers.wait_with_output()?;
+    anyhow::ensure!(deployed.success(), "plugin deploy failed");
+    anyhow::ensure!(output.status.success(), "the writers failed");
+    let writes: Value = serde_json::from_slice(&output.stdout)?;
+    eprintln!(
+        "hot-swap: deploy {deploy_ms} ms, longest write {} µs",
+        writes["latency_us_max"]
+    );
+    Ok(json!({
+        "state_bytes": HOT_SWAP_KEYS * HOT_SWAP_VALUE_BYTES as u64,
+        "deploy_ms": deploy_ms,
+        "writes": writes,
+    }))
 }
 
 /// Kill the leader, time until the first acknowledged write through a
@@ -396,9 +490,19 @@ fn render(report: &Value) -> String {
         "Failover (kill -9 leader → first acknowledged write), ms: {}.",
         report["failover_ms"]
     ));
+    let hot_swap = &report["hot_swap"];
     lines.push(format!(
-        "RSS per node, KiB: idle {}, after the write runs {}. Data dir per node after the runs, bytes: {}.",
-        report["rss_kib_per_node_idle"], report["rss_kib_per_node_after_writes"], report["data_dir_bytes_per_node"]
+        "Hot-swap kv → kv_v2 with {:.1} MB of state under {} writing clients: deploy {} ms end to end; writes across it: max {:.1} ms, p99 {:.1} ms, {} errors.",
+        hot_swap["state_bytes"].as_f64().unwrap_or(0.0) / 1e6,
+        hot_swap["writes"]["clients"],
+        hot_swap["deploy_ms"],
+        hot_swap["writes"]["latency_us_max"].as_f64().unwrap_or(0.0) / 1e3,
+        hot_swap["writes"]["latency_us_p99"].as_f64().unwrap_or(0.0) / 1e3,
+        hot_swap["writes"]["errors"],
+    ));
+    lines.push(format!(
+        "RSS per node, KiB: idle {}, after the write runs {}. Data dir per node after {} acknowledged writes (snapshots and purging keep it bounded), bytes: {}.",
+        report["rss_kib_per_node_idle"], report["rss_kib_per_node_after_writes"], report["writes_acknowledged_before_data_dir"], report["data_dir_bytes_per_node"]
     ));
     lines.push(format!("Machine: {}.", report["machine"]));
     lines.join("\n")

@@ -63,12 +63,6 @@ pub(super) enum Job {
     },
 }
 
-impl Job {
-    fn is_durable_change(&self) -> bool {
-        !matches!(self, Job::Committed(_))
-    }
-}
-
 /// Entries handed to the writer but not yet on disk, by index. Readers look
 /// here first: an entry leaves the tail only after the transaction holding
 /// it has committed, so a reader always finds it in one place or the other.
@@ -145,7 +139,6 @@ fn commit_group(
     if durable.is_empty() {
         return;
     }
-    debug_assert!(durable.iter().all(Job::is_durable_change));
     let result = write(database, &durable, committed.take());
     for job in durable {
         let outcome = match &result {
