@@ -252,50 +252,13 @@ fn load(
 /// middle of their run: how long the deploy takes and the longest write.
 fn hot_swap(cluster: &LocalCluster, kv_v2: &Path) -> Result<Value> {
     let leader = cluster.nodes[cluster.leader()?].endpoint.clone();
-    let keys = HOT_SWAP_KEYS.to_string();
-    let value_bytes = HOT_SWAP_VALUE_BYTES.to_string();
     eprintln!("\n== hot-swap: filling {HOT_SWAP_KEYS} keys of {HOT_SWAP_VALUE_BYTES} bytes");
-    let fill = cluster
-        .command()
-        .args([
-            "bench",
-            "--json",
-            "--clients",
-            "64",
-            "--duration",
-            "6s",
-            "--warmup",
-            "0s",
-        ])
-        .args([
-            "--keys",
-            &keys,
-            "--value-bytes",
-            &value_bytes,
-            "-e",
-            &leader,
-        ])
+    let fill = hot_swap_writers(cluster, &leader, 64, "6s", "0s")
         .stderr(Stdio::null())
         .output()?;
     anyhow::ensure!(fill.status.success(), "filling the state failed");
     eprintln!("== hot-swap: deploying kv_v2 while {HOT_SWAP_CLIENTS} clients write");
-    let writers = cluster
-        .command()
-        .args([
-            "bench",
-            "--json",
-            "--clients",
-            &HOT_SWAP_CLIENTS.to_string(),
-        ])
-        .args(["--duration", "8s", "--warmup", "1s"])
-        .args([
-            "--keys",
-            &keys,
-            "--value-bytes",
-            &value_bytes,
-            "-e",
-            &leader,
-        ])
+    let writers = hot_swap_writers(cluster, &leader, HOT_SWAP_CLIENTS, "8s", "1s")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()?;
@@ -323,6 +286,24 @@ fn hot_swap(cluster: &LocalCluster, kv_v2: &Path) -> Result<Value> {
         "deploy_ms": deploy_ms,
         "writes": writes,
     }))
+}
+
+/// `clusterhost bench` writing the hot-swap key space on `leader`.
+fn hot_swap_writers(
+    cluster: &LocalCluster,
+    leader: &str,
+    clients: u64,
+    duration: &str,
+    warmup: &str,
+) -> Command {
+    let mut command = cluster.command();
+    command
+        .args(["bench", "--json", "--clients", &clients.to_string()])
+        .args(["--duration", duration, "--warmup", warmup])
+        .args(["--keys", &HOT_SWAP_KEYS.to_string()])
+        .args(["--value-bytes", &HOT_SWAP_VALUE_BYTES.to_string()])
+        .args(["-e", leader]);
+    command
 }
 
 /// Kill the leader, time until the first acknowledged write through a

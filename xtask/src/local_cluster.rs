@@ -221,43 +221,36 @@ impl LocalCluster {
         Ok(())
     }
 
-    /// Resident memory of each running node, KiB.
     /// CPU time (user + system) each running node has used so far, in ms.
     pub fn cpu_ms(&self) -> Vec<u64> {
         let ticks_per_second = clock_ticks_per_second();
-        self.nodes
-            .iter()
-            .filter_map(|node| node.process.as_ref())
-            .map(|child| {
-                std::fs::read_to_string(format!("/proc/{}/stat", child.id()))
-                    .ok()
-                    .and_then(|stat| {
-                        // Fields after the command name, which may hold spaces:
-                        // utime and stime are the 12th and 13th of them.
-                        let fields: Vec<&str> =
-                            stat.rsplit_once(')')?.1.split_whitespace().collect();
-                        let user: u64 = fields.get(11)?.parse().ok()?;
-                        let system: u64 = fields.get(12)?.parse().ok()?;
-                        Some((user + system) * 1000 / ticks_per_second)
-                    })
-                    .unwrap_or(0)
-            })
-            .collect()
+        self.per_node_proc("stat", |stat| {
+            // Fields after the command name, which may hold spaces: utime
+            // and stime are the 12th and 13th of them.
+            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            let user: u64 = fields.get(11)?.parse().ok()?;
+            let system: u64 = fields.get(12)?.parse().ok()?;
+            Some((user + system) * 1000 / ticks_per_second)
+        })
     }
 
+    /// Resident memory of each running node, KiB.
     pub fn rss_kib(&self) -> Vec<u64> {
+        self.per_node_proc("status", |status| {
+            let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+            line.split_whitespace().nth(1)?.parse().ok()
+        })
+    }
+
+    /// `/proc/<pid>/<file>` of each running node, parsed (0 when unreadable).
+    fn per_node_proc(&self, file: &str, parse: impl Fn(&str) -> Option<u64>) -> Vec<u64> {
         self.nodes
             .iter()
             .filter_map(|node| node.process.as_ref())
             .map(|child| {
-                std::fs::read_to_string(format!("/proc/{}/status", child.id()))
+                std::fs::read_to_string(format!("/proc/{}/{file}", child.id()))
                     .ok()
-                    .and_then(|status| {
-                        status
-                            .lines()
-                            .find(|line| line.starts_with("VmRSS:"))
-                            .and_then(|line| line.split_whitespace().nth(1)?.parse().ok())
-                    })
+                    .and_then(|text| parse(&text))
                     .unwrap_or(0)
             })
             .collect()
