@@ -3,19 +3,33 @@
 //! Each process is one node. The user's state machine is a WebAssembly
 //! component implementing the WIT world in `wit/`, replicated by Raft.
 //!
-//! Layout, one module per concern, each hiding one dependency:
-//! - [`limits`]: every bound, as named constants.
-//! - [`plugin`]: the deterministic wasm runtime (wasmtime lives only here).
-//! - [`consensus`]: Raft (openraft lives only here and in [`storage`]).
-//! - [`storage`]: the data dir, the redb log, snapshot files.
-//! - [`api`]: gRPC services and client (tonic).
+//! Layout, one module per concern; each outside dependency lives in one:
+//! - [`cli`]: the command line (clap).
 //! - [`node`]: wiring a node together, and taking it down.
-//! - [`cli`]: the command line.
+//! - [`api`]: the public gRPC service (tonic): handlers, routing to the
+//!   leader, status reports.
+//! - [`membership`]: gossip-driven Raft membership: pure decisions and the
+//!   loop that carries them out; leaving.
+//! - [`discovery`]: gossip (chitchat).
+//! - [`consensus`]: Raft (openraft), its log and state machine, and the
+//!   internal Raft transport (tonic).
+//! - [`storage`]: the data dir, the log database (redb), snapshot files.
+//! - [`plugin`]: the deterministic wasm runtime (wasmtime).
+//! - [`limits`]: every bound and timing, as named constants.
+//! - [`loadgen`]: the load generator behind `clusterhost bench`.
+//!
+//! Modules only use modules below them in this list (cli → node → api →
+//! membership → discovery → consensus → storage → plugin → limits).
+//!
+//! One write, file by file: `cli/commands.rs` (`apply`) → the
+//! `clusterhost-client` crate → `api/cluster_service.rs` (`apply`) →
+//! `api/leader.rs` (serve here or forward, per `api/routing.rs`) →
+//! `consensus/handle.rs` (`propose_command`) → `consensus/state_machine.rs`
+//! (`apply`) → `plugin/worker.rs` → the plugin's `apply`.
 
 pub mod api;
 pub mod cli;
 pub mod consensus;
-pub mod deploy;
 pub mod discovery;
 pub mod limits;
 pub mod loadgen;

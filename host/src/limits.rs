@@ -1,8 +1,20 @@
-//! Every bound the host enforces, in one place, with its unit in its name.
+//! Every bound the host enforces and every timing it keeps, in one place,
+//! with its unit in its name.
 //!
 //! Defaults live here as constants; the ones a user may change are carried in
-//! [`PluginLimits`] and [`crate::node::NodeConfig`] and validated once at startup.
-//! Relationships between limits are checked at compile time.
+//! [`PluginLimits`] and `node::NodeConfig`, validated once at startup
+//! (`NodeConfig::validate`). Relationships between limits are checked at
+//! compile time. Bounds the public API's two sides share are defined by the
+//! client crate and re-exported here.
+
+use std::time::Duration;
+
+pub use clusterhost_client::limits::{
+    CLIENT_GRPC_MESSAGE_BYTES_MAX, COMMAND_BYTES_MAX, DEPLOY_TIMEOUT, PLUGIN_UPLOAD_CHUNK_BYTES,
+    QUERY_BYTES_MAX, REQUEST_TIMEOUT,
+};
+
+// ---- The plugin sandbox ----------------------------------------------------
 
 /// Fuel one plugin call may burn before it is stopped. Fuel counts wasm
 /// instructions, so the same call with the same input stops at the same point
@@ -16,11 +28,15 @@ pub const PLUGIN_FUEL_PER_BULK_CALL: u64 = 50_000_000_000;
 /// Largest linear memory one plugin instance may grow to, in bytes.
 pub const PLUGIN_MEMORY_BYTES_MAX: usize = 512 * 1024 * 1024;
 
-/// Largest command a client may propose, in bytes.
-pub const COMMAND_BYTES_MAX: usize = 1024 * 1024;
+/// Largest value of `--plugin-memory-mib`.
+pub const PLUGIN_MEMORY_MIB_FLAG_MAX: u64 = 4096;
 
-/// Largest query request, in bytes.
-pub const QUERY_BYTES_MAX: usize = 1024 * 1024;
+/// Instances, tables and linear memories one plugin store may create.
+pub const PLUGIN_INSTANCES_MAX: usize = 64;
+/// Tables per plugin store.
+pub const PLUGIN_TABLES_MAX: usize = 64;
+/// Linear memories per plugin store.
+pub const PLUGIN_MEMORIES_MAX: usize = 64;
 
 /// Largest response a plugin may return from `apply` or `query`, in bytes.
 /// A larger response fails the call identically on every replica.
@@ -42,9 +58,6 @@ pub const PLUGIN_HISTORY_RECORDS_MAX: usize = 64;
 /// Previous plugin versions kept (bytes included) for rollback.
 pub const PLUGIN_VERSIONS_RETAINED: usize = 2;
 
-/// Bytes per chunk when a plugin is uploaded.
-pub const PLUGIN_UPLOAD_CHUNK_BYTES: usize = 256 * 1024;
-
 /// The plugin runtime journals every entry applied since its last base
 /// snapshot, so that it can rebuild a trapped instance by replay. It takes a
 /// new base once the journal holds this many times the base's size...
@@ -60,9 +73,14 @@ pub const REPLAY_JOURNAL_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// vector header), so many tiny commands still count against the budget.
 pub const REPLAY_JOURNAL_ENTRY_OVERHEAD_BYTES: usize = 48;
 
-/// Largest gRPC message on the client (Cluster) service, in bytes: a command
-/// plus framing.
-pub const CLIENT_GRPC_MESSAGE_BYTES_MAX: usize = COMMAND_BYTES_MAX + 64 * 1024;
+/// Deploy entries queued for compiling ahead of apply; more are compiled at
+/// apply time instead.
+pub const PRECOMPILE_QUEUE_DEPTH: usize = 4;
+
+/// Jobs queued for the plugin worker thread before callers wait.
+pub const PLUGIN_QUEUE_DEPTH: usize = 1024;
+
+// ---- Raft and the log ------------------------------------------------------
 
 /// Largest gRPC message on the internal Raft service: a batch of entries or a
 /// whole snapshot with the plugin inside.
@@ -75,32 +93,6 @@ pub const SNAPSHOT_EVERY_ENTRIES_DEFAULT: u64 = 10_000;
 /// catch up by log rather than by snapshot.
 pub const LOG_ENTRIES_KEPT_BEHIND_SNAPSHOT: u64 = 1_000;
 
-/// Deploy entries queued for compiling ahead of apply; more are compiled at
-/// apply time instead.
-pub const PRECOMPILE_QUEUE_DEPTH: usize = 4;
-
-/// Jobs queued for the plugin worker thread before callers wait.
-pub const PLUGIN_QUEUE_DEPTH: usize = 1024;
-
-/// How long a client request waits for a leader or a result, in milliseconds.
-pub const CLIENT_REQUEST_TIMEOUT_MS: u64 = 10_000;
-
-/// A learner within this many entries of the leader counts as caught up
-/// for promotion to voter.
-pub const PROMOTION_LAG_ENTRIES_MAX: u64 = 100;
-
-/// Raft heartbeat interval, in milliseconds.
-pub const RAFT_HEARTBEAT_INTERVAL_MS: u64 = 150;
-
-/// Raft election timeout range, in milliseconds.
-pub const RAFT_ELECTION_TIMEOUT_MIN_MS: u64 = 600;
-/// Upper end of the election timeout range, in milliseconds.
-pub const RAFT_ELECTION_TIMEOUT_MAX_MS: u64 = 1_200;
-
-/// How long sending a whole snapshot (plugin included) to a peer may take,
-/// in milliseconds.
-pub const RAFT_INSTALL_SNAPSHOT_TIMEOUT_MS: u64 = 60_000;
-
 /// Log changes the log writer folds into one transaction (one fsync) at
 /// most; bounds the time one group keeps later appends waiting.
 pub const LOG_GROUP_COMMIT_JOBS_MAX: usize = 1024;
@@ -108,16 +100,98 @@ pub const LOG_GROUP_COMMIT_JOBS_MAX: usize = 1024;
 /// Entries per AppendEntries request.
 pub const RAFT_APPEND_ENTRIES_MAX: u64 = 512;
 
+/// Raft heartbeat interval.
+pub const RAFT_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(150);
+
+/// Raft election timeout range: lower end...
+pub const RAFT_ELECTION_TIMEOUT_MIN: Duration = Duration::from_millis(600);
+/// ...and upper end.
+pub const RAFT_ELECTION_TIMEOUT_MAX: Duration = Duration::from_millis(1_200);
+
+/// How long sending a whole snapshot (plugin included) to a peer may take.
+pub const RAFT_INSTALL_SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Shortest time a Raft RPC is given before it counts as failed: openraft's
+/// own budgets (a heartbeat interval for appends) are tighter than a busy
+/// but healthy peer needs.
+pub const RAFT_RPC_TIMEOUT_MIN: Duration = Duration::from_secs(2);
+
+/// How long to wait for a TCP connection to a peer's Raft service.
+pub const RAFT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+// ---- Serving clients -------------------------------------------------------
+
+/// Longest pause between attempts to reach a leader while a request waits
+/// for one (a leader change wakes it sooner).
+pub const LEADER_RETRY_INTERVAL: Duration = Duration::from_millis(100);
+
+/// A voter that acknowledged a leader heartbeat within this window counts
+/// as alive for `health`.
+pub const HEALTH_CONTACT_WINDOW: Duration = Duration::from_secs(3);
+
+// ---- Membership --------------------------------------------------------------
+
+/// How often the membership loop gossips this node's state and, on the
+/// leader, reconciles Raft membership with gossip.
+pub const RECONCILE_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Longest a single membership change may take before the loop moves on.
+pub const MEMBERSHIP_CHANGE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a leadership transfer may take.
+pub const LEADER_TRANSFER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A learner within this many entries of the leader counts as caught up
+/// for promotion to voter.
+pub const PROMOTION_LAG_ENTRIES_MAX: u64 = 100;
+
+/// Most voters a cluster may be configured for (`--voter-cap`,
+/// `--min-voters`).
+pub const VOTERS_MAX: u64 = 9;
+
+/// Default most voters.
+pub const VOTER_CAP_DEFAULT: u64 = 5;
+
+/// Default time a learner must be healthy and caught up before it votes
+/// (`--stabilization`, as the flag's default is written).
+pub const STABILIZATION_DEFAULT: &str = "5s";
+
+/// Default time a member must be dead before the leader may remove it
+/// (`--dead-grace`, as the flag's default is written).
+pub const DEAD_GRACE_DEFAULT: &str = "5m";
+
+// ---- Gossip --------------------------------------------------------------------
+
+/// How often a node gossips with a peer.
+pub const GOSSIP_INTERVAL: Duration = Duration::from_millis(250);
+
+/// How long a dead node's gossip state is kept before it is forgotten.
+pub const GOSSIP_DEAD_NODE_FORGET_AFTER: Duration = Duration::from_secs(3600);
+
+/// phi-accrual threshold above which a node is considered dead.
+pub const GOSSIP_PHI_THRESHOLD: f64 = 8.0;
+
+/// Heartbeat intervals the failure detector remembers.
+pub const GOSSIP_FAILURE_DETECTOR_WINDOW: usize = 1_000;
+
+/// Heartbeat gaps longer than this are not learned from.
+pub const GOSSIP_FAILURE_DETECTOR_MAX_INTERVAL: Duration = Duration::from_secs(10);
+
 const _: () = assert!(PLUGIN_FUEL_PER_CALL <= PLUGIN_FUEL_PER_BULK_CALL);
-const _: () = assert!(COMMAND_BYTES_MAX < CLIENT_GRPC_MESSAGE_BYTES_MAX);
-const _: () = assert!(QUERY_BYTES_MAX < CLIENT_GRPC_MESSAGE_BYTES_MAX);
 const _: () = assert!(RESPONSE_BYTES_MAX < RAFT_GRPC_MESSAGE_BYTES_MAX);
+const _: () = assert!(COMMAND_BYTES_MAX < RAFT_GRPC_MESSAGE_BYTES_MAX);
 const _: () = assert!(SNAPSHOT_BYTES_MAX + PLUGIN_BYTES_MAX < RAFT_GRPC_MESSAGE_BYTES_MAX);
 const _: () = assert!(COMMAND_BYTES_MAX <= REPLAY_JOURNAL_BYTES_MAX);
 const _: () = assert!(REPLAY_JOURNAL_BYTES_MIN <= REPLAY_JOURNAL_BYTES_MAX);
-const _: () = assert!(RAFT_HEARTBEAT_INTERVAL_MS * 3 <= RAFT_ELECTION_TIMEOUT_MIN_MS);
-const _: () = assert!(RAFT_ELECTION_TIMEOUT_MIN_MS < RAFT_ELECTION_TIMEOUT_MAX_MS);
+const _: () = assert!(PLUGIN_MEMORY_BYTES_MAX as u64 <= PLUGIN_MEMORY_MIB_FLAG_MAX * 1024 * 1024);
+const _: () =
+    assert!(RAFT_HEARTBEAT_INTERVAL.as_millis() * 3 <= RAFT_ELECTION_TIMEOUT_MIN.as_millis());
+const _: () =
+    assert!(RAFT_ELECTION_TIMEOUT_MIN.as_millis() < RAFT_ELECTION_TIMEOUT_MAX.as_millis());
 const _: () = assert!(LOG_ENTRIES_KEPT_BEHIND_SNAPSHOT < SNAPSHOT_EVERY_ENTRIES_DEFAULT);
+const _: () = assert!(LEADER_RETRY_INTERVAL.as_millis() < REQUEST_TIMEOUT.as_millis());
+const _: () = assert!(HEALTH_CONTACT_WINDOW.as_millis() > RAFT_ELECTION_TIMEOUT_MAX.as_millis());
+const _: () = assert!(VOTER_CAP_DEFAULT <= VOTERS_MAX);
 
 /// The bounds applied to every plugin call. Configurable per node, but every
 /// replica of a cluster must use the same values or replicas may disagree on

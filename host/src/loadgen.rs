@@ -6,8 +6,23 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::api::client::Client;
-use crate::api::proto::{self, apply_response, query_response};
+use clusterhost_client::Client;
+use clusterhost_client::proto::{self, apply_response, query_response};
+
+/// Concurrent clients by default, and at most.
+pub const BENCH_CLIENTS_DEFAULT: u64 = 16;
+/// Most concurrent clients (each holds a connection).
+pub const BENCH_CLIENTS_MAX: u64 = 4096;
+/// Measured time by default.
+pub const BENCH_DURATION_DEFAULT: &str = "10s";
+/// Warm-up before measuring, by default.
+pub const BENCH_WARMUP_DEFAULT: &str = "2s";
+/// Value size by default, in bytes.
+pub const BENCH_VALUE_BYTES_DEFAULT: usize = 256;
+/// Distinct keys by default.
+pub const BENCH_KEYS_DEFAULT: u64 = 10_000;
+/// How often progress is printed.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What each client does in a loop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -116,7 +131,7 @@ pub async fn run(config: LoadConfig) -> anyhow::Result<LoadReport> {
     let mut last = 0;
     while started.elapsed() < config.duration {
         tokio::time::sleep(
-            Duration::from_secs(1).min(config.duration.saturating_sub(started.elapsed())),
+            PROGRESS_INTERVAL.min(config.duration.saturating_sub(started.elapsed())),
         )
         .await;
         let now = acknowledged.load(Ordering::Relaxed);

@@ -1,5 +1,7 @@
 //! [`TestCluster`]: real `clusterhost` processes with their own loopback
-//! ports and temp data dirs, owned by the test and killed when it ends.
+//! ports and data dirs, owned by the test (or tool) and killed when it ends.
+//! Starting and stopping nodes is here; looking at them is in
+//! [`crate::observe`].
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -7,11 +9,8 @@ use std::process::ExitStatus;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use clusterhost::api::client::Client;
-use clusterhost::api::proto::StatusResponse;
-use serde_json::Value;
-
-use crate::cli::{CLI_TIMEOUT, CliOutput, run_cli, tail};
+use crate::cli::tail;
+use crate::node::{Node, NodeOptions};
 use crate::paths::clusterhost_binary;
 use crate::process::Process;
 use crate::wait::wait_for;
@@ -29,134 +28,33 @@ pub const LOG_TAIL_BYTES: usize = 8 * 1024;
 /// Attempts to start a node when its freshly picked port was taken meanwhile.
 const PORT_COLLISION_ATTEMPTS: u32 = 3;
 
-/// Flags for one node's `clusterhost run`, beyond the ones the harness sets
-/// (`--data-dir`, `--listen`, `--gossip`, `--plugin`, `--bootstrap`).
-#[derive(Debug, Clone, Default)]
-pub struct NodeOptions {
-    /// `--snapshot-every`.
-    pub snapshot_every: Option<u64>,
-    /// `--log-keep`.
-    pub log_keep: Option<u64>,
-    /// `--plugin-fuel`.
-    pub plugin_fuel: Option<u64>,
-    /// `--plugin-memory-mib`.
-    pub plugin_memory_mib: Option<u64>,
-    /// `--node-id` (readable ids in tests; random when omitted).
-    pub node_id: Option<u64>,
-    /// `--stabilization`: how long a learner stays healthy before promotion.
-    pub stabilization: Option<Duration>,
-    /// `--dead-grace`: how long a member is dead before it may be removed.
-    pub dead_grace: Option<Duration>,
-    /// Anything else, appended as given.
-    pub extra_args: Vec<String>,
+/// Where a cluster keeps its nodes' directories.
+enum Root {
+    /// A temp dir, deleted with the cluster (tests).
+    Temporary(tempfile::TempDir),
+    /// A directory that outlives it (the demo and benchmarks).
+    Kept(PathBuf),
 }
 
-impl NodeOptions {
-    fn args(&self) -> Vec<String> {
-        let mut args = Vec::new();
-        let flags = [
-            ("--snapshot-every", self.snapshot_every),
-            ("--log-keep", self.log_keep),
-            ("--plugin-fuel", self.plugin_fuel),
-            ("--plugin-memory-mib", self.plugin_memory_mib),
-        ];
-        for (flag, value) in flags {
-            if let Some(value) = value {
-                args.extend([flag.to_string(), value.to_string()]);
-            }
+impl Root {
+    fn path(&self) -> &Path {
+        match self {
+            Root::Temporary(directory) => directory.path(),
+            Root::Kept(path) => path,
         }
-        if let Some(node_id) = self.node_id {
-            args.extend(["--node-id".to_string(), node_id.to_string()]);
-        }
-        let durations = [
-            ("--stabilization", self.stabilization),
-            ("--dead-grace", self.dead_grace),
-        ];
-        for (flag, value) in durations {
-            if let Some(value) = value {
-                args.extend([flag.to_string(), format!("{}ms", value.as_millis())]);
-            }
-        }
-        args.extend(self.extra_args.iter().cloned());
-        args
     }
 }
 
-/// One node of the cluster: its directory, addresses and (when running) process.
-pub struct Node {
-    index: usize,
-    directory: PathBuf,
-    listen: SocketAddr,
-    gossip: SocketAddr,
-    options: NodeOptions,
-    /// Gossip addresses passed as `--join` on every start (kept across
-    /// restarts, as an operator keeps a node's flags).
-    join: Vec<String>,
-    /// The node id, learned from its first status (it never changes).
-    node_id: Mutex<Option<u64>>,
-    process: Option<Process>,
-    /// Highest `applied_index` seen from the current process; it must never
-    /// go backwards while the process lives.
-    applied_floor: Mutex<u64>,
-}
-
-impl Node {
-    /// The gRPC address clients use (`host:port`).
-    pub fn endpoint(&self) -> String {
-        self.listen.to_string()
-    }
-
-    /// The UDP gossip address (what other nodes `--join`).
-    pub fn gossip_addr(&self) -> SocketAddr {
-        self.gossip
-    }
-
-    /// The node's id, once it has been seen ready (see
-    /// [`TestCluster::wait_ready`]).
-    pub fn node_id(&self) -> Option<u64> {
-        *self.node_id.lock().expect("node id lock")
-    }
-
-    /// The node's `--data-dir`.
-    pub fn data_dir(&self) -> PathBuf {
-        self.directory.join("data")
-    }
-
-    /// The file the node's stdout and stderr go to, across restarts.
-    pub fn log_path(&self) -> PathBuf {
-        self.directory.join("node.log")
-    }
-
-    /// Everything the node has logged so far (all starts).
-    pub fn log(&self) -> String {
-        std::fs::read(self.log_path())
-            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
-            .unwrap_or_default()
-    }
-
-    /// Whether a process is running for this node.
-    pub fn is_running(&self) -> bool {
-        self.process
-            .as_ref()
-            .is_some_and(|process| process.try_exit().is_none())
-    }
-
-    /// The process id, while running.
-    pub fn pid(&self) -> Option<u32> {
-        self.process.as_ref().map(Process::pid)
-    }
-}
-
-/// Real `clusterhost` processes, ports and temp dirs, owned by one test.
+/// Real `clusterhost` processes, ports and data dirs, owned by one test.
 /// Dropping it SIGKILLs every node; if the test is failing, it prints the
 /// tail of every node's log first.
 pub struct TestCluster {
-    nodes: Vec<Node>,
-    root: tempfile::TempDir,
+    pub(crate) nodes: Vec<Node>,
+    root: Root,
 }
 
 impl TestCluster {
-    /// A cluster with no nodes yet.
+    /// A cluster with no nodes yet, in a temp dir.
     pub fn new() -> Self {
         let root = tempfile::Builder::new()
             .prefix("clusterhost-e2e-")
@@ -164,7 +62,17 @@ impl TestCluster {
             .expect("create the cluster's temp dir");
         Self {
             nodes: Vec::new(),
-            root,
+            root: Root::Temporary(root),
+        }
+    }
+
+    /// A cluster with no nodes yet whose directories and logs are kept in
+    /// `directory` (created if missing) after it is dropped.
+    pub fn in_directory(directory: &Path) -> Self {
+        std::fs::create_dir_all(directory).expect("create the cluster's directory");
+        Self {
+            nodes: Vec::new(),
+            root: Root::Kept(directory.to_path_buf()),
         }
     }
 
@@ -178,13 +86,19 @@ impl TestCluster {
     /// as leader.
     pub async fn start_bootstrap_with(plugin: &Path, options: NodeOptions) -> Self {
         let mut cluster = Self::new();
-        let node = cluster.add_node(options);
+        cluster.bootstrap_node(plugin, options).await;
+        cluster
+    }
+
+    /// Add a node that bootstraps a new cluster with `plugin` and wait until
+    /// it leads. Returns its index.
+    pub async fn bootstrap_node(&mut self, plugin: &Path, options: NodeOptions) -> usize {
+        let node = self.add_node(options);
         let plugin = plugin.to_string_lossy().into_owned();
-        cluster
-            .launch(node, &["--plugin", &plugin, "--bootstrap"])
+        self.launch(node, &["--plugin", &plugin, "--bootstrap"])
             .await;
-        cluster.wait_ready(node).await;
-        cluster
+        self.wait_ready(node).await;
+        node
     }
 
     /// Reserve a directory and loopback ports for a new node, without
@@ -299,74 +213,6 @@ impl TestCluster {
             self.nodes[n].gossip = gossip;
         }
         panic!("node {n}: no free port after {PORT_COLLISION_ATTEMPTS} attempts");
-    }
-
-    /// Wait until node `n` serves: its status answers, it knows a leader and
-    /// runs a plugin. Returns that status. Panics (with its log) if the
-    /// process exits meanwhile.
-    pub async fn wait_ready(&self, n: usize) -> clusterhost::api::proto::StatusResponse {
-        let node = self.node(n);
-        let process = node.process.clone().expect("node is running");
-        let endpoint = node.endpoint();
-        let status = wait_for(
-            &format!("node {n} to know a leader and run a plugin"),
-            START_TIMEOUT,
-            || {
-                let process = process.clone();
-                let endpoint = endpoint.clone();
-                async move {
-                    if let Some(exit) = process.try_exit() {
-                        return Ok(Err(exit));
-                    }
-                    let mut client = Client::connect(&endpoint)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    let status = client.status().await.map_err(|e| e.to_string())?;
-                    if status.leader_id.is_none() || status.plugin_digest.is_empty() {
-                        return Err(format!(
-                            "role {}, leader {:?}, plugin {:?}",
-                            status.role, status.leader_id, status.plugin_digest
-                        ));
-                    }
-                    Ok(Ok(status))
-                }
-            },
-        )
-        .await;
-        let status = status.unwrap_or_else(|exit| {
-            panic!(
-                "node {n} exited before it was ready ({exit}); its log:\n{}",
-                tail(&node.log(), LOG_TAIL_BYTES)
-            )
-        });
-        *node.node_id.lock().expect("node id lock") = Some(status.node_id);
-        status
-    }
-
-    /// Wait until some running node reports itself leader and return its index.
-    pub async fn wait_for_leader(&self) -> usize {
-        let running = self.running();
-        let endpoints: Vec<(usize, String)> = running
-            .iter()
-            .map(|&n| (n, self.node(n).endpoint()))
-            .collect();
-        wait_for("a leader among the running nodes", START_TIMEOUT, || {
-            let endpoints = endpoints.clone();
-            async move {
-                for (n, endpoint) in endpoints {
-                    let Ok(mut client) = Client::connect(&endpoint).await else {
-                        continue;
-                    };
-                    if let Ok(status) = client.status().await
-                        && status.role == "leader"
-                    {
-                        return Some(n);
-                    }
-                }
-                None
-            }
-        })
-        .await
     }
 
     /// SIGKILL node `n` (no chance to flush or say goodbye) and reap it.
@@ -496,139 +342,6 @@ impl TestCluster {
         .await;
         self.nodes[n].process = None;
         status
-    }
-
-    /// Node `n`'s status over gRPC, or why it could not be had (for polling;
-    /// [`Self::status`] is the CLI's stable JSON).
-    pub async fn try_status(&self, n: usize) -> Result<StatusResponse, String> {
-        let mut client = Client::connect(&self.node(n).endpoint())
-            .await
-            .map_err(|error| format!("node {n}: {error}"))?;
-        client
-            .status()
-            .await
-            .map_err(|error| format!("node {n}: {error}"))
-    }
-
-    /// `clusterhost members --json` of node `n`.
-    pub async fn members(&self, n: usize) -> Value {
-        self.cli(n, &["members", "--json"]).await.success_json()
-    }
-
-    /// The index of the node whose id is `node_id`, among nodes seen ready.
-    pub fn index_of(&self, node_id: u64) -> Option<usize> {
-        self.nodes
-            .iter()
-            .find(|node| node.node_id() == Some(node_id))
-            .map(|node| node.index)
-    }
-
-    /// Node `n`'s id; panics if it was never seen ready.
-    #[track_caller]
-    pub fn id_of(&self, n: usize) -> u64 {
-        self.node(n)
-            .node_id()
-            .unwrap_or_else(|| panic!("node {n} was never seen ready"))
-    }
-
-    /// The leader every running node agrees on, as a node index; `Err` says
-    /// why there is none (a node unreachable, no leader, disagreement).
-    pub async fn leader_index(&self) -> Result<usize, String> {
-        let mut leaders = Vec::new();
-        for n in self.running() {
-            let status = self.try_status(n).await?;
-            leaders.push((n, status.leader_id));
-        }
-        let first = leaders.first().ok_or("no running node")?.1;
-        let agreed = leaders.iter().all(|(_, leader)| *leader == first);
-        match first.and_then(|id| self.index_of(id)) {
-            Some(leader) if agreed && self.node(leader).is_running() => Ok(leader),
-            _ => Err(format!("(node, leader id) per running node: {leaders:?}")),
-        }
-    }
-
-    /// Wait until every running node reports the same membership of exactly
-    /// `voters` voters and no learner, and agrees on a leader; returns the
-    /// leader's index.
-    pub async fn wait_for_voters(&self, voters: usize, timeout: Duration) -> usize {
-        wait_for(
-            &format!("every running node to see the same {voters} voters and one leader"),
-            timeout,
-            || async {
-                let mut views = Vec::new();
-                for n in self.running() {
-                    let status = self.try_status(n).await?;
-                    let mut members: Vec<(u64, String)> = status
-                        .members
-                        .iter()
-                        .map(|member| (member.id, member.suffrage.clone()))
-                        .collect();
-                    members.sort();
-                    views.push((n, status.leader_id, members));
-                }
-                let (_, _, first) = views.first().ok_or("no running node")?;
-                let all_voters =
-                    first.len() == voters && first.iter().all(|(_, suffrage)| suffrage == "voter");
-                let same = views.iter().all(|(_, _, members)| members == first);
-                if !(all_voters && same) {
-                    return Err(format!("(node, leader, members) per node: {views:?}"));
-                }
-                self.leader_index().await
-            },
-        )
-        .await
-    }
-
-    /// A gRPC client connected to node `n`.
-    pub async fn client(&self, n: usize) -> Client {
-        let endpoint = self.node(n).endpoint();
-        Client::connect(&endpoint)
-            .await
-            .unwrap_or_else(|error| panic!("connect to node {n}: {error}"))
-    }
-
-    /// Run the real CLI against node `n`: `args` is the subcommand and its
-    /// arguments (`["apply", "{...}"]`); the endpoint is passed through
-    /// `CLUSTERHOST_ENDPOINT`.
-    pub async fn cli(&self, n: usize, args: &[&str]) -> CliOutput {
-        let endpoint = self.node(n).endpoint();
-        run_cli(args, &[("CLUSTERHOST_ENDPOINT", &endpoint)], CLI_TIMEOUT).await
-    }
-
-    /// `clusterhost status --json` of node `n`, checked against the last
-    /// status seen from the same process: `applied_index` never goes back.
-    pub async fn status(&self, n: usize) -> Value {
-        let status = self.cli(n, &["status", "--json"]).await.success_json();
-        let applied = status["applied_index"]
-            .as_u64()
-            .unwrap_or_else(|| panic!("status of node {n} has no applied_index: {status}"));
-        let mut floor = self
-            .node(n)
-            .applied_floor
-            .lock()
-            .expect("applied floor lock");
-        assert!(
-            applied >= *floor,
-            "node {n}: applied_index went back from {} to {applied}",
-            *floor
-        );
-        *floor = applied;
-        status
-    }
-
-    /// The tail of every node's log, for failure reports.
-    pub fn log_tails(&self) -> String {
-        let mut report = String::new();
-        for node in &self.nodes {
-            report.push_str(&format!(
-                "\n======== node {} ({}) log: {} ========\n{}\n",
-                node.index,
-                node.endpoint(),
-                node.log_path().display(),
-                tail(&node.log(), LOG_TAIL_BYTES)
-            ));
-        }
-        report
     }
 }
 

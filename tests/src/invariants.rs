@@ -5,13 +5,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use clusterhost::api::client::Client;
-use clusterhost::api::proto::Consistency;
+use clusterhost_client::Client;
+use clusterhost_client::proto::Consistency;
 use serde_json::Value;
 
 use crate::cluster::TestCluster;
 use crate::kv::scan_all;
-use crate::wait::wait_for;
 
 /// Writes a client saw acknowledged: key → value (kv plugin).
 pub type Acknowledged = BTreeMap<String, String>;
@@ -78,26 +77,7 @@ pub async fn assert_replicas_agree_on(cluster: &TestCluster, queries: &[&str]) -
 async fn compare_replicas(cluster: &TestCluster, read: impl AsyncFn(&mut Client) -> Value) -> u64 {
     let running = cluster.running();
     assert!(!running.is_empty(), "no running node to check");
-    let index = wait_for(
-        "every running node to apply the same index",
-        CONVERGENCE_TIMEOUT,
-        || async {
-            let mut indexes = Vec::new();
-            for &n in &running {
-                let mut client = cluster.client(n).await;
-                let status = client.status().await.map_err(|error| error.to_string())?;
-                indexes.push((status.commit_index, status.applied_index));
-            }
-            let highest_commit = indexes.iter().map(|(commit, _)| *commit).max();
-            let applied: Vec<u64> = indexes.iter().map(|(_, applied)| *applied).collect();
-            if applied.iter().all(|index| Some(*index) == highest_commit) {
-                Ok(applied[0])
-            } else {
-                Err(format!("(commit, applied) per node: {indexes:?}"))
-            }
-        },
-    )
-    .await;
+    let index = cluster.wait_caught_up(CONVERGENCE_TIMEOUT).await;
     let mut states = Vec::new();
     for &n in &running {
         let mut client = cluster.client(n).await;

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use clusterhost::api::client::Client;
-use clusterhost::api::proto::{Consistency, apply_response, query_response};
+use clusterhost_client::Client;
+use clusterhost_client::proto::{Consistency, apply_response, query_response};
 use serde_json::{Value, json};
 
 /// Most items one kv `scan` returns (the plugin's `SCAN_LIMIT_MAX`).

@@ -1,10 +1,16 @@
 //! End-to-end test support for clusterhost: a [`TestCluster`] harness that
-//! owns real `clusterhost` processes (ports, temp data dirs, logs) and kills
+//! owns real `clusterhost` processes (ports, data dirs, logs) and kills
 //! them when the test ends, plus helpers the scenarios in `tests/` share.
+//! The demo and the benchmarks (`cargo xtask demo|bench`) start their
+//! clusters with the same harness.
 //!
 //! Layout:
-//! - [`cluster`]: [`TestCluster`] — start, kill -9, SIGTERM, restart, clients,
-//!   the CLI and status of each node; prints node logs when a test fails.
+//! - [`cluster`]: [`TestCluster`] — start, kill -9, SIGTERM, restart; prints
+//!   node logs when a test fails.
+//! - [`node`]: one node's flags, directory, addresses and process.
+//! - [`observe`]: readiness, leaders, membership, status, clients and the CLI
+//!   of each node.
+//! - [`resources`]: CPU time and memory of each node's process.
 //! - [`process`]: one owned child process.
 //! - [`cli`]: running the real command line; exit codes.
 //! - [`wait`]: [`wait_for`] — poll a condition instead of sleeping.
@@ -23,13 +29,17 @@ pub mod cluster;
 pub mod invariants;
 pub mod kv;
 pub mod load;
+pub mod node;
+pub mod observe;
 pub mod paths;
 pub mod process;
+pub mod resources;
 pub mod wait;
 
 pub use cli::{CliOutput, exit};
-pub use cluster::{NodeOptions, TestCluster};
+pub use cluster::TestCluster;
 pub use invariants::{
     Acknowledged, assert_acknowledged_present, assert_replicas_agree, assert_replicas_agree_on,
 };
+pub use node::NodeOptions;
 pub use wait::wait_for;

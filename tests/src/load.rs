@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use clusterhost::api::client::Client;
-use clusterhost::api::proto::apply_response;
+use clusterhost_client::Client;
+use clusterhost_client::proto::apply_response;
 
 use crate::invariants::Acknowledged;
 use crate::kv;

@@ -20,11 +20,24 @@ pub fn workspace_root() -> &'static Path {
 /// [`BINARY_ENV`]. Panics with the fix when it is missing or older than the
 /// host's sources (cargo does not build another package's binary for our tests).
 pub fn clusterhost_binary() -> &'static Path {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY.get_or_init(|| match locate_binary() {
         Ok(path) => path,
         Err(message) => panic!("{message}"),
     })
+}
+
+/// The binary every cluster of this process runs, once chosen.
+static BINARY: OnceLock<PathBuf> = OnceLock::new();
+
+/// Run `binary` (e.g. a release build, for benchmarks) instead of the one
+/// next to the executable. Must be called before any node starts.
+pub fn use_binary(binary: &Path) -> Result<(), String> {
+    if !binary.is_file() {
+        return Err(format!("{} is not a file", binary.display()));
+    }
+    BINARY
+        .set(binary.to_path_buf())
+        .map_err(|_| "the clusterhost binary was already chosen".to_string())
 }
 
 fn locate_binary() -> Result<PathBuf, String> {

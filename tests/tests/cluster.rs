@@ -10,7 +10,7 @@ use std::io::Write;
 use std::net::{TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
-use clusterhost::api::proto::Consistency;
+use clusterhost_client::proto::Consistency;
 use clusterhost_tests::kv::{self, apply_ok, get_value, scan_all};
 use clusterhost_tests::load::WriteStream;
 use clusterhost_tests::paths::kv_plugin;

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use clusterhost::api::proto::{Consistency, apply_response};
+use clusterhost_client::proto::{Consistency, apply_response};
 use clusterhost_tests::kv::{self, apply_ok, query_ok};
 use clusterhost_tests::load::WriteStream;
 use clusterhost_tests::paths::{kv_plugin, plugin};
@@ -20,8 +20,9 @@ const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest the nodes may take to agree on a deploy's outcome.
 const CONVERGENCE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Fuel for snapshot/restore: small enough that a spinning restore stops
-/// within a second, large enough for kv's real state.
-const BULK_FUEL: u64 = 400_000_000;
+/// within a second, large enough for kv's real state (and no less than the
+/// per-call fuel, as the node requires).
+const BULK_FUEL: u64 = 1_000_000_000;
 
 fn options(node_id: u64) -> NodeOptions {
     NodeOptions {

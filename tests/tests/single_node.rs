@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use clusterhost::api::proto::{Consistency, apply_response};
+use clusterhost_client::proto::{Consistency, apply_response};
 use clusterhost_tests::cli::{CLI_TIMEOUT, run_cli};
 use clusterhost_tests::kv::{self, apply_ok, get_value, query_ok, scan_all};
 use clusterhost_tests::paths::{kv_plugin, misbehave_plugin, plugin, workspace_root};

@@ -13,8 +13,14 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use crate::local_cluster::{LocalCluster, WAIT_TIMEOUT};
+use clusterhost_tests::{NodeOptions, TestCluster, paths};
+
 use crate::{command, plugins, toolchain};
+
+/// How long the cluster gets to reach an expected state.
+const WAIT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Learners vote after this long: a bench cluster forms quickly.
+const STABILIZATION: Duration = Duration::from_secs(1);
 /// Failover measurements taken (the median is reported).
 const FAILOVER_RUNS: usize = 3;
 /// Keys and value size of the state built before the hot-swap measurement:
@@ -80,56 +86,9 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     if out_dir.exists() {
         std::fs::remove_dir_all(&out_dir)?;
     }
-    std::fs::create_dir_all(&out_dir)?;
-    let binary = root.join("target/release/clusterhost");
-    let kv = root.join("target/plugins/kv.wasm");
-    let mut cluster = start_cluster(&binary, &kv, &out_dir, settings.nodes)?;
-
-    let mut results = Vec::new();
-    let leader = cluster.leader()?;
-    let all: Vec<String> = cluster
-        .nodes
-        .iter()
-        .map(|node| node.endpoint.clone())
-        .collect();
-    let leader_endpoint = cluster.nodes[leader].endpoint.clone();
-    let rss_idle = cluster.rss_kib();
-    for &clients in &settings.clients {
-        for (target, endpoints) in [
-            ("leader", vec![leader_endpoint.clone()]),
-            ("all nodes", all.clone()),
-        ] {
-            let report = load(&cluster, "write", clients, &endpoints, &settings)?;
-            results.push(json!({"workload": "write", "target": target, "report": report}));
-        }
-    }
-    let rss_loaded = cluster.rss_kib();
-    for &clients in &settings.clients {
-        for workload in ["read-linearizable", "read-stale"] {
-            let report = load(&cluster, workload, clients, &all, &settings)?;
-            results.push(json!({"workload": workload, "target": "all nodes", "report": report}));
-        }
-    }
-    let data_dir_bytes: Vec<u64> = cluster
-        .nodes
-        .iter()
-        .map(|node| directory_bytes(&node.data_dir))
-        .collect();
-    let writes_acknowledged: u64 = results
-        .iter()
-        .filter(|row| row["workload"] == "write")
-        .filter_map(|row| row["report"]["acknowledged_including_warmup"].as_u64())
-        .sum();
-    let hot_swap = hot_swap(&cluster, &root.join("target/plugins/kv_v2.wasm"))?;
-    let failover = if settings.nodes >= 3 {
-        failover(&mut cluster, if settings.quick { 1 } else { FAILOVER_RUNS })?
-    } else {
-        Vec::new()
-    };
-    for index in 0..settings.nodes {
-        cluster.terminate(index)?;
-    }
-
+    paths::use_binary(&root.join("target/release/clusterhost")).map_err(anyhow::Error::msg)?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let mut report = runtime.block_on(measure_cluster(root, &out_dir, &settings))?;
     command::run(
         Command::new(toolchain::cargo())
             .current_dir(root)
@@ -145,22 +104,8 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
             ])
             .args(["--measurement-time", if settings.quick { "2" } else { "5" }]),
     )?;
-    let plugin_path = criterion_estimates(root);
-
-    let report = json!({
-        "machine": machine(),
-        "nodes": settings.nodes,
-        "value_bytes": settings.value_bytes,
-        "duration": settings.duration,
-        "load": results,
-        "rss_kib_per_node_idle": rss_idle,
-        "rss_kib_per_node_after_writes": rss_loaded,
-        "data_dir_bytes_per_node": data_dir_bytes,
-        "writes_acknowledged_before_data_dir": writes_acknowledged,
-        "hot_swap": hot_swap,
-        "failover_ms": failover,
-        "plugin_path_ns": plugin_path,
-    });
+    report["plugin_path_ns"] = criterion_estimates(root);
+    report["machine"] = machine();
     std::fs::write(
         out_dir.join("report.json"),
         serde_json::to_string_pretty(&report)?,
@@ -175,29 +120,95 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Start a bootstrap node and join the rest to it; wait until all vote.
-fn start_cluster(binary: &Path, kv: &Path, out_dir: &Path, count: usize) -> Result<LocalCluster> {
-    let mut cluster = LocalCluster::new(binary, out_dir, count)?;
-    let kv = kv.to_string_lossy().into_owned();
-    cluster.start(
-        0,
-        &["--plugin", &kv, "--bootstrap", "--stabilization", "1s"],
-    )?;
-    cluster.wait_for("the first node to lead", |cluster| {
-        Ok(cluster.leader().is_ok())
-    })?;
-    let seed = cluster.nodes[0].gossip.clone();
-    for index in 1..count {
-        cluster.start(index, &["--join", &seed, "--stabilization", "1s"])?;
+/// Everything measured on a running cluster, which is stopped afterwards.
+async fn measure_cluster(root: &Path, out_dir: &Path, settings: &Settings) -> Result<Value> {
+    let mut cluster = start_cluster(
+        &root.join("target/plugins/kv.wasm"),
+        out_dir,
+        settings.nodes,
+    )
+    .await;
+    let rss_idle = cluster.rss_kib();
+    let mut results = load_rows(&cluster, settings, &["write"]).await?;
+    let rss_loaded = cluster.rss_kib();
+    results.extend(load_rows(&cluster, settings, &["read-linearizable", "read-stale"]).await?);
+    let data_dir_bytes: Vec<u64> = (0..settings.nodes)
+        .map(|n| directory_bytes(&cluster.node(n).data_dir()))
+        .collect();
+    let writes_acknowledged: u64 = results
+        .iter()
+        .filter(|row| row["workload"] == "write")
+        .filter_map(|row| row["report"]["acknowledged_including_warmup"].as_u64())
+        .sum();
+    let hot_swap = hot_swap(&cluster, &root.join("target/plugins/kv_v2.wasm")).await?;
+    let failover = if settings.nodes >= 3 {
+        failover(&mut cluster, if settings.quick { 1 } else { FAILOVER_RUNS }).await?
+    } else {
+        Vec::new()
+    };
+    for n in 0..settings.nodes {
+        cluster.terminate(n).await;
     }
-    cluster.wait_for("every node to be a voter", |cluster| {
-        cluster.voters_agree(count)
-    })?;
-    Ok(cluster)
+    Ok(json!({
+        "nodes": settings.nodes,
+        "value_bytes": settings.value_bytes,
+        "duration": settings.duration,
+        "load": results,
+        "rss_kib_per_node_idle": rss_idle,
+        "rss_kib_per_node_after_writes": rss_loaded,
+        "data_dir_bytes_per_node": data_dir_bytes,
+        "writes_acknowledged_before_data_dir": writes_acknowledged,
+        "hot_swap": hot_swap,
+        "failover_ms": failover,
+    }))
+}
+
+/// Start a bootstrap node and join the rest to it; wait until all vote.
+async fn start_cluster(kv: &Path, out_dir: &Path, count: usize) -> TestCluster {
+    let options = NodeOptions {
+        stabilization: Some(STABILIZATION),
+        ..NodeOptions::default()
+    };
+    let mut cluster = TestCluster::in_directory(out_dir);
+    cluster.bootstrap_node(kv, options.clone()).await;
+    for _ in 1..count {
+        cluster.start_joining(0, options.clone()).await;
+    }
+    cluster.wait_for_voters(count, WAIT_TIMEOUT).await;
+    cluster
+}
+
+/// Each of `workloads` at every client count; writes both to the leader
+/// and spread over all nodes, reads over all nodes.
+async fn load_rows(
+    cluster: &TestCluster,
+    settings: &Settings,
+    workloads: &[&str],
+) -> Result<Vec<Value>> {
+    let leader = cluster.leader_index().await.map_err(anyhow::Error::msg)?;
+    let all: Vec<String> = cluster
+        .running()
+        .iter()
+        .map(|n| cluster.node(*n).endpoint())
+        .collect();
+    let mut results = Vec::new();
+    for &clients in &settings.clients {
+        for workload in workloads {
+            let mut targets = vec![("all nodes", all.clone())];
+            if *workload == "write" {
+                targets.insert(0, ("leader", vec![cluster.node(leader).endpoint()]));
+            }
+            for (target, endpoints) in targets {
+                let report = load(cluster, workload, clients, &endpoints, settings)?;
+                results.push(json!({"workload": workload, "target": target, "report": report}));
+            }
+        }
+    }
+    Ok(results)
 }
 
 fn load(
-    cluster: &LocalCluster,
+    cluster: &TestCluster,
     workload: &str,
     clients: u64,
     endpoints: &[String],
@@ -208,8 +219,7 @@ fn load(
         endpoints.len()
     );
     let cpu_before = cluster.cpu_ms();
-    let output = cluster
-        .command()
+    let output = Command::new(paths::clusterhost_binary())
         .args(["bench", "--json", "--workload", workload])
         .args(["--clients", &clients.to_string()])
         .args(["--endpoints", &endpoints.join(",")])
@@ -250,24 +260,25 @@ fn load(
 
 /// Build about 10 MB of kv state, keep clients writing, deploy kv_v2 in the
 /// middle of their run: how long the deploy takes and the longest write.
-fn hot_swap(cluster: &LocalCluster, kv_v2: &Path) -> Result<Value> {
-    let leader = cluster.nodes[cluster.leader()?].endpoint.clone();
+async fn hot_swap(cluster: &TestCluster, kv_v2: &Path) -> Result<Value> {
+    let leader = cluster
+        .node(cluster.leader_index().await.map_err(anyhow::Error::msg)?)
+        .endpoint();
     eprintln!("\n== hot-swap: filling {HOT_SWAP_KEYS} keys of {HOT_SWAP_VALUE_BYTES} bytes");
-    let fill = hot_swap_writers(cluster, &leader, 64, "6s", "0s")
+    let fill = hot_swap_writers(&leader, 64, "6s", "0s")
         .stderr(Stdio::null())
         .output()?;
     anyhow::ensure!(fill.status.success(), "filling the state failed");
     eprintln!("== hot-swap: deploying kv_v2 while {HOT_SWAP_CLIENTS} clients write");
-    let writers = hot_swap_writers(cluster, &leader, HOT_SWAP_CLIENTS, "8s", "1s")
+    let writers = hot_swap_writers(&leader, HOT_SWAP_CLIENTS, "8s", "1s")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()?;
     // A load schedule, not a wait for a condition: the deploy must land
     // inside the writers' measured window.
-    std::thread::sleep(Duration::from_secs(1) + HOT_SWAP_DEPLOY_AFTER);
+    tokio::time::sleep(Duration::from_secs(1) + HOT_SWAP_DEPLOY_AFTER).await;
     let started = Instant::now();
-    let deployed = cluster
-        .command()
+    let deployed = Command::new(paths::clusterhost_binary())
         .args(["plugin", "deploy", "-e", &leader])
         .arg(kv_v2)
         .stdout(Stdio::null())
@@ -289,14 +300,8 @@ fn hot_swap(cluster: &LocalCluster, kv_v2: &Path) -> Result<Value> {
 }
 
 /// `clusterhost bench` writing the hot-swap key space on `leader`.
-fn hot_swap_writers(
-    cluster: &LocalCluster,
-    leader: &str,
-    clients: u64,
-    duration: &str,
-    warmup: &str,
-) -> Command {
-    let mut command = cluster.command();
+fn hot_swap_writers(leader: &str, clients: u64, duration: &str, warmup: &str) -> Command {
+    let mut command = Command::new(paths::clusterhost_binary());
     command
         .args(["bench", "--json", "--clients", &clients.to_string()])
         .args(["--duration", duration, "--warmup", warmup])
@@ -308,25 +313,19 @@ fn hot_swap_writers(
 
 /// Kill the leader, time until the first acknowledged write through a
 /// survivor, restart the killed node; `runs` times.
-fn failover(cluster: &mut LocalCluster, runs: usize) -> Result<Vec<u128>> {
+async fn failover(cluster: &mut TestCluster, runs: usize) -> Result<Vec<u128>> {
     let mut times = Vec::new();
+    let count = cluster.nodes().len();
     for _ in 0..runs {
-        let leader = cluster.leader()?;
-        let survivor = (0..cluster.nodes.len())
-            .find(|index| *index != leader)
-            .context("no survivor")?;
-        let survivor_endpoint = cluster.nodes[survivor].endpoint.clone();
-        cluster.kill(leader)?;
+        let leader = cluster.leader_index().await.map_err(anyhow::Error::msg)?;
+        let survivor = (0..count).find(|n| *n != leader).context("no survivor")?;
+        let survivor_endpoint = cluster.node(survivor).endpoint();
+        cluster.kill9(leader);
         let killed = Instant::now();
         loop {
-            let write = cluster
-                .command()
-                .args([
-                    "apply",
-                    "-e",
-                    &survivor_endpoint,
-                    r#"{"put":{"key":"failover","value":"x"}}"#,
-                ])
+            let write = Command::new(paths::clusterhost_binary())
+                .args(["apply", "-e", &survivor_endpoint])
+                .arg(r#"{"put":{"key":"failover","value":"x"}}"#)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status()?;
@@ -340,12 +339,10 @@ fn failover(cluster: &mut LocalCluster, runs: usize) -> Result<Vec<u128>> {
         let elapsed = killed.elapsed().as_millis();
         eprintln!("failover: first acknowledged write {elapsed} ms after kill -9 of the leader");
         times.push(elapsed);
-        let seed = cluster.nodes[survivor].gossip.clone();
-        cluster.start(leader, &["--join", &seed, "--stabilization", "1s"])?;
-        let count = cluster.nodes.len();
-        cluster.wait_for("the killed node to return", |cluster| {
-            Ok(cluster.voters_agree(count)? && cluster.caught_up()?)
-        })?;
+        cluster.set_join(leader, &[survivor]);
+        cluster.restart(leader).await;
+        cluster.wait_for_voters(count, WAIT_TIMEOUT).await;
+        cluster.wait_caught_up(WAIT_TIMEOUT).await;
     }
     Ok(times)
 }

@@ -4,22 +4,27 @@
 //! cluster), writes through a follower, kills the leader with SIGKILL, shows
 //! the new leader with every write intact, restarts the old leader, prints
 //! the members table, deploys kv_v2 live while clients keep writing, and
-//! stops everything it started.
+//! stops everything it started. The cluster is the tests' own harness.
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use clusterhost_tests::cli::CliOutput;
+use clusterhost_tests::paths::clusterhost_binary;
+use clusterhost_tests::{NodeOptions, TestCluster, wait_for};
 
-use crate::local_cluster::LocalCluster;
 use crate::{command, plugins, toolchain};
+
 /// Nodes in the demo cluster.
 const NODES: usize = 3;
 /// Cities written by the demo, one key each.
 const CITIES: [&str; 5] = ["Lisbon", "Oslo", "Quito", "Hanoi", "Dakar"];
 /// The demo's membership timing: quick promotion so it does not wait long.
-const STABILIZATION: &str = "1s";
+const STABILIZATION: Duration = Duration::from_secs(1);
+/// How long the cluster gets to reach each expected state.
+const WAIT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Entry point of `cargo xtask demo`.
 pub fn run(root: &Path, args: &[String]) -> Result<()> {
@@ -35,108 +40,119 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         std::fs::remove_dir_all(&demo_dir)
             .with_context(|| format!("cannot clear {}", demo_dir.display()))?;
     }
-    std::fs::create_dir_all(&demo_dir)?;
-    let mut cluster = LocalCluster::new(&root.join("target/debug/clusterhost"), &demo_dir, NODES)?;
-    let kv = root
-        .join("target/plugins/kv.wasm")
-        .to_string_lossy()
-        .into_owned();
-    let quick = ["--stabilization", STABILIZATION];
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(demo(root, &demo_dir))?;
+    eprintln!("\ndemo finished; node logs are in {}", demo_dir.display());
+    Ok(())
+}
+
+async fn demo(root: &Path, demo_dir: &Path) -> Result<()> {
+    let kv = root.join("target/plugins/kv.wasm");
+    let quick = NodeOptions {
+        stabilization: Some(STABILIZATION),
+        ..NodeOptions::default()
+    };
+    let mut cluster = TestCluster::in_directory(demo_dir);
 
     heading("The plugin: a WebAssembly component implementing clusterhost:fsm/state-machine");
-    cluster.cli(&["plugin", "inspect", &kv])?;
+    show(
+        &cluster
+            .cli_anywhere(&["plugin", "inspect", &kv.to_string_lossy()])
+            .await,
+    )?;
 
-    heading("Start node1 with the kv plugin; node2 and node3 join through gossip (no --plugin)");
-    cluster.start(0, &[&quick[..], &["--plugin", &kv, "--bootstrap"]].concat())?;
-    let seed = cluster.nodes[0].gossip.clone();
-    cluster.start(1, &[&quick[..], &["--join", &seed]].concat())?;
-    let second = cluster.nodes[1].gossip.clone();
-    cluster.start(2, &[&quick[..], &["--join", &second]].concat())?;
-    cluster.wait_for("three voters that agree on a leader", |cluster| {
-        cluster.voters_agree(NODES)
-    })?;
-    cluster.cli(&["status", "-e", &cluster.nodes[1].endpoint])?;
+    heading("Start node 0 with the kv plugin; nodes 1 and 2 join through gossip (no --plugin)");
+    cluster.bootstrap_node(&kv, quick.clone()).await;
+    cluster.start_joining(0, quick.clone()).await;
+    cluster.start_joining(1, quick.clone()).await;
+    let leader = cluster.wait_for_voters(NODES, WAIT_TIMEOUT).await;
+    show(&cluster.cli(1, &["status"]).await)?;
 
-    let leader = cluster.leader()?;
     let follower = (leader + 1) % NODES;
     heading(&format!(
-        "Write through {} (a follower: it forwards to the leader)",
-        cluster.nodes[follower].name
+        "Write through node {follower} (a follower: it forwards to the leader)"
     ));
     for (index, city) in CITIES.iter().enumerate() {
         let command = format!(
             r#"{{"put":{{"key":"city/{}","value":"{city}"}}}}"#,
             index + 1
         );
-        cluster.cli(&["apply", "-e", &cluster.nodes[follower].endpoint, &command])?;
+        show(&cluster.cli(follower, &["apply", &command]).await)?;
     }
 
-    heading(&format!(
-        "kill -9 the leader, {}",
-        cluster.nodes[leader].name
-    ));
-    cluster.kill(leader)?;
+    heading(&format!("kill -9 the leader, node {leader}"));
+    cluster.kill9(leader);
     let started = Instant::now();
-    cluster.wait_for("a new leader", |cluster| {
-        Ok(cluster
-            .leader()
-            .is_ok_and(|new_leader| new_leader != leader))
-    })?;
-    let new_leader = cluster.leader()?;
+    let new_leader = wait_for("a new leader", WAIT_TIMEOUT, || cluster.leader_index()).await;
     eprintln!(
-        "{} leads after {} ms",
-        cluster.nodes[new_leader].name,
+        "node {new_leader} leads after {} ms",
         started.elapsed().as_millis()
     );
     let survivor = (0..NODES)
-        .find(|index| *index != leader && *index != new_leader)
+        .find(|n| *n != leader && *n != new_leader)
         .unwrap_or(new_leader);
-    let survivor_endpoint = cluster.nodes[survivor].endpoint.clone();
-    cluster.cli(&[
-        "apply",
-        "-e",
-        &survivor_endpoint,
-        r#"{"cas":{"key":"city/1","expected":"Lisbon","value":"Porto"}}"#,
-    ])?;
-    cluster.cli(&[
-        "query",
-        "-e",
-        &survivor_endpoint,
-        r#"{"scan":{"prefix":"city/"}}"#,
-    ])?;
+    let swap = r#"{"cas":{"key":"city/1","expected":"Lisbon","value":"Porto"}}"#;
+    show(&cluster.cli(survivor, &["apply", swap]).await)?;
+    show(
+        &cluster
+            .cli(survivor, &["query", r#"{"scan":{"prefix":"city/"}}"#])
+            .await,
+    )?;
 
     heading(&format!(
-        "Restart {} from its data dir; it rejoins and catches up",
-        cluster.nodes[leader].name
+        "Restart node {leader} from its data dir; it rejoins and catches up"
     ));
-    let rejoin = cluster.nodes[new_leader].gossip.clone();
-    cluster.start(leader, &[&quick[..], &["--join", &rejoin]].concat())?;
-    cluster.wait_for(
-        "all three nodes applied the same index",
-        LocalCluster::caught_up,
+    cluster.set_join(leader, &[new_leader]);
+    cluster.restart(leader).await;
+    cluster.wait_caught_up(WAIT_TIMEOUT).await;
+    let city = r#"{"get":{"key":"city/1"}}"#;
+    show(
+        &cluster
+            .cli(leader, &["query", "--consistency", "stale", city])
+            .await,
     )?;
-    let restarted = cluster.nodes[leader].endpoint.clone();
-    cluster.cli(&[
-        "query",
-        "--consistency",
-        "stale",
-        "-e",
-        &restarted,
-        r#"{"get":{"key":"city/1"}}"#,
-    ])?;
-    cluster.wait_for("gossip to see every node alive again", |cluster| {
-        all_alive(cluster, &restarted)
-    })?;
-    cluster.cli(&["members", "-e", &restarted])?;
+    wait_for(
+        "gossip to see every node alive again",
+        WAIT_TIMEOUT,
+        || async {
+            let members = cluster.members(leader).await;
+            let members = members["members"].as_array().cloned().unwrap_or_default();
+            members.len() == NODES && members.iter().all(|member| member["liveness"] == "alive")
+        },
+    )
+    .await;
+    show(&cluster.cli(leader, &["members"]).await)?;
 
+    deploy_under_writes(&cluster, root, leader, follower).await?;
+    show(
+        &cluster
+            .cli(
+                survivor,
+                &["apply", r#"{"put":{"key":"city/1","value":"Braga"}}"#],
+            )
+            .await,
+    )?;
+    show(&cluster.cli(leader, &["query", city]).await)?;
+
+    heading("Stop every node (SIGTERM: the leader hands over leadership first)");
+    for n in 0..NODES {
+        let exit = cluster.terminate(n).await;
+        eprintln!("node {n} exited: {exit}");
+    }
+    Ok(())
+}
+
+/// Deploy kv_v2 through `deploy_on` while four clients keep writing to
+/// every node, then list the history on `list_on`.
+async fn deploy_under_writes(
+    cluster: &TestCluster,
+    root: &Path,
+    deploy_on: usize,
+    list_on: usize,
+) -> Result<()> {
     heading("Deploy kv_v2 (adds per-key versions) live, while 4 clients keep writing");
-    let endpoints: Vec<String> = cluster
-        .nodes
-        .iter()
-        .map(|node| node.endpoint.clone())
-        .collect();
-    let mut writers = cluster
-        .command()
+    let endpoints: Vec<String> = (0..NODES).map(|n| cluster.node(n).endpoint()).collect();
+    let writers = tokio::process::Command::new(clusterhost_binary())
         .args([
             "bench",
             "--clients",
@@ -145,45 +161,33 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
             "4s",
             "--warmup",
             "0s",
-            "--keys",
-            "100",
         ])
-        .args(["--endpoints", &endpoints.join(",")])
-        .spawn()
-        .context("cannot start the background writers")?;
+        .args(["--keys", "100", "--endpoints", &endpoints.join(",")])
+        .status();
     let kv_v2 = root
         .join("target/plugins/kv_v2.wasm")
         .to_string_lossy()
         .into_owned();
-    cluster.cli(&["plugin", "deploy", "-e", &restarted, &kv_v2])?;
-    let writers = writers.wait()?;
+    let deploy_args = ["plugin", "deploy", kv_v2.as_str()];
+    let deploy = cluster.cli(deploy_on, &deploy_args);
+    let (writers, deploy) = tokio::join!(writers, deploy);
+    show(&deploy)?;
+    let writers = writers.context("cannot run the background writers")?;
     anyhow::ensure!(
         writers.success(),
         "the background writers failed: {writers}"
     );
-    cluster.cli(&["plugin", "list", "-e", &cluster.nodes[follower].endpoint])?;
-    cluster.cli(&[
-        "apply",
-        "-e",
-        &survivor_endpoint,
-        r#"{"put":{"key":"city/1","value":"Braga"}}"#,
-    ])?;
-    cluster.cli(&["query", "-e", &restarted, r#"{"get":{"key":"city/1"}}"#])?;
-
-    heading("Stop every node (SIGTERM: the leader hands over leadership first)");
-    for index in 0..NODES {
-        cluster.terminate(index)?;
-    }
-    eprintln!("\ndemo finished; node logs are in {}", demo_dir.display());
-    Ok(())
+    show(&cluster.cli(list_on, &["plugin", "list"]).await)
 }
 
-fn all_alive(cluster: &LocalCluster, endpoint: &str) -> Result<bool> {
-    let members = cluster
-        .json(&["members", "--json", "-e", endpoint])
-        .unwrap_or_default();
-    let members = members["members"].as_array().cloned().unwrap_or_default();
-    Ok(members.len() == NODES && members.iter().all(|member| member["liveness"] == "alive"))
+/// Print a command and what it printed, as a person would have seen it;
+/// fail if it failed.
+fn show(output: &CliOutput) -> Result<()> {
+    eprintln!("$ {}", output.command_line);
+    eprint!("{}", output.stdout);
+    eprint!("{}", output.stderr);
+    anyhow::ensure!(output.code == Some(0), "`{}` failed", output.command_line);
+    Ok(())
 }
 
 fn heading(text: &str) {

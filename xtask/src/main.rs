@@ -9,7 +9,6 @@
 mod bench;
 mod command;
 mod demo;
-mod local_cluster;
 mod plugin_tests;
 mod plugins;
 mod test;

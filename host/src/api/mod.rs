@@ -1,10 +1,19 @@
-//! The gRPC API: the public `Cluster` service, the internal `Raft` service,
-//! and the client the CLI uses. tonic is used nowhere else but
-//! [`crate::consensus::network`], which calls the `Raft` service.
+//! The public gRPC API a node serves (the `Cluster` service of
+//! `clusterhost-client`'s proto). tonic is used here and in
+//! `consensus::transport` (the internal Raft service), nowhere else.
+//!
+//! - [`cluster_service`]: the handlers: decode, call, map errors.
+//! - [`routing`]: where a leader-only request goes, decided purely.
+//! - [`leader`]: the loop that follows those decisions, and forwarding.
+//! - [`report`]: status, members and health as pure functions.
+//! - [`convert`]: node results to API messages and status codes.
+//! - [`server`]: serving the port.
 
-pub mod client;
 pub mod cluster_service;
-pub mod forward;
-pub mod proto;
-pub mod raft_codec;
-pub mod raft_service;
+pub mod convert;
+pub mod leader;
+pub mod report;
+pub mod routing;
+pub mod server;
+
+pub use cluster_service::ClusterService;

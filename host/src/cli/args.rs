@@ -6,16 +6,25 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::limits::{
-    LOG_ENTRIES_KEPT_BEHIND_SNAPSHOT, PLUGIN_FUEL_PER_BULK_CALL, PLUGIN_FUEL_PER_CALL,
-    PLUGIN_MEMORY_BYTES_MAX, SNAPSHOT_EVERY_ENTRIES_DEFAULT,
+use crate::loadgen::{
+    BENCH_CLIENTS_DEFAULT, BENCH_CLIENTS_MAX, BENCH_DURATION_DEFAULT, BENCH_KEYS_DEFAULT,
+    BENCH_VALUE_BYTES_DEFAULT, BENCH_WARMUP_DEFAULT,
 };
 
-/// Default most voters.
-pub const VOTER_CAP_DEFAULT: u64 = 5;
+use crate::limits::{
+    DEAD_GRACE_DEFAULT, LOG_ENTRIES_KEPT_BEHIND_SNAPSHOT, PLUGIN_FUEL_PER_BULK_CALL,
+    PLUGIN_FUEL_PER_CALL, PLUGIN_MEMORY_BYTES_MAX, PLUGIN_MEMORY_MIB_FLAG_MAX,
+    SNAPSHOT_EVERY_ENTRIES_DEFAULT, STABILIZATION_DEFAULT, VOTER_CAP_DEFAULT, VOTERS_MAX,
+};
+
+/// Bytes in a MiB, for `--plugin-memory-mib`.
+const MIB: u64 = 1024 * 1024;
 
 /// Default gRPC address a node listens on, and the CLI talks to.
 pub const DEFAULT_ENDPOINT: &str = "127.0.0.1:7400";
+
+/// Default UDP address a node gossips on.
+pub const DEFAULT_GOSSIP: &str = "127.0.0.1:7401";
 
 /// clusterhost: make any WebAssembly state machine a fault-tolerant cluster.
 #[derive(Debug, Parser)]
@@ -100,18 +109,18 @@ pub struct RunArgs {
     #[arg(long, default_value = "clusterhost")]
     pub cluster_name: String,
     /// Most voters; further nodes stay learners (read replicas).
-    #[arg(long, default_value_t = VOTER_CAP_DEFAULT, value_parser = clap::value_parser!(u64).range(1..=9))]
+    #[arg(long, default_value_t = VOTER_CAP_DEFAULT, value_parser = clap::value_parser!(u64).range(1..=VOTERS_MAX))]
     pub voter_cap: u64,
     /// How long a new node must stay healthy and caught up before it becomes a voter
     /// (e.g. 500ms, 5s, 2m).
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, default_value = STABILIZATION_DEFAULT, value_parser = parse_duration)]
     pub stabilization: Duration,
     /// How long a member must be unreachable before the leader removes it (when the
     /// remaining voters still form a quorum).
-    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, default_value = DEAD_GRACE_DEFAULT, value_parser = parse_duration)]
     pub dead_grace: Duration,
     /// Never remove dead voters below this many.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=9))]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=VOTERS_MAX))]
     pub min_voters: u64,
     /// gRPC address to listen on, for clients and other nodes.
     #[arg(long, default_value = DEFAULT_ENDPOINT)]
@@ -120,7 +129,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub advertise: Option<String>,
     /// UDP address for gossip with other nodes.
-    #[arg(long, default_value = "127.0.0.1:7401")]
+    #[arg(long, default_value = DEFAULT_GOSSIP)]
     pub gossip: SocketAddr,
     /// Raft node id (a positive number). Generated once and remembered when omitted.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
@@ -138,7 +147,7 @@ pub struct RunArgs {
     #[arg(long, default_value_t = PLUGIN_FUEL_PER_BULK_CALL, value_parser = clap::value_parser!(u64).range(1..))]
     pub plugin_bulk_fuel: u64,
     /// Largest linear memory a plugin instance may use, in MiB.
-    #[arg(long, default_value_t = (PLUGIN_MEMORY_BYTES_MAX / (1024 * 1024)) as u64, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    #[arg(long, default_value_t = PLUGIN_MEMORY_BYTES_MAX as u64 / MIB, value_parser = clap::value_parser!(u64).range(1..=PLUGIN_MEMORY_MIB_FLAG_MAX))]
     pub plugin_memory_mib: u64,
     /// Log format on stderr (level via RUST_LOG, default info).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
@@ -203,22 +212,22 @@ pub struct BenchArgs {
     #[arg(long, short = 'e', value_delimiter = ',', default_value = DEFAULT_ENDPOINT)]
     pub endpoints: Vec<String>,
     /// Concurrent clients, one connection each.
-    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    #[arg(long, default_value_t = BENCH_CLIENTS_DEFAULT, value_parser = clap::value_parser!(u64).range(1..=BENCH_CLIENTS_MAX))]
     pub clients: u64,
     /// What the clients do.
     #[arg(long, value_enum, default_value_t = BenchWorkload::Write)]
     pub workload: BenchWorkload,
     /// Measured time (e.g. 10s).
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = BENCH_DURATION_DEFAULT, value_parser = parse_duration)]
     pub duration: Duration,
     /// Warm-up before measuring (not counted).
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, default_value = BENCH_WARMUP_DEFAULT, value_parser = parse_duration)]
     pub warmup: Duration,
     /// Value size in bytes.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = BENCH_VALUE_BYTES_DEFAULT)]
     pub value_bytes: usize,
     /// Distinct keys.
-    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = BENCH_KEYS_DEFAULT, value_parser = clap::value_parser!(u64).range(1..))]
     pub keys: u64,
     /// Print the report as JSON.
     #[arg(long)]
@@ -332,6 +341,18 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("ms").is_err());
+    }
+
+    #[test]
+    fn duration_defaults_parse() {
+        for text in [
+            STABILIZATION_DEFAULT,
+            DEAD_GRACE_DEFAULT,
+            BENCH_DURATION_DEFAULT,
+            BENCH_WARMUP_DEFAULT,
+        ] {
+            assert!(parse_duration(text).is_ok(), "{text}");
+        }
     }
 
     #[test]

@@ -8,8 +8,9 @@ use super::args::{
 };
 use super::output::{StatusJson, render_response, render_status};
 use super::{CliError, ExitCode};
-use crate::api::client::Client;
-use crate::api::proto::{self, apply_response, query_response};
+use clusterhost_client::Client;
+use clusterhost_client::proto::{self, apply_response, query_response};
+
 use crate::limits::{PROMOTION_LAG_ENTRIES_MAX, PluginLimits};
 use crate::membership::reconcile::Policy;
 use crate::node::{self, NodeConfig};
@@ -139,7 +140,7 @@ async fn run(args: RunArgs) -> Result<(), CliError> {
         log_entries_kept: args.log_keep,
         plugin_limits: PluginLimits {
             fuel_per_call: args.plugin_fuel,
-            fuel_per_bulk_call: args.plugin_bulk_fuel.max(args.plugin_fuel),
+            fuel_per_bulk_call: args.plugin_bulk_fuel,
             memory_bytes_max: (args.plugin_memory_mib as usize) * 1024 * 1024,
         },
     };
@@ -149,7 +150,7 @@ async fn run(args: RunArgs) -> Result<(), CliError> {
     let handle = node::start(config, listener)
         .await
         .map_err(|error| CliError::new(ExitCode::Failure, error.to_string()))?;
-    let node_id = handle.context().node_id;
+    let node_id = handle.node_id();
     tracing::info!(node_id, "ready");
     handle.serve_until(shutdown_signal()).await?;
     Ok(())

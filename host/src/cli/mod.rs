@@ -45,9 +45,9 @@ impl CliError {
     }
 }
 
-impl From<crate::api::client::ClientError> for CliError {
-    fn from(error: crate::api::client::ClientError) -> Self {
-        use crate::api::client::ClientError;
+impl From<clusterhost_client::ClientError> for CliError {
+    fn from(error: clusterhost_client::ClientError) -> Self {
+        use clusterhost_client::ClientError;
         use tonic::Code;
         let code = match &error {
             ClientError::Unreachable { .. } => ExitCode::Unavailable,

@@ -1,7 +1,7 @@
 //! How results are printed: plugin responses, the status table, and the
 //! stable status JSON.
 
-use crate::api::proto;
+use clusterhost_client::proto;
 
 /// Render plugin response bytes: pretty JSON when they are JSON, text when
 /// they are UTF-8, hex otherwise.

@@ -1,46 +1,101 @@
-//! Consensus: openraft behind our own seam.
+//! Consensus: openraft behind our own seam. openraft is used nowhere else.
 //!
-//! - [`types`]: the type configuration and aliases every other module uses.
-//! - [`state_machine`]: entries to the plugin; snapshots.
-//! - [`snapshot`]: what a snapshot carries.
-//! - [`network`]: outgoing Raft RPCs over gRPC.
-//!
-//! The log store lives in [`crate::storage::log_store`].
+//! - [`handle`]: [`Consensus`], what the rest of the node calls.
+//! - [`view`]: [`ConsensusView`], Raft's state as plain data.
+//! - [`types`]: the type configuration: entries, responses, members.
+//! - [`log_store`]: the Raft log on the node's log database.
+//! - [`state_machine`]: committed entries to the plugin; snapshots.
+//! - [`swap`]: the plugin-switch decisions at a deploy entry (pure).
+//! - [`plugin_history`]: the replicated record of deploys (pure).
+//! - [`snapshot`]: what a snapshot carries, and its file.
+//! - [`transport`]: Raft messages between nodes over gRPC.
 
-pub mod network;
+pub mod handle;
+pub mod log_store;
 pub mod plugin_history;
 pub mod snapshot;
 pub mod state_machine;
+pub mod swap;
+pub mod transport;
 pub mod types;
+pub mod view;
+
+#[cfg(test)]
+mod conformance;
 
 use std::sync::Arc;
 
+pub use handle::{
+    Consensus, DeployError, MembershipChange, ProposeError, Proposed, ReadIndexError, now_ms,
+};
+pub use log_store::LogStore;
+pub use state_machine::{MachineStatus, StateMachineStore};
+pub use transport::AddressBook;
+pub use types::{DeployReceipt, NodeId, Request, Response};
+pub use view::{ConsensusView, Role, quorum_size};
+
 use crate::limits::{
-    RAFT_APPEND_ENTRIES_MAX, RAFT_ELECTION_TIMEOUT_MAX_MS, RAFT_ELECTION_TIMEOUT_MIN_MS,
-    RAFT_HEARTBEAT_INTERVAL_MS, RAFT_INSTALL_SNAPSHOT_TIMEOUT_MS,
+    RAFT_APPEND_ENTRIES_MAX, RAFT_ELECTION_TIMEOUT_MAX, RAFT_ELECTION_TIMEOUT_MIN,
+    RAFT_HEARTBEAT_INTERVAL, RAFT_INSTALL_SNAPSHOT_TIMEOUT,
 };
 
+/// The openraft handle.
+type Raft = openraft::Raft<types::TypeConfig, StateMachineStore>;
+
+/// Per-node Raft settings.
+#[derive(Debug, Clone)]
+pub struct ConsensusConfig {
+    /// This node's id.
+    pub node_id: NodeId,
+    /// Entries between automatic snapshots.
+    pub snapshot_every_entries: u64,
+    /// Entries kept in the log behind a snapshot.
+    pub log_entries_kept: u64,
+}
+
+/// Start Raft on `log` and `machine`, reaching peers at the addresses in
+/// `addresses` first.
+pub async fn start(
+    config: &ConsensusConfig,
+    log: LogStore,
+    machine: StateMachineStore,
+    addresses: AddressBook,
+) -> Result<Consensus, String> {
+    let raft_config = raft_config(config.snapshot_every_entries, config.log_entries_kept)
+        .map_err(|error| format!("raft configuration: {error}"))?;
+    let raft = Raft::new(
+        config.node_id,
+        raft_config,
+        transport::PeerNetwork::new(addresses.clone()),
+        log,
+        machine,
+    )
+    .await
+    .map_err(|error| format!("cannot start raft: {error}"))?;
+    Ok(Consensus::new(raft, config.node_id, addresses))
+}
+
 /// A copy of the node's current Raft metrics.
-pub fn current_metrics(raft: &types::Raft) -> openraft::RaftMetrics<types::TypeConfig> {
+fn current_metrics(raft: &Raft) -> openraft::RaftMetrics<types::TypeConfig> {
     use openraft::async_runtime::WatchReceiver;
     raft.metrics().borrow_watched().clone()
 }
 
 /// The openraft configuration every node runs with.
-pub fn raft_config(
+fn raft_config(
     snapshot_every_entries: u64,
     log_entries_kept: u64,
 ) -> Result<Arc<openraft::Config>, openraft::ConfigError> {
     let config = openraft::Config {
         cluster_name: "clusterhost".to_string(),
-        heartbeat_interval: RAFT_HEARTBEAT_INTERVAL_MS,
-        election_timeout_min: RAFT_ELECTION_TIMEOUT_MIN_MS,
-        election_timeout_max: RAFT_ELECTION_TIMEOUT_MAX_MS,
+        heartbeat_interval: RAFT_HEARTBEAT_INTERVAL.as_millis() as u64,
+        election_timeout_min: RAFT_ELECTION_TIMEOUT_MIN.as_millis() as u64,
+        election_timeout_max: RAFT_ELECTION_TIMEOUT_MAX.as_millis() as u64,
         max_payload_entries: RAFT_APPEND_ENTRIES_MAX,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(snapshot_every_entries),
         max_in_snapshot_log_to_keep: log_entries_kept,
         enable_pre_vote: Some(true),
-        install_snapshot_timeout: RAFT_INSTALL_SNAPSHOT_TIMEOUT_MS,
+        install_snapshot_timeout: RAFT_INSTALL_SNAPSHOT_TIMEOUT.as_millis() as u64,
         ..Default::default()
     };
     Ok(Arc::new(config.validate()?))

@@ -2,8 +2,8 @@
 //! (blank, membership, deploy) are handled here.
 //!
 //! The machine is transient: the plugin's state lives in its instance, and
-//! on start the node restores the newest snapshot and openraft re-applies the
-//! committed log after it.
+//! on start the node restores the newest snapshot ([`StateMachineStore::open`])
+//! and openraft re-applies the committed log after it.
 
 use std::io;
 use std::sync::Arc;
@@ -14,12 +14,12 @@ use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use tokio::sync::watch;
 
 use super::plugin_history::{DeployRecord, PluginHistory};
-use super::snapshot::{PluginState, SnapshotBody};
+use super::snapshot::{PluginState, SnapshotBody, Snapshots, StoredSnapshot};
+use super::swap::{self, GENESIS_POSITION, Plan};
 use super::types::{
     DeployReceipt, LogId, Request, Response, SnapshotMeta, StoredMembership, TypeConfig,
 };
-use crate::plugin::{EntryPosition, PluginEngine, PluginHandle, PluginSnapshot, RestoreError};
-use crate::storage::snapshot_store::{SnapshotStore, StoredSnapshot};
+use crate::plugin::{EntryPosition, PluginDigest, PluginEngine, PluginHandle};
 
 type Snapshot = openraft::alias::SnapshotOf<TypeConfig, SnapshotBody>;
 type Responder = openraft::storage::ApplyResponder<TypeConfig>;
@@ -36,7 +36,7 @@ pub struct MachineStatus {
     pub plugin_digest: Option<String>,
     /// Size of the running plugin in bytes.
     pub plugin_size_bytes: usize,
-    /// Size of that snapshot file.
+    /// Size of the newest snapshot file.
     pub snapshot_size_bytes: Option<u64>,
 }
 
@@ -45,45 +45,43 @@ pub struct StateMachineStore {
     plugin: PluginHandle,
     history: PluginHistory,
     engine: PluginEngine,
-    snapshots: SnapshotStore,
+    snapshots: Snapshots,
     last_applied: Option<LogId>,
     last_membership: StoredMembership,
     status: Arc<watch::Sender<MachineStatus>>,
 }
 
 impl StateMachineStore {
-    /// A machine whose state is `restored` (the newest snapshot, already
-    /// installed into `plugin`) or empty.
-    pub fn new(
+    /// A machine holding the newest snapshot in `snapshots` (installed into
+    /// `plugin`), or empty when there is none.
+    pub async fn open(
         plugin: PluginHandle,
         engine: PluginEngine,
-        snapshots: SnapshotStore,
-        restored: Option<&StoredSnapshot>,
-    ) -> Self {
-        let (last_applied, last_membership) = match restored {
+        snapshots: Snapshots,
+    ) -> io::Result<Self> {
+        let restored = snapshots.load()?;
+        if let Some(snapshot) = &restored {
+            install_body(&engine, &plugin, &snapshot.body).await?;
+        }
+        let (last_applied, last_membership, history) = match &restored {
             Some(snapshot) => (
                 snapshot.meta.last_log_id,
                 snapshot.meta.last_membership.clone(),
+                snapshot.body.history.clone(),
             ),
-            None => (None, StoredMembership::default()),
+            None => (None, StoredMembership::default(), PluginHistory::default()),
         };
-        let history = restored
-            .map(|snapshot| snapshot.body.history.clone())
-            .unwrap_or_default();
+        let running = restored
+            .as_ref()
+            .and_then(|snapshot| snapshot.body.plugin.as_ref());
         let status = MachineStatus {
             history: history.without_bytes(),
-            rollback_plugin: history
-                .rollback_target()
-                .map(|plugin| Arc::new(plugin.bytes.clone())),
-            plugin_digest: restored
-                .and_then(|snapshot| snapshot.body.plugin.as_ref())
-                .map(|plugin| crate::plugin::PluginDigest::of(&plugin.code).to_hex()),
-            plugin_size_bytes: restored
-                .and_then(|snapshot| snapshot.body.plugin.as_ref())
-                .map_or(0, |plugin| plugin.code.len()),
+            rollback_plugin: rollback_bytes(&history),
+            plugin_digest: running.map(|plugin| PluginDigest::of(&plugin.code).to_hex()),
+            plugin_size_bytes: running.map_or(0, |plugin| plugin.code.len()),
             snapshot_size_bytes: snapshots.size_bytes(),
         };
-        Self {
+        Ok(Self {
             plugin,
             history,
             engine,
@@ -91,7 +89,7 @@ impl StateMachineStore {
             last_applied,
             last_membership,
             status: Arc::new(watch::channel(status).0),
-        }
+        })
     }
 
     /// Status updates published by the machine.
@@ -106,10 +104,9 @@ impl StateMachineStore {
         if pending.is_empty() {
             return Ok(());
         }
-        let batch: Vec<(EntryPosition, Vec<u8>, Option<Responder>)> = std::mem::take(pending);
-        let mut responders = Vec::with_capacity(batch.len());
-        let mut commands = Vec::with_capacity(batch.len());
-        for (position, bytes, responder) in batch {
+        let mut responders = Vec::with_capacity(pending.len());
+        let mut commands = Vec::with_capacity(pending.len());
+        for (position, bytes, responder) in pending.drain(..) {
             commands.push((position, bytes));
             responders.push(responder);
         }
@@ -119,9 +116,7 @@ impl StateMachineStore {
             .await
             .map_err(io::Error::other)?;
         for (outcome, responder) in outcomes.into_iter().zip(responders) {
-            if let Some(responder) = responder {
-                responder.send(Response::Command(outcome));
-            }
+            respond(responder, Response::Command(outcome));
         }
         Ok(())
     }
@@ -137,91 +132,59 @@ impl StateMachineStore {
         index: u64,
         time_ms: u64,
     ) -> io::Result<Result<DeployReceipt, String>> {
-        let size_bytes = bytes.len() as u64;
-        let digest = crate::plugin::PluginDigest::of(&bytes).to_hex();
-        if self.status.borrow().plugin_digest.as_deref() == Some(digest.as_str()) {
-            // Already running: deploying the same plugin again changes nothing
-            // (checked before compiling, which would be wasted).
-            return Ok(Ok(DeployReceipt {
-                version: self.history.cluster_version,
-                digest,
-                index,
-            }));
-        }
-        let code = self.engine.load_off_thread(bytes).await.map_err(|error| {
-                io::Error::other(format!(
-                    "this node cannot run the plugin the cluster deployed at entry {index}, stopping: {error}"
-                ))
-            })?;
         let record = DeployRecord {
             version: None,
-            digest: digest.clone(),
-            size_bytes,
+            digest: PluginDigest::of(&bytes).to_hex(),
+            size_bytes: bytes.len() as u64,
             index,
             time_ms,
             failure: None,
         };
-        let current = self.plugin.snapshot().await.map_err(io::Error::other)?;
-        let (state, previous) = match current {
-            Err(fault) => {
-                let reason = format!("the running plugin could not hand over its state: {fault}");
-                self.history.record_failure(record, reason.clone());
-                self.publish_history();
-                return Ok(Err(reason));
-            }
-            Ok(None) => (None, None),
-            Ok(Some(PluginSnapshot {
-                code,
-                position,
-                state,
-            })) => (
-                Some((position.unwrap_or(GENESIS_POSITION), state)),
-                Some(code.bytes().to_vec()),
-            ),
-        };
-        let outcome = match self
-            .plugin
-            .install(code, state)
-            .await
-            .map_err(io::Error::other)?
+        let running = self.status.borrow().plugin_digest.clone();
+        if let Plan::AlreadyRunning(receipt) =
+            swap::plan(running.as_deref(), &record.digest, &self.history, index)
         {
-            Ok(()) => {
-                let version = self.history.record_success(record, previous);
+            return Ok(Ok(receipt));
+        }
+        let code = self.engine.load_off_thread(bytes).await.map_err(|error| {
+            io::Error::other(format!(
+                "this node cannot run the plugin the cluster deployed at entry {index}, stopping: {error}"
+            ))
+        })?;
+        let handover = swap::handover(self.plugin.snapshot().await.map_err(io::Error::other)?);
+        let (installed, previous) = match handover {
+            Err(reason) => (Err(reason), None),
+            Ok(handover) => {
+                let installed = self
+                    .plugin
+                    .install(code, handover.state)
+                    .await
+                    .map_err(io::Error::other)?
+                    .map_err(swap::restore_failure);
+                (installed, handover.previous)
+            }
+        };
+        let (digest, size_bytes) = (record.digest.clone(), record.size_bytes as usize);
+        let outcome = swap::conclude(&mut self.history, record, previous, installed);
+        match &outcome {
+            Ok(receipt) => {
                 self.status.send_modify(|status| {
                     status.plugin_digest = Some(digest.clone());
-                    status.plugin_size_bytes = size_bytes as usize;
+                    status.plugin_size_bytes = size_bytes;
                 });
-                tracing::info!(digest = %digest, version, index, "plugin deployed");
-                Ok(DeployReceipt {
-                    version,
-                    digest,
-                    index,
-                })
+                tracing::info!(digest = %digest, version = receipt.version, index, "plugin deployed");
             }
-            Err(error) => {
-                let reason = match error {
-                    RestoreError::Refused(reason) => {
-                        format!("the new plugin refused the state: {reason}")
-                    }
-                    RestoreError::Fault(fault) => {
-                        format!("the new plugin failed to take over: {fault}")
-                    }
-                };
+            Err(reason) => {
                 tracing::warn!(index, "deploy failed, the running plugin stays: {reason}");
-                self.history.record_failure(record, reason.clone());
-                Err(reason)
             }
-        };
+        }
         self.publish_history();
         Ok(outcome)
     }
 
     fn publish_history(&self) {
         let history = self.history.without_bytes();
-        let rollback = self
-            .history
-            .rollback_target()
-            .map(|plugin| Arc::new(plugin.bytes.clone()));
+        let rollback = rollback_bytes(&self.history);
         self.status.send_modify(|status| {
             status.history = history;
             status.rollback_plugin = rollback;
@@ -229,12 +192,11 @@ impl StateMachineStore {
     }
 }
 
-/// Position used for a plugin that has applied nothing yet.
-const GENESIS_POSITION: EntryPosition = EntryPosition {
-    index: 0,
-    term: 0,
-    time_ms: 0,
-};
+fn rollback_bytes(history: &PluginHistory) -> Option<Arc<Vec<u8>>> {
+    history
+        .rollback_target()
+        .map(|plugin| Arc::new(plugin.bytes.clone()))
+}
 
 impl RaftStateMachine<TypeConfig> for StateMachineStore {
     type SnapshotData = SnapshotBody;
@@ -284,17 +246,19 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         // instead of stopping the node.
         match self.plugin.snapshot().await {
             Ok(Ok(plugin)) => Some(SnapshotBuilder {
-                meta: SnapshotMeta {
-                    last_log_id: self.last_applied,
-                    last_membership: self.last_membership.clone(),
-                },
-                body: SnapshotBody {
-                    plugin: plugin.map(|snapshot| PluginState {
-                        code: snapshot.code.bytes().to_vec(),
-                        position: snapshot.position,
-                        state: snapshot.state,
-                    }),
-                    history: self.history.clone(),
+                snapshot: StoredSnapshot {
+                    meta: SnapshotMeta {
+                        last_log_id: self.last_applied,
+                        last_membership: self.last_membership.clone(),
+                    },
+                    body: SnapshotBody {
+                        plugin: plugin.map(|snapshot| PluginState {
+                            code: snapshot.code.bytes().to_vec(),
+                            position: snapshot.position,
+                            state: snapshot.state,
+                        }),
+                        history: self.history.clone(),
+                    },
                 },
                 snapshots: self.snapshots.clone(),
                 status: self.status.clone(),
@@ -328,8 +292,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         self.publish_history();
         let plugin = stored.body.plugin.as_ref();
         self.status.send_modify(|status| {
-            status.plugin_digest =
-                plugin.map(|plugin| crate::plugin::PluginDigest::of(&plugin.code).to_hex());
+            status.plugin_digest = plugin.map(|plugin| PluginDigest::of(&plugin.code).to_hex());
             status.plugin_size_bytes = plugin.map_or(0, |plugin| plugin.code.len());
             status.snapshot_size_bytes = self.snapshots.size_bytes();
         });
@@ -346,9 +309,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 }
 
-/// Make `plugin` run the plugin and state in `body`. Used on start-up and
-/// when a snapshot arrives from the leader.
-pub async fn install_body(
+/// Make `plugin` run the plugin and state in `body`: on start-up and when a
+/// snapshot arrives from the leader.
+async fn install_body(
     engine: &PluginEngine,
     plugin: &PluginHandle,
     body: &SnapshotBody,
@@ -378,9 +341,8 @@ fn respond(responder: Option<Responder>, response: Response) {
 
 /// Writes a snapshot whose content was captured by the state machine.
 pub struct SnapshotBuilder {
-    meta: SnapshotMeta,
-    body: SnapshotBody,
-    snapshots: SnapshotStore,
+    snapshot: StoredSnapshot,
+    snapshots: Snapshots,
     status: Arc<watch::Sender<MachineStatus>>,
 }
 
@@ -388,16 +350,12 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     type SnapshotData = SnapshotBody;
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
-        let stored = StoredSnapshot {
-            meta: self.meta.clone(),
-            body: self.body.clone(),
-        };
+        let stored = self.snapshot.clone();
         let snapshots = self.snapshots.clone();
         let stored = tokio::task::spawn_blocking(move || snapshots.save(&stored).map(|()| stored))
             .await
             .map_err(io::Error::other)??;
-        let index = stored.meta.last_log_id.as_ref().map(|log_id| log_id.index);
-        tracing::info!(index, "snapshot written");
+        tracing::info!(index = stored.index(), "snapshot written");
         self.status.send_modify(|status| {
             status.snapshot_size_bytes = self.snapshots.size_bytes();
         });

@@ -1,6 +1,7 @@
 //! The Raft type configuration: what an entry carries, what applying one
-//! returns, and what a member is. Every other module names these aliases,
-//! never openraft's generics, so an openraft upgrade touches this file first.
+//! returns, and what a member is. The rest of `consensus` names these
+//! aliases, never openraft's generics, so an openraft upgrade touches this
+//! file first.
 
 use std::fmt;
 
@@ -107,5 +108,3 @@ pub type Vote = alias::VoteOf<TypeConfig>;
 pub type StoredMembership = alias::StoredMembershipOf<TypeConfig>;
 /// Snapshot metadata.
 pub type SnapshotMeta = alias::SnapshotMetaOf<TypeConfig>;
-/// The Raft handle.
-pub type Raft = openraft::Raft<TypeConfig, super::state_machine::StateMachineStore>;

@@ -7,25 +7,17 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use chitchat::transport::UdpTransport;
 use chitchat::{
     ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig, NodeState, spawn_chitchat,
 };
 
-use crate::consensus::types::NodeId;
-
-/// How often a node gossips with a peer.
-pub const GOSSIP_INTERVAL: Duration = Duration::from_millis(250);
-/// How long a dead node's gossip state is kept before it is forgotten.
-pub const GOSSIP_DEAD_NODE_FORGET_AFTER: Duration = Duration::from_secs(3600);
-/// phi-accrual threshold above which a node is considered dead.
-const PHI_THRESHOLD: f64 = 8.0;
-/// Heartbeat intervals the failure detector remembers.
-const FAILURE_DETECTOR_WINDOW: usize = 1_000;
-/// Heartbeat gaps longer than this are not learned from.
-const FAILURE_DETECTOR_MAX_INTERVAL: Duration = Duration::from_secs(10);
+use crate::consensus::NodeId;
+use crate::limits::{
+    GOSSIP_DEAD_NODE_FORGET_AFTER, GOSSIP_FAILURE_DETECTOR_MAX_INTERVAL,
+    GOSSIP_FAILURE_DETECTOR_WINDOW, GOSSIP_INTERVAL, GOSSIP_PHI_THRESHOLD,
+};
 
 /// Gossip keys every node sets.
 mod keys {
@@ -122,9 +114,9 @@ impl Discovery {
             listen_addr: config.listen_addr,
             seed_nodes: config.seeds.clone(),
             failure_detector_config: FailureDetectorConfig {
-                phi_threshold: PHI_THRESHOLD,
-                sampling_window_size: FAILURE_DETECTOR_WINDOW,
-                max_interval: FAILURE_DETECTOR_MAX_INTERVAL,
+                phi_threshold: GOSSIP_PHI_THRESHOLD,
+                sampling_window_size: GOSSIP_FAILURE_DETECTOR_WINDOW,
+                max_interval: GOSSIP_FAILURE_DETECTOR_MAX_INTERVAL,
                 initial_interval: GOSSIP_INTERVAL,
                 dead_node_grace_period: GOSSIP_DEAD_NODE_FORGET_AFTER,
             },

@@ -1,6 +1,13 @@
-//! Cluster membership driven by gossip: pure decisions in [`reconcile`], the
-//! loop that observes and acts in [`autopilot`].
+//! Cluster membership driven by gossip: pure decisions in [`reconcile`] and
+//! [`bootstrap`], the loop that observes and acts in [`autopilot`], operator
+//! operations in [`operations`] and [`leave`], and this node's own state in
+//! [`local`].
 
 pub mod autopilot;
+pub mod bootstrap;
+pub mod leave;
+pub mod local;
 pub mod operations;
 pub mod reconcile;
+
+pub use local::LocalMember;

@@ -1,16 +1,8 @@
 //! Membership operations run on the leader on an operator's request:
 //! remove a member, transfer leadership, and the leader's part of leaving.
 
-use std::collections::BTreeSet;
-use std::time::Duration;
-
-use openraft::{ChangeMembers, ServerState};
-
-use crate::consensus::current_metrics;
-use crate::consensus::types::{NodeId, Raft};
-
-/// How long a leadership transfer may take.
-pub const TRANSFER_TIMEOUT: Duration = Duration::from_secs(10);
+use crate::consensus::{Consensus, MembershipChange, NodeId, Role};
+use crate::limits::LEADER_TRANSFER_TIMEOUT;
 
 /// Why an operation was refused.
 #[derive(Debug, thiserror::Error)]
@@ -27,53 +19,44 @@ pub enum OperationError {
 }
 
 /// Remove `node_id` from the membership (a voter first loses its vote).
-pub async fn remove_member(raft: &Raft, node_id: NodeId) -> Result<(), OperationError> {
-    let metrics = current_metrics(raft);
-    let membership = metrics.membership_config.membership();
-    if membership.get_node(&node_id).is_none() {
+/// Runs on the leader.
+pub async fn remove_member(consensus: &Consensus, node_id: NodeId) -> Result<(), OperationError> {
+    let view = consensus.view();
+    let Some(member) = view.members.get(&node_id) else {
         return Err(OperationError::UnknownNode(node_id));
-    }
-    let voter = membership.voter_ids().any(|id| id == node_id);
-    let change = if voter {
-        ChangeMembers::RemoveVoters(BTreeSet::from([node_id]))
-    } else {
-        ChangeMembers::RemoveNodes(BTreeSet::from([node_id]))
     };
-    raft.change_membership(change, false)
-        .await
-        .map(|_| ())
-        .map_err(|error| {
-            OperationError::Unavailable(format!("cannot remove node {node_id}: {error}"))
-        })
+    let change = if member.voter {
+        MembershipChange::RemoveVoter(node_id)
+    } else {
+        MembershipChange::RemoveNode(node_id)
+    };
+    consensus.change_membership(change).await.map_err(|error| {
+        OperationError::Unavailable(format!("cannot remove node {node_id}: {error}"))
+    })
 }
 
 /// Move leadership from this node (the leader) to the voter `to`, and wait
 /// until `to` leads.
-pub async fn transfer_leader(raft: &Raft, to: NodeId) -> Result<(), OperationError> {
-    let metrics = current_metrics(raft);
-    let membership = metrics.membership_config.membership();
-    if membership.get_node(&to).is_none() {
+pub async fn transfer_leader(consensus: &Consensus, to: NodeId) -> Result<(), OperationError> {
+    let view = consensus.view();
+    let Some(member) = view.members.get(&to) else {
         return Err(OperationError::UnknownNode(to));
-    }
-    if !membership.voter_ids().any(|id| id == to) {
+    };
+    if !member.voter {
         return Err(OperationError::Invalid(format!(
             "node {to} is a learner; only voters can lead"
         )));
     }
-    if metrics.current_leader == Some(to) {
+    if view.leader == Some(to) {
         return Ok(());
     }
-    raft.trigger()
-        .transfer_leader(to)
+    consensus
+        .start_transfer(to)
         .await
-        .map_err(|error| OperationError::Unavailable(error.to_string()))?;
-    raft.wait(Some(TRANSFER_TIMEOUT))
-        .metrics(
-            |metrics| metrics.current_leader == Some(to),
-            "leadership transfer",
-        )
+        .map_err(OperationError::Unavailable)?;
+    consensus
+        .wait_leader_is(to, LEADER_TRANSFER_TIMEOUT)
         .await
-        .map(|_| ())
         .map_err(|error| {
             OperationError::Unavailable(format!("leadership did not move to {to}: {error}"))
         })
@@ -95,24 +78,17 @@ pub fn best_successor(
 
 /// If this node leads, hand leadership to the best other voter so the
 /// cluster does not wait out an election timeout when it stops.
-pub async fn step_down(raft: &Raft, self_id: NodeId) {
-    let metrics = current_metrics(raft);
-    if metrics.state != ServerState::Leader {
+pub async fn step_down(consensus: &Consensus) {
+    let view = consensus.view();
+    if view.role != Role::Leader {
         return;
     }
-    let voters: Vec<NodeId> = metrics.membership_config.membership().voter_ids().collect();
-    let matched = metrics
-        .replication
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(id, log_id)| (id, log_id.map(|log_id| log_id.index)))
-        .collect();
-    let Some(successor) = best_successor(self_id, &voters, &matched) else {
+    let voters: Vec<NodeId> = view.voters().into_iter().collect();
+    let Some(successor) = best_successor(view.node_id, &voters, &view.matched) else {
         return;
     };
     tracing::info!(successor, "transferring leadership before stopping");
-    if let Err(error) = transfer_leader(raft, successor).await {
+    if let Err(error) = transfer_leader(consensus, successor).await {
         tracing::warn!("leadership transfer before stopping failed: {error}");
     }
 }

@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use crate::consensus::types::NodeId;
+use crate::consensus::{MembershipChange, NodeId, quorum_size};
 
 /// What the reconciler may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,7 +166,8 @@ impl Tracker {
     }
 }
 
-/// The next change to make, if any, and what is being held back.
+/// The next change to make, if any, and what is being held back. The rules
+/// are tried in order; the first that wants a change wins.
 pub fn decide(
     observation: &Observation,
     tracker: &Tracker,
@@ -176,68 +177,95 @@ pub fn decide(
     if observation.change_in_flight {
         return (None, holding);
     }
-    let now = observation.now;
-    let voters: BTreeSet<NodeId> = observation
+    let action = record_moved_member(observation)
+        .or_else(|| remove_departed_learner(observation, tracker, policy))
+        .or_else(|| remove_dead_voter(observation, tracker, policy, &mut holding))
+        .or_else(|| add_new_node(observation))
+        .or_else(|| promote_learner(observation, tracker, policy));
+    (action, holding)
+}
+
+/// Whether `node_id` is alive as the leader sees it (the leader always is).
+fn is_alive(observation: &Observation, node_id: NodeId) -> bool {
+    node_id == observation.leader_id
+        || observation
+            .gossip
+            .get(&node_id)
+            .is_some_and(|gossip| gossip.alive)
+}
+
+/// Whether gossip says `node_id` is leaving.
+fn is_leaving(observation: &Observation, node_id: NodeId) -> bool {
+    observation
+        .gossip
+        .get(&node_id)
+        .is_some_and(|gossip| gossip.leaving)
+}
+
+fn voters(observation: &Observation) -> BTreeSet<NodeId> {
+    observation
         .members
         .iter()
         .filter(|(_, member)| member.voter)
         .map(|(id, _)| *id)
-        .collect();
-    let is_alive = |node_id: &NodeId| {
-        *node_id == observation.leader_id
-            || observation
-                .gossip
-                .get(node_id)
-                .is_some_and(|gossip| gossip.alive)
-    };
+        .collect()
+}
 
-    // A member that came back at a new address is unreachable until the
-    // membership says where it is.
-    for (node_id, member) in &observation.members {
-        if let Some(gossip) = observation.gossip.get(node_id)
-            && gossip.alive
-            && gossip.rpc_addr != member.rpc_addr
-        {
-            return (
-                Some(Action::UpdateAddress {
-                    node_id: *node_id,
-                    rpc_addr: gossip.rpc_addr.clone(),
-                }),
-                holding,
-            );
-        }
-    }
+/// A member that came back at a new address is unreachable until the
+/// membership says where it is.
+fn record_moved_member(observation: &Observation) -> Option<Action> {
+    observation.members.iter().find_map(|(node_id, member)| {
+        let gossip = observation.gossip.get(node_id)?;
+        (gossip.alive && gossip.rpc_addr != member.rpc_addr).then(|| Action::UpdateAddress {
+            node_id: *node_id,
+            rpc_addr: gossip.rpc_addr.clone(),
+        })
+    })
+}
 
-    // Departed and long-dead learners go next: they cost nothing to remove.
-    for (node_id, member) in &observation.members {
-        if member.voter || *node_id == observation.leader_id {
-            continue;
-        }
-        let leaving = observation
-            .gossip
-            .get(node_id)
-            .is_some_and(|gossip| gossip.leaving);
-        let dead_long = tracker
-            .dead_for(*node_id, now)
-            .is_some_and(|dead| dead >= policy.dead_grace);
-        if leaving || dead_long {
-            return (Some(Action::RemoveLearner { node_id: *node_id }), holding);
-        }
-    }
+/// Departed and long-dead learners cost nothing to remove.
+fn remove_departed_learner(
+    observation: &Observation,
+    tracker: &Tracker,
+    policy: &Policy,
+) -> Option<Action> {
+    observation
+        .members
+        .iter()
+        .filter(|(node_id, member)| !member.voter && **node_id != observation.leader_id)
+        .find(|(node_id, _)| {
+            let dead_long = tracker
+                .dead_for(**node_id, observation.now)
+                .is_some_and(|dead| dead >= policy.dead_grace);
+            is_leaving(observation, **node_id) || dead_long
+        })
+        .map(|(node_id, _)| Action::RemoveLearner { node_id: *node_id })
+}
 
-    // Dead voters past the grace period, if quorum allows.
+/// Dead voters past the grace period, if quorum and the minimum allow;
+/// the ones held back are noted in `holding`.
+fn remove_dead_voter(
+    observation: &Observation,
+    tracker: &Tracker,
+    policy: &Policy,
+    holding: &mut Vec<Holding>,
+) -> Option<Action> {
+    let voters = voters(observation);
+    let alive_voters = voters
+        .iter()
+        .filter(|id| is_alive(observation, **id))
+        .count();
+    let quorum = quorum_size(voters.len());
     for node_id in &voters {
         if *node_id == observation.leader_id {
             continue;
         }
-        let Some(dead) = tracker.dead_for(*node_id, now) else {
-            continue;
-        };
-        if dead < policy.dead_grace {
+        let dead_past_grace = tracker
+            .dead_for(*node_id, observation.now)
+            .is_some_and(|dead| dead >= policy.dead_grace);
+        if !dead_past_grace {
             continue;
         }
-        let alive_voters = voters.iter().filter(|id| is_alive(id)).count();
-        let quorum = voters.len() / 2 + 1;
         if alive_voters < quorum {
             holding.push(Holding::CannotRemoveDeadVoter {
                 node_id: *node_id,
@@ -255,44 +283,65 @@ pub fn decide(
             });
             continue;
         }
-        return (Some(Action::RemoveVoter { node_id: *node_id }), holding);
+        return Some(Action::RemoveVoter { node_id: *node_id });
     }
+    None
+}
 
-    // New nodes become learners.
-    for (node_id, gossip) in &observation.gossip {
-        if gossip.alive && !gossip.leaving && !observation.members.contains_key(node_id) {
-            return (
-                Some(Action::AddLearner {
-                    node_id: *node_id,
-                    rpc_addr: gossip.rpc_addr.clone(),
-                }),
-                holding,
-            );
-        }
+/// New live nodes become learners (never one that is leaving).
+fn add_new_node(observation: &Observation) -> Option<Action> {
+    observation
+        .gossip
+        .iter()
+        .find(|(node_id, gossip)| {
+            gossip.alive && !gossip.leaving && !observation.members.contains_key(node_id)
+        })
+        .map(|(node_id, gossip)| Action::AddLearner {
+            node_id: *node_id,
+            rpc_addr: gossip.rpc_addr.clone(),
+        })
+}
+
+/// Healthy, caught-up learners become voters, up to the cap.
+fn promote_learner(
+    observation: &Observation,
+    tracker: &Tracker,
+    policy: &Policy,
+) -> Option<Action> {
+    if voters(observation).len() >= policy.voter_cap {
+        return None;
     }
-
-    // Healthy, caught-up learners become voters, up to the cap.
-    if voters.len() < policy.voter_cap {
-        for (node_id, member) in &observation.members {
-            if member.voter {
-                continue;
-            }
-            let leaving = observation
-                .gossip
-                .get(node_id)
-                .is_some_and(|gossip| gossip.leaving);
+    observation
+        .members
+        .iter()
+        .filter(|(_, member)| !member.voter)
+        .find(|(node_id, member)| {
             let stable = tracker
-                .alive_for(*node_id, now)
+                .alive_for(**node_id, observation.now)
                 .is_some_and(|alive| alive >= policy.stabilization);
             let caught_up = member.matched_index.is_some_and(|matched| {
                 matched + policy.caught_up_lag_entries >= observation.last_log_index
             });
-            if stable && caught_up && !leaving {
-                return (Some(Action::Promote { node_id: *node_id }), holding);
-            }
-        }
+            stable && caught_up && !is_leaving(observation, **node_id)
+        })
+        .map(|(node_id, _)| Action::Promote { node_id: *node_id })
+}
+
+/// The Raft membership change that carries out `action`.
+pub fn membership_change(action: &Action) -> MembershipChange {
+    match action {
+        Action::AddLearner { node_id, rpc_addr } => MembershipChange::AddLearner {
+            node_id: *node_id,
+            rpc_addr: rpc_addr.clone(),
+        },
+        Action::Promote { node_id } => MembershipChange::AddVoter(*node_id),
+        Action::RemoveVoter { node_id } => MembershipChange::RemoveVoter(*node_id),
+        Action::RemoveLearner { node_id } => MembershipChange::RemoveNode(*node_id),
+        Action::UpdateAddress { node_id, rpc_addr } => MembershipChange::SetAddress {
+            node_id: *node_id,
+            rpc_addr: rpc_addr.clone(),
+        },
     }
-    (None, holding)
 }
 
 #[cfg(test)]
@@ -506,5 +555,27 @@ mod tests {
         scenario.set_alive(2, true);
         scenario.observation.change_in_flight = true;
         assert_eq!(scenario.at(0).0, None);
+    }
+
+    #[test]
+    fn every_action_maps_to_one_membership_change() {
+        assert_eq!(
+            membership_change(&Action::Promote { node_id: 2 }),
+            MembershipChange::AddVoter(2)
+        );
+        assert_eq!(
+            membership_change(&Action::RemoveLearner { node_id: 3 }),
+            MembershipChange::RemoveNode(3)
+        );
+        assert_eq!(
+            membership_change(&Action::UpdateAddress {
+                node_id: 4,
+                rpc_addr: "a:1".to_string()
+            }),
+            MembershipChange::SetAddress {
+                node_id: 4,
+                rpc_addr: "a:1".to_string()
+            }
+        );
     }
 }

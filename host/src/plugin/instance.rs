@@ -7,7 +7,10 @@ use wasmtime::{Store, StoreLimitsBuilder, Trap};
 use super::code::{InstanceState, PluginCode, StateMachine, WitEntry};
 use super::rng::CallKind;
 use super::sandbox::{CallContext, build_wasi};
-use crate::limits::{PluginLimits, RESPONSE_BYTES_MAX, SNAPSHOT_BYTES_MAX};
+use crate::limits::{
+    PLUGIN_INSTANCES_MAX, PLUGIN_MEMORIES_MAX, PLUGIN_TABLES_MAX, PluginLimits, RESPONSE_BYTES_MAX,
+    SNAPSHOT_BYTES_MAX,
+};
 
 /// Where an entry sits in the log and when the leader stamped it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -67,9 +70,9 @@ impl PluginInstance {
             table: ResourceTable::new(),
             limits: StoreLimitsBuilder::new()
                 .memory_size(limits.memory_bytes_max)
-                .instances(64)
-                .tables(64)
-                .memories(64)
+                .instances(PLUGIN_INSTANCES_MAX)
+                .tables(PLUGIN_TABLES_MAX)
+                .memories(PLUGIN_MEMORIES_MAX)
                 .trap_on_grow_failure(true)
                 .build(),
         };

@@ -1,9 +1,9 @@
-//! Outgoing Raft RPCs: openraft's network traits over our internal gRPC
+//! Outgoing Raft RPCs: openraft's network traits over the internal gRPC
 //! service. Connections are made lazily and re-made after failures.
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
@@ -12,17 +12,18 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
     TransferLeaderResponse, VoteRequest, VoteResponse,
 };
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use tonic::transport::Channel;
 
-use super::snapshot::SnapshotBody;
-use super::types::{Member, NodeId, TypeConfig, Vote};
-use crate::api::proto::raft_client::RaftClient;
-use crate::api::raft_codec;
+use super::codec;
+use super::proto::RaftCall;
+use super::proto::raft_client::RaftClient;
+use crate::consensus::snapshot::SnapshotBody;
+use crate::consensus::types::{Member, NodeId, TypeConfig, Vote};
+use crate::limits::RAFT_RPC_TIMEOUT_MIN;
 
 type Snapshot = openraft::alias::SnapshotOf<TypeConfig, SnapshotBody>;
-
-/// Shortest time a Raft RPC is given before it counts as failed.
-const RAFT_RPC_TIMEOUT_MIN: Duration = Duration::from_secs(2);
 
 /// Where peers are right now, as gossip last saw them. Gossip learns a
 /// restarted node's new address before the Raft membership can record it
@@ -44,6 +45,58 @@ impl AddressBook {
             .unwrap_or_else(PoisonError::into_inner)
             .get(&node_id)
             .cloned()
+    }
+}
+
+/// Send one `call` to `target` over `client` with `timeout` (at least
+/// [`RAFT_RPC_TIMEOUT_MIN`]) and decode the reply. The peer gets the
+/// deadline too, and this side does not wait past it.
+pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
+    mut client: RaftClient<Channel>,
+    target: NodeId,
+    call: RaftCall,
+    request: &Req,
+    timeout: Duration,
+) -> Result<Resp, tonic::Status> {
+    // openraft's budgets are tight (a heartbeat interval for appends); a
+    // floor keeps a busy but healthy peer from timing out, while a hung
+    // peer still cannot hold replication forever.
+    let timeout = timeout.max(RAFT_RPC_TIMEOUT_MIN);
+    let mut grpc_request = tonic::Request::new(codec::request(call, request, target)?);
+    grpc_request.set_timeout(timeout);
+    let reply = tokio::time::timeout(timeout, client.call(grpc_request))
+        .await
+        .unwrap_or_else(|_| {
+            Err(tonic::Status::deadline_exceeded(format!(
+                "no reply within {timeout:?}"
+            )))
+        })?;
+    codec::decode_reply(reply.get_ref())
+}
+
+/// Cached clients by address, for calls outside replication (reading the
+/// leader's read index).
+#[derive(Default)]
+pub struct Connections(Mutex<HashMap<String, RaftClient<Channel>>>);
+
+impl Connections {
+    /// A client for the node at `rpc_addr`.
+    pub fn get(&self, rpc_addr: &str) -> Result<RaftClient<Channel>, tonic::Status> {
+        let mut clients = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(client) = clients.get(rpc_addr) {
+            return Ok(client.clone());
+        }
+        let client = codec::raft_client(rpc_addr).map_err(tonic::Status::internal)?;
+        clients.insert(rpc_addr.to_string(), client.clone());
+        Ok(client)
+    }
+
+    /// Drop a connection that failed.
+    pub fn forget(&self, rpc_addr: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(rpc_addr);
     }
 }
 
@@ -96,62 +149,33 @@ impl PeerClient {
         if let Some(client) = &self.client {
             return Ok(client.clone());
         }
-        let client = raft_codec::raft_client(&self.rpc_addr).map_err(Unreachable::from_string)?;
+        let client = codec::raft_client(&self.rpc_addr).map_err(Unreachable::from_string)?;
         self.client = Some(client.clone());
         Ok(client)
     }
 
-    /// Send one request and decode the reply; transport failures drop the
-    /// cached connection so the next call reconnects.
-    async fn call<Req, Resp, F, Fut>(
+    /// Send one request; transport failures drop the cached connection so
+    /// the next call reconnects.
+    async fn send<Req: Serialize, Resp: DeserializeOwned>(
         &mut self,
+        kind: RaftCall,
         request: &Req,
-        timeout: Duration,
-        send: F,
-    ) -> Result<Resp, RPCError<TypeConfig>>
-    where
-        Req: serde::Serialize,
-        Resp: serde::de::DeserializeOwned,
-        F: FnOnce(RaftClient<Channel>, tonic::Request<crate::api::proto::RaftMessage>) -> Fut,
-        Fut:
-            Future<Output = Result<tonic::Response<crate::api::proto::RaftMessage>, tonic::Status>>,
-    {
-        let message =
-            raft_codec::encode(request, self.target).map_err(|status| network_error(&status))?;
+        option: RPCOption,
+    ) -> Result<Resp, RPCError<TypeConfig>> {
         let client = self.client()?;
-        // openraft's budgets are tight (a heartbeat interval for appends); a
-        // floor keeps a busy but healthy peer from timing out, while a hung
-        // peer still cannot hold replication forever. The peer gets the
-        // deadline too, and this side does not wait past it.
-        let timeout = timeout.max(RAFT_RPC_TIMEOUT_MIN);
-        let mut grpc_request = tonic::Request::new(message);
-        grpc_request.set_timeout(timeout);
-        let reply = tokio::time::timeout(timeout, send(client, grpc_request))
+        call(client, self.target, kind, request, option.soft_ttl())
             .await
-            .unwrap_or_else(|_| {
-                Err(tonic::Status::deadline_exceeded(format!(
-                    "no reply within {timeout:?}"
-                )))
-            });
-        match reply {
-            Ok(response) => raft_codec::decode_reply(response.get_ref())
-                .map_err(|status| network_error(&status)),
-            Err(status) => {
+            .map_err(|status| {
                 self.client = None;
                 tracing::debug!(target = self.target, "raft rpc failed: {status}");
-                Err(RPCError::Unreachable(Unreachable::from_string(format!(
+                RPCError::Unreachable(Unreachable::from_string(format!(
                     "node {} at {}: {}",
                     self.target,
                     self.rpc_addr,
                     status.message()
-                ))))
-            }
-        }
+                )))
+            })
     }
-}
-
-fn network_error(status: &tonic::Status) -> RPCError<TypeConfig> {
-    RPCError::Network(NetworkError::from_string(status.message().to_string()))
 }
 
 impl RaftNetworkV2<TypeConfig> for PeerClient {
@@ -162,12 +186,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         request: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(
-            &request,
-            option.soft_ttl(),
-            |mut client, message| async move { client.append_entries(message).await },
-        )
-        .await
+        self.send(RaftCall::AppendEntries, &request, option).await
     }
 
     async fn vote(
@@ -175,12 +194,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         request: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(
-            &request,
-            option.soft_ttl(),
-            |mut client, message| async move { client.vote(message).await },
-        )
-        .await
+        self.send(RaftCall::Vote, &request, option).await
     }
 
     async fn pre_vote(
@@ -188,12 +202,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         request: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(
-            &request,
-            option.soft_ttl(),
-            |mut client, message| async move { client.pre_vote(message).await },
-        )
-        .await
+        self.send(RaftCall::PreVote, &request, option).await
     }
 
     async fn full_snapshot(
@@ -204,20 +213,16 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
         let request = (vote, snapshot.meta, snapshot.snapshot);
-        self.call(
-            &request,
-            option.soft_ttl(),
-            |mut client, message| async move { client.install_snapshot(message).await },
-        )
-        .await
-        .map_err(|error| match error {
-            RPCError::Unreachable(unreachable) => StreamingError::Unreachable(unreachable),
-            RPCError::Network(network) => StreamingError::Network(network),
-            RPCError::Timeout(timeout) => StreamingError::Timeout(timeout),
-            RPCError::RemoteError(remote) => {
-                StreamingError::Network(NetworkError::from_string(remote.to_string()))
-            }
-        })
+        self.send(RaftCall::InstallSnapshot, &request, option)
+            .await
+            .map_err(|error| match error {
+                RPCError::Unreachable(unreachable) => StreamingError::Unreachable(unreachable),
+                RPCError::Network(network) => StreamingError::Network(network),
+                RPCError::Timeout(timeout) => StreamingError::Timeout(timeout),
+                RPCError::RemoteError(remote) => {
+                    StreamingError::Network(NetworkError::from_string(remote.to_string()))
+                }
+            })
     }
 
     async fn transfer_leader(
@@ -225,11 +230,6 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         request: TransferLeaderRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(
-            &request,
-            option.soft_ttl(),
-            |mut client, message| async move { client.transfer_leader(message).await },
-        )
-        .await
+        self.send(RaftCall::TransferLeader, &request, option).await
     }
 }

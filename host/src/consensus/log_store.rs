@@ -1,201 +1,77 @@
-//! The Raft log, vote and commit marker in redb.
+//! The Raft log as openraft sees it: entries, vote and commit marker kept in
+//! the node's log database ([`crate::storage::LogDb`]).
 //!
-//! Appends return as soon as the entries are readable; the log writer
-//! thread ([`super::log_writer`]) makes them durable, many appends to one
-//! fsync, and only then tells openraft. A leader therefore replicates an
-//! entry while its own fsync is still running.
+//! Appends return as soon as the entries are readable and are reported to
+//! openraft once the log writer has made them durable, so a leader
+//! replicates an entry while its own fsync is still running. Plugins in
+//! deploy entries are handed to a compiler as they arrive, so the switch at
+//! apply time does not wait for compiling.
 
 use std::fmt::Debug;
 use std::io;
-use std::ops::{Bound, RangeBounds};
+use std::ops::RangeBounds;
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::mpsc::Sender;
-use std::thread::JoinHandle;
 
 use openraft::EntryPayload;
 use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
-use redb::{Database, ReadableDatabase, ReadableTable};
 
-use super::log_writer::{
-    self, COMMITTED_KEY, Job, LAST_PURGED_KEY, LOG_TABLE, META_TABLE, Unflushed, VOTE_KEY,
-};
-use crate::consensus::types::{Entry, LogId, Request, TypeConfig, Vote};
+use super::types::{Entry, LogId, Request, TypeConfig, Vote};
+use crate::storage::{LogDb, LogOpenError, LogRecord};
 
-/// The redb-backed Raft log. Cloning shares the database and the writer.
-#[derive(Clone)]
-pub struct LogStore {
-    shared: Arc<Shared>,
-    precompile: Option<tokio::sync::mpsc::Sender<Vec<u8>>>,
-}
+/// Named values kept beside the entries.
+const VOTE_KEY: &str = "vote";
+const COMMITTED_KEY: &str = "committed";
+const LAST_PURGED_KEY: &str = "last_purged";
 
-/// What every clone shares; dropping the last one stops the writer after it
-/// has written everything queued.
-struct Shared {
-    database: Arc<Database>,
-    unflushed: Unflushed,
-    jobs: Option<Sender<Job>>,
-    writer: Option<JoinHandle<()>>,
-}
+impl LogRecord for Entry {
+    type Id = LogId;
 
-impl Drop for Shared {
-    fn drop(&mut self) {
-        drop(self.jobs.take());
-        if let Some(writer) = self.writer.take()
-            && writer.join().is_err()
-        {
-            tracing::error!("the log writer thread panicked");
-        }
+    fn index(&self) -> u64 {
+        self.log_id.index
+    }
+
+    fn id(&self) -> LogId {
+        self.log_id
+    }
+
+    fn encode(&self) -> io::Result<Vec<u8>> {
+        encode(self)
+    }
+
+    fn decode(bytes: &[u8]) -> io::Result<Self> {
+        decode(bytes)
     }
 }
 
+/// The Raft log. Cloning shares the database and its writer.
+#[derive(Clone)]
+pub struct LogStore {
+    log: LogDb<Entry>,
+    precompile: Option<tokio::sync::mpsc::Sender<Vec<u8>>>,
+}
+
 impl LogStore {
-    /// Open (or create) the log at `path` and start its writer thread.
-    pub fn open(path: &Path) -> Result<Self, redb::Error> {
-        let database = Arc::new(Database::create(path)?);
-        let transaction = database.begin_write()?;
-        transaction.open_table(LOG_TABLE)?;
-        transaction.open_table(META_TABLE)?;
-        transaction.commit()?;
-        let unflushed = Unflushed::default();
-        let (jobs, receiver) = std::sync::mpsc::channel();
-        let writer = {
-            let database = database.clone();
-            let unflushed = unflushed.clone();
-            std::thread::Builder::new()
-                .name("log-writer".to_string())
-                .spawn(move || log_writer::run(database, unflushed, receiver))
-                .map_err(redb::Error::Io)?
-        };
+    /// Open (or create) the log at `path`.
+    pub fn open(path: &Path) -> Result<Self, LogOpenError> {
         Ok(Self {
-            shared: Arc::new(Shared {
-                database,
-                unflushed,
-                jobs: Some(jobs),
-                writer: Some(writer),
-            }),
+            log: LogDb::open(path)?,
             precompile: None,
         })
     }
 
     /// Hand every plugin that arrives in a deploy entry to `precompile` as
-    /// it is appended, so compiling happens before the entry commits and
-    /// the switch at apply time is only snapshot and restore.
+    /// it is appended, so compiling happens before the entry commits.
     pub fn with_precompile(mut self, precompile: tokio::sync::mpsc::Sender<Vec<u8>>) -> Self {
         self.precompile = Some(precompile);
         self
     }
 
-    fn submit(&self, job: Job) -> io::Result<()> {
-        let stopped = || io::Error::other("the log writer has stopped");
-        let jobs = self.shared.jobs.as_ref().ok_or_else(stopped)?;
-        jobs.send(job).map_err(|_| stopped())
-    }
-
-    /// Queue a change and wait until it is on disk.
-    async fn submit_and_wait(&self, job: impl FnOnce(log_writer::Done) -> Job) -> io::Result<()> {
-        let (done, written) = tokio::sync::oneshot::channel();
-        self.submit(job(done))?;
-        written
-            .await
-            .map_err(|_| io::Error::other("the log writer stopped before writing"))?
-    }
-
-    fn read_meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> io::Result<Option<T>> {
-        let transaction = self
-            .shared
-            .database
-            .begin_read()
-            .map_err(io::Error::other)?;
-        let table = transaction
-            .open_table(META_TABLE)
-            .map_err(io::Error::other)?;
-        match table.get(key).map_err(io::Error::other)? {
-            None => Ok(None),
-            Some(value) => decode(value.value()).map(Some),
-        }
-    }
-
-    fn last_entry_log_id(&self) -> io::Result<Option<LogId>> {
-        if let Some((_, entry)) = self.shared.unflushed.lock().last_key_value() {
-            return Ok(Some(entry.log_id));
-        }
-        let transaction = self
-            .shared
-            .database
-            .begin_read()
-            .map_err(io::Error::other)?;
-        let table = transaction
-            .open_table(LOG_TABLE)
-            .map_err(io::Error::other)?;
-        match table.last().map_err(io::Error::other)? {
-            None => Ok(None),
-            Some((_, value)) => {
-                let entry: Entry = decode(value.value())?;
-                Ok(Some(entry.log_id))
-            }
-        }
-    }
-
-    /// Entries in `start..end`: the unflushed tail first, then disk for
-    /// whatever lies below it. The tail is read first because an entry
-    /// leaves it only once it is on disk.
-    fn read_range(&self, start: Bound<u64>, end: Bound<u64>) -> io::Result<Vec<Entry>> {
-        let (tail, tail_first): (Vec<Entry>, Option<u64>) = {
-            let unflushed = self.shared.unflushed.lock();
-            let tail = unflushed
-                .range((start, end))
-                .map(|(_, entry)| entry.clone())
-                .collect();
-            (tail, unflushed.first_key_value().map(|(index, _)| *index))
-        };
-        let disk_end = match tail_first {
-            Some(first) => match end {
-                Bound::Included(last) if last < first => end,
-                Bound::Excluded(last) if last <= first => end,
-                _ => Bound::Excluded(first),
-            },
-            None => end,
-        };
-        let mut entries = Vec::new();
-        if range_is_empty(start, disk_end) {
-            entries.extend(tail);
-            return Ok(entries);
-        }
-        let transaction = self
-            .shared
-            .database
-            .begin_read()
-            .map_err(io::Error::other)?;
-        let table = transaction
-            .open_table(LOG_TABLE)
-            .map_err(io::Error::other)?;
-        for item in table
-            .range::<u64>((start, disk_end))
-            .map_err(io::Error::other)?
-        {
-            let (_, value) = item.map_err(io::Error::other)?;
-            entries.push(decode(value.value())?);
-        }
-        entries.extend(tail);
-        Ok(entries)
+    fn read<T: serde::de::DeserializeOwned>(&self, key: &str) -> io::Result<Option<T>> {
+        self.log.get(key)?.map(|bytes| decode(&bytes)).transpose()
     }
 }
 
-fn range_is_empty(start: Bound<u64>, end: Bound<u64>) -> bool {
-    let first = match start {
-        Bound::Included(index) => index,
-        Bound::Excluded(index) => index.saturating_add(1),
-        Bound::Unbounded => 0,
-    };
-    match end {
-        Bound::Included(last) => last < first,
-        Bound::Excluded(last) => last <= first,
-        Bound::Unbounded => false,
-    }
-}
-
-pub(super) fn encode<T: serde::Serialize>(value: &T) -> io::Result<Vec<u8>> {
+fn encode<T: serde::Serialize>(value: &T) -> io::Result<Vec<u8>> {
     postcard::to_stdvec(value).map_err(io::Error::other)
 }
 
@@ -203,18 +79,19 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> io::Result<T> {
     postcard::from_bytes(bytes).map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))
 }
 
-// Reads below run inline: they touch the page cache for a bounded range
-// (at most one AppendEntries batch), cheaper than moving off the worker.
+// Reads run inline: they touch the page cache for a bounded range (at most
+// one AppendEntries batch), cheaper than moving off the worker.
 impl RaftLogReader<TypeConfig> for LogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, io::Error> {
-        self.read_range(range.start_bound().cloned(), range.end_bound().cloned())
+        self.log
+            .read_range(range.start_bound().cloned(), range.end_bound().cloned())
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
-        self.read_meta(VOTE_KEY)
+        self.read(VOTE_KEY)
     }
 }
 
@@ -222,8 +99,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = Self;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
-        let last_purged_log_id: Option<LogId> = self.read_meta(LAST_PURGED_KEY)?;
-        let last_log_id = self.last_entry_log_id()?.or(last_purged_log_id);
+        let last_purged_log_id: Option<LogId> = self.read(LAST_PURGED_KEY)?;
+        let last_log_id = self
+            .log
+            .last()?
+            .map(|entry| entry.log_id)
+            .or(last_purged_log_id);
         Ok(LogState {
             last_purged_log_id,
             last_log_id,
@@ -235,16 +116,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
-        let vote = *vote;
-        self.submit_and_wait(|done| Job::Vote { vote, done }).await
+        self.log.set(VOTE_KEY, encode(vote)?).await
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
-        self.submit(Job::Committed(committed))
+        // Lazily: losing it in a crash only means re-learning the commit
+        // index from the leader.
+        self.log.set_lazily(COMMITTED_KEY, encode(&committed)?)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
-        Ok(self.read_meta::<Option<LogId>>(COMMITTED_KEY)?.flatten())
+        Ok(self.read::<Option<LogId>>(COMMITTED_KEY)?.flatten())
     }
 
     async fn append<I>(
@@ -257,12 +139,6 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: Send,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
-        {
-            let mut unflushed = self.shared.unflushed.lock();
-            for entry in &entries {
-                unflushed.insert(entry.log_id.index, entry.clone());
-            }
-        }
         if let Some(precompile) = &self.precompile {
             for entry in &entries {
                 if let EntryPayload::Normal(Request::Deploy { plugin, .. }) = &entry.payload {
@@ -271,22 +147,22 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 }
             }
         }
-        self.submit(Job::Append { entries, callback })
+        self.log.append(
+            entries,
+            Box::new(move |outcome| callback.io_completed(outcome)),
+        )
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
-        let after = last_log_id.map(|log_id| log_id.index);
-        self.shared.unflushed.truncate_after(after);
-        self.submit_and_wait(|done| Job::Truncate { after, done })
+        self.log
+            .truncate_after(last_log_id.map(|log_id| log_id.index))
             .await
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
-        self.submit_and_wait(|done| Job::Purge {
-            up_to: log_id,
-            done,
-        })
-        .await
+        self.log
+            .purge(log_id.index, LAST_PURGED_KEY, encode(&log_id)?)
+            .await
     }
 }
 
@@ -338,6 +214,8 @@ mod tests {
             .collect()
     }
 
+    // Goal: entries are readable as soon as append returns, and everything
+    // (entries, vote, commit marker) survives a reopen.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn appended_entries_are_readable_at_once_and_survive_a_reopen() {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -389,6 +267,7 @@ mod tests {
         assert_eq!(state.last_log_id, Some(log_id::<TypeConfig>(1, NODE, 4)));
     }
 
+    // Goal: a truncation replaces queued entries even before they reach disk.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_truncated_suffix_is_replaced_even_before_it_reaches_disk() {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -432,6 +311,7 @@ mod tests {
         );
     }
 
+    // Goal: purge removes the prefix and the log state remembers it.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn purge_removes_the_prefix_and_remembers_it() {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -460,6 +340,7 @@ mod tests {
         assert_eq!(state.last_log_id, Some(log_id::<TypeConfig>(1, NODE, 5)));
     }
 
+    // Goal: many appends queued at once all become durable, in order.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_appends_are_all_durable_and_in_order() {
         let dir = tempfile::tempdir().expect("temp dir");

@@ -1,0 +1,85 @@
+//! Conversions between what the node computes and the public API's
+//! messages and status codes, in one place.
+
+use clusterhost_client::proto::{self, apply_response};
+use tonic::Status;
+
+use super::leader::{Attempt, not_leader};
+use crate::consensus::plugin_history::PluginHistory;
+use crate::consensus::{DeployError, DeployReceipt, ProposeError};
+use crate::membership::operations::OperationError;
+use crate::plugin::{ApplyError, ApplyOutcome};
+
+/// A command's outcome at `index`, as the client sees it.
+pub fn apply_response(index: u64, outcome: ApplyOutcome) -> proto::ApplyResponse {
+    let result = match outcome {
+        Ok(bytes) => apply_response::Result::Ok(bytes),
+        Err(ApplyError::Rejected(message)) => apply_response::Result::Rejected(message),
+        Err(ApplyError::Fault(fault)) => apply_response::Result::Fault(fault.to_string()),
+    };
+    proto::ApplyResponse {
+        index,
+        result: Some(result),
+    }
+}
+
+/// Why a command produced no response, as a status (not-leader is retried
+/// before it gets here).
+pub fn propose_status(error: ProposeError) -> Status {
+    match error {
+        ProposeError::NotLeader => not_leader("this node is no longer the leader"),
+        ProposeError::TimedOut => {
+            Status::unavailable("timed out waiting for the command to commit")
+        }
+        ProposeError::Refused(message) => Status::failed_precondition(message),
+        ProposeError::Stopping(message) => {
+            Status::unavailable(format!("node is stopping: {message}"))
+        }
+    }
+}
+
+/// A deploy receipt as the API answers it.
+pub fn deploy_response(receipt: DeployReceipt) -> proto::DeployResponse {
+    proto::DeployResponse {
+        version: receipt.version,
+        digest: receipt.digest,
+        index: receipt.index,
+    }
+}
+
+/// A failed deploy proposal as an attempt's outcome.
+pub fn deploy_attempt(error: DeployError) -> Attempt {
+    match error {
+        DeployError::NotLeader => Attempt::NotLeader,
+        DeployError::Failed(_) => Attempt::Final(Status::failed_precondition(error.to_string())),
+        DeployError::Unavailable(message) => Attempt::Final(Status::unavailable(message)),
+    }
+}
+
+/// A refused membership operation as a status.
+pub fn operation_status(error: OperationError) -> Status {
+    match error {
+        OperationError::UnknownNode(_) => Status::not_found(error.to_string()),
+        OperationError::Invalid(message) => Status::invalid_argument(message),
+        OperationError::Unavailable(message) => Status::unavailable(message),
+    }
+}
+
+/// The replicated deploy history as the API answers it.
+pub fn history_response(history: PluginHistory) -> proto::PluginHistoryResponse {
+    proto::PluginHistoryResponse {
+        cluster_version: history.cluster_version,
+        records: history
+            .records
+            .into_iter()
+            .map(|record| proto::DeployRecord {
+                version: record.version,
+                digest: record.digest,
+                size_bytes: record.size_bytes,
+                index: record.index,
+                time_ms: record.time_ms,
+                failure: record.failure.unwrap_or_default(),
+            })
+            .collect(),
+    }
+}

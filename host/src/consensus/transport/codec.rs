@@ -1,0 +1,68 @@
+//! The wire form of openraft messages inside the internal `Raft` service:
+//! postcard, addressed to one node. The only place that knows it.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tonic::Status;
+use tonic::transport::{Channel, Endpoint};
+
+use super::proto::raft_client::RaftClient;
+use super::proto::{RaftCall, RaftReply, RaftRequest};
+use crate::limits::{RAFT_CONNECT_TIMEOUT, RAFT_GRPC_MESSAGE_BYTES_MAX};
+
+/// A lazily connecting client for the internal `Raft` service at
+/// `rpc_addr`, with the Raft message size limits and no Nagle delay.
+pub fn raft_client(rpc_addr: &str) -> Result<RaftClient<Channel>, String> {
+    let endpoint = Endpoint::from_shared(format!("http://{rpc_addr}"))
+        .map_err(|error| format!("bad address {rpc_addr}: {error}"))?
+        .connect_timeout(RAFT_CONNECT_TIMEOUT)
+        .tcp_nodelay(true);
+    Ok(RaftClient::new(endpoint.connect_lazy())
+        .max_decoding_message_size(RAFT_GRPC_MESSAGE_BYTES_MAX)
+        .max_encoding_message_size(RAFT_GRPC_MESSAGE_BYTES_MAX))
+}
+
+/// Encode `value` as a `call` for node `to_node`.
+pub fn request<T: Serialize>(
+    call: RaftCall,
+    value: &T,
+    to_node: u64,
+) -> Result<RaftRequest, Status> {
+    Ok(RaftRequest {
+        call: call as i32,
+        payload: encode(value)?,
+        to_node,
+    })
+}
+
+/// Encode a reply.
+pub fn reply<T: Serialize>(value: &T) -> Result<RaftReply, Status> {
+    encode(value).map(|payload| RaftReply { payload })
+}
+
+/// Decode a reply.
+pub fn decode_reply<T: DeserializeOwned>(reply: &RaftReply) -> Result<T, Status> {
+    postcard::from_bytes(&reply.payload)
+        .map_err(|error| Status::invalid_argument(format!("malformed raft reply: {error}")))
+}
+
+/// Decode the payload of a request sent to node `self_id`; garbage or a
+/// message for another node is refused, never a panic.
+pub fn decode_request<T: DeserializeOwned>(
+    request: &RaftRequest,
+    self_id: u64,
+) -> Result<T, Status> {
+    if request.to_node != self_id {
+        return Err(Status::failed_precondition(format!(
+            "this is node {self_id}, not node {}: its address has changed",
+            request.to_node
+        )));
+    }
+    postcard::from_bytes(&request.payload)
+        .map_err(|error| Status::invalid_argument(format!("malformed raft message: {error}")))
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, Status> {
+    postcard::to_stdvec(value)
+        .map_err(|error| Status::internal(format!("cannot encode raft message: {error}")))
+}

@@ -1,0 +1,20 @@
+//! How Raft messages travel between nodes: the internal gRPC service
+//! (`proto/raft.proto`), its wire encoding, the service that hands incoming
+//! messages to the local Raft, and the clients that send them.
+//!
+//! - [`codec`]: the wire form (postcard inside one generic call).
+//! - [`service`]: incoming messages to the local Raft.
+//! - [`peer`]: outgoing messages (openraft's network traits), peer addresses.
+
+pub mod codec;
+pub mod peer;
+pub mod service;
+
+/// Generated types of the internal Raft service.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod proto {
+    tonic::include_proto!("clusterhost.raft.v1");
+}
+
+pub use peer::{AddressBook, Connections, PeerNetwork};
+pub use service::RaftService;

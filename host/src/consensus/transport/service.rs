@@ -1,0 +1,87 @@
+//! The internal `Raft` service: decode an openraft message, hand it to the
+//! local Raft, encode the answer. Nodes only.
+
+use std::fmt::Display;
+use std::future::Future;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tonic::{Request, Response, Status};
+
+use super::codec;
+use super::proto::{self, RaftCall, RaftReply, RaftRequest};
+use crate::consensus::Raft;
+use crate::consensus::handle::read_index;
+use crate::consensus::snapshot::SnapshotBody;
+use crate::consensus::types::{NodeId, SnapshotMeta, TypeConfig, Vote};
+
+type Snapshot = openraft::alias::SnapshotOf<TypeConfig, SnapshotBody>;
+
+/// The internal `Raft` service of one node.
+#[derive(Clone)]
+pub struct RaftService {
+    raft: Raft,
+    node_id: NodeId,
+}
+
+impl RaftService {
+    /// Serve `raft`, which runs as node `node_id`.
+    pub fn new(raft: Raft, node_id: NodeId) -> Self {
+        Self { raft, node_id }
+    }
+
+    /// Decode the request, run `handle`, encode its answer.
+    async fn serve<Req, Resp, E, F, Fut>(
+        &self,
+        request: &RaftRequest,
+        handle: F,
+    ) -> Result<RaftReply, Status>
+    where
+        Req: DeserializeOwned,
+        Resp: Serialize,
+        E: Display,
+        F: FnOnce(Req) -> Fut,
+        Fut: Future<Output = Result<Resp, E>>,
+    {
+        let message = codec::decode_request(request, self.node_id)?;
+        let response = handle(message)
+            .await
+            .map_err(|error| Status::unavailable(error.to_string()))?;
+        codec::reply(&response)
+    }
+}
+
+#[tonic::async_trait]
+impl proto::raft_server::Raft for RaftService {
+    async fn call(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        let request = request.into_inner();
+        let raft = &self.raft;
+        let reply = match RaftCall::try_from(request.call) {
+            Ok(RaftCall::Vote) => self.serve(&request, |vote| raft.vote(vote)).await,
+            Ok(RaftCall::PreVote) => self.serve(&request, |vote| raft.pre_vote(vote)).await,
+            Ok(RaftCall::AppendEntries) => {
+                self.serve(&request, |append| raft.append_entries(append))
+                    .await
+            }
+            Ok(RaftCall::InstallSnapshot) => {
+                self.serve(
+                    &request,
+                    |(vote, meta, snapshot): (Vote, SnapshotMeta, SnapshotBody)| {
+                        raft.install_full_snapshot(vote, Snapshot { meta, snapshot })
+                    },
+                )
+                .await
+            }
+            Ok(RaftCall::TransferLeader) => {
+                self.serve(&request, |transfer| raft.handle_transfer_leader(transfer))
+                    .await
+            }
+            Ok(RaftCall::ReadIndex) => self.serve(&request, |()| read_index(raft)).await,
+            Ok(RaftCall::Unspecified) | Err(_) => Err(Status::invalid_argument(format!(
+                "unknown raft call {}",
+                request.call
+            ))),
+        };
+        reply.map(Response::new)
+    }
+}

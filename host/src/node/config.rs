@@ -1,0 +1,166 @@
+//! Everything a node needs to start, and the checks that refuse impossible
+//! combinations before anything is touched.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::consensus::NodeId;
+use crate::limits::PluginLimits;
+use crate::membership::reconcile::Policy;
+
+/// Everything a node needs to start.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Where the node keeps its state.
+    pub data_dir: PathBuf,
+    /// The plugin to create a new cluster with.
+    pub plugin: Option<PathBuf>,
+    /// Initialize a new single-node cluster (first start only).
+    pub bootstrap: bool,
+    /// Form a cluster once this many nodes (started with the same flag) see
+    /// each other; 0 = off.
+    pub bootstrap_expect: usize,
+    /// Gossip seed addresses of any existing nodes.
+    pub join: Vec<String>,
+    /// UDP address to gossip on.
+    pub gossip_listen: SocketAddr,
+    /// UDP address peers gossip to, when it differs from `gossip_listen`.
+    pub gossip_advertise: Option<SocketAddr>,
+    /// Nodes only gossip within the same cluster name.
+    pub cluster_name: String,
+    /// Membership policy (voter cap, stabilization, dead grace, minimum).
+    pub policy: Policy,
+    /// Address other nodes and clients use to reach this node's gRPC port;
+    /// defaults to the listen address.
+    pub advertise: Option<String>,
+    /// Raft node id; generated and persisted when absent.
+    pub node_id: Option<NodeId>,
+    /// Entries between automatic snapshots.
+    pub snapshot_every_entries: u64,
+    /// Entries kept in the log behind a snapshot.
+    pub log_entries_kept: u64,
+    /// Bounds on every plugin call.
+    pub plugin_limits: PluginLimits,
+}
+
+impl NodeConfig {
+    /// Refuse settings that contradict each other, naming the flags.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.bootstrap && self.bootstrap_expect > 0 {
+            return Err("--bootstrap and --bootstrap-expect exclude each other".to_string());
+        }
+        if self.bootstrap && !self.join.is_empty() {
+            return Err(
+                "--bootstrap creates a new cluster; --join joins an existing one: use one"
+                    .to_string(),
+            );
+        }
+        if self.policy.min_voters > self.policy.voter_cap {
+            return Err(format!(
+                "--min-voters {} is above --voter-cap {}: dead voters could never be removed",
+                self.policy.min_voters, self.policy.voter_cap
+            ));
+        }
+        if self.plugin_limits.fuel_per_bulk_call < self.plugin_limits.fuel_per_call {
+            return Err(format!(
+                "--plugin-bulk-fuel {} is below --plugin-fuel {}: a snapshot or restore may \
+                 need at least what one apply does",
+                self.plugin_limits.fuel_per_bulk_call, self.plugin_limits.fuel_per_call
+            ));
+        }
+        if let Some(advertise) = &self.advertise
+            && advertise_is_unspecified(advertise)
+        {
+            return Err(format!(
+                "--advertise {advertise} is not an address others can reach; name this node's address"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Whether `addr` (host:port) names no particular host (0.0.0.0 or ::).
+fn advertise_is_unspecified(addr: &str) -> bool {
+    addr.parse::<SocketAddr>()
+        .is_ok_and(|addr| addr.ip().is_unspecified())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn config() -> NodeConfig {
+        NodeConfig {
+            data_dir: PathBuf::from("d"),
+            plugin: None,
+            bootstrap: false,
+            bootstrap_expect: 0,
+            join: Vec::new(),
+            gossip_listen: "127.0.0.1:7401".parse().expect("address"),
+            gossip_advertise: None,
+            cluster_name: "c".to_string(),
+            policy: Policy {
+                voter_cap: 5,
+                stabilization: Duration::from_secs(5),
+                dead_grace: Duration::from_secs(300),
+                min_voters: 1,
+                caught_up_lag_entries: 100,
+            },
+            advertise: None,
+            node_id: None,
+            snapshot_every_entries: 10_000,
+            log_entries_kept: 1_000,
+            plugin_limits: PluginLimits::default(),
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(config().validate(), Ok(()));
+    }
+
+    #[test]
+    fn contradictions_are_refused_with_the_flags_named() {
+        let mut both = config();
+        both.bootstrap = true;
+        both.bootstrap_expect = 3;
+        assert!(
+            both.validate()
+                .expect_err("refused")
+                .contains("--bootstrap-expect")
+        );
+
+        let mut joining = config();
+        joining.bootstrap = true;
+        joining.join = vec!["a:1".to_string()];
+        assert!(joining.validate().expect_err("refused").contains("--join"));
+
+        let mut voters = config();
+        voters.policy.min_voters = 7;
+        assert!(
+            voters
+                .validate()
+                .expect_err("refused")
+                .contains("--min-voters 7")
+        );
+
+        let mut fuel = config();
+        fuel.plugin_limits.fuel_per_bulk_call = 10;
+        assert!(
+            fuel.validate()
+                .expect_err("refused")
+                .contains("--plugin-bulk-fuel")
+        );
+
+        let mut advertise = config();
+        advertise.advertise = Some("0.0.0.0:7400".to_string());
+        assert!(
+            advertise
+                .validate()
+                .expect_err("refused")
+                .contains("--advertise")
+        );
+    }
+}

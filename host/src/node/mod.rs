@@ -1,0 +1,435 @@
+//! One clusterhost node: wiring storage, the plugin runtime, Raft, gossip,
+//! the membership autopilot and the gRPC server together, and taking them
+//! down again. Decisions live elsewhere; this is the order things start in.
+//!
+//! - [`config`]: what a node is started with, and its validation.
+//! - [`identity`]: the node's identity from flags and data dir (pure).
+
+pub mod config;
+pub mod identity;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+pub use config::NodeConfig;
+pub use identity::decide_identity;
+
+use crate::api::ClusterService;
+use crate::api::leader::LeaderRunner;
+use crate::api::server::{ServerTask, serve};
+use crate::consensus::snapshot::Snapshots;
+use crate::consensus::{
+    self, AddressBook, Consensus, ConsensusConfig, LogStore, MachineStatus, NodeId,
+    StateMachineStore,
+};
+use crate::discovery::{Announcement, Discovery, DiscoveryConfig};
+use crate::limits::{PRECOMPILE_QUEUE_DEPTH, REQUEST_TIMEOUT};
+use crate::membership::autopilot::{Autopilot, AutopilotConfig, SharedView};
+use crate::membership::{LocalMember, operations};
+use crate::plugin::{PluginCode, PluginEngine, PluginHandle};
+use crate::storage::{DataDir, DataDirError, NodeIdentity};
+
+/// Why a node could not start. Each is reported before anything changes.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The data dir could not be used.
+    #[error(transparent)]
+    DataDir(#[from] DataDirError),
+    /// The `--plugin` file could not be read.
+    #[error("cannot read plugin {path}: {source}")]
+    PluginFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The `--plugin` file is not a valid plugin.
+    #[error("{path} is not a valid plugin: {source}")]
+    InvalidPlugin {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: crate::plugin::LoadError,
+    },
+    /// Flags that contradict the data dir or each other.
+    #[error("{0}")]
+    Conflict(String),
+    /// The Raft log could not be opened.
+    #[error("cannot open the raft log at {path}: {reason}")]
+    Log {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// Anything else that stopped start-up.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl StartError {
+    fn other(context: &str, error: impl std::fmt::Display) -> Self {
+        StartError::Other(format!("{context}: {error}"))
+    }
+}
+
+/// A running node. Dropping it does not stop it; call [`NodeHandle::shutdown`].
+pub struct NodeHandle {
+    local: Arc<LocalMember>,
+    consensus: Consensus,
+    server: ServerTask,
+    stop_server: oneshot::Sender<()>,
+    discovery: Arc<Discovery>,
+    autopilot: JoinHandle<()>,
+}
+
+impl NodeHandle {
+    /// This node's id.
+    pub fn node_id(&self) -> NodeId {
+        self.local.node_id
+    }
+
+    /// Stop gracefully: hand leadership over if leading, then stop the
+    /// membership loop, gossip, serving and Raft.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        operations::step_down(&self.consensus).await;
+        self.local.request_stop();
+        let _ = self.autopilot.await;
+        if let Ok(discovery) = Arc::try_unwrap(self.discovery) {
+            discovery.shutdown().await;
+        }
+        let _ = self.stop_server.send(());
+        self.consensus.shutdown().await;
+        self.server.await??;
+        tracing::info!("node stopped");
+        Ok(())
+    }
+
+    /// Serve until `signal` fires or the node is asked to stop (`leave`),
+    /// then shut down gracefully.
+    pub async fn serve_until(
+        self,
+        signal: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        tokio::select! {
+            () = signal => tracing::info!("shutdown requested"),
+            () = self.local.stop_requested() => tracing::info!("stopping after leaving the cluster"),
+        }
+        self.shutdown().await
+    }
+}
+
+/// Start a node serving gRPC on `listener`.
+pub async fn start(config: NodeConfig, listener: TcpListener) -> Result<NodeHandle, StartError> {
+    config.validate().map_err(StartError::Conflict)?;
+    let data_dir = DataDir::open(&config.data_dir)?;
+    let engine = PluginEngine::new(Some(data_dir.compiled_dir()))
+        .map_err(|error| StartError::other("cannot configure the plugin engine", error))?;
+    // Every check that can refuse the flags runs before anything is written.
+    let bootstrap_plugin = load_bootstrap_plugin(&config, &engine).await?;
+    let identity = decide_identity(
+        &config,
+        data_dir.identity()?.as_ref(),
+        bootstrap_plugin.as_ref().map(PluginCode::digest),
+        random_node_id,
+    )
+    .map_err(StartError::Conflict)?;
+    let rpc_addr = rpc_addr(&config, &listener)?;
+    // Gossip's UDP port is bound before anything is written, so a busy port
+    // is refused cleanly.
+    std::net::UdpSocket::bind(config.gossip_listen).map_err(|error| {
+        StartError::Other(format!(
+            "cannot gossip on {}: {error}",
+            config.gossip_listen
+        ))
+    })?;
+    // Everything this node spawns logs inside a span carrying its id.
+    let span = tracing::info_span!("node", id = identity.node_id);
+    let wiring = Wiring {
+        config,
+        data_dir,
+        engine,
+        identity,
+        rpc_addr,
+    };
+    wiring
+        .start(listener, bootstrap_plugin)
+        .instrument(span)
+        .await
+}
+
+/// What start-up has decided and opened so far.
+struct Wiring {
+    config: NodeConfig,
+    data_dir: DataDir,
+    engine: PluginEngine,
+    identity: NodeIdentity,
+    rpc_addr: String,
+}
+
+impl Wiring {
+    async fn start(
+        self,
+        listener: TcpListener,
+        bootstrap_plugin: Option<PluginCode>,
+    ) -> Result<NodeHandle, StartError> {
+        let node_id = self.identity.node_id;
+        let log = self.open_log()?;
+        self.data_dir.write_identity(&self.identity)?;
+        let (consensus, machine, plugin) = self.start_consensus(log).await?;
+        let gossip_addr = self
+            .config
+            .gossip_advertise
+            .unwrap_or(self.config.gossip_listen);
+        let local = Arc::new(LocalMember::new(
+            node_id,
+            self.rpc_addr.clone(),
+            gossip_addr,
+        ));
+        let view = SharedView::default();
+        let (stop_server, server_stopped) = oneshot::channel::<()>();
+        let server = serve(
+            listener,
+            ClusterService {
+                local: local.clone(),
+                consensus: consensus.clone(),
+                leader: LeaderRunner::new(consensus.clone()),
+                plugin,
+                engine: self.engine.clone(),
+                machine: machine.clone(),
+                view: view.clone(),
+            },
+            &consensus,
+            async {
+                let _ = server_stopped.await;
+            },
+        )
+        .map_err(StartError::Other)?;
+        let discovery = Arc::new(self.start_gossip(node_id, gossip_addr).await?);
+        let first_plugin = bootstrap_plugin
+            .as_ref()
+            .filter(|_| self.config.bootstrap_expect > 0)
+            .map(|code| code.bytes().to_vec());
+        let autopilot = tokio::spawn(
+            Autopilot {
+                local: local.clone(),
+                consensus: consensus.clone(),
+                discovery: discovery.clone(),
+                machine: machine.clone(),
+                view,
+                config: AutopilotConfig {
+                    policy: self.config.policy,
+                    bootstrap_expect: self.config.bootstrap_expect,
+                    first_plugin,
+                },
+            }
+            .run()
+            .in_current_span(),
+        );
+        tracing::info!(node_id, rpc_addr = %self.rpc_addr, gossip = %gossip_addr, "node started");
+        let handle = NodeHandle {
+            local,
+            consensus,
+            server,
+            stop_server,
+            discovery,
+            autopilot,
+        };
+        if let Some(code) = bootstrap_plugin
+            && self.config.bootstrap
+        {
+            bootstrap(&handle.consensus, &machine, &self.rpc_addr, code).await?;
+            self.data_dir.write_identity(&NodeIdentity {
+                bootstrapped: true,
+                ..self.identity.clone()
+            })?;
+        }
+        Ok(handle)
+    }
+
+    fn open_log(&self) -> Result<LogStore, StartError> {
+        let path = self.data_dir.log_path();
+        let log = LogStore::open(&path).map_err(|error| StartError::Log {
+            path: path.clone(),
+            reason: error.to_string(),
+        })?;
+        Ok(log.with_precompile(spawn_precompiler(self.engine.clone())))
+    }
+
+    async fn start_consensus(
+        &self,
+        log: LogStore,
+    ) -> Result<
+        (
+            Consensus,
+            tokio::sync::watch::Receiver<MachineStatus>,
+            PluginHandle,
+        ),
+        StartError,
+    > {
+        let node_id = self.identity.node_id;
+        let plugin = PluginHandle::spawn(None, self.config.plugin_limits, node_id.to_string())
+            .map_err(|error| StartError::other("cannot start the plugin worker", error))?;
+        let snapshots = Snapshots::open(&self.data_dir.snapshot_dir())
+            .map_err(|error| StartError::other("snapshot dir", error))?;
+        let machine = StateMachineStore::open(plugin.clone(), self.engine.clone(), snapshots)
+            .await
+            .map_err(|error| StartError::other("cannot restore the newest snapshot", error))?;
+        let status = machine.status();
+        let consensus = consensus::start(
+            &ConsensusConfig {
+                node_id,
+                snapshot_every_entries: self.config.snapshot_every_entries,
+                log_entries_kept: self.config.log_entries_kept,
+            },
+            log,
+            machine,
+            AddressBook::default(),
+        )
+        .await
+        .map_err(StartError::Other)?;
+        Ok((consensus, status, plugin))
+    }
+
+    async fn start_gossip(
+        &self,
+        node_id: NodeId,
+        gossip_addr: SocketAddr,
+    ) -> Result<Discovery, StartError> {
+        Discovery::spawn(
+            DiscoveryConfig {
+                node_id,
+                listen_addr: self.config.gossip_listen,
+                advertise_addr: gossip_addr,
+                seeds: self.config.join.clone(),
+                cluster_name: self.config.cluster_name.clone(),
+                generation: generation(),
+            },
+            &Announcement {
+                rpc_addr: self.rpc_addr.clone(),
+                bootstrap_expect: self.config.bootstrap_expect,
+                ..Announcement::default()
+            },
+        )
+        .await
+        .map_err(|error| StartError::other("gossip", error))
+    }
+}
+
+/// Read and validate `--plugin`, if given.
+async fn load_bootstrap_plugin(
+    config: &NodeConfig,
+    engine: &PluginEngine,
+) -> Result<Option<PluginCode>, StartError> {
+    let Some(path) = &config.plugin else {
+        return Ok(None);
+    };
+    let bytes = std::fs::read(path).map_err(|source| StartError::PluginFile {
+        path: path.clone(),
+        source,
+    })?;
+    engine
+        .load_off_thread(bytes)
+        .await
+        .map(Some)
+        .map_err(|source| StartError::InvalidPlugin {
+            path: path.clone(),
+            source,
+        })
+}
+
+/// The gRPC address others reach this node at.
+fn rpc_addr(config: &NodeConfig, listener: &TcpListener) -> Result<String, StartError> {
+    let listen_addr = listener
+        .local_addr()
+        .map_err(|error| StartError::other("listener", error))?;
+    Ok(config
+        .advertise
+        .clone()
+        .unwrap_or_else(|| listen_addr.to_string()))
+}
+
+/// Initialize a single-node cluster and deploy its plugin through the log.
+async fn bootstrap(
+    consensus: &Consensus,
+    machine: &tokio::sync::watch::Receiver<MachineStatus>,
+    rpc_addr: &str,
+    plugin: PluginCode,
+) -> Result<(), StartError> {
+    let initialized = consensus
+        .is_initialized()
+        .await
+        .map_err(|error| StartError::other("raft", error))?;
+    if !initialized {
+        let voters = [(consensus.node_id(), rpc_addr.to_string())].into();
+        consensus
+            .initialize(voters)
+            .await
+            .map_err(|error| StartError::other("cannot initialize the cluster", error))?;
+    }
+    consensus
+        .wait_leading(REQUEST_TIMEOUT)
+        .await
+        .map_err(|error| StartError::other("did not become leader", error))?;
+    if machine.borrow().plugin_digest.is_some() {
+        return Ok(());
+    }
+    let receipt = consensus
+        .propose_deploy(plugin.bytes().to_vec())
+        .await
+        .map_err(|error| StartError::other("cannot deploy the plugin", error))?;
+    tracing::info!(digest = %receipt.digest, version = receipt.version, "cluster bootstrapped");
+    Ok(())
+}
+
+/// Compile plugins from deploy entries as they arrive (filling the on-disk
+/// cache), off the apply path.
+fn spawn_precompiler(engine: PluginEngine) -> tokio::sync::mpsc::Sender<Vec<u8>> {
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Vec<u8>>(PRECOMPILE_QUEUE_DEPTH);
+    tokio::spawn(
+        async move {
+            while let Some(plugin) = receiver.recv().await {
+                if let Err(error) = engine.load_off_thread(plugin).await {
+                    tracing::warn!("a deployed plugin does not load on this node: {error}");
+                }
+            }
+        }
+        .in_current_span(),
+    );
+    sender
+}
+
+/// This incarnation's gossip generation: its start time in ms, so a
+/// restarted node is always newer than its dead self.
+fn generation() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as u64)
+}
+
+fn random_node_id() -> NodeId {
+    // Node ids only need to be unique within a cluster; the OS entropy behind
+    // RandomState is plenty, and keeps ids readable as positive numbers.
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_nanos()),
+    );
+    hasher.write_u32(std::process::id());
+    (hasher.finish() >> 12).max(1)
+}
+
+/// Bind the gRPC listener, with a clear error when the port is taken.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|error| StartError::Other(format!("cannot listen on {addr}: {error}")))
+}
