@@ -54,6 +54,7 @@ fn position(index: u64) -> EntryPosition {
     }
 }
 
+/// A 100-byte kv put through the component and natively.
 fn apply(criterion: &mut Criterion) {
     let engine = PluginEngine::new(None).expect("engine");
     let code = engine.load(kv_bytes()).expect("kv loads");
@@ -85,9 +86,12 @@ fn apply(criterion: &mut Criterion) {
         })
     });
     group.finish();
+}
 
-    // The fixed cost of crossing into the component and back, seen through
-    // the smallest FSM: `{"add":1}` on a counter.
+/// The fixed cost of crossing into the component and back, seen through
+/// the smallest FSM: `{"add":1}` on a counter.
+fn apply_counter(criterion: &mut Criterion) {
+    let engine = PluginEngine::new(None).expect("engine");
     let counter_code = engine.load(plugin_bytes("counter")).expect("counter loads");
     let mut group = criterion.benchmark_group("apply_counter_add");
     group.throughput(Throughput::Elements(1));
@@ -113,7 +117,12 @@ fn apply(criterion: &mut Criterion) {
         })
     });
     group.finish();
+}
 
+/// kv puts through the worker thread, one per call and in batches.
+fn worker(criterion: &mut Criterion) {
+    let engine = PluginEngine::new(None).expect("engine");
+    let code = engine.load(kv_bytes()).expect("kv loads");
     let tokio = tokio::runtime::Runtime::new().expect("tokio");
     let runtime = FsmRuntime::new(code, PluginLimits::default()).expect("instance");
     let handle = PluginHandle::spawn(Some(runtime), PluginLimits::default(), "bench".to_string())
@@ -168,5 +177,5 @@ fn load(criterion: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, apply, load);
+criterion_group!(benches, apply, apply_counter, worker, load);
 criterion_main!(benches);

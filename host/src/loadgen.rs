@@ -90,28 +90,11 @@ pub struct LoadReport {
 pub async fn run(config: LoadConfig) -> anyhow::Result<LoadReport> {
     anyhow::ensure!(!config.endpoints.is_empty(), "no endpoints");
     anyhow::ensure!(config.clients > 0, "no clients");
-    let mut clients = Vec::with_capacity(config.clients);
-    for index in 0..config.clients {
-        let endpoint = &config.endpoints[index % config.endpoints.len()];
-        clients.push(Client::connect(endpoint).await?);
-    }
-    if config.workload != Workload::Write {
-        // Reads need something to read.
-        let mut seeder = clients[0].clone();
-        let value = "x".repeat(config.value_bytes);
-        for key in 0..config.keys.min(READ_SEED_KEYS_MAX) {
-            seeder.apply(put_command(key, &value)).await?;
-        }
-    }
+    let clients = connect(&config).await?;
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let acknowledged = Arc::new(AtomicU64::new(0));
-    let seeded = if config.workload == Workload::Write {
-        0
-    } else {
-        config.keys.min(READ_SEED_KEYS_MAX)
-    };
-    let acknowledged_all = Arc::new(AtomicU64::new(seeded));
+    let acknowledged_all = Arc::new(AtomicU64::new(seed_keys(&config)));
     let mut tasks = Vec::with_capacity(config.clients);
     for (index, client) in clients.into_iter().enumerate() {
         let config = config.clone();
@@ -127,24 +110,8 @@ pub async fn run(config: LoadConfig) -> anyhow::Result<LoadReport> {
     }
     tokio::time::sleep(config.warmup).await;
     measuring.store(true, Ordering::SeqCst);
-    let started = Instant::now();
-    let mut last = 0;
-    while started.elapsed() < config.duration {
-        tokio::time::sleep(
-            PROGRESS_INTERVAL.min(config.duration.saturating_sub(started.elapsed())),
-        )
-        .await;
-        let now = acknowledged.load(Ordering::Relaxed);
-        eprintln!(
-            "  {:>5.1}s  {:>8} ops/s  {:>9} total",
-            started.elapsed().as_secs_f64(),
-            now - last,
-            now
-        );
-        last = now;
-    }
+    let seconds = show_progress(config.duration, &acknowledged).await;
     stop.store(true, Ordering::SeqCst);
-    let seconds = started.elapsed().as_secs_f64();
     let mut latencies = Vec::new();
     let mut errors = 0;
     for task in tasks {
@@ -153,13 +120,6 @@ pub async fn run(config: LoadConfig) -> anyhow::Result<LoadReport> {
         errors += client_errors;
     }
     latencies.sort_unstable();
-    let percentile = |fraction: f64| -> u64 {
-        if latencies.is_empty() {
-            return 0;
-        }
-        let rank = ((latencies.len() as f64 * fraction).ceil() as usize).clamp(1, latencies.len());
-        latencies[rank - 1]
-    };
     Ok(LoadReport {
         workload: config.workload,
         clients: config.clients,
@@ -169,10 +129,65 @@ pub async fn run(config: LoadConfig) -> anyhow::Result<LoadReport> {
         errors,
         ops_per_second: latencies.len() as f64 / seconds,
         acknowledged_including_warmup: acknowledged_all.load(Ordering::SeqCst),
-        latency_us_p50: percentile(0.50),
-        latency_us_p99: percentile(0.99),
+        latency_us_p50: percentile(&latencies, 0.50),
+        latency_us_p99: percentile(&latencies, 0.99),
         latency_us_max: latencies.last().copied().unwrap_or(0),
     })
+}
+
+/// Keys written before a read workload, so reads find something.
+fn seed_keys(config: &LoadConfig) -> u64 {
+    if config.workload == Workload::Write {
+        0
+    } else {
+        config.keys.min(READ_SEED_KEYS_MAX)
+    }
+}
+
+/// One connection per client, spread over the endpoints round-robin; for
+/// reads, the keys they will read are written first.
+async fn connect(config: &LoadConfig) -> anyhow::Result<Vec<Client>> {
+    let mut clients = Vec::with_capacity(config.clients);
+    for index in 0..config.clients {
+        let endpoint = &config.endpoints[index % config.endpoints.len()];
+        clients.push(Client::connect(endpoint).await?);
+    }
+    if seed_keys(config) > 0 {
+        let mut seeder = clients[0].clone();
+        let value = "x".repeat(config.value_bytes);
+        for key in 0..seed_keys(config) {
+            seeder.apply(put_command(key, &value)).await?;
+        }
+    }
+    Ok(clients)
+}
+
+/// Print the rate once a second for `duration`; returns the seconds
+/// actually measured.
+async fn show_progress(duration: Duration, acknowledged: &AtomicU64) -> f64 {
+    let started = Instant::now();
+    let mut last = 0;
+    while started.elapsed() < duration {
+        tokio::time::sleep(PROGRESS_INTERVAL.min(duration.saturating_sub(started.elapsed()))).await;
+        let now = acknowledged.load(Ordering::Relaxed);
+        eprintln!(
+            "  {:>5.1}s  {:>8} ops/s  {:>9} total",
+            started.elapsed().as_secs_f64(),
+            now - last,
+            now
+        );
+        last = now;
+    }
+    started.elapsed().as_secs_f64()
+}
+
+/// The latency at `fraction` (0..1) of sorted `latencies` (0 when empty).
+fn percentile(latencies: &[u64], fraction: f64) -> u64 {
+    if latencies.is_empty() {
+        return 0;
+    }
+    let rank = ((latencies.len() as f64 * fraction).ceil() as usize).clamp(1, latencies.len());
+    latencies[rank - 1]
 }
 
 fn put_command(key: u64, value: &str) -> Vec<u8> {

@@ -11,6 +11,7 @@
 //! - [`observe`]: readiness, leaders, membership, status, clients and the CLI
 //!   of each node.
 //! - [`resources`]: CPU time and memory of each node's process.
+//! - [`scenario`]: building blocks the multi-node scenarios share.
 //! - [`process`]: one owned child process.
 //! - [`cli`]: running the real command line; exit codes.
 //! - [`wait`]: [`wait_for`] — poll a condition instead of sleeping.
@@ -34,6 +35,7 @@ pub mod observe;
 pub mod paths;
 pub mod process;
 pub mod resources;
+pub mod scenario;
 pub mod wait;
 
 pub use cli::{CliOutput, exit};

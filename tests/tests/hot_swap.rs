@@ -93,6 +93,7 @@ fn deploys(history: &Value) -> Vec<Value> {
 // index; writes before it were answered by v1 and after it by v2; nothing
 // acknowledged is lost; v2's feature works on every node.
 #[tokio::test(flavor = "multi_thread")]
+// Long on purpose: one scenario, read top to bottom.
 async fn deploy_under_writes_switches_every_replica_at_one_index() {
     let cluster = three_nodes(options).await;
     let endpoints: Vec<String> = (0..3).map(|n| cluster.node(n).endpoint()).collect();

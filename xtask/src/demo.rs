@@ -48,26 +48,14 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
 
 async fn demo(root: &Path, demo_dir: &Path) -> Result<()> {
     let kv = root.join("target/plugins/kv.wasm");
-    let quick = NodeOptions {
-        stabilization: Some(STABILIZATION),
-        ..NodeOptions::default()
-    };
     let mut cluster = TestCluster::in_directory(demo_dir);
-
     heading("The plugin: a WebAssembly component implementing clusterhost:fsm/state-machine");
     show(
         &cluster
             .cli_anywhere(&["plugin", "inspect", &kv.to_string_lossy()])
             .await,
     )?;
-
-    heading("Start node 0 with the kv plugin; nodes 1 and 2 join through gossip (no --plugin)");
-    cluster.bootstrap_node(&kv, quick.clone()).await;
-    cluster.start_joining(0, quick.clone()).await;
-    cluster.start_joining(1, quick.clone()).await;
-    let leader = cluster.wait_for_voters(NODES, WAIT_TIMEOUT).await;
-    show(&cluster.cli(1, &["status"]).await)?;
-
+    let leader = form(&mut cluster, &kv).await?;
     let follower = (leader + 1) % NODES;
     heading(&format!(
         "Write through node {follower} (a follower: it forwards to the leader)"
@@ -79,7 +67,43 @@ async fn demo(root: &Path, demo_dir: &Path) -> Result<()> {
         );
         show(&cluster.cli(follower, &["apply", &command]).await)?;
     }
+    let (new_leader, survivor) = fail_over(&mut cluster, leader).await?;
+    rejoin(&mut cluster, leader, new_leader).await?;
+    deploy_under_writes(&cluster, root, leader, follower).await?;
+    let put = r#"{"put":{"key":"city/1","value":"Braga"}}"#;
+    show(&cluster.cli(survivor, &["apply", put]).await)?;
+    show(
+        &cluster
+            .cli(leader, &["query", r#"{"get":{"key":"city/1"}}"#])
+            .await,
+    )?;
+    heading("Stop every node (SIGTERM: the leader hands over leadership first)");
+    for n in 0..NODES {
+        let exit = cluster.terminate(n).await;
+        eprintln!("node {n} exited: {exit}");
+    }
+    Ok(())
+}
 
+/// Node 0 bootstraps with `kv`, the others join through gossip; returns the
+/// leader once all vote.
+async fn form(cluster: &mut TestCluster, kv: &Path) -> Result<usize> {
+    heading("Start node 0 with the kv plugin; nodes 1 and 2 join through gossip (no --plugin)");
+    let quick = NodeOptions {
+        stabilization: Some(STABILIZATION),
+        ..NodeOptions::default()
+    };
+    cluster.bootstrap_node(kv, quick.clone()).await;
+    cluster.start_joining(0, quick.clone()).await;
+    cluster.start_joining(1, quick).await;
+    let leader = cluster.wait_for_voters(NODES, WAIT_TIMEOUT).await;
+    show(&cluster.cli(1, &["status"]).await)?;
+    Ok(leader)
+}
+
+/// kill -9 the leader, show the new one takes writes and has everything;
+/// returns the new leader and the other survivor.
+async fn fail_over(cluster: &mut TestCluster, leader: usize) -> Result<(usize, usize)> {
     heading(&format!("kill -9 the leader, node {leader}"));
     cluster.kill9(leader);
     let started = Instant::now();
@@ -98,48 +122,35 @@ async fn demo(root: &Path, demo_dir: &Path) -> Result<()> {
             .cli(survivor, &["query", r#"{"scan":{"prefix":"city/"}}"#])
             .await,
     )?;
+    Ok((new_leader, survivor))
+}
 
+/// Restart the killed node from its data dir; it catches up and gossip
+/// sees every node alive.
+async fn rejoin(cluster: &mut TestCluster, killed: usize, seed: usize) -> Result<()> {
     heading(&format!(
-        "Restart node {leader} from its data dir; it rejoins and catches up"
+        "Restart node {killed} from its data dir; it rejoins and catches up"
     ));
-    cluster.set_join(leader, &[new_leader]);
-    cluster.restart(leader).await;
+    cluster.set_join(killed, &[seed]);
+    cluster.restart(killed).await;
     cluster.wait_caught_up(WAIT_TIMEOUT).await;
     let city = r#"{"get":{"key":"city/1"}}"#;
     show(
         &cluster
-            .cli(leader, &["query", "--consistency", "stale", city])
+            .cli(killed, &["query", "--consistency", "stale", city])
             .await,
     )?;
     wait_for(
         "gossip to see every node alive again",
         WAIT_TIMEOUT,
         || async {
-            let members = cluster.members(leader).await;
+            let members = cluster.members(killed).await;
             let members = members["members"].as_array().cloned().unwrap_or_default();
             members.len() == NODES && members.iter().all(|member| member["liveness"] == "alive")
         },
     )
     .await;
-    show(&cluster.cli(leader, &["members"]).await)?;
-
-    deploy_under_writes(&cluster, root, leader, follower).await?;
-    show(
-        &cluster
-            .cli(
-                survivor,
-                &["apply", r#"{"put":{"key":"city/1","value":"Braga"}}"#],
-            )
-            .await,
-    )?;
-    show(&cluster.cli(leader, &["query", city]).await)?;
-
-    heading("Stop every node (SIGTERM: the leader hands over leadership first)");
-    for n in 0..NODES {
-        let exit = cluster.terminate(n).await;
-        eprintln!("node {n} exited: {exit}");
-    }
-    Ok(())
+    show(&cluster.cli(killed, &["members"]).await)
 }
 
 /// Deploy kv_v2 through `deploy_on` while four clients keep writing to

@@ -43,8 +43,29 @@ pub async fn execute(command: Command) -> Result<(), CliError> {
             );
             Ok(())
         }
-        Command::Plugin(PluginCommand::Inspect { file, json }) => inspect(&file, json),
-        Command::Plugin(PluginCommand::Deploy { endpoint, file }) => {
+        Command::Plugin(command) => plugin(command).await,
+        Command::Members(args) => members(args).await,
+        Command::Bench(args) => bench(args).await,
+        Command::Leader(LeaderCommand::Transfer { endpoint, to }) => {
+            let mut client = Client::connect(&endpoint.endpoint).await?;
+            let leader = client.transfer_leader(to).await?;
+            say!("node {leader} is the leader");
+            Ok(())
+        }
+        Command::Leave(args) => {
+            let mut client = Client::connect(&args.endpoint).await?;
+            client.leave().await?;
+            say!("{} left the cluster and is stopping", args.endpoint);
+            Ok(())
+        }
+    }
+}
+
+/// `clusterhost plugin ...`.
+async fn plugin(command: PluginCommand) -> Result<(), CliError> {
+    match command {
+        PluginCommand::Inspect { file, json } => inspect(&file, json),
+        PluginCommand::Deploy { endpoint, file } => {
             let plugin = std::fs::read(&file).map_err(|error| {
                 CliError::new(
                     ExitCode::InvalidInput,
@@ -61,7 +82,7 @@ pub async fn execute(command: Command) -> Result<(), CliError> {
             );
             Ok(())
         }
-        Command::Plugin(PluginCommand::Rollback { endpoint }) => {
+        PluginCommand::Rollback { endpoint } => {
             let mut client = Client::connect(&endpoint.endpoint).await?;
             let receipt = client.rollback_plugin().await?;
             say!(
@@ -72,7 +93,7 @@ pub async fn execute(command: Command) -> Result<(), CliError> {
             );
             Ok(())
         }
-        Command::Plugin(PluginCommand::List { endpoint, json }) => {
+        PluginCommand::List { endpoint, json } => {
             let mut client = Client::connect(&endpoint.endpoint).await?;
             let history = client.plugin_history().await?;
             let history = super::output::HistoryJson::from(history);
@@ -83,20 +104,6 @@ pub async fn execute(command: Command) -> Result<(), CliError> {
             } else {
                 say!("{}", super::output::render_history(&history));
             }
-            Ok(())
-        }
-        Command::Members(args) => members(args).await,
-        Command::Bench(args) => bench(args).await,
-        Command::Leader(LeaderCommand::Transfer { endpoint, to }) => {
-            let mut client = Client::connect(&endpoint.endpoint).await?;
-            let leader = client.transfer_leader(to).await?;
-            say!("node {leader} is the leader");
-            Ok(())
-        }
-        Command::Leave(args) => {
-            let mut client = Client::connect(&args.endpoint).await?;
-            client.leave().await?;
-            say!("{} left the cluster and is stopping", args.endpoint);
             Ok(())
         }
     }

@@ -1,8 +1,10 @@
 //! Membership operations run on the leader on an operator's request:
 //! remove a member, transfer leadership, and the leader's part of leaving.
 
-use crate::consensus::{Consensus, MembershipChange, NodeId, Role};
-use crate::limits::LEADER_TRANSFER_TIMEOUT;
+use std::cmp::Reverse;
+
+use crate::consensus::{Consensus, ConsensusView, MembershipChange, NodeId, Role};
+use crate::limits::{HEALTH_CONTACT_WINDOW, LEADER_TRANSFER_TIMEOUT};
 
 /// Why an operation was refused.
 #[derive(Debug, thiserror::Error)]
@@ -62,18 +64,21 @@ pub async fn transfer_leader(consensus: &Consensus, to: NodeId) -> Result<(), Op
         })
 }
 
-/// The voter best placed to take over from this leader: the one whose
-/// replicated log is furthest along. Pure.
-pub fn best_successor(
-    self_id: NodeId,
-    voters: &[NodeId],
-    matched: &std::collections::BTreeMap<NodeId, Option<u64>>,
-) -> Option<NodeId> {
-    voters
-        .iter()
-        .copied()
-        .filter(|id| *id != self_id)
-        .max_by_key(|id| (matched.get(id).copied().flatten(), std::cmp::Reverse(*id)))
+/// The voter best placed to take over from this leader: among the others
+/// that acknowledged a heartbeat recently, the one whose replicated log is
+/// furthest along. `None` when no other voter is in contact. Pure.
+pub fn best_successor(view: &ConsensusView) -> Option<NodeId> {
+    let in_contact = |id: &NodeId| {
+        view.heartbeat_age
+            .get(id)
+            .copied()
+            .flatten()
+            .is_some_and(|age| age < HEALTH_CONTACT_WINDOW)
+    };
+    view.voters()
+        .into_iter()
+        .filter(|id| *id != view.node_id && in_contact(id))
+        .max_by_key(|id| (view.matched.get(id).copied().flatten(), Reverse(*id)))
 }
 
 /// If this node leads, hand leadership to the best other voter so the
@@ -83,8 +88,7 @@ pub async fn step_down(consensus: &Consensus) {
     if view.role != Role::Leader {
         return;
     }
-    let voters: Vec<NodeId> = view.voters().into_iter().collect();
-    let Some(successor) = best_successor(view.node_id, &voters, &view.matched) else {
+    let Some(successor) = best_successor(&view) else {
         return;
     };
     tracing::info!(successor, "transferring leadership before stopping");
@@ -95,13 +99,47 @@ pub async fn step_down(consensus: &Consensus) {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::consensus::view::MemberView;
+
+    fn leader_view() -> ConsensusView {
+        let members = (1..=4)
+            .map(|id| {
+                let member = MemberView {
+                    rpc_addr: format!("n{id}:1"),
+                    voter: true,
+                };
+                (id, member)
+            })
+            .collect();
+        let recent = Some(Duration::from_millis(100));
+        ConsensusView {
+            node_id: 1,
+            role: Role::Leader,
+            term: 1,
+            leader: Some(1),
+            last_log_index: 12,
+            committed_index: 12,
+            applied_index: 12,
+            snapshot_index: None,
+            purged_index: 0,
+            members,
+            change_in_flight: false,
+            matched: BTreeMap::from([(2, Some(10)), (3, Some(12)), (4, None)]),
+            heartbeat_age: BTreeMap::from([(2, recent), (3, recent), (4, recent)]),
+        }
+    }
 
     #[test]
-    fn the_most_caught_up_other_voter_succeeds() {
-        let matched = BTreeMap::from([(2, Some(10)), (3, Some(12)), (4, None)]);
-        assert_eq!(best_successor(1, &[1, 2, 3, 4], &matched), Some(3));
-        assert_eq!(best_successor(1, &[1], &matched), None);
+    fn the_most_caught_up_other_voter_in_contact_succeeds() {
+        let mut view = leader_view();
+        assert_eq!(best_successor(&view), Some(3));
+        view.heartbeat_age.insert(3, Some(Duration::from_secs(60)));
+        assert_eq!(best_successor(&view), Some(2), "node 3 is out of contact");
+        view.heartbeat_age.clear();
+        assert_eq!(best_successor(&view), None, "nobody to hand over to");
     }
 }

@@ -85,45 +85,46 @@ fn advertise_is_unspecified(addr: &str) -> bool {
         .is_ok_and(|addr| addr.ip().is_unspecified())
 }
 
+/// A valid configuration for unit tests.
+#[cfg(test)]
+pub(crate) fn example() -> NodeConfig {
+    use std::time::Duration;
+    NodeConfig {
+        data_dir: PathBuf::from("d"),
+        plugin: None,
+        bootstrap: false,
+        bootstrap_expect: 0,
+        join: Vec::new(),
+        gossip_listen: "127.0.0.1:7401".parse().expect("address"),
+        gossip_advertise: None,
+        cluster_name: "c".to_string(),
+        policy: Policy {
+            voter_cap: 5,
+            stabilization: Duration::from_secs(5),
+            dead_grace: Duration::from_secs(300),
+            min_voters: 1,
+            caught_up_lag_entries: 100,
+        },
+        advertise: None,
+        node_id: None,
+        snapshot_every_entries: 10_000,
+        log_entries_kept: 1_000,
+        plugin_limits: PluginLimits::default(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
-
-    fn config() -> NodeConfig {
-        NodeConfig {
-            data_dir: PathBuf::from("d"),
-            plugin: None,
-            bootstrap: false,
-            bootstrap_expect: 0,
-            join: Vec::new(),
-            gossip_listen: "127.0.0.1:7401".parse().expect("address"),
-            gossip_advertise: None,
-            cluster_name: "c".to_string(),
-            policy: Policy {
-                voter_cap: 5,
-                stabilization: Duration::from_secs(5),
-                dead_grace: Duration::from_secs(300),
-                min_voters: 1,
-                caught_up_lag_entries: 100,
-            },
-            advertise: None,
-            node_id: None,
-            snapshot_every_entries: 10_000,
-            log_entries_kept: 1_000,
-            plugin_limits: PluginLimits::default(),
-        }
-    }
 
     #[test]
     fn defaults_are_valid() {
-        assert_eq!(config().validate(), Ok(()));
+        assert_eq!(example().validate(), Ok(()));
     }
 
     #[test]
     fn contradictions_are_refused_with_the_flags_named() {
-        let mut both = config();
+        let mut both = example();
         both.bootstrap = true;
         both.bootstrap_expect = 3;
         assert!(
@@ -132,12 +133,12 @@ mod tests {
                 .contains("--bootstrap-expect")
         );
 
-        let mut joining = config();
+        let mut joining = example();
         joining.bootstrap = true;
         joining.join = vec!["a:1".to_string()];
         assert!(joining.validate().expect_err("refused").contains("--join"));
 
-        let mut voters = config();
+        let mut voters = example();
         voters.policy.min_voters = 7;
         assert!(
             voters
@@ -146,7 +147,7 @@ mod tests {
                 .contains("--min-voters 7")
         );
 
-        let mut fuel = config();
+        let mut fuel = example();
         fuel.plugin_limits.fuel_per_bulk_call = 10;
         assert!(
             fuel.validate()
@@ -154,7 +155,7 @@ mod tests {
                 .contains("--plugin-bulk-fuel")
         );
 
-        let mut advertise = config();
+        let mut advertise = example();
         advertise.advertise = Some("0.0.0.0:7400".to_string());
         assert!(
             advertise

@@ -80,37 +80,8 @@ fn short(digest_hex: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-    use std::time::Duration;
-
     use super::*;
-    use crate::limits::PluginLimits;
-    use crate::membership::reconcile::Policy;
-
-    fn config() -> NodeConfig {
-        NodeConfig {
-            data_dir: PathBuf::from("d"),
-            plugin: None,
-            bootstrap: false,
-            bootstrap_expect: 0,
-            join: Vec::new(),
-            gossip_listen: "127.0.0.1:7401".parse().expect("address"),
-            gossip_advertise: None,
-            cluster_name: "c".to_string(),
-            policy: Policy {
-                voter_cap: 5,
-                stabilization: Duration::from_secs(5),
-                dead_grace: Duration::from_secs(300),
-                min_voters: 1,
-                caught_up_lag_entries: 100,
-            },
-            advertise: None,
-            node_id: None,
-            snapshot_every_entries: 10_000,
-            log_entries_kept: 1_000,
-            plugin_limits: PluginLimits::default(),
-        }
-    }
+    use crate::node::config::example as config;
 
     fn digest(byte: u8) -> PluginDigest {
         PluginDigest([byte; 32])

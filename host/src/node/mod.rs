@@ -194,28 +194,20 @@ impl Wiring {
         ));
         let view = SharedView::default();
         let (stop_server, server_stopped) = oneshot::channel::<()>();
-        let server = serve(
-            listener,
-            ClusterService {
-                local: local.clone(),
-                consensus: consensus.clone(),
-                leader: LeaderRunner::new(consensus.clone()),
-                plugin,
-                engine: self.engine.clone(),
-                machine: machine.clone(),
-                view: view.clone(),
-            },
-            &consensus,
-            async {
-                let _ = server_stopped.await;
-            },
-        )
+        let service = ClusterService {
+            local: local.clone(),
+            consensus: consensus.clone(),
+            leader: LeaderRunner::new(consensus.clone()),
+            plugin,
+            engine: self.engine.clone(),
+            machine: machine.clone(),
+            view: view.clone(),
+        };
+        let server = serve(listener, service, &consensus, async {
+            let _ = server_stopped.await;
+        })
         .map_err(StartError::Other)?;
         let discovery = Arc::new(self.start_gossip(node_id, gossip_addr).await?);
-        let first_plugin = bootstrap_plugin
-            .as_ref()
-            .filter(|_| self.config.bootstrap_expect > 0)
-            .map(|code| code.bytes().to_vec());
         let autopilot = tokio::spawn(
             Autopilot {
                 local: local.clone(),
@@ -223,11 +215,7 @@ impl Wiring {
                 discovery: discovery.clone(),
                 machine: machine.clone(),
                 view,
-                config: AutopilotConfig {
-                    policy: self.config.policy,
-                    bootstrap_expect: self.config.bootstrap_expect,
-                    first_plugin,
-                },
+                config: self.autopilot_config(bootstrap_plugin.as_ref()),
             }
             .run()
             .in_current_span(),
@@ -251,6 +239,18 @@ impl Wiring {
             })?;
         }
         Ok(handle)
+    }
+
+    fn autopilot_config(&self, bootstrap_plugin: Option<&PluginCode>) -> AutopilotConfig {
+        AutopilotConfig {
+            policy: self.config.policy,
+            bootstrap_expect: self.config.bootstrap_expect,
+            // A `--bootstrap-expect` cluster has no plugin until its first
+            // leader deploys the one it was started with.
+            first_plugin: bootstrap_plugin
+                .filter(|_| self.config.bootstrap_expect > 0)
+                .map(|code| code.bytes().to_vec()),
+        }
     }
 
     fn open_log(&self) -> Result<LogStore, StartError> {
