@@ -69,6 +69,11 @@ mod tests {
     use clusterhost_sdk::testing::Harness;
 
     #[test]
+    fn counts_like_every_restore_test_plugin() {
+        Harness::<RestoreFails>::new().assert_transcript(include_str!("../../counter.transcript"));
+    }
+
+    #[test]
     fn applies_but_never_restores() {
         let mut plugin = Harness::<RestoreFails>::new();
         assert_eq!(plugin.apply(&json!({"add": 2})), Ok(json!({"value": 2})));

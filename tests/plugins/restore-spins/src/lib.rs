@@ -89,6 +89,11 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn counts_like_every_restore_test_plugin() {
+        Harness::<RestoreSpins>::new().assert_transcript(include_str!("../../counter.transcript"));
+    }
+
+    #[test]
     fn applies_like_a_counter() {
         let mut plugin = Harness::<RestoreSpins>::new();
         assert_eq!(plugin.apply(&json!({"add": 3})), Ok(json!({"value": 3})));
