@@ -76,6 +76,10 @@ impl VersionedJson {
     /// Every version up to the newest is returned; `restore` decodes the
     /// ones it knows and answers [`unsupported`](Self::unsupported) to the
     /// rest.
+    // Inline so serde_json's parser is instantiated in the plugin crate,
+    // next to the plugin's own uses of it: compiled here it would be a second
+    // copy of that machinery in the component (about 10 KB for kv).
+    #[inline]
     pub fn read_version(self, snapshot: &[u8]) -> Result<u32, String> {
         let header: SnapshotHeader = self.decode(snapshot)?;
         if header.version > self.newest {
