@@ -61,7 +61,9 @@
 //! ```
 //!
 //! A malformed command or query never reaches your code: the SDK answers it with
-//! an `Err` naming the problem. Authors with their own encoding implement
+//! an `Err` naming the problem. [`scan`] (bounded prefix scans over a
+//! `BTreeMap`) and [`snapshot`] (versioned, canonical JSON snapshots) are the
+//! pieces most key-value plugins need. Authors with their own encoding implement
 //! [`RawStateMachine`] (bytes in, bytes out) instead; the macro exports either.
 //!
 //! The plugin crate needs `crate-type = ["cdylib", "rlib"]`: `cdylib` is the
@@ -128,16 +130,16 @@
 //! one and `restore` on the new one; if `restore` fails or traps, the old one
 //! keeps running. Put a version tag in the snapshot from day one, read the tag
 //! before anything else (each version lays out the rest its own way), and make
-//! `restore` accept every format you ever wrote:
+//! `restore` accept every format you ever wrote. [`snapshot::VersionedJson`]
+//! does the reading and phrases the errors:
 //!
 //! ```
+//! use clusterhost_sdk::snapshot::VersionedJson;
 //! use serde::Deserialize;
 //! use std::collections::BTreeMap;
 //!
-//! #[derive(Deserialize)]
-//! struct Header {
-//!     version: u32,
-//! }
+//! const SNAPSHOT: VersionedJson = VersionedJson::new("counter", 2);
+//!
 //! /// Version 1 stored a single counter.
 //! #[derive(Deserialize)]
 //! struct V1 {
@@ -150,17 +152,14 @@
 //! }
 //!
 //! fn restore(bytes: &[u8]) -> Result<BTreeMap<String, i64>, String> {
-//!     let bad = |error: serde_json::Error| format!("bad snapshot: {error}");
-//!     match serde_json::from_slice::<Header>(bytes).map_err(bad)?.version {
+//!     // Refuses versions newer than 2 itself.
+//!     match SNAPSHOT.read_version(bytes)? {
 //!         1 => {
-//!             let V1 { total } = serde_json::from_slice(bytes).map_err(bad)?;
+//!             let V1 { total } = SNAPSHOT.decode(bytes)?;
 //!             Ok(BTreeMap::from([("default".to_string(), total)]))
 //!         }
-//!         2 => Ok(serde_json::from_slice::<V2>(bytes).map_err(bad)?.totals),
-//!         newer if newer > 2 => Err(format!(
-//!             "snapshot version {newer} is newer than this plugin understands"
-//!         )),
-//!         unknown => Err(format!("unsupported snapshot version {unknown}")),
+//!         2 => Ok(SNAPSHOT.decode::<V2>(bytes)?.totals),
+//!         unknown => Err(SNAPSHOT.unsupported(unknown)),
 //!     }
 //! }
 //!
@@ -178,6 +177,8 @@
 //! through it.
 
 mod export;
+pub mod scan;
+pub mod snapshot;
 pub mod testing;
 
 #[doc(hidden)]

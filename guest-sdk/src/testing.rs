@@ -1,7 +1,10 @@
 //! A native stand-in for the host, so plugins are tested with plain
 //! `cargo test`: [`Harness`] numbers entries like the Raft log does, stamps a
 //! fixed (settable) time, passes bytes through the same [`RawStateMachine`]
-//! path the component exports use, and checks snapshot round-trips.
+//! path the component exports use, and checks snapshot round-trips and golden
+//! transcripts ([`Harness::assert_transcript`]).
+
+mod transcript;
 
 use crate::{Entry, RawStateMachine};
 use serde::Serialize;

@@ -24,6 +24,8 @@
 //! tag before anything else, so a snapshot from a newer plugin (`kv_v2`) is
 //! refused with a clear error instead of a parse failure.
 
+use clusterhost_sdk::scan::{self, ScanLimits};
+use clusterhost_sdk::snapshot::VersionedJson;
 use clusterhost_sdk::{Entry, StateMachine};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -34,12 +36,15 @@ pub const SCAN_LIMIT_DEFAULT: usize = 100;
 /// single query burns. Larger limits are rejected, not silently clamped, so a
 /// client never mistakes a clamped page for the end of the range.
 pub const SCAN_LIMIT_MAX: usize = 1_000;
+/// Both scan limits; building it checks at compile time that the default
+/// does not exceed the maximum.
+const SCAN_LIMITS: ScanLimits = ScanLimits::new(SCAN_LIMIT_DEFAULT, SCAN_LIMIT_MAX);
 /// Snapshot format written by this version.
 const SNAPSHOT_VERSION: u32 = 1;
+/// kv's snapshot formats: the name in their errors and the newest version.
+const SNAPSHOT: VersionedJson = VersionedJson::new("kv", SNAPSHOT_VERSION);
 /// Answer to the `plugin_version` query.
 pub const PLUGIN_VERSION: &str = "kv/1";
-
-const _: () = assert!(SCAN_LIMIT_DEFAULT <= SCAN_LIMIT_MAX);
 
 /// The replicated state.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -103,13 +108,6 @@ pub enum QueryResponse {
     PluginVersion(&'static str),
 }
 
-/// Just the version tag of a snapshot, read before the rest: other versions
-/// may lay out `entries` differently.
-#[derive(Deserialize)]
-struct SnapshotHeader {
-    version: u32,
-}
-
 /// The snapshot's canonical, versioned form.
 #[derive(Serialize, Deserialize)]
 struct Snapshot {
@@ -154,17 +152,9 @@ impl StateMachine for Kv {
                 value: self.entries.get(&key).cloned(),
             }),
             Query::Scan { prefix, limit } => {
-                let limit = limit.unwrap_or(SCAN_LIMIT_DEFAULT);
-                if limit > SCAN_LIMIT_MAX {
-                    return Err(format!(
-                        "scan limit {limit} exceeds the maximum {SCAN_LIMIT_MAX}"
-                    ));
-                }
-                let items = self
-                    .entries
-                    .range(prefix.clone()..)
-                    .take_while(|(key, _)| key.starts_with(&prefix))
-                    .take(limit)
+                // Refuses a limit above the maximum rather than clamping it.
+                let limit = SCAN_LIMITS.resolve(limit)?;
+                let items = scan::prefix(&self.entries, &prefix, limit)
                     .map(|(key, value)| (key.clone(), value.clone()))
                     .collect();
                 Ok(QueryResponse::Items { items })
@@ -189,38 +179,17 @@ impl StateMachine for Kv {
 
     fn restore(snapshot: &[u8]) -> Result<Self, String> {
         // The version first: a newer format's entries would not parse here,
-        // and "newer than this plugin" is the error an operator can act on.
-        let header: SnapshotHeader = serde_json::from_slice(snapshot)
-            .map_err(|error| format!("malformed kv snapshot: {error}"))?;
-        if header.version > SNAPSHOT_VERSION {
-            return Err(format!(
-                "snapshot version {} is newer than this plugin understands",
-                header.version
-            ));
+        // and "newer than this plugin" (refused by `read_version`) is the
+        // error an operator can act on.
+        let version = SNAPSHOT.read_version(snapshot)?;
+        if version != SNAPSHOT_VERSION {
+            return Err(SNAPSHOT.unsupported(version));
         }
-        if header.version != SNAPSHOT_VERSION {
-            return Err(format!(
-                "unsupported kv snapshot version {}",
-                header.version
-            ));
-        }
-        let snapshot: Snapshot = serde_json::from_slice(snapshot)
-            .map_err(|error| format!("malformed kv snapshot: {error}"))?;
-        // Reject non-canonical input instead of normalizing it: out-of-order
-        // or duplicate keys mean the bytes did not come from this plugin.
-        if let Some(pair) = snapshot
-            .entries
-            .windows(2)
-            .find(|pair| pair[0].0 >= pair[1].0)
-        {
-            return Err(format!(
-                "kv snapshot keys not strictly ascending at {:?}",
-                pair[1].0
-            ));
-        }
-        Ok(Kv {
-            entries: snapshot.entries.into_iter().collect(),
-        })
+        let snapshot: Snapshot = SNAPSHOT.decode(snapshot)?;
+        // Out-of-order or duplicate keys are refused, not normalized: they
+        // mean the bytes did not come from this plugin.
+        let entries = SNAPSHOT.map_from_ascending(snapshot.entries)?;
+        Ok(Kv { entries })
     }
 }
 

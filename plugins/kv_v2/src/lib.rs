@@ -28,6 +28,8 @@
 //! ascending. `restore` also reads kv's `{"version":1,"entries":[[K,V],...]}`,
 //! giving every key version 1, and refuses any other version.
 
+use clusterhost_sdk::scan::{self, ScanLimits};
+use clusterhost_sdk::snapshot::VersionedJson;
 use clusterhost_sdk::{Entry, StateMachine};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -37,6 +39,9 @@ pub const SCAN_LIMIT_DEFAULT: usize = 100;
 /// Most items one scan may return: bounds the response size and the fuel a
 /// single query burns. Larger limits are rejected, not silently clamped.
 pub const SCAN_LIMIT_MAX: usize = 1_000;
+/// Both scan limits; building it checks at compile time that the default
+/// does not exceed the maximum.
+const SCAN_LIMITS: ScanLimits = ScanLimits::new(SCAN_LIMIT_DEFAULT, SCAN_LIMIT_MAX);
 /// Version a key gets when it is created (or restored from a v1 snapshot).
 pub const KEY_VERSION_FIRST: u64 = 1;
 /// Answer to the `plugin_version` query.
@@ -47,8 +52,9 @@ const SNAPSHOT_VERSION_V1: u32 = 1;
 /// Snapshot format written by this version: `[key, value, version]` triples.
 /// Never reuse a number: every format ever written keeps its own.
 const SNAPSHOT_VERSION: u32 = 2;
+/// kv's snapshot formats, as kv v1 names them in errors, up to this version's.
+const SNAPSHOT: VersionedJson = VersionedJson::new("kv", SNAPSHOT_VERSION);
 
-const _: () = assert!(SCAN_LIMIT_DEFAULT <= SCAN_LIMIT_MAX);
 const _: () = assert!(SNAPSHOT_VERSION_V1 < SNAPSHOT_VERSION);
 
 /// The replicated state.
@@ -133,13 +139,6 @@ pub enum QueryResponse {
     PluginVersion(&'static str),
 }
 
-/// Just the version tag of a snapshot, read first: each version lays out
-/// `entries` its own way.
-#[derive(Deserialize)]
-struct SnapshotHeader {
-    version: u32,
-}
-
 /// The v1 (`kv`) snapshot, still read for upgrades.
 #[derive(Deserialize)]
 struct SnapshotV1 {
@@ -192,17 +191,9 @@ impl Kv {
     }
 
     fn scan(&self, prefix: String, limit: Option<usize>) -> Result<QueryResponse, String> {
-        let limit = limit.unwrap_or(SCAN_LIMIT_DEFAULT);
-        if limit > SCAN_LIMIT_MAX {
-            return Err(format!(
-                "scan limit {limit} exceeds the maximum {SCAN_LIMIT_MAX}"
-            ));
-        }
-        let items = self
-            .entries
-            .range(prefix.clone()..)
-            .take_while(|(key, _)| key.starts_with(&prefix))
-            .take(limit)
+        // Refuses a limit above the maximum rather than clamping it.
+        let limit = SCAN_LIMITS.resolve(limit)?;
+        let items = scan::prefix(&self.entries, &prefix, limit)
             .map(|(key, item)| (key.clone(), item.value.clone()))
             .collect();
         Ok(QueryResponse::Items { items })
@@ -264,26 +255,22 @@ impl StateMachine for Kv {
     }
 
     fn restore(snapshot: &[u8]) -> Result<Self, String> {
-        let header: SnapshotHeader = serde_json::from_slice(snapshot).map_err(malformed)?;
-        let entries: Vec<(String, String, u64)> = match header.version {
+        // The version first (`read_version` refuses newer ones): each version
+        // lays out `entries` its own way.
+        let entries: Vec<(String, String, u64)> = match SNAPSHOT.read_version(snapshot)? {
             SNAPSHOT_VERSION_V1 => {
                 // Migrate: v1 had no versions, so every key starts at the first.
-                let v1: SnapshotV1 = serde_json::from_slice(snapshot).map_err(malformed)?;
+                let v1: SnapshotV1 = SNAPSHOT.decode(snapshot)?;
                 v1.entries
                     .into_iter()
                     .map(|(key, value)| (key, value, KEY_VERSION_FIRST))
                     .collect()
             }
             SNAPSHOT_VERSION => {
-                let v2: SnapshotV2 = serde_json::from_slice(snapshot).map_err(malformed)?;
+                let v2: SnapshotV2 = SNAPSHOT.decode(snapshot)?;
                 v2.entries
             }
-            newer if newer > SNAPSHOT_VERSION => {
-                return Err(format!(
-                    "snapshot version {newer} is newer than this plugin understands"
-                ));
-            }
-            unknown => return Err(format!("unsupported kv snapshot version {unknown}")),
+            unknown => return Err(SNAPSHOT.unsupported(unknown)),
         };
         Self::from_canonical_entries(entries)
     }
@@ -294,25 +281,23 @@ impl Kv {
     /// instead of normalizing it: out-of-order or duplicate keys, or a version
     /// below the first, mean the bytes did not come from a kv plugin.
     fn from_canonical_entries(entries: Vec<(String, String, u64)>) -> Result<Self, String> {
-        if let Some(pair) = entries.windows(2).find(|pair| pair[0].0 >= pair[1].0) {
-            return Err(format!(
-                "kv snapshot keys not strictly ascending at {:?}",
-                pair[1].0
-            ));
-        }
-        if let Some((key, _, version)) = entries.iter().find(|e| e.2 < KEY_VERSION_FIRST) {
-            return Err(format!("kv snapshot key {key:?} has version {version}"));
-        }
-        let entries = entries
+        let items = entries
             .into_iter()
             .map(|(key, value, version)| (key, Item { value, version }))
             .collect();
+        let entries = SNAPSHOT.map_from_ascending(items)?;
+        // In key order, so the first offender is the first in the snapshot.
+        if let Some((key, item)) = entries
+            .iter()
+            .find(|(_, item)| item.version < KEY_VERSION_FIRST)
+        {
+            return Err(format!(
+                "kv snapshot key {key:?} has version {}",
+                item.version
+            ));
+        }
         Ok(Kv { entries })
     }
-}
-
-fn malformed(error: serde_json::Error) -> String {
-    format!("malformed kv snapshot: {error}")
 }
 
 clusterhost_sdk::export_state_machine!(Kv);

@@ -28,6 +28,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::VecDeque;
 use std::io::Write;
+use test_plugins_common::spin;
 
 /// Results kept in the log; older ones are dropped.
 pub const LOG_CAPACITY: usize = 64;
@@ -131,15 +132,6 @@ impl StateMachine for Misbehave {
             count: snapshot.count,
             log: snapshot.log,
         })
-    }
-}
-
-/// Loop forever; `black_box` keeps the optimizer from proving anything about
-/// the loop, so only the host's fuel can end it.
-fn spin() -> ! {
-    let mut turns: u64 = 0;
-    loop {
-        turns = std::hint::black_box(turns.wrapping_add(1));
     }
 }
 

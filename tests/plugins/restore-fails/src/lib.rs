@@ -2,14 +2,15 @@
 //! (`{"add":N}` → `{"value":total}`, query `"get"` → `{"value":total}`,
 //! snapshot `{"version":1,"value":total}`), but `restore` always returns
 //! `Err("restore fails on purpose")`, so swapping it in must leave the host
-//! running the previous version.
+//! running the previous version. The counter is the one all hot-swap test
+//! plugins share (`../common`).
 //!
 //! Written against [`RawStateMachine`] (bytes in, bytes out) on purpose, so the
-//! raw path of the SDK is exercised by a real component too.
+//! raw path of the SDK is exercised by a real component too: this file decodes
+//! and encodes the JSON itself.
 
 use clusterhost_sdk::{Entry, RawStateMachine};
-use serde::Deserialize;
-use serde_json::json;
+use test_plugins_common::{Tally, Total};
 
 /// The error every restore returns.
 pub const RESTORE_ERROR: &str = "restore fails on purpose";
@@ -17,42 +18,29 @@ pub const RESTORE_ERROR: &str = "restore fails on purpose";
 /// A counter whose snapshots cannot be restored.
 #[derive(Debug, Default)]
 pub struct RestoreFails {
-    total: i64,
+    tally: Tally,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum Command {
-    Add(i64),
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum Query {
-    Get,
-}
-
-fn total(value: i64) -> Vec<u8> {
-    json!({ "value": value }).to_string().into_bytes()
+fn encode(total: Total) -> Vec<u8> {
+    // A struct of one integer always serializes.
+    serde_json::to_vec(&total).expect("total serializes")
 }
 
 impl RawStateMachine for RestoreFails {
     fn apply(&mut self, _entry: &Entry, command: &[u8]) -> Result<Vec<u8>, String> {
-        let Command::Add(amount) = serde_json::from_slice(command)
+        let command = serde_json::from_slice(command)
             .map_err(|error| format!("malformed command: {error}"))?;
-        self.total = self.total.checked_add(amount).ok_or("counter overflow")?;
-        Ok(total(self.total))
+        self.tally.apply(command).map(encode)
     }
 
     fn query(&self, request: &[u8]) -> Result<Vec<u8>, String> {
-        let Query::Get =
+        let query =
             serde_json::from_slice(request).map_err(|error| format!("malformed query: {error}"))?;
-        Ok(total(self.total))
+        Ok(encode(self.tally.query(query)))
     }
 
     fn snapshot(&self) -> Vec<u8> {
-        // Byte-for-byte the counter plugin's snapshot format.
-        format!(r#"{{"version":1,"value":{}}}"#, self.total).into_bytes()
+        self.tally.snapshot()
     }
 
     fn restore(_snapshot: &[u8]) -> Result<Self, String> {
@@ -64,23 +52,23 @@ clusterhost_sdk::export_state_machine!(RestoreFails);
 
 #[cfg(test)]
 mod tests {
-    //! Goal: applies like the counter, and every restore fails cleanly.
+    //! Goal: counts like every hot-swap test plugin, and every restore fails
+    //! cleanly.
     use super::*;
     use clusterhost_sdk::testing::Harness;
+    use serde_json::json;
 
     #[test]
-    fn applies_but_never_restores() {
+    fn counts_like_every_restore_test_plugin() {
+        Harness::<RestoreFails>::new()
+            .assert_transcript(include_str!("../../common/counter.transcript"));
+    }
+
+    #[test]
+    fn never_restores_and_keeps_its_state() {
         let mut plugin = Harness::<RestoreFails>::new();
-        assert_eq!(plugin.apply(&json!({"add": 2})), Ok(json!({"value": 2})));
-        assert_eq!(plugin.query(&"get"), Ok(json!({"value": 2})));
-        assert!(
-            plugin
-                .apply_raw(b"{")
-                .unwrap_err()
-                .starts_with("malformed command")
-        );
+        plugin.apply(&json!({"add": 2})).unwrap();
         let snapshot = plugin.snapshot();
-        assert_eq!(snapshot, br#"{"version":1,"value":2}"#);
         assert_eq!(plugin.restore(&snapshot), Err(RESTORE_ERROR.to_string()));
         assert_eq!(plugin.query(&"get"), Ok(json!({"value": 2})), "state kept");
     }

@@ -3,97 +3,38 @@
 //! snapshot `{"version":1,"value":total}`), but `restore` never returns: it
 //! loops until the host's fuel budget runs out, which traps the instance, so
 //! swapping it in must leave the host running the previous version (and must
-//! not hang the node).
+//! not hang the node). The counter is the one all hot-swap test plugins share
+//! (`../common`); this file holds only the way it misbehaves.
 
-use clusterhost_sdk::{Entry, StateMachine};
-use serde::{Deserialize, Serialize};
+use test_plugins_common::{Counter, RefuseRestore, spin};
 
-/// A counter whose restore spins forever.
-#[derive(Debug, Default)]
-pub struct RestoreSpins {
-    total: i64,
-}
+/// Restore loops forever, as `misbehave`'s `"spin"` does.
+#[derive(Debug)]
+pub enum Spins {}
 
-/// `{"add":N}`.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Command {
-    Add(i64),
-}
-
-/// `"get"`.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Query {
-    Get,
-}
-
-/// `{"value":total}`.
-#[derive(Debug, Serialize)]
-pub struct Total {
-    value: i64,
-}
-
-#[derive(Serialize)]
-struct Snapshot {
-    version: u32,
-    value: i64,
-}
-
-impl StateMachine for RestoreSpins {
-    type Command = Command;
-    type Response = Total;
-    type Query = Query;
-    type QueryResponse = Total;
-
-    fn apply(&mut self, _entry: &Entry, command: Command) -> Result<Total, String> {
-        let Command::Add(amount) = command;
-        self.total = self.total.checked_add(amount).ok_or("counter overflow")?;
-        Ok(Total { value: self.total })
-    }
-
-    fn query(&self, Query::Get: Query) -> Result<Total, String> {
-        Ok(Total { value: self.total })
-    }
-
-    fn snapshot(&self) -> Vec<u8> {
-        let snapshot = Snapshot {
-            version: 1,
-            value: self.total,
-        };
-        serde_json::to_vec(&snapshot).expect("snapshot serializes")
-    }
-
-    fn restore(_snapshot: &[u8]) -> Result<Self, String> {
+impl RefuseRestore for Spins {
+    fn refuse(_snapshot: &[u8]) -> String {
         spin()
     }
 }
 
-/// Loop forever, as `misbehave`'s `"spin"` does; `black_box` keeps the
-/// optimizer from proving anything about the loop, so only fuel can end it.
-fn spin() -> ! {
-    let mut turns: u64 = 0;
-    loop {
-        turns = std::hint::black_box(turns.wrapping_add(1));
-    }
-}
+/// A counter whose restore spins forever.
+pub type RestoreSpins = Counter<Spins>;
 
 clusterhost_sdk::export_state_machine!(RestoreSpins);
 
 #[cfg(test)]
 mod tests {
-    //! Goal: applies like the counter, and restore never returns (in wasm the
-    //! host's fuel stops it).
+    //! Goal: counts like every hot-swap test plugin, and restore never
+    //! returns (in wasm the host's fuel stops it).
     use super::*;
+    use clusterhost_sdk::StateMachine;
     use clusterhost_sdk::testing::Harness;
-    use serde_json::json;
 
     #[test]
-    fn applies_like_a_counter() {
-        let mut plugin = Harness::<RestoreSpins>::new();
-        assert_eq!(plugin.apply(&json!({"add": 3})), Ok(json!({"value": 3})));
-        assert_eq!(plugin.query(&"get"), Ok(json!({"value": 3})));
-        assert_eq!(plugin.snapshot(), br#"{"version":1,"value":3}"#);
+    fn counts_like_every_restore_test_plugin() {
+        Harness::<RestoreSpins>::new()
+            .assert_transcript(include_str!("../../common/counter.transcript"));
     }
 
     #[test]

@@ -2,87 +2,37 @@
 //! (`{"add":N}` → `{"value":total}`, query `"get"` → `{"value":total}`,
 //! snapshot `{"version":1,"value":total}`), but `restore` always panics, which
 //! traps the instance, so swapping it in must leave the host running the
-//! previous version.
+//! previous version. The counter is the one all hot-swap test plugins share
+//! (`../common`); this file holds only the way it misbehaves.
 
-use clusterhost_sdk::{Entry, StateMachine};
-use serde::{Deserialize, Serialize};
+use test_plugins_common::{Counter, RefuseRestore};
 
-/// A counter whose restore traps.
-#[derive(Debug, Default)]
-pub struct RestoreTraps {
-    total: i64,
-}
+/// Restore panics.
+#[derive(Debug)]
+pub enum Traps {}
 
-/// `{"add":N}`.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Command {
-    Add(i64),
-}
-
-/// `"get"`.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Query {
-    Get,
-}
-
-/// `{"value":total}`.
-#[derive(Debug, Serialize)]
-pub struct Total {
-    value: i64,
-}
-
-#[derive(Serialize)]
-struct Snapshot {
-    version: u32,
-    value: i64,
-}
-
-impl StateMachine for RestoreTraps {
-    type Command = Command;
-    type Response = Total;
-    type Query = Query;
-    type QueryResponse = Total;
-
-    fn apply(&mut self, _entry: &Entry, command: Command) -> Result<Total, String> {
-        let Command::Add(amount) = command;
-        self.total = self.total.checked_add(amount).ok_or("counter overflow")?;
-        Ok(Total { value: self.total })
-    }
-
-    fn query(&self, Query::Get: Query) -> Result<Total, String> {
-        Ok(Total { value: self.total })
-    }
-
-    fn snapshot(&self) -> Vec<u8> {
-        let snapshot = Snapshot {
-            version: 1,
-            value: self.total,
-        };
-        serde_json::to_vec(&snapshot).expect("snapshot serializes")
-    }
-
-    fn restore(_snapshot: &[u8]) -> Result<Self, String> {
+impl RefuseRestore for Traps {
+    fn refuse(_snapshot: &[u8]) -> String {
         panic!("restore traps on purpose")
     }
 }
+
+/// A counter whose restore traps.
+pub type RestoreTraps = Counter<Traps>;
 
 clusterhost_sdk::export_state_machine!(RestoreTraps);
 
 #[cfg(test)]
 mod tests {
-    //! Goal: applies like the counter, and restore panics (a trap in wasm).
+    //! Goal: counts like every hot-swap test plugin, and restore panics (a
+    //! trap in wasm).
     use super::*;
     use clusterhost_sdk::testing::Harness;
-    use serde_json::json;
 
     #[test]
-    fn applies_like_a_counter() {
-        let mut plugin = Harness::<RestoreTraps>::new();
-        assert_eq!(plugin.apply(&json!({"add": 3})), Ok(json!({"value": 3})));
-        assert_eq!(plugin.query(&"get"), Ok(json!({"value": 3})));
-        assert_eq!(plugin.snapshot(), br#"{"version":1,"value":3}"#);
+    fn counts_like_every_restore_test_plugin() {
+        Harness::<RestoreTraps>::new()
+            .assert_transcript(include_str!("../../common/counter.transcript"));
     }
 
     #[test]

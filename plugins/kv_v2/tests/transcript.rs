@@ -1,0 +1,12 @@
+//! Goal: pin kv_v2's whole wire format byte for byte — every response, error
+//! string and snapshot for a script that touches every command, query and
+//! restore path, including restoring a snapshot kv v1 wrote — so
+//! refactorings cannot change what clients and the host see.
+
+use clusterhost_sdk::testing::Harness;
+use kv_v2::Kv;
+
+#[test]
+fn wire_format_is_unchanged() {
+    Harness::<Kv>::new().assert_transcript(include_str!("kv_v2.transcript"));
+}
