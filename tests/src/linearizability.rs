@@ -15,8 +15,12 @@
 //! ("lifts") a pending invocation whose result fits the register's value,
 //! until it meets the return of an operation it has not placed; then it
 //! backtracks. A cache of the (set of operations placed, register value)
-//! pairs already explored cuts repeated work. The search is bounded per key
-//! ([`Limits`]) and answers [`CheckResult::Undecided`] when a bound is hit.
+//! pairs already explored cuts repeated work; operations are numbered by
+//! invocation so a set is stored as its short tail past the fully placed
+//! prefix. A write of unknown outcome is dropped once every operation that
+//! reports or expects its value has returned: placing it later explains
+//! nothing. The search is bounded per key ([`Limits`]) and answers
+//! [`CheckResult::Undecided`] when a bound is hit.
 //!
 //! Times are nanoseconds from any origin the whole history shares. At equal
 //! times invocations sort before returns, so an operation that returns at
@@ -527,10 +531,19 @@ fn check_key(
     let mut search = Search::new(&model.operations);
     let result = match search.run(limits) {
         SearchOutcome::Linearizable => CheckResult::Linearizable,
-        SearchOutcome::Exhausted(reason) => CheckResult::Undecided {
-            key: key.to_string(),
-            reason,
-        },
+        SearchOutcome::Exhausted(mut reason) => {
+            if let Some(stuck) = search.deepest {
+                let index = model.operations[stuck.operation].index;
+                reason.push_str(&format!(
+                    "; furthest order found: {} operations, then no way to place #{index}",
+                    stuck.depth
+                ));
+            }
+            CheckResult::Undecided {
+                key: key.to_string(),
+                reason,
+            }
+        }
         SearchOutcome::Stuck(stuck) => {
             CheckResult::Violation(model.violation(history, key, indices, &stuck))
         }
@@ -561,6 +574,18 @@ enum Observation {
     Value(Register),
 }
 
+/// Until when an operation may be placed.
+#[derive(Clone, Copy, Debug)]
+enum End {
+    /// It returned at this time: it is placed by then.
+    Returns(u64),
+    /// Its outcome is unknown, and placing it after this time could explain
+    /// nothing more (see [`bound_unknown_writes`]): dropped there.
+    RelevantUntil(u64),
+    /// Its outcome is unknown; it may be placed at any time.
+    Never,
+}
+
 /// One operation as the search sees it.
 #[derive(Clone, Copy, Debug)]
 struct RegisterOperation {
@@ -570,8 +595,7 @@ struct RegisterOperation {
     /// `None`: the result is unconstrained (outcome unknown).
     observed: Option<Observation>,
     invoked_ns: u64,
-    /// `None`: never returns (outcome unknown).
-    returned_ns: Option<u64>,
+    end: End,
 }
 
 impl RegisterOperation {
@@ -596,12 +620,88 @@ impl RegisterOperation {
     }
 
     fn returns(&self) -> bool {
-        self.returned_ns.is_some()
+        matches!(self.end, End::Returns(_))
     }
+
+    /// The value it writes, if it writes (a cas only if it swaps).
+    fn written(&self) -> Option<Register> {
+        match self.effect {
+            Effect::Put(value) | Effect::Cas { value, .. } => Some(Some(value)),
+            Effect::Delete => Some(None),
+            Effect::Get => None,
+        }
+    }
+
+    /// The values its result reports or its call expects.
+    fn mentioned(&self) -> impl Iterator<Item = Register> {
+        let reported = self.observed.map(|observed| match observed {
+            Observation::Previous(register)
+            | Observation::Value(register)
+            | Observation::Swapped {
+                current: register, ..
+            } => register,
+        });
+        let expected = match self.effect {
+            Effect::Cas { expected, .. } => Some(expected),
+            _ => None,
+        };
+        reported.into_iter().chain(expected)
+    }
+}
+
+/// Which operations mention a value: when the last one that returned did,
+/// and whether one of unknown outcome does.
+#[derive(Clone, Copy, Debug, Default)]
+struct Mentions {
+    last_returned_ns: Option<u64>,
+    by_unknown: bool,
+}
+
+/// Bound when each write of unknown outcome may be placed. Say one writes
+/// `w` and is placed after every operation that mentions `w` (reports it or
+/// expects it in a cas), none of them of unknown outcome. Up to the next
+/// write, an operation placed either mentions `w`, and there is none left,
+/// or is a cas of unknown outcome that does not swap, which can be left out
+/// too. The next write cannot mention `w` either, so it is a put or delete of
+/// unknown outcome, whose effect does not depend on `w`. Taking the write
+/// out leaves an order just as valid. So a write of `w` is dropped once the
+/// last operation mentioning `w` returned, left out if that was before its
+/// invocation or none does, and kept to the end if an operation of unknown
+/// outcome (a cas) expects `w`.
+fn bound_unknown_writes(operations: &mut Vec<RegisterOperation>) {
+    let mut mentions: HashMap<Register, Mentions> = HashMap::new();
+    for operation in operations.iter() {
+        for register in operation.mentioned() {
+            let mention = mentions.entry(register).or_default();
+            match operation.end {
+                End::Returns(returned_ns) => {
+                    mention.last_returned_ns = mention.last_returned_ns.max(Some(returned_ns));
+                }
+                End::RelevantUntil(_) | End::Never => mention.by_unknown = true,
+            }
+        }
+    }
+    operations.retain_mut(|operation| {
+        let (End::Never, Some(written)) = (operation.end, operation.written()) else {
+            return true;
+        };
+        let mention = mentions.get(&written).copied().unwrap_or_default();
+        if mention.by_unknown {
+            return true;
+        }
+        match mention.last_returned_ns {
+            Some(last_ns) if last_ns >= operation.invoked_ns => {
+                operation.end = End::RelevantUntil(last_ns);
+                true
+            }
+            _ => false,
+        }
+    });
 }
 
 /// The register operations of one key and its interned values.
 struct KeyModel<'h> {
+    /// By invocation time, so the placed ones are mostly a prefix.
     operations: Vec<RegisterOperation>,
     /// `ValueId` → value.
     values: Vec<&'h str>,
@@ -612,25 +712,30 @@ impl<'h> KeyModel<'h> {
     /// neither change the register nor constrain it.
     fn new(history: &'h [Operation], indices: &[usize]) -> Self {
         let mut interner = Interner::default();
-        let operations = indices
+        let mut operations: Vec<RegisterOperation> = indices
             .iter()
             .filter_map(|&index| {
                 let operation = history.get(index)?;
-                let observed = match &operation.outcome {
-                    Outcome::Failed => return None,
-                    Outcome::Unknown if operation.call.is_query() => return None,
-                    Outcome::Unknown => None,
-                    Outcome::Ok(output) => Some(interner.observation(output)),
+                let (observed, end) = match (&operation.outcome, operation.completed_ns) {
+                    (Outcome::Failed, _) => return None,
+                    (Outcome::Unknown, _) if operation.call.is_query() => return None,
+                    (Outcome::Unknown, _) | (Outcome::Ok(_), None) => (None, End::Never),
+                    (Outcome::Ok(output), Some(completed_ns)) => (
+                        Some(interner.observation(output)),
+                        End::Returns(completed_ns),
+                    ),
                 };
                 Some(RegisterOperation {
                     index,
                     effect: interner.effect(&operation.call),
                     observed,
                     invoked_ns: operation.invoked_ns,
-                    returned_ns: observed.and(operation.completed_ns),
+                    end,
                 })
             })
             .collect();
+        bound_unknown_writes(&mut operations);
+        operations.sort_by_key(|operation| (operation.invoked_ns, operation.index));
         Self {
             operations,
             values: interner.values,
@@ -658,9 +763,9 @@ impl<'h> KeyModel<'h> {
             )
         } else {
             format!(
-                "no order of the operations before its return explains its result: in the \
-                 longest consistent order found ({depth} operations) the key held {held} \
-                 when it had to take effect, but {}",
+                "no order of the operations before its return explains every result up to \
+                 it: in the longest consistent order found ({depth} operations) the key held \
+                 {held} when it had to take effect, but {}",
                 requirement(&operation)
             )
         };
@@ -758,12 +863,13 @@ impl<'h> Interner<'h> {
     }
 }
 
-/// An invocation or a return of the operation with that index (into the
-/// key's operations).
+/// A point in time where an operation (its index into the key's
+/// operations) is invoked, returns, or stops being relevant.
 #[derive(Clone, Copy, Debug)]
 enum Event {
     Invoke(usize),
     Return(usize),
+    Deadline(usize),
 }
 
 /// No node: the end of the list.
@@ -777,20 +883,24 @@ struct EntryList {
     next: Vec<usize>,
     previous: Vec<usize>,
     invoke_node: Vec<usize>,
-    return_node: Vec<Option<usize>>,
+    /// The node of each operation's return or deadline, if any.
+    end_node: Vec<Option<usize>>,
 }
 
 impl EntryList {
     fn new(operations: &[RegisterOperation]) -> Self {
-        // Invocations (0) before returns (1) at equal times.
+        // At equal times: invocations, then returns, then deadlines (after
+        // the returns they wait for).
         let mut timed = Vec::with_capacity(operations.len() * 2);
         for (id, operation) in operations.iter().enumerate() {
             timed.push((operation.invoked_ns, 0, id, Event::Invoke(id)));
-            if let Some(returned_ns) = operation.returned_ns {
-                timed.push((returned_ns, 1, id, Event::Return(id)));
+            match operation.end {
+                End::Returns(time_ns) => timed.push((time_ns, 1, id, Event::Return(id))),
+                End::RelevantUntil(time_ns) => timed.push((time_ns, 2, id, Event::Deadline(id))),
+                End::Never => {}
             }
         }
-        timed.sort_unstable_by_key(|&(time, rank, id, _)| (time, rank, id));
+        timed.sort_unstable_by_key(|&(time_ns, rank, id, _)| (time_ns, rank, id));
         let events: Vec<Event> = timed.into_iter().map(|(.., event)| event).collect();
         let head = events.len();
         // head -> 0 -> 1 -> ... -> head - 1 -> END.
@@ -805,11 +915,11 @@ impl EntryList {
             .map(|node| if node == 0 { head } else { node - 1 })
             .collect();
         let mut invoke_node = vec![head; operations.len()];
-        let mut return_node = vec![None; operations.len()];
+        let mut end_node = vec![None; operations.len()];
         for (node, event) in events.iter().enumerate() {
             match *event {
                 Event::Invoke(id) => invoke_node[id] = node,
-                Event::Return(id) => return_node[id] = Some(node),
+                Event::Return(id) | Event::Deadline(id) => end_node[id] = Some(node),
             }
         }
         Self {
@@ -817,7 +927,7 @@ impl EntryList {
             next,
             previous,
             invoke_node,
-            return_node,
+            end_node,
         }
     }
 
@@ -848,54 +958,85 @@ impl EntryList {
 
     fn lift(&mut self, id: usize) {
         self.unlink(self.invoke_node[id]);
-        if let Some(node) = self.return_node[id] {
+        if let Some(node) = self.end_node[id] {
             self.unlink(node);
         }
     }
 
     fn unlift(&mut self, id: usize) {
-        if let Some(node) = self.return_node[id] {
+        if let Some(node) = self.end_node[id] {
             self.relink(node);
         }
         self.relink(self.invoke_node[id]);
     }
 }
 
-/// Which operations of a key are placed, one bit each.
+/// Which operations of a key are placed, one bit each, with the bounds of
+/// its short form kept up to date.
 struct Bitset {
     words: Vec<u64>,
+    /// Leading words with every bit set.
+    full: usize,
+    /// One past the last word with a bit set (at least `full`).
+    end: usize,
 }
 
 impl Bitset {
     fn new(bits: usize) -> Self {
         Self {
             words: vec![0; bits.div_ceil(64)],
+            full: 0,
+            end: 0,
         }
     }
 
     fn set(&mut self, bit: usize) {
-        self.words[bit / 64] |= 1 << (bit % 64);
+        let word = bit / 64;
+        self.words[word] |= 1 << (bit % 64);
+        self.end = self.end.max(word + 1);
+        while self.words.get(self.full) == Some(&u64::MAX) {
+            self.full += 1;
+        }
     }
 
     fn clear(&mut self, bit: usize) {
-        self.words[bit / 64] &= !(1 << (bit % 64));
+        let word = bit / 64;
+        self.words[word] &= !(1 << (bit % 64));
+        self.full = self.full.min(word);
+        while self.end > self.full && self.words[self.end - 1] == 0 {
+            self.end -= 1;
+        }
+    }
+
+    /// The set in a canonical short form: the number of full words, then the
+    /// words up to the last one with a bit set. Operations are numbered by
+    /// invocation, so this is about as long as the window of pending ones
+    /// rather than the whole history.
+    fn short_form(&self, into: &mut Vec<u64>) {
+        into.clear();
+        into.push(self.full as u64);
+        into.extend_from_slice(&self.words[self.full..self.end]);
     }
 }
 
 /// Bytes the cache counts for a new set, besides the set's own words.
-const CACHE_ENTRY_OVERHEAD_BYTES: usize = size_of::<Vec<u64>>() + size_of::<Vec<Register>>();
+const CACHE_ENTRY_OVERHEAD_BYTES: usize =
+    size_of::<Vec<u64>>() + size_of::<Vec<Register>>() + size_of::<Register>();
 
 /// The (placed set, register) pairs already explored.
 #[derive(Default)]
 struct Cache {
     seen: HashMap<Vec<u64>, Vec<Register>>,
+    /// The short form looked up, kept to save an allocation per step.
+    key: Vec<u64>,
     bytes: usize,
 }
 
 impl Cache {
     /// Remember the pair; `false` if it was already there.
     fn insert(&mut self, placed: &Bitset, register: Register) -> bool {
-        if let Some(registers) = self.seen.get_mut(placed.words.as_slice()) {
+        placed.short_form(&mut self.key);
+        if let Some(registers) = self.seen.get_mut(self.key.as_slice()) {
             if registers.contains(&register) {
                 return false;
             }
@@ -903,18 +1044,18 @@ impl Cache {
             self.bytes += size_of::<Register>();
             return true;
         }
-        self.seen.insert(placed.words.clone(), vec![register]);
-        self.bytes += size_of_val(placed.words.as_slice())
-            + CACHE_ENTRY_OVERHEAD_BYTES
-            + size_of::<Register>();
+        self.bytes += size_of_val(self.key.as_slice()) + CACHE_ENTRY_OVERHEAD_BYTES;
+        self.seen.insert(self.key.clone(), vec![register]);
         true
     }
 }
 
-/// An operation placed, and the register before it.
+/// An operation placed (or dropped at its deadline), and the register
+/// before it.
 struct Frame {
     id: usize,
     register_before: Register,
+    dropped: bool,
 }
 
 /// Where a search could go no further: the return of `operation` was
@@ -941,6 +1082,8 @@ struct Search<'k> {
     placed: Bitset,
     cache: Cache,
     stack: Vec<Frame>,
+    /// Frames on the stack that dropped an operation rather than placed it.
+    dropped: usize,
     register: Register,
     /// Operations that return and are not placed yet; done at zero.
     returning_left: usize,
@@ -956,6 +1099,7 @@ impl<'k> Search<'k> {
             placed: Bitset::new(operations.len()),
             cache: Cache::default(),
             stack: Vec::new(),
+            dropped: 0,
             register: None,
             returning_left: operations.iter().filter(|op| op.returns()).count(),
             steps: 0,
@@ -987,15 +1131,17 @@ impl<'k> Search<'k> {
             let Some(event) = self.entries.event(node) else {
                 unreachable!("walked past every pending return");
             };
-            node = match event {
-                Event::Invoke(id) => self.try_place(id, node),
+            let next = match event {
+                Event::Invoke(id) => Some(self.try_place(id, node)),
+                Event::Deadline(id) => self.try_drop(id),
                 Event::Return(id) => {
                     self.note_stuck(id);
-                    match self.stack.pop() {
-                        Some(frame) => self.undo(frame),
-                        None => return self.stuck(),
-                    }
+                    None
                 }
+            };
+            node = match next.or_else(|| self.backtrack()) {
+                Some(node) => node,
+                None => return self.stuck(),
             };
         }
         SearchOutcome::Linearizable
@@ -1008,15 +1154,7 @@ impl<'k> Search<'k> {
         if let Some(after) = operation.step(self.register) {
             self.placed.set(id);
             if self.cache.insert(&self.placed, after) {
-                self.stack.push(Frame {
-                    id,
-                    register_before: self.register,
-                });
-                self.register = after;
-                self.entries.lift(id);
-                if operation.returns() {
-                    self.returning_left -= 1;
-                }
+                self.push(id, after, false);
                 return self.entries.first();
             }
             self.placed.clear(id);
@@ -1024,19 +1162,56 @@ impl<'k> Search<'k> {
         self.entries.next[node]
     }
 
-    /// Take back the last placement; returns the node after its invocation.
-    fn undo(&mut self, frame: Frame) -> usize {
-        self.entries.unlift(frame.id);
-        self.placed.clear(frame.id);
-        self.register = frame.register_before;
-        if self.operations[frame.id].returns() {
-            self.returning_left += 1;
+    /// Drop operation `id` at its deadline unless the state that leads to
+    /// was seen; returns the node to look at, or `None` to backtrack.
+    fn try_drop(&mut self, id: usize) -> Option<usize> {
+        self.placed.set(id);
+        if self.cache.insert(&self.placed, self.register) {
+            self.push(id, self.register, true);
+            return Some(self.entries.first());
         }
-        self.entries.next[self.entries.invoke_node[frame.id]]
+        self.placed.clear(id);
+        None
+    }
+
+    /// Record operation `id` (its bit already set) as placed or dropped,
+    /// leaving the register at `after`.
+    fn push(&mut self, id: usize, after: Register, dropped: bool) {
+        self.stack.push(Frame {
+            id,
+            register_before: self.register,
+            dropped,
+        });
+        self.register = after;
+        self.entries.lift(id);
+        self.dropped += usize::from(dropped);
+        if self.operations[id].returns() {
+            self.returning_left -= 1;
+        }
+    }
+
+    /// Take back placements up to the last one with an alternative left;
+    /// returns the node after its invocation, or `None` if there is none.
+    /// A dropped operation has no alternative: keeping it pending past its
+    /// deadline would only repeat the orders explored without it.
+    fn backtrack(&mut self) -> Option<usize> {
+        loop {
+            let frame = self.stack.pop()?;
+            self.entries.unlift(frame.id);
+            self.placed.clear(frame.id);
+            self.register = frame.register_before;
+            self.dropped -= usize::from(frame.dropped);
+            if self.operations[frame.id].returns() {
+                self.returning_left += 1;
+            }
+            if !frame.dropped {
+                return Some(self.entries.next[self.entries.invoke_node[frame.id]]);
+            }
+        }
     }
 
     fn note_stuck(&mut self, id: usize) {
-        let depth = self.stack.len();
+        let depth = self.stack.len() - self.dropped;
         if self.deepest.is_none_or(|deepest| depth > deepest.depth) {
             self.deepest = Some(Stuck {
                 operation: id,
@@ -1049,7 +1224,8 @@ impl<'k> Search<'k> {
     fn stuck(&self) -> SearchOutcome {
         match self.deepest {
             Some(stuck) => SearchOutcome::Stuck(stuck),
-            None => unreachable!("the search backtracks only from a noted return"),
+            // Every failed branch ends at a return, which is noted.
+            None => unreachable!("the search gave up without meeting a return"),
         }
     }
 }
@@ -1398,6 +1574,58 @@ mod tests {
             ok(2, (2_000, 2_010), get("k"), read(Some("a"))),
         ];
         assert_eq!(violation(&history).first_unlinearizable.index, 3);
+    }
+
+    #[test]
+    fn unknown_writes_seen_only_through_a_cas_can_take_effect() {
+        // Goal: a cas expecting an unknown write's value may rely on it,
+        // also when that cas is of unknown outcome itself.
+        let history = [
+            unknown(1, 0, put("k", "maybe")),
+            ok(
+                2,
+                (100, 110),
+                cas("k", Some("maybe"), "next"),
+                swapped(true, Some("next")),
+            ),
+        ];
+        assert_eq!(verdict(&history), CheckResult::Linearizable);
+        let chained = [
+            unknown(1, 0, put("k", "a")),
+            unknown(1, 10, cas("k", Some("a"), "b")),
+            ok(2, (100, 110), get("k"), read(Some("b"))),
+        ];
+        assert_eq!(verdict(&chained), CheckResult::Linearizable);
+    }
+
+    #[test]
+    fn unknown_writes_nobody_sees_cost_no_search() {
+        // Goal: hundreds of unknown puts whose values nobody reads are left
+        // out up front and do not slow the search.
+        let mut history = Vec::new();
+        for n in 0..300 {
+            let at_ns = n * 100;
+            let earlier = (n > 0).then(|| format!("v{}", n - 1));
+            history.push(unknown(1, at_ns, put("k", &format!("lost{n}"))));
+            history.push(ok(
+                2,
+                (at_ns, at_ns + 50),
+                put("k", &format!("v{n}")),
+                Output::Previous(earlier),
+            ));
+            history.push(ok(
+                3,
+                (at_ns + 60, at_ns + 70),
+                get("k"),
+                read(Some(&format!("v{n}"))),
+            ));
+        }
+        let limits = Limits {
+            search_steps_max: 2 * history.len() as u64,
+            ..Limits::DEFAULT
+        };
+        let report = check_with_limits(&history, limits).expect("a well-formed history");
+        assert_eq!(report.overall, CheckResult::Linearizable, "{report}");
     }
 
     #[test]
