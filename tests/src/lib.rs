@@ -20,6 +20,8 @@
 //! - [`kv`]: the example key-value plugin's commands and reads.
 //! - [`invariants`]: checks after every scenario (no acknowledged write lost,
 //!   replicas agree).
+//! - [`linearizability`]: record kv operations from concurrent clients and
+//!   check the history is linearizable, key by key.
 //! - [`paths`]: the binary and plugins under test.
 //!
 //! The binary is `<target>/debug/clusterhost`, which cargo does not build for
@@ -29,6 +31,7 @@ pub mod cli;
 pub mod cluster;
 pub mod invariants;
 pub mod kv;
+pub mod linearizability;
 pub mod load;
 pub mod node;
 pub mod observe;
