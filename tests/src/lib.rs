@@ -18,6 +18,10 @@
 //! - [`load`]: [`load::WriteStream`] — concurrent writers through chosen
 //!   endpoints, recording what was acknowledged and when.
 //! - [`kv`]: the example key-value plugin's commands and reads.
+//! - [`netns`]: [`netns::TestNetwork`] — hosts in Linux network namespaces
+//!   behind one bridge, for running nodes apart and cutting links between
+//!   them (partitions, a bridge host, one flapping link) while the test, as
+//!   client, still reaches every host. Needs root.
 //! - [`invariants`]: checks after every scenario (no acknowledged write lost,
 //!   replicas agree).
 //! - [`linearizability`]: record kv operations from concurrent clients and
@@ -33,6 +37,8 @@ pub mod invariants;
 pub mod kv;
 pub mod linearizability;
 pub mod load;
+#[cfg(target_os = "linux")]
+pub mod netns;
 pub mod node;
 pub mod observe;
 pub mod paths;
