@@ -138,8 +138,13 @@ pub const RECONCILE_INTERVAL: Duration = Duration::from_millis(500);
 /// Longest a single membership change may take before the loop moves on.
 pub const MEMBERSHIP_CHANGE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long a leadership transfer may take.
+/// How long a leadership transfer an operator asked for may take.
 pub const LEADER_TRANSFER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a stopping leader waits for its successor to take over before
+/// it stops anyway (a healthy successor needs about one election timeout;
+/// one that just went away never answers).
+pub const STEP_DOWN_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A learner within this many entries of the leader counts as caught up
 /// for promotion to voter.
@@ -192,6 +197,7 @@ const _: () = assert!(LOG_ENTRIES_KEPT_BEHIND_SNAPSHOT < SNAPSHOT_EVERY_ENTRIES_
 const _: () = assert!(LEADER_RETRY_INTERVAL.as_millis() < REQUEST_TIMEOUT.as_millis());
 const _: () = assert!(HEALTH_CONTACT_WINDOW.as_millis() > RAFT_ELECTION_TIMEOUT_MAX.as_millis());
 const _: () = assert!(VOTER_CAP_DEFAULT <= VOTERS_MAX);
+const _: () = assert!(STEP_DOWN_TIMEOUT.as_millis() > 2 * RAFT_ELECTION_TIMEOUT_MAX.as_millis());
 
 /// The bounds applied to every plugin call. Configurable per node, but every
 /// replica of a cluster must use the same values or replicas may disagree on

@@ -4,7 +4,7 @@
 use std::cmp::Reverse;
 
 use crate::consensus::{Consensus, ConsensusView, MembershipChange, NodeId, Role};
-use crate::limits::{HEALTH_CONTACT_WINDOW, LEADER_TRANSFER_TIMEOUT};
+use crate::limits::{HEALTH_CONTACT_WINDOW, LEADER_TRANSFER_TIMEOUT, STEP_DOWN_TIMEOUT};
 
 /// Why an operation was refused.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +40,15 @@ pub async fn remove_member(consensus: &Consensus, node_id: NodeId) -> Result<(),
 /// Move leadership from this node (the leader) to the voter `to`, and wait
 /// until `to` leads.
 pub async fn transfer_leader(consensus: &Consensus, to: NodeId) -> Result<(), OperationError> {
+    transfer_leader_within(consensus, to, LEADER_TRANSFER_TIMEOUT).await
+}
+
+/// [`transfer_leader`], waiting at most `timeout` for `to` to lead.
+async fn transfer_leader_within(
+    consensus: &Consensus,
+    to: NodeId,
+    timeout: std::time::Duration,
+) -> Result<(), OperationError> {
     let view = consensus.view();
     let Some(member) = view.members.get(&to) else {
         return Err(OperationError::UnknownNode(to));
@@ -57,7 +66,7 @@ pub async fn transfer_leader(consensus: &Consensus, to: NodeId) -> Result<(), Op
         .await
         .map_err(OperationError::Unavailable)?;
     consensus
-        .wait_leader_is(to, LEADER_TRANSFER_TIMEOUT)
+        .wait_leader_is(to, timeout)
         .await
         .map_err(|error| {
             OperationError::Unavailable(format!("leadership did not move to {to}: {error}"))
@@ -92,7 +101,7 @@ pub async fn step_down(consensus: &Consensus) {
         return;
     };
     tracing::info!(successor, "transferring leadership before stopping");
-    if let Err(error) = transfer_leader(consensus, successor).await {
+    if let Err(error) = transfer_leader_within(consensus, successor, STEP_DOWN_TIMEOUT).await {
         tracing::warn!("leadership transfer before stopping failed: {error}");
     }
 }
