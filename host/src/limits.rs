@@ -10,8 +10,8 @@
 use std::time::Duration;
 
 pub use clusterhost_client::limits::{
-    CLIENT_GRPC_MESSAGE_BYTES_MAX, COMMAND_BYTES_MAX, DEPLOY_TIMEOUT, PLUGIN_UPLOAD_CHUNK_BYTES,
-    QUERY_BYTES_MAX, REQUEST_TIMEOUT,
+    CLIENT_GRPC_MESSAGE_BYTES_MAX, CLIENT_GRPC_RESPONSE_BYTES_MAX, COMMAND_BYTES_MAX,
+    DEPLOY_TIMEOUT, PLUGIN_UPLOAD_CHUNK_BYTES, QUERY_BYTES_MAX, REQUEST_TIMEOUT,
 };
 
 // ---- The plugin sandbox ----------------------------------------------------
@@ -82,9 +82,27 @@ pub const PLUGIN_QUEUE_DEPTH: usize = 1024;
 
 // ---- Raft and the log ------------------------------------------------------
 
-/// Largest gRPC message on the internal Raft service: a batch of entries or a
-/// whole snapshot with the plugin inside.
-pub const RAFT_GRPC_MESSAGE_BYTES_MAX: usize = SNAPSHOT_BYTES_MAX + PLUGIN_BYTES_MAX + 1024 * 1024;
+/// Bytes of entries one AppendEntries carries at most; a larger batch is
+/// sent in parts (an entry larger than this, a deploy, goes alone).
+pub const RAFT_APPEND_ENTRIES_BYTES_MAX: usize = 8 * 1024 * 1024;
+
+/// Bytes per message when a snapshot is streamed to a peer.
+pub const RAFT_SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
+
+/// Largest encoded snapshot a node accepts from a peer: the plugin state,
+/// the running plugin and the ones retained for rollback, and the history.
+pub const RAFT_SNAPSHOT_BYTES_MAX: usize =
+    SNAPSHOT_BYTES_MAX + PLUGIN_BYTES_MAX * (PLUGIN_VERSIONS_RETAINED + 1) + 1024 * 1024;
+
+/// Largest gRPC message on the internal Raft service: one entry as large as
+/// a deploy (the plugin inside), with room for its framing. Batches and
+/// snapshots are cut to fit.
+pub const RAFT_GRPC_MESSAGE_BYTES_MAX: usize = PLUGIN_BYTES_MAX + 1024 * 1024;
+
+/// The slowest link a transfer is given time for: a Raft RPC carrying N
+/// bytes may take N / this many seconds (and at least
+/// [`RAFT_RPC_TIMEOUT_MIN`]).
+pub const RAFT_TRANSFER_BYTES_PER_SECOND_MIN: usize = 1024 * 1024;
 
 /// Entries appended to the Raft log between automatic snapshots (default).
 pub const SNAPSHOT_EVERY_ENTRIES_DEFAULT: u64 = 10_000;
@@ -108,8 +126,10 @@ pub const RAFT_ELECTION_TIMEOUT_MIN: Duration = Duration::from_millis(600);
 /// ...and upper end.
 pub const RAFT_ELECTION_TIMEOUT_MAX: Duration = Duration::from_millis(1_200);
 
-/// How long sending a whole snapshot (plugin included) to a peer may take.
-pub const RAFT_INSTALL_SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long openraft lets a snapshot transfer run before it counts as
+/// failed: enough for the largest snapshot at the slowest link we allow.
+pub const RAFT_INSTALL_SNAPSHOT_TIMEOUT: Duration =
+    Duration::from_secs((RAFT_SNAPSHOT_BYTES_MAX / RAFT_TRANSFER_BYTES_PER_SECOND_MIN) as u64);
 
 /// Shortest time a Raft RPC is given before it counts as failed: openraft's
 /// own budgets (a heartbeat interval for appends) are tighter than a busy
@@ -185,7 +205,9 @@ pub const GOSSIP_FAILURE_DETECTOR_MAX_INTERVAL: Duration = Duration::from_secs(1
 const _: () = assert!(PLUGIN_FUEL_PER_CALL <= PLUGIN_FUEL_PER_BULK_CALL);
 const _: () = assert!(RESPONSE_BYTES_MAX < RAFT_GRPC_MESSAGE_BYTES_MAX);
 const _: () = assert!(COMMAND_BYTES_MAX < RAFT_GRPC_MESSAGE_BYTES_MAX);
-const _: () = assert!(SNAPSHOT_BYTES_MAX + PLUGIN_BYTES_MAX < RAFT_GRPC_MESSAGE_BYTES_MAX);
+const _: () = assert!(RAFT_APPEND_ENTRIES_BYTES_MAX < RAFT_GRPC_MESSAGE_BYTES_MAX);
+const _: () = assert!(RAFT_SNAPSHOT_CHUNK_BYTES < RAFT_GRPC_MESSAGE_BYTES_MAX);
+const _: () = assert!(COMMAND_BYTES_MAX < RAFT_APPEND_ENTRIES_BYTES_MAX);
 const _: () = assert!(COMMAND_BYTES_MAX <= REPLAY_JOURNAL_BYTES_MAX);
 const _: () = assert!(REPLAY_JOURNAL_BYTES_MIN <= REPLAY_JOURNAL_BYTES_MAX);
 const _: () = assert!(PLUGIN_MEMORY_BYTES_MAX as u64 <= PLUGIN_MEMORY_MIB_FLAG_MAX * 1024 * 1024);

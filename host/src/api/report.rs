@@ -233,6 +233,7 @@ mod tests {
                 })
                 .collect(),
             change_in_flight: false,
+            joint_committed: false,
             matched: BTreeMap::new(),
             heartbeat_age: BTreeMap::new(),
         }

@@ -142,6 +142,7 @@ mod tests {
                 },
             )]),
             change_in_flight: false,
+            joint_committed: false,
             matched: BTreeMap::new(),
             heartbeat_age: BTreeMap::new(),
         }

@@ -11,7 +11,7 @@ use tracing::Instrument;
 
 use super::ClusterService;
 use crate::consensus::Consensus;
-use crate::limits::{CLIENT_GRPC_MESSAGE_BYTES_MAX, RAFT_GRPC_MESSAGE_BYTES_MAX};
+use crate::limits::{CLIENT_GRPC_MESSAGE_BYTES_MAX, CLIENT_GRPC_RESPONSE_BYTES_MAX};
 
 /// The task serving gRPC; it ends when the server stops.
 pub type ServerTask = JoinHandle<Result<(), tonic::transport::Error>>;
@@ -30,7 +30,7 @@ pub fn serve(
         .map_err(|error| format!("reflection: {error}"))?;
     let cluster = ClusterServer::new(cluster)
         .max_decoding_message_size(CLIENT_GRPC_MESSAGE_BYTES_MAX)
-        .max_encoding_message_size(RAFT_GRPC_MESSAGE_BYTES_MAX);
+        .max_encoding_message_size(CLIENT_GRPC_RESPONSE_BYTES_MAX);
     // Replies are small and latency-bound: no Nagle delay on any connection.
     // (tonic's own `tcp_nodelay` only covers listeners it binds itself.)
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));

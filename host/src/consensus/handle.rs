@@ -93,6 +93,9 @@ pub enum MembershipChange {
         /// Its new address.
         rpc_addr: String,
     },
+    /// Leave a committed joint configuration for its target (the second
+    /// step of a change that was interrupted after the first).
+    FinishJoint,
 }
 
 /// The node's Raft. Cloning shares it.
@@ -312,6 +315,10 @@ impl Consensus {
                 self.change(ChangeMembers::RemoveNodes(BTreeSet::from([node_id])))
                     .await
             }
+            MembershipChange::FinishJoint => {
+                self.change(ChangeMembers::AddVoterIds(BTreeSet::new()))
+                    .await
+            }
             MembershipChange::SetAddress { node_id, rpc_addr } => {
                 let nodes = BTreeMap::from([(node_id, Member { rpc_addr })]);
                 self.change(ChangeMembers::SetNodes(nodes)).await
@@ -357,6 +364,23 @@ impl Consensus {
             .initialize(members)
             .await
             .map_err(|error| error.to_string())
+    }
+
+    /// Resolves when Raft stopped by itself (a storage failure, a panic in
+    /// its core), with the reason; never while it runs.
+    pub async fn failure(&self) -> String {
+        let stopped = self
+            .raft
+            .wait(None)
+            .metrics(|metrics| metrics.running_state.is_err(), "a fatal error")
+            .await;
+        match stopped {
+            Ok(metrics) => match &metrics.running_state {
+                Err(fatal) => fatal.to_string(),
+                Ok(()) => "raft stopped".to_string(),
+            },
+            Err(error) => error.to_string(),
+        }
     }
 
     /// Stop Raft.
@@ -426,6 +450,9 @@ fn view_of(metrics: &openraft::RaftMetrics<TypeConfig>) -> ConsensusView {
             (id, age)
         })
         .collect();
+    let joint = membership.get_joint_config().len() > 1;
+    let committed =
+        metrics.membership_config.log_id() == metrics.committed_membership_config.log_id();
     let matched = metrics
         .replication
         .clone()
@@ -456,8 +483,8 @@ fn view_of(metrics: &openraft::RaftMetrics<TypeConfig>) -> ConsensusView {
         snapshot_index: metrics.snapshot.as_ref().map(|log_id| log_id.index),
         purged_index: metrics.purged.as_ref().map_or(0, |log_id| log_id.index),
         members,
-        change_in_flight: membership.get_joint_config().len() > 1
-            || metrics.membership_config.log_id() != metrics.committed_membership_config.log_id(),
+        change_in_flight: joint || !committed,
+        joint_committed: joint && committed,
         matched,
         heartbeat_age,
     }

@@ -340,6 +340,35 @@ mod tests {
         assert_eq!(state.last_log_id, Some(log_id::<TypeConfig>(1, NODE, 5)));
     }
 
+    // Goal: after one failed log write (a full disk), every later write
+    // fails too, so nothing lands on disk past the gap it left.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn after_a_failed_write_every_later_write_fails_and_nothing_lands_past_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("raft.redb");
+        let mut store = LogStore::open(&path).expect("open");
+        append_durably(&mut store, vec![command(1, 1, "a"), command(1, 2, "b")]).await;
+        store.log.fail_next_write();
+        for index in 3..=4 {
+            let (flushed, durable) = TypeConfig::oneshot();
+            store
+                .append(vec![command(1, index, "c")], IOFlushed::signal(flushed))
+                .await
+                .expect("append is queued");
+            let outcome = durable.await.expect("the writer reports");
+            assert!(outcome.is_err(), "entry {index} must fail, not land past a gap");
+        }
+        let vote = store.save_vote(&Vote::new(3, NODE)).await;
+        assert!(vote.is_err(), "a vote after the failure fails too");
+        drop(store);
+        let mut reopened = LogStore::open(&path).expect("reopen");
+        assert_eq!(
+            texts(&reopened.try_get_log_entries(..).await.expect("read")),
+            vec![(1, 1, "a".to_string()), (1, 2, "b".to_string())]
+        );
+        assert_eq!(reopened.read_vote().await.expect("vote"), None);
+    }
+
     // Goal: many appends queued at once all become durable, in order.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_appends_are_all_durable_and_in_order() {

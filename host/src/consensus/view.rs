@@ -71,6 +71,11 @@ pub struct ConsensusView {
     /// A membership change is not finished: a joint configuration, or one
     /// not committed yet.
     pub change_in_flight: bool,
+    /// The membership is a committed joint configuration: the first step of
+    /// a change committed and the second was never proposed (the leader
+    /// changed, or whoever drove it gave up). It stays joint until someone
+    /// finishes it.
+    pub joint_committed: bool,
     /// On a leader: the highest index known replicated to each member.
     pub matched: BTreeMap<NodeId, Option<u64>>,
     /// On a leader: how long ago each member acknowledged a heartbeat

@@ -251,6 +251,7 @@ fn observe(
         last_log_index: consensus.last_log_index,
         members,
         change_in_flight: consensus.change_in_flight,
+        joint_committed: consensus.joint_committed,
         gossip,
     }
 }

@@ -137,6 +137,7 @@ mod tests {
             purged_index: 0,
             members,
             change_in_flight: false,
+            joint_committed: false,
             matched: BTreeMap::from([(2, Some(10)), (3, Some(12)), (4, None)]),
             heartbeat_age: BTreeMap::from([(2, recent), (3, recent), (4, recent)]),
         }

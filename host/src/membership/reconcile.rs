@@ -70,6 +70,9 @@ pub struct Observation {
     /// Whether a membership change is still in flight (joint config or
     /// uncommitted): then nothing new is proposed.
     pub change_in_flight: bool,
+    /// Whether the membership is a committed joint configuration whose
+    /// second step nobody proposed: then the change must be finished.
+    pub joint_committed: bool,
     /// Nodes gossip knows of (the leader included, at its own address).
     pub gossip: BTreeMap<NodeId, GossipView>,
 }
@@ -99,6 +102,8 @@ pub enum Action {
         /// Its id.
         node_id: NodeId,
     },
+    /// Finish a membership change left in a committed joint configuration.
+    FinishChange,
     /// Record a member's new gRPC address (it restarted elsewhere).
     UpdateAddress {
         /// Its id.
@@ -175,7 +180,10 @@ pub fn decide(
 ) -> (Option<Action>, Vec<Holding>) {
     let mut holding = Vec::new();
     if observation.change_in_flight {
-        return (None, holding);
+        // A change cut off between its two steps would otherwise hold the
+        // cluster in a joint configuration, and this loop, forever.
+        let finish = observation.joint_committed.then_some(Action::FinishChange);
+        return (finish, holding);
     }
     let action = record_moved_member(observation)
         .or_else(|| remove_departed_learner(observation, tracker, policy))
@@ -337,6 +345,7 @@ pub fn membership_change(action: &Action) -> MembershipChange {
         Action::Promote { node_id } => MembershipChange::AddVoter(*node_id),
         Action::RemoveVoter { node_id } => MembershipChange::RemoveVoter(*node_id),
         Action::RemoveLearner { node_id } => MembershipChange::RemoveNode(*node_id),
+        Action::FinishChange => MembershipChange::FinishJoint,
         Action::UpdateAddress { node_id, rpc_addr } => MembershipChange::SetAddress {
             node_id: *node_id,
             rpc_addr: rpc_addr.clone(),
@@ -391,6 +400,7 @@ mod tests {
                     last_log_index: 100,
                     members,
                     change_in_flight: false,
+                    joint_committed: false,
                     gossip,
                 },
             }
@@ -547,6 +557,17 @@ mod tests {
         assert_eq!(scenario.at(0).0, Some(Action::RemoveLearner { node_id: 3 }));
         scenario.observation.members.remove(&3);
         assert_eq!(scenario.at(1).0, None);
+    }
+
+    #[test]
+    fn a_change_left_joint_is_finished_before_anything_else() {
+        let mut scenario = Scenario::new(&[LEADER, 2], &[]);
+        scenario.set_alive(3, true);
+        scenario.observation.change_in_flight = true;
+        scenario.observation.joint_committed = true;
+        assert_eq!(scenario.at(0).0, Some(Action::FinishChange));
+        scenario.observation.joint_committed = false;
+        assert_eq!(scenario.at(1).0, None, "the second step is under way");
     }
 
     #[test]

@@ -117,9 +117,18 @@ impl NodeHandle {
         self,
         signal: impl std::future::Future<Output = ()>,
     ) -> anyhow::Result<()> {
+        let consensus = self.consensus.clone();
         tokio::select! {
             () = signal => tracing::info!("shutdown requested"),
             () = self.local.stop_requested() => tracing::info!("stopping after leaving the cluster"),
+            reason = consensus.failure() => {
+                // Raft refuses to go on (it could not write its log, say):
+                // serving stale state or taking writes it cannot keep
+                // would be worse than stopping.
+                tracing::error!(%reason, "raft stopped on a fatal error; stopping the node");
+                self.shutdown().await?;
+                anyhow::bail!("raft stopped on a fatal error: {reason}");
+            }
         }
         self.shutdown().await
     }

@@ -16,7 +16,7 @@ use std::thread::JoinHandle;
 use redb::{Database, ReadableDatabase, ReadableTable};
 
 use super::log_tables::{LOG_TABLE, LogRecord, META_TABLE, io_error};
-use super::log_writer::{self, AppendDone, Done, Job, Unflushed};
+use super::log_writer::{self, AppendDone, Done, Fault, Job, Unflushed};
 
 /// Why the log could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +49,9 @@ struct Shared<R: LogRecord> {
     unflushed: Unflushed<R>,
     jobs: Option<Sender<Job<R>>>,
     writer: Option<JoinHandle<()>>,
+    // Read only by tests, which inject failures through it.
+    #[cfg_attr(not(test), allow(dead_code))]
+    fault: Fault,
 }
 
 impl<R: LogRecord> Drop for Shared<R> {
@@ -81,13 +84,15 @@ impl<R: LogRecord> LogDb<R> {
             .map_err(|error| other(error.into()))?;
         transaction.commit().map_err(|error| other(error.into()))?;
         let unflushed = Unflushed::default();
+        let fault = Fault::default();
         let (jobs, receiver) = std::sync::mpsc::channel();
         let writer = {
             let database = database.clone();
             let unflushed = unflushed.clone();
+            let fault = fault.clone();
             std::thread::Builder::new()
                 .name("log-writer".to_string())
-                .spawn(move || log_writer::run(database, unflushed, receiver))
+                .spawn(move || log_writer::run(database, unflushed, receiver, fault))
                 .map_err(|error| LogOpenError::Other(error.to_string()))?
         };
         Ok(Self {
@@ -96,6 +101,7 @@ impl<R: LogRecord> LogDb<R> {
                 unflushed,
                 jobs: Some(jobs),
                 writer: Some(writer),
+                fault,
             }),
         })
     }
@@ -198,6 +204,12 @@ impl<R: LogRecord> LogDb<R> {
         }
         records.extend(tail);
         Ok(records)
+    }
+
+    /// Make the writer's next transaction fail, as a full disk would.
+    #[cfg(test)]
+    pub(crate) fn fail_next_write(&self) {
+        self.shared.fault.fail_next();
     }
 
     fn submit(&self, job: Job<R>) -> io::Result<()> {

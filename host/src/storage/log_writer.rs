@@ -111,12 +111,14 @@ pub(super) fn run<R: LogRecord>(
     database: Arc<Database>,
     unflushed: Unflushed<R>,
     jobs: Receiver<Job<R>>,
+    fault: Fault,
 ) {
     let mut writer = Writer {
         database,
         unflushed,
         lazy: BTreeMap::new(),
         failed: None,
+        fault,
     };
     while let Ok(first) = jobs.recv() {
         let mut group = vec![first];
@@ -143,6 +145,24 @@ struct Writer<R: LogRecord> {
     lazy: BTreeMap<&'static str, Vec<u8>>,
     /// The first failure; every later job fails with it.
     failed: Option<String>,
+    fault: Fault,
+}
+
+/// An injected failure of the next transaction, for tests of what a full
+/// disk does; never set outside tests.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Fault(Arc<std::sync::atomic::AtomicBool>);
+
+impl Fault {
+    /// Make the next transaction fail (once).
+    #[cfg(test)]
+    pub(super) fn fail_next(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn take(&self) -> bool {
+        self.0.swap(false, std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 impl<R: LogRecord> Writer<R> {
@@ -190,6 +210,9 @@ impl<R: LogRecord> Writer<R> {
     /// One transaction for the whole group (and the lazy values), fsynced
     /// on commit.
     fn write(&mut self, jobs: &[Job<R>]) -> io::Result<()> {
+        if self.fault.take() {
+            return Err(io::Error::other("injected failure: no space left on device"));
+        }
         let transaction = self.database.begin_write().map_err(io_error)?;
         {
             let mut log = transaction.open_table(LOG_TABLE).map_err(io_error)?;

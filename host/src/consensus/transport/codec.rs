@@ -52,17 +52,28 @@ pub fn decode_request<T: DeserializeOwned>(
     request: &RaftRequest,
     self_id: u64,
 ) -> Result<T, Status> {
-    if request.to_node != self_id {
+    check_addressee(request.to_node, self_id)?;
+    decode(&request.payload)
+}
+
+/// Refuse a message meant for another node.
+pub fn check_addressee(to_node: u64, self_id: u64) -> Result<(), Status> {
+    if to_node != self_id {
         return Err(Status::failed_precondition(format!(
-            "this is node {self_id}, not node {}: its address has changed",
-            request.to_node
+            "this is node {self_id}, not node {to_node}: its address has changed"
         )));
     }
-    postcard::from_bytes(&request.payload)
+    Ok(())
+}
+
+/// Decode bytes from a peer; garbage is refused, never a panic.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Status> {
+    postcard::from_bytes(bytes)
         .map_err(|error| Status::invalid_argument(format!("malformed raft message: {error}")))
 }
 
-fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, Status> {
+/// The wire bytes of `value`.
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, Status> {
     postcard::to_stdvec(value)
         .map_err(|error| Status::internal(format!("cannot encode raft message: {error}")))
 }

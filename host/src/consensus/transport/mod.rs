@@ -5,10 +5,12 @@
 //! - [`codec`]: the wire form (postcard inside one generic call).
 //! - [`service`]: incoming messages to the local Raft.
 //! - [`peer`]: outgoing messages (openraft's network traits), peer addresses.
+//! - [`sizing`]: how much fits in one message, and how long it may take.
 
 pub mod codec;
 pub mod peer;
 pub mod service;
+pub mod sizing;
 
 /// Generated types of the internal Raft service.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]

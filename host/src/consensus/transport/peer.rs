@@ -6,7 +6,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
-use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::error::{RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, v2::RaftNetworkV2};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
@@ -16,12 +16,12 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::transport::Channel;
 
-use super::codec;
-use super::proto::RaftCall;
 use super::proto::raft_client::RaftClient;
+use super::proto::{RaftCall, SnapshotChunk};
+use super::{codec, sizing};
 use crate::consensus::snapshot::SnapshotBody;
 use crate::consensus::types::{Member, NodeId, TypeConfig, Vote};
-use crate::limits::RAFT_RPC_TIMEOUT_MIN;
+use crate::limits::{RAFT_APPEND_ENTRIES_BYTES_MAX, RAFT_SNAPSHOT_CHUNK_BYTES};
 
 type Snapshot = openraft::alias::SnapshotOf<TypeConfig, SnapshotBody>;
 
@@ -48,9 +48,9 @@ impl AddressBook {
     }
 }
 
-/// Send one `call` to `target` over `client` with `timeout` (at least
-/// [`RAFT_RPC_TIMEOUT_MIN`]) and decode the reply. The peer gets the
-/// deadline too, and this side does not wait past it.
+/// Send one `call` to `target` over `client`, allowing `timeout` or more
+/// (see [`sizing::transfer_timeout`]), and decode the reply. The peer gets
+/// the deadline too, and this side does not wait past it.
 pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
     mut client: RaftClient<Channel>,
     target: NodeId,
@@ -58,11 +58,12 @@ pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
     request: &Req,
     timeout: Duration,
 ) -> Result<Resp, tonic::Status> {
+    let message = codec::request(call, request, target)?;
     // openraft's budgets are tight (a heartbeat interval for appends); a
     // floor keeps a busy but healthy peer from timing out, while a hung
     // peer still cannot hold replication forever.
-    let timeout = timeout.max(RAFT_RPC_TIMEOUT_MIN);
-    let mut grpc_request = tonic::Request::new(codec::request(call, request, target)?);
+    let timeout = sizing::transfer_timeout(message.payload.len(), timeout);
+    let mut grpc_request = tonic::Request::new(message);
     grpc_request.set_timeout(timeout);
     let reply = tokio::time::timeout(timeout, client.call(grpc_request))
         .await
@@ -183,10 +184,22 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
 
     async fn append_entries(
         &mut self,
-        request: AppendEntriesRequest<TypeConfig>,
+        mut request: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.send(RaftCall::AppendEntries, &request, option).await
+        // A batch over the byte budget goes in parts: this call sends the
+        // first and tells openraft how far it got, and openraft sends the rest.
+        let part = sizing::first_part_len(&request.entries, RAFT_APPEND_ENTRIES_BYTES_MAX);
+        if part == request.entries.len() {
+            return self.send(RaftCall::AppendEntries, &request, option).await;
+        }
+        request.entries.truncate(part);
+        let sent = request.entries.last().map(|entry| entry.log_id);
+        let response = self.send(RaftCall::AppendEntries, &request, option).await?;
+        Ok(match response {
+            AppendEntriesResponse::Success => AppendEntriesResponse::PartialSuccess(sent),
+            other => other,
+        })
     }
 
     async fn vote(
@@ -209,20 +222,25 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         &mut self,
         vote: Vote,
         snapshot: Snapshot,
-        _cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
+        cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
         option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
-        let request = (vote, snapshot.meta, snapshot.snapshot);
-        self.send(RaftCall::InstallSnapshot, &request, option)
-            .await
-            .map_err(|error| match error {
-                RPCError::Unreachable(unreachable) => StreamingError::Unreachable(unreachable),
-                RPCError::Network(network) => StreamingError::Network(network),
-                RPCError::Timeout(timeout) => StreamingError::Timeout(timeout),
-                RPCError::RemoteError(remote) => {
-                    StreamingError::Network(NetworkError::from_string(remote.to_string()))
-                }
-            })
+        let client = self.client()?;
+        let send = stream_snapshot(client, self.target, &vote, snapshot, option.soft_ttl());
+        let reply = tokio::select! {
+            reply = send => reply,
+            closed = cancel => return Err(StreamingError::Closed(closed)),
+        };
+        reply.map_err(|status| {
+            self.client = None;
+            tracing::debug!(target = self.target, "snapshot transfer failed: {status}");
+            StreamingError::Unreachable(Unreachable::from_string(format!(
+                "node {} at {}: {}",
+                self.target,
+                self.rpc_addr,
+                status.message()
+            )))
+        })
     }
 
     async fn transfer_leader(
@@ -232,4 +250,43 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
     ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
         self.send(RaftCall::TransferLeader, &request, option).await
     }
+}
+
+/// Send `snapshot` to `target` in chunks of [`RAFT_SNAPSHOT_CHUNK_BYTES`],
+/// allowing time in proportion to its size; the answer comes once the peer
+/// has installed it.
+async fn stream_snapshot(
+    mut client: RaftClient<Channel>,
+    target: NodeId,
+    vote: &Vote,
+    snapshot: Snapshot,
+    timeout: Duration,
+) -> Result<SnapshotResponse<TypeConfig>, tonic::Status> {
+    let header = codec::encode(&(vote, &snapshot.meta))?;
+    let body = codec::encode(&snapshot.snapshot)?;
+    let timeout = sizing::transfer_timeout(body.len(), timeout);
+    let mut chunks: Vec<SnapshotChunk> = body
+        .chunks(RAFT_SNAPSHOT_CHUNK_BYTES)
+        .map(|data| SnapshotChunk {
+            to_node: 0,
+            header: Vec::new(),
+            data: data.to_vec(),
+        })
+        .collect();
+    let first = SnapshotChunk {
+        to_node: target,
+        header,
+        data: Vec::new(),
+    };
+    chunks.insert(0, first);
+    let mut request = tonic::Request::new(futures::stream::iter(chunks));
+    request.set_timeout(timeout);
+    let reply = tokio::time::timeout(timeout, client.install_snapshot(request))
+        .await
+        .unwrap_or_else(|_| {
+            Err(tonic::Status::deadline_exceeded(format!(
+                "snapshot not installed within {timeout:?}"
+            )))
+        })?;
+    codec::decode_reply(reply.get_ref())
 }

@@ -9,11 +9,12 @@ use serde::de::DeserializeOwned;
 use tonic::{Request, Response, Status};
 
 use super::codec;
-use super::proto::{self, RaftCall, RaftReply, RaftRequest};
+use super::proto::{self, RaftCall, RaftReply, RaftRequest, SnapshotChunk};
 use crate::consensus::Raft;
 use crate::consensus::handle::read_index;
 use crate::consensus::snapshot::SnapshotBody;
 use crate::consensus::types::{NodeId, SnapshotMeta, TypeConfig, Vote};
+use crate::limits::RAFT_SNAPSHOT_BYTES_MAX;
 
 type Snapshot = openraft::alias::SnapshotOf<TypeConfig, SnapshotBody>;
 
@@ -63,15 +64,6 @@ impl proto::raft_server::Raft for RaftService {
                 self.serve(&request, |append| raft.append_entries(append))
                     .await
             }
-            Ok(RaftCall::InstallSnapshot) => {
-                self.serve(
-                    &request,
-                    |(vote, meta, snapshot): (Vote, SnapshotMeta, SnapshotBody)| {
-                        raft.install_full_snapshot(vote, Snapshot { meta, snapshot })
-                    },
-                )
-                .await
-            }
             Ok(RaftCall::TransferLeader) => {
                 self.serve(&request, |transfer| raft.handle_transfer_leader(transfer))
                     .await
@@ -83,5 +75,34 @@ impl proto::raft_server::Raft for RaftService {
             ))),
         };
         reply.map(Response::new)
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: Request<tonic::Streaming<SnapshotChunk>>,
+    ) -> Result<Response<RaftReply>, Status> {
+        let mut chunks = request.into_inner();
+        let first = chunks
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("an empty snapshot stream"))?;
+        codec::check_addressee(first.to_node, self.node_id)?;
+        let (vote, meta): (Vote, SnapshotMeta) = codec::decode(&first.header)?;
+        let mut body = first.data;
+        while let Some(chunk) = chunks.message().await? {
+            if body.len() + chunk.data.len() > RAFT_SNAPSHOT_BYTES_MAX {
+                return Err(Status::resource_exhausted(format!(
+                    "a snapshot larger than {RAFT_SNAPSHOT_BYTES_MAX} bytes"
+                )));
+            }
+            body.extend_from_slice(&chunk.data);
+        }
+        let snapshot: SnapshotBody = codec::decode(&body)?;
+        let response = self
+            .raft
+            .install_full_snapshot(vote, Snapshot { meta, snapshot })
+            .await
+            .map_err(|error| Status::unavailable(error.to_string()))?;
+        Ok(Response::new(codec::reply(&response)?))
     }
 }
