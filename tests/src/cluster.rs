@@ -45,12 +45,21 @@ impl Root {
     }
 }
 
+/// The gRPC port of a node on its own test host (each host has its own
+/// port space, so every node uses the same ones).
+pub const HOST_GRPC_PORT: u16 = 7400;
+/// The gossip port of a node on its own test host.
+pub const HOST_GOSSIP_PORT: u16 = 7401;
+
 /// Real `clusterhost` processes, ports and data dirs, owned by one test.
 /// Dropping it SIGKILLs every node; if the test is failing, it prints the
 /// tail of every node's log first.
 pub struct TestCluster {
     pub(crate) nodes: Vec<Node>,
     root: Root,
+    /// Hosts the nodes run on, one each, when not on loopback.
+    #[cfg(target_os = "linux")]
+    network: Option<std::sync::Arc<crate::netns::TestNetwork>>,
 }
 
 impl TestCluster {
@@ -63,7 +72,25 @@ impl TestCluster {
         Self {
             nodes: Vec::new(),
             root: Root::Temporary(root),
+            #[cfg(target_os = "linux")]
+            network: None,
         }
+    }
+
+    /// A cluster with no nodes yet whose node `n` will run on host `n` of
+    /// `network` (its address, ports [`HOST_GRPC_PORT`] and
+    /// [`HOST_GOSSIP_PORT`]).
+    #[cfg(target_os = "linux")]
+    pub fn on_network(network: std::sync::Arc<crate::netns::TestNetwork>) -> Self {
+        let mut cluster = Self::new();
+        cluster.network = Some(network);
+        cluster
+    }
+
+    /// The network the nodes run on, if not loopback.
+    #[cfg(target_os = "linux")]
+    pub fn network(&self) -> Option<&crate::netns::TestNetwork> {
+        self.network.as_deref()
     }
 
     /// A cluster with no nodes yet whose directories and logs are kept in
@@ -73,6 +100,8 @@ impl TestCluster {
         Self {
             nodes: Vec::new(),
             root: Root::Kept(directory.to_path_buf()),
+            #[cfg(target_os = "linux")]
+            network: None,
         }
     }
 
@@ -107,7 +136,7 @@ impl TestCluster {
         let index = self.nodes.len();
         let directory = self.root.path().join(format!("node-{index}"));
         std::fs::create_dir_all(&directory).expect("create the node's directory");
-        let (listen, gossip) = free_addresses();
+        let (listen, gossip) = self.addresses_for(index);
         self.nodes.push(Node {
             index,
             directory,
@@ -149,6 +178,49 @@ impl TestCluster {
         self.root.path()
     }
 
+    /// Where node `index` listens: its own test host's address, or fresh
+    /// loopback ports.
+    fn addresses_for(&self, index: usize) -> (SocketAddr, SocketAddr) {
+        #[cfg(target_os = "linux")]
+        if let Some(network) = &self.network {
+            let address = network.address(index);
+            return (
+                SocketAddr::new(address, HOST_GRPC_PORT),
+                SocketAddr::new(address, HOST_GOSSIP_PORT),
+            );
+        }
+        free_addresses()
+    }
+
+    /// Spawn node `n`'s process with `args`, inside its host if it has one.
+    fn spawn(&self, n: usize, args: &[String]) -> std::io::Result<Process> {
+        let log = self.nodes[n].log_path();
+        #[cfg(target_os = "linux")]
+        if let Some(network) = &self.network {
+            let command = network.command(n, clusterhost_binary());
+            return Process::spawn_command(command, args, &log);
+        }
+        Process::spawn(clusterhost_binary(), args, &log)
+    }
+
+    /// Freeze node `n` (SIGSTOP) until [`Self::resume`].
+    pub fn pause(&self, n: usize) {
+        self.running_process(n, "pause").pause();
+    }
+
+    /// Let paused node `n` run again (SIGCONT).
+    pub fn resume(&self, n: usize) {
+        self.running_process(n, "resume").resume();
+    }
+
+    #[track_caller]
+    fn running_process(&self, n: usize, what: &str) -> &Process {
+        self.nodes[n]
+            .process
+            .as_ref()
+            .unwrap_or_else(|| panic!("{what}: node {n} is not running"))
+    }
+
     /// Start node `n`'s process with the harness's flags plus `extra` and
     /// wait until it listens (not until it is ready: see [`Self::wait_ready`]).
     /// A port taken since it was picked is retried on fresh ports.
@@ -170,7 +242,8 @@ impl TestCluster {
                 args.extend(["--join".to_string(), node.join.join(",")]);
             }
             args.extend(node.options.args());
-            let process = Process::spawn(clusterhost_binary(), &args, &node.log_path())
+            let process = self
+                .spawn(n, &args)
                 .unwrap_or_else(|error| panic!("cannot spawn node {n}: {error}"));
             *self.nodes[n]
                 .applied_floor

@@ -22,6 +22,8 @@
 //!   behind one bridge, for running nodes apart and cutting links between
 //!   them (partitions, a bridge host, one flapping link) while the test, as
 //!   client, still reaches every host. Needs root.
+//! - [`faults`]: the fault suite — a cluster on test hosts under clients
+//!   and nemeses, checked for linearizability and identical replicas.
 //! - [`invariants`]: checks after every scenario (no acknowledged write lost,
 //!   replicas agree).
 //! - [`linearizability`]: record kv operations from concurrent clients and
@@ -33,6 +35,8 @@
 
 pub mod cli;
 pub mod cluster;
+#[cfg(target_os = "linux")]
+pub mod faults;
 pub mod invariants;
 pub mod kv;
 pub mod linearizability;

@@ -15,13 +15,22 @@ pub struct Process {
 impl Process {
     /// Spawn `binary args`, appending stdout and stderr to `log`.
     pub fn spawn(binary: &Path, args: &[String], log: &Path) -> std::io::Result<Self> {
+        Self::spawn_command(Command::new(binary), args, log)
+    }
+
+    /// Spawn `command` (a program, perhaps already set to run inside a
+    /// network namespace) with `args`, appending its output to `log`.
+    pub fn spawn_command(
+        mut command: Command,
+        args: &[String],
+        log: &Path,
+    ) -> std::io::Result<Self> {
         use std::io::Write;
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)?;
         writeln!(file, "==== clusterhost {} ====", args.join(" "))?;
-        let mut command = Command::new(binary);
         command
             .args(args)
             .env_remove("CLUSTERHOST_ENDPOINT")
@@ -59,6 +68,21 @@ impl Process {
     /// Send SIGTERM (graceful shutdown) without waiting. Harmless if the
     /// process already exited.
     pub fn terminate(&self) {
+        self.signal(libc::SIGTERM, "SIGTERM");
+    }
+
+    /// Freeze the process (SIGSTOP): it keeps its sockets but does nothing,
+    /// as a long GC pause or an overloaded machine would.
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP, "SIGSTOP");
+    }
+
+    /// Let a paused process run again (SIGCONT).
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT, "SIGCONT");
+    }
+
+    fn signal(&self, signal: libc::c_int, name: &str) {
         let mut child = self.lock();
         if child.try_wait().ok().flatten().is_some() {
             return;
@@ -66,11 +90,11 @@ impl Process {
         let pid = libc::pid_t::try_from(self.pid).expect("pid fits pid_t");
         // SAFETY: kill(2) has no memory effects. The child is not reaped (we
         // hold the only handle that reaps it), so the pid still names it.
-        let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
+        let sent = unsafe { libc::kill(pid, signal) };
         assert_eq!(
             sent,
             0,
-            "SIGTERM to {pid}: {}",
+            "{name} to {pid}: {}",
             std::io::Error::last_os_error()
         );
     }

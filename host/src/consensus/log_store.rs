@@ -356,7 +356,10 @@ mod tests {
                 .await
                 .expect("append is queued");
             let outcome = durable.await.expect("the writer reports");
-            assert!(outcome.is_err(), "entry {index} must fail, not land past a gap");
+            assert!(
+                outcome.is_err(),
+                "entry {index} must fail, not land past a gap"
+            );
         }
         let vote = store.save_vote(&Vote::new(3, NODE)).await;
         assert!(vote.is_err(), "a vote after the failure fails too");

@@ -211,7 +211,9 @@ impl<R: LogRecord> Writer<R> {
     /// on commit.
     fn write(&mut self, jobs: &[Job<R>]) -> io::Result<()> {
         if self.fault.take() {
-            return Err(io::Error::other("injected failure: no space left on device"));
+            return Err(io::Error::other(
+                "injected failure: no space left on device",
+            ));
         }
         let transaction = self.database.begin_write().map_err(io_error)?;
         {
