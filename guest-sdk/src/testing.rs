@@ -293,12 +293,22 @@ mod tests {
     }
 
     #[test]
-    fn malformed_messages_are_errors_naming_the_problem() {
+    fn malformed_command_is_an_error_naming_it() {
         let mut harness = Harness::<Recorder>::new();
         let error = harness.apply_raw(b"{\"record\":").unwrap_err();
         assert!(error.starts_with("malformed command:"), "{error}");
+    }
+
+    #[test]
+    fn unknown_command_is_an_error_naming_the_variant() {
+        let mut harness = Harness::<Recorder>::new();
         let error = harness.apply(&json!({"unknown": 1})).unwrap_err();
         assert!(error.contains("unknown variant"), "{error}");
+    }
+
+    #[test]
+    fn malformed_query_is_an_error_naming_it() {
+        let harness = Harness::<Recorder>::new();
         let error = harness.query_raw(&[0xff]).unwrap_err();
         assert!(error.starts_with("malformed query:"), "{error}");
     }

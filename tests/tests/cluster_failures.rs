@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 
 use clusterhost_tests::load::WriteStream;
 use clusterhost_tests::scenario::*;
-use clusterhost_tests::{Acknowledged, NodeOptions, assert_acknowledged_present, exit, wait_for};
+use clusterhost_tests::{
+    Acknowledged, NodeOptions, TestCluster, assert_acknowledged_present, exit, wait_for,
+};
+use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kill9_leader_under_writes_loses_no_acknowledged_write() {
@@ -136,7 +139,6 @@ async fn dead_follower_is_removed_after_the_grace_period() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-// Long on purpose: one scenario, read top to bottom.
 async fn two_dead_of_three_voters_are_kept_and_writes_fail_unavailable() {
     // Goal: with --dead-grace 3s and two of three voters SIGKILLed, nothing
     // is removed (that would need a quorum), a write fails with exit 4 within
@@ -157,20 +159,7 @@ async fn two_dead_of_three_voters_are_kept_and_writes_fail_unavailable() {
     let killed_at = Instant::now();
     // The survivor knows both are dead and the grace has passed once it
     // reports what it is holding back.
-    let members = wait_for(
-        "the survivor to report the removals it holds back",
-        MEMBERSHIP_TIMEOUT,
-        || async {
-            let members = cluster.members(survivor).await;
-            let holding = members["holding"].as_array().cloned().unwrap_or_default();
-            if holding.is_empty() {
-                Err(format!("members: {members}"))
-            } else {
-                Ok(members)
-            }
-        },
-    )
-    .await;
+    let members = wait_for_held_removals(&cluster, survivor).await;
     eprintln!(
         "holding reported {:.1?} after the kills: {}",
         killed_at.elapsed(),
@@ -195,7 +184,38 @@ async fn two_dead_of_three_voters_are_kept_and_writes_fail_unavailable() {
     write.failure(exit::UNAVAILABLE, &[]);
     eprintln!("write without quorum failed (exit 4) in {took:.1?}");
     assert!(took <= UNAVAILABLE_BOUND, "took {took:?}");
-    let status = wait_for(
+    let status = wait_for_no_quorum(&cluster, survivor).await;
+    assert!(
+        status["health"]
+            .as_str()
+            .is_some_and(|health| health.contains("1 of 3 voters alive")),
+        "{status}"
+    );
+    assert_eq!(member_ids(&cluster, survivor).await.len(), 3);
+}
+
+/// Wait until node `survivor`'s membership names removals it holds back;
+/// returns that membership.
+async fn wait_for_held_removals(cluster: &TestCluster, survivor: usize) -> Value {
+    wait_for(
+        "the survivor to report the removals it holds back",
+        MEMBERSHIP_TIMEOUT,
+        || async {
+            let members = cluster.members(survivor).await;
+            let holding = members["holding"].as_array().cloned().unwrap_or_default();
+            if holding.is_empty() {
+                Err(format!("members: {members}"))
+            } else {
+                Ok(members)
+            }
+        },
+    )
+    .await
+}
+
+/// Wait until node `survivor`'s health reports no quorum; returns its status.
+async fn wait_for_no_quorum(cluster: &TestCluster, survivor: usize) -> Value {
+    wait_for(
         "the survivor's health to report no quorum",
         ELECTION_TIMEOUT,
         || async {
@@ -208,14 +228,7 @@ async fn two_dead_of_three_voters_are_kept_and_writes_fail_unavailable() {
             }
         },
     )
-    .await;
-    assert!(
-        status["health"]
-            .as_str()
-            .is_some_and(|health| health.contains("1 of 3 voters alive")),
-        "{status}"
-    );
-    assert_eq!(member_ids(&cluster, survivor).await.len(), 3);
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -236,7 +236,6 @@ async fn garbage_on_gossip_and_grpc_ports_changes_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-// Long on purpose: one scenario, read top to bottom.
 async fn node_restarted_at_new_addresses_is_found_again() {
     // Goal: a follower stopped and restarted on its data dir at a new gRPC
     // and gossip port is found through gossip: every node's membership
@@ -255,25 +254,7 @@ async fn node_restarted_at_new_addresses_is_found_again() {
     let new_endpoint = cluster.node(moved).endpoint();
     assert_ne!(old_endpoint, new_endpoint);
     eprintln!("node {moved} moved from {old_endpoint} to {new_endpoint}");
-    wait_for(
-        "every node's membership to record the new address",
-        MEMBERSHIP_TIMEOUT,
-        || async {
-            for n in 0..3 {
-                let status = cluster.try_status(n).await?;
-                let recorded = status
-                    .members
-                    .iter()
-                    .find(|member| member.id == moved_id)
-                    .map(|member| member.rpc_addr.clone());
-                if recorded.as_deref() != Some(new_endpoint.as_str()) {
-                    return Err(format!("node {n} records {recorded:?}"));
-                }
-            }
-            Ok(())
-        },
-    )
-    .await;
+    wait_for_recorded_address(&cluster, moved_id, &new_endpoint).await;
     cluster.wait_for_voters(3, MEMBERSHIP_TIMEOUT).await;
     let members = cluster.members(leader).await;
     let entry = members["members"]
@@ -291,6 +272,44 @@ async fn node_restarted_at_new_addresses_is_found_again() {
     );
     // Health is judged from gossip liveness, which a freshly restarted node
     // learns within a few gossip rounds.
+    wait_for_healthy(&cluster).await;
+    put_through(&cluster, moved, "after-move", "2").await;
+    let mut client = cluster.client(moved).await;
+    let read = get_value(&mut client, "before-move", Consistency::Linearizable).await;
+    assert_eq!(read.as_deref(), Some("1"));
+    let acknowledged = Acknowledged::from([
+        ("before-move".to_string(), "1".to_string()),
+        ("after-move".to_string(), "2".to_string()),
+    ]);
+    assert_acknowledged_present(&cluster, &acknowledged).await;
+}
+
+/// Wait until every node's membership records `endpoint` as the gRPC address
+/// of node id `moved_id`.
+async fn wait_for_recorded_address(cluster: &TestCluster, moved_id: u64, endpoint: &str) {
+    wait_for(
+        "every node's membership to record the new address",
+        MEMBERSHIP_TIMEOUT,
+        || async {
+            for n in 0..3 {
+                let status = cluster.try_status(n).await?;
+                let recorded = status
+                    .members
+                    .iter()
+                    .find(|member| member.id == moved_id)
+                    .map(|member| member.rpc_addr.clone());
+                if recorded.as_deref() != Some(endpoint) {
+                    return Err(format!("node {n} records {recorded:?}"));
+                }
+            }
+            Ok(())
+        },
+    )
+    .await;
+}
+
+/// Wait until every node of three reports a healthy cluster.
+async fn wait_for_healthy(cluster: &TestCluster) {
     wait_for(
         "every node to report a healthy cluster",
         MEMBERSHIP_TIMEOUT,
@@ -305,15 +324,6 @@ async fn node_restarted_at_new_addresses_is_found_again() {
         },
     )
     .await;
-    put_through(&cluster, moved, "after-move", "2").await;
-    let mut client = cluster.client(moved).await;
-    let read = get_value(&mut client, "before-move", Consistency::Linearizable).await;
-    assert_eq!(read.as_deref(), Some("1"));
-    let acknowledged = Acknowledged::from([
-        ("before-move".to_string(), "1".to_string()),
-        ("after-move".to_string(), "2".to_string()),
-    ]);
-    assert_acknowledged_present(&cluster, &acknowledged).await;
 }
 
 /// A small deterministic generator (xorshift64*): garbage that is the same

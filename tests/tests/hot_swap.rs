@@ -4,9 +4,11 @@
 //! deploys change nothing anywhere; lagging, restarted and late nodes run
 //! the right version; rollback.
 
+use std::ops::Range;
 use std::time::Duration;
 
-use clusterhost_client::proto::{Consistency, apply_response};
+use clusterhost_client::Client;
+use clusterhost_client::proto::{ApplyResponse, Consistency, apply_response};
 use clusterhost_tests::kv::{self, apply_ok, query_ok};
 use clusterhost_tests::load::WriteStream;
 use clusterhost_tests::paths::{kv_plugin, plugin};
@@ -85,6 +87,20 @@ async fn wait_for_same_history(cluster: &TestCluster, expected: &str) -> Value {
     .await
 }
 
+/// Write `probe000`, `probe001`, ... for each of `rounds` through `probe`,
+/// one at a time; the answers, in order.
+async fn probe_writes(probe: &mut Client, rounds: Range<u32>) -> Vec<ApplyResponse> {
+    let mut answers = Vec::new();
+    for round in rounds {
+        let response = probe
+            .apply(kv::put(&format!("probe{round:03}"), "x"))
+            .await
+            .expect("probe write");
+        answers.push(response);
+    }
+    answers
+}
+
 fn deploys(history: &Value) -> Vec<Value> {
     history["deploys"].as_array().cloned().unwrap_or_default()
 }
@@ -93,7 +109,6 @@ fn deploys(history: &Value) -> Vec<Value> {
 // index; writes before it were answered by v1 and after it by v2; nothing
 // acknowledged is lost; v2's feature works on every node.
 #[tokio::test(flavor = "multi_thread")]
-// Long on purpose: one scenario, read top to bottom.
 async fn deploy_under_writes_switches_every_replica_at_one_index() {
     let cluster = three_nodes(options).await;
     let endpoints: Vec<String> = (0..3).map(|n| cluster.node(n).endpoint()).collect();
@@ -101,14 +116,7 @@ async fn deploy_under_writes_switches_every_replica_at_one_index() {
 
     // A probe writer records which plugin answered each committed index.
     let mut probe = cluster.client(1).await;
-    let mut answers = Vec::new();
-    for round in 0..20 {
-        let response = probe
-            .apply(kv::put(&format!("probe{round:03}"), "x"))
-            .await
-            .expect("probe write");
-        answers.push(response);
-    }
+    let mut answers = probe_writes(&mut probe, 0..20).await;
     let deploy = cluster
         .cli(
             2,
@@ -117,13 +125,7 @@ async fn deploy_under_writes_switches_every_replica_at_one_index() {
         .await;
     let printed = deploy.success().to_string();
     assert!(printed.contains("cluster version 2"), "{printed}");
-    for round in 20..40 {
-        let response = probe
-            .apply(kv::put(&format!("probe{round:03}"), "x"))
-            .await
-            .expect("probe write");
-        answers.push(response);
-    }
+    answers.extend(probe_writes(&mut probe, 20..40).await);
     let (acknowledged, _attempted) = stream.finish().await;
     assert!(
         acknowledged.len() > 10,
