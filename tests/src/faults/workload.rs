@@ -111,7 +111,7 @@ impl ClientLoop {
             3 | 4 => Call::Put { key, value },
             _ => {
                 // Expect a value this client may have written, or absence.
-                let expected = (self.sequence > 1 && self.next_random() % 4 != 0)
+                let expected = (self.sequence > 1 && !self.next_random().is_multiple_of(4))
                     .then(|| format!("c{}-{}", self.id, self.sequence - 1));
                 Call::Cas {
                     key,
