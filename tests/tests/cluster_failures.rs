@@ -7,12 +7,19 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use clusterhost_tests::kv::{self, apply_ok};
 use clusterhost_tests::load::WriteStream;
 use clusterhost_tests::scenario::*;
 use clusterhost_tests::{
-    Acknowledged, NodeOptions, TestCluster, assert_acknowledged_present, exit, wait_for,
+    Acknowledged, NodeOptions, TestCluster, assert_acknowledged_present, assert_replicas_agree_on,
+    exit, wait_for,
 };
 use serde_json::Value;
+
+/// Commands written while a follower is down, and the size of each value:
+/// together more than the largest Raft message (65 MiB).
+const LARGE_WRITES: usize = 110;
+const LARGE_VALUE_BYTES: usize = 900_000;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kill9_leader_under_writes_loses_no_acknowledged_write() {
@@ -100,6 +107,34 @@ async fn kill9_follower_writes_continue_and_it_catches_up() {
     cluster.wait_for_voters(3, MEMBERSHIP_TIMEOUT).await;
     let state = assert_acknowledged_present(&cluster, &acknowledged).await;
     assert_only_attempted_values(&state, &attempted);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_follower_that_missed_100_mb_of_writes_catches_up_by_log() {
+    // Goal: while a follower is down, 110 commands of 900 KB each (99 MB,
+    // more than one Raft message may carry) are written; it restarts and
+    // catches up from the log — batches are cut by bytes, so none is too
+    // large to send — and every replica ends with the same state.
+    let mut cluster = three_nodes(fast(0)).await;
+    let leader = cluster.leader_index().await.expect("a leader");
+    let follower = (leader + 1) % 3;
+    cluster.kill9(follower);
+    let mut client = cluster.client(leader).await;
+    let value = "v".repeat(LARGE_VALUE_BYTES);
+    for key in 0..LARGE_WRITES {
+        apply_ok(&mut client, kv::put(&format!("large/{key:03}"), &value)).await;
+    }
+    let restarted = Instant::now();
+    cluster.restart(follower).await;
+    cluster.wait_caught_up(MEMBERSHIP_TIMEOUT).await;
+    eprintln!("caught up {:.1?} after the restart", restarted.elapsed());
+    // (A whole scan of 99 MB is more than one query may return.)
+    let probes: Vec<String> = [0, LARGE_WRITES / 2, LARGE_WRITES - 1]
+        .iter()
+        .map(|key| format!(r#"{{"get":{{"key":"large/{key:03}"}}}}"#))
+        .collect();
+    let probes: Vec<&str> = probes.iter().map(String::as_str).collect();
+    assert_replicas_agree_on(&cluster, &probes).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

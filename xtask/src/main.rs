@@ -9,6 +9,7 @@
 mod bench;
 mod command;
 mod demo;
+mod faults;
 mod plugin_tests;
 mod plugins;
 mod test;
@@ -46,6 +47,11 @@ const SUBCOMMANDS: &[Subcommand] = &[
         name: "bench",
         help: "release build; load a local cluster and the plugin path; write target/bench/report.md (--quick for a short run)",
         run: bench::run,
+    },
+    Subcommand {
+        name: "faults",
+        help: "the fault suite: every nemesis on 3 and 5 nodes (--soak 30m: random ones until the time is up); needs root",
+        run: faults::run,
     },
     Subcommand {
         name: "demo",
