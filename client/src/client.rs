@@ -118,6 +118,24 @@ impl Client {
         )
     }
 
+    /// The cluster settings.
+    pub async fn settings(&mut self) -> Result<proto::SettingsResponse, ClientError> {
+        answer(self.inner.get_settings(proto::GetSettingsRequest {}).await)
+    }
+
+    /// Change one cluster setting through the log.
+    pub async fn set_setting(
+        &mut self,
+        name: &str,
+        value: &str,
+    ) -> Result<proto::SettingsResponse, ClientError> {
+        let request = proto::SetSettingRequest {
+            name: name.to_string(),
+            value: value.to_string(),
+        };
+        answer(self.inner.set_setting(request).await)
+    }
+
     /// Ask the serving node to leave the cluster and stop.
     pub async fn leave(&mut self) -> Result<(), ClientError> {
         answer(self.inner.leave(proto::LeaveRequest {}).await).map(|_| ())

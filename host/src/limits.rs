@@ -45,6 +45,11 @@ pub const RESPONSE_BYTES_MAX: usize = 4 * 1024 * 1024;
 /// Largest plugin snapshot, in bytes.
 pub const SNAPSHOT_BYTES_MAX: usize = 256 * 1024 * 1024;
 
+/// Writes are refused once the plugin state (its snapshot) is this large,
+/// in bytes (as etcd's `--quota-backend-bytes`): below the snapshot limit,
+/// so a state can always still be snapshotted. A cluster setting.
+pub const STATE_QUOTA_BYTES_DEFAULT: u64 = 192 * 1024 * 1024;
+
 /// Largest plugin component accepted, in bytes.
 pub const PLUGIN_BYTES_MAX: usize = 64 * 1024 * 1024;
 
@@ -139,6 +144,16 @@ pub const RAFT_RPC_TIMEOUT_MIN: Duration = Duration::from_secs(2);
 /// How long to wait for a TCP connection to a peer's Raft service.
 pub const RAFT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Replicas compare their applied digests at indexes that are multiples of
+/// this many entries.
+pub const CHECKPOINT_EVERY_ENTRIES: u64 = 64;
+
+/// Checkpoints each replica keeps (and gossips the newest of).
+pub const CHECKPOINTS_KEPT: usize = 16;
+
+/// Checkpoints a node gossips (the newest).
+pub const CHECKPOINTS_GOSSIPED: usize = 4;
+
 // ---- Serving clients -------------------------------------------------------
 
 /// Longest pause between attempts to reach a leader while a request waits
@@ -209,6 +224,7 @@ const _: () = assert!(RAFT_APPEND_ENTRIES_BYTES_MAX < RAFT_GRPC_MESSAGE_BYTES_MA
 const _: () = assert!(RAFT_SNAPSHOT_CHUNK_BYTES < RAFT_GRPC_MESSAGE_BYTES_MAX);
 const _: () = assert!(COMMAND_BYTES_MAX < RAFT_APPEND_ENTRIES_BYTES_MAX);
 const _: () = assert!(COMMAND_BYTES_MAX <= REPLAY_JOURNAL_BYTES_MAX);
+const _: () = assert!(STATE_QUOTA_BYTES_DEFAULT < SNAPSHOT_BYTES_MAX as u64);
 const _: () = assert!(REPLAY_JOURNAL_BYTES_MIN <= REPLAY_JOURNAL_BYTES_MAX);
 const _: () = assert!(PLUGIN_MEMORY_BYTES_MAX as u64 <= PLUGIN_MEMORY_MIB_FLAG_MAX * 1024 * 1024);
 const _: () =
@@ -219,6 +235,7 @@ const _: () = assert!(LOG_ENTRIES_KEPT_BEHIND_SNAPSHOT < SNAPSHOT_EVERY_ENTRIES_
 const _: () = assert!(LEADER_RETRY_INTERVAL.as_millis() < REQUEST_TIMEOUT.as_millis());
 const _: () = assert!(HEALTH_CONTACT_WINDOW.as_millis() > RAFT_ELECTION_TIMEOUT_MAX.as_millis());
 const _: () = assert!(VOTER_CAP_DEFAULT <= VOTERS_MAX);
+const _: () = assert!(CHECKPOINTS_GOSSIPED <= CHECKPOINTS_KEPT);
 const _: () = assert!(STEP_DOWN_TIMEOUT.as_millis() > 2 * RAFT_ELECTION_TIMEOUT_MAX.as_millis());
 
 /// The bounds applied to every plugin call. Configurable per node, but every

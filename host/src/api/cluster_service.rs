@@ -13,6 +13,7 @@ use tonic::{Request, Response, Status};
 use super::convert;
 use super::leader::{Attempt, Leader, LeaderRunner, forwarded, was_forwarded};
 use super::report::{self, SelfInfo};
+use crate::consensus::settings::ClusterSettings;
 use crate::consensus::{Consensus, MachineStatus, ProposeError, ReadIndexError};
 use crate::limits::{COMMAND_BYTES_MAX, PLUGIN_BYTES_MAX, QUERY_BYTES_MAX, REQUEST_TIMEOUT};
 use crate::membership::autopilot::SharedView;
@@ -62,7 +63,11 @@ impl proto::cluster_server::Cluster for ClusterService {
     ) -> Result<Response<proto::ApplyResponse>, Status> {
         let forwarded_here = was_forwarded(request.metadata());
         let command = request.into_inner().command;
-        check_size("command", command.len(), COMMAND_BYTES_MAX)?;
+        let machine = self.machine.borrow().clone();
+        let command_bytes_max =
+            usize::try_from(machine.settings.command_bytes_max).unwrap_or(COMMAND_BYTES_MAX);
+        check_size("command", command.len(), command_bytes_max)?;
+        self.check_serving(&machine)?;
         let here = || async {
             match self.consensus.propose_command(command.clone()).await {
                 Ok((index, outcome)) => Ok(convert::apply_response(index, outcome)),
@@ -86,6 +91,7 @@ impl proto::cluster_server::Cluster for ClusterService {
     ) -> Result<Response<proto::QueryResponse>, Status> {
         let request = request.into_inner();
         check_size("query", request.request.len(), QUERY_BYTES_MAX)?;
+        self.check_serving(&self.machine.borrow().clone())?;
         if request.consistency() == proto::Consistency::Linearizable {
             self.read_barrier().await?;
         }
@@ -254,6 +260,40 @@ impl proto::cluster_server::Cluster for ClusterService {
         Ok(Response::new(receipt))
     }
 
+    async fn get_settings(
+        &self,
+        _request: Request<proto::GetSettingsRequest>,
+    ) -> Result<Response<proto::SettingsResponse>, Status> {
+        let settings = self.machine.borrow().settings;
+        Ok(Response::new(convert::settings_response(&settings, 0)))
+    }
+
+    async fn set_setting(
+        &self,
+        request: Request<proto::SetSettingRequest>,
+    ) -> Result<Response<proto::SettingsResponse>, Status> {
+        let forwarded_here = was_forwarded(request.metadata());
+        let change = request.into_inner();
+        let here = || async {
+            let current = self.machine.borrow().settings;
+            let changed = current
+                .with(&change.name, &change.value)
+                .map_err(|error| Attempt::Final(Status::invalid_argument(error.to_string())))?;
+            self.check_setting_fits(&changed).map_err(Attempt::Final)?;
+            match self.consensus.propose_settings(changed).await {
+                Ok(index) => Ok(convert::settings_response(&changed, index)),
+                Err(ProposeError::NotLeader) => Err(Attempt::NotLeader),
+                Err(error) => Err(Attempt::Final(convert::propose_status(error))),
+            }
+        };
+        let there = |mut leader: Leader| {
+            let request = forwarded(change.clone());
+            async move { answer(leader.client.set_setting(request).await) }
+        };
+        let response = self.leader.run(forwarded_here, here, there).await?;
+        Ok(Response::new(response))
+    }
+
     async fn plugin_history(
         &self,
         _request: Request<proto::PluginHistoryRequest>,
@@ -264,6 +304,43 @@ impl proto::cluster_server::Cluster for ClusterService {
 }
 
 impl ClusterService {
+    /// Refuse clients when this replica must not serve them: it is
+    /// corrupt, or the replicas have no majority.
+    fn check_serving(&self, machine: &MachineStatus) -> Result<(), Status> {
+        match machine.alarms.refusal(self.local.node_id) {
+            Some(why) => Err(Status::failed_precondition(why)),
+            None => Ok(()),
+        }
+    }
+
+    /// Refuse settings the running cluster cannot take: a level some member
+    /// does not support.
+    fn check_setting_fits(&self, changed: &ClusterSettings) -> Result<(), Status> {
+        let peers = self.view.get().peers;
+        let behind: Vec<String> = self
+            .consensus
+            .view()
+            .members
+            .keys()
+            .filter(|id| **id != self.local.node_id)
+            .filter_map(|id| {
+                let supported = peers
+                    .get(id)
+                    .map_or(0, |peer| peer.announcement.protocol_level);
+                (supported < changed.protocol_level)
+                    .then(|| format!("node {id} supports level {supported}"))
+            })
+            .collect();
+        if behind.is_empty() {
+            return Ok(());
+        }
+        Err(Status::failed_precondition(format!(
+            "protocol_level {} needs every member to support it; {}: upgrade them first",
+            changed.protocol_level,
+            behind.join(", ")
+        )))
+    }
+
     fn self_info(&self) -> SelfInfo {
         SelfInfo {
             node_id: self.local.node_id,

@@ -6,6 +6,7 @@ use tonic::Status;
 
 use super::leader::{Attempt, not_leader};
 use crate::consensus::plugin_history::PluginHistory;
+use crate::consensus::settings::{ClusterSettings, Setting};
 use crate::consensus::{DeployError, DeployReceipt, ProposeError};
 use crate::membership::operations::OperationError;
 use crate::plugin::{ApplyError, ApplyOutcome};
@@ -62,6 +63,20 @@ pub fn operation_status(error: OperationError) -> Status {
         OperationError::UnknownNode(_) => Status::not_found(error.to_string()),
         OperationError::Invalid(message) => Status::invalid_argument(message),
         OperationError::Unavailable(message) => Status::unavailable(message),
+    }
+}
+
+/// The cluster settings as the API answers them.
+pub fn settings_response(settings: &ClusterSettings, index: u64) -> proto::SettingsResponse {
+    proto::SettingsResponse {
+        settings: Setting::ALL
+            .into_iter()
+            .map(|setting| proto::ClusterSetting {
+                name: setting.name().to_string(),
+                value: settings.get(setting),
+            })
+            .collect(),
+        index,
     }
 }
 

@@ -108,6 +108,9 @@ pub fn status(
         version: env!("CARGO_PKG_VERSION").to_string(),
         health: health(consensus, cluster),
         cluster_version: machine.history.cluster_version,
+        applied_digest: machine.applied_digest.0.clone(),
+        applied_digest_index: machine.applied_digest.1,
+        corrupt_since: machine.alarms.corrupt_since(me.node_id),
     }
 }
 
@@ -192,6 +195,7 @@ fn member(
         applied_index,
         plugin_digest,
         leaving,
+        corrupt_since: machine.alarms.corrupt_since(id),
     }
 }
 

@@ -11,6 +11,7 @@ use crate::loadgen::{
     BENCH_VALUE_BYTES_DEFAULT, BENCH_WARMUP_DEFAULT,
 };
 
+use crate::consensus::settings::Setting;
 use crate::limits::{
     DEAD_GRACE_DEFAULT, LOG_ENTRIES_KEPT_BEHIND_SNAPSHOT, PLUGIN_FUEL_PER_BULK_CALL,
     PLUGIN_FUEL_PER_CALL, PLUGIN_MEMORY_BYTES_MAX, PLUGIN_MEMORY_MIB_FLAG_MAX,
@@ -18,7 +19,42 @@ use crate::limits::{
 };
 
 /// Bytes in a MiB, for `--plugin-memory-mib`.
-const MIB: u64 = 1024 * 1024;
+pub const MIB: u64 = 1024 * 1024;
+
+impl RunArgs {
+    /// The plugin bounds these flags ask for (defaults where not given).
+    pub fn plugin_limits(&self) -> crate::limits::PluginLimits {
+        crate::limits::PluginLimits {
+            fuel_per_call: self.plugin_fuel.unwrap_or(PLUGIN_FUEL_PER_CALL),
+            fuel_per_bulk_call: self.plugin_bulk_fuel.unwrap_or(PLUGIN_FUEL_PER_BULK_CALL),
+            memory_bytes_max: self
+                .plugin_memory_mib
+                .map_or(PLUGIN_MEMORY_BYTES_MAX, |mib| (mib * MIB) as usize),
+        }
+    }
+
+    /// The cluster settings these flags name explicitly: (flag, setting,
+    /// value). A node uses the cluster's values and warns about these when
+    /// they differ.
+    pub fn flagged_settings(&self) -> Vec<(&'static str, Setting, u64)> {
+        [
+            ("--plugin-fuel", Setting::FuelPerCall, self.plugin_fuel),
+            (
+                "--plugin-bulk-fuel",
+                Setting::FuelPerBulkCall,
+                self.plugin_bulk_fuel,
+            ),
+            (
+                "--plugin-memory-mib",
+                Setting::MemoryBytesMax,
+                self.plugin_memory_mib.map(|mib| mib * MIB),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(flag, setting, value)| value.map(|value| (flag, setting, value)))
+        .collect()
+    }
+}
 
 /// Default gRPC address a node listens on, and the CLI talks to.
 pub const DEFAULT_ENDPOINT: &str = "127.0.0.1:7400";
@@ -58,6 +94,9 @@ pub enum Command {
     /// Work with plugin files.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Cluster settings: what every replica applies with.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Drive a cluster running the kv plugin with concurrent clients and report
     /// throughput and latency.
     Bench(BenchArgs),
@@ -140,15 +179,19 @@ pub struct RunArgs {
     /// Log entries kept behind a snapshot (so lagging followers catch up from the log).
     #[arg(long, default_value_t = LOG_ENTRIES_KEPT_BEHIND_SNAPSHOT)]
     pub log_keep: u64,
-    /// Fuel (wasm instructions, roughly) one apply or query may use.
-    #[arg(long, default_value_t = PLUGIN_FUEL_PER_CALL, value_parser = clap::value_parser!(u64).range(1..))]
-    pub plugin_fuel: u64,
-    /// Fuel one snapshot or restore may use.
-    #[arg(long, default_value_t = PLUGIN_FUEL_PER_BULK_CALL, value_parser = clap::value_parser!(u64).range(1..))]
-    pub plugin_bulk_fuel: u64,
-    /// Largest linear memory a plugin instance may use, in MiB.
-    #[arg(long, default_value_t = PLUGIN_MEMORY_BYTES_MAX as u64 / MIB, value_parser = clap::value_parser!(u64).range(1..=PLUGIN_MEMORY_MIB_FLAG_MAX))]
-    pub plugin_memory_mib: u64,
+    /// Fuel (wasm instructions, roughly) one apply or query may use [default:
+    /// 1000000000]. A cluster setting: only seeds a new cluster (see
+    /// `clusterhost config`).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub plugin_fuel: Option<u64>,
+    /// Fuel one snapshot or restore may use [default: 50000000000]. A cluster
+    /// setting, like --plugin-fuel.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub plugin_bulk_fuel: Option<u64>,
+    /// Largest memory a plugin instance may use, in MiB [default: 512]. A
+    /// cluster setting, like --plugin-fuel.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=PLUGIN_MEMORY_MIB_FLAG_MAX))]
+    pub plugin_memory_mib: Option<u64>,
     /// Log format on stderr (level via RUST_LOG, default info).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -292,6 +335,29 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         }
     };
     Ok(Duration::from_millis(millis))
+}
+
+/// `clusterhost config ...`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Show the cluster settings.
+    Get {
+        #[command(flatten)]
+        endpoint: EndpointArgs,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change one cluster setting, through the log: every replica switches
+    /// at the same index. Refused (changing nothing) when out of range.
+    Set {
+        #[command(flatten)]
+        endpoint: EndpointArgs,
+        /// The setting (see `config get`).
+        name: String,
+        /// Its new value.
+        value: String,
+    },
 }
 
 /// `clusterhost plugin ...`.

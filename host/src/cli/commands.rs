@@ -3,15 +3,15 @@
 use std::io::Read;
 
 use super::args::{
-    ApplyArgs, BenchArgs, BenchWorkload, Command, Consistency, LeaderCommand, LogFormat,
-    MembersAction, MembersArgs, PluginCommand, QueryArgs, RunArgs, StatusArgs,
+    ApplyArgs, BenchArgs, BenchWorkload, Command, ConfigCommand, Consistency, LeaderCommand,
+    LogFormat, MembersAction, MembersArgs, PluginCommand, QueryArgs, RunArgs, StatusArgs,
 };
 use super::output::{StatusJson, render_response, render_status};
 use super::{CliError, ExitCode};
 use clusterhost_client::Client;
 use clusterhost_client::proto::{self, apply_response, query_response};
 
-use crate::limits::{PROMOTION_LAG_ENTRIES_MAX, PluginLimits};
+use crate::limits::PROMOTION_LAG_ENTRIES_MAX;
 use crate::membership::reconcile::Policy;
 use crate::node::{self, NodeConfig};
 use crate::plugin::PluginEngine;
@@ -44,6 +44,7 @@ pub async fn execute(command: Command) -> Result<(), CliError> {
             Ok(())
         }
         Command::Plugin(command) => plugin(command).await,
+        Command::Config(command) => config(command).await,
         Command::Members(args) => members(args).await,
         Command::Bench(args) => bench(args).await,
         Command::Leader(LeaderCommand::Transfer { endpoint, to }) => {
@@ -59,6 +60,47 @@ pub async fn execute(command: Command) -> Result<(), CliError> {
             Ok(())
         }
     }
+}
+
+/// `clusterhost config ...`.
+async fn config(command: ConfigCommand) -> Result<(), CliError> {
+    let (response, json) = match command {
+        ConfigCommand::Get { endpoint, json } => (
+            Client::connect(&endpoint.endpoint)
+                .await?
+                .settings()
+                .await?,
+            json,
+        ),
+        ConfigCommand::Set {
+            endpoint,
+            name,
+            value,
+        } => {
+            let mut client = Client::connect(&endpoint.endpoint).await?;
+            let response = client.set_setting(&name, &value).await?;
+            say!(
+                "{name} = {value} from index {} on every replica",
+                response.index
+            );
+            return Ok(());
+        }
+    };
+    if json {
+        let settings: serde_json::Map<String, serde_json::Value> = response
+            .settings
+            .iter()
+            .map(|setting| (setting.name.clone(), setting.value.into()))
+            .collect();
+        let text = serde_json::to_string_pretty(&settings)
+            .map_err(|error| CliError::new(ExitCode::Failure, error.to_string()))?;
+        say!("{text}");
+    } else {
+        for setting in &response.settings {
+            say!("{} = {}", setting.name, setting.value);
+        }
+    }
+    Ok(())
 }
 
 /// `clusterhost plugin ...`.
@@ -125,6 +167,7 @@ pub fn init_logging(format: LogFormat) {
 
 async fn run(args: RunArgs) -> Result<(), CliError> {
     init_logging(args.log_format);
+    let (plugin_limits, flagged_settings) = (args.plugin_limits(), args.flagged_settings());
     let config = NodeConfig {
         data_dir: args.data_dir,
         plugin: args.plugin,
@@ -145,11 +188,8 @@ async fn run(args: RunArgs) -> Result<(), CliError> {
         },
         snapshot_every_entries: args.snapshot_every,
         log_entries_kept: args.log_keep,
-        plugin_limits: PluginLimits {
-            fuel_per_call: args.plugin_fuel,
-            fuel_per_bulk_call: args.plugin_bulk_fuel,
-            memory_bytes_max: (args.plugin_memory_mib as usize) * 1024 * 1024,
-        },
+        plugin_limits,
+        flagged_settings,
     };
     let listener = node::bind(args.listen)
         .await

@@ -54,6 +54,14 @@ pub struct StatusJson {
     pub version: String,
     /// "ok", or why the cluster cannot take writes as this node sees it.
     pub health: String,
+    /// Running hash of everything applied (hex): equal on replicas that
+    /// applied the same entries up to `applied_digest_index`.
+    pub applied_digest: String,
+    /// The index `applied_digest` covers.
+    pub applied_digest_index: u64,
+    /// Set when this replica differs from the majority: the first
+    /// checkpoint index where it does. It serves nothing until repaired.
+    pub corrupt_since: Option<u64>,
 }
 
 /// The running plugin, in status JSON.
@@ -110,6 +118,9 @@ impl From<proto::StatusResponse> for StatusJson {
                 .collect(),
             version: status.version,
             health: status.health,
+            applied_digest: status.applied_digest,
+            applied_digest_index: status.applied_digest_index,
+            corrupt_since: status.corrupt_since,
         }
     }
 }
@@ -262,6 +273,8 @@ pub struct MemberInfoJson {
     pub plugin_digest: String,
     /// Asked to leave.
     pub leaving: bool,
+    /// Set when it differs from the majority: the first index where it does.
+    pub corrupt_since: Option<u64>,
 }
 
 impl From<proto::MembersResponse> for MembersJson {
@@ -280,6 +293,7 @@ impl From<proto::MembersResponse> for MembersJson {
                     applied_index: member.applied_index,
                     plugin_digest: member.plugin_digest,
                     leaving: member.leaving,
+                    corrupt_since: member.corrupt_since,
                 })
                 .collect(),
             holding: response.holding,
@@ -310,6 +324,11 @@ pub fn render_members(response: &proto::MembersResponse) -> String {
             if digest.is_empty() { "-" } else { &digest },
             if member.leaving { "  (leaving)" } else { "" }
         ));
+        if let Some(index) = member.corrupt_since {
+            lines.push(format!(
+                "  ^ CORRUPT since index {index}: repair it (wipe its data dir, restart)"
+            ));
+        }
     }
     for holding in &response.holding {
         lines.push(format!("note: {holding}"));

@@ -11,6 +11,8 @@ use openraft::error::{ClientWriteError, LinearizableReadError, RaftError};
 use openraft::{ChangeMembers, ReadPolicy, ServerState};
 
 use super::Raft;
+use super::alarms::Alarm;
+use super::settings::ClusterSettings;
 use super::transport::proto::RaftCall;
 use super::transport::proto::raft_server::RaftServer;
 use super::transport::{AddressBook, Connections, RaftService, peer};
@@ -205,6 +207,29 @@ impl Consensus {
                 "unexpected response to a deploy: {other:?}"
             ))),
         }
+    }
+
+    /// Propose new cluster settings (on the leader); the index they take
+    /// effect at.
+    pub async fn propose_settings(&self, settings: ClusterSettings) -> Result<u64, ProposeError> {
+        Ok(self
+            .propose(Request::Settings(settings), REQUEST_TIMEOUT)
+            .await?
+            .index)
+    }
+
+    /// Raise (or clear) an alarm through the log (on the leader).
+    pub async fn propose_alarm(&self, alarm: Alarm) -> Result<u64, ProposeError> {
+        Ok(self
+            .propose(Request::Alarm(alarm), REQUEST_TIMEOUT)
+            .await?
+            .index)
+    }
+
+    /// Let this node campaign for leadership, or not (a corrupt replica
+    /// must never lead; it still votes and replicates).
+    pub fn set_electable(&self, electable: bool) {
+        self.raft.runtime_config().elect(electable);
     }
 
     /// Confirm leadership with a quorum; the log index a linearizable read

@@ -166,6 +166,31 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 }
 
+/// Test support, not for operators: replace the command of the entry at
+/// `index` in the (closed) log at `path` with `command`, as silent disk or
+/// memory corruption would. The divergence check must notice.
+#[doc(hidden)]
+pub async fn rewrite_command_offline(path: &Path, index: u64, command: Vec<u8>) -> io::Result<()> {
+    let mut store = LogStore::open(path).map_err(io::Error::other)?;
+    let mut entries = store.try_get_log_entries(index..).await?;
+    let Some(first) = entries.first_mut() else {
+        return Err(io::Error::other(format!("no entry {index} in the log")));
+    };
+    let EntryPayload::Normal(Request::Command { bytes, .. }) = &mut first.payload else {
+        return Err(io::Error::other(format!("entry {index} is not a command")));
+    };
+    *bytes = command;
+    store.log.truncate_after(index.checked_sub(1)).await?;
+    let (flushed, durable) = tokio::sync::oneshot::channel();
+    store.log.append(
+        entries,
+        Box::new(move |outcome| drop(flushed.send(outcome))),
+    )?;
+    durable
+        .await
+        .map_err(|_| io::Error::other("the log writer stopped"))?
+}
+
 #[cfg(test)]
 mod tests {
     use openraft::RaftLogReader as _;

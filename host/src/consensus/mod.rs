@@ -6,13 +6,19 @@
 //! - [`log_store`]: the Raft log on the node's log database.
 //! - [`state_machine`]: committed entries to the plugin; snapshots.
 //! - [`swap`]: the plugin-switch decisions at a deploy entry (pure).
-//! - [`plugin_history`]: the replicated record of deploys (pure).
+//! - [`host_state`]: the host's replicated state: [`plugin_history`] (the
+//!   record of deploys), [`settings`] (what every replica must agree on),
+//!   [`digest`] (a running hash of what was applied), [`alarms`].
 //! - [`snapshot`]: what a snapshot carries, and its file.
 //! - [`transport`]: Raft messages between nodes over gRPC.
 
+pub mod alarms;
+pub mod digest;
 pub mod handle;
+pub mod host_state;
 pub mod log_store;
 pub mod plugin_history;
+pub mod settings;
 pub mod snapshot;
 pub mod state_machine;
 pub mod swap;

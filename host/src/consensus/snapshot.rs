@@ -1,22 +1,119 @@
 //! What a Raft snapshot carries — the plugin itself and its state, so a node
-//! restoring a snapshot can always run it, whatever it ran before — and how
-//! it is kept in the node's snapshot file.
+//! restoring a snapshot can always run it, whatever it ran before, and the
+//! host's replicated state — how it is encoded, and how it is kept in the
+//! node's snapshot file.
+//!
+//! Encoding: a 4-byte tag, the format version (u16, little endian), then
+//! postcard. Every change of layout gets a new version, and every older one
+//! stays readable; bodies without the tag are the first format (before
+//! versions), which had only the plugin and its deploy history.
 
 use std::io;
 use std::path::Path;
 
+use super::host_state::HostState;
 use super::plugin_history::PluginHistory;
 use super::types::SnapshotMeta;
 use crate::plugin::EntryPosition;
 use crate::storage::{Saved, SnapshotFile};
+
+/// Marks a versioned encoding.
+const FORMAT_TAG: &[u8; 4] = b"CHSB";
+/// The format this binary writes.
+pub const SNAPSHOT_FORMAT: u16 = 2;
 
 /// The body of a snapshot.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SnapshotBody {
     /// The running plugin and its state; `None` before any plugin is deployed.
     pub plugin: Option<PluginState>,
-    /// Deploys so far, and earlier plugins kept for rollback.
-    pub history: PluginHistory,
+    /// The host's replicated state.
+    pub host: HostState,
+}
+
+/// The first format's body: before settings, digest and alarms.
+#[derive(serde::Deserialize)]
+struct SnapshotBodyV1 {
+    plugin: Option<PluginState>,
+    history: PluginHistory,
+}
+
+impl From<SnapshotBodyV1> for SnapshotBody {
+    fn from(v1: SnapshotBodyV1) -> Self {
+        Self {
+            plugin: v1.plugin,
+            host: HostState {
+                history: v1.history,
+                ..HostState::default()
+            },
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct StoredSnapshotV1 {
+    meta: SnapshotMeta,
+    body: SnapshotBodyV1,
+}
+
+/// `value` in the current format.
+pub fn encode<T: serde::Serialize>(value: &T) -> io::Result<Vec<u8>> {
+    let mut bytes = FORMAT_TAG.to_vec();
+    bytes.extend_from_slice(&SNAPSHOT_FORMAT.to_le_bytes());
+    postcard::to_extend(value, bytes).map_err(io::Error::other)
+}
+
+/// Split `bytes` into the format they were written in and their postcard.
+fn format_of(bytes: &[u8]) -> io::Result<(u16, &[u8])> {
+    let Some(rest) = bytes.strip_prefix(FORMAT_TAG) else {
+        return Ok((1, bytes));
+    };
+    let (version, rest) = rest
+        .split_first_chunk::<2>()
+        .ok_or_else(|| invalid("truncated format version"))?;
+    Ok((u16::from_le_bytes(*version), rest))
+}
+
+/// A snapshot body in any format this binary reads.
+pub fn decode_body(bytes: &[u8]) -> io::Result<SnapshotBody> {
+    match format_of(bytes)? {
+        (1, rest) => from_postcard::<SnapshotBodyV1>(rest).map(SnapshotBody::from),
+        (SNAPSHOT_FORMAT, rest) => from_postcard(rest),
+        (version, _) => Err(newer_format(version)),
+    }
+}
+
+/// A stored snapshot in any format this binary reads.
+pub fn decode_stored(bytes: &[u8]) -> io::Result<StoredSnapshot> {
+    match format_of(bytes)? {
+        (1, rest) => from_postcard::<StoredSnapshotV1>(rest).map(|v1| StoredSnapshot {
+            meta: v1.meta,
+            body: v1.body.into(),
+        }),
+        (SNAPSHOT_FORMAT, rest) => from_postcard(rest),
+        (version, _) => Err(newer_format(version)),
+    }
+}
+
+fn from_postcard<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> io::Result<T> {
+    postcard::from_bytes(bytes).map_err(|error| invalid(&error.to_string()))
+}
+
+fn invalid(reason: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("malformed snapshot: {reason}"),
+    )
+}
+
+fn newer_format(version: u16) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!(
+            "the snapshot is in format {version}, newer than the {SNAPSHOT_FORMAT} this clusterhost reads; \
+             upgrade this node's binary"
+        ),
+    )
 }
 
 /// A plugin and the state it had at a log position.
@@ -78,7 +175,7 @@ impl Snapshots {
 
     /// Store `snapshot` as the newest, unless a newer one is already stored.
     pub fn save(&self, snapshot: &StoredSnapshot) -> io::Result<()> {
-        let body = postcard::to_stdvec(snapshot).map_err(io::Error::other)?;
+        let body = encode(snapshot)?;
         match self.file.save(snapshot.index(), &body)? {
             Saved::Current => {}
             Saved::KeptNewer { current_index } => tracing::info!(
@@ -95,13 +192,56 @@ impl Snapshots {
         let Some(body) = self.file.load()? else {
             return Ok(None);
         };
-        postcard::from_bytes(&body)
-            .map(Some)
-            .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))
+        decode_stored(&body).map(Some)
     }
 
     /// Size of the stored file, if any.
     pub fn size_bytes(&self) -> Option<u64> {
         self.file.size_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Goal: a snapshot written before formats were versioned still reads,
+    // with default settings and an empty digest.
+    #[test]
+    fn the_first_format_still_reads() {
+        #[derive(serde::Serialize)]
+        struct OldBody {
+            plugin: Option<PluginState>,
+            history: PluginHistory,
+        }
+        let history = PluginHistory {
+            cluster_version: 3,
+            ..PluginHistory::default()
+        };
+        let old = postcard::to_stdvec(&OldBody {
+            plugin: None,
+            history: history.clone(),
+        })
+        .expect("encode");
+        let body = decode_body(&old).expect("the first format reads");
+        assert_eq!(body.host.history, history);
+        assert_eq!(
+            body.host,
+            HostState {
+                history,
+                ..HostState::default()
+            }
+        );
+    }
+
+    #[test]
+    fn the_current_format_round_trips_and_a_newer_one_is_refused() {
+        let body = SnapshotBody::default();
+        let bytes = encode(&body).expect("encode");
+        assert_eq!(decode_body(&bytes).expect("decode"), body);
+        let mut newer = bytes.clone();
+        newer[4] = 99;
+        let error = decode_body(&newer).expect_err("newer");
+        assert!(error.to_string().contains("format 99, newer"), "{error}");
     }
 }

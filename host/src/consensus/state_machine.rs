@@ -13,13 +13,19 @@ use openraft::EntryPayload;
 use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use tokio::sync::watch;
 
+use super::alarms::Alarms;
+use super::digest::{Applied, DigestBytes, command_digest};
+use super::host_state::HostState;
 use super::plugin_history::{DeployRecord, PluginHistory};
+use super::settings::ClusterSettings;
 use super::snapshot::{PluginState, SnapshotBody, Snapshots, StoredSnapshot};
 use super::swap::{self, GENESIS_POSITION, Plan};
 use super::types::{
-    DeployReceipt, LogId, Request, Response, SnapshotMeta, StoredMembership, TypeConfig,
+    DeployReceipt, LogId, Payload, Request, Response, SnapshotMeta, StoredMembership, TypeConfig,
 };
-use crate::plugin::{EntryPosition, PluginDigest, PluginEngine, PluginHandle};
+use crate::plugin::{
+    ApplyError, ApplyOutcome, EntryPosition, PluginDigest, PluginEngine, PluginHandle,
+};
 
 type Snapshot = openraft::alias::SnapshotOf<TypeConfig, SnapshotBody>;
 type Responder = openraft::storage::ApplyResponder<TypeConfig>;
@@ -38,12 +44,46 @@ pub struct MachineStatus {
     pub plugin_size_bytes: usize,
     /// Size of the newest snapshot file.
     pub snapshot_size_bytes: Option<u64>,
+    /// The cluster settings in force.
+    pub settings: ClusterSettings,
+    /// The applied digest (hex) and the index it covers.
+    pub applied_digest: (String, u64),
+    /// Recent checkpoints of the applied digest.
+    pub checkpoints: std::collections::BTreeMap<u64, DigestBytes>,
+    /// Alarms in force.
+    pub alarms: Alarms,
+}
+
+impl MachineStatus {
+    fn replicated(
+        host: &HostState,
+    ) -> (
+        ClusterSettings,
+        (String, u64),
+        std::collections::BTreeMap<u64, DigestBytes>,
+        Alarms,
+    ) {
+        (
+            host.settings,
+            (host.digest.hex(), host.digest.index),
+            host.digest.checkpoints.clone(),
+            host.alarms.clone(),
+        )
+    }
+}
+
+/// A command waiting for the plugin, with what its digest needs.
+struct PendingCommand {
+    position: EntryPosition,
+    bytes: Vec<u8>,
+    command_digest: DigestBytes,
+    responder: Option<Responder>,
 }
 
 /// The state machine openraft drives.
 pub struct StateMachineStore {
     plugin: PluginHandle,
-    history: PluginHistory,
+    host: HostState,
     engine: PluginEngine,
     snapshots: Snapshots,
     last_applied: Option<LogId>,
@@ -63,27 +103,32 @@ impl StateMachineStore {
         if let Some(snapshot) = &restored {
             install_body(&engine, &plugin, &snapshot.body).await?;
         }
-        let (last_applied, last_membership, history) = match &restored {
+        let (last_applied, last_membership, host) = match &restored {
             Some(snapshot) => (
                 snapshot.meta.last_log_id,
                 snapshot.meta.last_membership.clone(),
-                snapshot.body.history.clone(),
+                snapshot.body.host.clone(),
             ),
-            None => (None, StoredMembership::default(), PluginHistory::default()),
+            None => (None, StoredMembership::default(), HostState::default()),
         };
         let running = restored
             .as_ref()
             .and_then(|snapshot| snapshot.body.plugin.as_ref());
+        let (settings, applied_digest, checkpoints, alarms) = MachineStatus::replicated(&host);
         let status = MachineStatus {
-            history: history.without_bytes(),
-            rollback_plugin: rollback_bytes(&history),
+            history: host.history.without_bytes(),
+            rollback_plugin: rollback_bytes(&host.history),
             plugin_digest: running.map(|plugin| PluginDigest::of(&plugin.code).to_hex()),
             plugin_size_bytes: running.map_or(0, |plugin| plugin.code.len()),
             snapshot_size_bytes: snapshots.size_bytes(),
+            settings,
+            applied_digest,
+            checkpoints,
+            alarms,
         };
         Ok(Self {
             plugin,
-            history,
+            host,
             engine,
             snapshots,
             last_applied,
@@ -97,28 +142,106 @@ impl StateMachineStore {
         self.status.subscribe()
     }
 
-    async fn apply_commands(
-        &mut self,
-        pending: &mut Vec<(EntryPosition, Vec<u8>, Option<Responder>)>,
-    ) -> io::Result<()> {
+    async fn apply_commands(&mut self, pending: &mut Vec<PendingCommand>) -> io::Result<()> {
         if pending.is_empty() {
             return Ok(());
         }
-        let mut responders = Vec::with_capacity(pending.len());
         let mut commands = Vec::with_capacity(pending.len());
-        for (position, bytes, responder) in pending.drain(..) {
-            commands.push((position, bytes));
-            responders.push(responder);
+        let mut rest = Vec::with_capacity(pending.len());
+        for command in pending.drain(..) {
+            commands.push((command.position, command.bytes));
+            rest.push((command.position, command.command_digest, command.responder));
         }
         let outcomes = self
             .plugin
             .apply(commands)
             .await
             .map_err(io::Error::other)?;
-        for (outcome, responder) in outcomes.into_iter().zip(responders) {
+        for (outcome, (position, command, responder)) in outcomes.into_iter().zip(rest) {
+            self.fold_command(position, &command, &outcome);
             respond(responder, Response::Command(outcome));
         }
         Ok(())
+    }
+
+    /// Fold a command's outcome into the applied digest.
+    fn fold_command(
+        &mut self,
+        position: EntryPosition,
+        command: &DigestBytes,
+        outcome: &ApplyOutcome,
+    ) {
+        let failure;
+        let outcome = match outcome {
+            Ok(bytes) => Ok(bytes.as_slice()),
+            Err(ApplyError::Rejected(message)) => {
+                failure = format!("rejected: {message}");
+                Err(failure.as_str())
+            }
+            Err(ApplyError::Fault(fault)) => {
+                failure = format!("fault: {fault}");
+                Err(failure.as_str())
+            }
+        };
+        self.host.digest.apply(
+            position.index,
+            position.term,
+            Applied::Command {
+                time_ms: position.time_ms,
+                command,
+                outcome,
+            },
+        );
+    }
+
+    /// Apply an entry that is not a command (after every command before it).
+    async fn apply_host_entry(&mut self, log_id: LogId, payload: Payload) -> io::Result<Response> {
+        let (index, term) = (log_id.index, log_id.leader_id.term);
+        let response = match payload {
+            EntryPayload::Blank => {
+                self.host.digest.apply(index, term, Applied::Host(b"blank"));
+                Response::Host
+            }
+            EntryPayload::Membership(membership) => {
+                self.last_membership = StoredMembership::new(Some(log_id), membership);
+                self.host
+                    .digest
+                    .apply(index, term, Applied::Host(b"membership"));
+                Response::Host
+            }
+            EntryPayload::Normal(Request::Deploy { plugin, time_ms }) => {
+                let plugin_digest = PluginDigest::of(&plugin).to_hex();
+                let outcome = self.deploy(plugin, index, time_ms).await?;
+                let folded = match &outcome {
+                    Ok(receipt) => Ok(receipt.version),
+                    Err(reason) => Err(reason.as_str()),
+                };
+                let deploy = Applied::Deploy {
+                    plugin_digest: &plugin_digest,
+                    outcome: folded,
+                };
+                self.host.digest.apply(index, term, deploy);
+                Response::Deploy(outcome)
+            }
+            EntryPayload::Normal(Request::Settings(settings)) => {
+                self.host.settings = settings;
+                let encoded = postcard::to_stdvec(&settings).map_err(io::Error::other)?;
+                self.host.digest.apply(index, term, Applied::Host(&encoded));
+                tracing::info!(index, "cluster settings changed:\n{settings}");
+                Response::Host
+            }
+            EntryPayload::Normal(Request::Alarm(alarm)) => {
+                self.host.alarms.raise(alarm);
+                let encoded = postcard::to_stdvec(&alarm).map_err(io::Error::other)?;
+                self.host.digest.apply(index, term, Applied::Host(&encoded));
+                tracing::warn!(index, ?alarm, "alarm");
+                Response::Host
+            }
+            EntryPayload::Normal(Request::Command { .. }) => {
+                unreachable!("commands are applied in batches")
+            }
+        };
+        Ok(response)
     }
 
     /// Switch to the plugin in `bytes` at entry `index`, carrying the
@@ -141,9 +264,12 @@ impl StateMachineStore {
             failure: None,
         };
         let running = self.status.borrow().plugin_digest.clone();
-        if let Plan::AlreadyRunning(receipt) =
-            swap::plan(running.as_deref(), &record.digest, &self.history, index)
-        {
+        if let Plan::AlreadyRunning(receipt) = swap::plan(
+            running.as_deref(),
+            &record.digest,
+            &self.host.history,
+            index,
+        ) {
             return Ok(Ok(receipt));
         }
         let code = self.engine.load_off_thread(bytes).await.map_err(|error| {
@@ -165,7 +291,7 @@ impl StateMachineStore {
             }
         };
         let (digest, size_bytes) = (record.digest.clone(), record.size_bytes as usize);
-        let outcome = swap::conclude(&mut self.history, record, previous, installed);
+        let outcome = swap::conclude(&mut self.host.history, record, previous, installed);
         match &outcome {
             Ok(receipt) => {
                 self.status.send_modify(|status| {
@@ -183,11 +309,22 @@ impl StateMachineStore {
     }
 
     fn publish_history(&self) {
-        let history = self.history.without_bytes();
-        let rollback = rollback_bytes(&self.history);
+        let history = self.host.history.without_bytes();
+        let rollback = rollback_bytes(&self.host.history);
         self.status.send_modify(|status| {
             status.history = history;
             status.rollback_plugin = rollback;
+        });
+    }
+
+    /// Publish the settings, digest and alarms after a batch.
+    fn publish_replicated(&self) {
+        let (settings, applied_digest, checkpoints, alarms) = MachineStatus::replicated(&self.host);
+        self.status.send_modify(|status| {
+            status.settings = settings;
+            status.applied_digest = applied_digest;
+            status.checkpoints = checkpoints;
+            status.alarms = alarms;
         });
     }
 }
@@ -216,27 +353,30 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             let log_id = entry.log_id;
             self.last_applied = Some(log_id);
             match entry.payload {
-                EntryPayload::Blank => respond(responder, Response::Host),
-                EntryPayload::Membership(membership) => {
-                    self.last_membership = StoredMembership::new(Some(log_id), membership);
-                    respond(responder, Response::Host);
-                }
                 EntryPayload::Normal(Request::Command { time_ms, bytes }) => {
-                    let position = EntryPosition {
-                        index: log_id.index,
-                        term: log_id.leader_id.term,
-                        time_ms,
-                    };
-                    pending.push((position, bytes, responder));
+                    pending.push(PendingCommand {
+                        position: EntryPosition {
+                            index: log_id.index,
+                            term: log_id.leader_id.term,
+                            time_ms,
+                        },
+                        command_digest: command_digest(&bytes),
+                        bytes,
+                        responder,
+                    });
                 }
-                EntryPayload::Normal(Request::Deploy { plugin, time_ms }) => {
+                payload => {
+                    // Everything before a host entry applies first, so the
+                    // digest folds entries in log order.
                     self.apply_commands(&mut pending).await?;
-                    let outcome = self.deploy(plugin, log_id.index, time_ms).await?;
-                    respond(responder, Response::Deploy(outcome));
+                    let response = self.apply_host_entry(log_id, payload).await?;
+                    respond(responder, response);
                 }
             }
         }
-        self.apply_commands(&mut pending).await
+        self.apply_commands(&mut pending).await?;
+        self.publish_replicated();
+        Ok(())
     }
 
     async fn try_create_snapshot_builder(&mut self, _force: bool) -> Option<Self::SnapshotBuilder> {
@@ -257,7 +397,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                             position: snapshot.position,
                             state: snapshot.state,
                         }),
-                        history: self.history.clone(),
+                        host: self.host.clone(),
                     },
                 },
                 snapshots: self.snapshots.clone(),
@@ -288,8 +428,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         tokio::task::block_in_place(|| snapshots.save(&stored))?;
         self.last_applied = meta.last_log_id;
         self.last_membership = meta.last_membership.clone();
-        self.history = stored.body.history.clone();
+        self.host = stored.body.host.clone();
         self.publish_history();
+        self.publish_replicated();
         let plugin = stored.body.plugin.as_ref();
         self.status.send_modify(|status| {
             status.plugin_digest = plugin.map(|plugin| PluginDigest::of(&plugin.code).to_hex());

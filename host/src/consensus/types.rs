@@ -7,6 +7,8 @@ use std::fmt;
 
 use openraft::alias;
 
+use super::alarms::Alarm;
+use super::settings::ClusterSettings;
 use crate::plugin::ApplyOutcome;
 
 /// A proposal in the replicated log.
@@ -30,6 +32,12 @@ pub enum Request {
         #[serde(with = "serde_bytes")]
         plugin: Vec<u8>,
     },
+    /// New cluster settings, in force from this entry on every replica.
+    Settings(ClusterSettings),
+    /// An alarm raised (or cleared) by the leader.
+    Alarm(Alarm),
+    // New kinds of entries go last: entries already in logs are decoded by
+    // their position in this list.
 }
 
 impl fmt::Debug for Request {
@@ -41,6 +49,8 @@ impl fmt::Debug for Request {
             Request::Deploy { time_ms, plugin } => {
                 write!(formatter, "Deploy({} bytes @{time_ms})", plugin.len())
             }
+            Request::Settings(settings) => write!(formatter, "Settings({settings:?})"),
+            Request::Alarm(alarm) => write!(formatter, "Alarm({alarm:?})"),
         }
     }
 }
@@ -100,6 +110,8 @@ openraft::declare_raft_types!(
 
 /// A log entry.
 pub type Entry = alias::EntryOf<TypeConfig>;
+/// What a log entry carries.
+pub type Payload = openraft::EntryPayload<Request, NodeId, Member>;
 /// A log position (term, leader, index).
 pub type LogId = alias::LogIdOf<TypeConfig>;
 /// A vote.

@@ -32,6 +32,8 @@ mod keys {
     pub const LEAVING: &str = "leaving";
     pub const INITIALIZED: &str = "initialized";
     pub const BOOTSTRAP_EXPECT: &str = "bootstrap_expect";
+    pub const PROTOCOL_LEVEL: &str = "protocol_level";
+    pub const CHECKPOINTS: &str = "checkpoints";
 }
 
 /// How a node is set up to gossip.
@@ -72,6 +74,11 @@ pub struct Announcement {
     pub initialized: bool,
     /// `--bootstrap-expect`, 0 when not set.
     pub bootstrap_expect: usize,
+    /// The highest protocol level this node's binary supports.
+    pub protocol_level: u32,
+    /// Its newest applied-digest checkpoints: `index:hex` pairs, comma
+    /// separated.
+    pub checkpoints: String,
 }
 
 /// Another node as gossip sees it.
@@ -210,6 +217,14 @@ fn announcement_pairs(announcement: &Announcement) -> Vec<(String, String)> {
             keys::BOOTSTRAP_EXPECT.to_string(),
             announcement.bootstrap_expect.to_string(),
         ),
+        (
+            keys::PROTOCOL_LEVEL.to_string(),
+            announcement.protocol_level.to_string(),
+        ),
+        (
+            keys::CHECKPOINTS.to_string(),
+            announcement.checkpoints.clone(),
+        ),
     ]
 }
 
@@ -242,6 +257,11 @@ fn read_peer(chitchat_id: &ChitchatId, state: &NodeState, alive: bool) -> Option
                 .get(keys::BOOTSTRAP_EXPECT)
                 .and_then(|value| value.parse().ok())
                 .unwrap_or(0),
+            protocol_level: state
+                .get(keys::PROTOCOL_LEVEL)
+                .and_then(|value| value.parse().ok())
+                .unwrap_or(0),
+            checkpoints: state.get(keys::CHECKPOINTS).unwrap_or_default().to_string(),
         },
         version: state.get(keys::VERSION).unwrap_or_default().to_string(),
     })

@@ -10,13 +10,16 @@ use std::time::Instant;
 use tokio::sync::watch;
 
 use super::bootstrap;
+use super::divergence::{self, Checkpoints};
 use super::local::LocalMember;
 use super::reconcile::{
     self, GossipView, Holding, MemberView, Observation, Policy, Tracker, membership_change,
 };
+use crate::consensus::settings::PROTOCOL_LEVEL_SUPPORTED;
+use crate::consensus::settings::{ClusterSettings, Setting};
 use crate::consensus::{Consensus, ConsensusView, MachineStatus, NodeId, Role};
 use crate::discovery::{Announcement, Discovery, Peer};
-use crate::limits::{MEMBERSHIP_CHANGE_TIMEOUT, RECONCILE_INTERVAL};
+use crate::limits::{CHECKPOINTS_GOSSIPED, MEMBERSHIP_CHANGE_TIMEOUT, RECONCILE_INTERVAL};
 
 /// What the loop publishes for status and `members`.
 #[derive(Debug, Clone, Default)]
@@ -54,6 +57,12 @@ pub struct AutopilotConfig {
     pub bootstrap_expect: usize,
     /// The plugin the first leader of a `--bootstrap-expect` cluster deploys.
     pub first_plugin: Option<Vec<u8>>,
+    /// The settings the first leader of a `--bootstrap-expect` cluster
+    /// proposes before its plugin.
+    pub first_settings: ClusterSettings,
+    /// Cluster settings this node's flags name explicitly: (flag, setting,
+    /// value), compared with the cluster's once it has them.
+    pub flagged_settings: Vec<(&'static str, Setting, u64)>,
 }
 
 /// What the loop works with.
@@ -77,6 +86,8 @@ impl Autopilot {
     pub async fn run(self) {
         let mut tracker = Tracker::default();
         let mut was_leader = false;
+        let mut electable = true;
+        let mut warned = false;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(RECONCILE_INTERVAL) => {}
@@ -110,11 +121,23 @@ impl Autopilot {
             }
             was_leader = is_leader;
 
+            electable = self
+                .keep_corrupt_replica_from_leading(&machine, electable)
+                .await;
+            if !warned && machine.plugin_digest.is_some() {
+                // Once a plugin runs, this node has applied the cluster's
+                // settings (they come before the first deploy).
+                warned = true;
+                for warning in machine.settings.warnings_for(&self.config.flagged_settings) {
+                    tracing::warn!("{warning}");
+                }
+            }
             let mut holding = Vec::new();
             if is_leader {
                 if machine.plugin_digest.is_none() {
                     self.deploy_first_plugin().await;
                 }
+                self.compare_replicas(&consensus, &machine, &peers).await;
                 let observation = observe(&self.local, &consensus, &peers);
                 tracker.observe(&observation);
                 let (action, held) = reconcile::decide(&observation, &tracker, &self.config.policy);
@@ -169,12 +192,77 @@ impl Autopilot {
         }
     }
 
+    /// A corrupt replica must never lead: stop it campaigning (handing over
+    /// leadership if it has it) while its alarm stands. Returns whether it
+    /// may campaign now.
+    async fn keep_corrupt_replica_from_leading(
+        &self,
+        machine: &MachineStatus,
+        electable: bool,
+    ) -> bool {
+        let corrupt = machine.alarms.corrupt_since(self.local.node_id);
+        if corrupt.is_some() != electable {
+            return electable;
+        }
+        self.consensus.set_electable(corrupt.is_none());
+        match corrupt {
+            Some(index) => {
+                tracing::error!(
+                    index,
+                    "this replica differs from the majority since index {index}: it serves nothing and will not lead until repaired"
+                );
+                super::operations::step_down(&self.consensus).await;
+            }
+            None => tracing::info!("this replica agrees with the majority again"),
+        }
+        corrupt.is_none()
+    }
+
+    /// On the leader: compare everyone's applied-digest checkpoints and
+    /// raise (or clear) alarms through the log.
+    async fn compare_replicas(
+        &self,
+        consensus: &ConsensusView,
+        machine: &MachineStatus,
+        peers: &BTreeMap<NodeId, Peer>,
+    ) {
+        let mut reports: BTreeMap<NodeId, Checkpoints> = peers
+            .values()
+            .filter(|peer| peer.alive && consensus.members.contains_key(&peer.node_id))
+            .map(|peer| {
+                (
+                    peer.node_id,
+                    divergence::decode_checkpoints(&peer.announcement.checkpoints),
+                )
+            })
+            .collect();
+        reports.insert(self.local.node_id, machine.checkpoints.clone());
+        let verdict = divergence::compare(&consensus.voters(), &reports);
+        for alarm in
+            divergence::alarms_to_raise(&verdict, &machine.alarms, self.local.node_id, &reports)
+        {
+            tracing::warn!(?alarm, "replicas disagree; raising an alarm");
+            if let Err(error) = self.consensus.propose_alarm(alarm).await {
+                tracing::warn!(?alarm, "cannot raise the alarm: {error}");
+            }
+        }
+    }
+
     /// A cluster formed by `--bootstrap-expect` has no plugin until its
-    /// first leader deploys the one it was started with.
+    /// first leader deploys the one it was started with (after the settings
+    /// the cluster starts with).
     async fn deploy_first_plugin(&self) {
         let Some(plugin) = &self.config.first_plugin else {
             return;
         };
+        if let Err(error) = self
+            .consensus
+            .propose_settings(self.config.first_settings)
+            .await
+        {
+            tracing::warn!("cannot set the first settings: {error}");
+            return;
+        }
         match self.consensus.propose_deploy(plugin.clone()).await {
             Ok(receipt) => {
                 tracing::info!(digest = %receipt.digest, "deployed the cluster's first plugin")
@@ -200,6 +288,8 @@ fn announcement(
         leaving: local.is_leaving(),
         initialized: consensus.initialized(),
         bootstrap_expect,
+        protocol_level: PROTOCOL_LEVEL_SUPPORTED,
+        checkpoints: divergence::encode_checkpoints(&machine.checkpoints, CHECKPOINTS_GOSSIPED),
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub mod autopilot;
 pub mod bootstrap;
+pub mod divergence;
 pub mod leave;
 pub mod local;
 pub mod operations;

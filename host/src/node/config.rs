@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use crate::consensus::NodeId;
+use crate::consensus::settings::Setting;
 use crate::limits::PluginLimits;
 use crate::membership::reconcile::Policy;
 
@@ -39,8 +40,12 @@ pub struct NodeConfig {
     pub snapshot_every_entries: u64,
     /// Entries kept in the log behind a snapshot.
     pub log_entries_kept: u64,
-    /// Bounds on every plugin call.
+    /// Bounds on every plugin call, as the flags name them: they seed a new
+    /// cluster's settings; afterwards the cluster's settings apply.
     pub plugin_limits: PluginLimits,
+    /// The cluster settings the flags named explicitly (flag, setting,
+    /// value), to warn about when the cluster's differ.
+    pub flagged_settings: Vec<(&'static str, Setting, u64)>,
 }
 
 impl NodeConfig {
@@ -110,6 +115,7 @@ pub(crate) fn example() -> NodeConfig {
         snapshot_every_entries: 10_000,
         log_entries_kept: 1_000,
         plugin_limits: PluginLimits::default(),
+        flagged_settings: Vec::new(),
     }
 }
 

@@ -23,6 +23,7 @@ pub use identity::decide_identity;
 use crate::api::ClusterService;
 use crate::api::leader::LeaderRunner;
 use crate::api::server::{ServerTask, serve};
+use crate::consensus::settings::ClusterSettings;
 use crate::consensus::snapshot::Snapshots;
 use crate::consensus::{
     self, AddressBook, Consensus, ConsensusConfig, LogStore, MachineStatus, NodeId,
@@ -241,7 +242,8 @@ impl Wiring {
         if let Some(code) = bootstrap_plugin
             && self.config.bootstrap
         {
-            bootstrap(&handle.consensus, &machine, &self.rpc_addr, code).await?;
+            let settings = ClusterSettings::from_flags(&self.config.plugin_limits);
+            bootstrap(&handle.consensus, &machine, &self.rpc_addr, code, settings).await?;
             self.data_dir.write_identity(&NodeIdentity {
                 bootstrapped: true,
                 ..self.identity.clone()
@@ -259,6 +261,8 @@ impl Wiring {
             first_plugin: bootstrap_plugin
                 .filter(|_| self.config.bootstrap_expect > 0)
                 .map(|code| code.bytes().to_vec()),
+            first_settings: ClusterSettings::from_flags(&self.config.plugin_limits),
+            flagged_settings: self.config.flagged_settings.clone(),
         }
     }
 
@@ -370,6 +374,7 @@ async fn bootstrap(
     machine: &tokio::sync::watch::Receiver<MachineStatus>,
     rpc_addr: &str,
     plugin: PluginCode,
+    settings: ClusterSettings,
 ) -> Result<(), StartError> {
     let initialized = consensus
         .is_initialized()
@@ -389,6 +394,12 @@ async fn bootstrap(
     if machine.borrow().plugin_digest.is_some() {
         return Ok(());
     }
+    // The settings every replica applies with come first, from this node's
+    // flags; the plugin after them.
+    consensus
+        .propose_settings(settings)
+        .await
+        .map_err(|error| StartError::other("cannot set the cluster settings", error))?;
     let receipt = consensus
         .propose_deploy(plugin.bytes().to_vec())
         .await

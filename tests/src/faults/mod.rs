@@ -192,7 +192,8 @@ async fn first_write_after_heal(endpoints: &[String]) -> Duration {
     }
 }
 
-/// Every node applies the same index and holds the same state.
+/// Every node applies the same index and holds the same state, and none
+/// was ever taken for corrupt (no false alarm under faults).
 async fn settle_and_compare(cluster: &TestCluster) {
     wait_for("every node to answer", FORMATION_TIMEOUT, || async {
         for n in cluster.running() {
@@ -202,6 +203,13 @@ async fn settle_and_compare(cluster: &TestCluster) {
     })
     .await;
     assert_replicas_agree(cluster).await;
+    for n in cluster.running() {
+        let status = cluster.try_status(n).await.expect("status");
+        assert_eq!(
+            status.corrupt_since, None,
+            "node {n} was marked corrupt under faults alone (a false alarm)"
+        );
+    }
 }
 
 /// Read every key through the leader, recorded like any other operation:

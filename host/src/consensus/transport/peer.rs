@@ -263,7 +263,8 @@ async fn stream_snapshot(
     timeout: Duration,
 ) -> Result<SnapshotResponse<TypeConfig>, tonic::Status> {
     let header = codec::encode(&(vote, &snapshot.meta))?;
-    let body = codec::encode(&snapshot.snapshot)?;
+    let body = crate::consensus::snapshot::encode(&snapshot.snapshot)
+        .map_err(|error| tonic::Status::internal(error.to_string()))?;
     let timeout = sizing::transfer_timeout(body.len(), timeout);
     let mut chunks: Vec<SnapshotChunk> = body
         .chunks(RAFT_SNAPSHOT_CHUNK_BYTES)

@@ -97,7 +97,8 @@ impl proto::raft_server::Raft for RaftService {
             }
             body.extend_from_slice(&chunk.data);
         }
-        let snapshot: SnapshotBody = codec::decode(&body)?;
+        let snapshot = crate::consensus::snapshot::decode_body(&body)
+            .map_err(|error| Status::invalid_argument(error.to_string()))?;
         let response = self
             .raft
             .install_full_snapshot(vote, Snapshot { meta, snapshot })

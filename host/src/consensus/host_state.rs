@@ -1,0 +1,21 @@
+//! The host's part of the replicated state, beside the plugin's: the deploy
+//! history, the cluster settings, the applied digest and the alarms. Every
+//! replica changes it at the same entries; snapshots carry it.
+
+use super::alarms::Alarms;
+use super::digest::AppliedDigest;
+use super::plugin_history::PluginHistory;
+use super::settings::ClusterSettings;
+
+/// The host's replicated state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HostState {
+    /// Deploys so far, and earlier plugins kept for rollback.
+    pub history: PluginHistory,
+    /// The cluster settings.
+    pub settings: ClusterSettings,
+    /// The running hash of everything applied.
+    pub digest: AppliedDigest,
+    /// Alarms in force.
+    pub alarms: Alarms,
+}
