@@ -11,8 +11,11 @@ use openraft::error::{ClientWriteError, LinearizableReadError, RaftError};
 use openraft::{ChangeMembers, ReadPolicy, ServerState};
 
 use super::Raft;
+use tokio::sync::watch;
+
 use super::alarms::Alarm;
 use super::settings::ClusterSettings;
+use super::state_machine::MachineStatus;
 use super::transport::proto::RaftCall;
 use super::transport::proto::raft_server::RaftServer;
 use super::transport::{AddressBook, Connections, RaftService, peer};
@@ -107,16 +110,28 @@ pub struct Consensus {
     node_id: NodeId,
     addresses: AddressBook,
     connections: Arc<Connections>,
+    machine: watch::Receiver<MachineStatus>,
 }
 
 impl Consensus {
-    pub(super) fn new(raft: Raft, node_id: NodeId, addresses: AddressBook) -> Self {
+    pub(super) fn new(
+        raft: Raft,
+        node_id: NodeId,
+        addresses: AddressBook,
+        machine: watch::Receiver<MachineStatus>,
+    ) -> Self {
         Self {
             raft,
             node_id,
             addresses,
             connections: Arc::default(),
+            machine,
         }
+    }
+
+    /// What the state machine publishes.
+    pub fn machine(&self) -> watch::Receiver<MachineStatus> {
+        self.machine.clone()
     }
 
     /// This node's id.
@@ -148,6 +163,14 @@ impl Consensus {
         request: Request,
         timeout: Duration,
     ) -> Result<Proposed, ProposeError> {
+        let active = self.machine.borrow().settings.protocol_level;
+        let needed = request.required_level();
+        if needed > active {
+            return Err(ProposeError::Refused(format!(
+                "this needs protocol level {needed}; the cluster runs at {active}. Once every node runs a \
+                 clusterhost that supports it: clusterhost config set protocol_level {needed}"
+            )));
+        }
         let written = tokio::time::timeout(timeout, self.raft.client_write(request))
             .await
             .map_err(|_| ProposeError::TimedOut)?

@@ -39,7 +39,17 @@ impl LogRecord for Entry {
     }
 
     fn decode(bytes: &[u8]) -> io::Result<Self> {
-        decode(bytes)
+        decode(bytes).map_err(|error| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "cannot read a log entry ({error}): a newer clusterhost may have written it; \
+                     this one ({}) supports protocol level {}",
+                    env!("CARGO_PKG_VERSION"),
+                    super::settings::PROTOCOL_LEVEL_SUPPORTED
+                ),
+            )
+        })
     }
 }
 

@@ -69,6 +69,7 @@ pub async fn start(
 ) -> Result<Consensus, String> {
     let raft_config = raft_config(config.snapshot_every_entries, config.log_entries_kept)
         .map_err(|error| format!("raft configuration: {error}"))?;
+    let status = machine.status();
     let raft = Raft::new(
         config.node_id,
         raft_config,
@@ -78,7 +79,7 @@ pub async fn start(
     )
     .await
     .map_err(|error| format!("cannot start raft: {error}"))?;
-    Ok(Consensus::new(raft, config.node_id, addresses))
+    Ok(Consensus::new(raft, config.node_id, addresses, status))
 }
 
 /// A copy of the node's current Raft metrics.

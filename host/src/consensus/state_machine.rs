@@ -17,7 +17,7 @@ use super::alarms::Alarms;
 use super::digest::{Applied, DigestBytes, command_digest};
 use super::host_state::HostState;
 use super::plugin_history::{DeployRecord, PluginHistory};
-use super::settings::ClusterSettings;
+use super::settings::{ClusterSettings, PROTOCOL_LEVEL_SUPPORTED};
 use super::snapshot::{PluginState, SnapshotBody, Snapshots, StoredSnapshot};
 use super::swap::{self, GENESIS_POSITION, Plan};
 use super::types::{
@@ -224,6 +224,16 @@ impl StateMachineStore {
                 Response::Deploy(outcome)
             }
             EntryPayload::Normal(Request::Settings(settings)) => {
+                if settings.protocol_level > PROTOCOL_LEVEL_SUPPORTED {
+                    // Applying past this entry would guess at entries this
+                    // binary cannot read: stop here, the same on every run.
+                    return Err(io::Error::other(format!(
+                        "the cluster moved to protocol level {} at entry {index}; this clusterhost ({}) supports \
+                         up to {PROTOCOL_LEVEL_SUPPORTED}: upgrade this node's binary",
+                        settings.protocol_level,
+                        env!("CARGO_PKG_VERSION")
+                    )));
+                }
                 self.host.settings = settings;
                 let encoded = postcard::to_stdvec(&settings).map_err(io::Error::other)?;
                 self.host.digest.apply(index, term, Applied::Host(&encoded));

@@ -40,6 +40,20 @@ pub enum Request {
     // their position in this list.
 }
 
+impl Request {
+    /// The protocol level a cluster must run at before this kind of entry
+    /// may be proposed (a binary of a lower level could not apply it).
+    /// Every kind so far exists since level 1.
+    pub fn required_level(&self) -> u32 {
+        match self {
+            Request::Command { .. }
+            | Request::Deploy { .. }
+            | Request::Settings(_)
+            | Request::Alarm(_) => 1,
+        }
+    }
+}
+
 impl fmt::Debug for Request {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -138,7 +138,7 @@ impl Autopilot {
                     self.deploy_first_plugin().await;
                 }
                 self.compare_replicas(&consensus, &machine, &peers).await;
-                let observation = observe(&self.local, &consensus, &peers);
+                let observation = observe(&self.local, &consensus, &machine, &peers);
                 tracker.observe(&observation);
                 let (action, held) = reconcile::decide(&observation, &tracker, &self.config.policy);
                 holding = held.iter().map(describe_holding).collect();
@@ -296,6 +296,7 @@ fn announcement(
 fn observe(
     local: &LocalMember,
     consensus: &ConsensusView,
+    machine: &MachineStatus,
     peers: &BTreeMap<NodeId, Peer>,
 ) -> Observation {
     let members = consensus
@@ -321,6 +322,7 @@ fn observe(
                     rpc_addr: peer.announcement.rpc_addr.clone(),
                     alive: peer.alive,
                     leaving: peer.announcement.leaving,
+                    protocol_level: peer.announcement.protocol_level,
                 },
             )
         })
@@ -333,6 +335,7 @@ fn observe(
             rpc_addr: local.rpc_addr.clone(),
             alive: true,
             leaving: false,
+            protocol_level: PROTOCOL_LEVEL_SUPPORTED,
         },
     );
     Observation {
@@ -342,6 +345,7 @@ fn observe(
         members,
         change_in_flight: consensus.change_in_flight,
         joint_committed: consensus.joint_committed,
+        protocol_level: machine.settings.protocol_level,
         gossip,
     }
 }
@@ -351,5 +355,13 @@ fn describe_holding(holding: &Holding) -> String {
         Holding::CannotRemoveDeadVoter { node_id, reason } => {
             format!("dead voter {node_id} is kept: {reason}")
         }
+        Holding::TooOldToJoin {
+            node_id,
+            supported,
+            active,
+        } => format!(
+            "node {node_id} is not added: its clusterhost supports protocol level {supported}, \
+             the cluster runs at {active}; upgrade it"
+        ),
     }
 }

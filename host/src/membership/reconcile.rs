@@ -54,6 +54,8 @@ pub struct GossipView {
     pub alive: bool,
     /// Announced that it is leaving.
     pub leaving: bool,
+    /// The highest protocol level its binary supports.
+    pub protocol_level: u32,
 }
 
 /// Everything the decision looks at, observed at `now`.
@@ -73,6 +75,9 @@ pub struct Observation {
     /// Whether the membership is a committed joint configuration whose
     /// second step nobody proposed: then the change must be finished.
     pub joint_committed: bool,
+    /// The protocol level the cluster runs at: a node whose binary
+    /// supports less is not added.
+    pub protocol_level: u32,
     /// Nodes gossip knows of (the leader included, at its own address).
     pub gossip: BTreeMap<NodeId, GossipView>,
 }
@@ -122,6 +127,15 @@ pub enum Holding {
         node_id: NodeId,
         /// Why.
         reason: String,
+    },
+    /// A node's binary is too old for the cluster's protocol level.
+    TooOldToJoin {
+        /// The node.
+        node_id: NodeId,
+        /// The level it supports.
+        supported: u32,
+        /// The level the cluster runs at.
+        active: u32,
     },
 }
 
@@ -188,7 +202,7 @@ pub fn decide(
     let action = record_moved_member(observation)
         .or_else(|| remove_departed_learner(observation, tracker, policy))
         .or_else(|| remove_dead_voter(observation, tracker, policy, &mut holding))
-        .or_else(|| add_new_node(observation))
+        .or_else(|| add_new_node(observation, &mut holding))
         .or_else(|| promote_learner(observation, tracker, policy));
     (action, holding)
 }
@@ -297,17 +311,25 @@ fn remove_dead_voter(
 }
 
 /// New live nodes become learners (never one that is leaving).
-fn add_new_node(observation: &Observation) -> Option<Action> {
-    observation
-        .gossip
-        .iter()
-        .find(|(node_id, gossip)| {
-            gossip.alive && !gossip.leaving && !observation.members.contains_key(node_id)
-        })
-        .map(|(node_id, gossip)| Action::AddLearner {
+fn add_new_node(observation: &Observation, holding: &mut Vec<Holding>) -> Option<Action> {
+    let candidates = observation.gossip.iter().filter(|(node_id, gossip)| {
+        gossip.alive && !gossip.leaving && !observation.members.contains_key(node_id)
+    });
+    for (node_id, gossip) in candidates {
+        if gossip.protocol_level < observation.protocol_level {
+            holding.push(Holding::TooOldToJoin {
+                node_id: *node_id,
+                supported: gossip.protocol_level,
+                active: observation.protocol_level,
+            });
+            continue;
+        }
+        return Some(Action::AddLearner {
             node_id: *node_id,
             rpc_addr: gossip.rpc_addr.clone(),
-        })
+        });
+    }
+    None
 }
 
 /// Healthy, caught-up learners become voters, up to the cap.
@@ -401,6 +423,7 @@ mod tests {
                     members,
                     change_in_flight: false,
                     joint_committed: false,
+                    protocol_level: 1,
                     gossip,
                 },
             }
@@ -447,7 +470,25 @@ mod tests {
             rpc_addr: "127.0.0.1:1".to_string(),
             alive,
             leaving: false,
+            protocol_level: 1,
         }
+    }
+
+    #[test]
+    fn a_node_too_old_for_the_protocol_level_is_not_added() {
+        let mut scenario = Scenario::new(&[LEADER], &[]);
+        scenario.observation.protocol_level = 2;
+        scenario.set_alive(2, true);
+        let (action, holding) = scenario.at(0);
+        assert_eq!(action, None);
+        assert_eq!(
+            holding,
+            vec![Holding::TooOldToJoin {
+                node_id: 2,
+                supported: 1,
+                active: 2
+            }]
+        );
     }
 
     #[test]

@@ -39,13 +39,25 @@ pub enum DataDirError {
         /// The failure.
         source: io::Error,
     },
-    /// node.json is unreadable or from an incompatible version.
+    /// node.json is unreadable.
     #[error("data dir {path}: node.json is not valid: {reason}")]
     BadIdentity {
         /// The file.
         path: PathBuf,
         /// What is wrong.
         reason: String,
+    },
+    /// A newer clusterhost wrote this data dir.
+    #[error(
+        "data dir {path} has layout version {found}, newer than the {LAYOUT_VERSION} this clusterhost \
+         ({version}) reads: run a clusterhost at least as new as the one that wrote it; nothing was changed",
+        version = env!("CARGO_PKG_VERSION")
+    )]
+    Newer {
+        /// The file.
+        path: PathBuf,
+        /// Its layout version.
+        found: u32,
     },
 }
 
@@ -104,15 +116,13 @@ impl DataDir {
                 path: path.clone(),
                 reason: error.to_string(),
             })?;
-        if identity.layout_version != LAYOUT_VERSION {
-            return Err(DataDirError::BadIdentity {
+        if identity.layout_version > LAYOUT_VERSION {
+            return Err(DataDirError::Newer {
                 path,
-                reason: format!(
-                    "layout version {} is not the supported {LAYOUT_VERSION}",
-                    identity.layout_version
-                ),
+                found: identity.layout_version,
             });
         }
+        // Older layouts would be migrated here; layout 1 is the first.
         Ok(Some(identity))
     }
 
@@ -155,6 +165,31 @@ mod tests {
         };
         data_dir.write_identity(&identity).expect("write");
         assert_eq!(data_dir.identity().expect("read"), Some(identity));
+    }
+
+    // Goal: a data dir written by a newer binary is refused, naming both
+    // versions, and left as it was.
+    #[test]
+    fn a_newer_layout_is_refused_naming_both_versions() {
+        let directory = tempfile::tempdir().expect("temp dir");
+        let data_dir = DataDir::open(directory.path()).expect("open");
+        let newer = format!(
+            r#"{{"layout_version":{},"node_id":1,"bootstrapped":false,"plugin_digest":null}}"#,
+            LAYOUT_VERSION + 1
+        );
+        fs::write(directory.path().join("node.json"), &newer).expect("write");
+        let error = data_dir.identity().expect_err("newer");
+        let text = error.to_string();
+        assert!(
+            text.contains(&format!("layout version {}", LAYOUT_VERSION + 1)),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("newer than the {LAYOUT_VERSION}")),
+            "{text}"
+        );
+        let after = fs::read_to_string(directory.path().join("node.json")).expect("read");
+        assert_eq!(after, newer, "nothing changed");
     }
 
     #[test]

@@ -22,6 +22,11 @@ pub fn raft_client(rpc_addr: &str) -> Result<RaftClient<Channel>, String> {
         .max_encoding_message_size(RAFT_GRPC_MESSAGE_BYTES_MAX))
 }
 
+/// The encoding of Raft messages this binary writes: postcard of openraft's
+/// messages over our type configuration. Bumped whenever that changes
+/// incompatibly; a node refuses newer formats instead of misreading them.
+pub const WIRE_FORMAT: u32 = 1;
+
 /// Encode `value` as a `call` for node `to_node`.
 pub fn request<T: Serialize>(
     call: RaftCall,
@@ -32,7 +37,19 @@ pub fn request<T: Serialize>(
         call: call as i32,
         payload: encode(value)?,
         to_node,
+        format: WIRE_FORMAT,
     })
+}
+
+/// Refuse a message in a format newer than this binary reads.
+pub fn check_format(format: u32) -> Result<(), Status> {
+    if format > WIRE_FORMAT {
+        return Err(Status::failed_precondition(format!(
+            "a peer sent raft messages in format {format}; this node ({}) reads up to {WIRE_FORMAT}: upgrade it",
+            env!("CARGO_PKG_VERSION")
+        )));
+    }
+    Ok(())
 }
 
 /// Encode a reply.
@@ -53,6 +70,7 @@ pub fn decode_request<T: DeserializeOwned>(
     self_id: u64,
 ) -> Result<T, Status> {
     check_addressee(request.to_node, self_id)?;
+    check_format(request.format)?;
     decode(&request.payload)
 }
 

@@ -272,12 +272,14 @@ async fn stream_snapshot(
             to_node: 0,
             header: Vec::new(),
             data: data.to_vec(),
+            format: 0,
         })
         .collect();
     let first = SnapshotChunk {
         to_node: target,
         header,
         data: Vec::new(),
+        format: codec::WIRE_FORMAT,
     };
     chunks.insert(0, first);
     let mut request = tonic::Request::new(futures::stream::iter(chunks));

@@ -87,6 +87,7 @@ impl proto::raft_server::Raft for RaftService {
             .await?
             .ok_or_else(|| Status::invalid_argument("an empty snapshot stream"))?;
         codec::check_addressee(first.to_node, self.node_id)?;
+        codec::check_format(first.format)?;
         let (vote, meta): (Vote, SnapshotMeta) = codec::decode(&first.header)?;
         let mut body = first.data;
         while let Some(chunk) = chunks.message().await? {
