@@ -26,7 +26,16 @@ use crate::limits::{
 
 /// The protocol level this binary supports: the highest level a cluster of
 /// such binaries may run at.
+///
+/// - Level 0: clusters from before levels existed (commands and deploys).
+/// - Level 1: cluster settings, applied-digest alarms, versioned snapshots.
+///   A cluster created by this binary starts here; one upgraded from level
+/// 0 moves here with `clusterhost config set protocol_level 1` once every
+/// node runs a binary that supports it.
 pub const PROTOCOL_LEVEL_SUPPORTED: u32 = 1;
+
+/// The level of a cluster whose log never set one.
+pub const PROTOCOL_LEVEL_LEGACY: u32 = 0;
 
 /// The cluster-wide settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -59,7 +68,7 @@ impl Default for ClusterSettings {
             snapshot_bytes_max: SNAPSHOT_BYTES_MAX as u64,
             command_bytes_max: COMMAND_BYTES_MAX as u64,
             state_quota_bytes: STATE_QUOTA_BYTES_DEFAULT,
-            protocol_level: PROTOCOL_LEVEL_SUPPORTED,
+            protocol_level: PROTOCOL_LEVEL_LEGACY,
         }
     }
 }
@@ -128,7 +137,10 @@ impl Setting {
             Setting::SnapshotBytesMax => (1024, SNAPSHOT_BYTES_MAX as u64),
             Setting::CommandBytesMax => (1024, COMMAND_BYTES_MAX as u64),
             Setting::StateQuotaBytes => (1024, SNAPSHOT_BYTES_MAX as u64),
-            Setting::ProtocolLevel => (1, u64::from(PROTOCOL_LEVEL_SUPPORTED)),
+            Setting::ProtocolLevel => (
+                u64::from(PROTOCOL_LEVEL_LEGACY),
+                u64::from(PROTOCOL_LEVEL_SUPPORTED),
+            ),
         }
     }
 }
@@ -189,6 +201,12 @@ impl ClusterSettings {
                 min,
                 max,
             })?;
+        if self.protocol_level == PROTOCOL_LEVEL_LEGACY && setting != Setting::ProtocolLevel {
+            return Err(SettingsError::Inconsistent(format!(
+                "cluster settings need protocol level 1; this cluster runs at {PROTOCOL_LEVEL_LEGACY}. \
+                 Once every node runs a clusterhost that supports it: clusterhost config set protocol_level 1"
+            )));
+        }
         let mut changed = *self;
         match setting {
             Setting::FuelPerCall => changed.fuel_per_call = number,
@@ -245,6 +263,7 @@ impl ClusterSettings {
             fuel_per_call: limits.fuel_per_call,
             fuel_per_bulk_call: limits.fuel_per_bulk_call,
             memory_bytes_max: limits.memory_bytes_max as u64,
+            protocol_level: PROTOCOL_LEVEL_SUPPORTED,
             ..Self::default()
         }
     }
@@ -281,9 +300,29 @@ impl fmt::Display for ClusterSettings {
 mod tests {
     use super::*;
 
+    fn current() -> ClusterSettings {
+        ClusterSettings {
+            protocol_level: PROTOCOL_LEVEL_SUPPORTED,
+            ..ClusterSettings::default()
+        }
+    }
+
+    #[test]
+    fn a_legacy_cluster_must_raise_its_level_before_other_settings() {
+        let legacy = ClusterSettings::default();
+        let error = legacy.with("fuel_per_call", "20000").expect_err("level 0");
+        assert!(
+            error.to_string().contains("config set protocol_level 1"),
+            "{error}"
+        );
+        let raised = legacy.with("protocol_level", "1").expect("raise");
+        assert_eq!(raised.protocol_level, 1);
+        assert!(raised.with("protocol_level", "0").is_err(), "never down");
+    }
+
     #[test]
     fn a_setting_changes_only_within_its_range() {
-        let settings = ClusterSettings::default();
+        let settings = current();
         let changed = settings.with("fuel_per_call", "20_000").expect("in range");
         assert_eq!(changed.fuel_per_call, 20_000);
         assert_eq!(changed.fuel_per_bulk_call, settings.fuel_per_bulk_call);
@@ -303,7 +342,7 @@ mod tests {
 
     #[test]
     fn inconsistent_combinations_are_refused() {
-        let settings = ClusterSettings::default();
+        let settings = current();
         let error = settings
             .with("fuel_per_bulk_call", "5000")
             .expect_err("below per-call fuel");

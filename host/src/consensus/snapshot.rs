@@ -6,13 +6,17 @@
 //! Encoding: a 4-byte tag, the format version (u16, little endian), then
 //! postcard. Every change of layout gets a new version, and every older one
 //! stays readable; bodies without the tag are the first format (before
-//! versions), which had only the plugin and its deploy history.
+//! versions), which had only the plugin and its deploy history. A cluster at
+//! protocol level 0 still writes the first format, so binaries from before
+//! versions can read it (a rolling upgrade, or a roll back before the
+//! level is raised).
 
 use std::io;
 use std::path::Path;
 
 use super::host_state::HostState;
 use super::plugin_history::PluginHistory;
+use super::settings::PROTOCOL_LEVEL_LEGACY;
 use super::types::SnapshotMeta;
 use crate::plugin::EntryPosition;
 use crate::storage::{Saved, SnapshotFile};
@@ -32,10 +36,19 @@ pub struct SnapshotBody {
 }
 
 /// The first format's body: before settings, digest and alarms.
-#[derive(serde::Deserialize)]
+#[derive(serde::Serialize, serde::Deserialize)]
 struct SnapshotBodyV1 {
     plugin: Option<PluginState>,
     history: PluginHistory,
+}
+
+impl From<&SnapshotBody> for SnapshotBodyV1 {
+    fn from(body: &SnapshotBody) -> Self {
+        Self {
+            plugin: body.plugin.clone(),
+            history: body.host.history.clone(),
+        }
+    }
 }
 
 impl From<SnapshotBodyV1> for SnapshotBody {
@@ -50,17 +63,43 @@ impl From<SnapshotBodyV1> for SnapshotBody {
     }
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Serialize, serde::Deserialize)]
 struct StoredSnapshotV1 {
     meta: SnapshotMeta,
     body: SnapshotBodyV1,
 }
 
+/// Whether `body` belongs to a cluster still at protocol level 0, which
+/// writes the first format.
+fn legacy(body: &SnapshotBody) -> bool {
+    body.host.settings.protocol_level == PROTOCOL_LEVEL_LEGACY
+}
+
 /// `value` in the current format.
-pub fn encode<T: serde::Serialize>(value: &T) -> io::Result<Vec<u8>> {
+fn encode_current<T: serde::Serialize>(value: &T) -> io::Result<Vec<u8>> {
     let mut bytes = FORMAT_TAG.to_vec();
     bytes.extend_from_slice(&SNAPSHOT_FORMAT.to_le_bytes());
     postcard::to_extend(value, bytes).map_err(io::Error::other)
+}
+
+/// A snapshot body in the format its cluster's protocol level calls for.
+pub fn encode_body(body: &SnapshotBody) -> io::Result<Vec<u8>> {
+    if legacy(body) {
+        return postcard::to_stdvec(&SnapshotBodyV1::from(body)).map_err(io::Error::other);
+    }
+    encode_current(body)
+}
+
+/// A stored snapshot in the format its cluster's protocol level calls for.
+pub fn encode_stored(stored: &StoredSnapshot) -> io::Result<Vec<u8>> {
+    if legacy(&stored.body) {
+        let v1 = StoredSnapshotV1 {
+            meta: stored.meta.clone(),
+            body: SnapshotBodyV1::from(&stored.body),
+        };
+        return postcard::to_stdvec(&v1).map_err(io::Error::other);
+    }
+    encode_current(stored)
 }
 
 /// Split `bytes` into the format they were written in and their postcard.
@@ -175,7 +214,7 @@ impl Snapshots {
 
     /// Store `snapshot` as the newest, unless a newer one is already stored.
     pub fn save(&self, snapshot: &StoredSnapshot) -> io::Result<()> {
-        let body = encode(snapshot)?;
+        let body = encode_stored(snapshot)?;
         match self.file.save(snapshot.index(), &body)? {
             Saved::Current => {}
             Saved::KeptNewer { current_index } => tracing::info!(
@@ -235,9 +274,22 @@ mod tests {
     }
 
     #[test]
-    fn the_current_format_round_trips_and_a_newer_one_is_refused() {
+    fn a_level_0_cluster_writes_the_first_format() {
         let body = SnapshotBody::default();
-        let bytes = encode(&body).expect("encode");
+        let bytes = encode_body(&body).expect("encode");
+        assert!(
+            !bytes.starts_with(FORMAT_TAG),
+            "untagged: binaries before versions read it"
+        );
+        assert_eq!(decode_body(&bytes).expect("decode"), body);
+    }
+
+    #[test]
+    fn the_current_format_round_trips_and_a_newer_one_is_refused() {
+        let mut body = SnapshotBody::default();
+        body.host.settings.protocol_level = 1;
+        let bytes = encode_body(&body).expect("encode");
+        assert!(bytes.starts_with(FORMAT_TAG));
         assert_eq!(decode_body(&bytes).expect("decode"), body);
         let mut newer = bytes.clone();
         newer[4] = 99;

@@ -14,10 +14,10 @@ use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use tokio::sync::watch;
 
 use super::alarms::Alarms;
-use super::digest::{Applied, DigestBytes, command_digest};
+use super::digest::{Applied, AppliedDigest, DigestBytes, command_digest};
 use super::host_state::HostState;
 use super::plugin_history::{DeployRecord, PluginHistory};
-use super::settings::{ClusterSettings, PROTOCOL_LEVEL_SUPPORTED};
+use super::settings::{ClusterSettings, PROTOCOL_LEVEL_LEGACY, PROTOCOL_LEVEL_SUPPORTED};
 use super::snapshot::{PluginState, SnapshotBody, Snapshots, StoredSnapshot};
 use super::swap::{self, GENESIS_POSITION, Plan};
 use super::types::{
@@ -233,6 +233,14 @@ impl StateMachineStore {
                         settings.protocol_level,
                         env!("CARGO_PKG_VERSION")
                     )));
+                }
+                if self.host.settings.protocol_level == PROTOCOL_LEVEL_LEGACY
+                    && settings.protocol_level > PROTOCOL_LEVEL_LEGACY
+                {
+                    // Replicas of a legacy cluster may have started their
+                    // digests at different points (one restored an old
+                    // snapshot): every one starts afresh at this entry.
+                    self.host.digest = AppliedDigest::default();
                 }
                 self.host.settings = settings;
                 let encoded = postcard::to_stdvec(&settings).map_err(io::Error::other)?;

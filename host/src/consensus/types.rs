@@ -43,13 +43,13 @@ pub enum Request {
 impl Request {
     /// The protocol level a cluster must run at before this kind of entry
     /// may be proposed (a binary of a lower level could not apply it).
-    /// Every kind so far exists since level 1.
+    /// Settings may be proposed at any level: the entry that raises a
+    /// legacy cluster's level is one (the API checks that every member
+    /// supports the new level first).
     pub fn required_level(&self) -> u32 {
         match self {
-            Request::Command { .. }
-            | Request::Deploy { .. }
-            | Request::Settings(_)
-            | Request::Alarm(_) => 1,
+            Request::Command { .. } | Request::Deploy { .. } | Request::Settings(_) => 0,
+            Request::Alarm(_) => 1,
         }
     }
 }

@@ -15,8 +15,8 @@ use super::local::LocalMember;
 use super::reconcile::{
     self, GossipView, Holding, MemberView, Observation, Policy, Tracker, membership_change,
 };
-use crate::consensus::settings::PROTOCOL_LEVEL_SUPPORTED;
 use crate::consensus::settings::{ClusterSettings, Setting};
+use crate::consensus::settings::{PROTOCOL_LEVEL_LEGACY, PROTOCOL_LEVEL_SUPPORTED};
 use crate::consensus::{Consensus, ConsensusView, MachineStatus, NodeId, Role};
 use crate::discovery::{Announcement, Discovery, Peer};
 use crate::limits::{CHECKPOINTS_GOSSIPED, MEMBERSHIP_CHANGE_TIMEOUT, RECONCILE_INTERVAL};
@@ -137,7 +137,9 @@ impl Autopilot {
                 if machine.plugin_digest.is_none() {
                     self.deploy_first_plugin().await;
                 }
-                self.compare_replicas(&consensus, &machine, &peers).await;
+                if machine.settings.protocol_level > PROTOCOL_LEVEL_LEGACY {
+                    self.compare_replicas(&consensus, &machine, &peers).await;
+                }
                 let observation = observe(&self.local, &consensus, &machine, &peers);
                 tracker.observe(&observation);
                 let (action, held) = reconcile::decide(&observation, &tracker, &self.config.policy);

@@ -263,7 +263,7 @@ async fn stream_snapshot(
     timeout: Duration,
 ) -> Result<SnapshotResponse<TypeConfig>, tonic::Status> {
     let header = codec::encode(&(vote, &snapshot.meta))?;
-    let body = crate::consensus::snapshot::encode(&snapshot.snapshot)
+    let body = crate::consensus::snapshot::encode_body(&snapshot.snapshot)
         .map_err(|error| tonic::Status::internal(error.to_string()))?;
     let timeout = sizing::transfer_timeout(body.len(), timeout);
     let mut chunks: Vec<SnapshotChunk> = body
