@@ -30,8 +30,8 @@ use crate::limits::{
 /// - Level 0: clusters from before levels existed (commands and deploys).
 /// - Level 1: cluster settings, applied-digest alarms, versioned snapshots.
 ///   A cluster created by this binary starts here; one upgraded from level
-/// 0 moves here with `clusterhost config set protocol_level 1` once every
-/// node runs a binary that supports it.
+///   0 moves here with `clusterhost config set protocol_level 1` once every
+///   node runs a binary that supports it.
 pub const PROTOCOL_LEVEL_SUPPORTED: u32 = 1;
 
 /// The level of a cluster whose log never set one.
