@@ -195,12 +195,23 @@ impl TestCluster {
     /// Spawn node `n`'s process with `args`, inside its host if it has one.
     fn spawn(&self, n: usize, args: &[String]) -> std::io::Result<Process> {
         let log = self.nodes[n].log_path();
+        let binary = self.nodes[n]
+            .options
+            .binary
+            .as_deref()
+            .unwrap_or(clusterhost_binary());
         #[cfg(target_os = "linux")]
         if let Some(network) = &self.network {
-            let command = network.command(n, clusterhost_binary());
+            let command = network.command(n, binary);
             return Process::spawn_command(command, args, &log);
         }
-        Process::spawn(clusterhost_binary(), args, &log)
+        Process::spawn(binary, args, &log)
+    }
+
+    /// Run `binary` for node `n` from its next start on (`None`: the binary
+    /// under test), as an operator replacing a node's binary would.
+    pub fn set_binary(&mut self, n: usize, binary: Option<std::path::PathBuf>) {
+        self.nodes[n].options.binary = binary;
     }
 
     /// Freeze node `n` (SIGSTOP) until [`Self::resume`].

@@ -3,12 +3,13 @@
 //! when) and what was merely attempted. Failed writes are not retried with
 //! the same key: a failed write may or may not have committed.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use clusterhost_client::Client;
 use clusterhost_client::proto::apply_response;
+use clusterhost_client::{Client, ClientError};
 
 use crate::invariants::Acknowledged;
 use crate::kv;
@@ -22,6 +23,7 @@ pub struct WriteStream {
     stop: Arc<AtomicBool>,
     acknowledged: Arc<Mutex<Acknowledged>>,
     acknowledged_at: Arc<Mutex<Vec<(Instant, Instant)>>>,
+    errors: Arc<Mutex<BTreeMap<String, usize>>>,
     tasks: Vec<tokio::task::JoinHandle<Acknowledged>>,
 }
 
@@ -33,6 +35,7 @@ impl WriteStream {
         let stop = Arc::new(AtomicBool::new(false));
         let acknowledged = Arc::new(Mutex::new(Acknowledged::new()));
         let acknowledged_at = Arc::new(Mutex::new(Vec::new()));
+        let errors = Arc::new(Mutex::new(BTreeMap::new()));
         let tasks = endpoints
             .iter()
             .enumerate()
@@ -43,6 +46,7 @@ impl WriteStream {
                     stop.clone(),
                     acknowledged.clone(),
                     acknowledged_at.clone(),
+                    errors.clone(),
                 ))
             })
             .collect();
@@ -50,8 +54,14 @@ impl WriteStream {
             stop,
             acknowledged,
             acknowledged_at,
+            errors,
             tasks,
         }
+    }
+
+    /// Failed writes so far, by kind (status code, or `unreachable`).
+    pub fn errors(&self) -> BTreeMap<String, usize> {
+        self.errors.lock().expect("errors lock").clone()
     }
 
     /// Writes acknowledged so far.
@@ -92,6 +102,7 @@ async fn write_until_stopped(
     stop: Arc<AtomicBool>,
     acknowledged: Arc<Mutex<Acknowledged>>,
     acknowledged_at: Arc<Mutex<Vec<(Instant, Instant)>>>,
+    errors: Arc<Mutex<BTreeMap<String, usize>>>,
 ) -> Acknowledged {
     let mut attempted = Acknowledged::new();
     let mut client: Option<Client> = None;
@@ -101,7 +112,12 @@ async fn write_until_stopped(
             Some(connected) => connected,
             None => match Client::connect(&endpoint).await {
                 Ok(connected) => client.insert(connected),
-                Err(_) => {
+                Err(error) => {
+                    *errors
+                        .lock()
+                        .expect("errors lock")
+                        .entry(error_kind(&error))
+                        .or_default() += 1;
                     tokio::time::sleep(RETRY_PAUSE).await;
                     continue;
                 }
@@ -124,11 +140,24 @@ async fn write_until_stopped(
                     .insert(key, value);
             }
             Ok(response) => panic!("put {key} not accepted: {response:?}"),
-            Err(_) => {
+            Err(error) => {
+                *errors
+                    .lock()
+                    .expect("errors lock")
+                    .entry(error_kind(&error))
+                    .or_default() += 1;
                 client = None;
                 tokio::time::sleep(RETRY_PAUSE).await;
             }
         }
     }
     attempted
+}
+
+/// A failed write's kind, for counting: the status code, or `unreachable`.
+fn error_kind(error: &ClientError) -> String {
+    match error {
+        ClientError::Unreachable { .. } => "unreachable".to_string(),
+        ClientError::Status(status) => format!("{:?}", status.code()),
+    }
 }

@@ -28,6 +28,9 @@ pub struct NodeOptions {
     pub dead_grace: Option<Duration>,
     /// Anything else, appended as given.
     pub extra_args: Vec<String>,
+    /// Run this binary instead of the one under test (an older build, for
+    /// upgrade tests).
+    pub binary: Option<std::path::PathBuf>,
 }
 
 impl NodeOptions {

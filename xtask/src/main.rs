@@ -14,6 +14,7 @@ mod plugin_tests;
 mod plugins;
 mod test;
 mod toolchain;
+mod upgrade;
 
 use anyhow::{Result, bail};
 use std::path::{Path, PathBuf};
@@ -52,6 +53,11 @@ const SUBCOMMANDS: &[Subcommand] = &[
         name: "faults",
         help: "the fault suite: every nemesis on 3 and 5 nodes (--soak 30m: random ones until the time is up); needs root",
         run: faults::run,
+    },
+    Subcommand {
+        name: "upgrade-test",
+        help: "a rolling upgrade under writes from the binary of an earlier commit (built once into target/upgrade/) to this one",
+        run: upgrade::run,
     },
     Subcommand {
         name: "demo",

@@ -1,0 +1,165 @@
+//! `cargo xtask upgrade-test`: a rolling upgrade under load, from the
+//! binary built at an earlier commit of this repository to the current one.
+//!
+//! The earlier commit is [`BASE_COMMIT`]: the last one before formats and
+//! protocol levels were versioned, whose nodes know nothing of levels,
+//! settings or digests — the hardest case to upgrade from. It is built once
+//! into `target/upgrade/` (a cold build: many minutes; not in CI for that
+//! reason) and reused.
+//!
+//! Three nodes of the old binary form a cluster; four clients write
+//! throughout; each node in turn is stopped (SIGTERM) and started again on
+//! its data dir with the new binary. Once all run the new one, the protocol
+//! level is raised and a feature that needs it (a cluster setting) is used.
+//! No acknowledged write may be lost, and every client error must be the
+//! brief unavailability of an election.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clusterhost_tests::load::WriteStream;
+use clusterhost_tests::paths::kv_plugin;
+use clusterhost_tests::{NodeOptions, TestCluster, assert_acknowledged_present, wait_for};
+
+use crate::{command, plugins, toolchain};
+
+/// The commit whose binary the cluster starts on.
+const BASE_COMMIT: &str = "b9dc0fd";
+/// Nodes in the cluster.
+const NODES: usize = 3;
+/// Concurrent writers.
+const WRITERS: usize = 4;
+/// How long the cluster may take to settle after each step.
+const STEP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Entry point of `cargo xtask upgrade-test`.
+pub fn run(root: &Path, args: &[String]) -> Result<()> {
+    crate::expect_no_args("upgrade-test", args)?;
+    plugins::run(root, &[])?;
+    command::run(
+        Command::new(toolchain::cargo())
+            .current_dir(root)
+            .args(["build", "--workspace"]),
+    )?;
+    let old = old_binary(root)?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(rolling_upgrade(old))
+}
+
+/// The binary of [`BASE_COMMIT`], built once into `target/upgrade/`.
+fn old_binary(root: &Path) -> Result<PathBuf> {
+    let directory = root.join("target/upgrade");
+    let binary = directory.join(format!("clusterhost-{BASE_COMMIT}"));
+    if binary.is_file() {
+        return Ok(binary);
+    }
+    let source = directory.join(format!("src-{BASE_COMMIT}"));
+    if !source.exists() {
+        command::run(Command::new("git").current_dir(root).args([
+            "worktree",
+            "add",
+            "--detach",
+            &source.to_string_lossy(),
+            BASE_COMMIT,
+        ]))?;
+    }
+    eprintln!("building clusterhost at {BASE_COMMIT} (once; a cold build takes many minutes)");
+    command::run(
+        Command::new(toolchain::cargo())
+            .current_dir(&source)
+            .env("CARGO_TARGET_DIR", directory.join("target"))
+            .args(["build", "-p", "clusterhost"]),
+    )?;
+    std::fs::copy(directory.join("target/debug/clusterhost"), &binary)
+        .context("cannot keep the old binary")?;
+    Ok(binary)
+}
+
+async fn rolling_upgrade(old: PathBuf) -> Result<()> {
+    let old_node = NodeOptions {
+        stabilization: Some(Duration::from_secs(1)),
+        binary: Some(old.clone()),
+        ..NodeOptions::default()
+    };
+    let mut cluster = TestCluster::new();
+    cluster.bootstrap_node(&kv_plugin(), old_node.clone()).await;
+    for _ in 1..NODES {
+        cluster.start_joining(0, old_node.clone()).await;
+    }
+    cluster.wait_for_voters(NODES, STEP_TIMEOUT).await;
+    for n in 0..NODES {
+        let others: Vec<usize> = (0..NODES).filter(|other| *other != n).collect();
+        cluster.set_join(n, &others);
+    }
+    let endpoints: Vec<String> = (0..WRITERS)
+        .map(|writer| cluster.node(writer % NODES).endpoint())
+        .collect();
+    let writes = WriteStream::start(&endpoints, "upgrade/");
+    for n in 0..NODES {
+        let stopped = Instant::now();
+        cluster.terminate(n).await;
+        cluster.set_binary(n, None);
+        cluster.restart(n).await;
+        cluster.wait_for_voters(NODES, STEP_TIMEOUT).await;
+        eprintln!(
+            "node {n} runs the new binary; it was out for {:.1?}",
+            stopped.elapsed()
+        );
+    }
+    let errors = writes.errors();
+    let (acknowledged, attempted) = writes.finish().await;
+    eprintln!(
+        "{} writes acknowledged of {} attempted during the upgrade; failed writes by kind: {errors:?}",
+        acknowledged.len(),
+        attempted.len()
+    );
+    // A client of a node being replaced cannot reach it (`unreachable`), and
+    // one of a node waiting for a new leader hears `Unavailable`; anything
+    // else would be a defect.
+    let unexpected: Vec<&String> = errors
+        .keys()
+        .filter(|kind| !["unreachable", "Unavailable"].contains(&kind.as_str()))
+        .collect();
+    anyhow::ensure!(
+        unexpected.is_empty(),
+        "unexpected client errors: {errors:?}"
+    );
+    raise_level_and_use_it(&cluster).await?;
+    assert_acknowledged_present(&cluster, &acknowledged).await;
+    eprintln!("rolling upgrade from {BASE_COMMIT}: every acknowledged write present");
+    Ok(())
+}
+
+/// Raise the protocol level now that every node supports it, and use a
+/// feature that needs it.
+async fn raise_level_and_use_it(cluster: &TestCluster) -> Result<()> {
+    let refused = cluster
+        .cli(0, &["config", "set", "fuel_per_call", "2000000000"])
+        .await;
+    if refused.code == Some(0) {
+        bail!("a cluster setting was accepted before the protocol level was raised");
+    }
+    let raised = wait_for("every node to announce level 1", STEP_TIMEOUT, || async {
+        let output = cluster
+            .cli(0, &["config", "set", "protocol_level", "1"])
+            .await;
+        (output.code == Some(0)).then_some(output)
+    })
+    .await;
+    eprint!("{}", raised.stdout);
+    cluster
+        .cli(0, &["config", "set", "fuel_per_call", "2000000000"])
+        .await
+        .success();
+    wait_for("node 1 to apply the new settings", STEP_TIMEOUT, || async {
+        let settings = cluster
+            .cli(1, &["config", "get", "--json"])
+            .await
+            .success_json();
+        settings["fuel_per_call"] == 2_000_000_000u64 && settings["protocol_level"] == 1
+    })
+    .await;
+    Ok(())
+}
