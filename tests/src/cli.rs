@@ -23,6 +23,8 @@ pub mod exit {
     pub const UNAVAILABLE: i32 = 4;
     /// Input refused before anything happened.
     pub const INVALID_INPUT: i32 = 5;
+    /// The command may or may not have been applied.
+    pub const OUTCOME_UNKNOWN: i32 = 6;
 }
 
 /// What one CLI invocation did.

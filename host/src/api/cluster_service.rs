@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status};
 use super::convert;
 use super::leader::{Attempt, Leader, LeaderRunner, forwarded, was_forwarded};
 use super::report::{self, SelfInfo};
-use crate::consensus::settings::ClusterSettings;
+use crate::consensus::settings::{ClusterSettings, SettingsChange};
 use crate::consensus::{Consensus, MachineStatus, ProposeError, ReadIndexError};
 use crate::limits::{COMMAND_BYTES_MAX, PLUGIN_BYTES_MAX, QUERY_BYTES_MAX, REQUEST_TIMEOUT};
 use crate::membership::autopilot::SharedView;
@@ -280,8 +280,13 @@ impl proto::cluster_server::Cluster for ClusterService {
                 .with(&change.name, &change.value)
                 .map_err(|error| Attempt::Final(Status::invalid_argument(error.to_string())))?;
             self.check_setting_fits(&changed).map_err(Attempt::Final)?;
-            match self.consensus.propose_settings(changed).await {
-                Ok(index) => Ok(convert::settings_response(&changed, index)),
+            let request = SettingsChange::Set {
+                name: change.name.clone(),
+                value: change.value.clone(),
+            };
+            match self.consensus.propose_settings(request).await {
+                Ok((index, Ok(applied))) => Ok(convert::settings_response(&applied, index)),
+                Ok((_, Err(reason))) => Err(Attempt::Final(Status::failed_precondition(reason))),
                 Err(ProposeError::NotLeader) => Err(Attempt::NotLeader),
                 Err(error) => Err(Attempt::Final(convert::propose_status(error))),
             }

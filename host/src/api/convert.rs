@@ -29,14 +29,26 @@ pub fn apply_response(index: u64, outcome: ApplyOutcome) -> proto::ApplyResponse
 pub fn propose_status(error: ProposeError) -> Status {
     match error {
         ProposeError::NotLeader => not_leader("this node is no longer the leader"),
-        ProposeError::TimedOut => {
-            Status::unavailable("timed out waiting for the command to commit")
-        }
+        ProposeError::Ambiguous(reason) => outcome_unknown(&reason),
         ProposeError::Refused(message) => Status::failed_precondition(message),
-        ProposeError::Stopping(message) => {
-            Status::unavailable(format!("node is stopping: {message}"))
-        }
     }
+}
+
+/// Metadata key on an error whose command may or may not have been applied.
+pub const OUTCOME_HEADER: &str = "x-clusterhost-outcome";
+
+/// The answer when a command may or may not have been applied: its own
+/// status (`unknown`), never `unavailable`, which says nothing was done.
+pub fn outcome_unknown(reason: &str) -> Status {
+    let mut status = Status::unknown(format!(
+        "the outcome is unknown: the command may or may not have been applied ({reason}); \
+         read the state to find out before sending it again"
+    ));
+    status.metadata_mut().insert(
+        OUTCOME_HEADER,
+        tonic::metadata::MetadataValue::from_static("unknown"),
+    );
+    status
 }
 
 /// A deploy receipt as the API answers it.

@@ -24,6 +24,9 @@ pub enum ExitCode {
     Unavailable = 4,
     /// The input was refused before anything happened (too large, invalid).
     InvalidInput = 5,
+    /// The command may or may not have been applied (the node lost track:
+    /// a timeout, a leader change at the wrong moment).
+    OutcomeUnknown = 6,
 }
 
 /// An error with the exit code it maps to.
@@ -57,6 +60,9 @@ impl From<clusterhost_client::ClientError> for CliError {
                     ExitCode::InvalidInput
                 }
                 Code::FailedPrecondition => ExitCode::Rejected,
+                Code::Unknown if status.metadata().contains_key("x-clusterhost-outcome") => {
+                    ExitCode::OutcomeUnknown
+                }
                 _ => ExitCode::Failure,
             },
         };

@@ -14,7 +14,7 @@ use super::Raft;
 use tokio::sync::watch;
 
 use super::alarms::Alarm;
-use super::settings::ClusterSettings;
+use super::settings::{ClusterSettings, SettingsChange};
 use super::state_machine::MachineStatus;
 use super::transport::proto::RaftCall;
 use super::transport::proto::raft_server::RaftServer;
@@ -30,15 +30,13 @@ pub enum ProposeError {
     /// This node is not the leader; nothing was proposed.
     #[error("this node is not the leader")]
     NotLeader,
-    /// No answer in time: the entry may still commit.
-    #[error("timed out waiting for the entry to commit")]
-    TimedOut,
+    /// The entry may or may not have committed: no answer in time, or the
+    /// leader lost it from its log (another may have committed it).
+    #[error("{0}")]
+    Ambiguous(String),
     /// Raft refused the proposal.
     #[error("{0}")]
     Refused(String),
-    /// The node is stopping.
-    #[error("node is stopping: {0}")]
-    Stopping(String),
 }
 
 /// A committed and applied proposal.
@@ -173,13 +171,23 @@ impl Consensus {
         }
         let written = tokio::time::timeout(timeout, self.raft.client_write(request))
             .await
-            .map_err(|_| ProposeError::TimedOut)?
+            .map_err(|_| {
+                ProposeError::Ambiguous("timed out waiting for the entry to commit".to_string())
+            })?
             .map_err(|error| match error {
                 RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => {
                     ProposeError::NotLeader
                 }
+                RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)) => {
+                    ProposeError::Ambiguous(
+                        "this node lost the entry from its log after proposing it; another leader may have committed it"
+                            .to_string(),
+                    )
+                }
                 RaftError::APIError(other) => ProposeError::Refused(other.to_string()),
-                RaftError::Fatal(fatal) => ProposeError::Stopping(fatal.to_string()),
+                // The core stopped after the entry may have been appended
+                // and replicated.
+                RaftError::Fatal(fatal) => ProposeError::Ambiguous(format!("node is stopping: {fatal}")),
             })?;
         Ok(Proposed {
             index: written.log_id.index,
@@ -218,9 +226,9 @@ impl Consensus {
                 .await
                 .map_err(|error| match error {
                     ProposeError::NotLeader => DeployError::NotLeader,
-                    ProposeError::TimedOut => DeployError::Unavailable(
-                        "timed out waiting for the deploy to apply".to_string(),
-                    ),
+                    ProposeError::Ambiguous(reason) => DeployError::Unavailable(format!(
+                        "the deploy's outcome is unknown ({reason}): see `clusterhost plugin list`"
+                    )),
                     other => DeployError::Unavailable(other.to_string()),
                 })?;
         match proposed.response {
@@ -232,13 +240,21 @@ impl Consensus {
         }
     }
 
-    /// Propose new cluster settings (on the leader); the index they take
-    /// effect at.
-    pub async fn propose_settings(&self, settings: ClusterSettings) -> Result<u64, ProposeError> {
-        Ok(self
-            .propose(Request::Settings(settings), REQUEST_TIMEOUT)
-            .await?
-            .index)
+    /// Propose a change of cluster settings (on the leader): the index it
+    /// applied at, and the settings after it or why it was refused there.
+    pub async fn propose_settings(
+        &self,
+        change: SettingsChange,
+    ) -> Result<(u64, Result<ClusterSettings, String>), ProposeError> {
+        let proposed = self
+            .propose(Request::Settings(change), REQUEST_TIMEOUT)
+            .await?;
+        match proposed.response {
+            Response::Settings(outcome) => Ok((proposed.index, outcome)),
+            other => Err(ProposeError::Refused(format!(
+                "unexpected response to a settings change: {other:?}"
+            ))),
+        }
     }
 
     /// Raise (or clear) an alarm through the log (on the leader).

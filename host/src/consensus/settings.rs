@@ -73,6 +73,41 @@ impl Default for ClusterSettings {
     }
 }
 
+/// A change of settings, as an entry carries it. Checked when it applies,
+/// on every replica alike, against the settings in force there and then.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum SettingsChange {
+    /// The settings a new cluster starts with (from the bootstrapping
+    /// node's flags); ignored once settings were ever set.
+    Initial(ClusterSettings),
+    /// One setting set to a value.
+    Set {
+        /// The setting's name.
+        name: String,
+        /// Its new value, as given.
+        value: String,
+    },
+}
+
+impl ClusterSettings {
+    /// The settings after `change`, or why it does not apply (nothing
+    /// changes then). Pure: every replica reaches the same answer.
+    pub fn after(&self, change: &SettingsChange) -> Result<ClusterSettings, String> {
+        match change {
+            SettingsChange::Initial(initial) => {
+                if *self != ClusterSettings::default() {
+                    return Err("the cluster's settings are already set".to_string());
+                }
+                initial.check().map_err(|error| error.to_string())?;
+                Ok(*initial)
+            }
+            SettingsChange::Set { name, value } => {
+                self.with(name, value).map_err(|error| error.to_string())
+            }
+        }
+    }
+}
+
 /// One setting, by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Setting {

@@ -223,7 +223,16 @@ impl StateMachineStore {
                 self.host.digest.apply(index, term, deploy);
                 Response::Deploy(outcome)
             }
-            EntryPayload::Normal(Request::Settings(settings)) => {
+            EntryPayload::Normal(Request::Settings(change)) => {
+                let settings = match self.host.settings.after(&change) {
+                    Ok(settings) => settings,
+                    Err(reason) => {
+                        self.host
+                            .digest
+                            .apply(index, term, Applied::Host(b"settings refused"));
+                        return Ok(Response::Settings(Err(reason)));
+                    }
+                };
                 if settings.protocol_level > PROTOCOL_LEVEL_SUPPORTED {
                     // Applying past this entry would guess at entries this
                     // binary cannot read: stop here, the same on every run.
@@ -246,13 +255,16 @@ impl StateMachineStore {
                 let encoded = postcard::to_stdvec(&settings).map_err(io::Error::other)?;
                 self.host.digest.apply(index, term, Applied::Host(&encoded));
                 tracing::info!(index, "cluster settings changed:\n{settings}");
-                Response::Host
+                // Visible before the proposer hears back.
+                self.publish_replicated();
+                Response::Settings(Ok(settings))
             }
             EntryPayload::Normal(Request::Alarm(alarm)) => {
                 self.host.alarms.raise(alarm);
                 let encoded = postcard::to_stdvec(&alarm).map_err(io::Error::other)?;
                 self.host.digest.apply(index, term, Applied::Host(&encoded));
                 tracing::warn!(index, ?alarm, "alarm");
+                self.publish_replicated();
                 Response::Host
             }
             EntryPayload::Normal(Request::Command { .. }) => {

@@ -8,7 +8,7 @@ use std::fmt;
 use openraft::alias;
 
 use super::alarms::Alarm;
-use super::settings::ClusterSettings;
+use super::settings::{ClusterSettings, SettingsChange};
 use crate::plugin::ApplyOutcome;
 
 /// A proposal in the replicated log.
@@ -32,8 +32,9 @@ pub enum Request {
         #[serde(with = "serde_bytes")]
         plugin: Vec<u8>,
     },
-    /// New cluster settings, in force from this entry on every replica.
-    Settings(ClusterSettings),
+    /// A change of cluster settings, in force from this entry on every
+    /// replica (or refused on every replica alike).
+    Settings(SettingsChange),
     /// An alarm raised (or cleared) by the leader.
     Alarm(Alarm),
     // New kinds of entries go last: entries already in logs are decoded by
@@ -82,6 +83,8 @@ pub enum Response {
     Command(ApplyOutcome),
     /// The outcome of a deploy, or why the cluster kept the old plugin.
     Deploy(Result<DeployReceipt, String>),
+    /// The settings after a change, or why it did not apply.
+    Settings(Result<ClusterSettings, String>),
     /// A host entry (blank, membership): nothing to report.
     Host,
 }

@@ -15,7 +15,7 @@ use super::local::LocalMember;
 use super::reconcile::{
     self, GossipView, Holding, MemberView, Observation, Policy, Tracker, membership_change,
 };
-use crate::consensus::settings::{ClusterSettings, Setting};
+use crate::consensus::settings::{ClusterSettings, Setting, SettingsChange};
 use crate::consensus::settings::{PROTOCOL_LEVEL_LEGACY, PROTOCOL_LEVEL_SUPPORTED};
 use crate::consensus::{Consensus, ConsensusView, MachineStatus, NodeId, Role};
 use crate::discovery::{Announcement, Discovery, Peer};
@@ -134,7 +134,9 @@ impl Autopilot {
             }
             let mut holding = Vec::new();
             if is_leader {
-                if machine.plugin_digest.is_none() {
+                if machine.plugin_digest.is_none() && machine.history.records.is_empty() {
+                    // Only while no deploy was ever attempted: a first deploy
+                    // that failed on every replica is not retried forever.
                     self.deploy_first_plugin().await;
                 }
                 if machine.settings.protocol_level > PROTOCOL_LEVEL_LEGACY {
@@ -203,19 +205,20 @@ impl Autopilot {
         electable: bool,
     ) -> bool {
         let corrupt = machine.alarms.corrupt_since(self.local.node_id);
-        if corrupt.is_some() != electable {
-            return electable;
-        }
-        self.consensus.set_electable(corrupt.is_none());
-        match corrupt {
-            Some(index) => {
-                tracing::error!(
+        if corrupt.is_some() == electable {
+            self.consensus.set_electable(corrupt.is_none());
+            match corrupt {
+                Some(index) => tracing::error!(
                     index,
                     "this replica differs from the majority since index {index}: it serves nothing and will not lead until repaired"
-                );
-                super::operations::step_down(&self.consensus).await;
+                ),
+                None => tracing::info!("this replica agrees with the majority again"),
             }
-            None => tracing::info!("this replica agrees with the majority again"),
+        }
+        // Leadership can still reach it (a transfer does not ask whether a
+        // node may campaign): hand it on every time.
+        if corrupt.is_some() && self.consensus.view().role == Role::Leader {
+            super::operations::step_down(&self.consensus).await;
         }
         corrupt.is_none()
     }
@@ -239,7 +242,7 @@ impl Autopilot {
             })
             .collect();
         reports.insert(self.local.node_id, machine.checkpoints.clone());
-        let verdict = divergence::compare(&consensus.voters(), &reports);
+        let verdict = divergence::compare(&consensus.voters(), self.local.node_id, &reports);
         for alarm in
             divergence::alarms_to_raise(&verdict, &machine.alarms, self.local.node_id, &reports)
         {
@@ -257,13 +260,15 @@ impl Autopilot {
         let Some(plugin) = &self.config.first_plugin else {
             return;
         };
-        if let Err(error) = self
-            .consensus
-            .propose_settings(self.config.first_settings)
-            .await
-        {
-            tracing::warn!("cannot set the first settings: {error}");
-            return;
+        let initial = SettingsChange::Initial(self.config.first_settings);
+        match self.consensus.propose_settings(initial).await {
+            Ok((_, Ok(_))) => {}
+            // Another leader set them first: the cluster keeps those.
+            Ok((_, Err(reason))) => tracing::info!("{reason}"),
+            Err(error) => {
+                tracing::warn!("cannot set the first settings: {error}");
+                return;
+            }
         }
         match self.consensus.propose_deploy(plugin.clone()).await {
             Ok(receipt) => {

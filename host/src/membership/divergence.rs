@@ -27,14 +27,21 @@ pub enum Verdict {
 }
 
 /// Compare the `reports` (every replica's checkpoints, the leader's own
-/// included) at each checkpoint index, oldest first. A digest held by a
-/// majority of `voters` there is the truth; any replica (voter or learner)
-/// with another digest at that index is corrupt.
-pub fn compare(voters: &BTreeSet<NodeId>, reports: &BTreeMap<NodeId, Checkpoints>) -> Verdict {
+/// included) at each checkpoint index the `leader` itself reports, oldest
+/// first. A digest held by a majority of `voters` there is the truth; any
+/// replica (voter or learner) with another digest at that index is corrupt.
+/// Only the leader's own indexes count: chains start afresh where a legacy
+/// cluster raised its protocol level, and older checkpoints still in gossip
+/// compare chains that were never meant to agree.
+pub fn compare(
+    voters: &BTreeSet<NodeId>,
+    leader: NodeId,
+    reports: &BTreeMap<NodeId, Checkpoints>,
+) -> Verdict {
     let indexes: BTreeSet<u64> = reports
-        .values()
-        .flat_map(|points| points.keys().copied())
-        .collect();
+        .get(&leader)
+        .map(|points| points.keys().copied().collect())
+        .unwrap_or_default();
     let quorum = quorum_size(voters.len());
     let mut corrupt = BTreeMap::new();
     for index in indexes {
@@ -160,7 +167,7 @@ mod tests {
             (2, report(&[(64, 1), (128, 2)])),
             (3, report(&[(64, 1)])),
         ]);
-        assert_eq!(compare(&voters(&[1, 2, 3]), &reports), Verdict::Agree);
+        assert_eq!(compare(&voters(&[1, 2, 3]), 1, &reports), Verdict::Agree);
     }
 
     #[test]
@@ -172,7 +179,7 @@ mod tests {
             (4, report(&[(128, 7)])),
         ]);
         assert_eq!(
-            compare(&voters(&[1, 2, 3]), &reports),
+            compare(&voters(&[1, 2, 3]), 1, &reports),
             Verdict::Corrupt(BTreeMap::from([(3, 128), (4, 128)])),
             "a learner (4) is judged by the voters' majority too"
         );
@@ -182,16 +189,28 @@ mod tests {
     fn a_split_without_majority_is_reported_once_everyone_reported() {
         let split = BTreeMap::from([(1, report(&[(64, 1)])), (2, report(&[(64, 2)]))]);
         assert_eq!(
-            compare(&voters(&[1, 2, 3]), &split),
+            compare(&voters(&[1, 2, 3]), 1, &split),
             Verdict::Agree,
             "node 3 may still decide it"
         );
         let mut all = split.clone();
         all.insert(3, report(&[(64, 3)]));
         assert_eq!(
-            compare(&voters(&[1, 2, 3]), &all),
+            compare(&voters(&[1, 2, 3]), 1, &all),
             Verdict::NoMajority { index: 64 }
         );
+    }
+
+    #[test]
+    fn only_checkpoints_the_leader_reports_are_compared() {
+        // After a level raise the leader's chain starts afresh; older
+        // checkpoints still gossiped by others must not count.
+        let reports = BTreeMap::from([
+            (1, report(&[(256, 5)])),
+            (2, report(&[(64, 1), (256, 5)])),
+            (3, report(&[(64, 2), (256, 5)])),
+        ]);
+        assert_eq!(compare(&voters(&[1, 2, 3]), 1, &reports), Verdict::Agree);
     }
 
     #[test]

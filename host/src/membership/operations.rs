@@ -2,6 +2,7 @@
 //! remove a member, transfer leadership, and the leader's part of leaving.
 
 use std::cmp::Reverse;
+use std::collections::BTreeSet;
 
 use crate::consensus::{Consensus, ConsensusView, MembershipChange, NodeId, Role};
 use crate::limits::{HEALTH_CONTACT_WINDOW, LEADER_TRANSFER_TIMEOUT, STEP_DOWN_TIMEOUT};
@@ -40,6 +41,11 @@ pub async fn remove_member(consensus: &Consensus, node_id: NodeId) -> Result<(),
 /// Move leadership from this node (the leader) to the voter `to`, and wait
 /// until `to` leads.
 pub async fn transfer_leader(consensus: &Consensus, to: NodeId) -> Result<(), OperationError> {
+    if let Some(index) = consensus.machine().borrow().alarms.corrupt_since(to) {
+        return Err(OperationError::Invalid(format!(
+            "node {to} is corrupt since index {index}; a corrupt replica must not lead"
+        )));
+    }
     transfer_leader_within(consensus, to, LEADER_TRANSFER_TIMEOUT).await
 }
 
@@ -76,7 +82,7 @@ async fn transfer_leader_within(
 /// The voter best placed to take over from this leader: among the others
 /// that acknowledged a heartbeat recently, the one whose replicated log is
 /// furthest along. `None` when no other voter is in contact. Pure.
-pub fn best_successor(view: &ConsensusView) -> Option<NodeId> {
+pub fn best_successor(view: &ConsensusView, corrupt: &BTreeSet<NodeId>) -> Option<NodeId> {
     let in_contact = |id: &NodeId| {
         view.heartbeat_age
             .get(id)
@@ -86,7 +92,7 @@ pub fn best_successor(view: &ConsensusView) -> Option<NodeId> {
     };
     view.voters()
         .into_iter()
-        .filter(|id| *id != view.node_id && in_contact(id))
+        .filter(|id| *id != view.node_id && in_contact(id) && !corrupt.contains(id))
         .max_by_key(|id| (view.matched.get(id).copied().flatten(), Reverse(*id)))
 }
 
@@ -97,7 +103,15 @@ pub async fn step_down(consensus: &Consensus) {
     if view.role != Role::Leader {
         return;
     }
-    let Some(successor) = best_successor(&view) else {
+    let corrupt: BTreeSet<NodeId> = consensus
+        .machine()
+        .borrow()
+        .alarms
+        .corrupt
+        .keys()
+        .copied()
+        .collect();
+    let Some(successor) = best_successor(&view, &corrupt) else {
         return;
     };
     tracing::info!(successor, "transferring leadership before stopping");
@@ -146,10 +160,20 @@ mod tests {
     #[test]
     fn the_most_caught_up_other_voter_in_contact_succeeds() {
         let mut view = leader_view();
-        assert_eq!(best_successor(&view), Some(3));
+        let none = BTreeSet::new();
+        assert_eq!(best_successor(&view, &none), Some(3));
+        assert_eq!(
+            best_successor(&view, &BTreeSet::from([3])),
+            Some(2),
+            "node 3 is corrupt"
+        );
         view.heartbeat_age.insert(3, Some(Duration::from_secs(60)));
-        assert_eq!(best_successor(&view), Some(2), "node 3 is out of contact");
+        assert_eq!(
+            best_successor(&view, &none),
+            Some(2),
+            "node 3 is out of contact"
+        );
         view.heartbeat_age.clear();
-        assert_eq!(best_successor(&view), None, "nobody to hand over to");
+        assert_eq!(best_successor(&view, &none), None, "nobody to hand over to");
     }
 }

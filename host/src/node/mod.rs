@@ -23,7 +23,7 @@ pub use identity::decide_identity;
 use crate::api::ClusterService;
 use crate::api::leader::LeaderRunner;
 use crate::api::server::{ServerTask, serve};
-use crate::consensus::settings::ClusterSettings;
+use crate::consensus::settings::{ClusterSettings, SettingsChange};
 use crate::consensus::snapshot::Snapshots;
 use crate::consensus::{
     self, AddressBook, Consensus, ConsensusConfig, LogStore, MachineStatus, NodeId,
@@ -396,10 +396,15 @@ async fn bootstrap(
     }
     // The settings every replica applies with come first, from this node's
     // flags; the plugin after them.
-    consensus
-        .propose_settings(settings)
+    let (_, outcome) = consensus
+        .propose_settings(SettingsChange::Initial(settings))
         .await
         .map_err(|error| StartError::other("cannot set the cluster settings", error))?;
+    if let Err(reason) = outcome {
+        // A restart after the settings entry but before the deploy: the
+        // cluster keeps the settings it has.
+        tracing::info!("{reason}");
+    }
     let receipt = consensus
         .propose_deploy(plugin.bytes().to_vec())
         .await

@@ -2,6 +2,7 @@
 //! local Raft, encode the answer. Nodes only.
 
 use std::fmt::Display;
+use std::sync::Arc;
 use std::future::Future;
 
 use serde::Serialize;
@@ -23,12 +24,18 @@ type Snapshot = openraft::alias::SnapshotOf<TypeConfig, SnapshotBody>;
 pub struct RaftService {
     raft: Raft,
     node_id: NodeId,
+    /// One snapshot received at a time: each is held whole in memory.
+    installing: Arc<tokio::sync::Semaphore>,
 }
 
 impl RaftService {
     /// Serve `raft`, which runs as node `node_id`.
     pub fn new(raft: Raft, node_id: NodeId) -> Self {
-        Self { raft, node_id }
+        Self {
+            raft,
+            node_id,
+            installing: Arc::new(tokio::sync::Semaphore::new(1)),
+        }
     }
 
     /// Decode the request, run `handle`, encode its answer.
@@ -81,6 +88,9 @@ impl proto::raft_server::Raft for RaftService {
         &self,
         request: Request<tonic::Streaming<SnapshotChunk>>,
     ) -> Result<Response<RaftReply>, Status> {
+        let _one_at_a_time = self.installing.try_acquire().map_err(|_| {
+            Status::resource_exhausted("a snapshot is already being received; try again")
+        })?;
         let mut chunks = request.into_inner();
         let first = chunks
             .message()
