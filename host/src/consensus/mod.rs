@@ -102,6 +102,13 @@ fn raft_config(
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(snapshot_every_entries),
         max_in_snapshot_log_to_keep: log_entries_kept,
         enable_pre_vote: Some(true),
+        // A leader restarted fast enough would otherwise resume leading
+        // without an election, with only its lazily saved commit index: it
+        // could confirm a read index below writes it had acknowledged before
+        // the crash and serve a stale linearizable read (the fault suite's
+        // restart-all run found exactly that). An election makes the new
+        // leader commit an entry of its own term first.
+        enable_leader_restore: Some(false),
         install_snapshot_timeout: RAFT_INSTALL_SNAPSHOT_TIMEOUT.as_millis() as u64,
         ..Default::default()
     };

@@ -2,8 +2,8 @@
 //! local Raft, encode the answer. Nodes only.
 
 use std::fmt::Display;
-use std::sync::Arc;
 use std::future::Future;
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
