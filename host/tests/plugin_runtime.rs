@@ -342,3 +342,31 @@ fn compiled_plugins_are_cached_on_disk() {
         serde_json::json!({"value": 5})
     );
 }
+
+// Goal: a plugin cannot wait in real time. Its clocks are virtual, so a
+// sleep inside apply returns at once (no virtual time passes during a call)
+// with the same answer on every replica, instead of stalling the cluster.
+#[test]
+fn a_plugin_that_sleeps_for_an_hour_returns_at_once_with_the_same_answer() {
+    let engine = engine();
+    let code = load(&engine, "test/misbehave.wasm");
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for _replica in 0..2 {
+            let mut runtime =
+                FsmRuntime::new(code.clone(), PluginLimits::default()).expect("instance");
+            let slept = apply_ok(&mut runtime, 1, r#"{"sleep_ms":3600000}"#);
+            let _ = sender.send(slept);
+        }
+    });
+    let wait = std::time::Duration::from_secs(60);
+    let mut answers = Vec::new();
+    for _replica in 0..2 {
+        let answer = receiver
+            .recv_timeout(wait)
+            .expect("apply still sleeping after 60 s: the plugin waits in real time");
+        answers.push(answer);
+    }
+    assert_eq!(answers[0], serde_json::json!({"elapsed_ns": 0}));
+    assert_eq!(answers[0], answers[1]);
+}

@@ -75,6 +75,7 @@ impl PluginInstance {
                 .memories(PLUGIN_MEMORIES_MAX)
                 .trap_on_grow_failure(true)
                 .build(),
+            call: call.clone(),
         };
         let mut store = Store::new(code.component().engine(), state);
         store.limiter(|state| &mut state.limits);
