@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use clusterhost::limits::PluginLimits;
+use clusterhost::limits::{PluginLimits, RESPONSE_BYTES_MAX};
 use clusterhost::plugin::{
     ApplyError, EntryPosition, Fault, FsmRuntime, LoadError, PluginCode, PluginEngine,
 };
@@ -341,6 +341,33 @@ fn compiled_plugins_are_cached_on_disk() {
         apply_ok(&mut runtime, 1, r#"{"add":5}"#),
         serde_json::json!({"value": 5})
     );
+}
+
+// Goal: an entry whose response was too large still ran (and changed the
+// state), so a later trap's rebuild replays it; the replay gets the same
+// refusal and must accept it, or the node would stop at that trap forever.
+#[test]
+fn a_trap_after_an_oversized_response_rebuilds_and_keeps_applying() {
+    let engine = engine();
+    let code = load(&engine, "test/misbehave.wasm");
+    let mut runtime = FsmRuntime::new(code, PluginLimits::default()).expect("instance");
+    assert_eq!(apply_ok(&mut runtime, 1, r#""incr""#), serde_json::json!(1));
+    let rejected = runtime
+        .apply(position(2), br#""reject""#.to_vec())
+        .expect("apply");
+    assert!(
+        matches!(rejected, Err(ApplyError::Rejected(_))),
+        "{rejected:?}"
+    );
+    let oversized = format!(r#"{{"respond_bytes":{}}}"#, RESPONSE_BYTES_MAX + 1);
+    assert_fault(&mut runtime, 3, &oversized, |fault| {
+        matches!(fault, Fault::OversizedOutput { .. })
+    });
+    assert_fault(&mut runtime, 4, r#""panic""#, |fault| {
+        matches!(fault, Fault::Trapped { .. })
+    });
+    // The oversized entry counted; the rejected and trapped ones did not.
+    assert_eq!(apply_ok(&mut runtime, 5, r#""incr""#), serde_json::json!(3));
 }
 
 // Goal: a plugin cannot wait in real time. Its clocks are virtual, so a

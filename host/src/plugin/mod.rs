@@ -5,6 +5,8 @@
 //! - [`sandbox`]: the virtual WASI world (clocks, randomness, output).
 //! - [`rng`]: the randomness algorithm we own.
 //! - [`instance`]: one instance and its four calls, bounded by fuel and memory.
+//! - [`journal`]: a base snapshot plus the entries applied since, with their
+//!   outcomes, and the checked replay that rebuilds an instance from them.
 //! - [`runtime`]: an instance plus the journal that rebuilds it after a trap.
 //! - [`worker`]: the thread that owns the runtime and its async handle.
 //!
@@ -12,6 +14,7 @@
 
 pub mod code;
 pub mod instance;
+pub mod journal;
 pub mod rng;
 pub mod runtime;
 pub mod sandbox;

@@ -6,13 +6,15 @@
 //! and rebuilds by restoring the base into a fresh instance and replaying the
 //! journal (trapped entries are never journaled). Every replica does the same,
 //! so every replica ends in the same state whatever its snapshot timing.
+//! Each journaled entry keeps how it ended (accepted, rejected, or with an
+//! oversized response); a replay must end every entry the same way, and a
+//! rebuild that cannot is a [`RebuildError`]. Until a rebuild succeeds there
+//! is no instance at all, so a crashed one never serves another call.
 
 use super::code::PluginCode;
 use super::instance::{EntryPosition, Fault, PluginInstance, PluginResult};
-use crate::limits::{
-    PluginLimits, REPLAY_JOURNAL_BASE_MULTIPLE, REPLAY_JOURNAL_BYTES_MAX, REPLAY_JOURNAL_BYTES_MIN,
-    REPLAY_JOURNAL_ENTRY_OVERHEAD_BYTES,
-};
+use super::journal::{Journal, Outcome};
+use crate::limits::PluginLimits;
 
 /// Why an entry produced no response from the plugin.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
@@ -43,22 +45,13 @@ pub enum RestoreError {
 #[error("plugin could not rebuild its state after a trap: {0}")]
 pub struct RebuildError(pub String);
 
-/// A state the runtime can rebuild from.
-#[derive(Debug, Clone, Default)]
-struct Base {
-    /// Snapshot bytes and the position they were taken at; `None` means
-    /// the empty state of a fresh instance.
-    snapshot: Option<(EntryPosition, Vec<u8>)>,
-}
-
 /// The plugin instance plus its rebuild journal.
 pub struct FsmRuntime {
     code: PluginCode,
     limits: PluginLimits,
-    instance: PluginInstance,
-    base: Base,
-    journal: Vec<(EntryPosition, Vec<u8>)>,
-    journal_bytes: usize,
+    /// `None` after a trap whose rebuild failed.
+    instance: Option<PluginInstance>,
+    journal: Journal,
     last_applied: Option<EntryPosition>,
 }
 
@@ -69,10 +62,8 @@ impl FsmRuntime {
         Ok(Self {
             code,
             limits,
-            instance,
-            base: Base::default(),
-            journal: Vec::new(),
-            journal_bytes: 0,
+            instance: Some(instance),
+            journal: Journal::new(None),
             last_applied: None,
         })
     }
@@ -92,12 +83,8 @@ impl FsmRuntime {
         Ok(Self {
             code,
             limits,
-            instance,
-            base: Base {
-                snapshot: Some((position, snapshot)),
-            },
-            journal: Vec::new(),
-            journal_bytes: 0,
+            instance: Some(instance),
+            journal: Journal::new(Some((position, snapshot))),
             last_applied: Some(position),
         })
     }
@@ -132,55 +119,56 @@ impl FsmRuntime {
                 last.index
             );
         }
+        let result = self.instance()?.apply(position, &command);
         self.last_applied = Some(position);
-        match self.instance.apply(position, &command) {
-            Ok(result) => {
-                self.journal_push(position, command);
-                self.compact_journal_if_full();
-                Ok(result.map_err(ApplyError::Rejected))
-            }
-            Err(fault) => {
-                tracing::warn!(
-                    index = position.index,
-                    "entry failed in the plugin: {fault}"
-                );
-                if fault.poisons_instance() {
-                    self.rebuild()?;
-                } else {
-                    // The call completed and may have changed state, so it
-                    // belongs in the journal even though its output was refused.
-                    self.journal_push(position, command);
-                }
-                Ok(Err(ApplyError::Fault(fault)))
-            }
+        if let Err(fault) = &result {
+            tracing::warn!(
+                index = position.index,
+                "entry failed in the plugin: {fault}"
+            );
         }
+        match Outcome::of(&result) {
+            // The call completed and may have changed state (even when its
+            // output was refused), so it belongs in the journal.
+            Some(outcome) => {
+                self.journal.push(position, command, outcome);
+                self.compact_journal_if_full();
+            }
+            None => self.rebuild()?,
+        }
+        Ok(match result {
+            Ok(result) => result.map_err(ApplyError::Rejected),
+            Err(fault) => Err(ApplyError::Fault(fault)),
+        })
     }
 
     /// Answer a read against the current state.
     pub fn query(&mut self, request: &[u8]) -> Result<Result<PluginResult, Fault>, RebuildError> {
         let position = self.query_position();
-        match self.instance.query(position, request) {
-            Ok(result) => Ok(Ok(result)),
-            Err(fault) => {
-                if fault.poisons_instance() {
-                    self.rebuild()?;
-                }
-                Ok(Err(fault))
-            }
+        let result = self.instance()?.query(position, request);
+        if let Err(fault) = &result
+            && fault.poisons_instance()
+        {
+            self.rebuild()?;
         }
+        Ok(result)
     }
 
     /// Serialize the current state. The bytes also become the new rebuild
     /// base, which empties the journal.
     pub fn snapshot(&mut self) -> Result<Vec<u8>, Fault> {
         let position = self.query_position();
-        match self.instance.snapshot(position) {
+        let instance = match self.instance() {
+            Ok(instance) => instance,
+            Err(error) => {
+                return Err(Fault::Trapped {
+                    message: error.to_string(),
+                });
+            }
+        };
+        match instance.snapshot(position) {
             Ok(bytes) => {
-                self.base = Base {
-                    snapshot: Some((position, bytes.clone())),
-                };
-                self.journal.clear();
-                self.journal_bytes = 0;
+                self.journal.rebase(position, bytes.clone());
                 Ok(bytes)
             }
             Err(fault) => {
@@ -202,54 +190,37 @@ impl FsmRuntime {
         })
     }
 
-    fn journal_push(&mut self, position: EntryPosition, command: Vec<u8>) {
-        self.journal_bytes += command.len() + REPLAY_JOURNAL_ENTRY_OVERHEAD_BYTES;
-        self.journal.push((position, command));
+    /// The live instance, rebuilt first if the last rebuild failed.
+    fn instance(&mut self) -> Result<&mut PluginInstance, RebuildError> {
+        if self.instance.is_none() {
+            self.rebuild()?;
+        }
+        Ok(self
+            .instance
+            .as_mut()
+            .expect("a successful rebuild leaves an instance"))
     }
 
-    /// A new base costs a snapshot of the whole state; a long journal costs
-    /// replay time after a trap. Taking a base once the journal outgrows a
-    /// multiple of the last snapshot keeps the snapshot cost per entry
-    /// constant however large the state, and a rebuild proportional to it.
     fn compact_journal_if_full(&mut self) {
-        let base_bytes = self
-            .base
-            .snapshot
-            .as_ref()
-            .map_or(0, |(_, bytes)| bytes.len());
-        let budget = (base_bytes * REPLAY_JOURNAL_BASE_MULTIPLE)
-            .clamp(REPLAY_JOURNAL_BYTES_MIN, REPLAY_JOURNAL_BYTES_MAX);
-        let full = self.journal_bytes >= budget;
-        if full && let Err(fault) = self.snapshot() {
+        if self.journal.wants_base()
+            && let Err(fault) = self.snapshot()
+        {
             tracing::warn!("could not take a rebuild snapshot, keeping the journal: {fault}");
         }
     }
 
-    /// Replace the instance by base + journal replay.
+    /// Replace the instance by base + journal replay. The old instance is
+    /// dropped first: whatever happens, it never runs another call.
     fn rebuild(&mut self) -> Result<(), RebuildError> {
+        self.instance = None;
         let started = std::time::Instant::now();
-        let mut instance = PluginInstance::new(&self.code, self.limits)
-            .map_err(|fault| RebuildError(fault.to_string()))?;
-        if let Some((position, bytes)) = &self.base.snapshot {
-            instance
-                .restore(*position, bytes)
-                .map_err(|fault| RebuildError(fault.to_string()))?
-                .map_err(RebuildError)?;
-        }
-        for (position, command) in &self.journal {
-            // A replayed entry ran to completion before, so it does again; a
-            // fault now means the plugin is not deterministic.
-            // Its `ok`/`err` was already reported when it first applied.
-            let _reported_before = instance
-                .apply(*position, command)
-                .map_err(|fault| RebuildError(format!("entry {}: {fault}", position.index)))?;
-        }
+        let instance = self.journal.rebuild(&self.code, self.limits)?;
         tracing::info!(
-            replayed = self.journal.len(),
+            replayed = self.journal.entries().len(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "rebuilt plugin instance after a trap"
         );
-        self.instance = instance;
+        self.instance = Some(instance);
         Ok(())
     }
 }
