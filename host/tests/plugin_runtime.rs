@@ -56,6 +56,13 @@ fn query_ok(runtime: &mut FsmRuntime, request: &str) -> serde_json::Value {
     serde_json::from_slice(&bytes).expect("JSON response")
 }
 
+fn snapshot_ok(runtime: &mut FsmRuntime) -> Vec<u8> {
+    runtime
+        .snapshot()
+        .expect("no rebuild failure")
+        .expect("snapshot")
+}
+
 fn kv_commands() -> Vec<String> {
     (0..40)
         .map(|step| match step % 4 {
@@ -85,7 +92,7 @@ fn kv_apply_query_snapshot_restore_round_trip() {
         serde_json::json!({"value": "2"})
     );
 
-    let snapshot = runtime.snapshot().expect("snapshot");
+    let snapshot = snapshot_ok(&mut runtime);
     let mut restored =
         FsmRuntime::from_snapshot(code, PluginLimits::default(), position(2), snapshot.clone())
             .expect("restore");
@@ -93,7 +100,7 @@ fn kv_apply_query_snapshot_restore_round_trip() {
         query_ok(&mut restored, r#"{"get":{"key":"a"}}"#),
         serde_json::json!({"value": "2"})
     );
-    assert_eq!(restored.snapshot().expect("snapshot"), snapshot);
+    assert_eq!(snapshot_ok(&mut restored), snapshot);
 }
 
 // Goal: replicas agree. The same commands in two fresh instances give
@@ -114,10 +121,7 @@ fn same_commands_give_identical_results_and_snapshots() {
             .expect("apply");
         assert_eq!(a, b, "results differ at entry {index}");
     }
-    assert_eq!(
-        first.snapshot().expect("snapshot"),
-        second.snapshot().expect("snapshot")
-    );
+    assert_eq!(snapshot_ok(&mut first), snapshot_ok(&mut second));
 }
 
 // Goal: a node that restored a snapshot taken mid-sequence and applied the
@@ -135,7 +139,7 @@ fn restore_mid_sequence_then_replay_equals_full_replay() {
             .apply(position(offset as u64 + 1), command.as_bytes().to_vec())
             .expect("apply");
         if offset + 1 == middle {
-            taken = Some(full.snapshot().expect("snapshot"));
+            taken = Some(snapshot_ok(&mut full));
         }
     }
     let mut resumed = FsmRuntime::from_snapshot(
@@ -150,10 +154,7 @@ fn restore_mid_sequence_then_replay_equals_full_replay() {
             .apply(position(offset as u64 + 1), command.as_bytes().to_vec())
             .expect("apply");
     }
-    assert_eq!(
-        full.snapshot().expect("snapshot"),
-        resumed.snapshot().expect("snapshot")
-    );
+    assert_eq!(snapshot_ok(&mut full), snapshot_ok(&mut resumed));
 }
 
 // Goal: the plugin's clock is the entry's leader-stamped time and its
@@ -277,10 +278,7 @@ fn rebuild_after_trap_matches_a_replica_without_the_trap() {
     assert_fault(&mut trapped, 4, r#""panic""#, |_| true);
     apply_ok(&mut trapped, 5, r#""random""#);
     apply_ok(&mut clean, 5, r#""random""#);
-    assert_eq!(
-        trapped.snapshot().expect("snapshot"),
-        clean.snapshot().expect("snapshot")
-    );
+    assert_eq!(snapshot_ok(&mut trapped), snapshot_ok(&mut clean));
 }
 
 // Goal: everything that is not a plugin is refused at load with an error
@@ -368,6 +366,57 @@ fn a_trap_after_an_oversized_response_rebuilds_and_keeps_applying() {
     });
     // The oversized entry counted; the rejected and trapped ones did not.
     assert_eq!(apply_ok(&mut runtime, 5, r#""incr""#), serde_json::json!(3));
+}
+
+/// A memory cap under which `{"alloc_mib":ALLOC_NEAR_CAP_MIB}` fits in a
+/// fresh misbehave instance but not once queries have cached
+/// `QUERY_CACHE_MIB` in it.
+const NEAR_CAP_LIMITS: PluginLimits = PluginLimits {
+    fuel_per_call: clusterhost::limits::PLUGIN_FUEL_PER_CALL,
+    fuel_per_bulk_call: clusterhost::limits::PLUGIN_FUEL_PER_BULK_CALL,
+    memory_bytes_max: 40 * 1024 * 1024,
+};
+const ALLOC_NEAR_CAP_MIB: usize = 24;
+const QUERY_CACHE_MIB: usize = 20;
+
+/// Read from `runtime` the way a busy node does between two entries.
+fn hammer_with_reads(runtime: &mut FsmRuntime) {
+    for request in [r#""count""#, r#""log""#, r#"{"cache_mib":2}"#] {
+        let _answer = runtime
+            .query(request.as_bytes())
+            .expect("no rebuild failure");
+    }
+    let _snapshot = runtime.snapshot().expect("no rebuild failure");
+}
+
+// Goal: replicas agree whatever reads they serve. Queries and snapshots run
+// at different times on each node, so they must not change what applies:
+// here queries grow the heap (a memoizing plugin), and a command near the
+// memory cap must still succeed on the busy replica as on the quiet one.
+#[test]
+fn queries_and_snapshots_between_commands_do_not_change_replicated_results() {
+    let engine = engine();
+    let code = load(&engine, "test/misbehave.wasm");
+    let mut busy = FsmRuntime::new(code.clone(), NEAR_CAP_LIMITS).expect("instance");
+    let mut quiet = FsmRuntime::new(code, NEAR_CAP_LIMITS).expect("instance");
+    // A query that traps discards whatever instance served it.
+    let trapped = busy.query(br#""panic""#).expect("no rebuild failure");
+    assert!(matches!(trapped, Err(Fault::Trapped { .. })), "{trapped:?}");
+    let alloc = format!(r#"{{"alloc_mib":{ALLOC_NEAR_CAP_MIB}}}"#);
+    let mut commands = vec![r#""incr""#.to_string(); QUERY_CACHE_MIB / 2];
+    commands.push(alloc.clone());
+    commands.push(r#""incr""#.to_string());
+    commands.push(alloc);
+    for (offset, command) in commands.iter().enumerate() {
+        let index = offset as u64 + 1;
+        let from_busy = busy.apply(position(index), command.clone().into_bytes());
+        let from_quiet = quiet.apply(position(index), command.clone().into_bytes());
+        let (from_busy, from_quiet) = (from_busy.expect("apply"), from_quiet.expect("apply"));
+        assert_eq!(from_busy, from_quiet, "entry {index} ({command}) differs");
+        assert!(from_quiet.is_ok(), "{command} must fit under the cap");
+        hammer_with_reads(&mut busy);
+    }
+    assert_eq!(snapshot_ok(&mut busy), snapshot_ok(&mut quiet));
 }
 
 // Goal: a plugin cannot wait in real time. Its clocks are virtual, so a

@@ -7,7 +7,8 @@
 //! - [`instance`]: one instance and its four calls, bounded by fuel and memory.
 //! - [`journal`]: a base snapshot plus the entries applied since, with their
 //!   outcomes, and the checked replay that rebuilds an instance from them.
-//! - [`runtime`]: an instance plus the journal that rebuilds it after a trap.
+//! - [`runtime`]: the instance that applies, the one that serves reads, and
+//!   the journal that rebuilds either.
 //! - [`worker`]: the thread that owns the runtime and its async handle.
 //!
 //! wasmtime is used nowhere else in the host.

@@ -1,19 +1,42 @@
-//! The replicated state machine as the host drives it: one plugin instance
-//! plus what it takes to rebuild that instance deterministically.
+//! The replicated state machine as the host drives it: the plugin instance
+//! that applies entries, a second instance that serves reads, and the
+//! journal that rebuilds either.
 //!
-//! A trap leaves an instance in an unknown state, so it is discarded. The
-//! runtime keeps a base snapshot and a journal of every entry applied since,
-//! and rebuilds by restoring the base into a fresh instance and replaying the
-//! journal (trapped entries are never journaled). Every replica does the same,
-//! so every replica ends in the same state whatever its snapshot timing.
-//! Each journaled entry keeps how it ended (accepted, rejected, or with an
-//! oversized response); a replay must end every entry the same way, and a
-//! rebuild that cannot is a [`RebuildError`]. Until a rebuild succeeds there
-//! is no instance at all, so a crashed one never serves another call.
+//! **Only the log reaches the applying instance.** The applier gets nothing
+//! but committed entries (and the restores at deploy, start and snapshot
+//! install). Everything else runs on the *reader*: queries, the `snapshot`
+//! export (for Raft snapshots and the deploy handover) and the journal's
+//! bases. Reads happen at different times on each node, and a trapped read
+//! rebuilds an instance on one node only; on the applier either would leave
+//! a different heap on each replica, and a command near the memory cap or the
+//! fuel limit could then succeed on one replica and fail on another.
+//!
+//! **Rebuilds.** A trap leaves an instance in an unknown state, so it is
+//! discarded. The [`Journal`] keeps a base snapshot and every entry applied
+//! since (a trapped entry changed nothing and is not journaled), each with
+//! how it ended; a rebuild restores the base into a fresh instance and
+//! replays the journal, which must end every entry the same way, or it is a
+//! [`RebuildError`]. The applier is rebuilt after each trap; until a rebuild
+//! succeeds there is none, so a crashed instance never applies again.
+//!
+//! **The reader** is caught up lazily: before it serves, it applies the
+//! journaled entries it has not seen. When it traps, or its replay ends an
+//! entry differently than the applier did (its heap carries its reads), it is
+//! discarded and rebuilt from base and journal at the next read. A new base
+//! is due once the journal outgrows its budget, which depends only on the
+//! log, so replicas with the same history rebuild from the same bases; a
+//! Raft snapshot is not a base. A snapshot that fails on a reader that has
+//! served reads is retried once on a fresh one, so whether it succeeds
+//! depends on base and journal rather than on this node's reads.
+//!
+//! **Cost.** Every entry is applied twice: by the applier, and by the reader
+//! at the next read or, at the latest, when the next base is taken. With
+//! reads between writes the reader replays each entry as it comes; with no
+//! reads it replays a budget's worth at once.
 
 use super::code::PluginCode;
 use super::instance::{EntryPosition, Fault, PluginInstance, PluginResult};
-use super::journal::{Journal, Outcome};
+use super::journal::{Journal, Outcome, replay};
 use crate::limits::PluginLimits;
 
 /// Why an entry produced no response from the plugin.
@@ -39,18 +62,31 @@ pub enum RestoreError {
 }
 
 /// A failure the runtime cannot turn into a per-entry result: the plugin
-/// could not reproduce its own state. Every replica hits it at the same
-/// entry, and the node must stop rather than guess.
+/// could not reproduce its own state from its base and journal (it is not
+/// deterministic). Every replica hits it at the same entry, and the node
+/// must stop rather than guess.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("plugin could not rebuild its state after a trap: {0}")]
+#[error("plugin could not reproduce its state: {0}")]
 pub struct RebuildError(pub String);
 
-/// The plugin instance plus its rebuild journal.
+/// The instance that serves reads, and how far into the journal it is.
+struct Reader {
+    instance: PluginInstance,
+    /// How many of the journal's entries it has applied.
+    replayed: usize,
+    /// Built from the current base and journal and has served no read: its
+    /// state is exactly a rebuild's, so retrying on a new one is pointless.
+    pristine: bool,
+}
+
+/// The applying instance, the reader and their journal.
 pub struct FsmRuntime {
     code: PluginCode,
     limits: PluginLimits,
     /// `None` after a trap whose rebuild failed.
-    instance: Option<PluginInstance>,
+    applier: Option<PluginInstance>,
+    /// `None` until the first read, and after one trapped.
+    reader: Option<Reader>,
     journal: Journal,
     last_applied: Option<EntryPosition>,
 }
@@ -58,14 +94,8 @@ pub struct FsmRuntime {
 impl FsmRuntime {
     /// A runtime holding a fresh, empty instance of `code`.
     pub fn new(code: PluginCode, limits: PluginLimits) -> Result<Self, Fault> {
-        let instance = PluginInstance::new(&code, limits)?;
-        Ok(Self {
-            code,
-            limits,
-            instance: Some(instance),
-            journal: Journal::new(None),
-            last_applied: None,
-        })
+        let applier = PluginInstance::new(&code, limits)?;
+        Ok(Self::with_applier(code, limits, applier, None))
     }
 
     /// A runtime whose state is `snapshot`, taken after `position`.
@@ -75,18 +105,33 @@ impl FsmRuntime {
         position: EntryPosition,
         snapshot: Vec<u8>,
     ) -> Result<Self, RestoreError> {
-        let mut instance = PluginInstance::new(&code, limits).map_err(RestoreError::Fault)?;
-        instance
+        let mut applier = PluginInstance::new(&code, limits).map_err(RestoreError::Fault)?;
+        applier
             .restore(position, &snapshot)
             .map_err(RestoreError::Fault)?
             .map_err(RestoreError::Refused)?;
-        Ok(Self {
+        Ok(Self::with_applier(
             code,
             limits,
-            instance: Some(instance),
-            journal: Journal::new(Some((position, snapshot))),
-            last_applied: Some(position),
-        })
+            applier,
+            Some((position, snapshot)),
+        ))
+    }
+
+    fn with_applier(
+        code: PluginCode,
+        limits: PluginLimits,
+        applier: PluginInstance,
+        base: Option<(EntryPosition, Vec<u8>)>,
+    ) -> Self {
+        Self {
+            code,
+            limits,
+            applier: Some(applier),
+            reader: None,
+            last_applied: base.as_ref().map(|(position, _)| *position),
+            journal: Journal::new(base),
+        }
     }
 
     /// The plugin code this runtime runs.
@@ -119,7 +164,7 @@ impl FsmRuntime {
                 last.index
             );
         }
-        let result = self.instance()?.apply(position, &command);
+        let result = self.applier()?.apply(position, &command);
         self.last_applied = Some(position);
         if let Err(fault) = &result {
             tracing::warn!(
@@ -132,9 +177,9 @@ impl FsmRuntime {
             // output was refused), so it belongs in the journal.
             Some(outcome) => {
                 self.journal.push(position, command, outcome);
-                self.compact_journal_if_full();
+                self.take_base_if_due();
             }
-            None => self.rebuild()?,
+            None => self.rebuild_applier()?,
         }
         Ok(match result {
             Ok(result) => result.map_err(ApplyError::Rejected),
@@ -142,47 +187,34 @@ impl FsmRuntime {
         })
     }
 
-    /// Answer a read against the current state.
+    /// Answer a read against the state after the last applied entry.
     pub fn query(&mut self, request: &[u8]) -> Result<Result<PluginResult, Fault>, RebuildError> {
-        let position = self.query_position();
-        let result = self.instance()?.query(position, request);
-        if let Err(fault) = &result
-            && fault.poisons_instance()
-        {
-            self.rebuild()?;
+        let position = self.read_position();
+        let reader = self.caught_up_reader()?;
+        reader.pristine = false;
+        let result = reader.instance.query(position, request);
+        self.discard_reader_after(&result);
+        Ok(result)
+    }
+
+    /// Serialize the state after the last applied entry.
+    pub fn snapshot(&mut self) -> Result<Result<Vec<u8>, Fault>, RebuildError> {
+        let position = self.read_position();
+        let reader = self.caught_up_reader()?;
+        let retry_on_fresh = !reader.pristine;
+        reader.pristine = false;
+        let mut result = reader.instance.snapshot(position);
+        self.discard_reader_after(&result);
+        if retry_on_fresh && self.reader.is_none() {
+            let fresh = self.caught_up_reader()?;
+            fresh.pristine = false;
+            result = fresh.instance.snapshot(position);
+            self.discard_reader_after(&result);
         }
         Ok(result)
     }
 
-    /// Serialize the current state. The bytes also become the new rebuild
-    /// base, which empties the journal.
-    pub fn snapshot(&mut self) -> Result<Vec<u8>, Fault> {
-        let position = self.query_position();
-        let instance = match self.instance() {
-            Ok(instance) => instance,
-            Err(error) => {
-                return Err(Fault::Trapped {
-                    message: error.to_string(),
-                });
-            }
-        };
-        match instance.snapshot(position) {
-            Ok(bytes) => {
-                self.journal.rebase(position, bytes.clone());
-                Ok(bytes)
-            }
-            Err(fault) => {
-                if fault.poisons_instance()
-                    && let Err(error) = self.rebuild()
-                {
-                    tracing::error!("{error}");
-                }
-                Err(fault)
-            }
-        }
-    }
-
-    fn query_position(&self) -> EntryPosition {
+    fn read_position(&self) -> EntryPosition {
         self.last_applied.unwrap_or(EntryPosition {
             index: 0,
             term: 0,
@@ -190,37 +222,84 @@ impl FsmRuntime {
         })
     }
 
-    /// The live instance, rebuilt first if the last rebuild failed.
-    fn instance(&mut self) -> Result<&mut PluginInstance, RebuildError> {
-        if self.instance.is_none() {
-            self.rebuild()?;
+    /// The applying instance, rebuilt first if the last rebuild failed.
+    fn applier(&mut self) -> Result<&mut PluginInstance, RebuildError> {
+        if self.applier.is_none() {
+            self.rebuild_applier()?;
         }
         Ok(self
-            .instance
+            .applier
             .as_mut()
             .expect("a successful rebuild leaves an instance"))
     }
 
-    fn compact_journal_if_full(&mut self) {
-        if self.journal.wants_base()
-            && let Err(fault) = self.snapshot()
-        {
-            tracing::warn!("could not take a rebuild snapshot, keeping the journal: {fault}");
-        }
-    }
-
-    /// Replace the instance by base + journal replay. The old instance is
-    /// dropped first: whatever happens, it never runs another call.
-    fn rebuild(&mut self) -> Result<(), RebuildError> {
-        self.instance = None;
+    /// Replace the applier by base + journal replay. The old one is dropped
+    /// first: whatever happens, it never runs another call.
+    fn rebuild_applier(&mut self) -> Result<(), RebuildError> {
+        self.applier = None;
         let started = std::time::Instant::now();
-        let instance = self.journal.rebuild(&self.code, self.limits)?;
+        let applier = self.journal.rebuild(&self.code, self.limits)?;
         tracing::info!(
             replayed = self.journal.entries().len(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "rebuilt plugin instance after a trap"
         );
-        self.instance = Some(instance);
+        self.applier = Some(applier);
         Ok(())
+    }
+
+    /// The reader, having applied every journaled entry; rebuilt from base
+    /// and journal when there is none or its replay goes wrong.
+    fn caught_up_reader(&mut self) -> Result<&mut Reader, RebuildError> {
+        let entries = self.journal.entries();
+        if let Some(reader) = &mut self.reader {
+            match replay(&mut reader.instance, &entries[reader.replayed..]) {
+                Ok(()) => reader.replayed = entries.len(),
+                Err(error) => {
+                    tracing::warn!("discarding the plugin's reader instance: {error}");
+                    self.reader = None;
+                }
+            }
+        }
+        if self.reader.is_none() {
+            let instance = self.journal.rebuild(&self.code, self.limits)?;
+            self.reader = Some(Reader {
+                instance,
+                replayed: self.journal.entries().len(),
+                pristine: true,
+            });
+        }
+        Ok(self.reader.as_mut().expect("a reader was just built"))
+    }
+
+    /// A reader that trapped is never used again.
+    fn discard_reader_after<T>(&mut self, result: &Result<T, Fault>) {
+        if let Err(fault) = result
+            && fault.poisons_instance()
+        {
+            self.reader = None;
+        }
+    }
+
+    /// Take a new base from the reader once the journal outgrows its budget.
+    fn take_base_if_due(&mut self) {
+        if !self.journal.wants_base() {
+            return;
+        }
+        let position = self.read_position();
+        match self.snapshot() {
+            Ok(Ok(bytes)) => {
+                self.journal.rebase(position, bytes);
+                if let Some(reader) = &mut self.reader {
+                    reader.replayed = 0;
+                }
+            }
+            Ok(Err(fault)) => {
+                tracing::warn!("could not take a rebuild snapshot, keeping the journal: {fault}");
+            }
+            Err(error) => {
+                tracing::warn!("could not take a rebuild snapshot, keeping the journal: {error}");
+            }
+        }
     }
 }

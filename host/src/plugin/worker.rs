@@ -39,7 +39,7 @@ enum Job {
         reply: oneshot::Sender<Result<Result<PluginResult, Fault>, RebuildError>>,
     },
     Snapshot {
-        reply: oneshot::Sender<Result<Option<PluginSnapshot>, Fault>>,
+        reply: oneshot::Sender<Result<Result<Option<PluginSnapshot>, Fault>, RebuildError>>,
     },
     Install {
         code: PluginCode,
@@ -105,14 +105,16 @@ impl PluginHandle {
         Ok(response.await.map_err(|_| WorkerError::Stopped)??)
     }
 
-    /// Snapshot the plugin state, with the position it includes; `None`
-    /// when no plugin is deployed.
+    /// Snapshot the plugin state after the last applied entry, with that
+    /// entry's position; `None` when no plugin is deployed. The outer error
+    /// means the plugin cannot reproduce its state (or the worker stopped),
+    /// the inner one that its `snapshot` failed.
     pub async fn snapshot(
         &self,
     ) -> Result<Result<Option<PluginSnapshot>, WorkerError>, WorkerError> {
         let (reply, response) = oneshot::channel();
         self.send(Job::Snapshot { reply }).await?;
-        let snapshot = response.await.map_err(|_| WorkerError::Stopped)?;
+        let snapshot = response.await.map_err(|_| WorkerError::Stopped)??;
         Ok(snapshot.map_err(WorkerError::Snapshot))
     }
 
@@ -151,17 +153,7 @@ fn run_worker(
                 let _ = reply.send(result);
             }
             Job::Snapshot { reply } => {
-                let result = match runtime.as_mut() {
-                    None => Ok(None),
-                    Some(runtime) => runtime.snapshot().map(|state| {
-                        Some(PluginSnapshot {
-                            code: runtime.code().clone(),
-                            position: runtime.last_applied(),
-                            state,
-                        })
-                    }),
-                };
-                let _ = reply.send(result);
+                let _ = reply.send(snapshot(runtime.as_mut()));
             }
             Job::Install { code, state, reply } => {
                 let installed = match state {
@@ -174,6 +166,21 @@ fn run_worker(
             }
         }
     }
+}
+
+fn snapshot(
+    runtime: Option<&mut FsmRuntime>,
+) -> Result<Result<Option<PluginSnapshot>, Fault>, RebuildError> {
+    let Some(runtime) = runtime else {
+        return Ok(Ok(None));
+    };
+    Ok(runtime.snapshot()?.map(|state| {
+        Some(PluginSnapshot {
+            code: runtime.code().clone(),
+            position: runtime.last_applied(),
+            state,
+        })
+    }))
 }
 
 /// What a command gets when no plugin has been deployed yet.
