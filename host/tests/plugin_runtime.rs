@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use clusterhost::limits::{PluginLimits, RESPONSE_BYTES_MAX};
 use clusterhost::plugin::{
-    ApplyError, EntryPosition, Fault, FsmRuntime, LoadError, PluginCode, PluginEngine,
+    ApplyError, EntryPosition, Fault, FsmRuntime, LoadError, PluginCode, PluginEngine, PluginHandle,
 };
 
 fn plugin_path(relative: &str) -> PathBuf {
@@ -445,4 +445,93 @@ fn a_plugin_that_sleeps_for_an_hour_returns_at_once_with_the_same_answer() {
     }
     assert_eq!(answers[0], serde_json::json!({"elapsed_ns": 0}));
     assert_eq!(answers[0], answers[1]);
+}
+
+/// Log lines written while a closure runs on this thread.
+#[derive(Clone, Default)]
+struct CapturedLog(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLog {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log lock").extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl CapturedLog {
+    fn during(&self, run: impl FnOnce()) {
+        let writer = self.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, run);
+    }
+
+    fn count(&self, needle: &str) -> usize {
+        let text = String::from_utf8_lossy(&self.0.lock().expect("log lock")).into_owned();
+        text.matches(needle).count()
+    }
+}
+
+// Goal: a state the runtime cannot snapshot (here: its snapshot runs out of
+// fuel) costs one more attempt per journal budget, not one per entry, and
+// the size of the last snapshot is known to the node.
+#[test]
+fn a_state_that_cannot_be_snapshotted_is_retried_once_per_journal_budget() {
+    let engine = engine();
+    let code = load(&engine, "test/misbehave.wasm");
+    let limits = PluginLimits {
+        fuel_per_bulk_call: 2_000_000,
+        ..PluginLimits::default()
+    };
+    let mut runtime = FsmRuntime::new(code, limits).expect("instance");
+    // 64 logged responses of 16 KiB: a 1 MiB state, too much to serialize
+    // on 2M fuel. Each command is padded to 100 KiB of journal.
+    let padding = " ".repeat(100 * 1024);
+    let command = format!(r#"{{"respond_bytes":16384}}{padding}"#);
+    let entries = 40;
+    let log = CapturedLog::default();
+    log.during(|| {
+        for index in 1..=entries {
+            let outcome = runtime
+                .apply(position(index), command.clone().into_bytes())
+                .expect("no rebuild failure");
+            assert!(outcome.is_ok(), "entry {index}: {outcome:?}");
+        }
+    });
+    let journal_bytes = entries as usize * command.len();
+    let budgets = journal_bytes / clusterhost::limits::REPLAY_JOURNAL_BYTES_MIN;
+    let attempts = log.count("could not take a rebuild snapshot");
+    assert!(
+        (1..=budgets).contains(&attempts),
+        "{attempts} failed snapshots for {budgets} journal budgets"
+    );
+}
+
+// Goal: the node knows how large the plugin's state is (the bytes of its
+// last snapshot), so it can refuse writes past a quota.
+#[test]
+fn the_plugin_handle_reports_the_size_of_the_last_snapshot() {
+    let engine = engine();
+    let code = load(&engine, "kv.wasm");
+    let runtime = FsmRuntime::new(code, PluginLimits::default()).expect("instance");
+    let handle = PluginHandle::spawn(Some(runtime), PluginLimits::default(), "test".to_string())
+        .expect("worker");
+    assert_eq!(handle.state_size_bytes(), None, "nothing measured yet");
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("tokio");
+    let state = tokio.block_on(async {
+        let put = br#"{"put":{"key":"a","value":"1"}}"#.to_vec();
+        let outcomes = handle.apply(vec![(position(1), put)]).await.expect("apply");
+        assert!(outcomes[0].is_ok(), "{outcomes:?}");
+        let snapshot = handle.snapshot().await.expect("worker").expect("snapshot");
+        snapshot.expect("a plugin is deployed").state
+    });
+    assert_eq!(handle.state_size_bytes(), Some(state.len() as u64));
 }

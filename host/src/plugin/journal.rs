@@ -55,15 +55,19 @@ pub struct Journal {
     entries: Vec<JournalEntry>,
     /// What the entries cost, counted as in [`Journal::push`].
     bytes: usize,
+    /// `bytes` at which the next base is due.
+    base_due_at_bytes: usize,
 }
 
 impl Journal {
     /// An empty journal over `base` (`None`: a fresh instance's state).
     pub fn new(base: Option<(EntryPosition, Vec<u8>)>) -> Self {
+        let base_bytes = base.as_ref().map_or(0, |(_, bytes)| bytes.len());
         Self {
             base,
             entries: Vec::new(),
             bytes: 0,
+            base_due_at_bytes: budget_bytes(base_bytes),
         }
     }
 
@@ -84,25 +88,26 @@ impl Journal {
 
     /// Whether the journal has outgrown its budget, so a new base is due.
     pub fn wants_base(&self) -> bool {
-        self.bytes >= self.budget_bytes()
+        self.bytes >= self.base_due_at_bytes
     }
 
     /// Make `snapshot`, the state after `position`, the new base; the
     /// entries it includes are dropped.
     pub fn rebase(&mut self, position: EntryPosition, snapshot: Vec<u8>) {
+        self.base_due_at_bytes = budget_bytes(snapshot.len());
         self.base = Some((position, snapshot));
         self.entries.clear();
         self.bytes = 0;
     }
 
-    /// A new base costs a snapshot of the whole state; a long journal costs
-    /// replay time. Taking a base once the journal outgrows a multiple of
-    /// the last one keeps the snapshot cost per entry constant however large
-    /// the state, and a replay proportional to it.
-    fn budget_bytes(&self) -> usize {
+    /// Taking a new base failed; the state is `state_bytes` large if known.
+    /// The next attempt waits until the journal has grown by another budget:
+    /// a state that cannot be snapshotted (too large, too slow) must not
+    /// cost a whole snapshot on every entry.
+    pub fn base_failed(&mut self, state_bytes: Option<usize>) {
         let base_bytes = self.base.as_ref().map_or(0, |(_, bytes)| bytes.len());
-        (base_bytes * REPLAY_JOURNAL_BASE_MULTIPLE)
-            .clamp(REPLAY_JOURNAL_BYTES_MIN, REPLAY_JOURNAL_BYTES_MAX)
+        let state_bytes = state_bytes.unwrap_or(0).max(base_bytes);
+        self.base_due_at_bytes = self.bytes + budget_bytes(state_bytes);
     }
 
     /// A fresh instance holding the base state.
@@ -132,6 +137,16 @@ impl Journal {
         replay(&mut instance, &self.entries)?;
         Ok(instance)
     }
+}
+
+/// A new base costs a snapshot of the whole state; a long journal costs
+/// replay time. Taking a base once the journal outgrows a multiple of the
+/// state keeps the snapshot cost per entry constant however large the state,
+/// and a replay proportional to it.
+fn budget_bytes(state_bytes: usize) -> usize {
+    state_bytes
+        .saturating_mul(REPLAY_JOURNAL_BASE_MULTIPLE)
+        .clamp(REPLAY_JOURNAL_BYTES_MIN, REPLAY_JOURNAL_BYTES_MAX)
 }
 
 /// Apply `entries` to `instance`, checking that each ends as it did the
@@ -207,28 +222,48 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_new_base_is_due_once_the_journal_outgrows_its_budget() {
-        let mut journal = Journal::new(None);
+    /// Push 1000-byte commands until a base is due; how many it took.
+    fn fill_until_due(journal: &mut Journal) -> usize {
         let command = vec![0; 1000];
-        let per_entry = command.len() + REPLAY_JOURNAL_ENTRY_OVERHEAD_BYTES;
-        let entries_in_budget = REPLAY_JOURNAL_BYTES_MIN.div_ceil(per_entry);
-        for index in 1..=entries_in_budget as u64 {
-            assert!(!journal.wants_base(), "due early, at entry {index}");
+        let mut pushed = 0;
+        while !journal.wants_base() {
             let position = EntryPosition {
-                index,
+                index: journal.entries().len() as u64 + 1,
                 term: 1,
                 time_ms: 0,
             };
             journal.push(position, command.clone(), Outcome::Accepted);
+            pushed += 1;
         }
-        assert!(journal.wants_base());
+        pushed
+    }
+
+    #[test]
+    fn a_new_base_is_due_once_the_journal_outgrows_its_budget() {
+        let per_entry = 1000 + REPLAY_JOURNAL_ENTRY_OVERHEAD_BYTES;
+        let mut journal = Journal::new(None);
+        let pushed = fill_until_due(&mut journal);
+        assert_eq!(pushed, REPLAY_JOURNAL_BYTES_MIN.div_ceil(per_entry));
         let last = journal.entries().last().expect("entries").position;
         journal.rebase(last, vec![0; REPLAY_JOURNAL_BYTES_MIN]);
         assert!(journal.entries().is_empty() && !journal.wants_base());
-        assert_eq!(
-            journal.budget_bytes(),
-            REPLAY_JOURNAL_BYTES_MIN * REPLAY_JOURNAL_BASE_MULTIPLE
-        );
+        let budget = REPLAY_JOURNAL_BYTES_MIN * REPLAY_JOURNAL_BASE_MULTIPLE;
+        assert_eq!(fill_until_due(&mut journal), budget.div_ceil(per_entry));
+    }
+
+    #[test]
+    fn after_a_failed_base_the_next_waits_for_another_budget() {
+        let per_entry = 1000 + REPLAY_JOURNAL_ENTRY_OVERHEAD_BYTES;
+        let mut journal = Journal::new(None);
+        let first = fill_until_due(&mut journal);
+        journal.base_failed(None);
+        assert!(!journal.wants_base(), "retried on the very next entry");
+        let second = fill_until_due(&mut journal);
+        assert_eq!(second, REPLAY_JOURNAL_BYTES_MIN.div_ceil(per_entry));
+        // A state known to be huge waits the largest budget.
+        journal.base_failed(Some(usize::MAX / 2));
+        let third = fill_until_due(&mut journal);
+        assert_eq!(third, REPLAY_JOURNAL_BYTES_MAX.div_ceil(per_entry));
+        assert_eq!(journal.entries().len(), first + second + third);
     }
 }

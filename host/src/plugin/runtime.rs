@@ -25,7 +25,8 @@
 //! discarded and rebuilt from base and journal at the next read. A new base
 //! is due once the journal outgrows its budget, which depends only on the
 //! log, so replicas with the same history rebuild from the same bases; a
-//! Raft snapshot is not a base. A snapshot that fails on a reader that has
+//! Raft snapshot is not a base. After a failed base the next waits until the
+//! journal has grown by another budget. A snapshot that fails on a reader that has
 //! served reads is retried once on a fresh one, so whether it succeeds
 //! depends on base and journal rather than on this node's reads.
 //!
@@ -89,6 +90,8 @@ pub struct FsmRuntime {
     reader: Option<Reader>,
     journal: Journal,
     last_applied: Option<EntryPosition>,
+    /// Bytes of the last snapshot, or of the one refused as too large.
+    state_size_bytes: Option<usize>,
 }
 
 impl FsmRuntime {
@@ -130,6 +133,7 @@ impl FsmRuntime {
             applier: Some(applier),
             reader: None,
             last_applied: base.as_ref().map(|(position, _)| *position),
+            state_size_bytes: base.as_ref().map(|(_, bytes)| bytes.len()),
             journal: Journal::new(base),
         }
     }
@@ -147,6 +151,13 @@ impl FsmRuntime {
     /// The last entry applied (or the snapshot position restored from).
     pub fn last_applied(&self) -> Option<EntryPosition> {
         self.last_applied
+    }
+
+    /// How large the plugin's state was last seen: the bytes of the last
+    /// snapshot taken or restored, or of one refused as too large; `None`
+    /// before the first.
+    pub fn state_size_bytes(&self) -> Option<usize> {
+        self.state_size_bytes
     }
 
     /// Apply one committed command. The runtime keeps the bytes for its
@@ -210,6 +221,11 @@ impl FsmRuntime {
             fresh.pristine = false;
             result = fresh.instance.snapshot(position);
             self.discard_reader_after(&result);
+        }
+        match &result {
+            Ok(bytes) => self.state_size_bytes = Some(bytes.len()),
+            Err(Fault::OversizedOutput { bytes, .. }) => self.state_size_bytes = Some(*bytes),
+            Err(_) => {}
         }
         Ok(result)
     }
@@ -287,19 +303,18 @@ impl FsmRuntime {
             return;
         }
         let position = self.read_position();
-        match self.snapshot() {
+        let failure = match self.snapshot() {
             Ok(Ok(bytes)) => {
                 self.journal.rebase(position, bytes);
                 if let Some(reader) = &mut self.reader {
                     reader.replayed = 0;
                 }
+                return;
             }
-            Ok(Err(fault)) => {
-                tracing::warn!("could not take a rebuild snapshot, keeping the journal: {fault}");
-            }
-            Err(error) => {
-                tracing::warn!("could not take a rebuild snapshot, keeping the journal: {error}");
-            }
-        }
+            Ok(Err(fault)) => fault.to_string(),
+            Err(error) => error.to_string(),
+        };
+        tracing::warn!("could not take a rebuild snapshot, keeping the journal: {failure}");
+        self.journal.base_failed(self.state_size_bytes);
     }
 }

@@ -5,6 +5,9 @@
 //! inside the tokio runtime, so every call happens on this one thread. One
 //! thread also serializes calls, which the contract promises plugins.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use tokio::sync::{mpsc, oneshot};
 
 use super::code::PluginCode;
@@ -64,7 +67,13 @@ pub struct PluginSnapshot {
 #[derive(Clone)]
 pub struct PluginHandle {
     jobs: mpsc::Sender<Job>,
+    /// The runtime's [`FsmRuntime::state_size_bytes`], as of its last job
+    /// ([`STATE_SIZE_UNKNOWN`] for `None`).
+    state_size_bytes: Arc<AtomicU64>,
 }
+
+/// What `state_size_bytes` holds while no size is known.
+const STATE_SIZE_UNKNOWN: u64 = u64::MAX;
 
 impl PluginHandle {
     /// Start a worker thread running `runtime` (`None`: no plugin deployed yet).
@@ -74,15 +83,31 @@ impl PluginHandle {
         node_label: String,
     ) -> std::io::Result<Self> {
         let (jobs, receiver) = mpsc::channel(PLUGIN_QUEUE_DEPTH);
+        let state_size_bytes = Arc::new(AtomicU64::new(STATE_SIZE_UNKNOWN));
+        publish_state_size(runtime.as_ref(), &state_size_bytes);
+        let published = state_size_bytes.clone();
         std::thread::Builder::new()
             .name(format!("plugin-{node_label}"))
             .spawn(move || {
                 // Plugin output and faults are logged under the node's id.
                 let span = tracing::info_span!("node", id = %node_label);
                 let _entered = span.enter();
-                run_worker(runtime, limits, receiver);
+                run_worker(runtime, limits, receiver, &published);
             })?;
-        Ok(Self { jobs })
+        Ok(Self {
+            jobs,
+            state_size_bytes,
+        })
+    }
+
+    /// How large the running plugin's state was last seen, in bytes: its
+    /// last snapshot (taken or restored), or one refused as too large.
+    /// `None` before the first, or with no plugin deployed.
+    pub fn state_size_bytes(&self) -> Option<u64> {
+        match self.state_size_bytes.load(Ordering::Relaxed) {
+            STATE_SIZE_UNKNOWN => None,
+            bytes => Some(bytes),
+        }
     }
 
     /// Apply committed commands in order; one outcome per command.
@@ -135,15 +160,27 @@ impl PluginHandle {
     }
 }
 
+fn publish_state_size(runtime: Option<&FsmRuntime>, state_size_bytes: &AtomicU64) {
+    let bytes = runtime
+        .and_then(FsmRuntime::state_size_bytes)
+        .map_or(STATE_SIZE_UNKNOWN, |bytes| bytes as u64);
+    state_size_bytes.store(bytes, Ordering::Relaxed);
+}
+
 fn run_worker(
     mut runtime: Option<FsmRuntime>,
     limits: PluginLimits,
     mut jobs: mpsc::Receiver<Job>,
+    state_size_bytes: &AtomicU64,
 ) {
+    // The size is published before each reply, so a caller that got its
+    // answer sees the size that answer left.
     while let Some(job) = jobs.blocking_recv() {
         match job {
             Job::Apply { entries, reply } => {
-                let _ = reply.send(apply_all(runtime.as_mut(), entries));
+                let outcomes = apply_all(runtime.as_mut(), entries);
+                publish_state_size(runtime.as_ref(), state_size_bytes);
+                let _ = reply.send(outcomes);
             }
             Job::Query { request, reply } => {
                 let result = match runtime.as_mut() {
@@ -153,7 +190,9 @@ fn run_worker(
                 let _ = reply.send(result);
             }
             Job::Snapshot { reply } => {
-                let _ = reply.send(snapshot(runtime.as_mut()));
+                let snapshot = snapshot(runtime.as_mut());
+                publish_state_size(runtime.as_ref(), state_size_bytes);
+                let _ = reply.send(snapshot);
             }
             Job::Install { code, state, reply } => {
                 let installed = match state {
@@ -162,7 +201,9 @@ fn run_worker(
                     }
                     None => FsmRuntime::new(code, limits).map_err(RestoreError::Fault),
                 };
-                let _ = reply.send(installed.map(|fresh| runtime = Some(fresh)));
+                let installed = installed.map(|fresh| runtime = Some(fresh));
+                publish_state_size(runtime.as_ref(), state_size_bytes);
+                let _ = reply.send(installed);
             }
         }
     }
