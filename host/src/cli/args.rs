@@ -146,7 +146,7 @@ pub struct RunArgs {
     /// Fuel one snapshot or restore may use.
     #[arg(long, default_value_t = PLUGIN_FUEL_PER_BULK_CALL, value_parser = clap::value_parser!(u64).range(1..))]
     pub plugin_bulk_fuel: u64,
-    /// Largest linear memory a plugin instance may use, in MiB.
+    /// Memory a plugin instance may use, all its linear memories together, in MiB.
     #[arg(long, default_value_t = PLUGIN_MEMORY_BYTES_MAX as u64 / MIB, value_parser = clap::value_parser!(u64).range(1..=PLUGIN_MEMORY_MIB_FLAG_MAX))]
     pub plugin_memory_mib: u64,
     /// Log format on stderr (level via RUST_LOG, default info).

@@ -11,10 +11,11 @@ use std::sync::Arc;
 use sha2::{Digest as _, Sha256};
 use wasmtime::component::types::{ComponentExtern, ComponentItem};
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Config, Engine, StoreLimits};
+use wasmtime::{Config, Engine};
 use wasmtime_wasi::p2::bindings::clocks::monotonic_clock;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::limiter::PluginLimiter;
 use super::sandbox::{CallContext, MonotonicClockView, VirtualMonotonicClockHost};
 use crate::limits::PLUGIN_BYTES_MAX;
 
@@ -100,7 +101,7 @@ pub enum LoadError {
 pub struct InstanceState {
     pub(super) wasi: WasiCtx,
     pub(super) table: ResourceTable,
-    pub(super) limits: StoreLimits,
+    pub(super) limiter: PluginLimiter,
     /// The call in progress, which the shadowed monotonic clock reads.
     pub(super) call: CallContext,
 }

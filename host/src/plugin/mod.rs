@@ -4,6 +4,8 @@
 //! - [`code`]: engine configuration, validation, digests, compiled cache.
 //! - [`sandbox`]: the virtual WASI world (clocks, randomness, output).
 //! - [`rng`]: the randomness algorithm we own.
+//! - [`limiter`]: what one instance may allocate, totalled over all its
+//!   memories and tables.
 //! - [`instance`]: one instance and its four calls, bounded by fuel and memory.
 //! - [`journal`]: a base snapshot plus the entries applied since, with their
 //!   outcomes, and the checked replay that rebuilds an instance from them.
@@ -16,6 +18,7 @@
 pub mod code;
 pub mod instance;
 pub mod journal;
+pub mod limiter;
 pub mod rng;
 pub mod runtime;
 pub mod sandbox;
