@@ -85,6 +85,10 @@ pub const PRECOMPILE_QUEUE_DEPTH: usize = 4;
 /// Jobs queued for the plugin worker thread before callers wait.
 pub const PLUGIN_QUEUE_DEPTH: usize = 1024;
 
+/// Journaled entries the plugin's reader instance replays per step while the
+/// worker is idle; a job that arrives meanwhile waits for one step at most.
+pub const READER_CATCH_UP_SLICE_ENTRIES: usize = 256;
+
 // ---- Raft and the log ------------------------------------------------------
 
 /// Largest gRPC message on the internal Raft service: a batch of entries or a

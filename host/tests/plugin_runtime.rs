@@ -535,3 +535,24 @@ fn the_plugin_handle_reports_the_size_of_the_last_snapshot() {
     });
     assert_eq!(handle.state_size_bytes(), Some(state.len() as u64));
 }
+
+// Goal: the reader can be caught up a slice at a time (what the worker does
+// when idle), and reads after that see every entry.
+#[test]
+fn the_reader_catches_up_a_slice_at_a_time() {
+    let engine = engine();
+    let code = load(&engine, "test/misbehave.wasm");
+    let mut runtime = FsmRuntime::new(code, PluginLimits::default()).expect("instance");
+    assert!(
+        !runtime.advance_reader(4),
+        "no reader before the first read"
+    );
+    assert_eq!(query_ok(&mut runtime, r#""count""#), serde_json::json!(0));
+    for index in 1..=10 {
+        apply_ok(&mut runtime, index, r#""incr""#);
+    }
+    assert!(runtime.advance_reader(4), "6 entries left");
+    assert!(runtime.advance_reader(4), "2 entries left");
+    assert!(!runtime.advance_reader(4), "caught up");
+    assert_eq!(query_ok(&mut runtime, r#""count""#), serde_json::json!(10));
+}

@@ -31,9 +31,10 @@
 //! depends on base and journal rather than on this node's reads.
 //!
 //! **Cost.** Every entry is applied twice: by the applier, and by the reader
-//! at the next read or, at the latest, when the next base is taken. With
-//! reads between writes the reader replays each entry as it comes; with no
-//! reads it replays a budget's worth at once.
+//! when the worker is idle, at the next read, or at the latest when the next
+//! base is taken. With reads or idle time between writes the reader replays
+//! entries as they come; under a steady stream of writes and no reads it
+//! replays a budget's worth at once when the base is due.
 
 use super::code::PluginCode;
 use super::instance::{EntryPosition, Fault, PluginInstance, PluginResult};
@@ -264,19 +265,35 @@ impl FsmRuntime {
         Ok(())
     }
 
+    /// Let the reader, if there is one, apply at most `entries_max` of the
+    /// journaled entries it has not seen; whether more remain. The worker
+    /// calls this when idle, so that neither the next read nor the next base
+    /// replays a long stretch at once. It never builds a reader.
+    pub fn advance_reader(&mut self, entries_max: usize) -> bool {
+        let entries = self.journal.entries();
+        let Some(reader) = &mut self.reader else {
+            return false;
+        };
+        let end = entries
+            .len()
+            .min(reader.replayed.saturating_add(entries_max));
+        match replay(&mut reader.instance, &entries[reader.replayed..end]) {
+            Ok(()) => {
+                reader.replayed = end;
+                end < entries.len()
+            }
+            Err(error) => {
+                tracing::warn!("discarding the plugin's reader instance: {error}");
+                self.reader = None;
+                false
+            }
+        }
+    }
+
     /// The reader, having applied every journaled entry; rebuilt from base
     /// and journal when there is none or its replay goes wrong.
     fn caught_up_reader(&mut self) -> Result<&mut Reader, RebuildError> {
-        let entries = self.journal.entries();
-        if let Some(reader) = &mut self.reader {
-            match replay(&mut reader.instance, &entries[reader.replayed..]) {
-                Ok(()) => reader.replayed = entries.len(),
-                Err(error) => {
-                    tracing::warn!("discarding the plugin's reader instance: {error}");
-                    self.reader = None;
-                }
-            }
-        }
+        self.advance_reader(usize::MAX);
         if self.reader.is_none() {
             let instance = self.journal.rebuild(&self.code, self.limits)?;
             self.reader = Some(Reader {

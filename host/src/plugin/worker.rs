@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::code::PluginCode;
 use super::instance::{EntryPosition, Fault, PluginResult};
 use super::runtime::{ApplyError, FsmRuntime, RebuildError, RestoreError};
-use crate::limits::{PLUGIN_QUEUE_DEPTH, PluginLimits};
+use crate::limits::{PLUGIN_QUEUE_DEPTH, PluginLimits, READER_CATCH_UP_SLICE_ENTRIES};
 
 /// The worker thread is gone: it stopped after a fatal error or shutdown.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -205,6 +205,14 @@ fn run_worker(
                 publish_state_size(runtime.as_ref(), state_size_bytes);
                 let _ = reply.send(installed);
             }
+        }
+        // Idle: the reader catches up a slice at a time, so that a read or
+        // a new base does not replay a long stretch at once later.
+        while jobs.is_empty()
+            && runtime
+                .as_mut()
+                .is_some_and(|runtime| runtime.advance_reader(READER_CATCH_UP_SLICE_ENTRIES))
+        {
         }
     }
 }
