@@ -22,13 +22,15 @@
 //! **The reader** is caught up lazily: before it serves, it applies the
 //! journaled entries it has not seen. When it traps, or its replay ends an
 //! entry differently than the applier did (its heap carries its reads), it is
-//! discarded and rebuilt from base and journal at the next read. A new base
-//! is due once the journal outgrows its budget, which depends only on the
-//! log, so replicas with the same history rebuild from the same bases; a
-//! Raft snapshot is not a base. After a failed base the next waits until the
-//! journal has grown by another budget. A snapshot that fails on a reader that has
-//! served reads is retried once on a fresh one, so whether it succeeds
-//! depends on base and journal rather than on this node's reads.
+//! discarded and rebuilt from base and journal at the next read. A snapshot
+//! that fails on a reader that has served reads is retried once on a fresh
+//! one, so whether it succeeds depends on base and journal rather than on
+//! this node's reads.
+//!
+//! **Bases.** A new base is due once the journal outgrows its budget, which
+//! depends only on the log, so replicas with the same history rebuild from
+//! the same bases; a Raft snapshot is not a base. After a failed base the
+//! next waits until the journal has grown by another budget.
 //!
 //! **Cost.** Every entry is applied twice: by the applier, and by the reader
 //! when the worker is idle, at the next read, or at the latest when the next
@@ -47,7 +49,8 @@ pub enum ApplyError {
     /// The plugin returned `err`: an application-level rejection.
     #[error("{0}")]
     Rejected(String),
-    /// The call trapped or hit a limit; the entry changed nothing.
+    /// The call trapped or hit a limit. A trapped entry changed nothing;
+    /// one whose response was too large ran (and may have changed state).
     #[error("{0}")]
     Fault(Fault),
 }

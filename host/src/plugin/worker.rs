@@ -206,15 +206,17 @@ fn run_worker(
                 let _ = reply.send(installed);
             }
         }
-        // Idle: the reader catches up a slice at a time, so that a read or
-        // a new base does not replay a long stretch at once later.
-        while jobs.is_empty()
-            && runtime
-                .as_mut()
-                .is_some_and(|runtime| runtime.advance_reader(READER_CATCH_UP_SLICE_ENTRIES))
-        {
-        }
+        catch_up_reader_while_idle(&jobs, runtime.as_mut());
     }
+}
+
+/// While no job waits, let the reader catch up a slice at a time, so that a
+/// read or a new base does not replay a long stretch at once later.
+fn catch_up_reader_while_idle(jobs: &mpsc::Receiver<Job>, runtime: Option<&mut FsmRuntime>) {
+    let Some(runtime) = runtime else {
+        return;
+    };
+    while jobs.is_empty() && runtime.advance_reader(READER_CATCH_UP_SLICE_ENTRIES) {}
 }
 
 fn snapshot(
