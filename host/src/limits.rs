@@ -25,13 +25,18 @@ pub const PLUGIN_FUEL_PER_CALL: u64 = 1_000_000_000;
 /// legitimately need much more than one `apply`.
 pub const PLUGIN_FUEL_PER_BULK_CALL: u64 = 50_000_000_000;
 
-/// Largest linear memory one plugin instance may grow to, in bytes.
+/// Bytes all linear memories of one plugin instance may total.
 pub const PLUGIN_MEMORY_BYTES_MAX: usize = 512 * 1024 * 1024;
 
 /// Largest value of `--plugin-memory-mib`.
 pub const PLUGIN_MEMORY_MIB_FLAG_MAX: u64 = 4096;
 
-/// Instances, tables and linear memories one plugin store may create.
+/// Elements all tables of one plugin instance may total. Each costs the
+/// host a pointer, so this is 8 MiB; a component needs a few per function
+/// whose address it takes.
+pub const PLUGIN_TABLE_ELEMENTS_MAX: usize = 1024 * 1024;
+
+/// Core instances one plugin store may create.
 pub const PLUGIN_INSTANCES_MAX: usize = 64;
 /// Tables per plugin store.
 pub const PLUGIN_TABLES_MAX: usize = 64;
@@ -84,6 +89,10 @@ pub const PRECOMPILE_QUEUE_DEPTH: usize = 4;
 
 /// Jobs queued for the plugin worker thread before callers wait.
 pub const PLUGIN_QUEUE_DEPTH: usize = 1024;
+
+/// Journaled entries the plugin's reader instance replays per step while the
+/// worker is idle; a job that arrives meanwhile waits for one step at most.
+pub const READER_CATCH_UP_SLICE_ENTRIES: usize = 256;
 
 // ---- Raft and the log ------------------------------------------------------
 
@@ -247,8 +256,12 @@ pub struct PluginLimits {
     pub fuel_per_call: u64,
     /// Fuel for one `snapshot` or `restore` call.
     pub fuel_per_bulk_call: u64,
-    /// Linear memory cap per instance, in bytes.
+    /// Bytes all linear memories of one instance may total.
     pub memory_bytes_max: usize,
+    /// Largest response from `apply` or `query`, in bytes.
+    pub response_bytes_max: usize,
+    /// Largest snapshot, in bytes.
+    pub snapshot_bytes_max: usize,
 }
 
 impl Default for PluginLimits {
@@ -257,6 +270,8 @@ impl Default for PluginLimits {
             fuel_per_call: PLUGIN_FUEL_PER_CALL,
             fuel_per_bulk_call: PLUGIN_FUEL_PER_BULK_CALL,
             memory_bytes_max: PLUGIN_MEMORY_BYTES_MAX,
+            response_bytes_max: RESPONSE_BYTES_MAX,
+            snapshot_bytes_max: SNAPSHOT_BYTES_MAX,
         }
     }
 }

@@ -5,9 +5,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use clusterhost::limits::PluginLimits;
+use clusterhost::limits::{PluginLimits, RESPONSE_BYTES_MAX};
 use clusterhost::plugin::{
-    ApplyError, EntryPosition, Fault, FsmRuntime, LoadError, PluginCode, PluginEngine,
+    ApplyError, EntryPosition, Fault, FsmRuntime, LoadError, PluginCode, PluginEngine, PluginHandle,
 };
 
 fn plugin_path(relative: &str) -> PathBuf {
@@ -56,6 +56,13 @@ fn query_ok(runtime: &mut FsmRuntime, request: &str) -> serde_json::Value {
     serde_json::from_slice(&bytes).expect("JSON response")
 }
 
+fn snapshot_ok(runtime: &mut FsmRuntime) -> Vec<u8> {
+    runtime
+        .snapshot()
+        .expect("no rebuild failure")
+        .expect("snapshot")
+}
+
 fn kv_commands() -> Vec<String> {
     (0..40)
         .map(|step| match step % 4 {
@@ -85,7 +92,7 @@ fn kv_apply_query_snapshot_restore_round_trip() {
         serde_json::json!({"value": "2"})
     );
 
-    let snapshot = runtime.snapshot().expect("snapshot");
+    let snapshot = snapshot_ok(&mut runtime);
     let mut restored =
         FsmRuntime::from_snapshot(code, PluginLimits::default(), position(2), snapshot.clone())
             .expect("restore");
@@ -93,7 +100,7 @@ fn kv_apply_query_snapshot_restore_round_trip() {
         query_ok(&mut restored, r#"{"get":{"key":"a"}}"#),
         serde_json::json!({"value": "2"})
     );
-    assert_eq!(restored.snapshot().expect("snapshot"), snapshot);
+    assert_eq!(snapshot_ok(&mut restored), snapshot);
 }
 
 // Goal: replicas agree. The same commands in two fresh instances give
@@ -114,10 +121,7 @@ fn same_commands_give_identical_results_and_snapshots() {
             .expect("apply");
         assert_eq!(a, b, "results differ at entry {index}");
     }
-    assert_eq!(
-        first.snapshot().expect("snapshot"),
-        second.snapshot().expect("snapshot")
-    );
+    assert_eq!(snapshot_ok(&mut first), snapshot_ok(&mut second));
 }
 
 // Goal: a node that restored a snapshot taken mid-sequence and applied the
@@ -135,7 +139,7 @@ fn restore_mid_sequence_then_replay_equals_full_replay() {
             .apply(position(offset as u64 + 1), command.as_bytes().to_vec())
             .expect("apply");
         if offset + 1 == middle {
-            taken = Some(full.snapshot().expect("snapshot"));
+            taken = Some(snapshot_ok(&mut full));
         }
     }
     let mut resumed = FsmRuntime::from_snapshot(
@@ -150,10 +154,7 @@ fn restore_mid_sequence_then_replay_equals_full_replay() {
             .apply(position(offset as u64 + 1), command.as_bytes().to_vec())
             .expect("apply");
     }
-    assert_eq!(
-        full.snapshot().expect("snapshot"),
-        resumed.snapshot().expect("snapshot")
-    );
+    assert_eq!(snapshot_ok(&mut full), snapshot_ok(&mut resumed));
 }
 
 // Goal: the plugin's clock is the entry's leader-stamped time and its
@@ -229,6 +230,7 @@ fn traps_fail_one_entry_and_leave_state_untouched() {
         fuel_per_call: 300_000_000,
         fuel_per_bulk_call: 5_000_000_000,
         memory_bytes_max: 32 * 1024 * 1024,
+        ..PluginLimits::default()
     };
     let mut runtime = FsmRuntime::new(code, limits).expect("instance");
     assert_eq!(apply_ok(&mut runtime, 1, r#""incr""#), serde_json::json!(1));
@@ -277,10 +279,7 @@ fn rebuild_after_trap_matches_a_replica_without_the_trap() {
     assert_fault(&mut trapped, 4, r#""panic""#, |_| true);
     apply_ok(&mut trapped, 5, r#""random""#);
     apply_ok(&mut clean, 5, r#""random""#);
-    assert_eq!(
-        trapped.snapshot().expect("snapshot"),
-        clean.snapshot().expect("snapshot")
-    );
+    assert_eq!(snapshot_ok(&mut trapped), snapshot_ok(&mut clean));
 }
 
 // Goal: everything that is not a plugin is refused at load with an error
@@ -341,4 +340,222 @@ fn compiled_plugins_are_cached_on_disk() {
         apply_ok(&mut runtime, 1, r#"{"add":5}"#),
         serde_json::json!({"value": 5})
     );
+}
+
+// Goal: an entry whose response was too large still ran (and changed the
+// state), so a later trap's rebuild replays it; the replay gets the same
+// refusal and must accept it, or the node would stop at that trap forever.
+#[test]
+fn a_trap_after_an_oversized_response_rebuilds_and_keeps_applying() {
+    let engine = engine();
+    let code = load(&engine, "test/misbehave.wasm");
+    let mut runtime = FsmRuntime::new(code, PluginLimits::default()).expect("instance");
+    assert_eq!(apply_ok(&mut runtime, 1, r#""incr""#), serde_json::json!(1));
+    let rejected = runtime
+        .apply(position(2), br#""reject""#.to_vec())
+        .expect("apply");
+    assert!(
+        matches!(rejected, Err(ApplyError::Rejected(_))),
+        "{rejected:?}"
+    );
+    let oversized = format!(r#"{{"respond_bytes":{}}}"#, RESPONSE_BYTES_MAX + 1);
+    assert_fault(&mut runtime, 3, &oversized, |fault| {
+        matches!(fault, Fault::OversizedOutput { .. })
+    });
+    assert_fault(&mut runtime, 4, r#""panic""#, |fault| {
+        matches!(fault, Fault::Trapped { .. })
+    });
+    // The oversized entry counted; the rejected and trapped ones did not.
+    assert_eq!(apply_ok(&mut runtime, 5, r#""incr""#), serde_json::json!(3));
+}
+
+/// A memory cap under which `{"alloc_mib":ALLOC_NEAR_CAP_MIB}` fits in a
+/// fresh misbehave instance but not once queries have cached
+/// `QUERY_CACHE_MIB` in it.
+const NEAR_CAP_LIMITS: PluginLimits = PluginLimits {
+    fuel_per_call: clusterhost::limits::PLUGIN_FUEL_PER_CALL,
+    fuel_per_bulk_call: clusterhost::limits::PLUGIN_FUEL_PER_BULK_CALL,
+    memory_bytes_max: 40 * 1024 * 1024,
+    response_bytes_max: RESPONSE_BYTES_MAX,
+    snapshot_bytes_max: clusterhost::limits::SNAPSHOT_BYTES_MAX,
+};
+const ALLOC_NEAR_CAP_MIB: usize = 24;
+const QUERY_CACHE_MIB: usize = 20;
+
+/// Read from `runtime` the way a busy node does between two entries.
+fn hammer_with_reads(runtime: &mut FsmRuntime) {
+    for request in [r#""count""#, r#""log""#, r#"{"cache_mib":2}"#] {
+        let _answer = runtime
+            .query(request.as_bytes())
+            .expect("no rebuild failure");
+    }
+    let _snapshot = runtime.snapshot().expect("no rebuild failure");
+}
+
+// Goal: replicas agree whatever reads they serve. Queries and snapshots run
+// at different times on each node, so they must not change what applies:
+// here queries grow the heap (a memoizing plugin), and a command near the
+// memory cap must still succeed on the busy replica as on the quiet one.
+#[test]
+fn queries_and_snapshots_between_commands_do_not_change_replicated_results() {
+    let engine = engine();
+    let code = load(&engine, "test/misbehave.wasm");
+    let mut busy = FsmRuntime::new(code.clone(), NEAR_CAP_LIMITS).expect("instance");
+    let mut quiet = FsmRuntime::new(code, NEAR_CAP_LIMITS).expect("instance");
+    // A query that traps discards whatever instance served it.
+    let trapped = busy.query(br#""panic""#).expect("no rebuild failure");
+    assert!(matches!(trapped, Err(Fault::Trapped { .. })), "{trapped:?}");
+    let alloc = format!(r#"{{"alloc_mib":{ALLOC_NEAR_CAP_MIB}}}"#);
+    let mut commands = vec![r#""incr""#.to_string(); QUERY_CACHE_MIB / 2];
+    commands.push(alloc.clone());
+    commands.push(r#""incr""#.to_string());
+    commands.push(alloc);
+    for (offset, command) in commands.iter().enumerate() {
+        let index = offset as u64 + 1;
+        let from_busy = busy.apply(position(index), command.clone().into_bytes());
+        let from_quiet = quiet.apply(position(index), command.clone().into_bytes());
+        let (from_busy, from_quiet) = (from_busy.expect("apply"), from_quiet.expect("apply"));
+        assert_eq!(from_busy, from_quiet, "entry {index} ({command}) differs");
+        assert!(from_quiet.is_ok(), "{command} must fit under the cap");
+        hammer_with_reads(&mut busy);
+    }
+    assert_eq!(snapshot_ok(&mut busy), snapshot_ok(&mut quiet));
+}
+
+// Goal: a plugin cannot wait in real time. Its clocks are virtual, so a
+// sleep inside apply returns at once (no virtual time passes during a call)
+// with the same answer on every replica, instead of stalling the cluster.
+#[test]
+fn a_plugin_that_sleeps_for_an_hour_returns_at_once_with_the_same_answer() {
+    let engine = engine();
+    let code = load(&engine, "test/misbehave.wasm");
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for _replica in 0..2 {
+            let mut runtime =
+                FsmRuntime::new(code.clone(), PluginLimits::default()).expect("instance");
+            let slept = apply_ok(&mut runtime, 1, r#"{"sleep_ms":3600000}"#);
+            let _ = sender.send(slept);
+        }
+    });
+    let wait = std::time::Duration::from_secs(60);
+    let mut answers = Vec::new();
+    for _replica in 0..2 {
+        let answer = receiver
+            .recv_timeout(wait)
+            .expect("apply still sleeping after 60 s: the plugin waits in real time");
+        answers.push(answer);
+    }
+    assert_eq!(answers[0], serde_json::json!({"elapsed_ns": 0}));
+    assert_eq!(answers[0], answers[1]);
+}
+
+/// Log lines written while a closure runs on this thread.
+#[derive(Clone, Default)]
+struct CapturedLog(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLog {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log lock").extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl CapturedLog {
+    fn during(&self, run: impl FnOnce()) {
+        let writer = self.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, run);
+    }
+
+    fn count(&self, needle: &str) -> usize {
+        let text = String::from_utf8_lossy(&self.0.lock().expect("log lock")).into_owned();
+        text.matches(needle).count()
+    }
+}
+
+// Goal: a state the runtime cannot snapshot (here: its snapshot runs out of
+// fuel) costs one more attempt per journal budget, not one per entry, and
+// the size of the last snapshot is known to the node.
+#[test]
+fn a_state_that_cannot_be_snapshotted_is_retried_once_per_journal_budget() {
+    let engine = engine();
+    let code = load(&engine, "test/misbehave.wasm");
+    let limits = PluginLimits {
+        fuel_per_bulk_call: 2_000_000,
+        ..PluginLimits::default()
+    };
+    let mut runtime = FsmRuntime::new(code, limits).expect("instance");
+    // 64 logged responses of 16 KiB: a 1 MiB state, too much to serialize
+    // on 2M fuel. Each command is padded to 100 KiB of journal.
+    let padding = " ".repeat(100 * 1024);
+    let command = format!(r#"{{"respond_bytes":16384}}{padding}"#);
+    let entries = 40;
+    let log = CapturedLog::default();
+    log.during(|| {
+        for index in 1..=entries {
+            let outcome = runtime
+                .apply(position(index), command.clone().into_bytes())
+                .expect("no rebuild failure");
+            assert!(outcome.is_ok(), "entry {index}: {outcome:?}");
+        }
+    });
+    let journal_bytes = entries as usize * command.len();
+    let budgets = journal_bytes / clusterhost::limits::REPLAY_JOURNAL_BYTES_MIN;
+    let attempts = log.count("could not take a rebuild snapshot");
+    assert!(
+        (1..=budgets).contains(&attempts),
+        "{attempts} failed snapshots for {budgets} journal budgets"
+    );
+}
+
+// Goal: the node knows how large the plugin's state is (the bytes of its
+// last snapshot), so it can refuse writes past a quota.
+#[test]
+fn the_plugin_handle_reports_the_size_of_the_last_snapshot() {
+    let engine = engine();
+    let code = load(&engine, "kv.wasm");
+    let runtime = FsmRuntime::new(code, PluginLimits::default()).expect("instance");
+    let handle = PluginHandle::spawn(Some(runtime), PluginLimits::default(), "test".to_string())
+        .expect("worker");
+    assert_eq!(handle.state_size_bytes(), None, "nothing measured yet");
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("tokio");
+    let state = tokio.block_on(async {
+        let put = br#"{"put":{"key":"a","value":"1"}}"#.to_vec();
+        let outcomes = handle.apply(vec![(position(1), put)]).await.expect("apply");
+        assert!(outcomes[0].is_ok(), "{outcomes:?}");
+        let snapshot = handle.snapshot().await.expect("worker").expect("snapshot");
+        snapshot.expect("a plugin is deployed").state
+    });
+    assert_eq!(handle.state_size_bytes(), Some(state.len() as u64));
+}
+
+// Goal: the reader can be caught up a slice at a time (what the worker does
+// when idle), and reads after that see every entry.
+#[test]
+fn the_reader_catches_up_a_slice_at_a_time() {
+    let engine = engine();
+    let code = load(&engine, "test/misbehave.wasm");
+    let mut runtime = FsmRuntime::new(code, PluginLimits::default()).expect("instance");
+    assert!(
+        !runtime.advance_reader(4),
+        "no reader before the first read"
+    );
+    assert_eq!(query_ok(&mut runtime, r#""count""#), serde_json::json!(0));
+    for index in 1..=10 {
+        apply_ok(&mut runtime, index, r#""incr""#);
+    }
+    assert!(runtime.advance_reader(4), "6 entries left");
+    assert!(runtime.advance_reader(4), "2 entries left");
+    assert!(!runtime.advance_reader(4), "caught up");
+    assert_eq!(query_ok(&mut runtime, r#""count""#), serde_json::json!(10));
 }

@@ -69,6 +69,7 @@ impl proto::cluster_server::Cluster for ClusterService {
         check_size("command", command.len(), command_bytes_max)?;
         self.check_serving(&machine)?;
         let here = || async {
+            self.check_quota().map_err(Attempt::Final)?;
             match self.consensus.propose_command(command.clone()).await {
                 Ok((index, outcome)) => Ok(convert::apply_response(index, outcome)),
                 Err(ProposeError::NotLeader) => Err(Attempt::NotLeader),
@@ -315,6 +316,21 @@ impl ClusterService {
         match machine.alarms.refusal(self.local.node_id) {
             Some(why) => Err(Status::failed_precondition(why)),
             None => Ok(()),
+        }
+    }
+
+    /// Refuse writes once the state has reached its quota (as etcd's
+    /// `--quota-backend-bytes`): reads are still served, and raising the
+    /// quota (`config set state_quota_bytes`) lets writes in again.
+    fn check_quota(&self) -> Result<(), Status> {
+        let quota = self.machine.borrow().settings.state_quota_bytes;
+        match self.plugin.state_size_bytes() {
+            Some(size) if size >= quota => Err(Status::resource_exhausted(format!(
+                "the state is {size} bytes, at its quota of {quota} (state_quota_bytes): the cluster \
+                 takes no writes until the quota is raised (clusterhost config set state_quota_bytes N); \
+                 reads are still served"
+            ))),
+            _ => Ok(()),
         }
     }
 

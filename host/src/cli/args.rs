@@ -30,6 +30,7 @@ impl RunArgs {
             memory_bytes_max: self
                 .plugin_memory_mib
                 .map_or(PLUGIN_MEMORY_BYTES_MAX, |mib| (mib * MIB) as usize),
+            ..crate::limits::PluginLimits::default()
         }
     }
 
@@ -188,8 +189,8 @@ pub struct RunArgs {
     /// setting, like --plugin-fuel.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub plugin_bulk_fuel: Option<u64>,
-    /// Largest memory a plugin instance may use, in MiB [default: 512]. A
-    /// cluster setting, like --plugin-fuel.
+    /// Memory a plugin instance may use, all its linear memories together,
+    /// in MiB [default: 512]. A cluster setting, like --plugin-fuel.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=PLUGIN_MEMORY_MIB_FLAG_MAX))]
     pub plugin_memory_mib: Option<u64>,
     /// Log format on stderr (level via RUST_LOG, default info).

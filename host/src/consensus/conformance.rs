@@ -26,7 +26,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for OnDisk {
         let plugin = PluginHandle::spawn(None, PluginLimits::default(), "suite".to_string())
             .expect("plugin worker");
         let snapshots = Snapshots::open(&directory.path().join("snapshots")).expect("snapshot dir");
-        let machine = StateMachineStore::open(plugin, engine, snapshots)
+        let machine = StateMachineStore::open(plugin, engine, snapshots, PluginLimits::default())
             .await
             .expect("state machine");
         Ok((directory, log, machine))

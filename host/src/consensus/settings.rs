@@ -284,10 +284,13 @@ impl ClusterSettings {
 
     /// The bounds every plugin call runs under.
     pub fn plugin_limits(&self) -> PluginLimits {
+        let bytes = |value: u64| usize::try_from(value).unwrap_or(usize::MAX);
         PluginLimits {
             fuel_per_call: self.fuel_per_call,
             fuel_per_bulk_call: self.fuel_per_bulk_call,
-            memory_bytes_max: usize::try_from(self.memory_bytes_max).unwrap_or(usize::MAX),
+            memory_bytes_max: bytes(self.memory_bytes_max),
+            response_bytes_max: bytes(self.response_bytes_max),
+            snapshot_bytes_max: bytes(self.snapshot_bytes_max),
         }
     }
 

@@ -23,6 +23,7 @@ use super::swap::{self, GENESIS_POSITION, Plan};
 use super::types::{
     DeployReceipt, LogId, Payload, Request, Response, SnapshotMeta, StoredMembership, TypeConfig,
 };
+use crate::limits::PluginLimits;
 use crate::plugin::{
     ApplyError, ApplyOutcome, EntryPosition, PluginDigest, PluginEngine, PluginHandle,
 };
@@ -83,6 +84,9 @@ struct PendingCommand {
 /// The state machine openraft drives.
 pub struct StateMachineStore {
     plugin: PluginHandle,
+    /// The node's own plugin flags: in force only while the cluster is at
+    /// protocol level 0 (before cluster settings existed).
+    flag_limits: PluginLimits,
     host: HostState,
     engine: PluginEngine,
     snapshots: Snapshots,
@@ -98,9 +102,12 @@ impl StateMachineStore {
         plugin: PluginHandle,
         engine: PluginEngine,
         snapshots: Snapshots,
+        flag_limits: PluginLimits,
     ) -> io::Result<Self> {
         let restored = snapshots.load()?;
         if let Some(snapshot) = &restored {
+            let settings = &snapshot.body.host.settings;
+            set_limits(&plugin, effective_limits(settings, &flag_limits)).await?;
             install_body(&engine, &plugin, &snapshot.body).await?;
         }
         let (last_applied, last_membership, host) = match &restored {
@@ -128,6 +135,7 @@ impl StateMachineStore {
         };
         Ok(Self {
             plugin,
+            flag_limits,
             host,
             engine,
             snapshots,
@@ -252,6 +260,7 @@ impl StateMachineStore {
                     self.host.digest = AppliedDigest::default();
                 }
                 self.host.settings = settings;
+                set_limits(&self.plugin, effective_limits(&settings, &self.flag_limits)).await?;
                 let encoded = postcard::to_stdvec(&settings).map_err(io::Error::other)?;
                 self.host.digest.apply(index, term, Applied::Host(&encoded));
                 tracing::info!(index, "cluster settings changed:\n{settings}");
@@ -449,6 +458,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         meta: &SnapshotMeta,
         body: SnapshotBody,
     ) -> Result<(), io::Error> {
+        let limits = effective_limits(&body.host.settings, &self.flag_limits);
+        set_limits(&self.plugin, limits).await?;
         install_body(&self.engine, &self.plugin, &body).await?;
         let stored = StoredSnapshot {
             meta: meta.clone(),
@@ -502,6 +513,21 @@ async fn install_body(
         .await
         .map_err(io::Error::other)?
         .map_err(|error| io::Error::other(format!("cannot restore the snapshot: {error}")))
+}
+
+/// The limits plugin calls run under: the cluster's settings — or, in a
+/// cluster still at protocol level 0, where there were none, the node's own
+/// flags, as before levels existed.
+fn effective_limits(settings: &ClusterSettings, flag_limits: &PluginLimits) -> PluginLimits {
+    if settings.protocol_level == PROTOCOL_LEVEL_LEGACY {
+        *flag_limits
+    } else {
+        settings.plugin_limits()
+    }
+}
+
+async fn set_limits(plugin: &PluginHandle, limits: PluginLimits) -> io::Result<()> {
+    plugin.set_limits(limits).await.map_err(io::Error::other)
 }
 
 fn respond(responder: Option<Responder>, response: Response) {

@@ -291,9 +291,14 @@ impl Wiring {
             .map_err(|error| StartError::other("cannot start the plugin worker", error))?;
         let snapshots = Snapshots::open(&self.data_dir.snapshot_dir())
             .map_err(|error| StartError::other("snapshot dir", error))?;
-        let machine = StateMachineStore::open(plugin.clone(), self.engine.clone(), snapshots)
-            .await
-            .map_err(|error| StartError::other("cannot restore the newest snapshot", error))?;
+        let machine = StateMachineStore::open(
+            plugin.clone(),
+            self.engine.clone(),
+            snapshots,
+            self.config.plugin_limits,
+        )
+        .await
+        .map_err(|error| StartError::other("cannot restore the newest snapshot", error))?;
         let status = machine.status();
         let consensus = consensus::start(
             &ConsensusConfig {

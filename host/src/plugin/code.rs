@@ -11,9 +11,12 @@ use std::sync::Arc;
 use sha2::{Digest as _, Sha256};
 use wasmtime::component::types::{ComponentExtern, ComponentItem};
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Config, Engine, StoreLimits};
+use wasmtime::{Config, Engine};
+use wasmtime_wasi::p2::bindings::clocks::monotonic_clock;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::limiter::PluginLimiter;
+use super::sandbox::{CallContext, MonotonicClockView, VirtualMonotonicClockHost};
 use crate::limits::PLUGIN_BYTES_MAX;
 
 mod bindings {
@@ -98,7 +101,18 @@ pub enum LoadError {
 pub struct InstanceState {
     pub(super) wasi: WasiCtx,
     pub(super) table: ResourceTable,
-    pub(super) limits: StoreLimits,
+    pub(super) limiter: PluginLimiter,
+    /// The call in progress, which the shadowed monotonic clock reads.
+    pub(super) call: CallContext,
+}
+
+impl InstanceState {
+    fn monotonic_clock(&mut self) -> MonotonicClockView<'_> {
+        MonotonicClockView {
+            call: &self.call,
+            table: &mut self.table,
+        }
+    }
 }
 
 impl WasiView for InstanceState {
@@ -140,6 +154,15 @@ impl PluginEngine {
         let engine = Engine::new(&config).map_err(wasm_error)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(wasm_error)?;
+        // Replace wasmtime-wasi's monotonic clock, whose pollables sleep in
+        // real time, by the virtual one (same interface, same version).
+        linker.allow_shadowing(true);
+        monotonic_clock::add_to_linker::<InstanceState, VirtualMonotonicClockHost>(
+            &mut linker,
+            InstanceState::monotonic_clock,
+        )
+        .map_err(wasm_error)?;
+        linker.allow_shadowing(false);
         if let Some(dir) = &cache_dir {
             std::fs::create_dir_all(dir)?;
         }

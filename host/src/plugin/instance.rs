@@ -1,16 +1,15 @@
 //! One live plugin instance: a store, the virtual world, and the four calls,
-//! each bounded by fuel and the memory cap, with traps turned into values.
+//! each bounded by fuel and the store's [`PluginLimiter`], with traps turned
+//! into values.
 
 use wasmtime::component::ResourceTable;
-use wasmtime::{Store, StoreLimitsBuilder, Trap};
+use wasmtime::{Store, Trap};
 
 use super::code::{InstanceState, PluginCode, StateMachine, WitEntry};
+use super::limiter::{LimitExceeded, PluginLimiter};
 use super::rng::CallKind;
 use super::sandbox::{CallContext, build_wasi};
-use crate::limits::{
-    PLUGIN_INSTANCES_MAX, PLUGIN_MEMORIES_MAX, PLUGIN_TABLES_MAX, PluginLimits, RESPONSE_BYTES_MAX,
-    SNAPSHOT_BYTES_MAX,
-};
+use crate::limits::PluginLimits;
 
 /// Where an entry sits in the log and when the leader stamped it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -68,16 +67,11 @@ impl PluginInstance {
         let state = InstanceState {
             wasi: build_wasi(&call, &label),
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(limits.memory_bytes_max)
-                .instances(PLUGIN_INSTANCES_MAX)
-                .tables(PLUGIN_TABLES_MAX)
-                .memories(PLUGIN_MEMORIES_MAX)
-                .trap_on_grow_failure(true)
-                .build(),
+            limiter: PluginLimiter::new(limits.memory_bytes_max),
+            call: call.clone(),
         };
         let mut store = Store::new(code.component().engine(), state);
-        store.limiter(|state| &mut state.limits);
+        store.limiter(|state| &mut state.limiter);
         call.enter(0, 0, 0, CallKind::Start);
         set_fuel(&mut store, limits.fuel_per_bulk_call);
         let bindings = code
@@ -90,6 +84,15 @@ impl PluginInstance {
             call,
             limits,
         })
+    }
+
+    /// Run every later call under `limits`.
+    pub fn set_limits(&mut self, limits: PluginLimits) {
+        self.limits = limits;
+        self.store
+            .data_mut()
+            .limiter
+            .set_memory_bytes_max(limits.memory_bytes_max);
     }
 
     /// Call `apply` for the entry at `position`.
@@ -106,7 +109,7 @@ impl PluginInstance {
         };
         let result = self.bindings.call_apply(&mut self.store, entry, command);
         let result = self.finish(result, self.limits.fuel_per_call)?;
-        check_result_size(result)
+        check_result_size(result, self.limits.response_bytes_max)
     }
 
     /// Call `query` against the state after `position`.
@@ -118,7 +121,7 @@ impl PluginInstance {
         self.enter(position, CallKind::Query, self.limits.fuel_per_call);
         let result = self.bindings.call_query(&mut self.store, request);
         let result = self.finish(result, self.limits.fuel_per_call)?;
-        check_result_size(result)
+        check_result_size(result, self.limits.response_bytes_max)
     }
 
     /// Call `snapshot` on the state after `position`.
@@ -126,10 +129,10 @@ impl PluginInstance {
         self.enter(position, CallKind::Snapshot, self.limits.fuel_per_bulk_call);
         let result = self.bindings.call_snapshot(&mut self.store);
         let bytes = self.finish(result, self.limits.fuel_per_bulk_call)?;
-        if bytes.len() > SNAPSHOT_BYTES_MAX {
+        if bytes.len() > self.limits.snapshot_bytes_max {
             return Err(Fault::OversizedOutput {
                 bytes: bytes.len(),
-                max: SNAPSHOT_BYTES_MAX,
+                max: self.limits.snapshot_bytes_max,
             });
         }
         Ok(bytes)
@@ -171,16 +174,13 @@ fn set_fuel(store: &mut Store<InstanceState>, fuel: u64) {
         .expect("the plugin engine is configured with fuel");
 }
 
-fn check_result_size(result: PluginResult) -> Result<PluginResult, Fault> {
+fn check_result_size(result: PluginResult, max: usize) -> Result<PluginResult, Fault> {
     let length = match &result {
         Ok(bytes) => bytes.len(),
         Err(message) => message.len(),
     };
-    if length > RESPONSE_BYTES_MAX {
-        return Err(Fault::OversizedOutput {
-            bytes: length,
-            max: RESPONSE_BYTES_MAX,
-        });
+    if length > max {
+        return Err(Fault::OversizedOutput { bytes: length, max });
     }
     Ok(result)
 }
@@ -197,16 +197,21 @@ fn classify(error: wasmtime::Error, limits: &PluginLimits, fuel: u64) -> Fault {
         Some(trap) => Fault::Trapped {
             message: trap.to_string(),
         },
-        None => {
-            let message = error.root_cause().to_string();
-            if message.starts_with(MEMORY_GROWTH_REFUSED) {
-                out_of_memory
-            } else {
-                Fault::Trapped { message }
-            }
-        }
+        None => match limit_exceeded(&error) {
+            Some(LimitExceeded::Memory { .. }) => out_of_memory,
+            Some(table @ LimitExceeded::Table { .. }) => Fault::Trapped {
+                message: table.to_string(),
+            },
+            None => Fault::Trapped {
+                message: error.root_cause().to_string(),
+            },
+        },
     }
 }
 
-/// How wasmtime words a memory growth our store limits refused.
-const MEMORY_GROWTH_REFUSED: &str = "forcing trap when growing memory";
+/// The refusal of our [`PluginLimiter`] behind `error`, if that is what it is.
+fn limit_exceeded(error: &wasmtime::Error) -> Option<&LimitExceeded> {
+    error
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<LimitExceeded>())
+}

@@ -4,14 +4,21 @@
 //! - [`code`]: engine configuration, validation, digests, compiled cache.
 //! - [`sandbox`]: the virtual WASI world (clocks, randomness, output).
 //! - [`rng`]: the randomness algorithm we own.
+//! - [`limiter`]: what one instance may allocate, totalled over all its
+//!   memories and tables.
 //! - [`instance`]: one instance and its four calls, bounded by fuel and memory.
-//! - [`runtime`]: an instance plus the journal that rebuilds it after a trap.
+//! - [`journal`]: a base snapshot plus the entries applied since, with their
+//!   outcomes, and the checked replay that rebuilds an instance from them.
+//! - [`runtime`]: the instance that applies, the one that serves reads, and
+//!   the journal that rebuilds either.
 //! - [`worker`]: the thread that owns the runtime and its async handle.
 //!
 //! wasmtime is used nowhere else in the host.
 
 pub mod code;
 pub mod instance;
+pub mod journal;
+pub mod limiter;
 pub mod rng;
 pub mod runtime;
 pub mod sandbox;

@@ -1,18 +1,47 @@
-//! The replicated state machine as the host drives it: one plugin instance
-//! plus what it takes to rebuild that instance deterministically.
+//! The replicated state machine as the host drives it: the plugin instance
+//! that applies entries, a second instance that serves reads, and the
+//! journal that rebuilds either.
 //!
-//! A trap leaves an instance in an unknown state, so it is discarded. The
-//! runtime keeps a base snapshot and a journal of every entry applied since,
-//! and rebuilds by restoring the base into a fresh instance and replaying the
-//! journal (trapped entries are never journaled). Every replica does the same,
-//! so every replica ends in the same state whatever its snapshot timing.
+//! **Only the log reaches the applying instance.** The applier gets nothing
+//! but committed entries (and the restores at deploy, start and snapshot
+//! install). Everything else runs on the *reader*: queries, the `snapshot`
+//! export (for Raft snapshots and the deploy handover) and the journal's
+//! bases. Reads happen at different times on each node, and a trapped read
+//! rebuilds an instance on one node only; on the applier either would leave
+//! a different heap on each replica, and a command near the memory cap or the
+//! fuel limit could then succeed on one replica and fail on another.
+//!
+//! **Rebuilds.** A trap leaves an instance in an unknown state, so it is
+//! discarded. The [`Journal`] keeps a base snapshot and every entry applied
+//! since (a trapped entry changed nothing and is not journaled), each with
+//! how it ended; a rebuild restores the base into a fresh instance and
+//! replays the journal, which must end every entry the same way, or it is a
+//! [`RebuildError`]. The applier is rebuilt after each trap; until a rebuild
+//! succeeds there is none, so a crashed instance never applies again.
+//!
+//! **The reader** is caught up lazily: before it serves, it applies the
+//! journaled entries it has not seen. When it traps, or its replay ends an
+//! entry differently than the applier did (its heap carries its reads), it is
+//! discarded and rebuilt from base and journal at the next read. A snapshot
+//! that fails on a reader that has served reads is retried once on a fresh
+//! one, so whether it succeeds depends on base and journal rather than on
+//! this node's reads.
+//!
+//! **Bases.** A new base is due once the journal outgrows its budget, which
+//! depends only on the log, so replicas with the same history rebuild from
+//! the same bases; a Raft snapshot is not a base. After a failed base the
+//! next waits until the journal has grown by another budget.
+//!
+//! **Cost.** Every entry is applied twice: by the applier, and by the reader
+//! when the worker is idle, at the next read, or at the latest when the next
+//! base is taken. With reads or idle time between writes the reader replays
+//! entries as they come; under a steady stream of writes and no reads it
+//! replays a budget's worth at once when the base is due.
 
 use super::code::PluginCode;
 use super::instance::{EntryPosition, Fault, PluginInstance, PluginResult};
-use crate::limits::{
-    PluginLimits, REPLAY_JOURNAL_BASE_MULTIPLE, REPLAY_JOURNAL_BYTES_MAX, REPLAY_JOURNAL_BYTES_MIN,
-    REPLAY_JOURNAL_ENTRY_OVERHEAD_BYTES,
-};
+use super::journal::{Journal, Outcome, replay};
+use crate::limits::PluginLimits;
 
 /// Why an entry produced no response from the plugin.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
@@ -20,7 +49,8 @@ pub enum ApplyError {
     /// The plugin returned `err`: an application-level rejection.
     #[error("{0}")]
     Rejected(String),
-    /// The call trapped or hit a limit; the entry changed nothing.
+    /// The call trapped or hit a limit. A trapped entry changed nothing;
+    /// one whose response was too large ran (and may have changed state).
     #[error("{0}")]
     Fault(Fault),
 }
@@ -37,44 +67,42 @@ pub enum RestoreError {
 }
 
 /// A failure the runtime cannot turn into a per-entry result: the plugin
-/// could not reproduce its own state. Every replica hits it at the same
-/// entry, and the node must stop rather than guess.
+/// could not reproduce its own state from its base and journal (it is not
+/// deterministic). Every replica hits it at the same entry, and the node
+/// must stop rather than guess.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("plugin could not rebuild its state after a trap: {0}")]
+#[error("plugin could not reproduce its state: {0}")]
 pub struct RebuildError(pub String);
 
-/// A state the runtime can rebuild from.
-#[derive(Debug, Clone, Default)]
-struct Base {
-    /// Snapshot bytes and the position they were taken at; `None` means
-    /// the empty state of a fresh instance.
-    snapshot: Option<(EntryPosition, Vec<u8>)>,
+/// The instance that serves reads, and how far into the journal it is.
+struct Reader {
+    instance: PluginInstance,
+    /// How many of the journal's entries it has applied.
+    replayed: usize,
+    /// Built from the current base and journal and has served no read: its
+    /// state is exactly a rebuild's, so retrying on a new one is pointless.
+    pristine: bool,
 }
 
-/// The plugin instance plus its rebuild journal.
+/// The applying instance, the reader and their journal.
 pub struct FsmRuntime {
     code: PluginCode,
     limits: PluginLimits,
-    instance: PluginInstance,
-    base: Base,
-    journal: Vec<(EntryPosition, Vec<u8>)>,
-    journal_bytes: usize,
+    /// `None` after a trap whose rebuild failed.
+    applier: Option<PluginInstance>,
+    /// `None` until the first read, and after one trapped.
+    reader: Option<Reader>,
+    journal: Journal,
     last_applied: Option<EntryPosition>,
+    /// Bytes of the last snapshot, or of the one refused as too large.
+    state_size_bytes: Option<usize>,
 }
 
 impl FsmRuntime {
     /// A runtime holding a fresh, empty instance of `code`.
     pub fn new(code: PluginCode, limits: PluginLimits) -> Result<Self, Fault> {
-        let instance = PluginInstance::new(&code, limits)?;
-        Ok(Self {
-            code,
-            limits,
-            instance,
-            base: Base::default(),
-            journal: Vec::new(),
-            journal_bytes: 0,
-            last_applied: None,
-        })
+        let applier = PluginInstance::new(&code, limits)?;
+        Ok(Self::with_applier(code, limits, applier, None))
     }
 
     /// A runtime whose state is `snapshot`, taken after `position`.
@@ -84,22 +112,34 @@ impl FsmRuntime {
         position: EntryPosition,
         snapshot: Vec<u8>,
     ) -> Result<Self, RestoreError> {
-        let mut instance = PluginInstance::new(&code, limits).map_err(RestoreError::Fault)?;
-        instance
+        let mut applier = PluginInstance::new(&code, limits).map_err(RestoreError::Fault)?;
+        applier
             .restore(position, &snapshot)
             .map_err(RestoreError::Fault)?
             .map_err(RestoreError::Refused)?;
-        Ok(Self {
+        Ok(Self::with_applier(
             code,
             limits,
-            instance,
-            base: Base {
-                snapshot: Some((position, snapshot)),
-            },
-            journal: Vec::new(),
-            journal_bytes: 0,
-            last_applied: Some(position),
-        })
+            applier,
+            Some((position, snapshot)),
+        ))
+    }
+
+    fn with_applier(
+        code: PluginCode,
+        limits: PluginLimits,
+        applier: PluginInstance,
+        base: Option<(EntryPosition, Vec<u8>)>,
+    ) -> Self {
+        Self {
+            code,
+            limits,
+            applier: Some(applier),
+            reader: None,
+            last_applied: base.as_ref().map(|(position, _)| *position),
+            state_size_bytes: base.as_ref().map(|(_, bytes)| bytes.len()),
+            journal: Journal::new(base),
+        }
     }
 
     /// The plugin code this runtime runs.
@@ -112,9 +152,28 @@ impl FsmRuntime {
         self.limits
     }
 
+    /// Run every later call (and every instance built from now on) under
+    /// `limits`: the cluster's settings changed at this point of the log.
+    pub fn set_limits(&mut self, limits: PluginLimits) {
+        self.limits = limits;
+        if let Some(applier) = &mut self.applier {
+            applier.set_limits(limits);
+        }
+        if let Some(reader) = &mut self.reader {
+            reader.instance.set_limits(limits);
+        }
+    }
+
     /// The last entry applied (or the snapshot position restored from).
     pub fn last_applied(&self) -> Option<EntryPosition> {
         self.last_applied
+    }
+
+    /// How large the plugin's state was last seen: the bytes of the last
+    /// snapshot taken or restored, or of one refused as too large; `None`
+    /// before the first.
+    pub fn state_size_bytes(&self) -> Option<usize> {
+        self.state_size_bytes
     }
 
     /// Apply one committed command. The runtime keeps the bytes for its
@@ -132,69 +191,62 @@ impl FsmRuntime {
                 last.index
             );
         }
+        let result = self.applier()?.apply(position, &command);
         self.last_applied = Some(position);
-        match self.instance.apply(position, &command) {
-            Ok(result) => {
-                self.journal_push(position, command);
-                self.compact_journal_if_full();
-                Ok(result.map_err(ApplyError::Rejected))
-            }
-            Err(fault) => {
-                tracing::warn!(
-                    index = position.index,
-                    "entry failed in the plugin: {fault}"
-                );
-                if fault.poisons_instance() {
-                    self.rebuild()?;
-                } else {
-                    // The call completed and may have changed state, so it
-                    // belongs in the journal even though its output was refused.
-                    self.journal_push(position, command);
-                }
-                Ok(Err(ApplyError::Fault(fault)))
-            }
+        if let Err(fault) = &result {
+            tracing::warn!(
+                index = position.index,
+                "entry failed in the plugin: {fault}"
+            );
         }
+        match Outcome::of(&result) {
+            // The call completed and may have changed state (even when its
+            // output was refused), so it belongs in the journal.
+            Some(outcome) => {
+                self.journal.push(position, command, outcome);
+                self.take_base_if_due();
+            }
+            None => self.rebuild_applier()?,
+        }
+        Ok(match result {
+            Ok(result) => result.map_err(ApplyError::Rejected),
+            Err(fault) => Err(ApplyError::Fault(fault)),
+        })
     }
 
-    /// Answer a read against the current state.
+    /// Answer a read against the state after the last applied entry.
     pub fn query(&mut self, request: &[u8]) -> Result<Result<PluginResult, Fault>, RebuildError> {
-        let position = self.query_position();
-        match self.instance.query(position, request) {
-            Ok(result) => Ok(Ok(result)),
-            Err(fault) => {
-                if fault.poisons_instance() {
-                    self.rebuild()?;
-                }
-                Ok(Err(fault))
-            }
-        }
+        let position = self.read_position();
+        let reader = self.caught_up_reader()?;
+        reader.pristine = false;
+        let result = reader.instance.query(position, request);
+        self.discard_reader_after(&result);
+        Ok(result)
     }
 
-    /// Serialize the current state. The bytes also become the new rebuild
-    /// base, which empties the journal.
-    pub fn snapshot(&mut self) -> Result<Vec<u8>, Fault> {
-        let position = self.query_position();
-        match self.instance.snapshot(position) {
-            Ok(bytes) => {
-                self.base = Base {
-                    snapshot: Some((position, bytes.clone())),
-                };
-                self.journal.clear();
-                self.journal_bytes = 0;
-                Ok(bytes)
-            }
-            Err(fault) => {
-                if fault.poisons_instance()
-                    && let Err(error) = self.rebuild()
-                {
-                    tracing::error!("{error}");
-                }
-                Err(fault)
-            }
+    /// Serialize the state after the last applied entry.
+    pub fn snapshot(&mut self) -> Result<Result<Vec<u8>, Fault>, RebuildError> {
+        let position = self.read_position();
+        let reader = self.caught_up_reader()?;
+        let retry_on_fresh = !reader.pristine;
+        reader.pristine = false;
+        let mut result = reader.instance.snapshot(position);
+        self.discard_reader_after(&result);
+        if retry_on_fresh && self.reader.is_none() {
+            let fresh = self.caught_up_reader()?;
+            fresh.pristine = false;
+            result = fresh.instance.snapshot(position);
+            self.discard_reader_after(&result);
         }
+        match &result {
+            Ok(bytes) => self.state_size_bytes = Some(bytes.len()),
+            Err(Fault::OversizedOutput { bytes, .. }) => self.state_size_bytes = Some(*bytes),
+            Err(_) => {}
+        }
+        Ok(result)
     }
 
-    fn query_position(&self) -> EntryPosition {
+    fn read_position(&self) -> EntryPosition {
         self.last_applied.unwrap_or(EntryPosition {
             index: 0,
             term: 0,
@@ -202,54 +254,99 @@ impl FsmRuntime {
         })
     }
 
-    fn journal_push(&mut self, position: EntryPosition, command: Vec<u8>) {
-        self.journal_bytes += command.len() + REPLAY_JOURNAL_ENTRY_OVERHEAD_BYTES;
-        self.journal.push((position, command));
-    }
-
-    /// A new base costs a snapshot of the whole state; a long journal costs
-    /// replay time after a trap. Taking a base once the journal outgrows a
-    /// multiple of the last snapshot keeps the snapshot cost per entry
-    /// constant however large the state, and a rebuild proportional to it.
-    fn compact_journal_if_full(&mut self) {
-        let base_bytes = self
-            .base
-            .snapshot
-            .as_ref()
-            .map_or(0, |(_, bytes)| bytes.len());
-        let budget = (base_bytes * REPLAY_JOURNAL_BASE_MULTIPLE)
-            .clamp(REPLAY_JOURNAL_BYTES_MIN, REPLAY_JOURNAL_BYTES_MAX);
-        let full = self.journal_bytes >= budget;
-        if full && let Err(fault) = self.snapshot() {
-            tracing::warn!("could not take a rebuild snapshot, keeping the journal: {fault}");
+    /// The applying instance, rebuilt first if the last rebuild failed.
+    fn applier(&mut self) -> Result<&mut PluginInstance, RebuildError> {
+        if self.applier.is_none() {
+            self.rebuild_applier()?;
         }
+        Ok(self
+            .applier
+            .as_mut()
+            .expect("a successful rebuild leaves an instance"))
     }
 
-    /// Replace the instance by base + journal replay.
-    fn rebuild(&mut self) -> Result<(), RebuildError> {
+    /// Replace the applier by base + journal replay. The old one is dropped
+    /// first: whatever happens, it never runs another call.
+    fn rebuild_applier(&mut self) -> Result<(), RebuildError> {
+        self.applier = None;
         let started = std::time::Instant::now();
-        let mut instance = PluginInstance::new(&self.code, self.limits)
-            .map_err(|fault| RebuildError(fault.to_string()))?;
-        if let Some((position, bytes)) = &self.base.snapshot {
-            instance
-                .restore(*position, bytes)
-                .map_err(|fault| RebuildError(fault.to_string()))?
-                .map_err(RebuildError)?;
-        }
-        for (position, command) in &self.journal {
-            // A replayed entry ran to completion before, so it does again; a
-            // fault now means the plugin is not deterministic.
-            // Its `ok`/`err` was already reported when it first applied.
-            let _reported_before = instance
-                .apply(*position, command)
-                .map_err(|fault| RebuildError(format!("entry {}: {fault}", position.index)))?;
-        }
+        let applier = self.journal.rebuild(&self.code, self.limits)?;
         tracing::info!(
-            replayed = self.journal.len(),
+            replayed = self.journal.entries().len(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "rebuilt plugin instance after a trap"
         );
-        self.instance = instance;
+        self.applier = Some(applier);
         Ok(())
+    }
+
+    /// Let the reader, if there is one, apply at most `entries_max` of the
+    /// journaled entries it has not seen; whether more remain. The worker
+    /// calls this when idle, so that neither the next read nor the next base
+    /// replays a long stretch at once. It never builds a reader.
+    pub fn advance_reader(&mut self, entries_max: usize) -> bool {
+        let entries = self.journal.entries();
+        let Some(reader) = &mut self.reader else {
+            return false;
+        };
+        let end = entries
+            .len()
+            .min(reader.replayed.saturating_add(entries_max));
+        match replay(&mut reader.instance, &entries[reader.replayed..end]) {
+            Ok(()) => {
+                reader.replayed = end;
+                end < entries.len()
+            }
+            Err(error) => {
+                tracing::warn!("discarding the plugin's reader instance: {error}");
+                self.reader = None;
+                false
+            }
+        }
+    }
+
+    /// The reader, having applied every journaled entry; rebuilt from base
+    /// and journal when there is none or its replay goes wrong.
+    fn caught_up_reader(&mut self) -> Result<&mut Reader, RebuildError> {
+        self.advance_reader(usize::MAX);
+        if self.reader.is_none() {
+            let instance = self.journal.rebuild(&self.code, self.limits)?;
+            self.reader = Some(Reader {
+                instance,
+                replayed: self.journal.entries().len(),
+                pristine: true,
+            });
+        }
+        Ok(self.reader.as_mut().expect("a reader was just built"))
+    }
+
+    /// A reader that trapped is never used again.
+    fn discard_reader_after<T>(&mut self, result: &Result<T, Fault>) {
+        if let Err(fault) = result
+            && fault.poisons_instance()
+        {
+            self.reader = None;
+        }
+    }
+
+    /// Take a new base from the reader once the journal outgrows its budget.
+    fn take_base_if_due(&mut self) {
+        if !self.journal.wants_base() {
+            return;
+        }
+        let position = self.read_position();
+        let failure = match self.snapshot() {
+            Ok(Ok(bytes)) => {
+                self.journal.rebase(position, bytes);
+                if let Some(reader) = &mut self.reader {
+                    reader.replayed = 0;
+                }
+                return;
+            }
+            Ok(Err(fault)) => fault.to_string(),
+            Err(error) => error.to_string(),
+        };
+        tracing::warn!("could not take a rebuild snapshot, keeping the journal: {failure}");
+        self.journal.base_failed(self.state_size_bytes);
     }
 }

@@ -5,13 +5,23 @@
 //! there is no environment, no arguments, no filesystem and no network, and
 //! stdout/stderr go to the host's log, truncated. Every replica therefore
 //! hands the plugin the same world for the same entry.
+//!
+//! Time does not pass during a call: wasmtime-wasi's own
+//! `wasi:clocks/monotonic-clock` would make `subscribe-duration` and
+//! `subscribe-instant` pollables that sleep in real time (a plugin calling
+//! `std::thread::sleep` would stall every replica), so the engine shadows that
+//! interface with [`VirtualMonotonicClockHost`], whose pollables are ready at
+//! once. A plugin spinning until time passes runs out of fuel instead, at the
+//! same instruction on every replica.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
+use wasmtime::component::{HasData, Resource, ResourceTable};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
-use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+use wasmtime_wasi::p2::bindings::clocks::monotonic_clock;
+use wasmtime_wasi::p2::{DynPollable, OutputStream, Pollable, StreamResult, subscribe};
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder};
 
 use super::rng::{CallKind, LogSeededRng};
@@ -99,16 +109,78 @@ impl HostWallClock for VirtualWallClock {
     }
 }
 
+/// Nanoseconds per tick of the virtual monotonic clock (one millisecond: the
+/// resolution of the leader's time stamp).
+const MONOTONIC_RESOLUTION_NS: u64 = 1_000_000;
+
+impl CallContext {
+    /// The virtual monotonic clock: the entry's time stamp, in nanoseconds.
+    fn monotonic_ns(&self) -> u64 {
+        self.lock().time_ms.saturating_mul(MONOTONIC_RESOLUTION_NS)
+    }
+}
+
 struct VirtualMonotonicClock(CallContext);
 
 impl HostMonotonicClock for VirtualMonotonicClock {
     fn resolution(&self) -> u64 {
-        1_000_000
+        MONOTONIC_RESOLUTION_NS
     }
 
     fn now(&self) -> u64 {
-        self.0.lock().time_ms.saturating_mul(1_000_000)
+        self.0.monotonic_ns()
     }
+}
+
+/// `wasi:clocks/monotonic-clock` as plugins see it, replacing wasmtime-wasi's
+/// (see the module docs): the entry's time, and pollables ready at once.
+pub struct VirtualMonotonicClockHost;
+
+impl HasData for VirtualMonotonicClockHost {
+    type Data<'a> = MonotonicClockView<'a>;
+}
+
+/// What the monotonic clock's functions need from an instance's store.
+pub struct MonotonicClockView<'a> {
+    /// The call in progress, whose time the clock reads.
+    pub call: &'a CallContext,
+    /// Where the pollables the clock hands out live.
+    pub table: &'a mut ResourceTable,
+}
+
+impl monotonic_clock::Host for MonotonicClockView<'_> {
+    fn now(&mut self) -> wasmtime::Result<monotonic_clock::Instant> {
+        Ok(self.call.monotonic_ns())
+    }
+
+    fn resolution(&mut self) -> wasmtime::Result<monotonic_clock::Duration> {
+        Ok(MONOTONIC_RESOLUTION_NS)
+    }
+
+    fn subscribe_instant(
+        &mut self,
+        _when: monotonic_clock::Instant,
+    ) -> wasmtime::Result<Resource<DynPollable>> {
+        let ready = self.table.push(ReadyAtOnce)?;
+        subscribe(self.table, ready)
+    }
+
+    fn subscribe_duration(
+        &mut self,
+        _duration: monotonic_clock::Duration,
+    ) -> wasmtime::Result<Resource<DynPollable>> {
+        let ready = self.table.push(ReadyAtOnce)?;
+        subscribe(self.table, ready)
+    }
+}
+
+/// A pollable that is always ready: every wait on the virtual clock ends at
+/// once, since no virtual time passes within a call.
+struct ReadyAtOnce;
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for ReadyAtOnce {
+    async fn ready(&mut self) {}
 }
 
 struct VirtualRandom(CallContext);

@@ -5,12 +5,15 @@
 //! inside the tokio runtime, so every call happens on this one thread. One
 //! thread also serializes calls, which the contract promises plugins.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use tokio::sync::{mpsc, oneshot};
 
 use super::code::PluginCode;
 use super::instance::{EntryPosition, Fault, PluginResult};
 use super::runtime::{ApplyError, FsmRuntime, RebuildError, RestoreError};
-use crate::limits::{PLUGIN_QUEUE_DEPTH, PluginLimits};
+use crate::limits::{PLUGIN_QUEUE_DEPTH, PluginLimits, READER_CATCH_UP_SLICE_ENTRIES};
 
 /// The worker thread is gone: it stopped after a fatal error or shutdown.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -39,7 +42,11 @@ enum Job {
         reply: oneshot::Sender<Result<Result<PluginResult, Fault>, RebuildError>>,
     },
     Snapshot {
-        reply: oneshot::Sender<Result<Option<PluginSnapshot>, Fault>>,
+        reply: oneshot::Sender<Result<Result<Option<PluginSnapshot>, Fault>, RebuildError>>,
+    },
+    SetLimits {
+        limits: PluginLimits,
+        reply: oneshot::Sender<()>,
     },
     Install {
         code: PluginCode,
@@ -64,7 +71,13 @@ pub struct PluginSnapshot {
 #[derive(Clone)]
 pub struct PluginHandle {
     jobs: mpsc::Sender<Job>,
+    /// The runtime's [`FsmRuntime::state_size_bytes`], as of its last job
+    /// ([`STATE_SIZE_UNKNOWN`] for `None`).
+    state_size_bytes: Arc<AtomicU64>,
 }
+
+/// What `state_size_bytes` holds while no size is known.
+const STATE_SIZE_UNKNOWN: u64 = u64::MAX;
 
 impl PluginHandle {
     /// Start a worker thread running `runtime` (`None`: no plugin deployed yet).
@@ -74,15 +87,31 @@ impl PluginHandle {
         node_label: String,
     ) -> std::io::Result<Self> {
         let (jobs, receiver) = mpsc::channel(PLUGIN_QUEUE_DEPTH);
+        let state_size_bytes = Arc::new(AtomicU64::new(STATE_SIZE_UNKNOWN));
+        publish_state_size(runtime.as_ref(), &state_size_bytes);
+        let published = state_size_bytes.clone();
         std::thread::Builder::new()
             .name(format!("plugin-{node_label}"))
             .spawn(move || {
                 // Plugin output and faults are logged under the node's id.
                 let span = tracing::info_span!("node", id = %node_label);
                 let _entered = span.enter();
-                run_worker(runtime, limits, receiver);
+                run_worker(runtime, limits, receiver, &published);
             })?;
-        Ok(Self { jobs })
+        Ok(Self {
+            jobs,
+            state_size_bytes,
+        })
+    }
+
+    /// How large the running plugin's state was last seen, in bytes: its
+    /// last snapshot (taken or restored), or one refused as too large.
+    /// `None` before the first, or with no plugin deployed.
+    pub fn state_size_bytes(&self) -> Option<u64> {
+        match self.state_size_bytes.load(Ordering::Relaxed) {
+            STATE_SIZE_UNKNOWN => None,
+            bytes => Some(bytes),
+        }
     }
 
     /// Apply committed commands in order; one outcome per command.
@@ -105,14 +134,16 @@ impl PluginHandle {
         Ok(response.await.map_err(|_| WorkerError::Stopped)??)
     }
 
-    /// Snapshot the plugin state, with the position it includes; `None`
-    /// when no plugin is deployed.
+    /// Snapshot the plugin state after the last applied entry, with that
+    /// entry's position; `None` when no plugin is deployed. The outer error
+    /// means the plugin cannot reproduce its state (or the worker stopped),
+    /// the inner one that its `snapshot` failed.
     pub async fn snapshot(
         &self,
     ) -> Result<Result<Option<PluginSnapshot>, WorkerError>, WorkerError> {
         let (reply, response) = oneshot::channel();
         self.send(Job::Snapshot { reply }).await?;
-        let snapshot = response.await.map_err(|_| WorkerError::Stopped)?;
+        let snapshot = response.await.map_err(|_| WorkerError::Stopped)??;
         Ok(snapshot.map_err(WorkerError::Snapshot))
     }
 
@@ -128,20 +159,40 @@ impl PluginHandle {
         response.await.map_err(|_| WorkerError::Stopped)
     }
 
+    /// Run every later call, and every plugin installed from now on, under
+    /// `limits` (the cluster's settings, at the entry that set them).
+    pub async fn set_limits(&self, limits: PluginLimits) -> Result<(), WorkerError> {
+        let (reply, response) = oneshot::channel();
+        self.send(Job::SetLimits { limits, reply }).await?;
+        response.await.map_err(|_| WorkerError::Stopped)
+    }
+
     async fn send(&self, job: Job) -> Result<(), WorkerError> {
         self.jobs.send(job).await.map_err(|_| WorkerError::Stopped)
     }
 }
 
+fn publish_state_size(runtime: Option<&FsmRuntime>, state_size_bytes: &AtomicU64) {
+    let bytes = runtime
+        .and_then(FsmRuntime::state_size_bytes)
+        .map_or(STATE_SIZE_UNKNOWN, |bytes| bytes as u64);
+    state_size_bytes.store(bytes, Ordering::Relaxed);
+}
+
 fn run_worker(
     mut runtime: Option<FsmRuntime>,
-    limits: PluginLimits,
+    mut limits: PluginLimits,
     mut jobs: mpsc::Receiver<Job>,
+    state_size_bytes: &AtomicU64,
 ) {
+    // The size is published before each reply, so a caller that got its
+    // answer sees the size that answer left.
     while let Some(job) = jobs.blocking_recv() {
         match job {
             Job::Apply { entries, reply } => {
-                let _ = reply.send(apply_all(runtime.as_mut(), entries));
+                let outcomes = apply_all(runtime.as_mut(), entries);
+                publish_state_size(runtime.as_ref(), state_size_bytes);
+                let _ = reply.send(outcomes);
             }
             Job::Query { request, reply } => {
                 let result = match runtime.as_mut() {
@@ -151,17 +202,16 @@ fn run_worker(
                 let _ = reply.send(result);
             }
             Job::Snapshot { reply } => {
-                let result = match runtime.as_mut() {
-                    None => Ok(None),
-                    Some(runtime) => runtime.snapshot().map(|state| {
-                        Some(PluginSnapshot {
-                            code: runtime.code().clone(),
-                            position: runtime.last_applied(),
-                            state,
-                        })
-                    }),
-                };
-                let _ = reply.send(result);
+                let snapshot = snapshot(runtime.as_mut());
+                publish_state_size(runtime.as_ref(), state_size_bytes);
+                let _ = reply.send(snapshot);
+            }
+            Job::SetLimits { limits: new, reply } => {
+                limits = new;
+                if let Some(runtime) = runtime.as_mut() {
+                    runtime.set_limits(new);
+                }
+                let _ = reply.send(());
             }
             Job::Install { code, state, reply } => {
                 let installed = match state {
@@ -170,10 +220,37 @@ fn run_worker(
                     }
                     None => FsmRuntime::new(code, limits).map_err(RestoreError::Fault),
                 };
-                let _ = reply.send(installed.map(|fresh| runtime = Some(fresh)));
+                let installed = installed.map(|fresh| runtime = Some(fresh));
+                publish_state_size(runtime.as_ref(), state_size_bytes);
+                let _ = reply.send(installed);
             }
         }
+        catch_up_reader_while_idle(&jobs, runtime.as_mut());
     }
+}
+
+/// While no job waits, let the reader catch up a slice at a time, so that a
+/// read or a new base does not replay a long stretch at once later.
+fn catch_up_reader_while_idle(jobs: &mpsc::Receiver<Job>, runtime: Option<&mut FsmRuntime>) {
+    let Some(runtime) = runtime else {
+        return;
+    };
+    while jobs.is_empty() && runtime.advance_reader(READER_CATCH_UP_SLICE_ENTRIES) {}
+}
+
+fn snapshot(
+    runtime: Option<&mut FsmRuntime>,
+) -> Result<Result<Option<PluginSnapshot>, Fault>, RebuildError> {
+    let Some(runtime) = runtime else {
+        return Ok(Ok(None));
+    };
+    Ok(runtime.snapshot()?.map(|state| {
+        Some(PluginSnapshot {
+            code: runtime.code().clone(),
+            position: runtime.last_applied(),
+            state,
+        })
+    }))
 }
 
 /// What a command gets when no plugin has been deployed yet.

@@ -8,6 +8,11 @@
 //! - `"spin"` → never returns (loops until the host's fuel runs out)
 //! - `"panic"` → traps
 //! - `"alloc"` → grows memory by 1 MiB chunks until allocation traps
+//! - `{"alloc_mib":N}` → `"ok"` after holding N MiB at once (one block,
+//!   touched, then freed): succeeds only if the heap has room for it
+//! - `{"respond_bytes":N}` → a string of N `x`s: a response as large as asked
+//! - `{"sleep_ms":N}` → `{"elapsed_ns":u64}` after `std::thread::sleep` for N
+//!   ms, with the monotonic time that passed meanwhile
 //! - `"clock"` → `{"wall_ms":u64,"monotonic_ns":u64}` (SystemTime; the raw
 //!   `wasi:clocks/monotonic-clock.now` reading)
 //! - `"random"` → `{"getrandom":"<32 hex digits>","insecure":u64}`
@@ -20,12 +25,16 @@
 //! bounded log, so comparing snapshots across replicas shows whether the
 //! clock/random/env answers were identical everywhere.
 //!
-//! Queries: `"count"` → the count; `"log"` → the last results (oldest first).
+//! Queries: `"count"` → the count; `"log"` → the last results (oldest first);
+//! `{"cache_mib":N}` → the MiB now cached, after keeping N more MiB in a cache
+//! that lives as long as the instance (as a plugin memoizing reads would: no
+//! answer changes, but the heap stays grown); `"panic"` → traps.
 //! Snapshot: `{"version":1,"count":N,"log":[...]}`.
 
 use clusterhost_sdk::{Entry, StateMachine};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::Write;
 use test_plugins_common::spin;
@@ -45,6 +54,8 @@ const SNAPSHOT_VERSION: u32 = 1;
 pub struct Misbehave {
     count: u64,
     log: VecDeque<Value>,
+    /// What `{"cache_mib":N}` queries keep: not state, never in a snapshot.
+    cache: RefCell<Vec<Vec<u8>>>,
 }
 
 /// Commands: plain JSON strings such as `"spin"`.
@@ -55,6 +66,9 @@ pub enum Command {
     Spin,
     Panic,
     Alloc,
+    AllocMib(usize),
+    RespondBytes(usize),
+    SleepMs(u64),
     Clock,
     Random,
     Env,
@@ -63,12 +77,14 @@ pub enum Command {
     Reject,
 }
 
-/// Queries: `"count"` or `"log"`.
+/// Queries: `"count"`, `"log"`, `{"cache_mib":N}` or `"panic"`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Query {
     Count,
     Log,
+    CacheMib(usize),
+    Panic,
 }
 
 #[derive(Deserialize)]
@@ -90,6 +106,9 @@ impl StateMachine for Misbehave {
             Command::Spin => spin(),
             Command::Panic => panic!("panicking on purpose"),
             Command::Alloc => allocate_forever(),
+            Command::AllocMib(mib) => allocate(mib),
+            Command::RespondBytes(bytes) => json!("x".repeat(bytes)),
+            Command::SleepMs(duration_ms) => sleep(duration_ms),
             Command::Clock => clock(),
             Command::Random => random()?,
             Command::Env => {
@@ -111,6 +130,12 @@ impl StateMachine for Misbehave {
         Ok(match query {
             Query::Count => json!(self.count),
             Query::Log => json!(self.log),
+            Query::CacheMib(mib) => {
+                let mut cache = self.cache.borrow_mut();
+                cache.extend((0..mib).map(|_| vec![1; ALLOC_CHUNK_BYTES]));
+                json!(cache.len())
+            }
+            Query::Panic => panic!("panicking on purpose"),
         })
     }
 
@@ -131,6 +156,7 @@ impl StateMachine for Misbehave {
         Ok(Misbehave {
             count: snapshot.count,
             log: snapshot.log,
+            cache: RefCell::default(),
         })
     }
 }
@@ -143,6 +169,22 @@ fn allocate_forever() -> ! {
         chunks.push(vec![1; ALLOC_CHUNK_BYTES]);
         std::hint::black_box(&chunks);
     }
+}
+
+/// Hold `mib` MiB in one block (touched, so the allocation is real), then
+/// free it.
+fn allocate(mib: usize) -> Value {
+    let block = vec![1u8; mib * ALLOC_CHUNK_BYTES];
+    std::hint::black_box(&block);
+    json!("ok")
+}
+
+/// Sleep through `std::thread::sleep`, which on wasm32-wasip2 blocks on a
+/// `wasi:clocks/monotonic-clock` pollable, and report the time that passed.
+fn sleep(duration_ms: u64) -> Value {
+    let started = std::time::Instant::now();
+    std::thread::sleep(std::time::Duration::from_millis(duration_ms));
+    json!({"elapsed_ns": started.elapsed().as_nanos() as u64})
 }
 
 fn clock() -> Value {
@@ -263,6 +305,20 @@ mod tests {
         assert!(env["vars"].is_u64() && env["args"].is_u64(), "{env}");
         let fs = plugin.apply(&"fs").unwrap();
         assert!(fs["read_dir"].is_string() && fs["read"].is_string(), "{fs}");
+    }
+
+    #[test]
+    fn sized_commands_and_the_query_cache() {
+        let mut plugin = Harness::<Misbehave>::new();
+        assert_eq!(plugin.apply(&json!({"alloc_mib": 2})), Ok(json!("ok")));
+        assert_eq!(plugin.apply(&json!({"respond_bytes": 3})), Ok(json!("xxx")));
+        let slept = plugin.apply(&json!({"sleep_ms": 1})).unwrap();
+        assert!(slept["elapsed_ns"].is_u64(), "{slept}");
+        let before = plugin.snapshot();
+        assert_eq!(plugin.query(&json!({"cache_mib": 2})), Ok(json!(2)));
+        assert_eq!(plugin.query(&json!({"cache_mib": 1})), Ok(json!(3)));
+        assert_eq!(plugin.snapshot(), before, "the cache is not state");
+        assert_eq!(plugin.query(&"count"), Ok(json!(3)));
     }
 
     #[test]
