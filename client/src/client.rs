@@ -48,7 +48,34 @@ impl Client {
 
     /// Propose a command.
     pub async fn apply(&mut self, command: Vec<u8>) -> Result<proto::ApplyResponse, ClientError> {
-        let request = proto::ApplyRequest { command };
+        let request = proto::ApplyRequest {
+            command,
+            session: None,
+        };
+        answer(self.inner.apply(request).await)
+    }
+
+    /// Open a client session (`timeout_ms` 0: the cluster's default).
+    pub async fn open_session(
+        &mut self,
+        timeout_ms: u64,
+    ) -> Result<proto::OpenSessionResponse, ClientError> {
+        let request = proto::OpenSessionRequest { timeout_ms };
+        answer(self.inner.open_session(request).await)
+    }
+
+    /// Propose a command within a session: a retry with the same stamp is
+    /// answered with the first outcome (`replayed` set) instead of applying
+    /// again.
+    pub async fn apply_stamped(
+        &mut self,
+        command: Vec<u8>,
+        stamp: proto::SessionStamp,
+    ) -> Result<proto::ApplyResponse, ClientError> {
+        let request = proto::ApplyRequest {
+            command,
+            session: Some(stamp),
+        };
         answer(self.inner.apply(request).await)
     }
 

@@ -7,9 +7,12 @@
 //! are served.
 
 mod client;
+pub mod cluster;
+pub mod headers;
 pub mod limits;
 
 pub use client::{Client, ClientError, connect_channel, upload_chunks};
+pub use cluster::{Applied, Cluster, Consistency, Error, Options};
 
 /// Generated gRPC types, the `Cluster` client and the server trait nodes implement.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]

@@ -163,6 +163,32 @@ pub const CHECKPOINTS_KEPT: usize = 16;
 /// Checkpoints a node gossips (the newest).
 pub const CHECKPOINTS_GOSSIPED: usize = 4;
 
+// ---- Client sessions (exactly-once writes) ----------------------------------
+
+/// A session's timeout when the client names none: it expires once the log's
+/// clock (leader-stamped entry times) passes its last activity by this much.
+pub const SESSION_TIMEOUT_DEFAULT: Duration = Duration::from_secs(3600);
+
+/// Shortest session timeout a client may ask for.
+pub const SESSION_TIMEOUT_MIN: Duration = Duration::from_secs(1);
+
+/// Longest session timeout a client may ask for.
+pub const SESSION_TIMEOUT_MAX: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Sessions open at once; opening one more expires the least recently active.
+pub const SESSIONS_MAX: usize = 8192;
+
+/// Commands of one session whose responses are kept (the client has not yet
+/// said it received them); more are refused until the client catches up.
+pub const SESSION_OUTSTANDING_MAX: usize = 1024;
+
+/// Largest response kept for a retry; a larger one is applied and answered,
+/// but a retry of it is told the response was not kept.
+pub const SESSION_RESPONSE_BYTES_KEPT_MAX: usize = 16 * 1024;
+
+/// Response bytes kept across all sessions (they travel in every snapshot).
+pub const SESSIONS_RETAINED_BYTES_MAX: usize = 32 * 1024 * 1024;
+
 // ---- Serving clients -------------------------------------------------------
 
 /// Longest pause between attempts to reach a leader while a request waits
@@ -234,6 +260,12 @@ const _: () = assert!(RAFT_SNAPSHOT_CHUNK_BYTES < RAFT_GRPC_MESSAGE_BYTES_MAX);
 const _: () = assert!(COMMAND_BYTES_MAX < RAFT_APPEND_ENTRIES_BYTES_MAX);
 const _: () = assert!(COMMAND_BYTES_MAX <= REPLAY_JOURNAL_BYTES_MAX);
 const _: () = assert!(STATE_QUOTA_BYTES_DEFAULT < SNAPSHOT_BYTES_MAX as u64);
+const _: () = assert!(
+    STATE_QUOTA_BYTES_DEFAULT + SESSIONS_RETAINED_BYTES_MAX as u64 <= SNAPSHOT_BYTES_MAX as u64
+);
+const _: () = assert!(SESSION_TIMEOUT_MIN.as_millis() <= SESSION_TIMEOUT_DEFAULT.as_millis());
+const _: () = assert!(SESSION_TIMEOUT_DEFAULT.as_millis() <= SESSION_TIMEOUT_MAX.as_millis());
+const _: () = assert!(SESSION_RESPONSE_BYTES_KEPT_MAX <= SESSIONS_RETAINED_BYTES_MAX);
 const _: () = assert!(REPLAY_JOURNAL_BYTES_MIN <= REPLAY_JOURNAL_BYTES_MAX);
 const _: () = assert!(PLUGIN_MEMORY_BYTES_MAX as u64 <= PLUGIN_MEMORY_MIB_FLAG_MAX * 1024 * 1024);
 const _: () =

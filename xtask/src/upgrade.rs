@@ -10,7 +10,9 @@
 //! Three nodes of the old binary form a cluster; four clients write
 //! throughout; each node in turn is stopped (SIGTERM) and started again on
 //! its data dir with the new binary. Once all run the new one, the protocol
-//! level is raised and a feature that needs it (a cluster setting) is used.
+//! level is raised to 1 and a feature that needs it (a cluster setting) is
+//! used, then to 2 and a write within a client session is retried and
+//! answered from the session instead of applied twice.
 //! No acknowledged write may be lost, and every client error must be the
 //! brief unavailability of an election.
 
@@ -19,6 +21,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use clusterhost_tests::kv;
 use clusterhost_tests::load::WriteStream;
 use clusterhost_tests::paths::kv_plugin;
 use clusterhost_tests::{NodeOptions, TestCluster, assert_acknowledged_present, wait_for};
@@ -161,5 +164,29 @@ async fn raise_level_and_use_it(cluster: &TestCluster) -> Result<()> {
         settings["fuel_per_call"] == 2_000_000_000u64 && settings["protocol_level"] == 1
     })
     .await;
+    raise_to_sessions_and_use_them(cluster).await
+}
+
+/// Raise the level to 2 and check a retried session write is replayed.
+async fn raise_to_sessions_and_use_them(cluster: &TestCluster) -> Result<()> {
+    cluster
+        .cli(0, &["config", "set", "protocol_level", "2"])
+        .await
+        .success();
+    let mut client = clusterhost_client::Client::connect(&cluster.node(1).endpoint()).await?;
+    let session = client.open_session(0).await?;
+    let stamp = clusterhost_client::proto::SessionStamp {
+        client_id: session.client_id,
+        sequence: 1,
+        first_outstanding: 1,
+    };
+    let command = kv::put("upgrade/session", "once");
+    let first = client.apply_stamped(command.clone(), stamp).await?;
+    let retry = client.apply_stamped(command, stamp).await?;
+    anyhow::ensure!(
+        retry.replayed && retry.index == first.index,
+        "a retried session write was applied again: {first:?} then {retry:?}"
+    );
+    eprintln!("level 2: a retried session write was answered from the session");
     Ok(())
 }

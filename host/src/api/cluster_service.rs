@@ -15,7 +15,11 @@ use super::leader::{Attempt, Leader, LeaderRunner, forwarded, was_forwarded};
 use super::report::{self, SelfInfo};
 use crate::consensus::settings::{ClusterSettings, SettingsChange};
 use crate::consensus::{Consensus, MachineStatus, ProposeError, ReadIndexError};
-use crate::limits::{COMMAND_BYTES_MAX, PLUGIN_BYTES_MAX, QUERY_BYTES_MAX, REQUEST_TIMEOUT};
+use std::time::Duration;
+
+use crate::limits::{
+    COMMAND_BYTES_MAX, PLUGIN_BYTES_MAX, QUERY_BYTES_MAX, REQUEST_TIMEOUT, SESSION_TIMEOUT_DEFAULT,
+};
 use crate::membership::autopilot::SharedView;
 use crate::membership::leave::{self, LeaderCalls};
 use crate::membership::{LocalMember, operations};
@@ -62,7 +66,8 @@ impl proto::cluster_server::Cluster for ClusterService {
         request: Request<proto::ApplyRequest>,
     ) -> Result<Response<proto::ApplyResponse>, Status> {
         let forwarded_here = was_forwarded(request.metadata());
-        let command = request.into_inner().command;
+        let proto::ApplyRequest { command, session } = request.into_inner();
+        let stamp = session.map(convert::session_stamp);
         let machine = self.machine.borrow().clone();
         let command_bytes_max =
             usize::try_from(machine.settings.command_bytes_max).unwrap_or(COMMAND_BYTES_MAX);
@@ -70,8 +75,20 @@ impl proto::cluster_server::Cluster for ClusterService {
         self.check_serving(&machine)?;
         let here = || async {
             self.check_quota().map_err(Attempt::Final)?;
-            match self.consensus.propose_command(command.clone()).await {
-                Ok((index, outcome)) => Ok(convert::apply_response(index, outcome)),
+            let answered = match stamp {
+                None => self
+                    .consensus
+                    .propose_command(command.clone())
+                    .await
+                    .map(|(index, outcome)| Ok(convert::apply_response(index, outcome))),
+                Some(stamp) => self
+                    .consensus
+                    .propose_session_command(stamp, command.clone())
+                    .await
+                    .map(convert::command_answer),
+            };
+            match answered {
+                Ok(answer) => answer.map_err(Attempt::Final),
                 Err(ProposeError::NotLeader) => Err(Attempt::NotLeader),
                 Err(error) => Err(Attempt::Final(convert::propose_status(error))),
             }
@@ -79,8 +96,38 @@ impl proto::cluster_server::Cluster for ClusterService {
         let there = |mut leader: Leader| {
             let request = forwarded(proto::ApplyRequest {
                 command: command.clone(),
+                session,
             });
             async move { answer(leader.client.apply(request).await) }
+        };
+        let response = self.leader.run(forwarded_here, here, there).await?;
+        Ok(Response::new(response))
+    }
+
+    async fn open_session(
+        &self,
+        request: Request<proto::OpenSessionRequest>,
+    ) -> Result<Response<proto::OpenSessionResponse>, Status> {
+        let forwarded_here = was_forwarded(request.metadata());
+        let timeout_ms = request.into_inner().timeout_ms;
+        let timeout = match timeout_ms {
+            0 => SESSION_TIMEOUT_DEFAULT,
+            millis => Duration::from_millis(millis),
+        };
+        self.check_serving(&self.machine.borrow().clone())?;
+        let here = || async {
+            match self.consensus.open_session(timeout).await {
+                Ok((client_id, timeout_ms)) => Ok(proto::OpenSessionResponse {
+                    client_id,
+                    timeout_ms,
+                }),
+                Err(ProposeError::NotLeader) => Err(Attempt::NotLeader),
+                Err(error) => Err(Attempt::Final(convert::propose_status(error))),
+            }
+        };
+        let there = |mut leader: Leader| async move {
+            let request = forwarded(proto::OpenSessionRequest { timeout_ms });
+            answer(leader.client.open_session(request).await)
         };
         let response = self.leader.run(forwarded_here, here, there).await?;
         Ok(Response::new(response))

@@ -1,13 +1,15 @@
 //! Conversions between what the node computes and the public API's
 //! messages and status codes, in one place.
 
+use clusterhost_client::headers;
 use clusterhost_client::proto::{self, apply_response};
 use tonic::Status;
 
 use super::leader::{Attempt, not_leader};
 use crate::consensus::plugin_history::PluginHistory;
+use crate::consensus::sessions::{SessionRefusal, SessionStamp};
 use crate::consensus::settings::{ClusterSettings, Setting};
-use crate::consensus::{DeployError, DeployReceipt, ProposeError};
+use crate::consensus::{CommandAnswer, DeployError, DeployReceipt, ProposeError};
 use crate::membership::operations::OperationError;
 use crate::plugin::{ApplyError, ApplyOutcome};
 
@@ -21,7 +23,64 @@ pub fn apply_response(index: u64, outcome: ApplyOutcome) -> proto::ApplyResponse
     proto::ApplyResponse {
         index,
         result: Some(result),
+        replayed: false,
     }
+}
+
+/// A session command's answer, as the client sees it.
+pub fn command_answer(answer: CommandAnswer) -> Result<proto::ApplyResponse, Status> {
+    match answer {
+        CommandAnswer::Applied { index, outcome } => Ok(apply_response(index, outcome)),
+        CommandAnswer::Replayed { index, outcome } => Ok(proto::ApplyResponse {
+            replayed: true,
+            ..apply_response(index, outcome)
+        }),
+        CommandAnswer::Refused(refusal) => Err(session_refusal(refusal)),
+    }
+}
+
+/// A session stamp from the API.
+pub fn session_stamp(stamp: proto::SessionStamp) -> SessionStamp {
+    SessionStamp {
+        client_id: stamp.client_id,
+        sequence: stamp.sequence,
+        first_outstanding: stamp.first_outstanding,
+    }
+}
+
+/// Metadata key on an error about a session, naming what is wrong.
+pub const SESSION_HEADER: &str = headers::SESSION;
+
+/// A refused session command as a status, with [`SESSION_HEADER`] saying
+/// which refusal it is. None of them applied anything.
+pub fn session_refusal(refusal: SessionRefusal) -> Status {
+    let (mut status, name) = match refusal {
+        SessionRefusal::NotOpen => (
+            Status::not_found(refusal.message()),
+            headers::SESSION_NOT_OPEN,
+        ),
+        SessionRefusal::Acknowledged => (
+            Status::failed_precondition(refusal.message()),
+            headers::SESSION_ACKNOWLEDGED,
+        ),
+        SessionRefusal::TooManyOutstanding => (
+            Status::resource_exhausted(refusal.message()),
+            headers::SESSION_OUTSTANDING,
+        ),
+        SessionRefusal::ResponseNotKept => (
+            Status::already_exists(refusal.message()),
+            headers::SESSION_NOT_KEPT,
+        ),
+        SessionRefusal::Invalid => (
+            Status::invalid_argument(refusal.message()),
+            headers::SESSION_INVALID,
+        ),
+    };
+    status.metadata_mut().insert(
+        SESSION_HEADER,
+        tonic::metadata::MetadataValue::from_static(name),
+    );
+    status
 }
 
 /// Why a command produced no response, as a status (not-leader is retried
@@ -35,7 +94,7 @@ pub fn propose_status(error: ProposeError) -> Status {
 }
 
 /// Metadata key on an error whose command may or may not have been applied.
-pub const OUTCOME_HEADER: &str = "x-clusterhost-outcome";
+pub const OUTCOME_HEADER: &str = headers::OUTCOME;
 
 /// The answer when a command may or may not have been applied: its own
 /// status (`unknown`), never `unavailable`, which says nothing was done.
@@ -46,7 +105,7 @@ pub fn outcome_unknown(reason: &str) -> Status {
     ));
     status.metadata_mut().insert(
         OUTCOME_HEADER,
-        tonic::metadata::MetadataValue::from_static("unknown"),
+        tonic::metadata::MetadataValue::from_static(headers::OUTCOME_UNKNOWN),
     );
     status
 }

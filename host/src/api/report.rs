@@ -111,6 +111,7 @@ pub fn status(
         applied_digest: machine.applied_digest.0.clone(),
         applied_digest_index: machine.applied_digest.1,
         corrupt_since: machine.alarms.corrupt_since(me.node_id),
+        sessions_open: machine.sessions_open as u64,
     }
 }
 

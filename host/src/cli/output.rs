@@ -62,6 +62,8 @@ pub struct StatusJson {
     /// Set when this replica differs from the majority: the first
     /// checkpoint index where it does. It serves nothing until repaired.
     pub corrupt_since: Option<u64>,
+    /// Client sessions open.
+    pub sessions_open: u64,
 }
 
 /// The running plugin, in status JSON.
@@ -121,6 +123,7 @@ impl From<proto::StatusResponse> for StatusJson {
             applied_digest: status.applied_digest,
             applied_digest_index: status.applied_digest_index,
             corrupt_since: status.corrupt_since,
+            sessions_open: status.sessions_open,
         }
     }
 }
@@ -156,6 +159,7 @@ pub fn render_status(status: &StatusJson) -> String {
             status.plugin.digest.as_deref().unwrap_or("none"),
             status.plugin.size_bytes
         ),
+        format!("sessions    {} open", status.sessions_open),
         "members".to_string(),
     ];
     lines.push(format!("  {:<20} {:<8} {}", "ID", "SUFFRAGE", "ADDRESS"));

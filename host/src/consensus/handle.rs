@@ -14,6 +14,7 @@ use super::Raft;
 use tokio::sync::watch;
 
 use super::alarms::Alarm;
+use super::sessions::{SessionRefusal, SessionStamp};
 use super::settings::{ClusterSettings, SettingsChange};
 use super::state_machine::MachineStatus;
 use super::transport::proto::RaftCall;
@@ -46,6 +47,27 @@ pub struct Proposed {
     pub index: u64,
     /// What applying it produced.
     pub response: Response,
+}
+
+/// What became of a session command.
+#[derive(Debug)]
+pub enum CommandAnswer {
+    /// Applied now, at this index.
+    Applied {
+        /// Its log index.
+        index: u64,
+        /// The plugin's outcome.
+        outcome: ApplyOutcome,
+    },
+    /// Applied before, at this index: the kept outcome.
+    Replayed {
+        /// The index it applied at.
+        index: u64,
+        /// The plugin's outcome then.
+        outcome: ApplyOutcome,
+    },
+    /// Not applied, and why.
+    Refused(SessionRefusal),
 }
 
 /// Why a deploy did not happen.
@@ -210,6 +232,49 @@ impl Consensus {
             Response::Command(outcome) => Ok((proposed.index, outcome)),
             other => Err(ProposeError::Refused(format!(
                 "unexpected response to a command: {other:?}"
+            ))),
+        }
+    }
+
+    /// Open a client session (on the leader): its id and timeout.
+    pub async fn open_session(&self, timeout: Duration) -> Result<(u64, u64), ProposeError> {
+        let request = Request::OpenSession {
+            time_ms: now_ms(),
+            timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+        };
+        match self.propose(request, REQUEST_TIMEOUT).await?.response {
+            Response::SessionOpened {
+                client_id,
+                timeout_ms,
+            } => Ok((client_id, timeout_ms)),
+            other => Err(ProposeError::Refused(format!(
+                "unexpected response to opening a session: {other:?}"
+            ))),
+        }
+    }
+
+    /// Propose a command within a client session (on the leader): applied
+    /// once however often it is retried.
+    pub async fn propose_session_command(
+        &self,
+        session: SessionStamp,
+        bytes: Vec<u8>,
+    ) -> Result<CommandAnswer, ProposeError> {
+        let request = Request::SessionCommand {
+            time_ms: now_ms(),
+            session,
+            bytes,
+        };
+        let proposed = self.propose(request, REQUEST_TIMEOUT).await?;
+        match proposed.response {
+            Response::Command(outcome) => Ok(CommandAnswer::Applied {
+                index: proposed.index,
+                outcome,
+            }),
+            Response::Replayed { index, outcome } => Ok(CommandAnswer::Replayed { index, outcome }),
+            Response::SessionRefused(refusal) => Ok(CommandAnswer::Refused(refusal)),
+            other => Err(ProposeError::Refused(format!(
+                "unexpected response to a session command: {other:?}"
             ))),
         }
     }

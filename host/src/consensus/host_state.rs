@@ -1,10 +1,12 @@
 //! The host's part of the replicated state, beside the plugin's: the deploy
-//! history, the cluster settings, the applied digest and the alarms. Every
+//! history, the cluster settings, the applied digest, the alarms and the
+//! client sessions. Every
 //! replica changes it at the same entries; snapshots carry it.
 
 use super::alarms::Alarms;
 use super::digest::AppliedDigest;
 use super::plugin_history::PluginHistory;
+use super::sessions::Sessions;
 use super::settings::ClusterSettings;
 
 /// The host's replicated state.
@@ -18,4 +20,6 @@ pub struct HostState {
     pub digest: AppliedDigest,
     /// Alarms in force.
     pub alarms: Alarms,
+    /// Client sessions (protocol level 2 on).
+    pub sessions: Sessions,
 }

@@ -18,6 +18,7 @@ pub mod handle;
 pub mod host_state;
 pub mod log_store;
 pub mod plugin_history;
+pub mod sessions;
 pub mod settings;
 pub mod snapshot;
 pub mod state_machine;
@@ -32,7 +33,8 @@ mod conformance;
 use std::sync::Arc;
 
 pub use handle::{
-    Consensus, DeployError, MembershipChange, ProposeError, Proposed, ReadIndexError, now_ms,
+    CommandAnswer, Consensus, DeployError, MembershipChange, ProposeError, Proposed,
+    ReadIndexError, now_ms,
 };
 pub use log_store::LogStore;
 pub use state_machine::{MachineStatus, StateMachineStore};

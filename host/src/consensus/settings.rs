@@ -32,7 +32,10 @@ use crate::limits::{
 ///   A cluster created by this binary starts here; one upgraded from level
 ///   0 moves here with `clusterhost config set protocol_level 1` once every
 ///   node runs a binary that supports it.
-pub const PROTOCOL_LEVEL_SUPPORTED: u32 = 1;
+pub const PROTOCOL_LEVEL_SUPPORTED: u32 = 2;
+
+/// The level from which client sessions (exactly-once writes) may be used.
+pub const PROTOCOL_LEVEL_SESSIONS: u32 = 2;
 
 /// The level of a cluster whose log never set one.
 pub const PROTOCOL_LEVEL_LEGACY: u32 = 0;

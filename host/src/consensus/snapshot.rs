@@ -6,17 +6,19 @@
 //! Encoding: a 4-byte tag, the format version (u16, little endian), then
 //! postcard. Every change of layout gets a new version, and every older one
 //! stays readable; bodies without the tag are the first format (before
-//! versions), which had only the plugin and its deploy history. A cluster at
-//! protocol level 0 still writes the first format, so binaries from before
-//! versions can read it (a rolling upgrade, or a roll back before the
-//! level is raised).
+//! versions), which had only the plugin and its deploy history. A cluster
+//! writes the format of its protocol level (0: the first, 1: the second,
+//! before client sessions), so binaries of that level can read it (a rolling
+//! upgrade, or a roll back before the level is raised).
 
 use std::io;
 use std::path::Path;
 
+use super::alarms::Alarms;
+use super::digest::AppliedDigest;
 use super::host_state::HostState;
 use super::plugin_history::PluginHistory;
-use super::settings::PROTOCOL_LEVEL_LEGACY;
+use super::settings::{ClusterSettings, PROTOCOL_LEVEL_LEGACY, PROTOCOL_LEVEL_SESSIONS};
 use super::types::SnapshotMeta;
 use crate::plugin::EntryPosition;
 use crate::storage::{Saved, SnapshotFile};
@@ -24,7 +26,9 @@ use crate::storage::{Saved, SnapshotFile};
 /// Marks a versioned encoding.
 const FORMAT_TAG: &[u8; 4] = b"CHSB";
 /// The format this binary writes.
-pub const SNAPSHOT_FORMAT: u16 = 2;
+pub const SNAPSHOT_FORMAT: u16 = 3;
+/// The format of protocol level 1: host state without client sessions.
+const SNAPSHOT_FORMAT_BEFORE_SESSIONS: u16 = 2;
 
 /// The body of a snapshot.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -69,37 +73,124 @@ struct StoredSnapshotV1 {
     body: SnapshotBodyV1,
 }
 
-/// Whether `body` belongs to a cluster still at protocol level 0, which
-/// writes the first format.
-fn legacy(body: &SnapshotBody) -> bool {
-    body.host.settings.protocol_level == PROTOCOL_LEVEL_LEGACY
+/// The second format's host state (protocol level 1): before sessions.
+/// Encoded from borrows, so writing it copies no plugin state.
+#[derive(serde::Serialize)]
+struct HostStateV2Ref<'a> {
+    history: &'a PluginHistory,
+    settings: &'a ClusterSettings,
+    digest: &'a AppliedDigest,
+    alarms: &'a Alarms,
 }
 
-/// `value` in the current format.
-fn encode_current<T: serde::Serialize>(value: &T) -> io::Result<Vec<u8>> {
+#[derive(serde::Serialize)]
+struct SnapshotBodyV2Ref<'a> {
+    plugin: &'a Option<PluginState>,
+    host: HostStateV2Ref<'a>,
+}
+
+impl<'a> From<&'a SnapshotBody> for SnapshotBodyV2Ref<'a> {
+    fn from(body: &'a SnapshotBody) -> Self {
+        Self {
+            plugin: &body.plugin,
+            host: HostStateV2Ref {
+                history: &body.host.history,
+                settings: &body.host.settings,
+                digest: &body.host.digest,
+                alarms: &body.host.alarms,
+            },
+        }
+    }
+}
+
+#[derive(serde::Serialize)]
+struct StoredSnapshotV2Ref<'a> {
+    meta: &'a SnapshotMeta,
+    body: SnapshotBodyV2Ref<'a>,
+}
+
+#[derive(serde::Deserialize)]
+struct HostStateV2 {
+    history: PluginHistory,
+    settings: ClusterSettings,
+    digest: AppliedDigest,
+    alarms: Alarms,
+}
+
+#[derive(serde::Deserialize)]
+struct SnapshotBodyV2 {
+    plugin: Option<PluginState>,
+    host: HostStateV2,
+}
+
+impl From<SnapshotBodyV2> for SnapshotBody {
+    fn from(v2: SnapshotBodyV2) -> Self {
+        Self {
+            plugin: v2.plugin,
+            host: HostState {
+                history: v2.host.history,
+                settings: v2.host.settings,
+                digest: v2.host.digest,
+                alarms: v2.host.alarms,
+                ..HostState::default()
+            },
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct StoredSnapshotV2 {
+    meta: SnapshotMeta,
+    body: SnapshotBodyV2,
+}
+
+/// The format a body's cluster writes, by its protocol level.
+fn format_for(body: &SnapshotBody) -> u16 {
+    match body.host.settings.protocol_level {
+        PROTOCOL_LEVEL_LEGACY => 1,
+        level if level < PROTOCOL_LEVEL_SESSIONS => SNAPSHOT_FORMAT_BEFORE_SESSIONS,
+        _ => SNAPSHOT_FORMAT,
+    }
+}
+
+/// `value` in a tagged format.
+fn encode_tagged<T: serde::Serialize>(format: u16, value: &T) -> io::Result<Vec<u8>> {
     let mut bytes = FORMAT_TAG.to_vec();
-    bytes.extend_from_slice(&SNAPSHOT_FORMAT.to_le_bytes());
+    bytes.extend_from_slice(&format.to_le_bytes());
     postcard::to_extend(value, bytes).map_err(io::Error::other)
 }
 
 /// A snapshot body in the format its cluster's protocol level calls for.
 pub fn encode_body(body: &SnapshotBody) -> io::Result<Vec<u8>> {
-    if legacy(body) {
-        return postcard::to_stdvec(&SnapshotBodyV1::from(body)).map_err(io::Error::other);
+    match format_for(body) {
+        1 => postcard::to_stdvec(&SnapshotBodyV1::from(body)).map_err(io::Error::other),
+        SNAPSHOT_FORMAT_BEFORE_SESSIONS => encode_tagged(
+            SNAPSHOT_FORMAT_BEFORE_SESSIONS,
+            &SnapshotBodyV2Ref::from(body),
+        ),
+        _ => encode_tagged(SNAPSHOT_FORMAT, body),
     }
-    encode_current(body)
 }
 
 /// A stored snapshot in the format its cluster's protocol level calls for.
 pub fn encode_stored(stored: &StoredSnapshot) -> io::Result<Vec<u8>> {
-    if legacy(&stored.body) {
-        let v1 = StoredSnapshotV1 {
-            meta: stored.meta.clone(),
-            body: SnapshotBodyV1::from(&stored.body),
-        };
-        return postcard::to_stdvec(&v1).map_err(io::Error::other);
+    match format_for(&stored.body) {
+        1 => {
+            let v1 = StoredSnapshotV1 {
+                meta: stored.meta.clone(),
+                body: SnapshotBodyV1::from(&stored.body),
+            };
+            postcard::to_stdvec(&v1).map_err(io::Error::other)
+        }
+        SNAPSHOT_FORMAT_BEFORE_SESSIONS => {
+            let v2 = StoredSnapshotV2Ref {
+                meta: &stored.meta,
+                body: SnapshotBodyV2Ref::from(&stored.body),
+            };
+            encode_tagged(SNAPSHOT_FORMAT_BEFORE_SESSIONS, &v2)
+        }
+        _ => encode_tagged(SNAPSHOT_FORMAT, stored),
     }
-    encode_current(stored)
 }
 
 /// Split `bytes` into the format they were written in and their postcard.
@@ -117,6 +208,9 @@ fn format_of(bytes: &[u8]) -> io::Result<(u16, &[u8])> {
 pub fn decode_body(bytes: &[u8]) -> io::Result<SnapshotBody> {
     match format_of(bytes)? {
         (1, rest) => from_postcard::<SnapshotBodyV1>(rest).map(SnapshotBody::from),
+        (SNAPSHOT_FORMAT_BEFORE_SESSIONS, rest) => {
+            from_postcard::<SnapshotBodyV2>(rest).map(SnapshotBody::from)
+        }
         (SNAPSHOT_FORMAT, rest) => from_postcard(rest),
         (version, _) => Err(newer_format(version)),
     }
@@ -129,6 +223,12 @@ pub fn decode_stored(bytes: &[u8]) -> io::Result<StoredSnapshot> {
             meta: v1.meta,
             body: v1.body.into(),
         }),
+        (SNAPSHOT_FORMAT_BEFORE_SESSIONS, rest) => {
+            from_postcard::<StoredSnapshotV2>(rest).map(|v2| StoredSnapshot {
+                meta: v2.meta,
+                body: v2.body.into(),
+            })
+        }
         (SNAPSHOT_FORMAT, rest) => from_postcard(rest),
         (version, _) => Err(newer_format(version)),
     }
@@ -285,9 +385,22 @@ mod tests {
     }
 
     #[test]
-    fn the_current_format_round_trips_and_a_newer_one_is_refused() {
+    fn a_level_1_cluster_writes_the_format_before_sessions() {
         let mut body = SnapshotBody::default();
         body.host.settings.protocol_level = 1;
+        let bytes = encode_body(&body).expect("encode");
+        assert_eq!(format_of(&bytes).expect("tagged").0, 2);
+        assert_eq!(decode_body(&bytes).expect("decode"), body);
+    }
+
+    #[test]
+    fn the_current_format_round_trips_and_a_newer_one_is_refused() {
+        let mut body = SnapshotBody::default();
+        body.host.settings.protocol_level = PROTOCOL_LEVEL_SESSIONS;
+        body.host.sessions.advance_clock(1_000);
+        body.host
+            .sessions
+            .open(5, std::time::Duration::from_secs(60));
         let bytes = encode_body(&body).expect("encode");
         assert!(bytes.starts_with(FORMAT_TAG));
         assert_eq!(decode_body(&bytes).expect("decode"), body);

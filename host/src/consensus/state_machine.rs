@@ -17,6 +17,7 @@ use super::alarms::Alarms;
 use super::digest::{Applied, AppliedDigest, DigestBytes, command_digest};
 use super::host_state::HostState;
 use super::plugin_history::{DeployRecord, PluginHistory};
+use super::sessions::{Admission, SessionStamp};
 use super::settings::{ClusterSettings, PROTOCOL_LEVEL_LEGACY, PROTOCOL_LEVEL_SUPPORTED};
 use super::snapshot::{PluginState, SnapshotBody, Snapshots, StoredSnapshot};
 use super::swap::{self, GENESIS_POSITION, Plan};
@@ -53,6 +54,8 @@ pub struct MachineStatus {
     pub checkpoints: std::collections::BTreeMap<u64, DigestBytes>,
     /// Alarms in force.
     pub alarms: Alarms,
+    /// Client sessions open.
+    pub sessions_open: usize,
 }
 
 impl MachineStatus {
@@ -78,6 +81,8 @@ struct PendingCommand {
     position: EntryPosition,
     bytes: Vec<u8>,
     command_digest: DigestBytes,
+    /// The session whose response to keep, for a session command.
+    session: Option<SessionStamp>,
     responder: Option<Responder>,
 }
 
@@ -132,6 +137,7 @@ impl StateMachineStore {
             applied_digest,
             checkpoints,
             alarms,
+            sessions_open: host.sessions.open_count(),
         };
         Ok(Self {
             plugin,
@@ -158,15 +164,23 @@ impl StateMachineStore {
         let mut rest = Vec::with_capacity(pending.len());
         for command in pending.drain(..) {
             commands.push((command.position, command.bytes));
-            rest.push((command.position, command.command_digest, command.responder));
+            rest.push((
+                command.position,
+                command.command_digest,
+                command.session,
+                command.responder,
+            ));
         }
         let outcomes = self
             .plugin
             .apply(commands)
             .await
             .map_err(io::Error::other)?;
-        for (outcome, (position, command, responder)) in outcomes.into_iter().zip(rest) {
+        for (outcome, (position, command, session, responder)) in outcomes.into_iter().zip(rest) {
             self.fold_command(position, &command, &outcome);
+            if let Some(stamp) = session {
+                self.host.sessions.record(stamp, position.index, &outcome);
+            }
             respond(responder, Response::Command(outcome));
         }
         Ok(())
@@ -276,7 +290,23 @@ impl StateMachineStore {
                 self.publish_replicated();
                 Response::Host
             }
-            EntryPayload::Normal(Request::Command { .. }) => {
+            EntryPayload::Normal(Request::OpenSession {
+                time_ms,
+                timeout_ms,
+            }) => {
+                self.host.sessions.advance_clock(time_ms);
+                let timeout = std::time::Duration::from_millis(timeout_ms);
+                let client_id = self.host.sessions.open(index, timeout);
+                let timeout_ms = clamp_timeout_ms(timeout);
+                let encoded =
+                    postcard::to_stdvec(&(client_id, timeout_ms)).map_err(io::Error::other)?;
+                self.host.digest.apply(index, term, Applied::Host(&encoded));
+                Response::SessionOpened {
+                    client_id,
+                    timeout_ms,
+                }
+            }
+            EntryPayload::Normal(Request::Command { .. } | Request::SessionCommand { .. }) => {
                 unreachable!("commands are applied in batches")
             }
         };
@@ -347,6 +377,50 @@ impl StateMachineStore {
         Ok(outcome)
     }
 
+    /// Queue a session command for the plugin, or answer it without the
+    /// plugin when it is a retry or refused. Session decisions must not
+    /// depend on how entries happen to be batched on this replica, so a
+    /// session command is admitted only once every earlier one has applied
+    /// and been recorded.
+    async fn admit_session_command(
+        &mut self,
+        command: PendingCommand,
+        pending: &mut Vec<PendingCommand>,
+    ) -> io::Result<()> {
+        let Some(stamp) = command.session else {
+            pending.push(command);
+            return Ok(());
+        };
+        if pending.iter().any(|queued| queued.session.is_some()) {
+            self.apply_commands(pending).await?;
+        }
+        let position = command.position;
+        self.host.sessions.advance_clock(position.time_ms);
+        let (response, folded) = match self.host.sessions.admit(stamp) {
+            Admission::Apply => {
+                pending.push(command);
+                return Ok(());
+            }
+            Admission::Replay { index, outcome } => {
+                let folded = postcard::to_stdvec(&("replayed", stamp, index));
+                (Response::Replayed { index, outcome }, folded)
+            }
+            Admission::Refuse(refusal) => {
+                let folded = postcard::to_stdvec(&("refused", stamp, refusal));
+                (Response::SessionRefused(refusal), folded)
+            }
+        };
+        // Answered without the plugin: everything queued before it goes first,
+        // so the digest folds entries in log order.
+        self.apply_commands(pending).await?;
+        let folded = folded.map_err(io::Error::other)?;
+        self.host
+            .digest
+            .apply(position.index, position.term, Applied::Host(&folded));
+        respond(command.responder, response);
+        Ok(())
+    }
+
     fn publish_history(&self) {
         let history = self.host.history.without_bytes();
         let rollback = rollback_bytes(&self.host.history);
@@ -364,8 +438,21 @@ impl StateMachineStore {
             status.applied_digest = applied_digest;
             status.checkpoints = checkpoints;
             status.alarms = alarms;
+            status.sessions_open = self.host.sessions.open_count();
         });
     }
+}
+
+fn position_of(log_id: LogId, time_ms: u64) -> EntryPosition {
+    EntryPosition {
+        index: log_id.index,
+        term: log_id.leader_id.term,
+        time_ms,
+    }
+}
+
+fn clamp_timeout_ms(timeout: std::time::Duration) -> u64 {
+    u64::try_from(super::sessions::clamp_timeout(timeout).as_millis()).unwrap_or(u64::MAX)
 }
 
 fn rollback_bytes(history: &PluginHistory) -> Option<Arc<Vec<u8>>> {
@@ -394,15 +481,26 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             match entry.payload {
                 EntryPayload::Normal(Request::Command { time_ms, bytes }) => {
                     pending.push(PendingCommand {
-                        position: EntryPosition {
-                            index: log_id.index,
-                            term: log_id.leader_id.term,
-                            time_ms,
-                        },
+                        position: position_of(log_id, time_ms),
                         command_digest: command_digest(&bytes),
                         bytes,
+                        session: None,
                         responder,
                     });
+                }
+                EntryPayload::Normal(Request::SessionCommand {
+                    time_ms,
+                    session,
+                    bytes,
+                }) => {
+                    let command = PendingCommand {
+                        position: position_of(log_id, time_ms),
+                        command_digest: command_digest(&bytes),
+                        bytes,
+                        session: Some(session),
+                        responder,
+                    };
+                    self.admit_session_command(command, &mut pending).await?;
                 }
                 payload => {
                     // Everything before a host entry applies first, so the

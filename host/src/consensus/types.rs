@@ -8,7 +8,8 @@ use std::fmt;
 use openraft::alias;
 
 use super::alarms::Alarm;
-use super::settings::{ClusterSettings, SettingsChange};
+use super::sessions::{SessionRefusal, SessionStamp};
+use super::settings::{ClusterSettings, PROTOCOL_LEVEL_SESSIONS, SettingsChange};
 use crate::plugin::ApplyOutcome;
 
 /// A proposal in the replicated log.
@@ -37,6 +38,24 @@ pub enum Request {
     Settings(SettingsChange),
     /// An alarm raised (or cleared) by the leader.
     Alarm(Alarm),
+    /// Open a client session; its id is this entry's index.
+    OpenSession {
+        /// Leader wall-clock time, ms since the Unix epoch.
+        time_ms: u64,
+        /// How long the session may stay idle, by log time.
+        timeout_ms: u64,
+    },
+    /// A command for the plugin within a client session: applied once,
+    /// however often it is retried.
+    SessionCommand {
+        /// Leader wall-clock time, ms since the Unix epoch.
+        time_ms: u64,
+        /// The session and the command's place in it.
+        session: SessionStamp,
+        /// The command bytes, as the client sent them.
+        #[serde(with = "serde_bytes")]
+        bytes: Vec<u8>,
+    },
     // New kinds of entries go last: entries already in logs are decoded by
     // their position in this list.
 }
@@ -51,6 +70,7 @@ impl Request {
         match self {
             Request::Command { .. } | Request::Deploy { .. } | Request::Settings(_) => 0,
             Request::Alarm(_) => 1,
+            Request::OpenSession { .. } | Request::SessionCommand { .. } => PROTOCOL_LEVEL_SESSIONS,
         }
     }
 }
@@ -66,6 +86,23 @@ impl fmt::Debug for Request {
             }
             Request::Settings(settings) => write!(formatter, "Settings({settings:?})"),
             Request::Alarm(alarm) => write!(formatter, "Alarm({alarm:?})"),
+            Request::OpenSession {
+                time_ms,
+                timeout_ms,
+            } => {
+                write!(formatter, "OpenSession(timeout {timeout_ms} ms @{time_ms})")
+            }
+            Request::SessionCommand {
+                time_ms,
+                session,
+                bytes,
+            } => write!(
+                formatter,
+                "SessionCommand({}/{}, {} bytes @{time_ms})",
+                session.client_id,
+                session.sequence,
+                bytes.len()
+            ),
         }
     }
 }
@@ -87,6 +124,22 @@ pub enum Response {
     Settings(Result<ClusterSettings, String>),
     /// A host entry (blank, membership): nothing to report.
     Host,
+    /// A session opened: its id and the timeout it got.
+    SessionOpened {
+        /// The session's id (the entry's index).
+        client_id: u64,
+        /// Its timeout, by log time.
+        timeout_ms: u64,
+    },
+    /// A session command applied before: its kept outcome.
+    Replayed {
+        /// The entry it was applied at.
+        index: u64,
+        /// Its outcome then.
+        outcome: ApplyOutcome,
+    },
+    /// A session command that was not applied, and why.
+    SessionRefused(SessionRefusal),
 }
 
 /// A successful deploy.

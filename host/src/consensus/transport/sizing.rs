@@ -18,9 +18,13 @@ pub fn entry_bytes(entry: &Entry) -> usize {
     ENTRY_OVERHEAD_BYTES
         + match &entry.payload {
             EntryPayload::Blank => 0,
-            EntryPayload::Normal(Request::Command { bytes, .. }) => bytes.len(),
+            EntryPayload::Normal(
+                Request::Command { bytes, .. } | Request::SessionCommand { bytes, .. },
+            ) => bytes.len(),
             EntryPayload::Normal(Request::Deploy { plugin, .. }) => plugin.len(),
-            EntryPayload::Normal(Request::Settings(_) | Request::Alarm(_)) => 0,
+            EntryPayload::Normal(
+                Request::Settings(_) | Request::Alarm(_) | Request::OpenSession { .. },
+            ) => 0,
             EntryPayload::Membership(membership) => membership
                 .nodes()
                 .map(|(_, member)| member.rpc_addr.len() + 16)
