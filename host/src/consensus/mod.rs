@@ -4,11 +4,14 @@
 //! - [`view`]: [`ConsensusView`], Raft's state as plain data.
 //! - [`types`]: the type configuration: entries, responses, members.
 //! - [`log_store`]: the Raft log on the node's log database.
-//! - [`state_machine`]: committed entries to the plugin; snapshots.
+//! - [`state_machine`]: committed entries to the plugin; snapshots
+//!   ([`snapshot_builder`] writes them); [`machine_status`] is what it
+//!   publishes.
 //! - [`swap`]: the plugin-switch decisions at a deploy entry (pure).
 //! - [`host_state`]: the host's replicated state: [`plugin_history`] (the
 //!   record of deploys), [`settings`] (what every replica must agree on),
-//!   [`digest`] (a running hash of what was applied), [`alarms`].
+//!   [`digest`] (a running hash of what was applied), [`alarms`],
+//!   [`sessions`] (client sessions: exactly-once writes; pure).
 //! - [`snapshot`]: what a snapshot carries, and its file.
 //! - [`transport`]: Raft messages between nodes over gRPC.
 
@@ -17,10 +20,12 @@ pub mod digest;
 pub mod handle;
 pub mod host_state;
 pub mod log_store;
+pub mod machine_status;
 pub mod plugin_history;
 pub mod sessions;
 pub mod settings;
 pub mod snapshot;
+pub mod snapshot_builder;
 pub mod state_machine;
 pub mod swap;
 pub mod transport;

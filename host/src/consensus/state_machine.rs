@@ -10,16 +10,17 @@ use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
 use openraft::EntryPayload;
-use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
+use openraft::storage::{EntryResponder, RaftStateMachine};
 use tokio::sync::watch;
 
-use super::alarms::Alarms;
 use super::digest::{Applied, AppliedDigest, DigestBytes, command_digest};
 use super::host_state::HostState;
+pub use super::machine_status::MachineStatus;
 use super::plugin_history::{DeployRecord, PluginHistory};
 use super::sessions::{Admission, SessionStamp};
 use super::settings::{ClusterSettings, PROTOCOL_LEVEL_LEGACY, PROTOCOL_LEVEL_SUPPORTED};
 use super::snapshot::{PluginState, SnapshotBody, Snapshots, StoredSnapshot};
+use super::snapshot_builder::SnapshotBuilder;
 use super::swap::{self, GENESIS_POSITION, Plan};
 use super::types::{
     DeployReceipt, LogId, Payload, Request, Response, SnapshotMeta, StoredMembership, TypeConfig,
@@ -31,50 +32,6 @@ use crate::plugin::{
 
 type Snapshot = openraft::alias::SnapshotOf<TypeConfig, SnapshotBody>;
 type Responder = openraft::storage::ApplyResponder<TypeConfig>;
-
-/// What the state machine publishes for status reports.
-#[derive(Debug, Clone, Default)]
-pub struct MachineStatus {
-    /// The deploy history (without plugin bytes); its `cluster_version`
-    /// counts successful deploys.
-    pub history: PluginHistory,
-    /// The plugin a rollback would deploy.
-    pub rollback_plugin: Option<Arc<Vec<u8>>>,
-    /// sha256 of the running plugin, hex; `None` before the first deploy.
-    pub plugin_digest: Option<String>,
-    /// Size of the running plugin in bytes.
-    pub plugin_size_bytes: usize,
-    /// Size of the newest snapshot file.
-    pub snapshot_size_bytes: Option<u64>,
-    /// The cluster settings in force.
-    pub settings: ClusterSettings,
-    /// The applied digest (hex) and the index it covers.
-    pub applied_digest: (String, u64),
-    /// Recent checkpoints of the applied digest.
-    pub checkpoints: std::collections::BTreeMap<u64, DigestBytes>,
-    /// Alarms in force.
-    pub alarms: Alarms,
-    /// Client sessions open.
-    pub sessions_open: usize,
-}
-
-impl MachineStatus {
-    fn replicated(
-        host: &HostState,
-    ) -> (
-        ClusterSettings,
-        (String, u64),
-        std::collections::BTreeMap<u64, DigestBytes>,
-        Alarms,
-    ) {
-        (
-            host.settings,
-            (host.digest.hex(), host.digest.index),
-            host.digest.checkpoints.clone(),
-            host.alarms.clone(),
-        )
-    }
-}
 
 /// A command waiting for the plugin, with what its digest needs.
 struct PendingCommand {
@@ -631,32 +588,5 @@ async fn set_limits(plugin: &PluginHandle, limits: PluginLimits) -> io::Result<(
 fn respond(responder: Option<Responder>, response: Response) {
     if let Some(responder) = responder {
         responder.send(response);
-    }
-}
-
-/// Writes a snapshot whose content was captured by the state machine.
-pub struct SnapshotBuilder {
-    snapshot: StoredSnapshot,
-    snapshots: Snapshots,
-    status: Arc<watch::Sender<MachineStatus>>,
-}
-
-impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
-    type SnapshotData = SnapshotBody;
-
-    async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
-        let stored = self.snapshot.clone();
-        let snapshots = self.snapshots.clone();
-        let stored = tokio::task::spawn_blocking(move || snapshots.save(&stored).map(|()| stored))
-            .await
-            .map_err(io::Error::other)??;
-        tracing::info!(index = stored.index(), "snapshot written");
-        self.status.send_modify(|status| {
-            status.snapshot_size_bytes = self.snapshots.size_bytes();
-        });
-        Ok(Snapshot {
-            meta: stored.meta,
-            snapshot: stored.body,
-        })
     }
 }
