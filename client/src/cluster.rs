@@ -45,6 +45,10 @@ pub enum Error {
     /// The request itself is wrong (too large, empty, malformed).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// Over a limit: too large, past the state quota, too many commands
+    /// outstanding in the session. Nothing changed.
+    #[error("resource exhausted: {0}")]
+    ResourceExhausted(String),
     /// The caller's certificate does not allow this call.
     #[error("permission denied: {0}")]
     PermissionDenied(String),
@@ -76,6 +80,9 @@ pub struct Options {
     /// A session's timeout, by the log's clock (`None`: the cluster's
     /// default).
     pub session_timeout: Option<Duration>,
+    /// Whether to send to the leader directly once known (saves the hop of
+    /// forwarding); otherwise calls go to the nodes given, in order.
+    pub follow_leader: bool,
 }
 
 impl Default for Options {
@@ -84,6 +91,7 @@ impl Default for Options {
             retry_budget: RETRY_BUDGET_DEFAULT,
             sessions: true,
             session_timeout: None,
+            follow_leader: true,
         }
     }
 }
@@ -377,7 +385,7 @@ impl Cluster {
 
     /// Prefer the leader at `rpc_addr`, adding it to the known nodes.
     fn prefer(&mut self, rpc_addr: &str) {
-        if rpc_addr.is_empty() {
+        if rpc_addr.is_empty() || !self.options.follow_leader {
             return;
         }
         match self.endpoints.iter().position(|known| known == rpc_addr) {
@@ -441,6 +449,9 @@ fn classify(error: &ClientError) -> Retry {
     }
     match headers::value(status, headers::SESSION) {
         Some(headers::SESSION_NOT_OPEN) => return Retry::SessionNotOpen(message),
+        Some(headers::SESSION_OUTSTANDING) => {
+            return Retry::Stop(Error::ResourceExhausted(message));
+        }
         Some(_) => return Retry::Stop(Error::Refused(message)),
         None => {}
     }
@@ -449,6 +460,7 @@ fn classify(error: &ClientError) -> Retry {
         // A broken connection mid-call: the request may have arrived.
         Code::Unknown | Code::Cancelled | Code::DeadlineExceeded => Retry::Unsure(message),
         Code::InvalidArgument | Code::OutOfRange => Retry::Stop(Error::InvalidArgument(message)),
+        Code::ResourceExhausted => Retry::Stop(Error::ResourceExhausted(message)),
         Code::PermissionDenied | Code::Unauthenticated => {
             Retry::Stop(Error::PermissionDenied(message))
         }

@@ -6,8 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use clusterhost_client::Client;
-use clusterhost_client::proto::{self, apply_response, query_response};
+use clusterhost_client::{Cluster, Consistency, Options};
 
 /// Concurrent clients by default, and at most.
 pub const BENCH_CLIENTS_DEFAULT: u64 = 16;
@@ -53,6 +52,8 @@ pub struct LoadConfig {
     pub value_bytes: usize,
     /// Distinct keys.
     pub keys: u64,
+    /// Whether each client writes within a session (exactly once).
+    pub sessions: bool,
 }
 
 /// Keys written before a read workload starts, so reads find something.
@@ -63,6 +64,8 @@ const READ_SEED_KEYS_MAX: u64 = 1_000;
 pub struct LoadReport {
     /// What ran.
     pub workload: Workload,
+    /// Whether writes went through client sessions.
+    pub sessions: bool,
     /// Concurrent clients.
     pub clients: usize,
     /// Endpoints used.
@@ -122,6 +125,7 @@ pub async fn run(config: LoadConfig) -> anyhow::Result<LoadReport> {
     latencies.sort_unstable();
     Ok(LoadReport {
         workload: config.workload,
+        sessions: config.sessions,
         clients: config.clients,
         endpoints: config.endpoints.len(),
         seconds,
@@ -144,16 +148,24 @@ fn seed_keys(config: &LoadConfig) -> u64 {
     }
 }
 
-/// One connection per client, spread over the endpoints round-robin; for
-/// reads, the keys they will read are written first.
-async fn connect(config: &LoadConfig) -> anyhow::Result<Vec<Client>> {
+/// One client of the library per bench client, each bound to one endpoint
+/// (spread round-robin) and making one attempt per operation, so the
+/// endpoints chosen are the ones measured and every failure is counted;
+/// for reads, the keys they will read are written first.
+async fn connect(config: &LoadConfig) -> anyhow::Result<Vec<Cluster>> {
+    let options = Options {
+        retry_budget: Duration::ZERO,
+        sessions: config.sessions,
+        follow_leader: false,
+        ..Options::default()
+    };
     let mut clients = Vec::with_capacity(config.clients);
     for index in 0..config.clients {
         let endpoint = &config.endpoints[index % config.endpoints.len()];
-        clients.push(Client::connect(endpoint).await?);
+        clients.push(Cluster::connect_with([endpoint.as_str()], options.clone()).await?);
     }
     if seed_keys(config) > 0 {
-        let mut seeder = clients[0].clone();
+        let seeder = &mut clients[0];
         let value = "x".repeat(config.value_bytes);
         for key in 0..seed_keys(config) {
             seeder.apply(put_command(key, &value)).await?;
@@ -210,7 +222,7 @@ struct Counters {
 /// acknowledged ones in the measured window, and the errors in it.
 async fn client_loop(
     seed: u64,
-    mut client: Client,
+    mut client: Cluster,
     config: LoadConfig,
     measuring: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
@@ -228,26 +240,14 @@ async fn client_loop(
         let key = state % config.keys;
         let started = Instant::now();
         let ok = match config.workload {
-            Workload::Write => matches!(
-                client.apply(put_command(key, &value)).await,
-                Ok(proto::ApplyResponse {
-                    result: Some(apply_response::Result::Ok(_)),
-                    ..
-                })
-            ),
+            Workload::Write => client.apply(put_command(key, &value)).await.is_ok(),
             Workload::ReadLinearizable | Workload::ReadStale => {
                 let consistency = if config.workload == Workload::ReadStale {
-                    proto::Consistency::Stale
+                    Consistency::Stale
                 } else {
-                    proto::Consistency::Linearizable
+                    Consistency::Linearizable
                 };
-                matches!(
-                    client.query(get_request(key), consistency).await,
-                    Ok(proto::QueryResponse {
-                        result: Some(query_response::Result::Ok(_)),
-                        ..
-                    })
-                )
+                client.query(get_request(key), consistency).await.is_ok()
             }
         };
         let elapsed = started.elapsed();

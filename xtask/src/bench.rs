@@ -194,12 +194,16 @@ async fn load_rows(
     let mut results = Vec::new();
     for &clients in &settings.clients {
         for workload in workloads {
-            let mut targets = vec![("all nodes", all.clone())];
+            let mut targets: Vec<(&str, Vec<String>, &[&str])> =
+                vec![("all nodes", all.clone(), &[])];
             if *workload == "write" {
-                targets.insert(0, ("leader", vec![cluster.node(leader).endpoint()]));
+                let to_leader = vec![cluster.node(leader).endpoint()];
+                targets.insert(0, ("leader", to_leader.clone(), &[]));
+                // The same writes, each exactly once: the cost of sessions.
+                targets.insert(1, ("leader, sessions", to_leader, &["--sessions"]));
             }
-            for (target, endpoints) in targets {
-                let report = load(cluster, workload, clients, &endpoints, settings)?;
+            for (target, endpoints, extra) in targets {
+                let report = load(cluster, workload, clients, &endpoints, extra, settings)?;
                 results.push(json!({"workload": workload, "target": target, "report": report}));
             }
         }
@@ -212,6 +216,7 @@ fn load(
     workload: &str,
     clients: u64,
     endpoints: &[String],
+    extra: &[&str],
     settings: &Settings,
 ) -> Result<Value> {
     eprintln!(
@@ -226,6 +231,7 @@ fn load(
         .args(["--value-bytes", &settings.value_bytes.to_string()])
         .args(["--duration", &settings.duration])
         .args(["--warmup", if settings.quick { "1s" } else { "2s" }])
+        .args(extra)
         .stderr(Stdio::inherit())
         .output()?;
     if !output.status.success() {

@@ -273,6 +273,9 @@ pub struct BenchArgs {
     /// Distinct keys.
     #[arg(long, default_value_t = BENCH_KEYS_DEFAULT, value_parser = clap::value_parser!(u64).range(1..))]
     pub keys: u64,
+    /// Write within client sessions (exactly once; needs protocol level 2).
+    #[arg(long)]
+    pub sessions: bool,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,

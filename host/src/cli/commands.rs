@@ -8,8 +8,8 @@ use super::args::{
 };
 use super::output::{StatusJson, render_response, render_status};
 use super::{CliError, ExitCode};
-use clusterhost_client::Client;
-use clusterhost_client::proto::{self, apply_response, query_response};
+use clusterhost_client::proto;
+use clusterhost_client::{Client, Cluster, cluster};
 
 use crate::limits::PROMOTION_LAG_ENTRIES_MAX;
 use crate::membership::reconcile::Policy;
@@ -246,26 +246,16 @@ fn read_input(argument: &str) -> Result<Vec<u8>, CliError> {
 
 async fn apply(args: ApplyArgs) -> Result<(), CliError> {
     let command = read_input(&args.command)?;
-    let mut client = Client::connect(&args.endpoint.endpoint).await?;
-    let response = client.apply(command).await?;
-    match response.result {
-        Some(apply_response::Result::Ok(bytes)) => {
-            say!("{}", render_response(&bytes));
-            Ok(())
-        }
-        Some(apply_response::Result::Rejected(message)) => Err(CliError::new(
-            ExitCode::Rejected,
-            format!("the plugin rejected the command: {message}"),
-        )),
-        Some(apply_response::Result::Fault(message)) => Err(CliError::new(
-            ExitCode::Rejected,
-            format!("the command failed in the plugin and changed nothing: {message}"),
-        )),
-        None => Err(CliError::new(
-            ExitCode::Failure,
-            "empty response from the server",
-        )),
-    }
+    let mut cluster = one_shot(&args.endpoint.endpoint).await?;
+    let applied = cluster.apply(command).await.map_err(|error| {
+        library_error(
+            error,
+            "the plugin rejected the command",
+            "the command failed in the plugin and changed nothing",
+        )
+    })?;
+    say!("{}", render_response(&applied.response));
+    Ok(())
 }
 
 async fn query(args: QueryArgs) -> Result<(), CliError> {
@@ -274,25 +264,52 @@ async fn query(args: QueryArgs) -> Result<(), CliError> {
         Consistency::Linearizable => proto::Consistency::Linearizable,
         Consistency::Stale => proto::Consistency::Stale,
     };
-    let mut client = Client::connect(&args.endpoint.endpoint).await?;
-    let response = client.query(request, consistency).await?;
-    match response.result {
-        Some(query_response::Result::Ok(bytes)) => {
-            say!("{}", render_response(&bytes));
-            Ok(())
+    let mut cluster = one_shot(&args.endpoint.endpoint).await?;
+    let answer = cluster.query(request, consistency).await.map_err(|error| {
+        library_error(
+            error,
+            "the plugin rejected the query",
+            "the query failed in the plugin",
+        )
+    })?;
+    say!("{}", render_response(&answer));
+    Ok(())
+}
+
+/// The client library as a one-shot command uses it: the one node named
+/// (what it answers is what the user asked about), a single attempt (the
+/// node itself waits for a leader), and no session
+/// (a session is an entry in the log; a single command gains nothing from
+/// one).
+async fn one_shot(endpoint: &str) -> Result<Cluster, CliError> {
+    let options = cluster::Options {
+        retry_budget: std::time::Duration::ZERO,
+        sessions: false,
+        follow_leader: false,
+        ..cluster::Options::default()
+    };
+    Cluster::connect_with([endpoint], options)
+        .await
+        .map_err(|error| library_error(error, "", ""))
+}
+
+/// A library error as the CLI reports it, with its exit code.
+fn library_error(error: cluster::Error, rejected: &str, fault: &str) -> CliError {
+    use cluster::Error;
+    match error {
+        Error::Rejected(message) => {
+            CliError::new(ExitCode::Rejected, format!("{rejected}: {message}"))
         }
-        Some(query_response::Result::Rejected(message)) => Err(CliError::new(
-            ExitCode::Rejected,
-            format!("the plugin rejected the query: {message}"),
-        )),
-        Some(query_response::Result::Fault(message)) => Err(CliError::new(
-            ExitCode::Rejected,
-            format!("the query failed in the plugin: {message}"),
-        )),
-        None => Err(CliError::new(
-            ExitCode::Failure,
-            "empty response from the server",
-        )),
+        Error::Fault(message) => CliError::new(ExitCode::Rejected, format!("{fault}: {message}")),
+        Error::Unavailable(message) => CliError::new(ExitCode::Unavailable, message),
+        Error::Ambiguous(message) => CliError::new(ExitCode::OutcomeUnknown, message),
+        Error::InvalidArgument(message) | Error::ResourceExhausted(message) => {
+            CliError::new(ExitCode::InvalidInput, message)
+        }
+        Error::Refused(message) => CliError::new(ExitCode::Rejected, message),
+        Error::PermissionDenied(message) | Error::Json(message) => {
+            CliError::new(ExitCode::Failure, message)
+        }
     }
 }
 
@@ -388,6 +405,7 @@ async fn bench(args: BenchArgs) -> Result<(), CliError> {
         warmup: args.warmup,
         value_bytes: args.value_bytes,
         keys: args.keys,
+        sessions: args.sessions,
     })
     .await
     .map_err(|error| CliError::new(ExitCode::Unavailable, format!("{error:#}")))?;
