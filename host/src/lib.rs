@@ -5,6 +5,8 @@
 //!
 //! Layout, one module per concern; each outside dependency lives in one:
 //! - [`cli`]: the command line (clap).
+//! - [`embed`]: [`Node`], a node started inside your own program (and by
+//!   `clusterhost run`).
 //! - [`node`]: wiring a node together, and taking it down.
 //! - [`api`]: the public gRPC service (tonic): handlers, routing to the
 //!   leader, status reports.
@@ -18,7 +20,7 @@
 //! - [`limits`]: every bound and timing, as named constants.
 //! - [`loadgen`]: the load generator behind `clusterhost bench`.
 //!
-//! Modules only use modules below them in this list (cli → node → api →
+//! Modules only use modules below them in this list (cli → embed → node → api →
 //! membership → discovery → consensus → storage → plugin → limits).
 //!
 //! One write, file by file: `cli/commands.rs` (`apply`) → the
@@ -31,9 +33,12 @@ pub mod api;
 pub mod cli;
 pub mod consensus;
 pub mod discovery;
+pub mod embed;
 pub mod limits;
 pub mod loadgen;
 pub mod membership;
 pub mod node;
 pub mod plugin;
 pub mod storage;
+
+pub use embed::{Consistency, EmbedError, Node, NodeBuilder};

@@ -231,9 +231,15 @@ pub const VOTER_CAP_DEFAULT: u64 = 5;
 /// (`--stabilization`, as the flag's default is written).
 pub const STABILIZATION_DEFAULT: &str = "5s";
 
+/// [`STABILIZATION_DEFAULT`] as a duration (for nodes started as a library).
+pub const STABILIZATION_DEFAULT_TIME: Duration = Duration::from_secs(5);
+
 /// Default time a member must be dead before the leader may remove it
 /// (`--dead-grace`, as the flag's default is written).
 pub const DEAD_GRACE_DEFAULT: &str = "5m";
+
+/// [`DEAD_GRACE_DEFAULT`] as a duration (for nodes started as a library).
+pub const DEAD_GRACE_DEFAULT_TIME: Duration = Duration::from_secs(5 * 60);
 
 // ---- Gossip --------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ use super::{CliError, ExitCode};
 use clusterhost_client::proto;
 use clusterhost_client::{Client, Cluster, cluster};
 
+use crate::embed::NodeBuilder;
 use crate::limits::PROMOTION_LAG_ENTRIES_MAX;
 use crate::membership::reconcile::Policy;
 use crate::node::{self, NodeConfig};
@@ -194,13 +195,14 @@ async fn run(args: RunArgs) -> Result<(), CliError> {
     let listener = node::bind(args.listen)
         .await
         .map_err(|error| CliError::new(ExitCode::Unavailable, error.to_string()))?;
-    let handle = node::start(config, listener)
+    let node = NodeBuilder::from_config(config, args.listen)
+        .start_on(listener)
         .await
         .map_err(|error| CliError::new(ExitCode::Failure, error.to_string()))?;
-    let node_id = handle.node_id();
-    tracing::info!(node_id, "ready");
-    handle.serve_until(shutdown_signal()).await?;
-    Ok(())
+    tracing::info!(node_id = node.id(), "ready");
+    node.serve_until(shutdown_signal())
+        .await
+        .map_err(|error| CliError::new(ExitCode::Failure, error.to_string()))
 }
 
 async fn shutdown_signal() {

@@ -96,6 +96,15 @@ impl NodeHandle {
         self.local.node_id
     }
 
+    /// Wait until this node has applied `index`, at most `timeout`.
+    pub async fn wait_applied(
+        &self,
+        index: u64,
+        timeout: std::time::Duration,
+    ) -> Result<(), String> {
+        self.consensus.wait_applied(index, timeout).await
+    }
+
     /// Stop gracefully: hand leadership over if leading, then stop the
     /// membership loop, gossip, serving and Raft.
     pub async fn shutdown(self) -> anyhow::Result<()> {

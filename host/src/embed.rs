@@ -1,0 +1,285 @@
+//! clusterhost as a library: start a node inside your own program, write to
+//! the cluster and read from it, stop it — with no Raft, gossip, gRPC or
+//! wasm type in sight.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), clusterhost::EmbedError> {
+//! let node = clusterhost::Node::builder()
+//!     .data_dir("data/n1")
+//!     .listen("127.0.0.1:7400".parse().unwrap())
+//!     .gossip("127.0.0.1:7401".parse().unwrap())
+//!     .bootstrap()
+//!     .plugin_file("kv.wasm")
+//!     .start()
+//!     .await?;
+//! let answer = node.apply(br#"{"put":{"key":"a","value":"1"}}"#.to_vec()).await?;
+//! let value = node
+//!     .query(br#"{"get":{"key":"a"}}"#.to_vec(), clusterhost::Consistency::Linearizable)
+//!     .await?;
+//! node.shutdown().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! A second node joins with `.join(["127.0.0.1:7401"])` instead of
+//! `.bootstrap()`, and no plugin: the cluster's plugin comes through the log.
+//! Writes go through a client session, so a write retried after a leader
+//! change applies once. The `clusterhost run` command starts its node with
+//! this same builder.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clusterhost_client::{Cluster, Options};
+use tokio::net::TcpListener;
+use tokio::sync::Mutex;
+
+pub use clusterhost_client::{Consistency, Error as ClientError};
+
+use crate::limits::{
+    DEAD_GRACE_DEFAULT_TIME, LOG_ENTRIES_KEPT_BEHIND_SNAPSHOT, PROMOTION_LAG_ENTRIES_MAX,
+    PluginLimits, REQUEST_TIMEOUT, SNAPSHOT_EVERY_ENTRIES_DEFAULT, STABILIZATION_DEFAULT_TIME,
+    VOTER_CAP_DEFAULT,
+};
+use crate::membership::reconcile::Policy;
+use crate::node::{self, NodeConfig, NodeHandle, StartError};
+
+/// The gRPC address a node listens on unless told otherwise.
+pub const LISTEN_DEFAULT: &str = "127.0.0.1:7400";
+/// The gossip address a node uses unless told otherwise.
+pub const GOSSIP_DEFAULT: &str = "127.0.0.1:7401";
+/// The cluster name nodes gossip under unless told otherwise.
+pub const CLUSTER_NAME_DEFAULT: &str = "clusterhost";
+
+/// Why an embedded node failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EmbedError {
+    /// The node could not start; nothing was changed.
+    #[error(transparent)]
+    Start(#[from] StartError),
+    /// A write or read failed (see the client library's error kinds).
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// The node stopped with an error.
+    #[error("{0}")]
+    Stopped(String),
+}
+
+impl Default for NodeConfig {
+    /// What `clusterhost run` does without flags.
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./data"),
+            plugin: None,
+            bootstrap: false,
+            bootstrap_expect: 0,
+            join: Vec::new(),
+            gossip_listen: default_addr(GOSSIP_DEFAULT),
+            gossip_advertise: None,
+            cluster_name: CLUSTER_NAME_DEFAULT.to_string(),
+            policy: Policy {
+                voter_cap: VOTER_CAP_DEFAULT as usize,
+                stabilization: STABILIZATION_DEFAULT_TIME,
+                dead_grace: DEAD_GRACE_DEFAULT_TIME,
+                min_voters: 1,
+                caught_up_lag_entries: PROMOTION_LAG_ENTRIES_MAX,
+            },
+            advertise: None,
+            node_id: None,
+            snapshot_every_entries: SNAPSHOT_EVERY_ENTRIES_DEFAULT,
+            log_entries_kept: LOG_ENTRIES_KEPT_BEHIND_SNAPSHOT,
+            plugin_limits: PluginLimits::default(),
+            flagged_settings: Vec::new(),
+        }
+    }
+}
+
+fn default_addr(text: &str) -> SocketAddr {
+    text.parse()
+        .unwrap_or_else(|_| unreachable!("{text} is a socket address"))
+}
+
+/// How to start a [`Node`].
+#[derive(Debug, Clone)]
+pub struct NodeBuilder {
+    config: NodeConfig,
+    listen: SocketAddr,
+}
+
+impl NodeBuilder {
+    /// A builder for a node started from `config` (what `clusterhost run`
+    /// builds from its flags), serving gRPC on `listen`.
+    pub fn from_config(config: NodeConfig, listen: SocketAddr) -> Self {
+        Self { config, listen }
+    }
+
+    /// Where the node keeps its state (default `./data`).
+    pub fn data_dir(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config.data_dir = path.into();
+        self
+    }
+
+    /// The gRPC address to serve clients and peers on.
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listen = addr;
+        self
+    }
+
+    /// The address others reach the gRPC port at, when it differs.
+    pub fn advertise(mut self, addr: impl Into<String>) -> Self {
+        self.config.advertise = Some(addr.into());
+        self
+    }
+
+    /// The UDP address to gossip on.
+    pub fn gossip(mut self, addr: SocketAddr) -> Self {
+        self.config.gossip_listen = addr;
+        self
+    }
+
+    /// Gossip addresses of nodes already in the cluster (any one will do).
+    pub fn join<I, S>(mut self, seeds: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.config.join = seeds.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Create a new single-node cluster with [`Self::plugin_file`] (on the
+    /// first start; later starts resume it).
+    pub fn bootstrap(mut self) -> Self {
+        self.config.bootstrap = true;
+        self
+    }
+
+    /// The plugin (a wasm component) a new cluster runs.
+    pub fn plugin_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config.plugin = Some(path.into());
+        self
+    }
+
+    /// Only nodes with the same cluster name gossip with each other.
+    pub fn cluster_name(mut self, name: impl Into<String>) -> Self {
+        self.config.cluster_name = name.into();
+        self
+    }
+
+    /// How long a new node must be healthy before it becomes a voter.
+    pub fn stabilization(mut self, time: Duration) -> Self {
+        self.config.policy.stabilization = time;
+        self
+    }
+
+    /// Start the node: bind its ports, open or create its data dir, join
+    /// or create the cluster. Returns once it serves.
+    pub async fn start(self) -> Result<Node, EmbedError> {
+        let listener = node::bind(self.listen).await?;
+        self.start_on(listener).await
+    }
+
+    /// [`Self::start`] on a listener bound by the caller (port 0 for tests).
+    pub async fn start_on(self, listener: TcpListener) -> Result<Node, EmbedError> {
+        let endpoint = listener
+            .local_addr()
+            .map_err(|error| StartError::Other(format!("listener: {error}")))?
+            .to_string();
+        let handle = node::start(self.config, listener).await?;
+        Ok(Node {
+            handle,
+            endpoint,
+            client: Mutex::new(None),
+        })
+    }
+}
+
+/// A running node in this process.
+pub struct Node {
+    handle: NodeHandle,
+    /// Where this node serves gRPC.
+    endpoint: String,
+    /// The client writes and reads go through, made on first use.
+    client: Mutex<Option<Cluster>>,
+}
+
+impl Node {
+    /// How to start one.
+    pub fn builder() -> NodeBuilder {
+        NodeBuilder::from_config(NodeConfig::default(), default_addr(LISTEN_DEFAULT))
+    }
+
+    /// This node's id in the cluster.
+    pub fn id(&self) -> u64 {
+        self.handle.node_id()
+    }
+
+    /// The gRPC address this node serves on (for clients elsewhere).
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Apply `command` through the leader, once, and return the plugin's
+    /// answer after this node has applied it too (so a read here sees it).
+    pub async fn apply(&self, command: Vec<u8>) -> Result<Vec<u8>, EmbedError> {
+        let applied = {
+            let mut client = self.client().await?;
+            let cluster = client
+                .as_mut()
+                .unwrap_or_else(|| unreachable!("client() made one"));
+            cluster.apply(command).await?
+        };
+        self.handle
+            .wait_applied(applied.index, REQUEST_TIMEOUT)
+            .await
+            .map_err(EmbedError::Stopped)?;
+        Ok(applied.response)
+    }
+
+    /// Run a query on this node's state (linearizable: confirmed with the
+    /// leader first; stale: as this node has it).
+    pub async fn query(
+        &self,
+        request: Vec<u8>,
+        consistency: Consistency,
+    ) -> Result<Vec<u8>, EmbedError> {
+        let mut client = self.client().await?;
+        let cluster = client
+            .as_mut()
+            .unwrap_or_else(|| unreachable!("client() made one"));
+        Ok(cluster.query(request, consistency).await?)
+    }
+
+    /// Stop gracefully: hand leadership over if leading, then stop.
+    pub async fn shutdown(self) -> Result<(), EmbedError> {
+        self.handle
+            .shutdown()
+            .await
+            .map_err(|error| EmbedError::Stopped(format!("{error:#}")))
+    }
+
+    /// Serve until `signal` fires or the node leaves the cluster, then stop.
+    pub async fn serve_until(
+        self,
+        signal: impl std::future::Future<Output = ()>,
+    ) -> Result<(), EmbedError> {
+        self.handle
+            .serve_until(signal)
+            .await
+            .map_err(|error| EmbedError::Stopped(format!("{error:#}")))
+    }
+
+    /// The client to this node's own endpoint: it stays on this node (which
+    /// forwards writes to the leader) and writes in a session.
+    async fn client(&self) -> Result<tokio::sync::MutexGuard<'_, Option<Cluster>>, EmbedError> {
+        let mut client = self.client.lock().await;
+        if client.is_none() {
+            let options = Options {
+                follow_leader: false,
+                ..Options::default()
+            };
+            *client = Some(Cluster::connect_with([self.endpoint.as_str()], options).await?);
+        }
+        Ok(client)
+    }
+}

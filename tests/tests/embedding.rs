@@ -1,0 +1,107 @@
+//! clusterhost as a library: nodes started with `clusterhost::Node::builder()`
+//! inside this test process form a cluster among themselves, and one joins a
+//! cluster of real `clusterhost` processes. Writes through any embedded node
+//! reach the leader and are readable on the node that made them.
+
+use std::time::Duration;
+
+use clusterhost::{Consistency, Node};
+use clusterhost_tests::cluster::free_addresses;
+use clusterhost_tests::kv;
+use clusterhost_tests::paths::kv_plugin;
+use clusterhost_tests::scenario::*;
+use clusterhost_tests::{TestCluster, wait_for};
+
+/// Learners become voters after this long in these tests.
+const STABILIZATION: Duration = Duration::from_secs(1);
+
+async fn embedded(directory: &std::path::Path, name: &str, join: Option<String>) -> Node {
+    let (listen, gossip) = free_addresses();
+    let builder = Node::builder()
+        .data_dir(directory.join(name))
+        .listen(listen)
+        .gossip(gossip)
+        .stabilization(STABILIZATION);
+    let builder = match join {
+        Some(seed) => builder.join([seed]),
+        None => builder.bootstrap().plugin_file(kv_plugin()),
+    };
+    builder
+        .start()
+        .await
+        .unwrap_or_else(|error| panic!("start {name}: {error}"))
+}
+
+fn value_of(answer: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(answer).expect("kv answers with JSON")
+}
+
+/// Put through `node` until it succeeds (a node that just joined may not
+/// have a leader yet), bounded by `MEMBERSHIP_TIMEOUT`.
+async fn put_when_ready(node: &Node, key: &str, value: &str) {
+    wait_for(
+        "a write through the new node",
+        MEMBERSHIP_TIMEOUT,
+        || async {
+            node.apply(kv::put(key, value))
+                .await
+                .map_err(|error| error.to_string())
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_embedded_nodes_form_a_cluster_in_one_process() {
+    // Goal: the builder is all a Rust program needs: one node bootstraps
+    // with the kv plugin, two join it by its gossip address; a write through
+    // the last one is readable, linearizably, on the second, and a node
+    // shuts down cleanly.
+    let directory = tempfile::tempdir().expect("temp dir");
+    let first = embedded(directory.path(), "n1", None).await;
+    let seed = gossip_of(&first).await;
+    let second = embedded(directory.path(), "n2", Some(seed.clone())).await;
+    let third = embedded(directory.path(), "n3", Some(seed)).await;
+    put_when_ready(&third, "greeting", "hello").await;
+    let answer = second
+        .query(kv::get("greeting"), Consistency::Linearizable)
+        .await
+        .expect("read through the second node");
+    assert_eq!(value_of(&answer)["value"], "hello");
+    let ids = [first.id(), second.id(), third.id()];
+    assert!(ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != ids[2]);
+    for node in [third, second, first] {
+        node.shutdown().await.expect("clean shutdown");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_embedded_node_joins_a_cluster_of_clusterhost_processes() {
+    // Goal: a program embedding clusterhost joins a cluster run by the
+    // `clusterhost` binary; its writes are seen by the processes' CLI.
+    let cluster = TestCluster::start_bootstrap_with(&kv_plugin(), fast(1)).await;
+    let directory = tempfile::tempdir().expect("temp dir");
+    let seed = cluster.node(0).gossip_addr().to_string();
+    let node = embedded(directory.path(), "embedded", Some(seed)).await;
+    put_when_ready(&node, "from", "library").await;
+    let read = cluster
+        .cli(0, &["query", r#"{"get":{"key":"from"}}"#])
+        .await
+        .success_json();
+    assert_eq!(read["value"], "library");
+    node.shutdown().await.expect("clean shutdown");
+}
+
+/// The gossip address of an embedded node, from its status.
+async fn gossip_of(node: &Node) -> String {
+    let mut client = clusterhost_client::Client::connect(node.endpoint())
+        .await
+        .expect("connect");
+    let members = client.members().await.expect("members");
+    members
+        .members
+        .iter()
+        .find(|member| member.id == node.id())
+        .map(|member| member.gossip_addr.clone())
+        .expect("the node lists itself")
+}
