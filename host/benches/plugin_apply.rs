@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clusterhost::limits::PluginLimits;
-use clusterhost::plugin::{EntryPosition, FsmRuntime, PluginEngine, PluginHandle};
+use clusterhost::plugin::{EntryPosition, FsmRuntime, Machine, PluginEngine, PluginHandle};
 use clusterhost_sdk::{Entry, RawStateMachine};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
@@ -125,8 +125,12 @@ fn worker(criterion: &mut Criterion) {
     let code = engine.load(kv_bytes()).expect("kv loads");
     let tokio = tokio::runtime::Runtime::new().expect("tokio");
     let runtime = FsmRuntime::new(code, PluginLimits::default()).expect("instance");
-    let handle = PluginHandle::spawn(Some(runtime), PluginLimits::default(), "bench".to_string())
-        .expect("worker");
+    let handle = PluginHandle::spawn(
+        Some(Machine::Plugin(Box::new(runtime))),
+        PluginLimits::default(),
+        "bench".to_string(),
+    )
+    .expect("worker");
     let mut group = criterion.benchmark_group("worker");
     let mut next = 0u64;
     group.throughput(Throughput::Elements(1));

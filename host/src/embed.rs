@@ -22,6 +22,9 @@
 //!
 //! A second node joins with `.join(["127.0.0.1:7401"])` instead of
 //! `.bootstrap()`, and no plugin: the cluster's plugin comes through the log.
+//! Instead of a wasm plugin, a node can run a [`StateMachine`] written in
+//! Rust (`.state_machine(MyMachine::default())`); every node of that
+//! cluster then runs the same one.
 //! Writes go through a client session, so a write retried after a leader
 //! change applies once. The `clusterhost run` command starts its node with
 //! this same builder.
@@ -35,6 +38,9 @@ use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 
 pub use clusterhost_client::{Consistency, Error as ClientError};
+
+use crate::plugin::NativeMachine;
+pub use crate::plugin::native::{Entry, StateMachine};
 
 use crate::limits::{
     DEAD_GRACE_DEFAULT_TIME, LOG_ENTRIES_KEPT_BEHIND_SNAPSHOT, PROMOTION_LAG_ENTRIES_MAX,
@@ -100,17 +106,22 @@ fn default_addr(text: &str) -> SocketAddr {
 }
 
 /// How to start a [`Node`].
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct NodeBuilder {
     config: NodeConfig,
     listen: SocketAddr,
+    native: Option<NativeMachine>,
 }
 
 impl NodeBuilder {
     /// A builder for a node started from `config` (what `clusterhost run`
     /// builds from its flags), serving gRPC on `listen`.
     pub fn from_config(config: NodeConfig, listen: SocketAddr) -> Self {
-        Self { config, listen }
+        Self {
+            config,
+            listen,
+            native: None,
+        }
     }
 
     /// Where the node keeps its state (default `./data`).
@@ -147,8 +158,8 @@ impl NodeBuilder {
         self
     }
 
-    /// Create a new single-node cluster with [`Self::plugin_file`] (on the
-    /// first start; later starts resume it).
+    /// Create a new single-node cluster running [`Self::plugin_file`] or
+    /// [`Self::state_machine`] (on the first start; later starts resume it).
     pub fn bootstrap(mut self) -> Self {
         self.config.bootstrap = true;
         self
@@ -157,6 +168,17 @@ impl NodeBuilder {
     /// The plugin (a wasm component) a new cluster runs.
     pub fn plugin_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.config.plugin = Some(path.into());
+        self
+    }
+
+    /// Run `machine`, a state machine written in Rust, instead of a plugin.
+    /// Every node of the cluster must run the same one (it is known by its
+    /// type's name); plugins cannot be deployed to such a cluster. Native
+    /// code is not sandboxed: see [`StateMachine`] for the rules it must
+    /// keep so that replicas stay identical.
+    pub fn state_machine<M: StateMachine>(mut self, machine: M) -> Self {
+        let name = std::any::type_name::<M>();
+        self.native = Some(NativeMachine::new(name, Box::new(machine)));
         self
     }
 
@@ -185,7 +207,7 @@ impl NodeBuilder {
             .local_addr()
             .map_err(|error| StartError::Other(format!("listener: {error}")))?
             .to_string();
-        let handle = node::start(self.config, listener).await?;
+        let handle = node::start_with(self.config, listener, self.native).await?;
         Ok(Node {
             handle,
             endpoint,

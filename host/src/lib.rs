@@ -41,4 +41,4 @@ pub mod node;
 pub mod plugin;
 pub mod storage;
 
-pub use embed::{Consistency, EmbedError, Node, NodeBuilder};
+pub use embed::{Consistency, EmbedError, Entry, Node, NodeBuilder, StateMachine};

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use clusterhost::limits::{PluginLimits, RESPONSE_BYTES_MAX};
 use clusterhost::plugin::{
-    ApplyError, EntryPosition, Fault, FsmRuntime, LoadError, PluginCode, PluginEngine, PluginHandle,
+    ApplyError, EntryPosition, Fault, FsmRuntime, LoadError, Machine, PluginCode, PluginEngine,
+    PluginHandle,
 };
 
 fn plugin_path(relative: &str) -> PathBuf {
@@ -523,8 +524,12 @@ fn the_plugin_handle_reports_the_size_of_the_last_snapshot() {
     let engine = engine();
     let code = load(&engine, "kv.wasm");
     let runtime = FsmRuntime::new(code, PluginLimits::default()).expect("instance");
-    let handle = PluginHandle::spawn(Some(runtime), PluginLimits::default(), "test".to_string())
-        .expect("worker");
+    let handle = PluginHandle::spawn(
+        Some(Machine::Plugin(Box::new(runtime))),
+        PluginLimits::default(),
+        "test".to_string(),
+    )
+    .expect("worker");
     assert_eq!(handle.state_size_bytes(), None, "nothing measured yet");
     let tokio = tokio::runtime::Builder::new_current_thread()
         .build()

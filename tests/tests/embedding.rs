@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use clusterhost::{Consistency, Node};
+use clusterhost::{Consistency, Entry, Node, StateMachine};
 use clusterhost_tests::cluster::free_addresses;
 use clusterhost_tests::kv;
 use clusterhost_tests::paths::kv_plugin;
@@ -90,6 +90,140 @@ async fn an_embedded_node_joins_a_cluster_of_clusterhost_processes() {
         .success_json();
     assert_eq!(read["value"], "library");
     node.shutdown().await.expect("clean shutdown");
+}
+
+/// A counter written in Rust: `+` adds one and answers the total.
+#[derive(Default)]
+struct Counter {
+    total: u64,
+}
+
+impl StateMachine for Counter {
+    fn apply(&mut self, _entry: Entry, command: &[u8]) -> Result<Vec<u8>, String> {
+        if command != b"+" {
+            return Err(format!(
+                "unknown command {:?}",
+                String::from_utf8_lossy(command)
+            ));
+        }
+        self.total += 1;
+        Ok(self.total.to_string().into_bytes())
+    }
+
+    fn query(&self, _request: &[u8]) -> Result<Vec<u8>, String> {
+        Ok(self.total.to_string().into_bytes())
+    }
+
+    fn snapshot(&self) -> Result<Vec<u8>, String> {
+        Ok(self.total.to_le_bytes().to_vec())
+    }
+
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), String> {
+        let bytes: [u8; 8] = snapshot
+            .try_into()
+            .map_err(|_| "not a counter".to_string())?;
+        self.total = u64::from_le_bytes(bytes);
+        Ok(())
+    }
+}
+
+async fn native_node(
+    directory: &std::path::Path,
+    name: &str,
+    addresses: (std::net::SocketAddr, std::net::SocketAddr),
+    join: Option<String>,
+) -> Node {
+    let builder = Node::builder()
+        .data_dir(directory.join(name))
+        .listen(addresses.0)
+        .gossip(addresses.1)
+        .stabilization(STABILIZATION)
+        .state_machine(Counter::default());
+    let builder = match join {
+        Some(seed) => builder.join([seed]),
+        None => builder.bootstrap(),
+    };
+    builder
+        .start()
+        .await
+        .unwrap_or_else(|error| panic!("start {name}: {error}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_native_state_machine_replicates_snapshots_and_restarts() {
+    // Goal: a Rust state machine instead of a plugin: three nodes replicate
+    // it, a snapshot holds its state and a restarted node restores it, an
+    // error it returns is a rejection, and a plugin deploy is refused.
+    let directory = tempfile::tempdir().expect("temp dir");
+    let first_addresses = free_addresses();
+    let first = native_node(directory.path(), "n1", first_addresses, None).await;
+    let seed = first_addresses.1.to_string();
+    let second_addresses = free_addresses();
+    let second = native_node(directory.path(), "n2", second_addresses, Some(seed.clone())).await;
+    let third = native_node(directory.path(), "n3", free_addresses(), Some(seed)).await;
+    for _ in 0..3 {
+        first.apply(b"+".to_vec()).await.expect("add on the first");
+    }
+    wait_for(
+        "a write through the third node",
+        MEMBERSHIP_TIMEOUT,
+        || async {
+            third
+                .apply(b"+".to_vec())
+                .await
+                .map_err(|error| error.to_string())
+        },
+    )
+    .await;
+    let total = second
+        .query(b"total".to_vec(), Consistency::Linearizable)
+        .await
+        .expect("read");
+    assert_eq!(total, b"4");
+    let rejected = first
+        .apply(b"x".to_vec())
+        .await
+        .expect_err("unknown command");
+    assert!(
+        rejected.to_string().contains("unknown command"),
+        "{rejected}"
+    );
+
+    let mut admin = clusterhost_client::Client::connect(first.endpoint())
+        .await
+        .expect("connect");
+    admin.snapshot().await.expect("snapshot");
+    let plugin = std::fs::read(kv_plugin()).expect("kv.wasm");
+    let refused = admin
+        .deploy_plugin(plugin)
+        .await
+        .expect_err("deploy refused");
+    assert!(
+        refused.to_string().contains("native state machine"),
+        "{refused}"
+    );
+
+    first.shutdown().await.expect("stop the first node");
+    // Restarted on its data dir, as any node resumes: without bootstrap.
+    let seed = second_addresses.1.to_string();
+    let first = native_node(directory.path(), "n1", first_addresses, Some(seed)).await;
+    wait_for(
+        "the restarted node to catch up",
+        MEMBERSHIP_TIMEOUT,
+        || async {
+            let total = first
+                .query(b"total".to_vec(), Consistency::Stale)
+                .await
+                .map_err(|error| error.to_string())?;
+            (total == b"4")
+                .then_some(())
+                .ok_or(format!("total {total:?}"))
+        },
+    )
+    .await;
+    for node in [third, second, first] {
+        node.shutdown().await.expect("clean shutdown");
+    }
 }
 
 /// The gossip address of an embedded node, from its status.

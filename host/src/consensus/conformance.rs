@@ -26,9 +26,10 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for OnDisk {
         let plugin = PluginHandle::spawn(None, PluginLimits::default(), "suite".to_string())
             .expect("plugin worker");
         let snapshots = Snapshots::open(&directory.path().join("snapshots")).expect("snapshot dir");
-        let machine = StateMachineStore::open(plugin, engine, snapshots, PluginLimits::default())
-            .await
-            .expect("state machine");
+        let machine =
+            StateMachineStore::open(plugin, engine, snapshots, PluginLimits::default(), None)
+                .await
+                .expect("state machine");
         Ok((directory, log, machine))
     }
 }

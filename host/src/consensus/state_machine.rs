@@ -26,6 +26,7 @@ use super::types::{
     DeployReceipt, LogId, Payload, Request, Response, SnapshotMeta, StoredMembership, TypeConfig,
 };
 use crate::limits::PluginLimits;
+use crate::plugin::native::native_name;
 use crate::plugin::{
     ApplyError, ApplyOutcome, EntryPosition, PluginDigest, PluginEngine, PluginHandle,
 };
@@ -49,6 +50,9 @@ pub struct StateMachineStore {
     /// The node's own plugin flags: in force only while the cluster is at
     /// protocol level 0 (before cluster settings existed).
     flag_limits: PluginLimits,
+    /// The marker of the native state machine this node runs instead of
+    /// plugins, if it is embedded with one.
+    native: Option<Arc<[u8]>>,
     host: HostState,
     engine: PluginEngine,
     snapshots: Snapshots,
@@ -59,12 +63,14 @@ pub struct StateMachineStore {
 
 impl StateMachineStore {
     /// A machine holding the newest snapshot in `snapshots` (installed into
-    /// `plugin`), or empty when there is none.
+    /// `plugin`), or empty when there is none. `native`: the marker of the
+    /// native state machine `plugin` runs, if any.
     pub async fn open(
         plugin: PluginHandle,
         engine: PluginEngine,
         snapshots: Snapshots,
         flag_limits: PluginLimits,
+        native: Option<Arc<[u8]>>,
     ) -> io::Result<Self> {
         let restored = snapshots.load()?;
         if let Some(snapshot) = &restored {
@@ -82,13 +88,15 @@ impl StateMachineStore {
         };
         let running = restored
             .as_ref()
-            .and_then(|snapshot| snapshot.body.plugin.as_ref());
+            .and_then(|snapshot| snapshot.body.plugin.as_ref())
+            .map(|plugin| plugin.code.as_slice())
+            .or(native.as_deref());
         let (settings, applied_digest, checkpoints, alarms) = MachineStatus::replicated(&host);
         let status = MachineStatus {
             history: host.history.without_bytes(),
             rollback_plugin: rollback_bytes(&host.history),
-            plugin_digest: running.map(|plugin| PluginDigest::of(&plugin.code).to_hex()),
-            plugin_size_bytes: running.map_or(0, |plugin| plugin.code.len()),
+            plugin_digest: running.map(|code| PluginDigest::of(code).to_hex()),
+            plugin_size_bytes: running.map_or(0, <[u8]>::len),
             snapshot_size_bytes: snapshots.size_bytes(),
             settings,
             applied_digest,
@@ -99,6 +107,7 @@ impl StateMachineStore {
         Ok(Self {
             plugin,
             flag_limits,
+            native,
             host,
             engine,
             snapshots,
@@ -289,6 +298,12 @@ impl StateMachineStore {
             time_ms,
             failure: None,
         };
+        if let Some(code) = &self.native {
+            let name = native_name(code).unwrap_or_default();
+            return Ok(Err(format!(
+                "this cluster runs the native state machine {name}: plugins cannot be deployed to it"
+            )));
+        }
         let running = self.status.borrow().plugin_digest.clone();
         if let Plan::AlreadyRunning(receipt) = swap::plan(
             running.as_deref(),
@@ -487,7 +502,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     },
                     body: SnapshotBody {
                         plugin: plugin.map(|snapshot| PluginState {
-                            code: snapshot.code.bytes().to_vec(),
+                            code: snapshot.code.to_vec(),
                             position: snapshot.position,
                             state: snapshot.state,
                         }),
@@ -556,13 +571,20 @@ async fn install_body(
     let Some(state) = &body.plugin else {
         return Ok(());
     };
+    let position = state.position.unwrap_or(GENESIS_POSITION);
+    if native_name(&state.code).is_some() {
+        return plugin
+            .restore_native(position, state.state.clone())
+            .await
+            .map_err(io::Error::other)?
+            .map_err(|error| io::Error::other(format!("cannot restore the snapshot: {error}")));
+    }
     let code = engine
         .load_off_thread(state.code.clone())
         .await
         .map_err(|error| {
             io::Error::other(format!("cannot run the plugin in the snapshot: {error}"))
         })?;
-    let position = state.position.unwrap_or(GENESIS_POSITION);
     plugin
         .install(code, Some((position, state.state.clone())))
         .await

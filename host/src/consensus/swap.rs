@@ -64,7 +64,7 @@ pub fn handover(
                 snapshot.position.unwrap_or(GENESIS_POSITION),
                 snapshot.state,
             )),
-            previous: Some(snapshot.code.bytes().to_vec()),
+            previous: Some(snapshot.code.to_vec()),
         }),
     }
 }

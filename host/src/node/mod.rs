@@ -23,6 +23,7 @@ pub use identity::decide_identity;
 use crate::api::ClusterService;
 use crate::api::leader::LeaderRunner;
 use crate::api::server::{ServerTask, serve};
+use crate::consensus::settings::PROTOCOL_LEVEL_LEGACY;
 use crate::consensus::settings::{ClusterSettings, SettingsChange};
 use crate::consensus::snapshot::Snapshots;
 use crate::consensus::{
@@ -33,7 +34,7 @@ use crate::discovery::{Announcement, Discovery, DiscoveryConfig};
 use crate::limits::{PRECOMPILE_QUEUE_DEPTH, REQUEST_TIMEOUT};
 use crate::membership::autopilot::{Autopilot, AutopilotConfig, SharedView};
 use crate::membership::{LocalMember, operations};
-use crate::plugin::{PluginCode, PluginEngine, PluginHandle};
+use crate::plugin::{Machine, NativeMachine, PluginCode, PluginDigest, PluginEngine, PluginHandle};
 use crate::storage::{DataDir, DataDirError, NodeIdentity};
 
 /// Why a node could not start. Each is reported before anything changes.
@@ -146,16 +147,32 @@ impl NodeHandle {
 
 /// Start a node serving gRPC on `listener`.
 pub async fn start(config: NodeConfig, listener: TcpListener) -> Result<NodeHandle, StartError> {
+    start_with(config, listener, None).await
+}
+
+/// Start a node serving gRPC on `listener`, running `native` instead of
+/// plugins when given (a program embedding clusterhost).
+pub async fn start_with(
+    config: NodeConfig,
+    listener: TcpListener,
+    native: Option<NativeMachine>,
+) -> Result<NodeHandle, StartError> {
     config.validate().map_err(StartError::Conflict)?;
+    check_native(&config, native.as_ref())?;
     let data_dir = DataDir::open(&config.data_dir)?;
     let engine = PluginEngine::new(Some(data_dir.compiled_dir()))
         .map_err(|error| StartError::other("cannot configure the plugin engine", error))?;
     // Every check that can refuse the flags runs before anything is written.
     let bootstrap_plugin = load_bootstrap_plugin(&config, &engine).await?;
+    // A native machine defines a new cluster as a plugin would.
+    let defining_digest = match &native {
+        Some(machine) if config.bootstrap => Some(PluginDigest::of(&machine.code())),
+        _ => bootstrap_plugin.as_ref().map(PluginCode::digest),
+    };
     let identity = decide_identity(
         &config,
         data_dir.identity()?.as_ref(),
-        bootstrap_plugin.as_ref().map(PluginCode::digest),
+        defining_digest,
         random_node_id,
     )
     .map_err(StartError::Conflict)?;
@@ -178,9 +195,31 @@ pub async fn start(config: NodeConfig, listener: TcpListener) -> Result<NodeHand
         rpc_addr,
     };
     wiring
-        .start(listener, bootstrap_plugin)
+        .start(listener, bootstrap_plugin, native)
         .instrument(span)
         .await
+}
+
+/// A native machine replaces plugins entirely, and only a single node
+/// bootstraps it (with `bootstrap-expect`, the first leader would deploy a
+/// plugin).
+fn check_native(config: &NodeConfig, native: Option<&NativeMachine>) -> Result<(), StartError> {
+    let Some(machine) = native else {
+        return Ok(());
+    };
+    if config.plugin.is_some() {
+        return Err(StartError::Conflict(format!(
+            "this node runs the native state machine {}: it takes no plugin file",
+            machine.name()
+        )));
+    }
+    if config.bootstrap_expect > 0 {
+        return Err(StartError::Conflict(
+            "a native state machine starts a cluster with bootstrap on one node, not bootstrap-expect"
+                .to_string(),
+        ));
+    }
+    Ok(())
 }
 
 /// What start-up has decided and opened so far.
@@ -197,11 +236,12 @@ impl Wiring {
         self,
         listener: TcpListener,
         bootstrap_plugin: Option<PluginCode>,
+        native: Option<NativeMachine>,
     ) -> Result<NodeHandle, StartError> {
         let node_id = self.identity.node_id;
         let log = self.open_log()?;
         self.data_dir.write_identity(&self.identity)?;
-        let (consensus, machine, plugin) = self.start_consensus(log).await?;
+        let (consensus, machine, plugin) = self.start_consensus(log, native).await?;
         let gossip_addr = self
             .config
             .gossip_advertise
@@ -248,11 +288,17 @@ impl Wiring {
             discovery,
             autopilot,
         };
-        if let Some(code) = bootstrap_plugin
-            && self.config.bootstrap
-        {
+        if self.config.bootstrap {
             let settings = ClusterSettings::from_flags(&self.config.plugin_limits);
-            bootstrap(&handle.consensus, &machine, &self.rpc_addr, code, settings).await?;
+            let plugin = bootstrap_plugin;
+            bootstrap(
+                &handle.consensus,
+                &machine,
+                &self.rpc_addr,
+                plugin,
+                settings,
+            )
+            .await?;
             self.data_dir.write_identity(&NodeIdentity {
                 bootstrapped: true,
                 ..self.identity.clone()
@@ -287,6 +333,7 @@ impl Wiring {
     async fn start_consensus(
         &self,
         log: LogStore,
+        native: Option<NativeMachine>,
     ) -> Result<
         (
             Consensus,
@@ -296,7 +343,9 @@ impl Wiring {
         StartError,
     > {
         let node_id = self.identity.node_id;
-        let plugin = PluginHandle::spawn(None, self.config.plugin_limits, node_id.to_string())
+        let native_code = native.as_ref().map(NativeMachine::code);
+        let running = native.map(Machine::Native);
+        let plugin = PluginHandle::spawn(running, self.config.plugin_limits, node_id.to_string())
             .map_err(|error| StartError::other("cannot start the plugin worker", error))?;
         let snapshots = Snapshots::open(&self.data_dir.snapshot_dir())
             .map_err(|error| StartError::other("snapshot dir", error))?;
@@ -305,6 +354,7 @@ impl Wiring {
             self.engine.clone(),
             snapshots,
             self.config.plugin_limits,
+            native_code,
         )
         .await
         .map_err(|error| StartError::other("cannot restore the newest snapshot", error))?;
@@ -382,12 +432,13 @@ fn rpc_addr(config: &NodeConfig, listener: &TcpListener) -> Result<String, Start
         .unwrap_or_else(|| listen_addr.to_string()))
 }
 
-/// Initialize a single-node cluster and deploy its plugin through the log.
+/// Initialize a single-node cluster and deploy its plugin through the log
+/// (`None`: a native state machine, which runs from the start).
 async fn bootstrap(
     consensus: &Consensus,
     machine: &tokio::sync::watch::Receiver<MachineStatus>,
     rpc_addr: &str,
-    plugin: PluginCode,
+    plugin: Option<PluginCode>,
     settings: ClusterSettings,
 ) -> Result<(), StartError> {
     let initialized = consensus
@@ -405,7 +456,10 @@ async fn bootstrap(
         .wait_leading(REQUEST_TIMEOUT)
         .await
         .map_err(|error| StartError::other("did not become leader", error))?;
-    if machine.borrow().plugin_digest.is_some() {
+    let settings_set = machine.borrow().settings.protocol_level != PROTOCOL_LEVEL_LEGACY;
+    if plugin.is_none() && settings_set
+        || plugin.is_some() && machine.borrow().plugin_digest.is_some()
+    {
         return Ok(());
     }
     // The settings every replica applies with come first, from this node's
@@ -419,6 +473,10 @@ async fn bootstrap(
         // cluster keeps the settings it has.
         tracing::info!("{reason}");
     }
+    let Some(plugin) = plugin else {
+        tracing::info!("cluster bootstrapped with a native state machine");
+        return Ok(());
+    };
     let receipt = consensus
         .propose_deploy(plugin.bytes().to_vec())
         .await

@@ -11,7 +11,9 @@
 //!   outcomes, and the checked replay that rebuilds an instance from them.
 //! - [`runtime`]: the instance that applies, the one that serves reads, and
 //!   the journal that rebuilds either.
-//! - [`worker`]: the thread that owns the runtime and its async handle.
+//! - [`native`]: state machines written in Rust, for embedding (no wasm).
+//! - [`machine`]: either kind, as the worker runs it.
+//! - [`worker`]: the thread that owns the machine and its async handle.
 //!
 //! wasmtime is used nowhere else in the host.
 
@@ -19,6 +21,8 @@ pub mod code;
 pub mod instance;
 pub mod journal;
 pub mod limiter;
+pub mod machine;
+pub mod native;
 pub mod rng;
 pub mod runtime;
 pub mod sandbox;
@@ -26,5 +30,7 @@ pub mod worker;
 
 pub use code::{LoadError, PluginCode, PluginDigest, PluginEngine, PluginReport};
 pub use instance::{EntryPosition, Fault, PluginResult};
+pub use machine::Machine;
+pub use native::{NativeMachine, StateMachine};
 pub use runtime::{ApplyError, FsmRuntime, RebuildError, RestoreError};
 pub use worker::{ApplyOutcome, PluginHandle, PluginSnapshot, WorkerError};

@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::code::PluginCode;
 use super::instance::{EntryPosition, Fault, PluginResult};
+use super::machine::Machine;
 use super::runtime::{ApplyError, FsmRuntime, RebuildError, RestoreError};
 use crate::limits::{PLUGIN_QUEUE_DEPTH, PluginLimits, READER_CATCH_UP_SLICE_ENTRIES};
 
@@ -53,13 +54,18 @@ enum Job {
         state: Option<(EntryPosition, Vec<u8>)>,
         reply: oneshot::Sender<Result<(), RestoreError>>,
     },
+    RestoreNative {
+        position: EntryPosition,
+        state: Vec<u8>,
+        reply: oneshot::Sender<Result<(), RestoreError>>,
+    },
 }
 
 /// The running plugin's code and state at a position.
 #[derive(Debug, Clone)]
 pub struct PluginSnapshot {
-    /// The plugin code.
-    pub code: PluginCode,
+    /// The plugin's bytes (or a native machine's marker).
+    pub code: Arc<[u8]>,
     /// The last entry the state includes.
     pub position: Option<EntryPosition>,
     /// The plugin's serialized state.
@@ -71,7 +77,7 @@ pub struct PluginSnapshot {
 #[derive(Clone)]
 pub struct PluginHandle {
     jobs: mpsc::Sender<Job>,
-    /// The runtime's [`FsmRuntime::state_size_bytes`], as of its last job
+    /// The machine's [`Machine::state_size_bytes`], as of its last job
     /// ([`STATE_SIZE_UNKNOWN`] for `None`).
     state_size_bytes: Arc<AtomicU64>,
 }
@@ -80,9 +86,10 @@ pub struct PluginHandle {
 const STATE_SIZE_UNKNOWN: u64 = u64::MAX;
 
 impl PluginHandle {
-    /// Start a worker thread running `runtime` (`None`: no plugin deployed yet).
+    /// Start a worker thread running `runtime` (`None`: no plugin deployed
+    /// yet; a native machine runs from the start).
     pub fn spawn(
-        runtime: Option<FsmRuntime>,
+        runtime: Option<Machine>,
         limits: PluginLimits,
         node_label: String,
     ) -> std::io::Result<Self> {
@@ -159,6 +166,23 @@ impl PluginHandle {
         response.await.map_err(|_| WorkerError::Stopped)
     }
 
+    /// Restore the running native machine to `state`, taken after
+    /// `position` (a snapshot from the leader, or the node's own at start).
+    pub async fn restore_native(
+        &self,
+        position: EntryPosition,
+        state: Vec<u8>,
+    ) -> Result<Result<(), RestoreError>, WorkerError> {
+        let (reply, response) = oneshot::channel();
+        self.send(Job::RestoreNative {
+            position,
+            state,
+            reply,
+        })
+        .await?;
+        response.await.map_err(|_| WorkerError::Stopped)
+    }
+
     /// Run every later call, and every plugin installed from now on, under
     /// `limits` (the cluster's settings, at the entry that set them).
     pub async fn set_limits(&self, limits: PluginLimits) -> Result<(), WorkerError> {
@@ -172,15 +196,15 @@ impl PluginHandle {
     }
 }
 
-fn publish_state_size(runtime: Option<&FsmRuntime>, state_size_bytes: &AtomicU64) {
+fn publish_state_size(runtime: Option<&Machine>, state_size_bytes: &AtomicU64) {
     let bytes = runtime
-        .and_then(FsmRuntime::state_size_bytes)
+        .and_then(Machine::state_size_bytes)
         .map_or(STATE_SIZE_UNKNOWN, |bytes| bytes as u64);
     state_size_bytes.store(bytes, Ordering::Relaxed);
 }
 
 fn run_worker(
-    mut runtime: Option<FsmRuntime>,
+    mut runtime: Option<Machine>,
     mut limits: PluginLimits,
     mut jobs: mpsc::Receiver<Job>,
     state_size_bytes: &AtomicU64,
@@ -220,9 +244,25 @@ fn run_worker(
                     }
                     None => FsmRuntime::new(code, limits).map_err(RestoreError::Fault),
                 };
-                let installed = installed.map(|fresh| runtime = Some(fresh));
+                let installed =
+                    installed.map(|fresh| runtime = Some(Machine::Plugin(Box::new(fresh))));
                 publish_state_size(runtime.as_ref(), state_size_bytes);
                 let _ = reply.send(installed);
+            }
+            Job::RestoreNative {
+                position,
+                state,
+                reply,
+            } => {
+                let restored = match runtime.as_mut() {
+                    Some(Machine::Native(machine)) => machine.restore(position, &state),
+                    _ => Err(RestoreError::Refused(
+                        "the snapshot holds a native state machine's state, and this node runs none"
+                            .to_string(),
+                    )),
+                };
+                publish_state_size(runtime.as_ref(), state_size_bytes);
+                let _ = reply.send(restored);
             }
         }
         catch_up_reader_while_idle(&jobs, runtime.as_mut());
@@ -231,7 +271,7 @@ fn run_worker(
 
 /// While no job waits, let the reader catch up a slice at a time, so that a
 /// read or a new base does not replay a long stretch at once later.
-fn catch_up_reader_while_idle(jobs: &mpsc::Receiver<Job>, runtime: Option<&mut FsmRuntime>) {
+fn catch_up_reader_while_idle(jobs: &mpsc::Receiver<Job>, runtime: Option<&mut Machine>) {
     let Some(runtime) = runtime else {
         return;
     };
@@ -239,14 +279,14 @@ fn catch_up_reader_while_idle(jobs: &mpsc::Receiver<Job>, runtime: Option<&mut F
 }
 
 fn snapshot(
-    runtime: Option<&mut FsmRuntime>,
+    runtime: Option<&mut Machine>,
 ) -> Result<Result<Option<PluginSnapshot>, Fault>, RebuildError> {
     let Some(runtime) = runtime else {
         return Ok(Ok(None));
     };
     Ok(runtime.snapshot()?.map(|state| {
         Some(PluginSnapshot {
-            code: runtime.code().clone(),
+            code: runtime.code(),
             position: runtime.last_applied(),
             state,
         })
@@ -257,7 +297,7 @@ fn snapshot(
 const NO_PLUGIN: &str = "no plugin is deployed on this cluster yet";
 
 fn apply_all(
-    mut runtime: Option<&mut FsmRuntime>,
+    mut runtime: Option<&mut Machine>,
     entries: Vec<(EntryPosition, Vec<u8>)>,
 ) -> Result<Vec<ApplyOutcome>, RebuildError> {
     let mut outcomes = Vec::with_capacity(entries.len());
