@@ -163,6 +163,13 @@ pub const CHECKPOINTS_KEPT: usize = 16;
 /// Checkpoints a node gossips (the newest).
 pub const CHECKPOINTS_GOSSIPED: usize = 4;
 
+/// How long a stopping node waits for Raft's tasks to close its log file
+/// (so the data dir can be opened again in the same process).
+pub const LOG_RELEASE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often a stopping node checks whether its log file is closed.
+pub const RELEASE_POLL_INTERVAL: Duration = Duration::from_millis(10);
+
 // ---- Client sessions (exactly-once writes) ----------------------------------
 
 /// A session's timeout when the client names none: it expires once the log's

@@ -69,6 +69,11 @@ impl LogStore {
         })
     }
 
+    /// A way to learn when the log's file has been closed.
+    pub fn release_watch(&self) -> crate::storage::LogRelease {
+        self.log.release_watch()
+    }
+
     /// Hand every plugin that arrives in a deploy entry to `precompile` as
     /// it is appended, so compiling happens before the entry commits.
     pub fn with_precompile(mut self, precompile: tokio::sync::mpsc::Sender<Vec<u8>>) -> Self {

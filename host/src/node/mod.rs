@@ -31,11 +31,13 @@ use crate::consensus::{
     StateMachineStore,
 };
 use crate::discovery::{Announcement, Discovery, DiscoveryConfig};
-use crate::limits::{PRECOMPILE_QUEUE_DEPTH, REQUEST_TIMEOUT};
+use crate::limits::{
+    LOG_RELEASE_TIMEOUT, PRECOMPILE_QUEUE_DEPTH, RELEASE_POLL_INTERVAL, REQUEST_TIMEOUT,
+};
 use crate::membership::autopilot::{Autopilot, AutopilotConfig, SharedView};
 use crate::membership::{LocalMember, operations};
 use crate::plugin::{Machine, NativeMachine, PluginCode, PluginDigest, PluginEngine, PluginHandle};
-use crate::storage::{DataDir, DataDirError, NodeIdentity};
+use crate::storage::{DataDir, DataDirError, LogRelease, NodeIdentity};
 
 /// Why a node could not start. Each is reported before anything changes.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +91,8 @@ pub struct NodeHandle {
     stop_server: oneshot::Sender<()>,
     discovery: Arc<Discovery>,
     autopilot: JoinHandle<()>,
+    /// Tells when the Raft log's file is closed after shutdown.
+    log_released: LogRelease,
 }
 
 impl NodeHandle {
@@ -118,6 +122,15 @@ impl NodeHandle {
         let _ = self.stop_server.send(());
         self.consensus.shutdown().await;
         self.server.await??;
+        drop(self.consensus);
+        drop(self.local);
+        // Raft's tasks drop their log handles as they wind down; the data
+        // dir is free for another node in this process once they have.
+        let released = self.log_released;
+        let closed = wait_for_condition(LOG_RELEASE_TIMEOUT, || released.is_released()).await;
+        if !closed {
+            tracing::warn!("the raft log was still open {LOG_RELEASE_TIMEOUT:?} after shutdown");
+        }
         tracing::info!("node stopped");
         Ok(())
     }
@@ -240,6 +253,7 @@ impl Wiring {
     ) -> Result<NodeHandle, StartError> {
         let node_id = self.identity.node_id;
         let log = self.open_log()?;
+        let log_released = log.release_watch();
         self.data_dir.write_identity(&self.identity)?;
         let (consensus, machine, plugin) = self.start_consensus(log, native).await?;
         let gossip_addr = self
@@ -287,6 +301,7 @@ impl Wiring {
             stop_server,
             discovery,
             autopilot,
+            log_released,
         };
         if self.config.bootstrap {
             let settings = ClusterSettings::from_flags(&self.config.plugin_limits);
@@ -522,6 +537,18 @@ fn random_node_id() -> NodeId {
     );
     hasher.write_u32(std::process::id());
     (hasher.finish() >> 12).max(1)
+}
+
+/// Poll `condition` until it holds or `timeout` passes; whether it held.
+async fn wait_for_condition(timeout: std::time::Duration, condition: impl Fn() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !condition() {
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(RELEASE_POLL_INTERVAL).await;
+    }
+    true
 }
 
 /// Bind the gRPC listener, with a clear error when the port is taken.

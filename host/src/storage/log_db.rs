@@ -52,6 +52,19 @@ struct Shared<R: LogRecord> {
     // Read only by tests, which inject failures through it.
     #[cfg_attr(not(test), allow(dead_code))]
     fault: Fault,
+    /// Declared after `database`: fields drop in order, so this tells the
+    /// file is closed only once the database's own drop (a final write and
+    /// sync) has finished.
+    closed: ClosedSignal,
+}
+
+/// Set when dropped.
+struct ClosedSignal(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for ClosedSignal {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl<R: LogRecord> Drop for Shared<R> {
@@ -65,7 +78,25 @@ impl<R: LogRecord> Drop for Shared<R> {
     }
 }
 
+/// Tells when a log's database file has been closed: every clone dropped
+/// and the writer thread gone, so the data dir may be opened again (by a
+/// node restarted in the same process).
+#[derive(Debug, Clone)]
+pub struct LogRelease(Arc<std::sync::atomic::AtomicBool>);
+
+impl LogRelease {
+    /// Whether the file is closed.
+    pub fn is_released(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
 impl<R: LogRecord> LogDb<R> {
+    /// A way to learn when this log's file has been closed.
+    pub fn release_watch(&self) -> LogRelease {
+        LogRelease(self.shared.closed.0.clone())
+    }
+
     /// Open (or create) the log at `path` and start its writer thread.
     pub fn open(path: &Path) -> Result<Self, LogOpenError> {
         let other = |error: redb::Error| match error {
@@ -102,6 +133,7 @@ impl<R: LogRecord> LogDb<R> {
                 jobs: Some(jobs),
                 writer: Some(writer),
                 fault,
+                closed: ClosedSignal(Arc::default()),
             }),
         })
     }

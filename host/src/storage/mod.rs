@@ -10,7 +10,7 @@ mod log_writer;
 pub mod snapshot_file;
 
 pub use data_dir::{DataDir, DataDirError, NodeIdentity};
-pub use log_db::{LogDb, LogOpenError};
+pub use log_db::{LogDb, LogOpenError, LogRelease};
 pub use log_tables::LogRecord;
 pub use log_writer::AppendDone;
 pub use snapshot_file::{Saved, SnapshotFile};
