@@ -7,10 +7,12 @@
 //! - [`leader`]: the loop that follows those decisions, and forwarding.
 //! - [`report`]: status, members and health as pure functions.
 //! - [`convert`]: node results to API messages and status codes.
+//! - [`grpc_metrics`]: requests counted and timed per method and code.
 //! - [`server`]: serving the port.
 
 pub mod cluster_service;
 pub mod convert;
+pub mod grpc_metrics;
 pub mod leader;
 pub mod report;
 pub mod routing;

@@ -193,6 +193,11 @@ pub struct RunArgs {
     /// in MiB [default: 512]. A cluster setting, like --plugin-fuel.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=PLUGIN_MEMORY_MIB_FLAG_MAX))]
     pub plugin_memory_mib: Option<u64>,
+    /// Serve Prometheus metrics (`/metrics`), health checks (`/healthz`,
+    /// `/readyz`) and a status page (`/`) over HTTP on this address
+    /// (e.g. 127.0.0.1:7402). Off when omitted.
+    #[arg(long)]
+    pub metrics_listen: Option<SocketAddr>,
     /// Log format on stderr (level via RUST_LOG, default info).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -190,6 +190,7 @@ async fn run(args: RunArgs) -> Result<(), CliError> {
         log_entries_kept: args.log_keep,
         plugin_limits,
         flagged_settings,
+        metrics_listen: args.metrics_listen,
     };
     let listener = node::bind(args.listen)
         .await

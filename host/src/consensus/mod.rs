@@ -57,6 +57,8 @@ pub struct ConsensusConfig {
     pub snapshot_every_entries: u64,
     /// Entries kept in the log behind a snapshot.
     pub log_entries_kept: u64,
+    /// Where proposals are counted.
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// Start Raft on `log` and `machine`, reaching peers at the addresses in
@@ -79,7 +81,10 @@ pub async fn start(
     )
     .await
     .map_err(|error| format!("cannot start raft: {error}"))?;
-    Ok(Consensus::new(raft, config.node_id, addresses, status))
+    Ok(
+        Consensus::new(raft, config.node_id, addresses, status)
+            .recording_to(config.metrics.clone()),
+    )
 }
 
 /// A copy of the node's current Raft metrics.

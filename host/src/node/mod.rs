@@ -33,6 +33,8 @@ use crate::discovery::{Announcement, Discovery, DiscoveryConfig};
 use crate::limits::{PRECOMPILE_QUEUE_DEPTH, REQUEST_TIMEOUT};
 use crate::membership::autopilot::{Autopilot, AutopilotConfig, SharedView};
 use crate::membership::{LocalMember, operations};
+use crate::metrics::Metrics;
+use crate::ops::{self, OpsHandle, OpsSources};
 use crate::plugin::{PluginCode, PluginEngine, PluginHandle};
 use crate::storage::{DataDir, DataDirError, NodeIdentity};
 
@@ -88,6 +90,7 @@ pub struct NodeHandle {
     stop_server: oneshot::Sender<()>,
     discovery: Arc<Discovery>,
     autopilot: JoinHandle<()>,
+    ops: Option<OpsHandle>,
 }
 
 impl NodeHandle {
@@ -104,6 +107,9 @@ impl NodeHandle {
         let _ = self.autopilot.await;
         if let Ok(discovery) = Arc::try_unwrap(self.discovery) {
             discovery.shutdown().await;
+        }
+        if let Some(ops) = self.ops {
+            ops.shutdown().await;
         }
         let _ = self.stop_server.send(());
         self.consensus.shutdown().await;
@@ -159,6 +165,10 @@ pub async fn start(config: NodeConfig, listener: TcpListener) -> Result<NodeHand
             config.gossip_listen
         ))
     })?;
+    let ops_listener = match config.metrics_listen {
+        Some(addr) => Some(crate::ops::bind(addr).await.map_err(StartError::Other)?),
+        None => None,
+    };
     // Everything this node spawns logs inside a span carrying its id.
     let span = tracing::info_span!("node", id = identity.node_id);
     let wiring = Wiring {
@@ -167,9 +177,10 @@ pub async fn start(config: NodeConfig, listener: TcpListener) -> Result<NodeHand
         engine,
         identity,
         rpc_addr,
+        metrics: Metrics::new(),
     };
     wiring
-        .start(listener, bootstrap_plugin)
+        .start(listener, ops_listener, bootstrap_plugin)
         .instrument(span)
         .await
 }
@@ -181,12 +192,14 @@ struct Wiring {
     engine: PluginEngine,
     identity: NodeIdentity,
     rpc_addr: String,
+    metrics: Metrics,
 }
 
 impl Wiring {
     async fn start(
         self,
         listener: TcpListener,
+        ops_listener: Option<TcpListener>,
         bootstrap_plugin: Option<PluginCode>,
     ) -> Result<NodeHandle, StartError> {
         let node_id = self.identity.node_id;
@@ -203,6 +216,8 @@ impl Wiring {
             gossip_addr,
         ));
         let view = SharedView::default();
+        let ops =
+            ops_listener.map(|listener| self.start_ops(listener, &consensus, &machine, &view));
         let (stop_server, server_stopped) = oneshot::channel::<()>();
         let service = ClusterService {
             local: local.clone(),
@@ -238,6 +253,7 @@ impl Wiring {
             stop_server,
             discovery,
             autopilot,
+            ops,
         };
         if let Some(code) = bootstrap_plugin
             && self.config.bootstrap
@@ -250,6 +266,26 @@ impl Wiring {
             })?;
         }
         Ok(handle)
+    }
+
+    /// Serve metrics, health checks and the status page on `listener`.
+    fn start_ops(
+        &self,
+        listener: TcpListener,
+        consensus: &Consensus,
+        machine: &tokio::sync::watch::Receiver<MachineStatus>,
+        view: &SharedView,
+    ) -> OpsHandle {
+        ops::spawn(
+            listener,
+            OpsSources {
+                consensus: consensus.clone(),
+                machine: machine.clone(),
+                view: view.clone(),
+                data_dir: self.config.data_dir.clone(),
+                metrics: self.metrics.clone(),
+            },
+        )
     }
 
     fn autopilot_config(&self, bootstrap_plugin: Option<&PluginCode>) -> AutopilotConfig {
@@ -268,9 +304,11 @@ impl Wiring {
 
     fn open_log(&self) -> Result<LogStore, StartError> {
         let path = self.data_dir.log_path();
-        let log = LogStore::open(&path).map_err(|error| StartError::Log {
-            path: path.clone(),
-            reason: error.to_string(),
+        let log = LogStore::open_recording(&path, self.metrics.clone()).map_err(|error| {
+            StartError::Log {
+                path: path.clone(),
+                reason: error.to_string(),
+            }
         })?;
         Ok(log.with_precompile(spawn_precompiler(self.engine.clone())))
     }
@@ -287,8 +325,13 @@ impl Wiring {
         StartError,
     > {
         let node_id = self.identity.node_id;
-        let plugin = PluginHandle::spawn(None, self.config.plugin_limits, node_id.to_string())
-            .map_err(|error| StartError::other("cannot start the plugin worker", error))?;
+        let plugin = PluginHandle::spawn_recording(
+            None,
+            self.config.plugin_limits,
+            node_id.to_string(),
+            self.metrics.clone(),
+        )
+        .map_err(|error| StartError::other("cannot start the plugin worker", error))?;
         let snapshots = Snapshots::open(&self.data_dir.snapshot_dir())
             .map_err(|error| StartError::other("snapshot dir", error))?;
         let machine = StateMachineStore::open(
@@ -305,6 +348,7 @@ impl Wiring {
                 node_id,
                 snapshot_every_entries: self.config.snapshot_every_entries,
                 log_entries_kept: self.config.log_entries_kept,
+                metrics: self.metrics.clone(),
             },
             log,
             machine,
