@@ -6,7 +6,8 @@
 //! Layout, one module per concern; each outside dependency lives in one:
 //! - [`cli`]: the command line (clap).
 //! - [`node`]: wiring a node together, and taking it down.
-//! - [`ops`]: the HTTP listener for operators: metrics, health checks.
+//! - [`ops`]: the HTTP listener for operators: metrics, health checks, a
+//!   status page.
 //! - [`api`]: the public gRPC service (tonic): handlers, routing to the
 //!   leader, status reports.
 //! - [`membership`]: gossip-driven Raft membership: pure decisions and the

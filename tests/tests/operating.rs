@@ -1,12 +1,14 @@
 //! End-to-end tests of what an operator points tools at: the ops listener
 //! of real `clusterhost` processes (`run --metrics-listen`) — Prometheus
-//! metrics scraped and parsed under load and through a leader crash, and
-//! the health and readiness checks of nodes in and out of a cluster.
+//! metrics scraped and parsed under load and through a leader crash, the
+//! health and readiness checks of nodes in and out of a cluster, and the
+//! status page in a real browser (headless Chromium).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use clusterhost_tests::browser;
 use clusterhost_tests::load::WriteStream;
 use clusterhost_tests::scenario::{ELECTION_TIMEOUT, MEMBERSHIP_TIMEOUT, fast};
 use clusterhost_tests::{NodeOptions, TestCluster, paths::kv_plugin, wait_for};
@@ -225,4 +227,60 @@ async fn health_and_readiness_of_nodes_in_and_out_of_a_cluster() {
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("leader 1"), "{body}");
     drop(cluster);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_status_page_shows_three_members_and_the_leader_in_a_real_browser() {
+    // Goal: load a three-node cluster's status page in headless Chromium:
+    // after its scripts ran, the DOM lists three members and names the
+    // leader every node agrees on. A screenshot is kept at
+    // target/status-page.png for people to look at.
+    let ops: Vec<SocketAddr> = (0..3).map(|_| free_ops_addr()).collect();
+    let mut cluster = TestCluster::start_bootstrap_with(&kv_plugin(), with_ops(1, ops[0])).await;
+    cluster.start_joining(0, with_ops(2, ops[1])).await;
+    cluster.start_joining(1, with_ops(3, ops[2])).await;
+    cluster.wait_for_voters(3, MEMBERSHIP_TIMEOUT).await;
+    let leader = cluster.leader_index().await.expect("a leader");
+    let leader_id = cluster.id_of(leader);
+    // Some writes and reads, so the page's rates have something to show.
+    let endpoints: Vec<String> = (0..3).map(|n| cluster.node(n).endpoint()).collect();
+    let stream = WriteStream::start(&endpoints, "page-");
+    let shown = ops[0];
+    wait_for(
+        "node 0's status to list three live members",
+        ELECTION_TIMEOUT,
+        || async {
+            let (code, body) = http_get(shown, "/status.json").await?;
+            let status: serde_json::Value =
+                serde_json::from_str(&body).map_err(|e| e.to_string())?;
+            let alive = status["members"].as_array().map_or(0, |members| {
+                members.iter().filter(|m| m["liveness"] == "alive").count()
+            });
+            (code == 200
+                && alive == 3
+                && status["leader_id"] == leader_id
+                && status["rates"].as_array().is_some_and(|r| !r.is_empty()))
+            .then_some(())
+            .ok_or(format!("{code}: {body}"))
+        },
+    )
+    .await;
+    let (acknowledged, _) = stream.finish().await;
+    assert!(!acknowledged.is_empty());
+
+    let url = format!("http://{shown}/");
+    let dom = browser::dump_dom(&url).await;
+    let members = dom.matches("<tr class=\"member").count();
+    assert_eq!(members, 3, "three member rows in:\n{dom}");
+    assert!(
+        dom.contains(&format!("<b id=\"leader\">{leader_id}</b>")),
+        "the leader {leader_id} is named in:\n{dom}"
+    );
+    assert!(
+        dom.contains("<tr class=\"member leader\""),
+        "the leader's row is marked:\n{dom}"
+    );
+    let screenshot = clusterhost_tests::paths::workspace_root().join("target/status-page.png");
+    browser::screenshot(&url, &screenshot).await;
+    eprintln!("status page screenshot: {}", screenshot.display());
 }

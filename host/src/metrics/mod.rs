@@ -13,6 +13,7 @@
 
 pub mod process;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -187,6 +188,8 @@ struct Inner {
     group_jobs: Histogram,
     sampled: Sampled,
     process: process::ProcessMetrics,
+    /// Queries answered, for the status page's read rate.
+    queries: AtomicU64,
     /// Encoding reads every family; one scrape at a time keeps two
     /// scrapes from interleaving their gauge updates.
     scrape: Mutex<()>,
@@ -255,6 +258,7 @@ impl Metrics {
             group_jobs,
             sampled,
             process,
+            queries: AtomicU64::new(0),
             scrape: Mutex::new(()),
         }))
     }
@@ -290,10 +294,18 @@ impl Metrics {
         if forwarded {
             recorded.grpc_forwarded.get_or_create(&method).inc();
         }
+        if method.method.ends_with("/Query") {
+            self.0.queries.fetch_add(1, Ordering::Relaxed);
+        }
         self.0
             .grpc_duration
             .get_or_create(&method)
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Queries this node answered so far.
+    pub fn queries_answered(&self) -> u64 {
+        self.0.queries.load(Ordering::Relaxed)
     }
 
     /// A call of the plugin's `export` ended with `outcome` after `elapsed`.

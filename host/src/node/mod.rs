@@ -34,6 +34,7 @@ use crate::limits::{PRECOMPILE_QUEUE_DEPTH, REQUEST_TIMEOUT};
 use crate::membership::autopilot::{Autopilot, AutopilotConfig, SharedView};
 use crate::membership::{LocalMember, operations};
 use crate::metrics::Metrics;
+use crate::ops::status::RateHistory;
 use crate::ops::{self, OpsHandle, OpsSources};
 use crate::plugin::{PluginCode, PluginEngine, PluginHandle};
 use crate::storage::{DataDir, DataDirError, NodeIdentity};
@@ -216,8 +217,8 @@ impl Wiring {
             gossip_addr,
         ));
         let view = SharedView::default();
-        let ops =
-            ops_listener.map(|listener| self.start_ops(listener, &consensus, &machine, &view));
+        let ops = ops_listener
+            .map(|listener| self.start_ops(listener, &local, &consensus, &machine, &view));
         let (stop_server, server_stopped) = oneshot::channel::<()>();
         let service = ClusterService {
             local: local.clone(),
@@ -272,6 +273,7 @@ impl Wiring {
     fn start_ops(
         &self,
         listener: TcpListener,
+        local: &Arc<LocalMember>,
         consensus: &Consensus,
         machine: &tokio::sync::watch::Receiver<MachineStatus>,
         view: &SharedView,
@@ -279,11 +281,13 @@ impl Wiring {
         ops::spawn(
             listener,
             OpsSources {
+                local: local.clone(),
                 consensus: consensus.clone(),
                 machine: machine.clone(),
                 view: view.clone(),
                 data_dir: self.config.data_dir.clone(),
                 metrics: self.metrics.clone(),
+                rates: RateHistory::default(),
             },
         )
     }

@@ -3,14 +3,18 @@
 //!
 //! - `GET /metrics`: Prometheus metrics ([`crate::metrics`]).
 //! - `GET /healthz`, `GET /readyz`: 200 or 503 ([`health`]).
+//! - `GET /`: a status page that refreshes itself from `GET /status.json`
+//!   ([`status`]); embedded in the binary, it loads nothing from elsewhere.
 //!
 //! hyper serves it (the one tonic already builds); nothing here is on the
 //! write path. Handlers read Raft's view, gossip's and the state machine's
 //! status, as the gRPC status call does.
 //!
 //! - [`health`]: the health and readiness decisions (pure).
+//! - [`status`]: the status page's JSON and its rate history.
 
 pub mod health;
+pub mod status;
 
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -25,14 +29,22 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
+use crate::api::report::{self, SelfInfo};
 use crate::consensus::{Consensus, MachineStatus, Role};
-use crate::limits::{OPS_HTTP_CONNECTIONS_MAX, OPS_HTTP_HEADER_TIMEOUT};
+use crate::limits::{OPS_HTTP_CONNECTIONS_MAX, OPS_HTTP_HEADER_TIMEOUT, STATUS_SAMPLE_INTERVAL};
+use crate::membership::LocalMember;
 use crate::membership::autopilot::SharedView;
 use crate::metrics::{self, Metrics, Sample};
+use status::{RateHistory, RatePoint};
+
+/// The status page, served as it is.
+const STATUS_PAGE: &str = include_str!("status_page.html");
 
 /// What the handlers read.
 #[derive(Clone)]
 pub struct OpsSources {
+    /// This node's membership state.
+    pub local: Arc<LocalMember>,
     /// Raft.
     pub consensus: Consensus,
     /// What the state machine publishes.
@@ -43,6 +55,8 @@ pub struct OpsSources {
     pub data_dir: PathBuf,
     /// The node's metrics.
     pub metrics: Metrics,
+    /// Write and read counters over the last minutes.
+    pub rates: RateHistory,
 }
 
 /// The running listener and its helper task. Dropping it does not stop
@@ -51,6 +65,7 @@ pub struct OpsHandle {
     stop: watch::Sender<bool>,
     server: JoinHandle<()>,
     leader_watch: JoinHandle<()>,
+    sampler: JoinHandle<()>,
 }
 
 impl OpsHandle {
@@ -58,6 +73,7 @@ impl OpsHandle {
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         self.leader_watch.abort();
+        self.sampler.abort();
         let _ = self.server.await;
     }
 }
@@ -66,11 +82,27 @@ impl OpsHandle {
 pub fn spawn(listener: TcpListener, sources: OpsSources) -> OpsHandle {
     let (stop, stopped) = watch::channel(false);
     let leader_watch = tokio::spawn(count_leader_changes(sources.clone()).in_current_span());
+    let sampler = tokio::spawn(sample_rates(sources.clone()).in_current_span());
     let server = tokio::spawn(serve(listener, Arc::new(sources), stopped).in_current_span());
     OpsHandle {
         stop,
         server,
         leader_watch,
+        sampler,
+    }
+}
+
+/// Every [`STATUS_SAMPLE_INTERVAL`], record the counters the page's rates
+/// come from.
+async fn sample_rates(sources: OpsSources) {
+    let mut ticks = tokio::time::interval(STATUS_SAMPLE_INTERVAL);
+    loop {
+        ticks.tick().await;
+        sources.rates.push(RatePoint {
+            time_ms: crate::consensus::now_ms(),
+            applied_index: sources.consensus.view().applied_index,
+            queries: sources.metrics.queries_answered(),
+        });
     }
 }
 
@@ -157,8 +189,44 @@ async fn route(sources: &OpsSources, method: &Method, path: &str) -> Response<Fu
             verdict(health::healthz(&sources.consensus.view(), storage))
         }
         "/readyz" => verdict(health::readyz(&sources.consensus.view())),
+        "/" => respond(
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            STATUS_PAGE.to_string(),
+        ),
+        "/status.json" => {
+            let data_dir = sources.data_dir.clone();
+            let storage = run_blocking(move || health::probe_storage(&data_dir)).await;
+            respond(
+                StatusCode::OK,
+                "application/json",
+                status_json(sources, storage).to_string(),
+            )
+        }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
+}
+
+/// The status page's JSON, from the same reports `status` and `members`
+/// answer over gRPC.
+fn status_json(sources: &OpsSources, storage: Result<(), String>) -> serde_json::Value {
+    let me = SelfInfo {
+        node_id: sources.local.node_id,
+        rpc_addr: sources.local.rpc_addr.clone(),
+        gossip_addr: sources.local.gossip_addr.to_string(),
+        leaving: sources.local.is_leaving(),
+    };
+    let consensus = sources.consensus.view();
+    let cluster = sources.view.get();
+    let machine = sources.machine.borrow().clone();
+    status::status_json(&status::StatusInput {
+        status: &report::status(&me, &consensus, &cluster, &machine),
+        members: &report::members(&me, &consensus, &cluster, &machine),
+        history: &machine.history,
+        healthy: &health::healthz(&consensus, storage),
+        ready: &health::readyz(&consensus),
+        points: &sources.rates.points(),
+    })
 }
 
 /// Run blocking file I/O off the async threads.

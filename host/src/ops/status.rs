@@ -159,7 +159,11 @@ mod tests {
 
     #[test]
     fn rates_are_per_second_between_consecutive_points() {
-        let rates = rates(&[point(0, 10, 0), point(2_000, 110, 40), point(2_000, 120, 40)]);
+        let rates = rates(&[
+            point(0, 10, 0),
+            point(2_000, 110, 40),
+            point(2_000, 120, 40),
+        ]);
         assert_eq!(rates.len(), 1, "a zero interval is skipped");
         assert_eq!(rates[0]["writes_per_second"], 50.0);
         assert_eq!(rates[0]["reads_per_second"], 20.0);
