@@ -247,6 +247,16 @@ const _: () = assert!(VOTER_CAP_DEFAULT <= VOTERS_MAX);
 const _: () = assert!(CHECKPOINTS_GOSSIPED <= CHECKPOINTS_KEPT);
 const _: () = assert!(STEP_DOWN_TIMEOUT.as_millis() > 2 * RAFT_ELECTION_TIMEOUT_MAX.as_millis());
 
+// ---- Backups --------------------------------------------------------------
+
+/// Bytes of a backup file per streamed chunk.
+pub const BACKUP_CHUNK_BYTES: usize = 1024 * 1024;
+
+/// Largest backup file accepted: the largest snapshot plus its header.
+pub const BACKUP_BYTES_MAX: usize = RAFT_SNAPSHOT_BYTES_MAX + 1024;
+
+const _: () = assert!(BACKUP_CHUNK_BYTES < CLIENT_GRPC_RESPONSE_BYTES_MAX);
+
 // ---- The ops listener (metrics, health, status page) ------------------------
 
 /// A node is ready (`GET /readyz`) only while it has applied within this

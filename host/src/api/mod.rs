@@ -3,6 +3,7 @@
 //! `consensus::transport` (the internal Raft service), nowhere else.
 //!
 //! - [`cluster_service`]: the handlers: decode, call, map errors.
+//! - [`backup`]: streaming a backup from the leader.
 //! - [`routing`]: where a leader-only request goes, decided purely.
 //! - [`leader`]: the loop that follows those decisions, and forwarding.
 //! - [`report`]: status, members and health as pure functions.
@@ -10,6 +11,7 @@
 //! - [`grpc_metrics`]: requests counted and timed per method and code.
 //! - [`server`]: serving the port.
 
+pub mod backup;
 pub mod cluster_service;
 pub mod convert;
 pub mod grpc_metrics;

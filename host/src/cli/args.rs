@@ -101,6 +101,46 @@ pub enum Command {
     /// Drive a cluster running the kv plugin with concurrent clients and report
     /// throughput and latency.
     Bench(BenchArgs),
+    /// Backups: save one from a running cluster, inspect or restore a file.
+    #[command(subcommand)]
+    Backup(BackupCommand),
+}
+
+/// `clusterhost backup ...`.
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Save a consistent backup (state, plugin, version history, settings)
+    /// from the cluster's leader, while writes go on.
+    Save {
+        #[command(flatten)]
+        endpoint: EndpointArgs,
+        /// The file to write (replaced only once the whole backup arrived
+        /// and verified).
+        file: PathBuf,
+    },
+    /// Verify a backup file and show what it holds.
+    Inspect {
+        /// The backup file.
+        file: PathBuf,
+    },
+    /// Seed a new single-node cluster from a backup: a new data dir whose
+    /// node leads with the backup's state once started with `clusterhost run
+    /// --data-dir DIR` (other nodes then join it). A corrupted file is
+    /// refused and nothing is written.
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+        /// The new node's data dir (must not exist or be empty).
+        #[arg(long, short = 'd')]
+        data_dir: PathBuf,
+        /// The new node's Raft id [default: generated].
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        node_id: Option<u64>,
+        /// The gRPC address the new node will serve on (its `run --listen`
+        /// or `--advertise`).
+        #[arg(long, default_value = DEFAULT_ENDPOINT)]
+        advertise: String,
+    },
 }
 
 /// `--endpoint`, shared by every client command.

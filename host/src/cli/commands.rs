@@ -47,6 +47,11 @@ pub async fn execute(command: Command) -> Result<(), CliError> {
         Command::Config(command) => config(command).await,
         Command::Members(args) => members(args).await,
         Command::Bench(args) => bench(args).await,
+        Command::Backup(command) => {
+            let report = super::backup::execute(command).await?;
+            say!("{report}");
+            Ok(())
+        }
         Command::Leader(LeaderCommand::Transfer { endpoint, to }) => {
             let mut client = Client::connect(&endpoint.endpoint).await?;
             let leader = client.transfer_leader(to).await?;

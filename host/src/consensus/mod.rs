@@ -10,9 +10,12 @@
 //!   record of deploys), [`settings`] (what every replica must agree on),
 //!   [`digest`] (a running hash of what was applied), [`alarms`].
 //! - [`snapshot`]: what a snapshot carries, and its file.
+//! - [`backup`]: backup files: a snapshot with a whole-file checksum, and
+//!   reseeding one as a new single-node cluster (pure).
 //! - [`transport`]: Raft messages between nodes over gRPC.
 
 pub mod alarms;
+pub mod backup;
 pub mod digest;
 pub mod handle;
 pub mod host_state;

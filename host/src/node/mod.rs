@@ -4,9 +4,11 @@
 //!
 //! - [`config`]: what a node is started with, and its validation.
 //! - [`identity`]: the node's identity from flags and data dir (pure).
+//! - [`restore`]: a new data dir seeded from a backup file.
 
 pub mod config;
 pub mod identity;
+pub mod restore;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -206,7 +208,7 @@ impl Wiring {
         let node_id = self.identity.node_id;
         let log = self.open_log()?;
         self.data_dir.write_identity(&self.identity)?;
-        let (consensus, machine, plugin) = self.start_consensus(log).await?;
+        let (consensus, machine, plugin, snapshots) = self.start_consensus(log).await?;
         let gossip_addr = self
             .config
             .gossip_advertise
@@ -228,6 +230,7 @@ impl Wiring {
             engine: self.engine.clone(),
             machine: machine.clone(),
             view: view.clone(),
+            snapshots,
         };
         let server = serve(listener, service, &consensus, async {
             let _ = server_stopped.await;
@@ -325,6 +328,7 @@ impl Wiring {
             Consensus,
             tokio::sync::watch::Receiver<MachineStatus>,
             PluginHandle,
+            Snapshots,
         ),
         StartError,
     > {
@@ -341,7 +345,7 @@ impl Wiring {
         let machine = StateMachineStore::open(
             plugin.clone(),
             self.engine.clone(),
-            snapshots,
+            snapshots.clone(),
             self.config.plugin_limits,
         )
         .await
@@ -360,7 +364,7 @@ impl Wiring {
         )
         .await
         .map_err(StartError::Other)?;
-        Ok((consensus, status, plugin))
+        Ok((consensus, status, plugin, snapshots))
     }
 
     async fn start_gossip(
@@ -491,7 +495,7 @@ fn generation() -> u64 {
         .map_or(0, |elapsed| elapsed.as_millis() as u64)
 }
 
-fn random_node_id() -> NodeId {
+pub fn random_node_id() -> NodeId {
     // Node ids only need to be unique within a cluster; the OS entropy behind
     // RandomState is plenty, and keeps ids readable as positive numbers.
     use std::hash::{BuildHasher, Hasher};
