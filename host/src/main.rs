@@ -5,7 +5,15 @@ use clap::Parser;
 use clusterhost::cli::{Cli, ExitCode, commands};
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    // `run --config FILE`: the file's keys become flags first.
+    let args = match clusterhost::cli::config_file::expand(std::env::args_os().collect()) {
+        Ok(args) => args,
+        Err(message) => {
+            eprintln!("Error: {message}");
+            return std::process::ExitCode::from(ExitCode::Usage as u8);
+        }
+    };
+    let cli = Cli::parse_from(args);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -2,7 +2,8 @@
 //! of real `clusterhost` processes (`run --metrics-listen`) — Prometheus
 //! metrics scraped and parsed under load and through a leader crash, the
 //! health and readiness checks of nodes in and out of a cluster, and the
-//! status page in a real browser (headless Chromium).
+//! status page in a real browser (headless Chromium), and a node started
+//! from a configuration file (`run --config`).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -283,4 +284,50 @@ async fn the_status_page_shows_three_members_and_the_leader_in_a_real_browser() 
     let screenshot = clusterhost_tests::paths::workspace_root().join("target/status-page.png");
     browser::screenshot(&url, &screenshot).await;
     eprintln!("status page screenshot: {}", screenshot.display());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_started_from_a_config_file_behaves_like_one_started_with_flags() {
+    // Goal: `run --config node.toml` takes every key as its flag (the
+    // plugin, bootstrap, node id, the ops listener), a flag on the command
+    // line overrides its key (the harness's --listen against the file's),
+    // and an unknown key is refused by name with exit 2.
+    let ops = free_ops_addr();
+    let mut cluster = TestCluster::new();
+    let config = cluster.root().join("node.toml");
+    let plugin = kv_plugin();
+    std::fs::write(
+        &config,
+        format!(
+            "plugin = {:?}\nbootstrap = true\nnode_id = 5\nmetrics_listen = \"{ops}\"\n\
+             listen = \"127.0.0.1:9\"\nsnapshot_every = 500\n",
+            plugin.to_string_lossy()
+        ),
+    )
+    .expect("write node.toml");
+    let node = cluster.add_node(NodeOptions {
+        extra_args: vec![
+            "--config".to_string(),
+            config.to_string_lossy().into_owned(),
+        ],
+        ..NodeOptions::default()
+    });
+    cluster.restart_without_waiting(node).await;
+    let status = cluster.wait_ready(node).await;
+    assert_eq!(status.node_id, 5);
+    assert_eq!(status.leader_id, Some(5));
+    assert_eq!(
+        status.rpc_addr,
+        cluster.node(node).endpoint(),
+        "--listen beat the file"
+    );
+    let (code, body) = http_get(ops, "/readyz").await.expect("readyz");
+    assert_eq!(code, 200, "{body}");
+
+    let bad = cluster.root().join("bad.toml");
+    std::fs::write(&bad, "data_dir = \"x\"\ncolour = \"blue\"\n").expect("write bad.toml");
+    cluster
+        .cli_anywhere(&["run", "--config", &bad.to_string_lossy()])
+        .await
+        .failure(clusterhost_tests::exit::USAGE, &["unknown key `colour`"]);
 }

@@ -163,6 +163,10 @@ pub enum LogFormat {
 /// `clusterhost run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// A TOML file with any of these flags as keys (`data_dir = "d1"`; see
+    /// `clusterhost config example`); flags given here override its keys.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
     /// Directory for this node's log, snapshots and identity. Created if missing;
     /// an existing one is resumed.
     #[arg(long, short = 'd', default_value = "./data")]
@@ -386,6 +390,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// `clusterhost config ...`.
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
+    /// Print a commented node configuration file (for `run --config`) with
+    /// every key and its default.
+    Example,
     /// Show the cluster settings.
     Get {
         #[command(flatten)]

@@ -70,6 +70,10 @@ pub async fn execute(command: Command) -> Result<(), CliError> {
 /// `clusterhost config ...`.
 async fn config(command: ConfigCommand) -> Result<(), CliError> {
     let (response, json) = match command {
+        ConfigCommand::Example => {
+            say!("{}", super::config_file::example());
+            return Ok(());
+        }
         ConfigCommand::Get { endpoint, json } => (
             Client::connect(&endpoint.endpoint)
                 .await?

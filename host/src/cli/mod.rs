@@ -6,6 +6,7 @@
 pub mod args;
 pub mod backup;
 pub mod commands;
+pub mod config_file;
 pub mod output;
 
 pub use args::Cli;
