@@ -2,8 +2,9 @@
 //! of real `clusterhost` processes (`run --metrics-listen`) — Prometheus
 //! metrics scraped and parsed under load and through a leader crash, the
 //! health and readiness checks of nodes in and out of a cluster, and the
-//! status page in a real browser (headless Chromium), and a node started
-//! from a configuration file (`run --config`).
+//! status page in a real browser (headless Chromium), a node started from
+//! a configuration file (`run --config`), and the three-node example in
+//! `deploy/`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -330,4 +331,91 @@ async fn a_node_started_from_a_config_file_behaves_like_one_started_with_flags()
         .cli_anywhere(&["run", "--config", &bad.to_string_lossy()])
         .await
         .failure(clusterhost_tests::exit::USAGE, &["unknown key `colour`"]);
+}
+
+/// A first port of nine consecutive free ones (TCP and UDP), for the
+/// deploy example, which numbers its ports from one base.
+fn free_port_block() -> u16 {
+    for _attempt in 0..50 {
+        let base = free_ops_addr().port();
+        if base > 65_000 {
+            continue;
+        }
+        let free = (base..base + 9).all(|port| {
+            std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+                && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
+        });
+        if free {
+            return base;
+        }
+    }
+    panic!("no block of nine free ports");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_three_node_deploy_example_forms_a_cluster_and_stops_on_sigterm() {
+    // Goal: deploy/three-nodes.sh, as a user would run it, starts three
+    // nodes from config files that form a cluster (three ready members on
+    // the status page), and SIGTERM stops all of them.
+    use tokio::io::AsyncBufReadExt;
+    let root = clusterhost_tests::paths::workspace_root();
+    let directory = tempfile::tempdir().expect("temp dir");
+    let base = free_port_block();
+    let mut script = tokio::process::Command::new("sh")
+        .arg(root.join("deploy/three-nodes.sh"))
+        .arg(kv_plugin())
+        .arg(directory.path())
+        .env(
+            "CLUSTERHOST",
+            clusterhost_tests::paths::clusterhost_binary(),
+        )
+        .env("BASE_PORT", base.to_string())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run deploy/three-nodes.sh");
+    let stdout = script.stdout.take().expect("stdout");
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let ready = tokio::time::timeout(MEMBERSHIP_TIMEOUT, lines.next_line())
+        .await
+        .expect("the example reports a ready cluster in time")
+        .expect("read its output");
+    assert!(
+        ready
+            .as_deref()
+            .is_some_and(|line| line.starts_with("cluster ready")),
+        "{ready:?}"
+    );
+    let ops: SocketAddr = format!("127.0.0.1:{}", base + 2).parse().expect("address");
+    wait_for(
+        "three alive members on the example's status page",
+        ELECTION_TIMEOUT,
+        || async {
+            let (code, body) = http_get(ops, "/status.json").await?;
+            let status: serde_json::Value =
+                serde_json::from_str(&body).map_err(|e| e.to_string())?;
+            let alive = status["members"].as_array().map_or(0, |members| {
+                members.iter().filter(|m| m["liveness"] == "alive").count()
+            });
+            (code == 200 && alive == 3)
+                .then_some(())
+                .ok_or(format!("{code}: {body}"))
+        },
+    )
+    .await;
+    let pid = script.id().expect("the script runs") as i32;
+    // SAFETY: signalling a child this test spawned and still owns.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let exited = tokio::time::timeout(MEMBERSHIP_TIMEOUT, script.wait())
+        .await
+        .expect("the example stops after SIGTERM")
+        .expect("wait for it");
+    eprintln!("deploy example exited: {exited}");
+    for n in 0..3u16 {
+        let grpc = base + 3 * n;
+        assert!(
+            std::net::TcpListener::bind(("127.0.0.1", grpc)).is_ok(),
+            "node {n} still holds port {grpc} after SIGTERM"
+        );
+    }
 }

@@ -262,6 +262,14 @@ mod tests {
     }
 
     #[test]
+    fn the_deploy_example_is_a_valid_config_file() {
+        let file = include_str!("../../../deploy/node.toml");
+        let expanded =
+            expand_with(&args("clusterhost run"), file, "deploy/node.toml").expect("valid");
+        Cli::try_parse_from(&expanded).expect("its values parse as flags");
+    }
+
+    #[test]
     fn other_commands_and_runs_without_config_are_left_alone() {
         assert_eq!(take_config(&args("clusterhost status --config x")), None);
         assert_eq!(take_config(&args("clusterhost run --listen a")), None);
