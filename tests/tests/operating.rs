@@ -419,3 +419,32 @@ async fn the_three_node_deploy_example_forms_a_cluster_and_stops_on_sigterm() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_systemd_unit_passes_systemd_analyze_verify() {
+    // Goal: deploy/clusterhost.service is a unit systemd accepts without a
+    // warning (unknown keys, bad values), with ExecStart pointed at the
+    // binary under test.
+    let root = clusterhost_tests::paths::workspace_root();
+    let unit =
+        std::fs::read_to_string(root.join("deploy/clusterhost.service")).expect("read the unit");
+    assert!(unit.contains("ExecStart=/usr/local/bin/clusterhost run --config"));
+    let binary = clusterhost_tests::paths::clusterhost_binary()
+        .to_string_lossy()
+        .into_owned();
+    let directory = tempfile::tempdir().expect("temp dir");
+    let copy = directory.path().join("clusterhost.service");
+    std::fs::write(&copy, unit.replace("/usr/local/bin/clusterhost", &binary)).expect("write");
+    let output = tokio::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&copy)
+        .output()
+        .await
+        .expect("systemd-analyze runs (Debian package systemd)");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "systemd-analyze verify failed: {stderr}"
+    );
+    assert!(stderr.trim().is_empty(), "systemd-analyze warned: {stderr}");
+}
