@@ -1,8 +1,7 @@
 //! The `clusterhost` binary: parse flags, run the command, map errors to
 //! `Error: …` on stderr and a documented exit code.
 
-use clap::Parser;
-use clusterhost::cli::{Cli, ExitCode, commands};
+use clusterhost::cli::{ExitCode, commands};
 
 fn main() -> std::process::ExitCode {
     // `run --config FILE`: the file's keys become flags first.
@@ -13,7 +12,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(ExitCode::Usage as u8);
         }
     };
-    let cli = Cli::parse_from(args);
+    let cli = clusterhost::cli::config_file::parse(args);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -292,7 +292,8 @@ async fn a_node_started_from_a_config_file_behaves_like_one_started_with_flags()
     // Goal: `run --config node.toml` takes every key as its flag (the
     // plugin, bootstrap, node id, the ops listener), a flag on the command
     // line overrides its key (the harness's --listen against the file's),
-    // and an unknown key is refused by name with exit 2.
+    // an environment variable CLUSTERHOST_<FLAG> overrides it too, and an
+    // unknown key is refused by name with exit 2.
     let ops = free_ops_addr();
     let mut cluster = TestCluster::new();
     let config = cluster.root().join("node.toml");
@@ -331,6 +332,29 @@ async fn a_node_started_from_a_config_file_behaves_like_one_started_with_flags()
         .cli_anywhere(&["run", "--config", &bad.to_string_lossy()])
         .await
         .failure(clusterhost_tests::exit::USAGE, &["unknown key `colour`"]);
+
+    // An environment variable beats the file's key: the variable's invalid
+    // value is what clap refuses.
+    let capped = cluster.root().join("capped.toml");
+    std::fs::write(&capped, "voter_cap = 3\n").expect("write capped.toml");
+    let refused = clusterhost_tests::cli::run_cli(
+        ["run", "--config", &capped.to_string_lossy()],
+        &[("CLUSTERHOST_VOTER_CAP", "0")],
+        clusterhost_tests::cli::CLI_TIMEOUT,
+    )
+    .await;
+    // clap's own message (`error: invalid value '0' for '--voter-cap ...'`).
+    assert_eq!(
+        refused.code,
+        Some(clusterhost_tests::exit::USAGE),
+        "{refused}"
+    );
+    assert!(
+        refused
+            .stderr
+            .contains("invalid value '0' for '--voter-cap"),
+        "{refused}"
+    );
 }
 
 /// A first port of nine consecutive free ones (TCP and UDP), for the

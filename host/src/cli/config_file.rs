@@ -1,13 +1,15 @@
 //! `clusterhost run --config node.toml`: every `run` flag as a key of a
 //! TOML file (`data_dir = "d1"`, `join = ["10.0.0.1:7401"]`,
 //! `bootstrap = true`), turned into flags before clap parses the command
-//! line. A flag given on the command line overrides its key; an unknown key
-//! is refused with its name. The keys are read from the `run` command's own
-//! definition, so every flag has one and `config example` lists them all.
+//! line. An environment variable `CLUSTERHOST_<FLAG>` (`CLUSTERHOST_DATA_DIR`)
+//! is the third source: a flag on the command line beats its variable,
+//! which beats the file's key. An unknown key is refused with its name. The
+//! keys are read from the `run` command's own definition, so every flag has
+//! one and `config example` lists them all.
 
 use std::ffi::OsString;
 
-use clap::CommandFactory;
+use clap::{CommandFactory, FromArgMatches};
 
 use super::args::Cli;
 
@@ -19,6 +21,34 @@ struct Flag {
     long: String,
     short: Option<char>,
     takes_value: bool,
+}
+
+/// The environment variable that sets the `run` flag `--long`.
+pub fn env_name(long: &str) -> String {
+    format!("CLUSTERHOST_{}", long.replace('-', "_").to_uppercase())
+}
+
+/// The command line's definition, with every `run` flag also read from
+/// its environment variable.
+pub fn command() -> clap::Command {
+    Cli::command().mut_subcommand("run", |run| {
+        run.mut_args(|argument| match argument.get_long() {
+            Some(long) if !NOT_KEYS.contains(&long) => {
+                // Built once per process, at start-up: leaking the few
+                // names is how clap takes them without its `string` feature.
+                let name: &'static str = Box::leak(env_name(long).into_boxed_str());
+                argument.env(name)
+            }
+            _ => argument,
+        })
+    })
+}
+
+/// Parse `args` (after [`expand`]): flags, then environment variables.
+/// Bad flags print clap's message and exit with code 2.
+pub fn parse(args: Vec<OsString>) -> Cli {
+    let matches = command().get_matches_from(args);
+    Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit())
 }
 
 fn run_flags() -> Vec<Flag> {
@@ -50,7 +80,8 @@ pub fn expand(args: Vec<OsString>) -> Result<Vec<OsString>, String> {
     };
     let file = std::fs::read_to_string(&path)
         .map_err(|error| format!("cannot read the config file {path}: {error}"))?;
-    expand_with(&rest, &file, &path)
+    let in_environment = |long: &str| std::env::var_os(env_name(long)).is_some();
+    expand_with(&rest, &file, &path, in_environment)
         .map(|expanded| expanded.into_iter().map(OsString::from).collect())
 }
 
@@ -73,8 +104,14 @@ fn take_config(args: &[String]) -> Option<(String, Vec<String>)> {
 }
 
 /// `args` (a `run` command line without `--config`) with the keys of
-/// `file` added as flags, except those `args` already gives.
-pub fn expand_with(args: &[String], file: &str, path: &str) -> Result<Vec<String>, String> {
+/// `file` added as flags, except those `args` already gives and those
+/// `in_environment` says an environment variable sets.
+pub fn expand_with(
+    args: &[String],
+    file: &str,
+    path: &str,
+    in_environment: impl Fn(&str) -> bool,
+) -> Result<Vec<String>, String> {
     let table: toml::Table = file
         .parse()
         .map_err(|error| format!("{path} is not valid TOML: {error}"))?;
@@ -91,7 +128,7 @@ pub fn expand_with(args: &[String], file: &str, path: &str) -> Result<Vec<String
                     "{path}: unknown key `{key}`: not a `run` flag (see `clusterhost config example`)"
                 )
             })?;
-        if given.contains(&flag.long) {
+        if given.contains(&flag.long) || in_environment(&flag.long) {
             continue;
         }
         from_file.extend(flag_args(flag, key, value, path)?);
@@ -153,7 +190,8 @@ pub fn example() -> String {
     let mut text = String::from(
         "# clusterhost node configuration: `clusterhost run --config node.toml`.\n\
          # Every key is a `run` flag (dashes become underscores); a flag on the\n\
-         # command line overrides its key. Uncomment what you set.\n",
+         # command line, or its variable CLUSTERHOST_<KEY> (CLUSTERHOST_DATA_DIR),\n\
+         # overrides its key. Uncomment what you set.\n",
     );
     let Some(run) = command.find_subcommand("run") else {
         return text;
@@ -208,6 +246,7 @@ mod tests {
             &args("clusterhost run --listen 127.0.0.1:1"),
             file,
             "n.toml",
+            |_| false,
         )
         .expect("ok");
         let parsed = Cli::try_parse_from(&expanded).expect("clap parses it");
@@ -226,18 +265,54 @@ mod tests {
     }
 
     #[test]
+    fn a_key_set_by_an_environment_variable_is_left_to_it() {
+        let expanded = expand_with(
+            &args("clusterhost run"),
+            "voter_cap = 3\ncluster_name = \"c\"\n",
+            "n.toml",
+            |long| long == "voter-cap",
+        )
+        .expect("ok");
+        assert!(
+            !expanded.contains(&"--voter-cap".to_string()),
+            "{expanded:?}"
+        );
+        assert!(
+            expanded.contains(&"--cluster-name".to_string()),
+            "{expanded:?}"
+        );
+        assert_eq!(env_name("data-dir"), "CLUSTERHOST_DATA_DIR");
+        command().debug_assert();
+    }
+
+    #[test]
     fn unknown_keys_and_wrong_types_are_refused_by_name() {
-        let error = expand_with(&args("clusterhost run"), "colour = \"blue\"", "n.toml")
-            .expect_err("refused");
+        let error = expand_with(
+            &args("clusterhost run"),
+            "colour = \"blue\"",
+            "n.toml",
+            |_| false,
+        )
+        .expect_err("refused");
         assert!(error.contains("unknown key `colour`"), "{error}");
-        let error = expand_with(&args("clusterhost run"), "bootstrap = \"yes\"", "n.toml")
-            .expect_err("refused");
+        let error = expand_with(
+            &args("clusterhost run"),
+            "bootstrap = \"yes\"",
+            "n.toml",
+            |_| false,
+        )
+        .expect_err("refused");
         assert!(
             error.contains("`bootstrap` must be true or false"),
             "{error}"
         );
-        assert!(expand_with(&args("clusterhost run"), "config = \"x\"", "n.toml").is_err());
-        assert!(expand_with(&args("clusterhost run"), "not toml [", "n.toml").is_err());
+        assert!(
+            expand_with(&args("clusterhost run"), "config = \"x\"", "n.toml", |_| {
+                false
+            })
+            .is_err()
+        );
+        assert!(expand_with(&args("clusterhost run"), "not toml [", "n.toml", |_| false).is_err());
     }
 
     #[test]
@@ -256,16 +331,23 @@ mod tests {
             .filter(|line| line.contains(" = ") && !line.ends_with("= \"\""))
             .map(|line| format!("{line}\n"))
             .collect();
-        let expanded =
-            expand_with(&args("clusterhost run"), &uncommented, "example.toml").expect("accepted");
+        let expanded = expand_with(
+            &args("clusterhost run"),
+            &uncommented,
+            "example.toml",
+            |_| false,
+        )
+        .expect("accepted");
         Cli::try_parse_from(&expanded).expect("the defaults parse as flags");
     }
 
     #[test]
     fn the_deploy_example_is_a_valid_config_file() {
         let file = include_str!("../../../deploy/node.toml");
-        let expanded =
-            expand_with(&args("clusterhost run"), file, "deploy/node.toml").expect("valid");
+        let expanded = expand_with(&args("clusterhost run"), file, "deploy/node.toml", |_| {
+            false
+        })
+        .expect("valid");
         Cli::try_parse_from(&expanded).expect("its values parse as flags");
     }
 
