@@ -102,6 +102,12 @@ impl Client {
         answer(self.inner.snapshot(proto::SnapshotRequest {}).await)
     }
 
+    /// A backup from the serving node (it must lead): the file's chunks,
+    /// in order.
+    pub async fn backup(&mut self) -> Result<tonic::Streaming<proto::BackupChunk>, ClientError> {
+        answer(self.inner.backup(proto::BackupRequest {}).await)
+    }
+
     /// Every node the serving node knows of.
     pub async fn members(&mut self) -> Result<proto::MembersResponse, ClientError> {
         answer(self.inner.members(proto::MembersRequest {}).await)

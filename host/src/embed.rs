@@ -96,6 +96,7 @@ impl Default for NodeConfig {
             log_entries_kept: LOG_ENTRIES_KEPT_BEHIND_SNAPSHOT,
             plugin_limits: PluginLimits::default(),
             flagged_settings: Vec::new(),
+            metrics_listen: None,
         }
     }
 }
@@ -185,6 +186,13 @@ impl NodeBuilder {
     /// Only nodes with the same cluster name gossip with each other.
     pub fn cluster_name(mut self, name: impl Into<String>) -> Self {
         self.config.cluster_name = name.into();
+        self
+    }
+
+    /// Serve Prometheus metrics, health checks and the status page over
+    /// HTTP on `addr`.
+    pub fn metrics_listen(mut self, addr: SocketAddr) -> Self {
+        self.config.metrics_listen = Some(addr);
         self
     }
 

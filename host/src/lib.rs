@@ -8,6 +8,8 @@
 //! - [`embed`]: [`Node`], a node started inside your own program (and by
 //!   `clusterhost run`).
 //! - [`node`]: wiring a node together, and taking it down.
+//! - [`ops`]: the HTTP listener for operators: metrics, health checks, a
+//!   status page.
 //! - [`api`]: the public gRPC service (tonic): handlers, routing to the
 //!   leader, status reports.
 //! - [`membership`]: gossip-driven Raft membership: pure decisions and the
@@ -17,11 +19,13 @@
 //!   internal Raft transport (tonic).
 //! - [`storage`]: the data dir, the log database (redb), snapshot files.
 //! - [`plugin`]: the deterministic wasm runtime (wasmtime).
+//! - [`metrics`]: the node's Prometheus metrics (prometheus-client).
 //! - [`limits`]: every bound and timing, as named constants.
 //! - [`loadgen`]: the load generator behind `clusterhost bench`.
 //!
-//! Modules only use modules below them in this list (cli → embed → node → api →
-//! membership → discovery → consensus → storage → plugin → limits).
+//! Modules only use modules below them in this list (cli → embed → node →
+//! ops → api → membership → discovery → consensus → storage → plugin →
+//! metrics → limits).
 //!
 //! One write, file by file: `cli/commands.rs` (`apply`) → the
 //! `clusterhost-client` crate → `api/cluster_service.rs` (`apply`) →
@@ -37,7 +41,9 @@ pub mod embed;
 pub mod limits;
 pub mod loadgen;
 pub mod membership;
+pub mod metrics;
 pub mod node;
+pub mod ops;
 pub mod plugin;
 pub mod storage;
 

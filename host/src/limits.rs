@@ -292,6 +292,36 @@ const _: () = assert!(VOTER_CAP_DEFAULT <= VOTERS_MAX);
 const _: () = assert!(CHECKPOINTS_GOSSIPED <= CHECKPOINTS_KEPT);
 const _: () = assert!(STEP_DOWN_TIMEOUT.as_millis() > 2 * RAFT_ELECTION_TIMEOUT_MAX.as_millis());
 
+// ---- Backups --------------------------------------------------------------
+
+/// Bytes of a backup file per streamed chunk.
+pub const BACKUP_CHUNK_BYTES: usize = 1024 * 1024;
+
+/// Largest backup file accepted: the largest snapshot plus its header.
+pub const BACKUP_BYTES_MAX: usize = RAFT_SNAPSHOT_BYTES_MAX + 1024;
+
+const _: () = assert!(BACKUP_CHUNK_BYTES < CLIENT_GRPC_RESPONSE_BYTES_MAX);
+
+// ---- The ops listener (metrics, health, status page) ------------------------
+
+/// A node is ready (`GET /readyz`) only while it has applied within this
+/// many entries of what it knows is committed: a load balancer should not
+/// send reads to a replica that is far behind.
+pub const READY_APPLY_LAG_ENTRIES_MAX: u64 = 1_000;
+
+/// Connections the ops listener serves at once; more wait to be accepted.
+pub const OPS_HTTP_CONNECTIONS_MAX: usize = 64;
+
+/// How long the ops listener waits for a request's headers before closing
+/// the connection (a slow or idle client must not hold a slot).
+pub const OPS_HTTP_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often the status page's rate history takes a sample.
+pub const STATUS_SAMPLE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Samples the status page's rate history keeps: 10 minutes at the interval.
+pub const STATUS_SAMPLES_KEPT: usize = 120;
+
 /// The bounds applied to every plugin call. Configurable per node, but every
 /// replica of a cluster must use the same values or replicas may disagree on
 /// which entries run out of fuel; the defaults are what a cluster should use.

@@ -1,11 +1,18 @@
 //! The `clusterhost` binary: parse flags, run the command, map errors to
 //! `Error: …` on stderr and a documented exit code.
 
-use clap::Parser;
-use clusterhost::cli::{Cli, ExitCode, commands};
+use clusterhost::cli::{ExitCode, commands};
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    // `run --config FILE`: the file's keys become flags first.
+    let args = match clusterhost::cli::config_file::expand(std::env::args_os().collect()) {
+        Ok(args) => args,
+        Err(message) => {
+            eprintln!("Error: {message}");
+            return std::process::ExitCode::from(ExitCode::Usage as u8);
+        }
+    };
+    let cli = clusterhost::cli::config_file::parse(args);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -5,6 +5,8 @@
 //! clusters with the same harness.
 //!
 //! Layout:
+//! - [`browser`]: headless Chromium for the status page's tests (installed
+//!   with apt-get when missing).
 //! - [`cluster`]: [`TestCluster`] — start, kill -9, SIGTERM, restart; prints
 //!   node logs when a test fails.
 //! - [`node`]: one node's flags, directory, addresses and process.
@@ -33,6 +35,7 @@
 //! The binary is `<target>/debug/clusterhost`, which cargo does not build for
 //! this package: run `cargo build` first, or everything with `cargo xtask test`.
 
+pub mod browser;
 pub mod cli;
 pub mod cluster;
 #[cfg(target_os = "linux")]

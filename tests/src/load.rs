@@ -64,6 +64,11 @@ impl WriteStream {
         self.errors.lock().expect("errors lock").clone()
     }
 
+    /// The writes acknowledged so far.
+    pub fn acknowledged_so_far(&self) -> Acknowledged {
+        self.acknowledged.lock().expect("acknowledged lock").clone()
+    }
+
     /// Writes acknowledged so far.
     pub fn acknowledged_count(&self) -> usize {
         self.acknowledged.lock().expect("acknowledged lock").len()

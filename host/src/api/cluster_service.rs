@@ -14,6 +14,7 @@ use super::convert;
 use super::leader::{Attempt, Leader, LeaderRunner, forwarded, was_forwarded};
 use super::report::{self, SelfInfo};
 use crate::consensus::settings::{ClusterSettings, SettingsChange};
+use crate::consensus::snapshot::Snapshots;
 use crate::consensus::{Consensus, MachineStatus, ProposeError, ReadIndexError};
 use std::time::Duration;
 
@@ -41,6 +42,8 @@ pub struct ClusterService {
     pub machine: watch::Receiver<MachineStatus>,
     /// What gossip sees.
     pub view: SharedView,
+    /// The node's snapshot file, for backups.
+    pub snapshots: Snapshots,
 }
 
 fn check_size(what: &str, bytes: usize, max: usize) -> Result<(), Status> {
@@ -61,6 +64,17 @@ fn answer<T>(reply: Result<tonic::Response<T>, Status>) -> Result<T, ClientError
 
 #[tonic::async_trait]
 impl proto::cluster_server::Cluster for ClusterService {
+    type BackupStream = super::backup::BackupStream;
+
+    async fn backup(
+        &self,
+        _request: Request<proto::BackupRequest>,
+    ) -> Result<Response<Self::BackupStream>, Status> {
+        super::backup::backup_stream(&self.consensus, &self.snapshots)
+            .await
+            .map(Response::new)
+    }
+
     async fn apply(
         &self,
         request: Request<proto::ApplyRequest>,

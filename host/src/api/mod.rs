@@ -3,14 +3,18 @@
 //! `consensus::transport` (the internal Raft service), nowhere else.
 //!
 //! - [`cluster_service`]: the handlers: decode, call, map errors.
+//! - [`backup`]: streaming a backup from the leader.
 //! - [`routing`]: where a leader-only request goes, decided purely.
 //! - [`leader`]: the loop that follows those decisions, and forwarding.
 //! - [`report`]: status, members and health as pure functions.
 //! - [`convert`]: node results to API messages and status codes.
+//! - [`grpc_metrics`]: requests counted and timed per method and code.
 //! - [`server`]: serving the port.
 
+pub mod backup;
 pub mod cluster_service;
 pub mod convert;
+pub mod grpc_metrics;
 pub mod leader;
 pub mod report;
 pub mod routing;

@@ -1,6 +1,7 @@
 //! Serving a node's gRPC port: the public `Cluster` service, the internal
 //! Raft service and reflection, on a listener the caller bound, until the
-//! caller's shutdown future resolves.
+//! caller's shutdown future resolves. Every request is counted and timed
+//! ([`super::grpc_metrics`]).
 
 use std::future::Future;
 
@@ -10,6 +11,7 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use super::ClusterService;
+use super::grpc_metrics::GrpcMetricsLayer;
 use crate::consensus::Consensus;
 use crate::limits::{CLIENT_GRPC_MESSAGE_BYTES_MAX, CLIENT_GRPC_RESPONSE_BYTES_MAX};
 
@@ -37,6 +39,7 @@ pub fn serve(
     Ok(tokio::spawn(
         tonic::transport::Server::builder()
             .tcp_nodelay(true)
+            .layer(GrpcMetricsLayer::new(consensus.metrics().clone()))
             .add_service(cluster)
             .add_service(consensus.raft_service())
             .add_service(reflection)

@@ -101,6 +101,46 @@ pub enum Command {
     /// Drive a cluster running the kv plugin with concurrent clients and report
     /// throughput and latency.
     Bench(BenchArgs),
+    /// Backups: save one from a running cluster, inspect or restore a file.
+    #[command(subcommand)]
+    Backup(BackupCommand),
+}
+
+/// `clusterhost backup ...`.
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Save a consistent backup (state, plugin, version history, settings)
+    /// from the cluster's leader, while writes go on.
+    Save {
+        #[command(flatten)]
+        endpoint: EndpointArgs,
+        /// The file to write (replaced only once the whole backup arrived
+        /// and verified).
+        file: PathBuf,
+    },
+    /// Verify a backup file and show what it holds.
+    Inspect {
+        /// The backup file.
+        file: PathBuf,
+    },
+    /// Seed a new single-node cluster from a backup: a new data dir whose
+    /// node leads with the backup's state once started with `clusterhost run
+    /// --data-dir DIR` (other nodes then join it). A corrupted file is
+    /// refused and nothing is written.
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+        /// The new node's data dir (must not exist or be empty).
+        #[arg(long, short = 'd')]
+        data_dir: PathBuf,
+        /// The new node's Raft id [default: generated].
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        node_id: Option<u64>,
+        /// The gRPC address the new node will serve on (its `run --listen`
+        /// or `--advertise`).
+        #[arg(long, default_value = DEFAULT_ENDPOINT)]
+        advertise: String,
+    },
 }
 
 /// `--endpoint`, shared by every client command.
@@ -123,6 +163,10 @@ pub enum LogFormat {
 /// `clusterhost run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// A TOML file with any of these flags as keys (`data_dir = "d1"`; see
+    /// `clusterhost config example`); flags given here override its keys.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
     /// Directory for this node's log, snapshots and identity. Created if missing;
     /// an existing one is resumed.
     #[arg(long, short = 'd', default_value = "./data")]
@@ -193,6 +237,11 @@ pub struct RunArgs {
     /// in MiB [default: 512]. A cluster setting, like --plugin-fuel.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=PLUGIN_MEMORY_MIB_FLAG_MAX))]
     pub plugin_memory_mib: Option<u64>,
+    /// Serve Prometheus metrics (`/metrics`), health checks (`/healthz`,
+    /// `/readyz`) and a status page (`/`) over HTTP on this address
+    /// (e.g. 127.0.0.1:7402). Off when omitted.
+    #[arg(long)]
+    pub metrics_listen: Option<SocketAddr>,
     /// Log format on stderr (level via RUST_LOG, default info).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -344,6 +393,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// `clusterhost config ...`.
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
+    /// Print a commented node configuration file (for `run --config`) with
+    /// every key and its default.
+    Example,
     /// Show the cluster settings.
     Get {
         #[command(flatten)]

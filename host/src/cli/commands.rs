@@ -48,6 +48,11 @@ pub async fn execute(command: Command) -> Result<(), CliError> {
         Command::Config(command) => config(command).await,
         Command::Members(args) => members(args).await,
         Command::Bench(args) => bench(args).await,
+        Command::Backup(command) => {
+            let report = super::backup::execute(command).await?;
+            say!("{report}");
+            Ok(())
+        }
         Command::Leader(LeaderCommand::Transfer { endpoint, to }) => {
             let mut client = Client::connect(&endpoint.endpoint).await?;
             let leader = client.transfer_leader(to).await?;
@@ -66,6 +71,10 @@ pub async fn execute(command: Command) -> Result<(), CliError> {
 /// `clusterhost config ...`.
 async fn config(command: ConfigCommand) -> Result<(), CliError> {
     let (response, json) = match command {
+        ConfigCommand::Example => {
+            say!("{}", super::config_file::example());
+            return Ok(());
+        }
         ConfigCommand::Get { endpoint, json } => (
             Client::connect(&endpoint.endpoint)
                 .await?
@@ -191,6 +200,7 @@ async fn run(args: RunArgs) -> Result<(), CliError> {
         log_entries_kept: args.log_keep,
         plugin_limits,
         flagged_settings,
+        metrics_listen: args.metrics_listen,
     };
     let listener = node::bind(args.listen)
         .await

@@ -1,10 +1,12 @@
-//! The command line: `clusterhost run|apply|query|status|snapshot|plugin`.
+//! The command line: `clusterhost run|apply|query|status|snapshot|plugin|backup`.
 //!
 //! Errors print as `Error: …` on stderr; the exit code tells the failure
 //! class (see [`ExitCode`]).
 
 pub mod args;
+pub mod backup;
 pub mod commands;
+pub mod config_file;
 pub mod output;
 
 pub use args::Cli;

@@ -23,6 +23,7 @@ use super::transport::{AddressBook, Connections, RaftService, peer};
 use super::types::{DeployReceipt, Member, NodeId, Request, Response, TypeConfig};
 use super::view::{ConsensusView, MemberView, Role};
 use crate::limits::{DEPLOY_TIMEOUT, RAFT_GRPC_MESSAGE_BYTES_MAX, REQUEST_TIMEOUT};
+use crate::metrics::{Metrics, ProposalOutcome};
 use crate::plugin::ApplyOutcome;
 
 /// Why a proposal produced no response.
@@ -131,6 +132,7 @@ pub struct Consensus {
     addresses: AddressBook,
     connections: Arc<Connections>,
     machine: watch::Receiver<MachineStatus>,
+    metrics: Metrics,
 }
 
 impl Consensus {
@@ -146,7 +148,19 @@ impl Consensus {
             addresses,
             connections: Arc::default(),
             machine,
+            metrics: Metrics::default(),
         }
+    }
+
+    /// Count proposals in `metrics`.
+    pub(super) fn recording_to(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Where this node's metrics are recorded.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// What the state machine publishes.
@@ -183,6 +197,17 @@ impl Consensus {
         request: Request,
         timeout: Duration,
     ) -> Result<Proposed, ProposeError> {
+        let written = self.write(request, timeout).await;
+        self.metrics.proposal(match &written {
+            Ok(_) => ProposalOutcome::Ok,
+            Err(ProposeError::NotLeader) => ProposalOutcome::NotLeader,
+            Err(ProposeError::Ambiguous(_)) => ProposalOutcome::Ambiguous,
+            Err(ProposeError::Refused(_)) => ProposalOutcome::Refused,
+        });
+        written
+    }
+
+    async fn write(&self, request: Request, timeout: Duration) -> Result<Proposed, ProposeError> {
         let active = self.machine.borrow().settings.protocol_level;
         let needed = request.required_level();
         if needed > active {

@@ -16,6 +16,7 @@ use openraft::EntryPayload;
 use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
 
 use super::types::{Entry, LogId, Request, TypeConfig, Vote};
+use crate::metrics::Metrics;
 use crate::storage::{LogDb, LogOpenError, LogRecord};
 
 /// Named values kept beside the entries.
@@ -63,8 +64,13 @@ pub struct LogStore {
 impl LogStore {
     /// Open (or create) the log at `path`.
     pub fn open(path: &Path) -> Result<Self, LogOpenError> {
+        Self::open_recording(path, Metrics::default())
+    }
+
+    /// [`LogStore::open`], with its fsyncs recorded in `metrics`.
+    pub fn open_recording(path: &Path, metrics: Metrics) -> Result<Self, LogOpenError> {
         Ok(Self {
-            log: LogDb::open(path)?,
+            log: LogDb::open_recording(path, metrics)?,
             precompile: None,
         })
     }

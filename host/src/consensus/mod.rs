@@ -13,9 +13,12 @@
 //!   [`digest`] (a running hash of what was applied), [`alarms`],
 //!   [`sessions`] (client sessions: exactly-once writes; pure).
 //! - [`snapshot`]: what a snapshot carries, and its file.
+//! - [`backup`]: backup files: a snapshot with a whole-file checksum, and
+//!   reseeding one as a new single-node cluster (pure).
 //! - [`transport`]: Raft messages between nodes over gRPC.
 
 pub mod alarms;
+pub mod backup;
 pub mod digest;
 pub mod handle;
 pub mod host_state;
@@ -64,6 +67,8 @@ pub struct ConsensusConfig {
     pub snapshot_every_entries: u64,
     /// Entries kept in the log behind a snapshot.
     pub log_entries_kept: u64,
+    /// Where proposals are counted.
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// Start Raft on `log` and `machine`, reaching peers at the addresses in
@@ -86,7 +91,10 @@ pub async fn start(
     )
     .await
     .map_err(|error| format!("cannot start raft: {error}"))?;
-    Ok(Consensus::new(raft, config.node_id, addresses, status))
+    Ok(
+        Consensus::new(raft, config.node_id, addresses, status)
+            .recording_to(config.metrics.clone()),
+    )
 }
 
 /// A copy of the node's current Raft metrics.

@@ -46,6 +46,8 @@ pub struct NodeConfig {
     /// The cluster settings the flags named explicitly (flag, setting,
     /// value), to warn about when the cluster's differ.
     pub flagged_settings: Vec<(&'static str, Setting, u64)>,
+    /// Where to serve metrics, health checks and the status page (HTTP).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl NodeConfig {
@@ -116,6 +118,7 @@ pub(crate) fn example() -> NodeConfig {
         log_entries_kept: 1_000,
         plugin_limits: PluginLimits::default(),
         flagged_settings: Vec::new(),
+        metrics_listen: None,
     }
 }
 

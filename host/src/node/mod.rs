@@ -4,9 +4,11 @@
 //!
 //! - [`config`]: what a node is started with, and its validation.
 //! - [`identity`]: the node's identity from flags and data dir (pure).
+//! - [`restore`]: a new data dir seeded from a backup file.
 
 pub mod config;
 pub mod identity;
+pub mod restore;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,6 +38,9 @@ use crate::limits::{
 };
 use crate::membership::autopilot::{Autopilot, AutopilotConfig, SharedView};
 use crate::membership::{LocalMember, operations};
+use crate::metrics::Metrics;
+use crate::ops::status::RateHistory;
+use crate::ops::{self, OpsHandle, OpsSources};
 use crate::plugin::{Machine, NativeMachine, PluginCode, PluginDigest, PluginEngine, PluginHandle};
 use crate::storage::{DataDir, DataDirError, LogRelease, NodeIdentity};
 
@@ -93,6 +98,7 @@ pub struct NodeHandle {
     autopilot: JoinHandle<()>,
     /// Tells when the Raft log's file is closed after shutdown.
     log_released: LogRelease,
+    ops: Option<OpsHandle>,
 }
 
 impl NodeHandle {
@@ -118,6 +124,9 @@ impl NodeHandle {
         let _ = self.autopilot.await;
         if let Ok(discovery) = Arc::try_unwrap(self.discovery) {
             discovery.shutdown().await;
+        }
+        if let Some(ops) = self.ops {
+            ops.shutdown().await;
         }
         let _ = self.stop_server.send(());
         self.consensus.shutdown().await;
@@ -198,6 +207,10 @@ pub async fn start_with(
             config.gossip_listen
         ))
     })?;
+    let ops_listener = match config.metrics_listen {
+        Some(addr) => Some(crate::ops::bind(addr).await.map_err(StartError::Other)?),
+        None => None,
+    };
     // Everything this node spawns logs inside a span carrying its id.
     let span = tracing::info_span!("node", id = identity.node_id);
     let wiring = Wiring {
@@ -206,9 +219,10 @@ pub async fn start_with(
         engine,
         identity,
         rpc_addr,
+        metrics: Metrics::new(),
     };
     wiring
-        .start(listener, bootstrap_plugin, native)
+        .start(listener, ops_listener, bootstrap_plugin, native)
         .instrument(span)
         .await
 }
@@ -242,12 +256,14 @@ struct Wiring {
     engine: PluginEngine,
     identity: NodeIdentity,
     rpc_addr: String,
+    metrics: Metrics,
 }
 
 impl Wiring {
     async fn start(
         self,
         listener: TcpListener,
+        ops_listener: Option<TcpListener>,
         bootstrap_plugin: Option<PluginCode>,
         native: Option<NativeMachine>,
     ) -> Result<NodeHandle, StartError> {
@@ -255,7 +271,7 @@ impl Wiring {
         let log = self.open_log()?;
         let log_released = log.release_watch();
         self.data_dir.write_identity(&self.identity)?;
-        let (consensus, machine, plugin) = self.start_consensus(log, native).await?;
+        let (consensus, machine, plugin, snapshots) = self.start_consensus(log, native).await?;
         let gossip_addr = self
             .config
             .gossip_advertise
@@ -266,6 +282,8 @@ impl Wiring {
             gossip_addr,
         ));
         let view = SharedView::default();
+        let ops = ops_listener
+            .map(|listener| self.start_ops(listener, &local, &consensus, &machine, &view));
         let (stop_server, server_stopped) = oneshot::channel::<()>();
         let service = ClusterService {
             local: local.clone(),
@@ -275,6 +293,7 @@ impl Wiring {
             engine: self.engine.clone(),
             machine: machine.clone(),
             view: view.clone(),
+            snapshots,
         };
         let server = serve(listener, service, &consensus, async {
             let _ = server_stopped.await;
@@ -302,6 +321,7 @@ impl Wiring {
             discovery,
             autopilot,
             log_released,
+            ops,
         };
         if self.config.bootstrap {
             let settings = ClusterSettings::from_flags(&self.config.plugin_limits);
@@ -322,6 +342,29 @@ impl Wiring {
         Ok(handle)
     }
 
+    /// Serve metrics, health checks and the status page on `listener`.
+    fn start_ops(
+        &self,
+        listener: TcpListener,
+        local: &Arc<LocalMember>,
+        consensus: &Consensus,
+        machine: &tokio::sync::watch::Receiver<MachineStatus>,
+        view: &SharedView,
+    ) -> OpsHandle {
+        ops::spawn(
+            listener,
+            OpsSources {
+                local: local.clone(),
+                consensus: consensus.clone(),
+                machine: machine.clone(),
+                view: view.clone(),
+                data_dir: self.config.data_dir.clone(),
+                metrics: self.metrics.clone(),
+                rates: RateHistory::default(),
+            },
+        )
+    }
+
     fn autopilot_config(&self, bootstrap_plugin: Option<&PluginCode>) -> AutopilotConfig {
         AutopilotConfig {
             policy: self.config.policy,
@@ -338,9 +381,11 @@ impl Wiring {
 
     fn open_log(&self) -> Result<LogStore, StartError> {
         let path = self.data_dir.log_path();
-        let log = LogStore::open(&path).map_err(|error| StartError::Log {
-            path: path.clone(),
-            reason: error.to_string(),
+        let log = LogStore::open_recording(&path, self.metrics.clone()).map_err(|error| {
+            StartError::Log {
+                path: path.clone(),
+                reason: error.to_string(),
+            }
         })?;
         Ok(log.with_precompile(spawn_precompiler(self.engine.clone())))
     }
@@ -354,20 +399,26 @@ impl Wiring {
             Consensus,
             tokio::sync::watch::Receiver<MachineStatus>,
             PluginHandle,
+            Snapshots,
         ),
         StartError,
     > {
         let node_id = self.identity.node_id;
         let native_code = native.as_ref().map(NativeMachine::code);
         let running = native.map(Machine::Native);
-        let plugin = PluginHandle::spawn(running, self.config.plugin_limits, node_id.to_string())
-            .map_err(|error| StartError::other("cannot start the plugin worker", error))?;
+        let plugin = PluginHandle::spawn_recording(
+            running,
+            self.config.plugin_limits,
+            node_id.to_string(),
+            self.metrics.clone(),
+        )
+        .map_err(|error| StartError::other("cannot start the plugin worker", error))?;
         let snapshots = Snapshots::open(&self.data_dir.snapshot_dir())
             .map_err(|error| StartError::other("snapshot dir", error))?;
         let machine = StateMachineStore::open(
             plugin.clone(),
             self.engine.clone(),
-            snapshots,
+            snapshots.clone(),
             self.config.plugin_limits,
             native_code,
         )
@@ -379,6 +430,7 @@ impl Wiring {
                 node_id,
                 snapshot_every_entries: self.config.snapshot_every_entries,
                 log_entries_kept: self.config.log_entries_kept,
+                metrics: self.metrics.clone(),
             },
             log,
             machine,
@@ -386,7 +438,7 @@ impl Wiring {
         )
         .await
         .map_err(StartError::Other)?;
-        Ok((consensus, status, plugin))
+        Ok((consensus, status, plugin, snapshots))
     }
 
     async fn start_gossip(
@@ -525,7 +577,7 @@ fn generation() -> u64 {
         .map_or(0, |elapsed| elapsed.as_millis() as u64)
 }
 
-fn random_node_id() -> NodeId {
+pub fn random_node_id() -> NodeId {
     // Node ids only need to be unique within a cluster; the OS entropy behind
     // RandomState is plenty, and keeps ids readable as positive numbers.
     use std::hash::{BuildHasher, Hasher};

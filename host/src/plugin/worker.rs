@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -15,6 +16,7 @@ use super::instance::{EntryPosition, Fault, PluginResult};
 use super::machine::Machine;
 use super::runtime::{ApplyError, FsmRuntime, RebuildError, RestoreError};
 use crate::limits::{PLUGIN_QUEUE_DEPTH, PluginLimits, READER_CATCH_UP_SLICE_ENTRIES};
+use crate::metrics::{CallOutcome, Metrics};
 
 /// The worker thread is gone: it stopped after a fatal error or shutdown.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -93,6 +95,17 @@ impl PluginHandle {
         limits: PluginLimits,
         node_label: String,
     ) -> std::io::Result<Self> {
+        Self::spawn_recording(runtime, limits, node_label, Metrics::default())
+    }
+
+    /// [`PluginHandle::spawn`], with every plugin call counted and timed
+    /// in `metrics`.
+    pub fn spawn_recording(
+        runtime: Option<Machine>,
+        limits: PluginLimits,
+        node_label: String,
+        metrics: Metrics,
+    ) -> std::io::Result<Self> {
         let (jobs, receiver) = mpsc::channel(PLUGIN_QUEUE_DEPTH);
         let state_size_bytes = Arc::new(AtomicU64::new(STATE_SIZE_UNKNOWN));
         publish_state_size(runtime.as_ref(), &state_size_bytes);
@@ -103,7 +116,7 @@ impl PluginHandle {
                 // Plugin output and faults are logged under the node's id.
                 let span = tracing::info_span!("node", id = %node_label);
                 let _entered = span.enter();
-                run_worker(runtime, limits, receiver, &published);
+                run_worker(runtime, limits, receiver, &published, &metrics);
             })?;
         Ok(Self {
             jobs,
@@ -208,25 +221,39 @@ fn run_worker(
     mut limits: PluginLimits,
     mut jobs: mpsc::Receiver<Job>,
     state_size_bytes: &AtomicU64,
+    metrics: &Metrics,
 ) {
     // The size is published before each reply, so a caller that got its
     // answer sees the size that answer left.
     while let Some(job) = jobs.blocking_recv() {
         match job {
             Job::Apply { entries, reply } => {
-                let outcomes = apply_all(runtime.as_mut(), entries);
+                let outcomes = apply_all(runtime.as_mut(), entries, metrics);
                 publish_state_size(runtime.as_ref(), state_size_bytes);
                 let _ = reply.send(outcomes);
             }
             Job::Query { request, reply } => {
+                let started = Instant::now();
                 let result = match runtime.as_mut() {
                     Some(runtime) => runtime.query(&request),
                     None => Ok(Ok(Err(NO_PLUGIN.to_string()))),
                 };
+                let outcome = match &result {
+                    Ok(Ok(Ok(_))) => CallOutcome::Ok,
+                    Ok(Ok(Err(_))) => CallOutcome::Rejected,
+                    Ok(Err(_)) | Err(_) => CallOutcome::Trapped,
+                };
+                metrics.plugin_call("query", outcome, started.elapsed());
                 let _ = reply.send(result);
             }
             Job::Snapshot { reply } => {
+                let started = Instant::now();
                 let snapshot = snapshot(runtime.as_mut());
+                let outcome = match &snapshot {
+                    Ok(Ok(_)) => CallOutcome::Ok,
+                    Ok(Err(_)) | Err(_) => CallOutcome::Trapped,
+                };
+                metrics.plugin_call("snapshot", outcome, started.elapsed());
                 publish_state_size(runtime.as_ref(), state_size_bytes);
                 let _ = reply.send(snapshot);
             }
@@ -238,6 +265,7 @@ fn run_worker(
                 let _ = reply.send(());
             }
             Job::Install { code, state, reply } => {
+                let started = Instant::now();
                 let installed = match state {
                     Some((position, bytes)) => {
                         FsmRuntime::from_snapshot(code, limits, position, bytes)
@@ -246,6 +274,12 @@ fn run_worker(
                 };
                 let installed =
                     installed.map(|fresh| runtime = Some(Machine::Plugin(Box::new(fresh))));
+                let outcome = match &installed {
+                    Ok(()) => CallOutcome::Ok,
+                    Err(RestoreError::Refused(_)) => CallOutcome::Rejected,
+                    Err(RestoreError::Fault(_)) => CallOutcome::Trapped,
+                };
+                metrics.plugin_call("restore", outcome, started.elapsed());
                 publish_state_size(runtime.as_ref(), state_size_bytes);
                 let _ = reply.send(installed);
             }
@@ -299,13 +333,21 @@ const NO_PLUGIN: &str = "no plugin is deployed on this cluster yet";
 fn apply_all(
     mut runtime: Option<&mut Machine>,
     entries: Vec<(EntryPosition, Vec<u8>)>,
+    metrics: &Metrics,
 ) -> Result<Vec<ApplyOutcome>, RebuildError> {
     let mut outcomes = Vec::with_capacity(entries.len());
     for (position, command) in entries {
+        let started = Instant::now();
         let outcome = match runtime.as_deref_mut() {
             Some(runtime) => runtime.apply(position, command)?,
             None => Err(ApplyError::Rejected(NO_PLUGIN.to_string())),
         };
+        let counted = match &outcome {
+            Ok(_) => CallOutcome::Ok,
+            Err(ApplyError::Rejected(_)) => CallOutcome::Rejected,
+            Err(ApplyError::Fault(_)) => CallOutcome::Trapped,
+        };
+        metrics.plugin_call("apply", counted, started.elapsed());
         outcomes.push(outcome);
     }
     Ok(outcomes)

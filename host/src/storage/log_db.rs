@@ -17,6 +17,7 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 
 use super::log_tables::{LOG_TABLE, LogRecord, META_TABLE, io_error};
 use super::log_writer::{self, AppendDone, Done, Fault, Job, Unflushed};
+use crate::metrics::Metrics;
 
 /// Why the log could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +100,11 @@ impl<R: LogRecord> LogDb<R> {
 
     /// Open (or create) the log at `path` and start its writer thread.
     pub fn open(path: &Path) -> Result<Self, LogOpenError> {
+        Self::open_recording(path, Metrics::default())
+    }
+
+    /// [`LogDb::open`], with the writer's fsyncs recorded in `metrics`.
+    pub fn open_recording(path: &Path, metrics: Metrics) -> Result<Self, LogOpenError> {
         let other = |error: redb::Error| match error {
             redb::Error::DatabaseAlreadyOpen => LogOpenError::InUse,
             error => LogOpenError::Other(error.to_string()),
@@ -123,7 +129,7 @@ impl<R: LogRecord> LogDb<R> {
             let fault = fault.clone();
             std::thread::Builder::new()
                 .name("log-writer".to_string())
-                .spawn(move || log_writer::run(database, unflushed, receiver, fault))
+                .spawn(move || log_writer::run(database, unflushed, receiver, fault, metrics))
                 .map_err(|error| LogOpenError::Other(error.to_string()))?
         };
         Ok(Self {

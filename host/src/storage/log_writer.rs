@@ -19,11 +19,13 @@ use std::io;
 use std::ops::Bound;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use redb::Database;
 
 use super::log_tables::{LOG_TABLE, LogRecord, META_TABLE, io_error};
 use crate::limits::LOG_GROUP_COMMIT_JOBS_MAX;
+use crate::metrics::Metrics;
 
 /// Where a waiting caller learns that its change is on disk.
 pub(super) type Done = tokio::sync::oneshot::Sender<io::Result<()>>;
@@ -112,6 +114,7 @@ pub(super) fn run<R: LogRecord>(
     unflushed: Unflushed<R>,
     jobs: Receiver<Job<R>>,
     fault: Fault,
+    metrics: Metrics,
 ) {
     let mut writer = Writer {
         database,
@@ -119,6 +122,7 @@ pub(super) fn run<R: LogRecord>(
         lazy: BTreeMap::new(),
         failed: None,
         fault,
+        metrics,
     };
     while let Ok(first) = jobs.recv() {
         let mut group = vec![first];
@@ -146,6 +150,7 @@ struct Writer<R: LogRecord> {
     /// The first failure; every later job fails with it.
     failed: Option<String>,
     fault: Fault,
+    metrics: Metrics,
 }
 
 /// An injected failure of the next transaction, for tests of what a full
@@ -181,7 +186,12 @@ impl<R: LogRecord> Writer<R> {
         }
         let result = match &self.failed {
             Some(first) => Err(format!("an earlier log write failed: {first}")),
-            None => self.write(&durable).map_err(|error| error.to_string()),
+            None => {
+                let started = Instant::now();
+                let written = self.write(&durable).map_err(|error| error.to_string());
+                self.metrics.log_commit(durable.len(), started.elapsed());
+                written
+            }
         };
         if let Err(error) = &result
             && self.failed.is_none()
