@@ -48,10 +48,7 @@ impl Client {
 
     /// Propose a command.
     pub async fn apply(&mut self, command: Vec<u8>) -> Result<proto::ApplyResponse, ClientError> {
-        let request = proto::ApplyRequest {
-            command,
-            session: None,
-        };
+        let request = proto::ApplyRequest { command };
         answer(self.inner.apply(request).await)
     }
 
@@ -72,11 +69,11 @@ impl Client {
         command: Vec<u8>,
         stamp: proto::SessionStamp,
     ) -> Result<proto::ApplyResponse, ClientError> {
-        let request = proto::ApplyRequest {
+        let request = proto::SessionApplyRequest {
             command,
             session: Some(stamp),
         };
-        answer(self.inner.apply(request).await)
+        answer(self.inner.apply_in_session(request).await)
     }
 
     /// Run a query.

@@ -42,6 +42,10 @@ pub enum Error {
     /// The plugin trapped or ran out of a limit; nothing changed.
     #[error("plugin fault: {0}")]
     Fault(String),
+    /// The command was applied, once, but its answer is no longer available
+    /// (too large to keep for a retry, or already acknowledged).
+    #[error("applied, but the answer is lost: {0}")]
+    AnswerLost(String),
     /// The request itself is wrong (too large, empty, malformed).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
@@ -190,8 +194,18 @@ impl Cluster {
                             "the session expired while the command's outcome was unknown: {reason}"
                         )));
                     }
+                    // This attempt was answered "not open": it applied
+                    // nothing, and no earlier one may have. A new session.
+                    self.give_up_after(deadline, &reason, false)?;
                     self.session = None;
                     stamp = self.next_stamp().await?;
+                }
+                // Once an attempt may have applied the command, a refusal of
+                // a later one says nothing about it.
+                Retry::Stop(error) if maybe_applied => {
+                    return Err(Error::Ambiguous(format!(
+                        "an earlier attempt may have applied the command; the retry was refused: {error}"
+                    )));
                 }
                 Retry::Stop(error) => return Err(error),
                 Retry::Unsure(reason) => {
@@ -452,13 +466,20 @@ fn classify(error: &ClientError) -> Retry {
         Some(headers::SESSION_OUTSTANDING) => {
             return Retry::Stop(Error::ResourceExhausted(message));
         }
+        Some(headers::SESSION_NOT_KEPT | headers::SESSION_ACKNOWLEDGED) => {
+            return Retry::Stop(Error::AnswerLost(message));
+        }
         Some(_) => return Retry::Stop(Error::Refused(message)),
         None => {}
     }
     match status.code() {
         Code::Unavailable => Retry::Again(message),
         // A broken connection mid-call: the request may have arrived.
-        Code::Unknown | Code::Cancelled | Code::DeadlineExceeded => Retry::Unsure(message),
+        Code::Unknown
+        | Code::Cancelled
+        | Code::DeadlineExceeded
+        | Code::Internal
+        | Code::Aborted => Retry::Unsure(message),
         Code::InvalidArgument | Code::OutOfRange => Retry::Stop(Error::InvalidArgument(message)),
         Code::ResourceExhausted => Retry::Stop(Error::ResourceExhausted(message)),
         Code::PermissionDenied | Code::Unauthenticated => {

@@ -10,7 +10,9 @@ pub const OUTCOME_UNKNOWN: &str = "unknown";
 
 /// On a refused session command, naming the refusal: one of
 /// [`SESSION_NOT_OPEN`], [`SESSION_ACKNOWLEDGED`], [`SESSION_OUTSTANDING`],
-/// [`SESSION_NOT_KEPT`], [`SESSION_INVALID`]. None of them applied anything.
+/// [`SESSION_NOT_KEPT`], [`SESSION_INVALID`], [`SESSION_MISMATCH`]. The
+/// refused attempt applied nothing; for `acknowledged` and `not-kept` an
+/// earlier attempt with the same stamp was applied, once.
 pub const SESSION: &str = "x-clusterhost-session";
 
 /// The session expired or never existed.
@@ -23,6 +25,8 @@ pub const SESSION_OUTSTANDING: &str = "outstanding";
 pub const SESSION_NOT_KEPT: &str = "not-kept";
 /// The stamp contradicts itself.
 pub const SESSION_INVALID: &str = "invalid";
+/// This sequence was applied with a different command.
+pub const SESSION_MISMATCH: &str = "mismatch";
 
 /// The value of `status` metadata key `key`, if present and text.
 pub fn value<'a>(status: &'a tonic::Status, key: &str) -> Option<&'a str> {

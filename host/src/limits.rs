@@ -193,7 +193,12 @@ pub const SESSION_OUTSTANDING_MAX: usize = 1024;
 /// but a retry of it is told the response was not kept.
 pub const SESSION_RESPONSE_BYTES_KEPT_MAX: usize = 16 * 1024;
 
-/// Response bytes kept across all sessions (they travel in every snapshot).
+/// What each kept response counts beyond its bytes (its place in the maps,
+/// its index, the command's digest), so many tiny ones are bounded too.
+pub const SESSION_KEPT_ENTRY_OVERHEAD_BYTES: usize = 128;
+
+/// Response bytes kept across all sessions, overhead included (they travel
+/// in every snapshot).
 pub const SESSIONS_RETAINED_BYTES_MAX: usize = 32 * 1024 * 1024;
 
 // ---- Serving clients -------------------------------------------------------

@@ -80,42 +80,20 @@ impl proto::cluster_server::Cluster for ClusterService {
         request: Request<proto::ApplyRequest>,
     ) -> Result<Response<proto::ApplyResponse>, Status> {
         let forwarded_here = was_forwarded(request.metadata());
-        let proto::ApplyRequest { command, session } = request.into_inner();
-        let stamp = session.map(convert::session_stamp);
-        let machine = self.machine.borrow().clone();
-        let command_bytes_max =
-            usize::try_from(machine.settings.command_bytes_max).unwrap_or(COMMAND_BYTES_MAX);
-        check_size("command", command.len(), command_bytes_max)?;
-        self.check_serving(&machine)?;
-        let here = || async {
-            self.check_quota().map_err(Attempt::Final)?;
-            let answered = match stamp {
-                None => self
-                    .consensus
-                    .propose_command(command.clone())
-                    .await
-                    .map(|(index, outcome)| Ok(convert::apply_response(index, outcome))),
-                Some(stamp) => self
-                    .consensus
-                    .propose_session_command(stamp, command.clone())
-                    .await
-                    .map(convert::command_answer),
-            };
-            match answered {
-                Ok(answer) => answer.map_err(Attempt::Final),
-                Err(ProposeError::NotLeader) => Err(Attempt::NotLeader),
-                Err(error) => Err(Attempt::Final(convert::propose_status(error))),
-            }
-        };
-        let there = |mut leader: Leader| {
-            let request = forwarded(proto::ApplyRequest {
-                command: command.clone(),
-                session,
-            });
-            async move { answer(leader.client.apply(request).await) }
-        };
-        let response = self.leader.run(forwarded_here, here, there).await?;
-        Ok(Response::new(response))
+        let command = request.into_inner().command;
+        self.apply_command(forwarded_here, command, None).await
+    }
+
+    async fn apply_in_session(
+        &self,
+        request: Request<proto::SessionApplyRequest>,
+    ) -> Result<Response<proto::ApplyResponse>, Status> {
+        let forwarded_here = was_forwarded(request.metadata());
+        let proto::SessionApplyRequest { command, session } = request.into_inner();
+        let stamp =
+            session.ok_or_else(|| Status::invalid_argument("the session stamp is missing"))?;
+        self.apply_command(forwarded_here, command, Some(stamp))
+            .await
     }
 
     async fn open_session(
@@ -371,6 +349,62 @@ impl proto::cluster_server::Cluster for ClusterService {
 }
 
 impl ClusterService {
+    /// A command, in a session or not: checked, then proposed on the leader
+    /// (here, or forwarded with the same stamp).
+    async fn apply_command(
+        &self,
+        forwarded_here: bool,
+        command: Vec<u8>,
+        session: Option<proto::SessionStamp>,
+    ) -> Result<Response<proto::ApplyResponse>, Status> {
+        let stamp = session.map(convert::session_stamp);
+        let machine = self.machine.borrow().clone();
+        let command_bytes_max =
+            usize::try_from(machine.settings.command_bytes_max).unwrap_or(COMMAND_BYTES_MAX);
+        check_size("command", command.len(), command_bytes_max)?;
+        self.check_serving(&machine)?;
+        let here = || async {
+            self.check_quota().map_err(Attempt::Final)?;
+            let answered = match stamp {
+                None => self
+                    .consensus
+                    .propose_command(command.clone())
+                    .await
+                    .map(|(index, outcome)| Ok(convert::apply_response(index, outcome))),
+                Some(stamp) => self
+                    .consensus
+                    .propose_session_command(stamp, command.clone())
+                    .await
+                    .map(convert::command_answer),
+            };
+            match answered {
+                Ok(answer) => answer.map_err(Attempt::Final),
+                Err(ProposeError::NotLeader) => Err(Attempt::NotLeader),
+                Err(error) => Err(Attempt::Final(convert::propose_status(error))),
+            }
+        };
+        let there = |mut leader: Leader| {
+            let command = command.clone();
+            async move {
+                match session {
+                    None => {
+                        let request = forwarded(proto::ApplyRequest { command });
+                        answer(leader.client.apply(request).await)
+                    }
+                    Some(stamp) => {
+                        let request = forwarded(proto::SessionApplyRequest {
+                            command,
+                            session: Some(stamp),
+                        });
+                        answer(leader.client.apply_in_session(request).await)
+                    }
+                }
+            }
+        };
+        let response = self.leader.run(forwarded_here, here, there).await?;
+        Ok(Response::new(response))
+    }
+
     /// Refuse clients when this replica must not serve them: it is
     /// corrupt, or the replicas have no majority.
     fn check_serving(&self, machine: &MachineStatus) -> Result<(), Status> {

@@ -5,7 +5,7 @@ use clusterhost_client::headers;
 use clusterhost_client::proto::{self, apply_response};
 use tonic::Status;
 
-use super::leader::{Attempt, not_leader};
+use super::leader::{Attempt, not_leader, outcome_unknown};
 use crate::consensus::plugin_history::PluginHistory;
 use crate::consensus::sessions::{SessionRefusal, SessionStamp};
 use crate::consensus::settings::{ClusterSettings, Setting};
@@ -75,6 +75,10 @@ pub fn session_refusal(refusal: SessionRefusal) -> Status {
             Status::invalid_argument(refusal.message()),
             headers::SESSION_INVALID,
         ),
+        SessionRefusal::Mismatch => (
+            Status::invalid_argument(refusal.message()),
+            headers::SESSION_MISMATCH,
+        ),
     };
     status.metadata_mut().insert(
         SESSION_HEADER,
@@ -91,23 +95,6 @@ pub fn propose_status(error: ProposeError) -> Status {
         ProposeError::Ambiguous(reason) => outcome_unknown(&reason),
         ProposeError::Refused(message) => Status::failed_precondition(message),
     }
-}
-
-/// Metadata key on an error whose command may or may not have been applied.
-pub const OUTCOME_HEADER: &str = headers::OUTCOME;
-
-/// The answer when a command may or may not have been applied: its own
-/// status (`unknown`), never `unavailable`, which says nothing was done.
-pub fn outcome_unknown(reason: &str) -> Status {
-    let mut status = Status::unknown(format!(
-        "the outcome is unknown: the command may or may not have been applied ({reason}); \
-         read the state to find out before sending it again"
-    ));
-    status.metadata_mut().insert(
-        OUTCOME_HEADER,
-        tonic::metadata::MetadataValue::from_static(headers::OUTCOME_UNKNOWN),
-    );
-    status
 }
 
 /// A deploy receipt as the API answers it.

@@ -197,6 +197,15 @@ fn classify<T>(answer: Result<T, ClientError>) -> Result<T, ForwardFailure> {
     answer.map_err(|error| match error {
         ClientError::Status(status) if is_not_leader(&status) => ForwardFailure::NotLeader,
         ClientError::Status(status) if is_connect_failure(&status) => ForwardFailure::Unreachable,
+        // The request may have reached the leader and been applied there:
+        // say so, rather than pass on a transport error that reads as
+        // "surely not applied".
+        ClientError::Status(status) if is_broken_mid_call(&status) => {
+            ForwardFailure::Final(outcome_unknown(&format!(
+                "the connection to the leader broke during the call: {}",
+                status.message()
+            )))
+        }
         ClientError::Status(status) => ForwardFailure::Final(status),
         ClientError::Unreachable { .. } => ForwardFailure::Unreachable,
     })
@@ -228,6 +237,32 @@ pub fn not_leader(message: impl Into<String>) -> Status {
 /// Whether a status is a clean "not the leader, nothing proposed".
 fn is_not_leader(status: &Status) -> bool {
     status.metadata().contains_key(NOT_LEADER_HEADER)
+}
+
+/// Whether a status was made by this side's transport (it carries the
+/// transport error as its source) after the request may have been sent,
+/// rather than answered by the leader.
+fn is_broken_mid_call(status: &Status) -> bool {
+    std::error::Error::source(status).is_some()
+        && matches!(
+            status.code(),
+            Code::Unavailable | Code::Unknown | Code::Cancelled | Code::Internal | Code::Aborted
+        )
+}
+
+/// The answer when a command may or may not have been applied: its own
+/// status (`unknown`, with the outcome header), never `unavailable`, which
+/// says nothing was done.
+pub fn outcome_unknown(reason: &str) -> Status {
+    let mut status = Status::unknown(format!(
+        "the outcome is unknown: the command may or may not have been applied ({reason}); \
+         read the state to find out before sending it again, or retry in a session"
+    ));
+    status.metadata_mut().insert(
+        clusterhost_client::headers::OUTCOME,
+        MetadataValue::from_static(clusterhost_client::headers::OUTCOME_UNKNOWN),
+    );
+    status
 }
 
 /// Whether a call failed to connect at all, so nothing reached the server

@@ -318,7 +318,9 @@ fn library_error(error: cluster::Error, rejected: &str, fault: &str) -> CliError
         Error::InvalidArgument(message) | Error::ResourceExhausted(message) => {
             CliError::new(ExitCode::InvalidInput, message)
         }
-        Error::Refused(message) => CliError::new(ExitCode::Rejected, message),
+        Error::Refused(message) | Error::AnswerLost(message) => {
+            CliError::new(ExitCode::Rejected, message)
+        }
         Error::PermissionDenied(message) | Error::Json(message) => {
             CliError::new(ExitCode::Failure, message)
         }

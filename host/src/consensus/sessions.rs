@@ -13,9 +13,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use super::digest::DigestBytes;
 use crate::limits::{
-    SESSION_OUTSTANDING_MAX, SESSION_RESPONSE_BYTES_KEPT_MAX, SESSION_TIMEOUT_MAX,
-    SESSION_TIMEOUT_MIN, SESSIONS_MAX, SESSIONS_RETAINED_BYTES_MAX,
+    SESSION_KEPT_ENTRY_OVERHEAD_BYTES, SESSION_OUTSTANDING_MAX, SESSION_RESPONSE_BYTES_KEPT_MAX,
+    SESSION_TIMEOUT_MAX, SESSION_TIMEOUT_MIN, SESSIONS_MAX, SESSIONS_RETAINED_BYTES_MAX,
 };
 use crate::plugin::{ApplyError, ApplyOutcome};
 
@@ -44,6 +45,9 @@ pub enum SessionRefusal {
     ResponseNotKept,
     /// The stamp contradicts itself (sequence 0, or below first outstanding).
     Invalid,
+    /// This sequence was applied with a different command: the client
+    /// reused a sequence number.
+    Mismatch,
 }
 
 impl SessionRefusal {
@@ -65,6 +69,9 @@ impl SessionRefusal {
             SessionRefusal::Invalid => {
                 "the session stamp is invalid: sequence numbers start at 1 and are not below first_outstanding"
             }
+            SessionRefusal::Mismatch => {
+                "this sequence number was applied with a different command; a new command needs a new sequence number"
+            }
         }
     }
 }
@@ -85,21 +92,24 @@ pub enum Admission {
     Refuse(SessionRefusal),
 }
 
-/// A kept response.
+/// What is kept of an applied command: the digest of its bytes (a retry
+/// must carry the same command) and its outcome, if it was small enough.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-enum Kept {
-    /// The outcome, to answer a retry with.
-    Outcome { index: u64, outcome: ApplyOutcome },
-    /// Applied, but the response was too large to keep.
-    TooLarge,
+struct Kept {
+    command: DigestBytes,
+    /// `None`: applied, but the response was too large to keep.
+    outcome: Option<(u64, ApplyOutcome)>,
 }
 
 impl Kept {
+    /// What it counts against [`SESSIONS_RETAINED_BYTES_MAX`]: its bytes
+    /// and a fixed overhead, so that many tiny entries are bounded too.
     fn size_bytes(&self) -> usize {
-        match self {
-            Kept::Outcome { outcome, .. } => outcome_size_bytes(outcome),
-            Kept::TooLarge => 0,
-        }
+        SESSION_KEPT_ENTRY_OVERHEAD_BYTES
+            + self
+                .outcome
+                .as_ref()
+                .map_or(0, |(_, outcome)| outcome_size_bytes(outcome))
     }
 }
 
@@ -127,8 +137,11 @@ impl Session {
     }
 }
 
-/// Every open session, as the log made them.
+/// Every open session, as the log made them. Only the clock and the
+/// sessions are stored; the indexes derived from them are rebuilt when
+/// read back, so a snapshot cannot make them disagree.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(from = "StoredSessions", into = "StoredSessions")]
 pub struct Sessions {
     /// The log's clock: the largest leader stamp applied so far.
     clock_ms: u64,
@@ -137,6 +150,44 @@ pub struct Sessions {
     by_expiry: BTreeSet<(u64, u64)>,
     /// Bytes of kept responses across all sessions.
     kept_bytes: usize,
+}
+
+/// What a snapshot holds of [`Sessions`].
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+struct StoredSessions {
+    clock_ms: u64,
+    open: BTreeMap<u64, Session>,
+}
+
+impl From<Sessions> for StoredSessions {
+    fn from(sessions: Sessions) -> Self {
+        Self {
+            clock_ms: sessions.clock_ms,
+            open: sessions.open,
+        }
+    }
+}
+
+impl From<StoredSessions> for Sessions {
+    fn from(stored: StoredSessions) -> Self {
+        let by_expiry = stored
+            .open
+            .iter()
+            .map(|(client_id, session)| (session.expires_at_ms(), *client_id))
+            .collect();
+        let kept_bytes = stored
+            .open
+            .values()
+            .flat_map(|session| session.kept.values())
+            .map(Kept::size_bytes)
+            .sum();
+        Self {
+            clock_ms: stored.clock_ms,
+            open: stored.open,
+            by_expiry,
+            kept_bytes,
+        }
+    }
 }
 
 /// A requested timeout, clamped to the allowed range.
@@ -183,10 +234,10 @@ impl Sessions {
         index
     }
 
-    /// Decide what a session command does, after [`Self::advance_clock`]
-    /// for its entry. Refreshes the session and drops the responses the
-    /// client acknowledged.
-    pub fn admit(&mut self, stamp: SessionStamp) -> Admission {
+    /// Decide what a session command (with bytes of digest `command`) does,
+    /// after [`Self::advance_clock`] for its entry. Refreshes the session
+    /// and drops the responses the client acknowledged.
+    pub fn admit(&mut self, stamp: SessionStamp, command: &DigestBytes) -> Admission {
         if stamp.sequence == 0 || stamp.sequence < stamp.first_outstanding {
             return Admission::Refuse(SessionRefusal::Invalid);
         }
@@ -204,20 +255,24 @@ impl Sessions {
             let dropped: usize = session.kept.values().map(Kept::size_bytes).sum();
             session.kept = still_kept;
             session.acknowledged_below = stamp.first_outstanding;
-            self.kept_bytes -= dropped;
+            self.kept_bytes = self.kept_bytes.saturating_sub(dropped);
         }
         if stamp.sequence < session.acknowledged_below {
             return Admission::Refuse(SessionRefusal::Acknowledged);
         }
+        let full = session.kept.len() >= SESSION_OUTSTANDING_MAX
+            || self.kept_bytes + SESSION_KEPT_ENTRY_OVERHEAD_BYTES > SESSIONS_RETAINED_BYTES_MAX;
         match session.kept.get(&stamp.sequence) {
-            Some(Kept::Outcome { index, outcome }) => Admission::Replay {
+            Some(kept) if kept.command != *command => Admission::Refuse(SessionRefusal::Mismatch),
+            Some(Kept {
+                outcome: Some((index, outcome)),
+                ..
+            }) => Admission::Replay {
                 index: *index,
                 outcome: outcome.clone(),
             },
-            Some(Kept::TooLarge) => Admission::Refuse(SessionRefusal::ResponseNotKept),
-            None if session.kept.len() >= SESSION_OUTSTANDING_MAX => {
-                Admission::Refuse(SessionRefusal::TooManyOutstanding)
-            }
+            Some(Kept { outcome: None, .. }) => Admission::Refuse(SessionRefusal::ResponseNotKept),
+            None if full => Admission::Refuse(SessionRefusal::TooManyOutstanding),
             None => Admission::Apply,
         }
     }
@@ -225,7 +280,13 @@ impl Sessions {
     /// Keep the outcome of a command [`Self::admit`] let through, applied
     /// at `index`. A response over the per-response or total bound is
     /// recorded as applied without its bytes.
-    pub fn record(&mut self, stamp: SessionStamp, index: u64, outcome: &ApplyOutcome) {
+    pub fn record(
+        &mut self,
+        stamp: SessionStamp,
+        command: DigestBytes,
+        index: u64,
+        outcome: &ApplyOutcome,
+    ) {
         let Some(session) = self.open.get_mut(&stamp.client_id) else {
             return;
         };
@@ -234,23 +295,21 @@ impl Sessions {
         }
         let size_bytes = outcome_size_bytes(outcome);
         let fits = size_bytes <= SESSION_RESPONSE_BYTES_KEPT_MAX
-            && self.kept_bytes + size_bytes <= SESSIONS_RETAINED_BYTES_MAX;
-        let kept = if fits {
-            self.kept_bytes += size_bytes;
-            Kept::Outcome {
-                index,
-                outcome: outcome.clone(),
-            }
-        } else {
-            Kept::TooLarge
+            && self.kept_bytes + SESSION_KEPT_ENTRY_OVERHEAD_BYTES + size_bytes
+                <= SESSIONS_RETAINED_BYTES_MAX;
+        let kept = Kept {
+            command,
+            outcome: fits.then(|| (index, outcome.clone())),
         };
+        self.kept_bytes += kept.size_bytes();
         session.kept.insert(stamp.sequence, kept);
     }
 
     fn close(&mut self, client_id: u64) {
         if let Some(session) = self.open.remove(&client_id) {
             self.by_expiry.remove(&(session.expires_at_ms(), client_id));
-            self.kept_bytes -= session.kept.values().map(Kept::size_bytes).sum::<usize>();
+            let freed: usize = session.kept.values().map(Kept::size_bytes).sum();
+            self.kept_bytes = self.kept_bytes.saturating_sub(freed);
         }
     }
 }
@@ -260,6 +319,7 @@ mod tests {
     use super::*;
 
     const HOUR: Duration = Duration::from_secs(3600);
+    const COMMAND: DigestBytes = [7; 32];
 
     fn stamp(client_id: u64, sequence: u64, first_outstanding: u64) -> SessionStamp {
         SessionStamp {
@@ -279,26 +339,26 @@ mod tests {
     #[test]
     fn a_retry_is_answered_from_the_kept_response() {
         let (mut sessions, id) = opened();
-        assert_eq!(sessions.admit(stamp(id, 1, 1)), Admission::Apply);
-        sessions.record(stamp(id, 1, 1), 9, &Ok(b"one".to_vec()));
+        assert_eq!(sessions.admit(stamp(id, 1, 1), &COMMAND), Admission::Apply);
+        sessions.record(stamp(id, 1, 1), COMMAND, 9, &Ok(b"one".to_vec()));
         assert_eq!(
-            sessions.admit(stamp(id, 1, 1)),
+            sessions.admit(stamp(id, 1, 1), &COMMAND),
             Admission::Replay {
                 index: 9,
                 outcome: Ok(b"one".to_vec())
             }
         );
-        assert_eq!(sessions.admit(stamp(id, 2, 1)), Admission::Apply);
+        assert_eq!(sessions.admit(stamp(id, 2, 1), &COMMAND), Admission::Apply);
     }
 
     #[test]
     fn an_acknowledged_sequence_is_refused_never_applied_again() {
         let (mut sessions, id) = opened();
-        sessions.admit(stamp(id, 1, 1));
-        sessions.record(stamp(id, 1, 1), 9, &Ok(vec![1]));
-        assert_eq!(sessions.admit(stamp(id, 2, 2)), Admission::Apply);
+        sessions.admit(stamp(id, 1, 1), &COMMAND);
+        sessions.record(stamp(id, 1, 1), COMMAND, 9, &Ok(vec![1]));
+        assert_eq!(sessions.admit(stamp(id, 2, 2), &COMMAND), Admission::Apply);
         assert_eq!(
-            sessions.admit(stamp(id, 1, 1)),
+            sessions.admit(stamp(id, 1, 1), &COMMAND),
             Admission::Refuse(SessionRefusal::Acknowledged)
         );
         assert_eq!(sessions.kept_bytes, 0);
@@ -314,7 +374,7 @@ mod tests {
         sessions.advance_clock(1_000 + 3_600_001);
         assert_eq!(sessions.open_count(), 0);
         assert_eq!(
-            sessions.admit(stamp(id, 1, 1)),
+            sessions.admit(stamp(id, 1, 1), &COMMAND),
             Admission::Refuse(SessionRefusal::NotOpen)
         );
     }
@@ -323,7 +383,7 @@ mod tests {
     fn activity_keeps_a_session_open() {
         let (mut sessions, id) = opened();
         sessions.advance_clock(1_000 + 3_000_000);
-        assert_eq!(sessions.admit(stamp(id, 1, 1)), Admission::Apply);
+        assert_eq!(sessions.admit(stamp(id, 1, 1), &COMMAND), Admission::Apply);
         sessions.advance_clock(1_000 + 6_000_000);
         assert_eq!(sessions.open_count(), 1);
     }
@@ -334,7 +394,7 @@ mod tests {
         sessions.advance_clock(10_000_000);
         sessions.advance_clock(1_000); // stamped by a leader whose clock is behind
         let id = sessions.open(3, Duration::from_secs(1));
-        assert_eq!(sessions.admit(stamp(id, 1, 1)), Admission::Apply);
+        assert_eq!(sessions.admit(stamp(id, 1, 1), &COMMAND), Admission::Apply);
     }
 
     #[test]
@@ -347,28 +407,34 @@ mod tests {
     fn outstanding_commands_are_bounded() {
         let (mut sessions, id) = opened();
         for sequence in 1..=SESSION_OUTSTANDING_MAX as u64 {
-            assert_eq!(sessions.admit(stamp(id, sequence, 1)), Admission::Apply);
-            sessions.record(stamp(id, sequence, 1), sequence, &Ok(vec![]));
+            assert_eq!(
+                sessions.admit(stamp(id, sequence, 1), &COMMAND),
+                Admission::Apply
+            );
+            sessions.record(stamp(id, sequence, 1), COMMAND, sequence, &Ok(vec![]));
         }
         let next = SESSION_OUTSTANDING_MAX as u64 + 1;
         assert_eq!(
-            sessions.admit(stamp(id, next, 1)),
+            sessions.admit(stamp(id, next, 1), &COMMAND),
             Admission::Refuse(SessionRefusal::TooManyOutstanding)
         );
-        assert_eq!(sessions.admit(stamp(id, next, next)), Admission::Apply);
+        assert_eq!(
+            sessions.admit(stamp(id, next, next), &COMMAND),
+            Admission::Apply
+        );
     }
 
     #[test]
     fn a_large_response_is_applied_once_but_not_kept() {
         let (mut sessions, id) = opened();
-        sessions.admit(stamp(id, 1, 1));
+        sessions.admit(stamp(id, 1, 1), &COMMAND);
         let large = vec![0; SESSION_RESPONSE_BYTES_KEPT_MAX + 1];
-        sessions.record(stamp(id, 1, 1), 9, &Ok(large));
+        sessions.record(stamp(id, 1, 1), COMMAND, 9, &Ok(large));
         assert_eq!(
-            sessions.admit(stamp(id, 1, 1)),
+            sessions.admit(stamp(id, 1, 1), &COMMAND),
             Admission::Refuse(SessionRefusal::ResponseNotKept)
         );
-        assert_eq!(sessions.kept_bytes, 0);
+        assert_eq!(sessions.kept_bytes, SESSION_KEPT_ENTRY_OVERHEAD_BYTES);
     }
 
     #[test]
@@ -379,15 +445,15 @@ mod tests {
             sessions.open(index, HOUR);
         }
         sessions.advance_clock(SESSIONS_MAX as u64 + 1);
-        sessions.admit(stamp(1, 1, 1)); // session 1 is active again
+        sessions.admit(stamp(1, 1, 1), &COMMAND); // session 1 is active again
         sessions.open(SESSIONS_MAX as u64 + 1, HOUR);
         assert_eq!(sessions.open_count(), SESSIONS_MAX);
         assert_ne!(
-            sessions.admit(stamp(1, 2, 1)),
+            sessions.admit(stamp(1, 2, 1), &COMMAND),
             Admission::Refuse(SessionRefusal::NotOpen)
         );
         assert_eq!(
-            sessions.admit(stamp(2, 1, 1)),
+            sessions.admit(stamp(2, 1, 1), &COMMAND),
             Admission::Refuse(SessionRefusal::NotOpen)
         );
     }
@@ -396,11 +462,11 @@ mod tests {
     fn invalid_stamps_are_refused() {
         let (mut sessions, id) = opened();
         assert_eq!(
-            sessions.admit(stamp(id, 0, 0)),
+            sessions.admit(stamp(id, 0, 0), &COMMAND),
             Admission::Refuse(SessionRefusal::Invalid)
         );
         assert_eq!(
-            sessions.admit(stamp(id, 3, 4)),
+            sessions.admit(stamp(id, 3, 4), &COMMAND),
             Admission::Refuse(SessionRefusal::Invalid)
         );
     }
@@ -408,10 +474,60 @@ mod tests {
     #[test]
     fn kept_bytes_follow_what_is_kept() {
         let (mut sessions, id) = opened();
-        sessions.admit(stamp(id, 1, 1));
-        sessions.record(stamp(id, 1, 1), 9, &Ok(vec![0; 100]));
-        assert_eq!(sessions.kept_bytes, 100);
+        sessions.admit(stamp(id, 1, 1), &COMMAND);
+        sessions.record(stamp(id, 1, 1), COMMAND, 9, &Ok(vec![0; 100]));
+        assert_eq!(sessions.kept_bytes, 100 + SESSION_KEPT_ENTRY_OVERHEAD_BYTES);
         sessions.advance_clock(u64::MAX);
         assert_eq!(sessions.kept_bytes, 0, "closing a session frees its bytes");
+    }
+
+    #[test]
+    fn a_retry_with_other_bytes_is_refused_not_answered() {
+        let (mut sessions, id) = opened();
+        sessions.admit(stamp(id, 1, 1), &COMMAND);
+        sessions.record(stamp(id, 1, 1), COMMAND, 9, &Ok(vec![1]));
+        assert_eq!(
+            sessions.admit(stamp(id, 1, 1), &[8; 32]),
+            Admission::Refuse(SessionRefusal::Mismatch)
+        );
+    }
+
+    #[test]
+    fn many_tiny_responses_are_bounded_in_all() {
+        let mut sessions = Sessions::default();
+        sessions.advance_clock(1);
+        let entries_max = SESSIONS_RETAINED_BYTES_MAX / SESSION_KEPT_ENTRY_OVERHEAD_BYTES;
+        let sessions_needed = entries_max / SESSION_OUTSTANDING_MAX + 1;
+        let mut refused = false;
+        'fill: for session in 1..=sessions_needed as u64 {
+            let id = sessions.open(session, HOUR);
+            for sequence in 1..=SESSION_OUTSTANDING_MAX as u64 {
+                match sessions.admit(stamp(id, sequence, 1), &COMMAND) {
+                    Admission::Apply => {
+                        sessions.record(stamp(id, sequence, 1), COMMAND, 1, &Ok(vec![]))
+                    }
+                    Admission::Refuse(SessionRefusal::TooManyOutstanding) => {
+                        refused = true;
+                        break 'fill;
+                    }
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        }
+        assert!(
+            refused,
+            "the total bound refuses before memory grows further"
+        );
+        assert!(sessions.kept_bytes <= SESSIONS_RETAINED_BYTES_MAX);
+    }
+
+    #[test]
+    fn derived_indexes_are_rebuilt_from_a_snapshot() {
+        let (mut sessions, id) = opened();
+        sessions.admit(stamp(id, 1, 1), &COMMAND);
+        sessions.record(stamp(id, 1, 1), COMMAND, 9, &Ok(vec![0; 10]));
+        let bytes = postcard::to_stdvec(&sessions).expect("encode");
+        let read: Sessions = postcard::from_bytes(&bytes).expect("decode");
+        assert_eq!(read, sessions);
     }
 }

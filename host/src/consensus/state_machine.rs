@@ -145,7 +145,9 @@ impl StateMachineStore {
         for (outcome, (position, command, session, responder)) in outcomes.into_iter().zip(rest) {
             self.fold_command(position, &command, &outcome);
             if let Some(stamp) = session {
-                self.host.sessions.record(stamp, position.index, &outcome);
+                self.host
+                    .sessions
+                    .record(stamp, command, position.index, &outcome);
             }
             respond(responder, Response::Command(outcome));
         }
@@ -368,7 +370,7 @@ impl StateMachineStore {
         }
         let position = command.position;
         self.host.sessions.advance_clock(position.time_ms);
-        let (response, folded) = match self.host.sessions.admit(stamp) {
+        let (response, folded) = match self.host.sessions.admit(stamp, &command.command_digest) {
             Admission::Apply => {
                 pending.push(command);
                 return Ok(());
