@@ -35,6 +35,7 @@ use crate::limits::{OPS_HTTP_CONNECTIONS_MAX, OPS_HTTP_HEADER_TIMEOUT, STATUS_SA
 use crate::membership::LocalMember;
 use crate::membership::autopilot::SharedView;
 use crate::metrics::{self, Metrics, Sample};
+use crate::plugin::PluginHandle;
 use status::{RateHistory, RatePoint};
 
 /// The status page, served as it is.
@@ -55,6 +56,8 @@ pub struct OpsSources {
     pub data_dir: PathBuf,
     /// The node's metrics.
     pub metrics: Metrics,
+    /// The plugin, for its state's size.
+    pub plugin: PluginHandle,
     /// Write and read counters over the last minutes.
     pub rates: RateHistory,
 }
@@ -262,6 +265,7 @@ fn sample(sources: &OpsSources) -> Sample {
             .iter()
             .filter(|record| record.version.is_none())
             .count() as u64,
+        plugin_state_bytes: sources.plugin.state_size_bytes().unwrap_or(0),
     }
 }
 
