@@ -152,6 +152,13 @@ async fn metrics_move_under_load_and_through_a_leader_crash() {
         under_load.keys()
     );
     assert!(value(&under_load, "clusterhost_log_fsyncs_total") > 0.0);
+    let peers_sent_to = under_load
+        .iter()
+        .filter(|(key, sent)| {
+            key.starts_with("clusterhost_raft_peer_entries_sent_total{") && **sent > 0.0
+        })
+        .count();
+    assert_eq!(peers_sent_to, 2, "the leader replicated to both followers");
     let mut client = cluster.client((leader + 1) % 3).await;
     clusterhost_tests::kv::query_ok(
         &mut client,

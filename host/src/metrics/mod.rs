@@ -137,6 +137,18 @@ struct ExportOutcomeLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PeerCallLabels {
+    peer: u64,
+    call: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PeerLabels {
+    peer: u64,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ActionLabels {
     action: &'static str,
     outcome: &'static str,
@@ -170,6 +182,8 @@ struct Recorded {
     plugin_calls: Family<ExportOutcomeLabels, Counter>,
     log_fsyncs: Counter,
     autopilot_actions: Family<ActionLabels, Counter>,
+    raft_rpcs: Family<PeerCallLabels, Counter>,
+    raft_entries_sent: Family<PeerLabels, Counter>,
 }
 
 /// What is set from a [`Sample`] at scrape time.
@@ -353,6 +367,30 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
+    /// A Raft RPC (`call`, e.g. `APPEND_ENTRIES` or `INSTALL_SNAPSHOT`) to
+    /// `peer` ended: `ok`, or failed in transport.
+    pub fn raft_rpc(&self, peer: u64, call: &'static str, ok: bool) {
+        let outcome = if ok { "ok" } else { "unreachable" };
+        self.0
+            .recorded
+            .raft_rpcs
+            .get_or_create(&PeerCallLabels {
+                peer,
+                call,
+                outcome,
+            })
+            .inc();
+    }
+
+    /// `entries` log entries went to `peer` in an AppendEntries.
+    pub fn raft_entries_sent(&self, peer: u64, entries: usize) {
+        self.0
+            .recorded
+            .raft_entries_sent
+            .get_or_create(&PeerLabels { peer })
+            .inc_by(entries as u64);
+    }
+
     /// The membership autopilot made a change: `action` ended `outcome`.
     pub fn autopilot_action(&self, action: &'static str, outcome: &'static str) {
         self.0
@@ -465,6 +503,16 @@ fn register_recorded(registry: &mut Registry, recorded: &Recorded) {
         "log_fsyncs",
         "Log transactions committed with an fsync",
         recorded.log_fsyncs.clone(),
+    );
+    registry.register(
+        "raft_peer_rpcs",
+        "Raft RPCs this node sent, by peer, call and outcome",
+        recorded.raft_rpcs.clone(),
+    );
+    registry.register(
+        "raft_peer_entries_sent",
+        "Log entries this node sent in AppendEntries, by peer",
+        recorded.raft_entries_sent.clone(),
     );
     registry.register(
         "autopilot_actions",
