@@ -62,7 +62,7 @@ pub struct OpsSources {
     pub rates: RateHistory,
 }
 
-/// The running listener and its helper task. Dropping it does not stop
+/// The running listener and its helper tasks. Dropping it does not stop
 /// them; call [`OpsHandle::shutdown`].
 pub struct OpsHandle {
     stop: watch::Sender<bool>,
@@ -139,7 +139,12 @@ async fn serve(
 ) {
     let slots = Arc::new(Semaphore::new(OPS_HTTP_CONNECTIONS_MAX));
     loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
+        // Stopping is heard while every slot is taken, too.
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot,
+            _ = stopped.wait_for(|stop| *stop) => return,
+        };
+        let Ok(slot) = slot else {
             return;
         };
         let accepted = tokio::select! {
