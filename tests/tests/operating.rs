@@ -152,6 +152,42 @@ async fn metrics_move_under_load_and_through_a_leader_crash() {
         under_load.keys()
     );
     assert!(value(&under_load, "clusterhost_log_fsyncs_total") > 0.0);
+    let peers_sent_to = under_load
+        .iter()
+        .filter(|(key, sent)| {
+            key.starts_with("clusterhost_raft_peer_entries_sent_total{") && **sent > 0.0
+        })
+        .count();
+    assert_eq!(peers_sent_to, 2, "the leader replicated to both followers");
+    let mut client = cluster.client((leader + 1) % 3).await;
+    clusterhost_tests::kv::query_ok(
+        &mut client,
+        clusterhost_tests::kv::get("metrics-w00-0"),
+        clusterhost_client::proto::Consistency::Linearizable,
+    )
+    .await;
+    let follower = scrape(ops[(leader + 1) % 3])
+        .await
+        .expect("scrape a follower");
+    assert!(
+        value(
+            &follower,
+            "clusterhost_linearizable_read_wait_seconds_count{outcome=\"ok\"}"
+        ) >= 1.0,
+        "the follower timed its linearizable read"
+    );
+    let mut voters_added = 0.0;
+    for addr in &ops {
+        let metrics = scrape(*addr).await.expect("scrape");
+        voters_added += metrics
+            .get("clusterhost_autopilot_actions_total{action=\"add_voter\",outcome=\"ok\"}")
+            .copied()
+            .unwrap_or(0.0);
+    }
+    assert!(
+        voters_added >= 2.0,
+        "the autopilot's two promotions are counted: {voters_added}"
+    );
 
     for (n, addr) in ops.iter().enumerate() {
         wait_for(

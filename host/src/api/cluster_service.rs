@@ -510,14 +510,19 @@ impl ClusterService {
         };
         let read_index = self.leader.run(false, here, there).await?;
         let remaining = REQUEST_TIMEOUT.saturating_sub(started.elapsed());
-        self.consensus
+        let caught_up = self
+            .consensus
             .wait_applied(read_index, remaining)
             .await
             .map_err(|error| {
                 Status::unavailable(format!(
                     "this node did not catch up for a linearizable read: {error}"
                 ))
-            })
+            });
+        self.consensus
+            .metrics()
+            .read_wait(caught_up.is_ok(), started.elapsed());
+        caught_up
     }
 }
 

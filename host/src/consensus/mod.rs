@@ -85,7 +85,7 @@ pub async fn start(
     let raft = Raft::new(
         config.node_id,
         raft_config,
-        transport::PeerNetwork::new(addresses.clone()),
+        transport::PeerNetwork::new(addresses.clone(), config.metrics.clone()),
         log,
         machine,
     )

@@ -162,20 +162,31 @@ impl Autopilot {
         change: crate::consensus::MembershipChange,
     ) {
         tracing::info!(?change, "membership change");
-        match tokio::time::timeout(
+        let action = action_name(&change);
+        let outcome = match tokio::time::timeout(
             MEMBERSHIP_CHANGE_TIMEOUT,
             self.consensus.change_membership(change.clone()),
         )
         .await
         {
-            Ok(Ok(())) => tracing::info!(?change, "membership change committed"),
-            Ok(Err(error)) => tracing::warn!(
-                ?change,
-                known_peers = peers.len(),
-                "membership change failed: {error}"
-            ),
-            Err(_) => tracing::warn!(?change, "membership change timed out"),
-        }
+            Ok(Ok(())) => {
+                tracing::info!(?change, "membership change committed");
+                "ok"
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(
+                    ?change,
+                    known_peers = peers.len(),
+                    "membership change failed: {error}"
+                );
+                "failed"
+            }
+            Err(_) => {
+                tracing::warn!(?change, "membership change timed out");
+                "timed_out"
+            }
+        };
+        self.consensus.metrics().autopilot_action(action, outcome);
     }
 
     async fn bootstrap_expect(&self, peers: &BTreeMap<NodeId, Peer>) {
@@ -370,5 +381,18 @@ fn describe_holding(holding: &Holding) -> String {
             "node {node_id} is not added: its clusterhost supports protocol level {supported}, \
              the cluster runs at {active}; upgrade it"
         ),
+    }
+}
+
+/// The `action` label of a membership change.
+fn action_name(change: &crate::consensus::MembershipChange) -> &'static str {
+    use crate::consensus::MembershipChange;
+    match change {
+        MembershipChange::AddLearner { .. } => "add_learner",
+        MembershipChange::AddVoter(_) => "add_voter",
+        MembershipChange::RemoveVoter(_) => "remove_voter",
+        MembershipChange::RemoveNode(_) => "remove_node",
+        MembershipChange::SetAddress { .. } => "set_address",
+        MembershipChange::FinishJoint => "finish_joint",
     }
 }

@@ -100,6 +100,8 @@ pub struct Sample {
     pub cluster_version: u64,
     /// Deploys the history records that failed.
     pub deploys_failed: u64,
+    /// Bytes of the plugin's state as last snapshotted (0: unknown).
+    pub plugin_state_bytes: u64,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -135,6 +137,24 @@ struct ExportOutcomeLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PeerCallLabels {
+    peer: u64,
+    call: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PeerLabels {
+    peer: u64,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActionLabels {
+    action: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LivenessLabels {
     liveness: &'static str,
 }
@@ -161,6 +181,9 @@ struct Recorded {
     grpc_forwarded: Family<MethodLabels, Counter>,
     plugin_calls: Family<ExportOutcomeLabels, Counter>,
     log_fsyncs: Counter,
+    autopilot_actions: Family<ActionLabels, Counter>,
+    raft_rpcs: Family<PeerCallLabels, Counter>,
+    raft_entries_sent: Family<PeerLabels, Counter>,
 }
 
 /// What is set from a [`Sample`] at scrape time.
@@ -177,6 +200,7 @@ struct Sampled {
     gossip_members: Family<LivenessLabels, Gauge>,
     cluster_version: Gauge,
     deploys: Family<OutcomeLabels, Gauge>,
+    plugin_state: Gauge,
 }
 
 struct Inner {
@@ -186,6 +210,7 @@ struct Inner {
     plugin_duration: Histograms<ExportLabels>,
     fsync_duration: Histogram,
     group_jobs: Histogram,
+    read_wait: Histograms<OutcomeLabels>,
     sampled: Sampled,
     process: process::ProcessMetrics,
     /// Queries answered, for the status page's read rate.
@@ -223,6 +248,13 @@ impl Metrics {
             Family::new_with_constructor(latency_histogram);
         let fsync_duration = latency_histogram();
         let group_jobs = group_histogram();
+        let read_wait: Histograms<OutcomeLabels> = Family::new_with_constructor(latency_histogram);
+        registry.register_with_unit(
+            "linearizable_read_wait",
+            "Time a linearizable read waited for its read index and to apply up to it",
+            Unit::Seconds,
+            read_wait.clone(),
+        );
         register_recorded(&mut registry, &recorded);
         register_sampled(&mut registry, &sampled);
         registry.register_with_unit(
@@ -256,6 +288,7 @@ impl Metrics {
             plugin_duration,
             fsync_duration,
             group_jobs,
+            read_wait,
             sampled,
             process,
             queries: AtomicU64::new(0),
@@ -324,6 +357,49 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
+    /// A linearizable read waited `elapsed` before it could be served
+    /// (`ok`) or was refused.
+    pub fn read_wait(&self, ok: bool, elapsed: Duration) {
+        let outcome = if ok { "ok" } else { "unavailable" };
+        self.0
+            .read_wait
+            .get_or_create(&OutcomeLabels { outcome })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// A Raft RPC (`call`, e.g. `APPEND_ENTRIES` or `INSTALL_SNAPSHOT`) to
+    /// `peer` ended: `ok`, or failed in transport.
+    pub fn raft_rpc(&self, peer: u64, call: &'static str, ok: bool) {
+        let outcome = if ok { "ok" } else { "unreachable" };
+        self.0
+            .recorded
+            .raft_rpcs
+            .get_or_create(&PeerCallLabels {
+                peer,
+                call,
+                outcome,
+            })
+            .inc();
+    }
+
+    /// `entries` log entries went to `peer` in an AppendEntries.
+    pub fn raft_entries_sent(&self, peer: u64, entries: usize) {
+        self.0
+            .recorded
+            .raft_entries_sent
+            .get_or_create(&PeerLabels { peer })
+            .inc_by(entries as u64);
+    }
+
+    /// The membership autopilot made a change: `action` ended `outcome`.
+    pub fn autopilot_action(&self, action: &'static str, outcome: &'static str) {
+        self.0
+            .recorded
+            .autopilot_actions
+            .get_or_create(&ActionLabels { action, outcome })
+            .inc();
+    }
+
     /// The log writer committed `jobs` changes in one fsynced transaction
     /// taking `elapsed`.
     pub fn log_commit(&self, jobs: usize, elapsed: Duration) {
@@ -371,6 +447,9 @@ impl Metrics {
         sampled
             .cluster_version
             .set(gauge_value(sample.cluster_version));
+        sampled
+            .plugin_state
+            .set(gauge_value(sample.plugin_state_bytes));
         for (outcome, count) in [
             ("ok", sample.cluster_version),
             ("failed", sample.deploys_failed),
@@ -424,6 +503,21 @@ fn register_recorded(registry: &mut Registry, recorded: &Recorded) {
         "log_fsyncs",
         "Log transactions committed with an fsync",
         recorded.log_fsyncs.clone(),
+    );
+    registry.register(
+        "raft_peer_rpcs",
+        "Raft RPCs this node sent, by peer, call and outcome",
+        recorded.raft_rpcs.clone(),
+    );
+    registry.register(
+        "raft_peer_entries_sent",
+        "Log entries this node sent in AppendEntries, by peer",
+        recorded.raft_entries_sent.clone(),
+    );
+    registry.register(
+        "autopilot_actions",
+        "Membership changes the autopilot made, by action and outcome",
+        recorded.autopilot_actions.clone(),
     );
 }
 
@@ -479,6 +573,12 @@ fn register_sampled(registry: &mut Registry, sampled: &Sampled) {
         "gossip_members",
         "Cluster members gossip sees, by liveness",
         sampled.gossip_members.clone(),
+    );
+    registry.register_with_unit(
+        "plugin_state",
+        "Size of the plugin's state as last snapshotted (0: not known yet)",
+        Unit::Bytes,
+        sampled.plugin_state.clone(),
     );
     registry.register(
         "plugin_deploys",

@@ -283,7 +283,7 @@ impl Wiring {
         ));
         let view = SharedView::default();
         let ops = ops_listener
-            .map(|listener| self.start_ops(listener, &local, &consensus, &machine, &view));
+            .map(|listener| self.start_ops(listener, &local, &consensus, &plugin, &machine, &view));
         let (stop_server, server_stopped) = oneshot::channel::<()>();
         let service = ClusterService {
             local: local.clone(),
@@ -348,6 +348,7 @@ impl Wiring {
         listener: TcpListener,
         local: &Arc<LocalMember>,
         consensus: &Consensus,
+        plugin: &PluginHandle,
         machine: &tokio::sync::watch::Receiver<MachineStatus>,
         view: &SharedView,
     ) -> OpsHandle {
@@ -360,6 +361,7 @@ impl Wiring {
                 view: view.clone(),
                 data_dir: self.config.data_dir.clone(),
                 metrics: self.metrics.clone(),
+                plugin: plugin.clone(),
                 rates: RateHistory::default(),
             },
         )

@@ -35,6 +35,7 @@ use crate::limits::{OPS_HTTP_CONNECTIONS_MAX, OPS_HTTP_HEADER_TIMEOUT, STATUS_SA
 use crate::membership::LocalMember;
 use crate::membership::autopilot::SharedView;
 use crate::metrics::{self, Metrics, Sample};
+use crate::plugin::PluginHandle;
 use status::{RateHistory, RatePoint};
 
 /// The status page, served as it is.
@@ -55,11 +56,13 @@ pub struct OpsSources {
     pub data_dir: PathBuf,
     /// The node's metrics.
     pub metrics: Metrics,
+    /// The plugin, for its state's size.
+    pub plugin: PluginHandle,
     /// Write and read counters over the last minutes.
     pub rates: RateHistory,
 }
 
-/// The running listener and its helper task. Dropping it does not stop
+/// The running listener and its helper tasks. Dropping it does not stop
 /// them; call [`OpsHandle::shutdown`].
 pub struct OpsHandle {
     stop: watch::Sender<bool>,
@@ -136,7 +139,12 @@ async fn serve(
 ) {
     let slots = Arc::new(Semaphore::new(OPS_HTTP_CONNECTIONS_MAX));
     loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
+        // Stopping is heard while every slot is taken, too.
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot,
+            _ = stopped.wait_for(|stop| *stop) => return,
+        };
+        let Ok(slot) = slot else {
             return;
         };
         let accepted = tokio::select! {
@@ -262,6 +270,7 @@ fn sample(sources: &OpsSources) -> Sample {
             .iter()
             .filter(|record| record.version.is_none())
             .count() as u64,
+        plugin_state_bytes: sources.plugin.state_size_bytes().unwrap_or(0),
     }
 }
 

@@ -22,6 +22,7 @@ use super::{codec, sizing};
 use crate::consensus::snapshot::SnapshotBody;
 use crate::consensus::types::{Member, NodeId, TypeConfig, Vote};
 use crate::limits::{RAFT_APPEND_ENTRIES_BYTES_MAX, RAFT_SNAPSHOT_CHUNK_BYTES};
+use crate::metrics::Metrics;
 
 type Snapshot = openraft::alias::SnapshotOf<TypeConfig, SnapshotBody>;
 
@@ -105,12 +106,14 @@ impl Connections {
 #[derive(Debug, Clone, Default)]
 pub struct PeerNetwork {
     addresses: AddressBook,
+    metrics: Metrics,
 }
 
 impl PeerNetwork {
-    /// A network that looks peers up in `addresses` first.
-    pub fn new(addresses: AddressBook) -> Self {
-        Self { addresses }
+    /// A network that looks peers up in `addresses` first and counts what
+    /// it sends in `metrics`.
+    pub fn new(addresses: AddressBook, metrics: Metrics) -> Self {
+        Self { addresses, metrics }
     }
 }
 
@@ -124,6 +127,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
             addresses: self.addresses.clone(),
             rpc_addr: String::new(),
             client: None,
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -135,6 +139,7 @@ pub struct PeerClient {
     addresses: AddressBook,
     rpc_addr: String,
     client: Option<RaftClient<Channel>>,
+    metrics: Metrics,
 }
 
 impl PeerClient {
@@ -164,18 +169,19 @@ impl PeerClient {
         option: RPCOption,
     ) -> Result<Resp, RPCError<TypeConfig>> {
         let client = self.client()?;
-        call(client, self.target, kind, request, option.soft_ttl())
-            .await
-            .map_err(|status| {
-                self.client = None;
-                tracing::debug!(target = self.target, "raft rpc failed: {status}");
-                RPCError::Unreachable(Unreachable::from_string(format!(
-                    "node {} at {}: {}",
-                    self.target,
-                    self.rpc_addr,
-                    status.message()
-                )))
-            })
+        let answer = call(client, self.target, kind, request, option.soft_ttl()).await;
+        self.metrics
+            .raft_rpc(self.target, kind.as_str_name(), answer.is_ok());
+        answer.map_err(|status| {
+            self.client = None;
+            tracing::debug!(target = self.target, "raft rpc failed: {status}");
+            RPCError::Unreachable(Unreachable::from_string(format!(
+                "node {} at {}: {}",
+                self.target,
+                self.rpc_addr,
+                status.message()
+            )))
+        })
     }
 }
 
@@ -190,6 +196,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         // A batch over the byte budget goes in parts: this call sends the
         // first and tells openraft how far it got, and openraft sends the rest.
         let part = sizing::first_part_len(&request.entries, RAFT_APPEND_ENTRIES_BYTES_MAX);
+        self.metrics.raft_entries_sent(self.target, part);
         if part == request.entries.len() {
             return self.send(RaftCall::AppendEntries, &request, option).await;
         }
@@ -231,6 +238,8 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
             reply = send => reply,
             closed = cancel => return Err(StreamingError::Closed(closed)),
         };
+        self.metrics
+            .raft_rpc(self.target, "INSTALL_SNAPSHOT", reply.is_ok());
         reply.map_err(|status| {
             self.client = None;
             tracing::debug!(target = self.target, "snapshot transfer failed: {status}");
