@@ -8,8 +8,10 @@
 
 mod client;
 pub mod limits;
+mod tls;
 
-pub use client::{Client, ClientError, connect_channel, upload_chunks};
+pub use client::{Client, ClientError, connect_channel, connect_channel_with, upload_chunks};
+pub use tls::{ClientTls, TlsFileError};
 
 /// Generated gRPC types, the `Cluster` client and the server trait nodes implement.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]

@@ -15,11 +15,14 @@
 //!   internal Raft transport (tonic).
 //! - [`storage`]: the data dir, the log database (redb), snapshot files.
 //! - [`plugin`]: the deterministic wasm runtime (wasmtime).
+//! - [`security`]: roles and the method table, certificates, refusing an
+//!   unprotected network port.
 //! - [`limits`]: every bound and timing, as named constants.
 //! - [`loadgen`]: the load generator behind `clusterhost bench`.
 //!
 //! Modules only use modules below them in this list (cli → node → api →
-//! membership → discovery → consensus → storage → plugin → limits).
+//! membership → discovery → consensus → storage → plugin → security →
+//! limits).
 //!
 //! One write, file by file: `cli/commands.rs` (`apply`) → the
 //! `clusterhost-client` crate → `api/cluster_service.rs` (`apply`) →
@@ -36,4 +39,5 @@ pub mod loadgen;
 pub mod membership;
 pub mod node;
 pub mod plugin;
+pub mod security;
 pub mod storage;

@@ -173,6 +173,12 @@ pub const LEADER_RETRY_INTERVAL: Duration = Duration::from_millis(100);
 /// as alive for `health`.
 pub const HEALTH_CONTACT_WINDOW: Duration = Duration::from_secs(3);
 
+// ---- Security ----------------------------------------------------------------
+
+/// Longest name in a certificate made by `clusterhost certs` (node or
+/// client name; also its file name), in bytes.
+pub const CERT_NAME_BYTES_MAX: usize = 64;
+
 // ---- Membership --------------------------------------------------------------
 
 /// How often the membership loop gossips this node's state and, on the

@@ -53,6 +53,8 @@ pub struct LoadConfig {
     pub value_bytes: usize,
     /// Distinct keys.
     pub keys: u64,
+    /// Client certificate for a cluster running mutual TLS.
+    pub tls: Option<clusterhost_client::ClientTls>,
 }
 
 /// Keys written before a read workload starts, so reads find something.
@@ -150,7 +152,7 @@ async fn connect(config: &LoadConfig) -> anyhow::Result<Vec<Client>> {
     let mut clients = Vec::with_capacity(config.clients);
     for index in 0..config.clients {
         let endpoint = &config.endpoints[index % config.endpoints.len()];
-        clients.push(Client::connect(endpoint).await?);
+        clients.push(Client::connect_with(endpoint, config.tls.as_ref()).await?);
     }
     if seed_keys(config) > 0 {
         let mut seeder = clients[0].clone();

@@ -8,7 +8,10 @@
 //! - [`report`]: status, members and health as pure functions.
 //! - [`convert`]: node results to API messages and status codes.
 //! - [`server`]: serving the port.
+//! - [`authorize`]: the layer that checks every call against the caller's
+//!   certificate role (`security::authorize`).
 
+pub mod authorize;
 pub mod cluster_service;
 pub mod convert;
 pub mod leader;

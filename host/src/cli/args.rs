@@ -11,6 +11,7 @@ use crate::loadgen::{
     BENCH_VALUE_BYTES_DEFAULT, BENCH_WARMUP_DEFAULT,
 };
 
+use super::security_args::{CertsCommand, ClientTlsArgs, NodeTlsArgs};
 use crate::consensus::settings::Setting;
 use crate::limits::{
     DEAD_GRACE_DEFAULT, LOG_ENTRIES_KEPT_BEHIND_SNAPSHOT, PLUGIN_FUEL_PER_BULK_CALL,
@@ -101,6 +102,9 @@ pub enum Command {
     /// Drive a cluster running the kv plugin with concurrent clients and report
     /// throughput and latency.
     Bench(BenchArgs),
+    /// Make a CA and node and client certificates for mutual TLS.
+    #[command(subcommand)]
+    Certs(CertsCommand),
 }
 
 /// `--endpoint`, shared by every client command.
@@ -109,6 +113,8 @@ pub struct EndpointArgs {
     /// gRPC address of any node (host:port).
     #[arg(long, short = 'e', env = "CLUSTERHOST_ENDPOINT", default_value = DEFAULT_ENDPOINT)]
     pub endpoint: String,
+    #[command(flatten)]
+    pub tls: ClientTlsArgs,
 }
 
 /// Log output formats.
@@ -196,6 +202,15 @@ pub struct RunArgs {
     /// Log format on stderr (level via RUST_LOG, default info).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    #[command(flatten)]
+    pub tls: NodeTlsArgs,
+    /// Serve gRPC or gossip on a non-loopback address without TLS: anyone
+    /// who reaches the ports controls the cluster.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Serve gRPC server reflection (for grpcurl and the like).
+    #[arg(long)]
+    pub reflection: bool,
 }
 
 /// `clusterhost apply`.
@@ -276,6 +291,8 @@ pub struct BenchArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub tls: ClientTlsArgs,
 }
 
 /// `clusterhost members`.

@@ -3,8 +3,9 @@
 use std::io::Read;
 
 use super::args::{
-    ApplyArgs, BenchArgs, BenchWorkload, Command, ConfigCommand, Consistency, LeaderCommand,
-    LogFormat, MembersAction, MembersArgs, PluginCommand, QueryArgs, RunArgs, StatusArgs,
+    ApplyArgs, BenchArgs, BenchWorkload, Command, ConfigCommand, Consistency, EndpointArgs,
+    LeaderCommand, LogFormat, MembersAction, MembersArgs, PluginCommand, QueryArgs, RunArgs,
+    StatusArgs,
 };
 use super::output::{StatusJson, render_response, render_status};
 use super::{CliError, ExitCode};
@@ -15,6 +16,7 @@ use crate::limits::PROMOTION_LAG_ENTRIES_MAX;
 use crate::membership::reconcile::Policy;
 use crate::node::{self, NodeConfig};
 use crate::plugin::PluginEngine;
+use crate::security::exposure::{Exposure, check_exposure};
 
 /// Print a line on stdout. A reader that hung up early (`| head`) is not an
 /// error: the rest of the output is dropped quietly.
@@ -34,7 +36,7 @@ pub async fn execute(command: Command) -> Result<(), CliError> {
         Command::Query(args) => query(args).await,
         Command::Status(args) => status(args).await,
         Command::Snapshot(args) => {
-            let mut client = Client::connect(&args.endpoint).await?;
+            let mut client = connect(&args).await?;
             let snapshot = client.snapshot().await?;
             say!(
                 "snapshot at index {} ({} bytes)",
@@ -47,14 +49,15 @@ pub async fn execute(command: Command) -> Result<(), CliError> {
         Command::Config(command) => config(command).await,
         Command::Members(args) => members(args).await,
         Command::Bench(args) => bench(args).await,
+        Command::Certs(command) => super::certs::certs(command),
         Command::Leader(LeaderCommand::Transfer { endpoint, to }) => {
-            let mut client = Client::connect(&endpoint.endpoint).await?;
+            let mut client = connect(&endpoint).await?;
             let leader = client.transfer_leader(to).await?;
             say!("node {leader} is the leader");
             Ok(())
         }
         Command::Leave(args) => {
-            let mut client = Client::connect(&args.endpoint).await?;
+            let mut client = connect(&args).await?;
             client.leave().await?;
             say!("{} left the cluster and is stopping", args.endpoint);
             Ok(())
@@ -62,22 +65,28 @@ pub async fn execute(command: Command) -> Result<(), CliError> {
     }
 }
 
+/// A client for `args`'s endpoint, over mutual TLS when its certificate
+/// flags are given.
+async fn connect(args: &EndpointArgs) -> Result<Client, CliError> {
+    let tls = args
+        .tls
+        .load()
+        .map_err(|error| CliError::new(ExitCode::InvalidInput, error.to_string()))?;
+    Ok(Client::connect_with(&args.endpoint, tls.as_ref()).await?)
+}
+
 /// `clusterhost config ...`.
 async fn config(command: ConfigCommand) -> Result<(), CliError> {
     let (response, json) = match command {
-        ConfigCommand::Get { endpoint, json } => (
-            Client::connect(&endpoint.endpoint)
-                .await?
-                .settings()
-                .await?,
-            json,
-        ),
+        ConfigCommand::Get { endpoint, json } => {
+            (connect(&endpoint).await?.settings().await?, json)
+        }
         ConfigCommand::Set {
             endpoint,
             name,
             value,
         } => {
-            let mut client = Client::connect(&endpoint.endpoint).await?;
+            let mut client = connect(&endpoint).await?;
             let response = client.set_setting(&name, &value).await?;
             say!(
                 "{name} = {value} from index {} on every replica",
@@ -114,7 +123,7 @@ async fn plugin(command: PluginCommand) -> Result<(), CliError> {
                     format!("cannot read {}: {error}", file.display()),
                 )
             })?;
-            let mut client = Client::connect(&endpoint.endpoint).await?;
+            let mut client = connect(&endpoint).await?;
             let receipt = client.deploy_plugin(plugin).await?;
             say!(
                 "deployed: cluster version {}, digest {}, every replica switched at index {}",
@@ -125,7 +134,7 @@ async fn plugin(command: PluginCommand) -> Result<(), CliError> {
             Ok(())
         }
         PluginCommand::Rollback { endpoint } => {
-            let mut client = Client::connect(&endpoint.endpoint).await?;
+            let mut client = connect(&endpoint).await?;
             let receipt = client.rollback_plugin().await?;
             say!(
                 "rolled back: cluster version {}, digest {}, every replica switched at index {}",
@@ -136,7 +145,7 @@ async fn plugin(command: PluginCommand) -> Result<(), CliError> {
             Ok(())
         }
         PluginCommand::List { endpoint, json } => {
-            let mut client = Client::connect(&endpoint.endpoint).await?;
+            let mut client = connect(&endpoint).await?;
             let history = client.plugin_history().await?;
             let history = super::output::HistoryJson::from(history);
             if json {
@@ -168,6 +177,17 @@ pub fn init_logging(format: LogFormat) {
 async fn run(args: RunArgs) -> Result<(), CliError> {
     init_logging(args.log_format);
     let (plugin_limits, flagged_settings) = (args.plugin_limits(), args.flagged_settings());
+    let tls = args
+        .tls
+        .load()
+        .map_err(|error| CliError::new(ExitCode::InvalidInput, error.to_string()))?;
+    check_exposure(&Exposure {
+        grpc: args.listen,
+        gossip: args.gossip,
+        tls: tls.is_some(),
+        insecure: args.insecure,
+    })
+    .map_err(|error| CliError::new(ExitCode::InvalidInput, error))?;
     let config = NodeConfig {
         data_dir: args.data_dir,
         plugin: args.plugin,
@@ -190,6 +210,8 @@ async fn run(args: RunArgs) -> Result<(), CliError> {
         log_entries_kept: args.log_keep,
         plugin_limits,
         flagged_settings,
+        tls,
+        reflection: args.reflection,
     };
     let listener = node::bind(args.listen)
         .await
@@ -246,7 +268,7 @@ fn read_input(argument: &str) -> Result<Vec<u8>, CliError> {
 
 async fn apply(args: ApplyArgs) -> Result<(), CliError> {
     let command = read_input(&args.command)?;
-    let mut client = Client::connect(&args.endpoint.endpoint).await?;
+    let mut client = connect(&args.endpoint).await?;
     let response = client.apply(command).await?;
     match response.result {
         Some(apply_response::Result::Ok(bytes)) => {
@@ -274,7 +296,7 @@ async fn query(args: QueryArgs) -> Result<(), CliError> {
         Consistency::Linearizable => proto::Consistency::Linearizable,
         Consistency::Stale => proto::Consistency::Stale,
     };
-    let mut client = Client::connect(&args.endpoint.endpoint).await?;
+    let mut client = connect(&args.endpoint).await?;
     let response = client.query(request, consistency).await?;
     match response.result {
         Some(query_response::Result::Ok(bytes)) => {
@@ -297,7 +319,7 @@ async fn query(args: QueryArgs) -> Result<(), CliError> {
 }
 
 async fn status(args: StatusArgs) -> Result<(), CliError> {
-    let mut client = Client::connect(&args.endpoint.endpoint).await?;
+    let mut client = connect(&args.endpoint).await?;
     let status = StatusJson::from(client.status().await?);
     if args.json {
         let text = serde_json::to_string_pretty(&status)
@@ -355,7 +377,7 @@ fn inspect(file: &std::path::Path, json: bool) -> Result<(), CliError> {
 }
 
 async fn members(args: MembersArgs) -> Result<(), CliError> {
-    let mut client = Client::connect(&args.endpoint.endpoint).await?;
+    let mut client = connect(&args.endpoint).await?;
     if let Some(MembersAction::Remove { node_id }) = args.action {
         client.remove_member(node_id).await?;
         say!("node {node_id} removed");
@@ -380,8 +402,13 @@ async fn bench(args: BenchArgs) -> Result<(), CliError> {
         BenchWorkload::ReadLinearizable => Workload::ReadLinearizable,
         BenchWorkload::ReadStale => Workload::ReadStale,
     };
+    let tls = args
+        .tls
+        .load()
+        .map_err(|error| CliError::new(ExitCode::InvalidInput, error.to_string()))?;
     let report = run(LoadConfig {
         endpoints: args.endpoints,
+        tls,
         clients: args.clients as usize,
         workload,
         duration: args.duration,

@@ -4,8 +4,10 @@
 //! class (see [`ExitCode`]).
 
 pub mod args;
+pub mod certs;
 pub mod commands;
 pub mod output;
+pub mod security_args;
 
 pub use args::Cli;
 
@@ -27,6 +29,8 @@ pub enum ExitCode {
     /// The command may or may not have been applied (the node lost track:
     /// a timeout, a leader change at the wrong moment).
     OutcomeUnknown = 6,
+    /// The caller's certificate does not allow the call (mutual TLS).
+    PermissionDenied = 7,
 }
 
 /// An error with the exit code it maps to.
@@ -60,6 +64,7 @@ impl From<clusterhost_client::ClientError> for CliError {
                     ExitCode::InvalidInput
                 }
                 Code::FailedPrecondition => ExitCode::Rejected,
+                Code::PermissionDenied => ExitCode::PermissionDenied,
                 Code::Unknown if status.metadata().contains_key("x-clusterhost-outcome") => {
                     ExitCode::OutcomeUnknown
                 }

@@ -31,6 +31,8 @@ mod conformance;
 
 use std::sync::Arc;
 
+use clusterhost_client::ClientTls;
+
 pub use handle::{
     Consensus, DeployError, MembershipChange, ProposeError, Proposed, ReadIndexError, now_ms,
 };
@@ -57,6 +59,9 @@ pub struct ConsensusConfig {
     pub snapshot_every_entries: u64,
     /// Entries kept in the log behind a snapshot.
     pub log_entries_kept: u64,
+    /// The certificate this node presents to peers (mutual TLS); `None`:
+    /// plaintext.
+    pub tls: Option<Arc<ClientTls>>,
 }
 
 /// Start Raft on `log` and `machine`, reaching peers at the addresses in
@@ -73,13 +78,19 @@ pub async fn start(
     let raft = Raft::new(
         config.node_id,
         raft_config,
-        transport::PeerNetwork::new(addresses.clone()),
+        transport::PeerNetwork::new(addresses.clone(), config.tls.clone()),
         log,
         machine,
     )
     .await
     .map_err(|error| format!("cannot start raft: {error}"))?;
-    Ok(Consensus::new(raft, config.node_id, addresses, status))
+    Ok(Consensus::new(
+        raft,
+        config.node_id,
+        addresses,
+        status,
+        config.tls.clone(),
+    ))
 }
 
 /// A copy of the node's current Raft metrics.

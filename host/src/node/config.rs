@@ -4,6 +4,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use clusterhost_client::ClientTls;
+
 use crate::consensus::NodeId;
 use crate::consensus::settings::Setting;
 use crate::limits::PluginLimits;
@@ -46,6 +48,11 @@ pub struct NodeConfig {
     /// The cluster settings the flags named explicitly (flag, setting,
     /// value), to warn about when the cluster's differ.
     pub flagged_settings: Vec<(&'static str, Setting, u64)>,
+    /// Mutual TLS on the gRPC port, and the certificate this node presents
+    /// when it dials others; `None`: plaintext.
+    pub tls: Option<ClientTls>,
+    /// Serve gRPC server reflection.
+    pub reflection: bool,
 }
 
 impl NodeConfig {
@@ -78,6 +85,13 @@ impl NodeConfig {
         {
             return Err(format!(
                 "--advertise {advertise} is not an address others can reach; name this node's address"
+            ));
+        }
+        if self.gossip_advertise.is_none() && self.gossip_listen.ip().is_unspecified() {
+            return Err(format!(
+                "--gossip {} listens on every address; give --gossip-advertise with the one \
+                 other nodes should use",
+                self.gossip_listen
             ));
         }
         Ok(())
@@ -116,6 +130,8 @@ pub(crate) fn example() -> NodeConfig {
         log_entries_kept: 1_000,
         plugin_limits: PluginLimits::default(),
         flagged_settings: Vec::new(),
+        tls: None,
+        reflection: false,
     }
 }
 
@@ -168,6 +184,15 @@ mod tests {
                 .validate()
                 .expect_err("refused")
                 .contains("--advertise")
+        );
+
+        let mut gossip = example();
+        gossip.gossip_listen = "0.0.0.0:7401".parse().expect("address");
+        assert!(
+            gossip
+                .validate()
+                .expect_err("refused")
+                .contains("--gossip-advertise")
         );
     }
 }

@@ -6,6 +6,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
+use clusterhost_client::ClientTls;
 use openraft::error::{RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, v2::RaftNetworkV2};
 use openraft::raft::{
@@ -78,23 +79,35 @@ pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
 /// Cached clients by address, for calls outside replication (reading the
 /// leader's read index).
 #[derive(Default)]
-pub struct Connections(Mutex<HashMap<String, RaftClient<Channel>>>);
+pub struct Connections {
+    clients: Mutex<HashMap<String, RaftClient<Channel>>>,
+    tls: Option<Arc<ClientTls>>,
+}
 
 impl Connections {
+    /// No connections yet; new ones use `tls` when given.
+    pub fn new(tls: Option<Arc<ClientTls>>) -> Self {
+        Self {
+            clients: Mutex::default(),
+            tls,
+        }
+    }
+
     /// A client for the node at `rpc_addr`.
     pub fn get(&self, rpc_addr: &str) -> Result<RaftClient<Channel>, tonic::Status> {
-        let mut clients = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(client) = clients.get(rpc_addr) {
             return Ok(client.clone());
         }
-        let client = codec::raft_client(rpc_addr).map_err(tonic::Status::internal)?;
+        let client =
+            codec::raft_client(rpc_addr, self.tls.as_deref()).map_err(tonic::Status::internal)?;
         clients.insert(rpc_addr.to_string(), client.clone());
         Ok(client)
     }
 
     /// Drop a connection that failed.
     pub fn forget(&self, rpc_addr: &str) {
-        self.0
+        self.clients
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(rpc_addr);
@@ -105,12 +118,14 @@ impl Connections {
 #[derive(Debug, Clone, Default)]
 pub struct PeerNetwork {
     addresses: AddressBook,
+    tls: Option<Arc<ClientTls>>,
 }
 
 impl PeerNetwork {
-    /// A network that looks peers up in `addresses` first.
-    pub fn new(addresses: AddressBook) -> Self {
-        Self { addresses }
+    /// A network that looks peers up in `addresses` first, and dials them
+    /// over mutual TLS when `tls` is given.
+    pub fn new(addresses: AddressBook, tls: Option<Arc<ClientTls>>) -> Self {
+        Self { addresses, tls }
     }
 }
 
@@ -124,6 +139,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
             addresses: self.addresses.clone(),
             rpc_addr: String::new(),
             client: None,
+            tls: self.tls.clone(),
         }
     }
 }
@@ -135,6 +151,7 @@ pub struct PeerClient {
     addresses: AddressBook,
     rpc_addr: String,
     client: Option<RaftClient<Channel>>,
+    tls: Option<Arc<ClientTls>>,
 }
 
 impl PeerClient {
@@ -150,7 +167,8 @@ impl PeerClient {
         if let Some(client) = &self.client {
             return Ok(client.clone());
         }
-        let client = codec::raft_client(&self.rpc_addr).map_err(Unreachable::from_string)?;
+        let client = codec::raft_client(&self.rpc_addr, self.tls.as_deref())
+            .map_err(Unreachable::from_string)?;
         self.client = Some(client.clone());
         Ok(client)
     }

@@ -1,0 +1,80 @@
+//! Secure by default: a node that would serve gRPC or gossip beyond
+//! loopback without TLS refuses to start, unless told `--insecure`.
+
+use std::net::SocketAddr;
+
+/// What a node is about to expose, and with which protection.
+#[derive(Debug, Clone, Copy)]
+pub struct Exposure {
+    /// The gRPC listen address.
+    pub grpc: SocketAddr,
+    /// The gossip listen address.
+    pub gossip: SocketAddr,
+    /// Whether gRPC runs with mutual TLS.
+    pub tls: bool,
+    /// `--insecure`: the operator accepts an open network port.
+    pub insecure: bool,
+}
+
+/// Refuse to bind a non-loopback address without TLS unless `--insecure`
+/// was given; the message names the flags that fix it.
+pub fn check_exposure(exposure: &Exposure) -> Result<(), String> {
+    if exposure.tls || exposure.insecure {
+        return Ok(());
+    }
+    let open: Vec<String> = [("gRPC", exposure.grpc), ("gossip", exposure.gossip)]
+        .into_iter()
+        .filter(|(_, addr)| !addr.ip().is_loopback())
+        .map(|(what, addr)| format!("{what} on {addr}"))
+        .collect();
+    if open.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "refusing to serve {} without TLS: anyone who reaches it could run any \
+         plugin and rewrite the cluster. Give --tls-ca, --tls-cert and --tls-key \
+         (see `clusterhost certs`), or --insecure to run unprotected anyway",
+        open.join(" and ")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exposure(grpc: &str, gossip: &str, tls: bool, insecure: bool) -> Exposure {
+        Exposure {
+            grpc: grpc.parse().expect("address"),
+            gossip: gossip.parse().expect("address"),
+            tls,
+            insecure,
+        }
+    }
+
+    #[test]
+    fn loopback_needs_nothing() {
+        assert_eq!(
+            check_exposure(&exposure("127.0.0.1:1", "[::1]:2", false, false)),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn a_real_network_needs_tls_or_insecure() {
+        let error = check_exposure(&exposure("10.0.0.1:1", "127.0.0.1:2", false, false))
+            .expect_err("refused");
+        assert!(error.contains("gRPC on 10.0.0.1:1"), "{error}");
+        assert!(error.contains("--insecure"), "{error}");
+        let error = check_exposure(&exposure("127.0.0.1:1", "0.0.0.0:2", false, false))
+            .expect_err("refused");
+        assert!(error.contains("gossip on 0.0.0.0:2"), "{error}");
+        assert_eq!(
+            check_exposure(&exposure("10.0.0.1:1", "10.0.0.1:2", true, false)),
+            Ok(())
+        );
+        assert_eq!(
+            check_exposure(&exposure("10.0.0.1:1", "10.0.0.1:2", false, true)),
+            Ok(())
+        );
+    }
+}
