@@ -67,6 +67,8 @@ pub struct TestCluster {
     pub(crate) pki: Option<TestPki>,
     /// The admin certificate, read once.
     pub(crate) admin_tls: Option<ClientTls>,
+    /// The gossip key file every node of a TLS cluster seals gossip with.
+    pub(crate) gossip_key: Option<PathBuf>,
 }
 
 /// The name of the admin client certificate the harness itself uses on a
@@ -87,17 +89,20 @@ impl TestCluster {
             network: None,
             pki: None,
             admin_tls: None,
+            gossip_key: None,
         }
     }
 
     /// A cluster with no nodes yet whose nodes run with mutual TLS: a CA in
     /// `<root>/pki`, a node certificate per node (made when it first
     /// starts, for its listen address) and an admin certificate the harness
-    /// uses for its own calls.
+    /// uses for its own calls; gossip sealed with one key (a node whose
+    /// extra flags name another `--gossip-key-file` uses that instead).
     pub async fn with_tls() -> Self {
         let mut cluster = Self::new();
         let pki = TestPki::create(&cluster.root().join("pki")).await;
         cluster.admin_tls = Some(pki.client(ADMIN_CERT, "admin").await);
+        cluster.gossip_key = Some(pki.gossip_key("gossip.key").await);
         cluster.pki = Some(pki);
         cluster
     }
@@ -140,6 +145,7 @@ impl TestCluster {
             network: None,
             pki: None,
             admin_tls: None,
+            gossip_key: None,
         }
     }
 
@@ -354,14 +360,23 @@ impl TestCluster {
         let (cert, key) = pki
             .node(&format!("node-{n}"), self.nodes[n].listen.ip())
             .await;
-        [
+        let mut flags = vec![
             ("--tls-ca", pki.ca()),
             ("--tls-cert", cert),
             ("--tls-key", key),
-        ]
-        .into_iter()
-        .flat_map(|(flag, path)| [flag.to_string(), path.to_string_lossy().into_owned()])
-        .collect()
+        ];
+        let own_key = self.nodes[n]
+            .options
+            .extra_args
+            .iter()
+            .any(|arg| arg == "--gossip-key-file");
+        if let Some(gossip_key) = self.gossip_key.clone().filter(|_| !own_key) {
+            flags.push(("--gossip-key-file", gossip_key));
+        }
+        flags
+            .into_iter()
+            .flat_map(|(flag, path)| [flag.to_string(), path.to_string_lossy().into_owned()])
+            .collect()
     }
 
     /// SIGKILL node `n` (no chance to flush or say goodbye) and reap it.

@@ -70,6 +70,15 @@ impl TestPki {
             .unwrap_or_else(|error| panic!("certificate {name}: {error}"))
     }
 
+    /// A new gossip key file `name` in the directory (`clusterhost gossip
+    /// keygen`).
+    pub async fn gossip_key(&self, name: &str) -> PathBuf {
+        let output = run_cli(["gossip", "keygen"], &[], CLI_TIMEOUT).await;
+        let path = self.dir.join(name);
+        std::fs::write(&path, output.success()).expect("write the gossip key");
+        path
+    }
+
     /// The environment that makes the CLI present `name`'s certificate.
     pub fn cli_env(&self, name: &str) -> Vec<(String, String)> {
         let (cert, key) = self.pair(name);

@@ -262,7 +262,7 @@ async fn a_real_network_without_tls_needs_insecure() {
     let output = run_cli(&args, &[], CLI_TIMEOUT).await;
     output.failure(
         exit::INVALID_INPUT,
-        &["without TLS", "--insecure", &everywhere],
+        &["unprotected", "needs TLS", "--insecure", &everywhere],
     );
     assert!(!data_dir.exists(), "a refused start created its data dir");
 
@@ -292,4 +292,46 @@ async fn a_real_network_without_tls_needs_insecure() {
         "{}",
         std::fs::read_to_string(&log).unwrap_or_default()
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_with_another_gossip_key_never_joins_and_is_counted() {
+    // Goal: gossip is sealed: a node with valid TLS certificates but a
+    // different gossip key is never added, and the datagrams it sends are
+    // dropped and counted (logged) by the node it tries to join.
+    let mut cluster = TestCluster::with_tls().await;
+    cluster.bootstrap_node(&kv_plugin(), fast(1)).await;
+    cluster.start_joining(0, fast(2)).await;
+    cluster.wait_for_voters(2, MEMBERSHIP_TIMEOUT).await;
+
+    let wrong_key = cluster.pki().unwrap().gossip_key("wrong.key").await;
+    let mut options = fast(3);
+    options.extra_args = vec![
+        "--gossip-key-file".into(),
+        wrong_key.to_string_lossy().into_owned(),
+    ];
+    let intruder = cluster.add_node(options);
+    cluster.set_join(intruder, &[0]);
+    cluster.restart_without_waiting(intruder).await;
+    // 8 dropped datagrams are several gossip rounds: ample time to join.
+    wait_for(
+        "node 0 to count the intruder's datagrams",
+        Duration::from_secs(30),
+        || {
+            let log = cluster.node(0).log();
+            async move { log.contains("gossip_datagrams_dropped=8").then_some(()) }
+        },
+    )
+    .await;
+    let members = cluster.members(0).await;
+    let ids: Vec<u64> = members["members"]
+        .as_array()
+        .expect("members list")
+        .iter()
+        .filter_map(|member| member["id"].as_u64())
+        .collect();
+    assert_eq!(ids.len(), 2, "{members}");
+    assert!(!ids.contains(&3), "the intruder joined: {members}");
+    let status = cluster.try_status(intruder).await.unwrap();
+    assert_eq!(status.leader_id, None, "the intruder found a leader");
 }

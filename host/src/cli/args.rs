@@ -11,7 +11,7 @@ use crate::loadgen::{
     BENCH_VALUE_BYTES_DEFAULT, BENCH_WARMUP_DEFAULT,
 };
 
-use super::security_args::{CertsCommand, ClientTlsArgs, NodeTlsArgs};
+use super::security_args::{CertsCommand, ClientTlsArgs, GossipCommand, NodeTlsArgs};
 use crate::consensus::settings::Setting;
 use crate::limits::{
     DEAD_GRACE_DEFAULT, LOG_ENTRIES_KEPT_BEHIND_SNAPSHOT, PLUGIN_FUEL_PER_BULK_CALL,
@@ -105,6 +105,9 @@ pub enum Command {
     /// Make a CA and node and client certificates for mutual TLS.
     #[command(subcommand)]
     Certs(CertsCommand),
+    /// Gossip encryption keys.
+    #[command(subcommand)]
+    Gossip(GossipCommand),
 }
 
 /// `--endpoint`, shared by every client command.
@@ -204,6 +207,11 @@ pub struct RunArgs {
     pub log_format: LogFormat,
     #[command(flatten)]
     pub tls: NodeTlsArgs,
+    /// Seal every gossip datagram (ChaCha20-Poly1305) with the keys in this
+    /// file, one per line (`clusterhost gossip keygen`): the first seals,
+    /// all open, so keys rotate without downtime.
+    #[arg(long)]
+    pub gossip_key_file: Option<PathBuf>,
     /// Serve gRPC or gossip on a non-loopback address without TLS: anyone
     /// who reaches the ports controls the cluster.
     #[arg(long)]

@@ -50,6 +50,7 @@ pub async fn execute(command: Command) -> Result<(), CliError> {
         Command::Members(args) => members(args).await,
         Command::Bench(args) => bench(args).await,
         Command::Certs(command) => super::certs::certs(command),
+        Command::Gossip(command) => super::gossip::gossip(command),
         Command::Leader(LeaderCommand::Transfer { endpoint, to }) => {
             let mut client = connect(&endpoint).await?;
             let leader = client.transfer_leader(to).await?;
@@ -181,10 +182,12 @@ async fn run(args: RunArgs) -> Result<(), CliError> {
         .tls
         .load()
         .map_err(|error| CliError::new(ExitCode::InvalidInput, error.to_string()))?;
+    let gossip_keyring = super::gossip::load_keyring(args.gossip_key_file.as_deref())?;
     check_exposure(&Exposure {
         grpc: args.listen,
         gossip: args.gossip,
         tls: tls.is_some(),
+        gossip_key: gossip_keyring.is_some(),
         insecure: args.insecure,
     })
     .map_err(|error| CliError::new(ExitCode::InvalidInput, error))?;
@@ -212,6 +215,7 @@ async fn run(args: RunArgs) -> Result<(), CliError> {
         flagged_settings,
         tls,
         reflection: args.reflection,
+        gossip_keyring,
     };
     let listener = node::bind(args.listen)
         .await

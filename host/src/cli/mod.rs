@@ -6,6 +6,7 @@
 pub mod args;
 pub mod certs;
 pub mod commands;
+pub mod gossip;
 pub mod output;
 pub mod security_args;
 

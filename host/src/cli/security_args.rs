@@ -121,3 +121,10 @@ pub enum CertsCommand {
         role: RoleArg,
     },
 }
+
+/// `clusterhost gossip ...`.
+#[derive(Debug, Subcommand)]
+pub enum GossipCommand {
+    /// Print a new random gossip key (a line for --gossip-key-file).
+    Keygen,
+}

@@ -53,6 +53,8 @@ pub struct NodeConfig {
     pub tls: Option<ClientTls>,
     /// Serve gRPC server reflection.
     pub reflection: bool,
+    /// Seal gossip with these keys; `None`: plaintext gossip.
+    pub gossip_keyring: Option<std::sync::Arc<crate::discovery::Keyring>>,
 }
 
 impl NodeConfig {
@@ -132,6 +134,7 @@ pub(crate) fn example() -> NodeConfig {
         flagged_settings: Vec::new(),
         tls: None,
         reflection: false,
+        gossip_keyring: None,
     }
 }
 

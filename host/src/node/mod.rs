@@ -333,6 +333,7 @@ impl Wiring {
                 seeds: self.config.join.clone(),
                 cluster_name: self.config.cluster_name.clone(),
                 generation: generation(),
+                keyring: self.config.gossip_keyring.clone(),
             },
             &Announcement {
                 rpc_addr: self.rpc_addr.clone(),

@@ -1,5 +1,6 @@
-//! Secure by default: a node that would serve gRPC or gossip beyond
-//! loopback without TLS refuses to start, unless told `--insecure`.
+//! Secure by default: a node that would serve gRPC beyond loopback without
+//! TLS, or gossip beyond loopback without a gossip key, refuses to start,
+//! unless told `--insecure`.
 
 use std::net::SocketAddr;
 
@@ -12,29 +13,44 @@ pub struct Exposure {
     pub gossip: SocketAddr,
     /// Whether gRPC runs with mutual TLS.
     pub tls: bool,
+    /// Whether gossip is sealed with a key.
+    pub gossip_key: bool,
     /// `--insecure`: the operator accepts an open network port.
     pub insecure: bool,
 }
 
-/// Refuse to bind a non-loopback address without TLS unless `--insecure`
+/// Refuse to bind a non-loopback address unprotected unless `--insecure`
 /// was given; the message names the flags that fix it.
 pub fn check_exposure(exposure: &Exposure) -> Result<(), String> {
-    if exposure.tls || exposure.insecure {
+    if exposure.insecure {
         return Ok(());
     }
-    let open: Vec<String> = [("gRPC", exposure.grpc), ("gossip", exposure.gossip)]
-        .into_iter()
-        .filter(|(_, addr)| !addr.ip().is_loopback())
-        .map(|(what, addr)| format!("{what} on {addr}"))
-        .collect();
+    let open: Vec<String> = [
+        (
+            "gRPC",
+            exposure.grpc,
+            exposure.tls,
+            "TLS (--tls-ca, --tls-cert, --tls-key; see `clusterhost certs`)",
+        ),
+        (
+            "gossip",
+            exposure.gossip,
+            exposure.gossip_key,
+            "a gossip key (--gossip-key-file; see `clusterhost gossip keygen`)",
+        ),
+    ]
+    .into_iter()
+    .filter(|(_, addr, protected, _)| !protected && !addr.ip().is_loopback())
+    .map(|(what, addr, _, fix)| format!("{what} on {addr} needs {fix}"))
+    .collect();
     if open.is_empty() {
         return Ok(());
     }
     Err(format!(
-        "refusing to serve {} without TLS: anyone who reaches it could run any \
-         plugin and rewrite the cluster. Give --tls-ca, --tls-cert and --tls-key \
-         (see `clusterhost certs`), or --insecure to run unprotected anyway",
-        open.join(" and ")
+        "refusing to serve unprotected beyond loopback: {}. Anyone who reaches \
+         these ports could run any plugin and rewrite the cluster; give \
+         --insecure to run unprotected anyway",
+        open.join("; ")
     ))
 }
 
@@ -42,11 +58,12 @@ pub fn check_exposure(exposure: &Exposure) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    fn exposure(grpc: &str, gossip: &str, tls: bool, insecure: bool) -> Exposure {
+    fn exposure(grpc: &str, gossip: &str, protected: bool, insecure: bool) -> Exposure {
         Exposure {
             grpc: grpc.parse().expect("address"),
             gossip: gossip.parse().expect("address"),
-            tls,
+            tls: protected,
+            gossip_key: protected,
             insecure,
         }
     }
@@ -68,6 +85,13 @@ mod tests {
         let error = check_exposure(&exposure("127.0.0.1:1", "0.0.0.0:2", false, false))
             .expect_err("refused");
         assert!(error.contains("gossip on 0.0.0.0:2"), "{error}");
+        let tls_only = Exposure {
+            gossip_key: false,
+            ..exposure("10.0.0.1:1", "10.0.0.1:2", true, false)
+        };
+        let error = check_exposure(&tls_only).expect_err("refused");
+        assert!(error.contains("--gossip-key-file"), "{error}");
+        assert!(!error.contains("gRPC"), "{error}");
         assert_eq!(
             check_exposure(&exposure("10.0.0.1:1", "10.0.0.1:2", true, false)),
             Ok(())
