@@ -84,3 +84,54 @@ fn check<B>(request: &http::Request<B>) -> Result<(), Refusal> {
     let forwarded = request.headers().contains_key(FORWARDED_HEADER);
     authorize(request.uri().path(), role, forwarded)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::future::Ready;
+
+    use super::*;
+
+    /// Answers every request with an empty body and no gRPC status.
+    #[derive(Clone)]
+    struct Answer;
+
+    impl Service<http::Request<()>> for Answer {
+        type Response = http::Response<String>;
+        type Error = Infallible;
+        type Future = Ready<Result<Self::Response, Infallible>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: http::Request<()>) -> Self::Future {
+            std::future::ready(Ok(http::Response::new(String::new())))
+        }
+    }
+
+    fn apply_request() -> http::Request<()> {
+        http::Request::builder()
+            .uri("/clusterhost.v1.Cluster/Apply")
+            .body(())
+            .expect("request")
+    }
+
+    #[tokio::test]
+    async fn with_tls_a_call_without_a_role_is_refused_before_the_service() {
+        let mut layered = AuthorizeLayer { enabled: true }.layer(Answer);
+        let response = layered.call(apply_request()).await.expect("answer");
+        let code = response
+            .headers()
+            .get("grpc-status")
+            .expect("a gRPC status");
+        assert_eq!(code, &(tonic::Code::PermissionDenied as i32).to_string());
+    }
+
+    #[tokio::test]
+    async fn without_tls_calls_pass_through() {
+        let mut layered = AuthorizeLayer { enabled: false }.layer(Answer);
+        let response = layered.call(apply_request()).await.expect("answer");
+        assert!(response.headers().get("grpc-status").is_none());
+    }
+}
