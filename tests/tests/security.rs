@@ -335,3 +335,76 @@ async fn a_node_with_another_gossip_key_never_joins_and_is_counted() {
     let status = cluster.try_status(intruder).await.unwrap();
     assert_eq!(status.leader_id, None, "the intruder found a leader");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_signed_plugins_are_deployed_with_plugin_signers() {
+    // Goal: with --plugin-signers, an unsigned plugin is refused at start
+    // and at deploy (permission denied, the log unchanged), and a plugin
+    // signed with `clusterhost plugin sign` by a listed key deploys.
+    let scratch = tempfile::tempdir().unwrap();
+    let path = |name: &str| scratch.path().join(name).to_string_lossy().into_owned();
+    let key = path("signer.key");
+    let keygen = run_cli(["plugin", "keygen", "--out", &key], &[], CLI_TIMEOUT).await;
+    std::fs::write(path("signers"), keygen.success()).unwrap();
+    let v2 = clusterhost_tests::paths::plugin("kv_v2.wasm");
+    for (input, output) in [
+        (kv_plugin(), "kv.signed.wasm"),
+        (v2.clone(), "kv_v2.signed.wasm"),
+    ] {
+        let input = input.to_string_lossy().into_owned();
+        let args = [
+            "plugin",
+            "sign",
+            "--key",
+            &key,
+            "--out",
+            &path(output),
+            &input,
+        ];
+        run_cli(args, &[], CLI_TIMEOUT).await.success();
+    }
+
+    let mut options = fast(1);
+    options.extra_args = vec!["--plugin-signers".into(), path("signers")];
+    let (listen, gossip) = clusterhost_tests::cluster::free_addresses();
+    let unsigned_start = run_cli(
+        [
+            "run",
+            "--listen",
+            &listen.to_string(),
+            "--gossip",
+            &gossip.to_string(),
+            "--data-dir",
+            &path("refused"),
+            "--bootstrap",
+            "--plugin",
+            &kv_plugin().to_string_lossy(),
+            "--plugin-signers",
+            &path("signers"),
+        ],
+        &[],
+        CLI_TIMEOUT,
+    )
+    .await;
+    unsigned_start.failure(exit::FAILURE, &["not signed"]);
+
+    let signed_kv = scratch.path().join("kv.signed.wasm");
+    let cluster = TestCluster::start_bootstrap_with(&signed_kv, options).await;
+    apply_ok(&mut cluster.client(0).await, kv::put("k", "v")).await;
+    let before = cluster.try_status(0).await.unwrap();
+    let unsigned = cluster
+        .cli(0, &["plugin", "deploy", &v2.to_string_lossy()])
+        .await;
+    unsigned.failure(exit::PERMISSION_DENIED, &["deploy refused", "not signed"]);
+    let after = cluster.try_status(0).await.unwrap();
+    assert_eq!(
+        after.last_log_index, before.last_log_index,
+        "a refused deploy reached the log"
+    );
+    assert_eq!(after.cluster_version, before.cluster_version);
+
+    let signed = cluster
+        .cli(0, &["plugin", "deploy", &path("kv_v2.signed.wasm")])
+        .await;
+    assert!(signed.success().contains("deployed"), "{signed}");
+}

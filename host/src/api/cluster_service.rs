@@ -37,6 +37,9 @@ pub struct ClusterService {
     pub machine: watch::Receiver<MachineStatus>,
     /// What gossip sees.
     pub view: SharedView,
+    /// `--plugin-signers`: when set, only plugins signed by one of these
+    /// keys are deployed.
+    pub signers: Option<Arc<Vec<crate::security::signing::Signer>>>,
 }
 
 fn check_size(what: &str, bytes: usize, max: usize) -> Result<(), Status> {
@@ -209,6 +212,13 @@ impl proto::cluster_server::Cluster for ClusterService {
             return Err(Status::invalid_argument("the uploaded plugin is empty"));
         }
         let here = || async {
+            if let Some(signers) = &self.signers {
+                crate::security::signing::verify(&plugin, signers).map_err(|error| {
+                    Attempt::Final(Status::permission_denied(format!(
+                        "deploy refused: {error}"
+                    )))
+                })?;
+            }
             // Validated under this node's engine (which also fills its
             // compiled cache) before anything enters the log.
             self.engine

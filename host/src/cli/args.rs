@@ -207,6 +207,11 @@ pub struct RunArgs {
     pub log_format: LogFormat,
     #[command(flatten)]
     pub tls: NodeTlsArgs,
+    /// Only deploy plugins signed (`clusterhost plugin sign`) by one of the
+    /// ed25519 public keys in this file, one per line; applies to --plugin
+    /// and to deploys this node accepts as leader.
+    #[arg(long)]
+    pub plugin_signers: Option<PathBuf>,
     /// Seal every gossip datagram (ChaCha20-Poly1305) with the keys in this
     /// file, one per line (`clusterhost gossip keygen`): the first seals,
     /// all open, so keys rotate without downtime.
@@ -410,6 +415,25 @@ pub enum PluginCommand {
     Rollback {
         #[command(flatten)]
         endpoint: EndpointArgs,
+    },
+    /// Make an ed25519 key for signing plugins: writes the private key to
+    /// --out (0600) and prints the public key (a line for --plugin-signers).
+    Keygen {
+        /// File for the private key (never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Sign a plugin with a key from `plugin keygen`, writing the signed
+    /// component to --out.
+    Sign {
+        /// The private key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// Where the signed component goes.
+        #[arg(long)]
+        out: PathBuf,
+        /// The .wasm component.
+        file: PathBuf,
     },
     /// Describe a plugin file: digest, size, world, imports; or why it is not a plugin.
     Inspect {

@@ -117,6 +117,8 @@ async fn config(command: ConfigCommand) -> Result<(), CliError> {
 async fn plugin(command: PluginCommand) -> Result<(), CliError> {
     match command {
         PluginCommand::Inspect { file, json } => inspect(&file, json),
+        PluginCommand::Keygen { out } => super::signing::keygen(&out),
+        PluginCommand::Sign { key, out, file } => super::signing::sign(&key, &out, &file),
         PluginCommand::Deploy { endpoint, file } => {
             let plugin = std::fs::read(&file).map_err(|error| {
                 CliError::new(
@@ -183,6 +185,7 @@ async fn run(args: RunArgs) -> Result<(), CliError> {
         .load()
         .map_err(|error| CliError::new(ExitCode::InvalidInput, error.to_string()))?;
     let gossip_keyring = super::gossip::load_keyring(args.gossip_key_file.as_deref())?;
+    let plugin_signers = super::signing::load_signers(args.plugin_signers.as_deref())?;
     check_exposure(&Exposure {
         grpc: args.listen,
         gossip: args.gossip,
@@ -216,6 +219,7 @@ async fn run(args: RunArgs) -> Result<(), CliError> {
         tls,
         reflection: args.reflection,
         gossip_keyring,
+        plugin_signers,
     };
     let listener = node::bind(args.listen)
         .await

@@ -9,6 +9,7 @@ pub mod commands;
 pub mod gossip;
 pub mod output;
 pub mod security_args;
+pub mod signing;
 
 pub use args::Cli;
 

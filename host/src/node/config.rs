@@ -55,6 +55,8 @@ pub struct NodeConfig {
     pub reflection: bool,
     /// Seal gossip with these keys; `None`: plaintext gossip.
     pub gossip_keyring: Option<std::sync::Arc<crate::discovery::Keyring>>,
+    /// Only deploy plugins signed by one of these keys; `None`: any.
+    pub plugin_signers: Option<std::sync::Arc<Vec<crate::security::signing::Signer>>>,
 }
 
 impl NodeConfig {
@@ -135,6 +137,7 @@ pub(crate) fn example() -> NodeConfig {
         tls: None,
         reflection: false,
         gossip_keyring: None,
+        plugin_signers: None,
     }
 }
 

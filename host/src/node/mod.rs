@@ -212,6 +212,7 @@ impl Wiring {
             engine: self.engine.clone(),
             machine: machine.clone(),
             view: view.clone(),
+            signers: self.config.plugin_signers.clone(),
         };
         let options = ServeOptions {
             tls: self.config.tls.clone(),
@@ -358,6 +359,10 @@ async fn load_bootstrap_plugin(
         path: path.clone(),
         source,
     })?;
+    if let Some(signers) = &config.plugin_signers {
+        crate::security::signing::verify(&bytes, signers)
+            .map_err(|error| StartError::Conflict(format!("{}: {error}", path.display())))?;
+    }
     engine
         .load_off_thread(bytes)
         .await

@@ -6,10 +6,12 @@
 //!   (`clusterhost certs`).
 //! - [`peer`]: reading the role out of the certificate a peer presented.
 //! - [`exposure`]: refusing to serve a real network without TLS (pure).
+//! - [`signing`]: ed25519 signatures carried inside plugins (pure).
 
 pub mod certs;
 pub mod exposure;
 pub mod peer;
 pub mod roles;
+pub mod signing;
 
 pub use roles::{Refusal, Role, authorize};
