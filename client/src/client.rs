@@ -7,6 +7,7 @@ use crate::limits::{
     PLUGIN_UPLOAD_CHUNK_BYTES,
 };
 use crate::proto::{self, cluster_client::ClusterClient};
+use crate::tls::ClientTls;
 
 /// Why a client call failed.
 #[derive(Debug, thiserror::Error)]
@@ -34,7 +35,15 @@ pub struct Client {
 impl Client {
     /// Connect to `endpoint` (`host:port`, or a full `http://` URL).
     pub async fn connect(endpoint: &str) -> Result<Self, ClientError> {
-        let channel = connect_channel(endpoint).await?;
+        Self::connect_with(endpoint, None).await
+    }
+
+    /// Connect to `endpoint`, over mutual TLS when `tls` is given.
+    pub async fn connect_with(
+        endpoint: &str,
+        tls: Option<&ClientTls>,
+    ) -> Result<Self, ClientError> {
+        let channel = connect_channel_with(endpoint, tls).await?;
         Ok(Self::from_channel(channel))
     }
 
@@ -186,17 +195,31 @@ pub fn upload_chunks(plugin: &[u8]) -> Vec<proto::PluginChunk> {
 /// longest request (a deploy: a snapshot and restore on every replica) plus
 /// a grace period, so the node's own, clearer timeout error arrives first.
 pub async fn connect_channel(endpoint: &str) -> Result<Channel, ClientError> {
+    connect_channel_with(endpoint, None).await
+}
+
+/// [`connect_channel`], over mutual TLS when `tls` is given.
+pub async fn connect_channel_with(
+    endpoint: &str,
+    tls: Option<&ClientTls>,
+) -> Result<Channel, ClientError> {
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let url = if endpoint.contains("://") {
         endpoint.to_string()
     } else {
-        format!("http://{endpoint}")
+        format!("{scheme}://{endpoint}")
     };
     let unreachable = |reason: String| ClientError::Unreachable {
         endpoint: endpoint.to_string(),
         reason,
     };
-    Endpoint::from_shared(url)
-        .map_err(|error| unreachable(error.to_string()))?
+    let mut builder = Endpoint::from_shared(url).map_err(|error| unreachable(error.to_string()))?;
+    if let Some(tls) = tls {
+        builder = builder
+            .tls_config(tls.config())
+            .map_err(|error| unreachable(source_chain(&error)))?;
+    }
+    builder
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(DEPLOY_TIMEOUT + CLIENT_GRACE)
         .tcp_nodelay(true)

@@ -12,6 +12,7 @@ use tonic::Code;
 use crate::client::{Client, ClientError};
 use crate::headers;
 use crate::proto::{self, apply_response, query_response};
+use crate::tls::ClientTls;
 
 /// How long a call may keep retrying, across nodes, by default.
 pub const RETRY_BUDGET_DEFAULT: Duration = Duration::from_secs(30);
@@ -87,6 +88,8 @@ pub struct Options {
     /// Whether to send to the leader directly once known (saves the hop of
     /// forwarding); otherwise calls go to the nodes given, in order.
     pub follow_leader: bool,
+    /// The CA and client certificate for a cluster running mutual TLS.
+    pub tls: Option<ClientTls>,
 }
 
 impl Default for Options {
@@ -96,6 +99,7 @@ impl Default for Options {
             sessions: true,
             session_timeout: None,
             follow_leader: true,
+            tls: None,
         }
     }
 }
@@ -372,7 +376,9 @@ impl Cluster {
         let index = self.preferred;
         let node = match &self.connections[index] {
             Some(node) => node.clone(),
-            None => match Client::connect(&self.endpoints[index]).await {
+            None => match Client::connect_with(&self.endpoints[index], self.options.tls.as_ref())
+                .await
+            {
                 Ok(node) => {
                     self.connections[index] = Some(node.clone());
                     node

@@ -10,9 +10,11 @@ mod client;
 pub mod cluster;
 pub mod headers;
 pub mod limits;
+mod tls;
 
-pub use client::{Client, ClientError, connect_channel, upload_chunks};
+pub use client::{Client, ClientError, connect_channel, connect_channel_with, upload_chunks};
 pub use cluster::{Applied, Cluster, Consistency, Error, Options};
+pub use tls::{ClientTls, TlsFileError};
 
 /// Generated gRPC types, the `Cluster` client and the server trait nodes implement.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]

@@ -173,7 +173,7 @@ fn load(criterion: &mut Criterion) {
         bench.iter(|| FsmRuntime::new(code.clone(), PluginLimits::default()).expect("instance"))
     });
     let cache = tempfile::tempdir().expect("temp dir");
-    let cached_engine = PluginEngine::new(Some(cache.path().to_path_buf())).expect("engine");
+    let cached_engine = PluginEngine::new(Some(cache.path().join("compiled"))).expect("engine");
     cached_engine.load(bytes.clone()).expect("warm the cache");
     group.bench_function("load_from_compiled_cache", |bench| {
         bench.iter(|| cached_engine.load(bytes.clone()).expect("load"))

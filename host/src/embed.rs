@@ -37,11 +37,12 @@ use clusterhost_client::{Cluster, Options};
 use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 
-pub use clusterhost_client::{Consistency, Error as ClientError};
+pub use clusterhost_client::{ClientTls, Consistency, Error as ClientError};
 
 use crate::plugin::NativeMachine;
 pub use crate::plugin::native::{Entry, StateMachine};
 
+use crate::discovery::Keyring;
 use crate::limits::{
     DEAD_GRACE_DEFAULT_TIME, LOG_ENTRIES_KEPT_BEHIND_SNAPSHOT, PROMOTION_LAG_ENTRIES_MAX,
     PluginLimits, REQUEST_TIMEOUT, SNAPSHOT_EVERY_ENTRIES_DEFAULT, STABILIZATION_DEFAULT_TIME,
@@ -49,6 +50,7 @@ use crate::limits::{
 };
 use crate::membership::reconcile::Policy;
 use crate::node::{self, NodeConfig, NodeHandle, StartError};
+use crate::security::exposure::{Exposure, check_exposure};
 
 /// The gRPC address a node listens on unless told otherwise.
 pub const LISTEN_DEFAULT: &str = "127.0.0.1:7400";
@@ -97,6 +99,10 @@ impl Default for NodeConfig {
             plugin_limits: PluginLimits::default(),
             flagged_settings: Vec::new(),
             metrics_listen: None,
+            tls: None,
+            reflection: false,
+            gossip_keyring: None,
+            plugin_signers: None,
         }
     }
 }
@@ -112,6 +118,8 @@ pub struct NodeBuilder {
     config: NodeConfig,
     listen: SocketAddr,
     native: Option<NativeMachine>,
+    /// Serve beyond loopback without TLS or a gossip key.
+    insecure: bool,
 }
 
 impl NodeBuilder {
@@ -122,6 +130,7 @@ impl NodeBuilder {
             config,
             listen,
             native: None,
+            insecure: false,
         }
     }
 
@@ -189,6 +198,30 @@ impl NodeBuilder {
         self
     }
 
+    /// Mutual TLS on the gRPC port: the cluster's CA and this node's
+    /// certificate (see `clusterhost certs`).
+    pub fn tls(mut self, tls: ClientTls) -> Self {
+        self.config.tls = Some(tls);
+        self
+    }
+
+    /// Seal gossip with the keys in `text` (the format `clusterhost gossip
+    /// keygen` writes; the first key seals, every key opens).
+    pub fn gossip_keys(mut self, text: &str) -> Result<Self, EmbedError> {
+        let keyring = Keyring::parse(text)
+            .map_err(|error| StartError::Conflict(format!("gossip keys: {error}")))?;
+        self.config.gossip_keyring = Some(std::sync::Arc::new(keyring));
+        Ok(self)
+    }
+
+    /// Serve beyond loopback without TLS or gossip keys. Without this, a
+    /// node whose gRPC or gossip address is not loopback and unprotected
+    /// refuses to start.
+    pub fn insecure(mut self) -> Self {
+        self.insecure = true;
+        self
+    }
+
     /// Serve Prometheus metrics, health checks and the status page over
     /// HTTP on `addr`.
     pub fn metrics_listen(mut self, addr: SocketAddr) -> Self {
@@ -211,14 +244,24 @@ impl NodeBuilder {
 
     /// [`Self::start`] on a listener bound by the caller (port 0 for tests).
     pub async fn start_on(self, listener: TcpListener) -> Result<Node, EmbedError> {
-        let endpoint = listener
+        let listen_addr = listener
             .local_addr()
-            .map_err(|error| StartError::Other(format!("listener: {error}")))?
-            .to_string();
+            .map_err(|error| StartError::Other(format!("listener: {error}")))?;
+        check_exposure(&Exposure {
+            grpc: listen_addr,
+            gossip: self.config.gossip_listen,
+            tls: self.config.tls.is_some(),
+            gossip_key: self.config.gossip_keyring.is_some(),
+            insecure: self.insecure,
+        })
+        .map_err(StartError::Conflict)?;
+        let endpoint = listen_addr.to_string();
+        let tls = self.config.tls.clone();
         let handle = node::start_with(self.config, listener, self.native).await?;
         Ok(Node {
             handle,
             endpoint,
+            tls,
             client: Mutex::new(None),
         })
     }
@@ -229,6 +272,8 @@ pub struct Node {
     handle: NodeHandle,
     /// Where this node serves gRPC.
     endpoint: String,
+    /// The certificate its own client presents (this node's).
+    tls: Option<ClientTls>,
     /// The client writes and reads go through, made on first use.
     client: Mutex<Option<Cluster>>,
 }
@@ -306,6 +351,7 @@ impl Node {
         if client.is_none() {
             let options = Options {
                 follow_leader: false,
+                tls: self.tls.clone(),
                 ..Options::default()
             };
             *client = Some(Cluster::connect_with([self.endpoint.as_str()], options).await?);

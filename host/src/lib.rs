@@ -20,12 +20,14 @@
 //! - [`storage`]: the data dir, the log database (redb), snapshot files.
 //! - [`plugin`]: the deterministic wasm runtime (wasmtime).
 //! - [`metrics`]: the node's Prometheus metrics (prometheus-client).
+//! - [`security`]: roles and the method table, certificates, refusing an
+//!   unprotected network port.
 //! - [`limits`]: every bound and timing, as named constants.
 //! - [`loadgen`]: the load generator behind `clusterhost bench`.
 //!
 //! Modules only use modules below them in this list (cli → embed → node →
 //! ops → api → membership → discovery → consensus → storage → plugin →
-//! metrics → limits).
+//! security → metrics → limits).
 //!
 //! One write, file by file: `cli/commands.rs` (`apply`) → the
 //! `clusterhost-client` crate → `api/cluster_service.rs` (`apply`) →
@@ -45,6 +47,7 @@ pub mod metrics;
 pub mod node;
 pub mod ops;
 pub mod plugin;
+pub mod security;
 pub mod storage;
 
 pub use embed::{Consistency, EmbedError, Entry, Node, NodeBuilder, StateMachine};

@@ -211,6 +211,12 @@ pub const LEADER_RETRY_INTERVAL: Duration = Duration::from_millis(100);
 /// as alive for `health`.
 pub const HEALTH_CONTACT_WINDOW: Duration = Duration::from_secs(3);
 
+// ---- Security ----------------------------------------------------------------
+
+/// Longest name in a certificate made by `clusterhost certs` (node or
+/// client name; also its file name), in bytes.
+pub const CERT_NAME_BYTES_MAX: usize = 64;
+
 // ---- Membership --------------------------------------------------------------
 
 /// How often the membership loop gossips this node's state and, on the
@@ -269,6 +275,19 @@ pub const GOSSIP_FAILURE_DETECTOR_WINDOW: usize = 1_000;
 
 /// Heartbeat gaps longer than this are not learned from.
 pub const GOSSIP_FAILURE_DETECTOR_MAX_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Largest gossip datagram, sealed, in bytes: the most a UDP datagram
+/// carries over IPv4 (chitchat fills its datagrams up to this much too, so
+/// a full one no longer fits once sealed and is skipped for that round).
+pub const GOSSIP_DATAGRAM_BYTES_MAX: usize = 65_507;
+
+/// Most peers sealed gossip keeps a loopback relay socket for at once
+/// (the oldest is replaced beyond this).
+pub const GOSSIP_RELAY_PEERS_MAX: usize = 256;
+
+/// Most keys in a gossip keyring: the primary and older ones still
+/// accepted while a rotation is rolled out.
+pub const GOSSIP_KEYS_MAX: usize = 8;
 
 const _: () = assert!(PLUGIN_FUEL_PER_CALL <= PLUGIN_FUEL_PER_BULK_CALL);
 const _: () = assert!(RESPONSE_BYTES_MAX < RAFT_GRPC_MESSAGE_BYTES_MAX);

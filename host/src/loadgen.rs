@@ -54,6 +54,8 @@ pub struct LoadConfig {
     pub keys: u64,
     /// Whether each client writes within a session (exactly once).
     pub sessions: bool,
+    /// Client certificate for a cluster running mutual TLS.
+    pub tls: Option<clusterhost_client::ClientTls>,
 }
 
 /// Keys written before a read workload starts, so reads find something.
@@ -157,6 +159,7 @@ async fn connect(config: &LoadConfig) -> anyhow::Result<Vec<Cluster>> {
         retry_budget: Duration::ZERO,
         sessions: config.sessions,
         follow_leader: false,
+        tls: config.tls.clone(),
         ..Options::default()
     };
     let mut clients = Vec::with_capacity(config.clients);

@@ -320,13 +320,15 @@ fn malformed_plugins_are_rejected_with_clear_errors() {
 }
 
 // Goal: compiled plugins are cached by digest, so a restart loads without
-// compiling (the cached artifact is what gets loaded the second time).
+// compiling (the cached artifact is what gets loaded the second time); a
+// cached artifact with one byte flipped is not loaded but compiled again.
 #[test]
 fn compiled_plugins_are_cached_on_disk() {
-    let cache = tempfile::tempdir().expect("temp dir");
-    let engine = PluginEngine::new(Some(cache.path().to_path_buf())).expect("engine");
+    let root = tempfile::tempdir().expect("temp dir");
+    let cache = root.path().join("compiled");
+    let engine = PluginEngine::new(Some(cache.clone())).expect("engine");
     let code = load(&engine, "counter.wasm");
-    let cached: Vec<_> = std::fs::read_dir(cache.path())
+    let cached: Vec<_> = std::fs::read_dir(&cache)
         .expect("cache dir")
         .flatten()
         .map(|entry| entry.file_name().to_string_lossy().into_owned())
@@ -334,12 +336,29 @@ fn compiled_plugins_are_cached_on_disk() {
     assert_eq!(cached.len(), 1, "{cached:?}");
     assert!(cached[0].starts_with(&code.digest().to_hex()), "{cached:?}");
 
-    let reloaded_engine = PluginEngine::new(Some(cache.path().to_path_buf())).expect("engine");
+    let reloaded_engine = PluginEngine::new(Some(cache.clone())).expect("engine");
     let reloaded = load(&reloaded_engine, "counter.wasm");
     let mut runtime = FsmRuntime::new(reloaded, PluginLimits::default()).expect("instance");
     assert_eq!(
         apply_ok(&mut runtime, 1, r#"{"add":5}"#),
         serde_json::json!({"value": 5})
+    );
+
+    let artifact = cache.join(&cached[0]);
+    let mut tampered = std::fs::read(&artifact).expect("artifact");
+    let middle = tampered.len() / 2;
+    tampered[middle] ^= 1;
+    std::fs::write(&artifact, &tampered).expect("tamper");
+    let recompiled = load(&reloaded_engine, "counter.wasm");
+    let mut runtime = FsmRuntime::new(recompiled, PluginLimits::default()).expect("instance");
+    assert_eq!(
+        apply_ok(&mut runtime, 1, r#"{"add":2}"#),
+        serde_json::json!({"value": 2})
+    );
+    let rewritten = std::fs::read(&artifact).expect("artifact");
+    assert_ne!(
+        rewritten, tampered,
+        "the tampered artifact was kept, so it was loaded"
     );
 }
 

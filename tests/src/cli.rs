@@ -25,6 +25,8 @@ pub mod exit {
     pub const INVALID_INPUT: i32 = 5;
     /// The command may or may not have been applied.
     pub const OUTCOME_UNKNOWN: i32 = 6;
+    /// The caller's certificate does not allow the call.
+    pub const PERMISSION_DENIED: i32 = 7;
 }
 
 /// What one CLI invocation did.
@@ -129,6 +131,9 @@ where
     command
         .args(&args)
         .env_remove("CLUSTERHOST_ENDPOINT")
+        .env_remove("CLUSTERHOST_CACERT")
+        .env_remove("CLUSTERHOST_CERT")
+        .env_remove("CLUSTERHOST_KEY")
         .env_remove("RUST_LOG")
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);

@@ -13,7 +13,9 @@ use crate::cli::tail;
 use crate::node::{Node, NodeOptions};
 use crate::paths::clusterhost_binary;
 use crate::process::Process;
+use crate::tls::TestPki;
 use crate::wait::wait_for;
+use clusterhost_client::ClientTls;
 
 /// How long a node may take to start serving: it compiles its plugin with
 /// Cranelift on first start, which is slow in debug builds on small machines.
@@ -60,7 +62,18 @@ pub struct TestCluster {
     /// Hosts the nodes run on, one each, when not on loopback.
     #[cfg(target_os = "linux")]
     network: Option<std::sync::Arc<crate::netns::TestNetwork>>,
+    /// Certificates, when the nodes run with mutual TLS; the harness's own
+    /// clients and CLI calls then present [`ADMIN_CERT`].
+    pub(crate) pki: Option<TestPki>,
+    /// The admin certificate, read once.
+    pub(crate) admin_tls: Option<ClientTls>,
+    /// The gossip key file every node of a TLS cluster seals gossip with.
+    pub(crate) gossip_key: Option<PathBuf>,
 }
+
+/// The name of the admin client certificate the harness itself uses on a
+/// TLS cluster.
+pub const ADMIN_CERT: &str = "harness-admin";
 
 impl TestCluster {
     /// A cluster with no nodes yet, in a temp dir.
@@ -74,7 +87,35 @@ impl TestCluster {
             root: Root::Temporary(root),
             #[cfg(target_os = "linux")]
             network: None,
+            pki: None,
+            admin_tls: None,
+            gossip_key: None,
         }
+    }
+
+    /// A cluster with no nodes yet whose nodes run with mutual TLS: a CA in
+    /// `<root>/pki`, a node certificate per node (made when it first
+    /// starts, for its listen address) and an admin certificate the harness
+    /// uses for its own calls; gossip sealed with one key (a node whose
+    /// extra flags name another `--gossip-key-file` uses that instead).
+    pub async fn with_tls() -> Self {
+        let mut cluster = Self::new();
+        let pki = TestPki::create(&cluster.root().join("pki")).await;
+        cluster.admin_tls = Some(pki.client(ADMIN_CERT, "admin").await);
+        cluster.gossip_key = Some(pki.gossip_key("gossip.key").await);
+        cluster.pki = Some(pki);
+        cluster
+    }
+
+    /// The certificates of a TLS cluster.
+    pub fn pki(&self) -> Option<&TestPki> {
+        self.pki.as_ref()
+    }
+
+    /// What the harness presents to nodes: the admin certificate on a TLS
+    /// cluster, nothing otherwise.
+    pub fn client_tls(&self) -> Option<&ClientTls> {
+        self.admin_tls.as_ref()
     }
 
     /// A cluster with no nodes yet whose node `n` will run on host `n` of
@@ -102,6 +143,9 @@ impl TestCluster {
             root: Root::Kept(directory.to_path_buf()),
             #[cfg(target_os = "linux")]
             network: None,
+            pki: None,
+            admin_tls: None,
+            gossip_key: None,
         }
     }
 
@@ -238,6 +282,7 @@ impl TestCluster {
     async fn launch(&mut self, n: usize, extra: &[&str]) {
         assert!(!self.node(n).is_running(), "node {n} is already running");
         for _attempt in 0..PORT_COLLISION_ATTEMPTS {
+            let tls_args = self.node_tls_args(n).await;
             let node = &self.nodes[n];
             let mut args: Vec<String> = vec![
                 "run".into(),
@@ -249,6 +294,7 @@ impl TestCluster {
                 node.gossip.to_string(),
             ];
             args.extend(extra.iter().map(|arg| arg.to_string()));
+            args.extend(tls_args);
             if !node.join.is_empty() {
                 args.extend(["--join".to_string(), node.join.join(",")]);
             }
@@ -297,6 +343,40 @@ impl TestCluster {
             self.nodes[n].gossip = gossip;
         }
         panic!("node {n}: no free port after {PORT_COLLISION_ATTEMPTS} attempts");
+    }
+
+    /// `--tls-ca --tls-cert --tls-key` for node `n` on a TLS cluster (its
+    /// certificate made for its listen address on first use); none otherwise.
+    async fn node_tls_args(&self, n: usize) -> Vec<String> {
+        let Some(pki) = &self.pki else {
+            // Test hosts are not loopback: a node there refuses to serve
+            // without TLS unless told so.
+            #[cfg(target_os = "linux")]
+            if self.network.is_some() {
+                return vec!["--insecure".to_string()];
+            }
+            return Vec::new();
+        };
+        let (cert, key) = pki
+            .node(&format!("node-{n}"), self.nodes[n].listen.ip())
+            .await;
+        let mut flags = vec![
+            ("--tls-ca", pki.ca()),
+            ("--tls-cert", cert),
+            ("--tls-key", key),
+        ];
+        let own_key = self.nodes[n]
+            .options
+            .extra_args
+            .iter()
+            .any(|arg| arg == "--gossip-key-file");
+        if let Some(gossip_key) = self.gossip_key.clone().filter(|_| !own_key) {
+            flags.push(("--gossip-key-file", gossip_key));
+        }
+        flags
+            .into_iter()
+            .flat_map(|(flag, path)| [flag.to_string(), path.to_string_lossy().into_owned()])
+            .collect()
     }
 
     /// SIGKILL node `n` (no chance to flush or say goodbye) and reap it.

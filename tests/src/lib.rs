@@ -17,6 +17,8 @@
 //! - [`process`]: one owned child process.
 //! - [`cli`]: running the real command line; exit codes.
 //! - [`wait`]: [`wait_for`] — poll a condition instead of sleeping.
+//! - [`tls`]: [`tls::TestPki`] — certificates for a cluster running mutual
+//!   TLS, made with the real `clusterhost certs`.
 //! - [`load`]: [`load::WriteStream`] — concurrent writers through chosen
 //!   endpoints, recording what was acknowledged and when.
 //! - [`kv`]: the example key-value plugin's commands and reads.
@@ -52,6 +54,7 @@ pub mod paths;
 pub mod process;
 pub mod resources;
 pub mod scenario;
+pub mod tls;
 pub mod wait;
 
 pub use cli::{CliOutput, exit};

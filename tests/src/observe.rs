@@ -19,17 +19,19 @@ impl TestCluster {
         let node = self.node(n);
         let process = node.process.clone().expect("node is running");
         let endpoint = node.endpoint();
+        let tls = self.client_tls().cloned();
         let status = wait_for(
             &format!("node {n} to know a leader and run a plugin"),
             START_TIMEOUT,
             || {
                 let process = process.clone();
                 let endpoint = endpoint.clone();
+                let tls = tls.clone();
                 async move {
                     if let Some(exit) = process.try_exit() {
                         return Ok(Err(exit));
                     }
-                    let mut client = Client::connect(&endpoint)
+                    let mut client = Client::connect_with(&endpoint, tls.as_ref())
                         .await
                         .map_err(|e| e.to_string())?;
                     let status = client.status().await.map_err(|e| e.to_string())?;
@@ -61,11 +63,13 @@ impl TestCluster {
             .iter()
             .map(|&n| (n, self.node(n).endpoint()))
             .collect();
+        let tls = self.client_tls().cloned();
         wait_for("a leader among the running nodes", START_TIMEOUT, || {
             let endpoints = endpoints.clone();
+            let tls = tls.clone();
             async move {
                 for (n, endpoint) in endpoints {
-                    let Ok(mut client) = Client::connect(&endpoint).await else {
+                    let Ok(mut client) = Client::connect_with(&endpoint, tls.as_ref()).await else {
                         continue;
                     };
                     if let Ok(status) = client.status().await
@@ -83,7 +87,7 @@ impl TestCluster {
     /// Node `n`'s status over gRPC, or why it could not be had (for polling;
     /// [`Self::status`] is the CLI's stable JSON).
     pub async fn try_status(&self, n: usize) -> Result<StatusResponse, String> {
-        let mut client = Client::connect(&self.node(n).endpoint())
+        let mut client = Client::connect_with(&self.node(n).endpoint(), self.client_tls())
             .await
             .map_err(|error| format!("node {n}: {error}"))?;
         client
@@ -164,7 +168,7 @@ impl TestCluster {
     /// A gRPC client connected to node `n`.
     pub async fn client(&self, n: usize) -> Client {
         let endpoint = self.node(n).endpoint();
-        Client::connect(&endpoint)
+        Client::connect_with(&endpoint, self.client_tls())
             .await
             .unwrap_or_else(|error| panic!("connect to node {n}: {error}"))
     }
@@ -174,7 +178,15 @@ impl TestCluster {
     /// `CLUSTERHOST_ENDPOINT`.
     pub async fn cli(&self, n: usize, args: &[&str]) -> CliOutput {
         let endpoint = self.node(n).endpoint();
-        run_cli(args, &[("CLUSTERHOST_ENDPOINT", &endpoint)], CLI_TIMEOUT).await
+        let mut env = vec![("CLUSTERHOST_ENDPOINT".to_string(), endpoint)];
+        if let Some(pki) = &self.pki {
+            env.extend(pki.cli_env(crate::cluster::ADMIN_CERT));
+        }
+        let env: Vec<(&str, &str)> = env
+            .iter()
+            .map(|(key, value)| (key.as_str(), value.as_str()))
+            .collect();
+        run_cli(args, &env, CLI_TIMEOUT).await
     }
 
     /// Run the real CLI with no node in particular (`plugin inspect`, ...).

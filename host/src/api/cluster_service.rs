@@ -44,6 +44,9 @@ pub struct ClusterService {
     pub view: SharedView,
     /// The node's snapshot file, for backups.
     pub snapshots: Snapshots,
+    /// `--plugin-signers`: when set, only plugins signed by one of these
+    /// keys are deployed.
+    pub signers: Option<Arc<Vec<crate::security::signing::Signer>>>,
 }
 
 fn check_size(what: &str, bytes: usize, max: usize) -> Result<(), Status> {
@@ -248,6 +251,13 @@ impl proto::cluster_server::Cluster for ClusterService {
             return Err(Status::invalid_argument("the uploaded plugin is empty"));
         }
         let here = || async {
+            if let Some(signers) = &self.signers {
+                crate::security::signing::verify(&plugin, signers).map_err(|error| {
+                    Attempt::Final(Status::permission_denied(format!(
+                        "deploy refused: {error}"
+                    )))
+                })?;
+            }
             // Validated under this node's engine (which also fills its
             // compiled cache) before anything enters the log.
             self.engine

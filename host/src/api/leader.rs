@@ -13,7 +13,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
 use clusterhost_client::proto::cluster_client::ClusterClient;
-use clusterhost_client::{ClientError, connect_channel};
+use clusterhost_client::{ClientError, connect_channel_with};
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
@@ -167,7 +167,9 @@ impl LeaderRunner {
         if let Some(client) = self.lock().get(rpc_addr) {
             return Some(client.clone());
         }
-        let channel = connect_channel(rpc_addr).await.ok()?;
+        let channel = connect_channel_with(rpc_addr, self.consensus.peer_tls())
+            .await
+            .ok()?;
         let client = ClusterClient::new(channel)
             .max_decoding_message_size(crate::limits::CLIENT_GRPC_MESSAGE_BYTES_MAX * 4)
             .max_encoding_message_size(crate::limits::CLIENT_GRPC_MESSAGE_BYTES_MAX * 4);

@@ -10,7 +10,10 @@
 //! - [`convert`]: node results to API messages and status codes.
 //! - [`grpc_metrics`]: requests counted and timed per method and code.
 //! - [`server`]: serving the port.
+//! - [`authorize`]: the layer that checks every call against the caller's
+//!   certificate role (`security::authorize`).
 
+pub mod authorize;
 pub mod backup;
 pub mod cluster_service;
 pub mod convert;

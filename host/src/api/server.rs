@@ -1,16 +1,21 @@
 //! Serving a node's gRPC port: the public `Cluster` service, the internal
-//! Raft service and reflection, on a listener the caller bound, until the
-//! caller's shutdown future resolves. Every request is counted and timed
-//! ([`super::grpc_metrics`]).
+//! Raft service and (when asked for) reflection, on a listener the caller
+//! bound, until the caller's shutdown future resolves. Every request is
+//! counted and timed ([`super::grpc_metrics`]). With TLS, every connection
+//! must present a certificate from the cluster's CA and every call passes
+//! [`super::authorize`].
 
 use std::future::Future;
 
+use clusterhost_client::ClientTls;
 use clusterhost_client::proto::{FILE_DESCRIPTOR_SET, cluster_server::ClusterServer};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tracing::Instrument;
 
 use super::ClusterService;
+use super::authorize::AuthorizeLayer;
 use super::grpc_metrics::GrpcMetricsLayer;
 use crate::consensus::Consensus;
 use crate::limits::{CLIENT_GRPC_MESSAGE_BYTES_MAX, CLIENT_GRPC_RESPONSE_BYTES_MAX};
@@ -18,31 +23,60 @@ use crate::limits::{CLIENT_GRPC_MESSAGE_BYTES_MAX, CLIENT_GRPC_RESPONSE_BYTES_MA
 /// The task serving gRPC; it ends when the server stops.
 pub type ServerTask = JoinHandle<Result<(), tonic::transport::Error>>;
 
+/// How the port is served.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// Mutual TLS: the CA clients must chain to, and this node's identity.
+    pub tls: Option<ClientTls>,
+    /// Serve gRPC server reflection.
+    pub reflection: bool,
+}
+
 /// Serve `cluster` and `consensus`'s Raft service on `listener` until
 /// `shutdown` resolves.
 pub fn serve(
     listener: TcpListener,
     cluster: ClusterService,
     consensus: &Consensus,
+    options: &ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<ServerTask, String> {
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|error| format!("reflection: {error}"))?;
+    let reflection = if options.reflection {
+        let service = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|error| format!("reflection: {error}"))?;
+        Some(service)
+    } else {
+        None
+    };
     let cluster = ClusterServer::new(cluster)
         .max_decoding_message_size(CLIENT_GRPC_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(CLIENT_GRPC_RESPONSE_BYTES_MAX);
     // Replies are small and latency-bound: no Nagle delay on any connection.
     // (tonic's own `tcp_nodelay` only covers listeners it binds itself.)
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let mut builder = tonic::transport::Server::builder().tcp_nodelay(true);
+    if let Some(tls) = &options.tls {
+        // A client certificate is required (not optional) once a CA is
+        // given: plaintext and foreign certificates fail the handshake.
+        let config = ServerTlsConfig::new()
+            .identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem))
+            .client_ca_root(Certificate::from_pem(&tls.ca_pem));
+        builder = builder
+            .tls_config(config)
+            .map_err(|error| format!("TLS: {error}"))?;
+    }
     Ok(tokio::spawn(
-        tonic::transport::Server::builder()
-            .tcp_nodelay(true)
+        builder
+            // Outermost, so refusals are counted too.
             .layer(GrpcMetricsLayer::new(consensus.metrics().clone()))
+            .layer(AuthorizeLayer {
+                enabled: options.tls.is_some(),
+            })
             .add_service(cluster)
             .add_service(consensus.raft_service())
-            .add_service(reflection)
+            .add_optional_service(reflection)
             .serve_with_incoming_shutdown(incoming, shutdown)
             .in_current_span(),
     ))

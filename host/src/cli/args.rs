@@ -11,6 +11,7 @@ use crate::loadgen::{
     BENCH_VALUE_BYTES_DEFAULT, BENCH_WARMUP_DEFAULT,
 };
 
+use super::security_args::{CertsCommand, ClientTlsArgs, GossipCommand, NodeTlsArgs};
 use crate::consensus::settings::Setting;
 use crate::limits::{
     DEAD_GRACE_DEFAULT, LOG_ENTRIES_KEPT_BEHIND_SNAPSHOT, PLUGIN_FUEL_PER_BULK_CALL,
@@ -104,6 +105,12 @@ pub enum Command {
     /// Backups: save one from a running cluster, inspect or restore a file.
     #[command(subcommand)]
     Backup(BackupCommand),
+    /// Make a CA and node and client certificates for mutual TLS.
+    #[command(subcommand)]
+    Certs(CertsCommand),
+    /// Gossip encryption keys.
+    #[command(subcommand)]
+    Gossip(GossipCommand),
 }
 
 /// `clusterhost backup ...`.
@@ -149,6 +156,8 @@ pub struct EndpointArgs {
     /// gRPC address of any node (host:port).
     #[arg(long, short = 'e', env = "CLUSTERHOST_ENDPOINT", default_value = DEFAULT_ENDPOINT)]
     pub endpoint: String,
+    #[command(flatten)]
+    pub tls: ClientTlsArgs,
 }
 
 /// Log output formats.
@@ -245,6 +254,25 @@ pub struct RunArgs {
     /// Log format on stderr (level via RUST_LOG, default info).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    #[command(flatten)]
+    pub tls: NodeTlsArgs,
+    /// Only deploy plugins signed (`clusterhost plugin sign`) by one of the
+    /// ed25519 public keys in this file, one per line; applies to --plugin
+    /// and to deploys this node accepts as leader.
+    #[arg(long)]
+    pub plugin_signers: Option<PathBuf>,
+    /// Seal every gossip datagram (ChaCha20-Poly1305) with the keys in this
+    /// file, one per line (`clusterhost gossip keygen`): the first seals,
+    /// all open, so keys rotate without downtime.
+    #[arg(long)]
+    pub gossip_key_file: Option<PathBuf>,
+    /// Serve gRPC or gossip on a non-loopback address without TLS: anyone
+    /// who reaches the ports controls the cluster.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Serve gRPC server reflection (for grpcurl and the like).
+    #[arg(long)]
+    pub reflection: bool,
 }
 
 /// `clusterhost apply`.
@@ -328,6 +356,8 @@ pub struct BenchArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub tls: ClientTlsArgs,
 }
 
 /// `clusterhost members`.
@@ -440,6 +470,25 @@ pub enum PluginCommand {
     Rollback {
         #[command(flatten)]
         endpoint: EndpointArgs,
+    },
+    /// Make an ed25519 key for signing plugins: writes the private key to
+    /// --out (0600) and prints the public key (a line for --plugin-signers).
+    Keygen {
+        /// File for the private key (never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Sign a plugin with a key from `plugin keygen`, writing the signed
+    /// component to --out.
+    Sign {
+        /// The private key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// Where the signed component goes.
+        #[arg(long)]
+        out: PathBuf,
+        /// The .wasm component.
+        file: PathBuf,
     },
     /// Describe a plugin file: digest, size, world, imports; or why it is not a plugin.
     Inspect {

@@ -3,8 +3,9 @@
 use std::io::Read;
 
 use super::args::{
-    ApplyArgs, BenchArgs, BenchWorkload, Command, ConfigCommand, Consistency, LeaderCommand,
-    LogFormat, MembersAction, MembersArgs, PluginCommand, QueryArgs, RunArgs, StatusArgs,
+    ApplyArgs, BenchArgs, BenchWorkload, Command, ConfigCommand, Consistency, EndpointArgs,
+    LeaderCommand, LogFormat, MembersAction, MembersArgs, PluginCommand, QueryArgs, RunArgs,
+    StatusArgs,
 };
 use super::output::{StatusJson, render_response, render_status};
 use super::{CliError, ExitCode};
@@ -16,6 +17,7 @@ use crate::limits::PROMOTION_LAG_ENTRIES_MAX;
 use crate::membership::reconcile::Policy;
 use crate::node::{self, NodeConfig};
 use crate::plugin::PluginEngine;
+use crate::security::exposure::{Exposure, check_exposure};
 
 /// Print a line on stdout. A reader that hung up early (`| head`) is not an
 /// error: the rest of the output is dropped quietly.
@@ -35,7 +37,7 @@ pub async fn execute(command: Command) -> Result<(), CliError> {
         Command::Query(args) => query(args).await,
         Command::Status(args) => status(args).await,
         Command::Snapshot(args) => {
-            let mut client = Client::connect(&args.endpoint).await?;
+            let mut client = connect(&args).await?;
             let snapshot = client.snapshot().await?;
             say!(
                 "snapshot at index {} ({} bytes)",
@@ -53,19 +55,31 @@ pub async fn execute(command: Command) -> Result<(), CliError> {
             say!("{report}");
             Ok(())
         }
+        Command::Certs(command) => super::certs::certs(command),
+        Command::Gossip(command) => super::gossip::gossip(command),
         Command::Leader(LeaderCommand::Transfer { endpoint, to }) => {
-            let mut client = Client::connect(&endpoint.endpoint).await?;
+            let mut client = connect(&endpoint).await?;
             let leader = client.transfer_leader(to).await?;
             say!("node {leader} is the leader");
             Ok(())
         }
         Command::Leave(args) => {
-            let mut client = Client::connect(&args.endpoint).await?;
+            let mut client = connect(&args).await?;
             client.leave().await?;
             say!("{} left the cluster and is stopping", args.endpoint);
             Ok(())
         }
     }
+}
+
+/// A client for `args`'s endpoint, over mutual TLS when its certificate
+/// flags are given.
+async fn connect(args: &EndpointArgs) -> Result<Client, CliError> {
+    let tls = args
+        .tls
+        .load()
+        .map_err(|error| CliError::new(ExitCode::InvalidInput, error.to_string()))?;
+    Ok(Client::connect_with(&args.endpoint, tls.as_ref()).await?)
 }
 
 /// `clusterhost config ...`.
@@ -75,19 +89,15 @@ async fn config(command: ConfigCommand) -> Result<(), CliError> {
             say!("{}", super::config_file::example());
             return Ok(());
         }
-        ConfigCommand::Get { endpoint, json } => (
-            Client::connect(&endpoint.endpoint)
-                .await?
-                .settings()
-                .await?,
-            json,
-        ),
+        ConfigCommand::Get { endpoint, json } => {
+            (connect(&endpoint).await?.settings().await?, json)
+        }
         ConfigCommand::Set {
             endpoint,
             name,
             value,
         } => {
-            let mut client = Client::connect(&endpoint.endpoint).await?;
+            let mut client = connect(&endpoint).await?;
             let response = client.set_setting(&name, &value).await?;
             say!(
                 "{name} = {value} from index {} on every replica",
@@ -117,6 +127,8 @@ async fn config(command: ConfigCommand) -> Result<(), CliError> {
 async fn plugin(command: PluginCommand) -> Result<(), CliError> {
     match command {
         PluginCommand::Inspect { file, json } => inspect(&file, json),
+        PluginCommand::Keygen { out } => super::signing::keygen(&out),
+        PluginCommand::Sign { key, out, file } => super::signing::sign(&key, &out, &file),
         PluginCommand::Deploy { endpoint, file } => {
             let plugin = std::fs::read(&file).map_err(|error| {
                 CliError::new(
@@ -124,7 +136,7 @@ async fn plugin(command: PluginCommand) -> Result<(), CliError> {
                     format!("cannot read {}: {error}", file.display()),
                 )
             })?;
-            let mut client = Client::connect(&endpoint.endpoint).await?;
+            let mut client = connect(&endpoint).await?;
             let receipt = client.deploy_plugin(plugin).await?;
             say!(
                 "deployed: cluster version {}, digest {}, every replica switched at index {}",
@@ -135,7 +147,7 @@ async fn plugin(command: PluginCommand) -> Result<(), CliError> {
             Ok(())
         }
         PluginCommand::Rollback { endpoint } => {
-            let mut client = Client::connect(&endpoint.endpoint).await?;
+            let mut client = connect(&endpoint).await?;
             let receipt = client.rollback_plugin().await?;
             say!(
                 "rolled back: cluster version {}, digest {}, every replica switched at index {}",
@@ -146,7 +158,7 @@ async fn plugin(command: PluginCommand) -> Result<(), CliError> {
             Ok(())
         }
         PluginCommand::List { endpoint, json } => {
-            let mut client = Client::connect(&endpoint.endpoint).await?;
+            let mut client = connect(&endpoint).await?;
             let history = client.plugin_history().await?;
             let history = super::output::HistoryJson::from(history);
             if json {
@@ -178,6 +190,20 @@ pub fn init_logging(format: LogFormat) {
 async fn run(args: RunArgs) -> Result<(), CliError> {
     init_logging(args.log_format);
     let (plugin_limits, flagged_settings) = (args.plugin_limits(), args.flagged_settings());
+    let tls = args
+        .tls
+        .load()
+        .map_err(|error| CliError::new(ExitCode::InvalidInput, error.to_string()))?;
+    let gossip_keyring = super::gossip::load_keyring(args.gossip_key_file.as_deref())?;
+    let plugin_signers = super::signing::load_signers(args.plugin_signers.as_deref())?;
+    check_exposure(&Exposure {
+        grpc: args.listen,
+        gossip: args.gossip,
+        tls: tls.is_some(),
+        gossip_key: gossip_keyring.is_some(),
+        insecure: args.insecure,
+    })
+    .map_err(|error| CliError::new(ExitCode::InvalidInput, error))?;
     let config = NodeConfig {
         data_dir: args.data_dir,
         plugin: args.plugin,
@@ -201,6 +227,10 @@ async fn run(args: RunArgs) -> Result<(), CliError> {
         plugin_limits,
         flagged_settings,
         metrics_listen: args.metrics_listen,
+        tls,
+        reflection: args.reflection,
+        gossip_keyring,
+        plugin_signers,
     };
     let listener = node::bind(args.listen)
         .await
@@ -258,7 +288,7 @@ fn read_input(argument: &str) -> Result<Vec<u8>, CliError> {
 
 async fn apply(args: ApplyArgs) -> Result<(), CliError> {
     let command = read_input(&args.command)?;
-    let mut cluster = one_shot(&args.endpoint.endpoint).await?;
+    let mut cluster = one_shot(&args.endpoint).await?;
     let applied = cluster.apply(command).await.map_err(|error| {
         library_error(
             error,
@@ -276,7 +306,7 @@ async fn query(args: QueryArgs) -> Result<(), CliError> {
         Consistency::Linearizable => proto::Consistency::Linearizable,
         Consistency::Stale => proto::Consistency::Stale,
     };
-    let mut cluster = one_shot(&args.endpoint.endpoint).await?;
+    let mut cluster = one_shot(&args.endpoint).await?;
     let answer = cluster.query(request, consistency).await.map_err(|error| {
         library_error(
             error,
@@ -293,14 +323,19 @@ async fn query(args: QueryArgs) -> Result<(), CliError> {
 /// node itself waits for a leader), and no session
 /// (a session is an entry in the log; a single command gains nothing from
 /// one).
-async fn one_shot(endpoint: &str) -> Result<Cluster, CliError> {
+async fn one_shot(args: &EndpointArgs) -> Result<Cluster, CliError> {
+    let tls = args
+        .tls
+        .load()
+        .map_err(|error| CliError::new(ExitCode::InvalidInput, error.to_string()))?;
     let options = cluster::Options {
         retry_budget: std::time::Duration::ZERO,
         sessions: false,
         follow_leader: false,
+        tls,
         ..cluster::Options::default()
     };
-    Cluster::connect_with([endpoint], options)
+    Cluster::connect_with([args.endpoint.as_str()], options)
         .await
         .map_err(|error| library_error(error, "", ""))
 }
@@ -321,14 +356,13 @@ fn library_error(error: cluster::Error, rejected: &str, fault: &str) -> CliError
         Error::Refused(message) | Error::AnswerLost(message) => {
             CliError::new(ExitCode::Rejected, message)
         }
-        Error::PermissionDenied(message) | Error::Json(message) => {
-            CliError::new(ExitCode::Failure, message)
-        }
+        Error::PermissionDenied(message) => CliError::new(ExitCode::PermissionDenied, message),
+        Error::Json(message) => CliError::new(ExitCode::Failure, message),
     }
 }
 
 async fn status(args: StatusArgs) -> Result<(), CliError> {
-    let mut client = Client::connect(&args.endpoint.endpoint).await?;
+    let mut client = connect(&args.endpoint).await?;
     let status = StatusJson::from(client.status().await?);
     if args.json {
         let text = serde_json::to_string_pretty(&status)
@@ -386,7 +420,7 @@ fn inspect(file: &std::path::Path, json: bool) -> Result<(), CliError> {
 }
 
 async fn members(args: MembersArgs) -> Result<(), CliError> {
-    let mut client = Client::connect(&args.endpoint.endpoint).await?;
+    let mut client = connect(&args.endpoint).await?;
     if let Some(MembersAction::Remove { node_id }) = args.action {
         client.remove_member(node_id).await?;
         say!("node {node_id} removed");
@@ -411,8 +445,13 @@ async fn bench(args: BenchArgs) -> Result<(), CliError> {
         BenchWorkload::ReadLinearizable => Workload::ReadLinearizable,
         BenchWorkload::ReadStale => Workload::ReadStale,
     };
+    let tls = args
+        .tls
+        .load()
+        .map_err(|error| CliError::new(ExitCode::InvalidInput, error.to_string()))?;
     let report = run(LoadConfig {
         endpoints: args.endpoints,
+        tls,
         clients: args.clients as usize,
         workload,
         duration: args.duration,

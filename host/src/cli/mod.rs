@@ -5,9 +5,13 @@
 
 pub mod args;
 pub mod backup;
+pub mod certs;
 pub mod commands;
 pub mod config_file;
+pub mod gossip;
 pub mod output;
+pub mod security_args;
+pub mod signing;
 
 pub use args::Cli;
 
@@ -29,6 +33,8 @@ pub enum ExitCode {
     /// The command may or may not have been applied (the node lost track:
     /// a timeout, a leader change at the wrong moment).
     OutcomeUnknown = 6,
+    /// The caller's certificate does not allow the call (mutual TLS).
+    PermissionDenied = 7,
 }
 
 /// An error with the exit code it maps to.
@@ -62,6 +68,7 @@ impl From<clusterhost_client::ClientError> for CliError {
                     ExitCode::InvalidInput
                 }
                 Code::FailedPrecondition => ExitCode::Rejected,
+                Code::PermissionDenied => ExitCode::PermissionDenied,
                 Code::Unknown if status.metadata().contains_key("x-clusterhost-outcome") => {
                     ExitCode::OutcomeUnknown
                 }

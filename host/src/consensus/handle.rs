@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use clusterhost_client::ClientTls;
 use openraft::error::{ClientWriteError, LinearizableReadError, RaftError};
 use openraft::{ChangeMembers, ReadPolicy, ServerState};
 
@@ -133,6 +134,7 @@ pub struct Consensus {
     connections: Arc<Connections>,
     machine: watch::Receiver<MachineStatus>,
     metrics: Metrics,
+    tls: Option<Arc<ClientTls>>,
 }
 
 impl Consensus {
@@ -141,14 +143,16 @@ impl Consensus {
         node_id: NodeId,
         addresses: AddressBook,
         machine: watch::Receiver<MachineStatus>,
+        tls: Option<Arc<ClientTls>>,
     ) -> Self {
         Self {
             raft,
             node_id,
             addresses,
-            connections: Arc::default(),
+            connections: Arc::new(Connections::new(tls.clone())),
             machine,
             metrics: Metrics::default(),
+            tls,
         }
     }
 
@@ -161,6 +165,12 @@ impl Consensus {
     /// Where this node's metrics are recorded.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// The certificate this node presents when it dials other nodes
+    /// (Raft, forwarded requests); `None` without TLS.
+    pub fn peer_tls(&self) -> Option<&ClientTls> {
+        self.tls.as_deref()
     }
 
     /// What the state machine publishes.

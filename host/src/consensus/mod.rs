@@ -40,6 +40,8 @@ mod conformance;
 
 use std::sync::Arc;
 
+use clusterhost_client::ClientTls;
+
 pub use handle::{
     CommandAnswer, Consensus, DeployError, MembershipChange, ProposeError, Proposed,
     ReadIndexError, now_ms,
@@ -69,6 +71,9 @@ pub struct ConsensusConfig {
     pub log_entries_kept: u64,
     /// Where proposals are counted.
     pub metrics: crate::metrics::Metrics,
+    /// The certificate this node presents to peers (mutual TLS); `None`:
+    /// plaintext.
+    pub tls: Option<Arc<ClientTls>>,
 }
 
 /// Start Raft on `log` and `machine`, reaching peers at the addresses in
@@ -85,14 +90,18 @@ pub async fn start(
     let raft = Raft::new(
         config.node_id,
         raft_config,
-        transport::PeerNetwork::new(addresses.clone(), config.metrics.clone()),
+        transport::PeerNetwork::new(
+            addresses.clone(),
+            config.metrics.clone(),
+            config.tls.clone(),
+        ),
         log,
         machine,
     )
     .await
     .map_err(|error| format!("cannot start raft: {error}"))?;
     Ok(
-        Consensus::new(raft, config.node_id, addresses, status)
+        Consensus::new(raft, config.node_id, addresses, status, config.tls.clone())
             .recording_to(config.metrics.clone()),
     )
 }

@@ -4,14 +4,24 @@
 //! Every restart is a new chitchat generation (the start time), so a dead
 //! incarnation is never mistaken for the live one; the view folds all
 //! generations of a node id into one peer, keeping the newest.
+//!
+//! - [`keyring`]: the gossip keys, sealing and opening datagrams (pure).
+//! - [`sealed`]: chitchat's UDP transport with every datagram sealed.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
-use chitchat::transport::UdpTransport;
+use chitchat::transport::{Transport, UdpTransport};
 use chitchat::{
     ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig, NodeState, spawn_chitchat,
 };
+
+pub mod keyring;
+pub mod sealed;
+
+pub use keyring::Keyring;
+pub use sealed::DroppedDatagrams;
 
 use crate::consensus::NodeId;
 use crate::limits::{
@@ -51,6 +61,8 @@ pub struct DiscoveryConfig {
     pub cluster_name: String,
     /// This incarnation's generation (start time in ms).
     pub generation: u64,
+    /// Seal every datagram with these keys; `None`: plaintext gossip.
+    pub keyring: Option<Arc<Keyring>>,
 }
 
 /// What a node says about itself.
@@ -102,6 +114,7 @@ pub struct Peer {
 pub struct Discovery {
     handle: ChitchatHandle,
     node_id: NodeId,
+    dropped: DroppedDatagrams,
 }
 
 impl Discovery {
@@ -140,7 +153,15 @@ impl Discovery {
             ),
         ];
         initial.extend(announcement_pairs(announcement));
-        let handle = spawn_chitchat(chitchat_config, initial, &UdpTransport)
+        let dropped = DroppedDatagrams::default();
+        let transport: Box<dyn Transport> = match &config.keyring {
+            Some(keyring) => Box::new(sealed::SealedTransport {
+                keyring: keyring.clone(),
+                dropped: dropped.clone(),
+            }),
+            None => Box::new(UdpTransport),
+        };
+        let handle = spawn_chitchat(chitchat_config, initial, transport.as_ref())
             .await
             .map_err(|error| {
                 anyhow::anyhow!("cannot start gossip on {}: {error:#}", config.listen_addr)
@@ -148,7 +169,13 @@ impl Discovery {
         Ok(Self {
             handle,
             node_id: config.node_id,
+            dropped,
         })
+    }
+
+    /// Datagrams dropped since start because no gossip key opened them.
+    pub fn dropped_datagrams(&self) -> u64 {
+        self.dropped.count()
     }
 
     /// Update what this node announces.

@@ -4,6 +4,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use clusterhost_client::ClientTls;
+
 use crate::consensus::NodeId;
 use crate::consensus::settings::Setting;
 use crate::limits::PluginLimits;
@@ -48,6 +50,15 @@ pub struct NodeConfig {
     pub flagged_settings: Vec<(&'static str, Setting, u64)>,
     /// Where to serve metrics, health checks and the status page (HTTP).
     pub metrics_listen: Option<SocketAddr>,
+    /// Mutual TLS on the gRPC port, and the certificate this node presents
+    /// when it dials others; `None`: plaintext.
+    pub tls: Option<ClientTls>,
+    /// Serve gRPC server reflection.
+    pub reflection: bool,
+    /// Seal gossip with these keys; `None`: plaintext gossip.
+    pub gossip_keyring: Option<std::sync::Arc<crate::discovery::Keyring>>,
+    /// Only deploy plugins signed by one of these keys; `None`: any.
+    pub plugin_signers: Option<std::sync::Arc<Vec<crate::security::signing::Signer>>>,
 }
 
 impl NodeConfig {
@@ -80,6 +91,13 @@ impl NodeConfig {
         {
             return Err(format!(
                 "--advertise {advertise} is not an address others can reach; name this node's address"
+            ));
+        }
+        if self.gossip_advertise.is_none() && self.gossip_listen.ip().is_unspecified() {
+            return Err(format!(
+                "--gossip {} listens on every address; give --gossip-advertise with the one \
+                 other nodes should use",
+                self.gossip_listen
             ));
         }
         Ok(())
@@ -119,6 +137,10 @@ pub(crate) fn example() -> NodeConfig {
         plugin_limits: PluginLimits::default(),
         flagged_settings: Vec::new(),
         metrics_listen: None,
+        tls: None,
+        reflection: false,
+        gossip_keyring: None,
+        plugin_signers: None,
     }
 }
 
@@ -171,6 +193,15 @@ mod tests {
                 .validate()
                 .expect_err("refused")
                 .contains("--advertise")
+        );
+
+        let mut gossip = example();
+        gossip.gossip_listen = "0.0.0.0:7401".parse().expect("address");
+        assert!(
+            gossip
+                .validate()
+                .expect_err("refused")
+                .contains("--gossip-advertise")
         );
     }
 }

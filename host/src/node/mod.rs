@@ -24,7 +24,7 @@ pub use identity::decide_identity;
 
 use crate::api::ClusterService;
 use crate::api::leader::LeaderRunner;
-use crate::api::server::{ServerTask, serve};
+use crate::api::server::{ServeOptions, ServerTask, serve};
 use crate::consensus::settings::PROTOCOL_LEVEL_LEGACY;
 use crate::consensus::settings::{ClusterSettings, SettingsChange};
 use crate::consensus::snapshot::Snapshots;
@@ -294,8 +294,13 @@ impl Wiring {
             machine: machine.clone(),
             view: view.clone(),
             snapshots,
+            signers: self.config.plugin_signers.clone(),
         };
-        let server = serve(listener, service, &consensus, async {
+        let options = ServeOptions {
+            tls: self.config.tls.clone(),
+            reflection: self.config.reflection,
+        };
+        let server = serve(listener, service, &consensus, &options, async {
             let _ = server_stopped.await;
         })
         .map_err(StartError::Other)?;
@@ -433,6 +438,7 @@ impl Wiring {
                 snapshot_every_entries: self.config.snapshot_every_entries,
                 log_entries_kept: self.config.log_entries_kept,
                 metrics: self.metrics.clone(),
+                tls: self.config.tls.clone().map(Arc::new),
             },
             log,
             machine,
@@ -456,6 +462,7 @@ impl Wiring {
                 seeds: self.config.join.clone(),
                 cluster_name: self.config.cluster_name.clone(),
                 generation: generation(),
+                keyring: self.config.gossip_keyring.clone(),
             },
             &Announcement {
                 rpc_addr: self.rpc_addr.clone(),
@@ -480,6 +487,10 @@ async fn load_bootstrap_plugin(
         path: path.clone(),
         source,
     })?;
+    if let Some(signers) = &config.plugin_signers {
+        crate::security::signing::verify(&bytes, signers)
+            .map_err(|error| StartError::Conflict(format!("{}: {error}", path.display())))?;
+    }
     engine
         .load_off_thread(bytes)
         .await
@@ -495,10 +506,15 @@ fn rpc_addr(config: &NodeConfig, listener: &TcpListener) -> Result<String, Start
     let listen_addr = listener
         .local_addr()
         .map_err(|error| StartError::other("listener", error))?;
-    Ok(config
-        .advertise
-        .clone()
-        .unwrap_or_else(|| listen_addr.to_string()))
+    match &config.advertise {
+        Some(advertise) => Ok(advertise.clone()),
+        // Peers and clients would be told to dial 0.0.0.0.
+        None if listen_addr.ip().is_unspecified() => Err(StartError::Conflict(format!(
+            "--listen {listen_addr} listens on every address; give --advertise with the one \
+             other nodes and clients should use"
+        ))),
+        None => Ok(listen_addr.to_string()),
+    }
 }
 
 /// Initialize a single-node cluster and deploy its plugin through the log

@@ -5,7 +5,7 @@
 use std::collections::hash_map::DefaultHasher;
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use sha2::{Digest as _, Sha256};
@@ -15,6 +15,7 @@ use wasmtime::{Config, Engine};
 use wasmtime_wasi::p2::bindings::clocks::monotonic_clock;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::cache::ArtifactCache;
 use super::limiter::PluginLimiter;
 use super::sandbox::{CallContext, MonotonicClockView, VirtualMonotonicClockHost};
 use crate::limits::PLUGIN_BYTES_MAX;
@@ -129,12 +130,13 @@ impl WasiView for InstanceState {
 pub struct PluginEngine {
     engine: Engine,
     linker: Arc<Linker<InstanceState>>,
-    cache_dir: Option<PathBuf>,
+    cache: Option<ArtifactCache>,
 }
 
 impl PluginEngine {
     /// An engine configured for deterministic execution; compiled artifacts
-    /// are cached under `cache_dir` when given.
+    /// are cached under `cache_dir` when given (authenticated with a key in
+    /// `<cache_dir>.key`, see [`ArtifactCache`]).
     pub fn new(cache_dir: Option<PathBuf>) -> anyhow::Result<Self> {
         let mut config = Config::new();
         config
@@ -163,13 +165,11 @@ impl PluginEngine {
         )
         .map_err(wasm_error)?;
         linker.allow_shadowing(false);
-        if let Some(dir) = &cache_dir {
-            std::fs::create_dir_all(dir)?;
-        }
+        let cache = cache_dir.as_deref().map(ArtifactCache::open).transpose()?;
         Ok(Self {
             engine,
             linker: Arc::new(linker),
-            cache_dir,
+            cache,
         })
     }
 
@@ -209,41 +209,37 @@ impl PluginEngine {
     }
 
     fn compile(&self, bytes: &[u8], digest: &PluginDigest) -> Result<Component, LoadError> {
-        let cached_path = self.cache_path(digest);
-        if let Some(path) = &cached_path
-            && path.exists()
+        let name = self.cache_name(digest);
+        if let Some(cache) = &self.cache
+            && let Some(artifact) = cache.read(&name)
         {
-            // SAFETY: the file was written by `Component::serialize` of this
-            // same engine configuration (the path carries its compatibility
-            // hash) into a directory owned by this node.
-            match unsafe { Component::deserialize_file(&self.engine, path) } {
+            // SAFETY: the artifact's tag verified under this node's cache
+            // key, so it is what `Component::serialize` of this same engine
+            // configuration (the name carries its compatibility hash) wrote.
+            match unsafe { Component::deserialize(&self.engine, &artifact) } {
                 Ok(component) => return Ok(component),
                 Err(error) => {
-                    tracing::warn!(path = %path.display(), "ignoring unusable compiled plugin cache: {error:#}");
+                    tracing::warn!(%name, "ignoring unusable compiled plugin cache: {error:#}");
                 }
             }
         }
         let component = Component::new(&self.engine, bytes)
             .map_err(|error| LoadError::Invalid(format!("{error:#}")))?;
-        if let Some(path) = cached_path
-            && let Err(error) = write_cache(&component, &path)
+        if let Some(cache) = &self.cache
+            && let Err(error) = write_cache(cache, &name, &component)
         {
-            tracing::warn!(path = %path.display(), "could not cache compiled plugin: {error:#}");
+            tracing::warn!(%name, "could not cache compiled plugin: {error:#}");
         }
         Ok(component)
     }
 
-    fn cache_path(&self, digest: &PluginDigest) -> Option<PathBuf> {
-        let dir = self.cache_dir.as_ref()?;
+    /// The cache file name of a plugin compiled by this engine.
+    fn cache_name(&self, digest: &PluginDigest) -> String {
         let mut hasher = DefaultHasher::new();
         self.engine
             .precompile_compatibility_hash()
             .hash(&mut hasher);
-        Some(dir.join(format!(
-            "{}-{:016x}.cwasm",
-            digest.to_hex(),
-            hasher.finish()
-        )))
+        format!("{}-{:016x}.cwasm", digest.to_hex(), hasher.finish())
     }
 
     /// Describe `bytes` for `plugin inspect`: what it is, whether it fits the
@@ -282,11 +278,9 @@ impl PluginEngine {
     }
 }
 
-fn write_cache(component: &Component, path: &Path) -> anyhow::Result<()> {
+fn write_cache(cache: &ArtifactCache, name: &str, component: &Component) -> anyhow::Result<()> {
     let serialized = component.serialize().map_err(wasm_error)?;
-    let temporary = path.with_extension("tmp");
-    std::fs::write(&temporary, serialized)?;
-    std::fs::rename(&temporary, path)?;
+    cache.write(name, &serialized)?;
     Ok(())
 }
 

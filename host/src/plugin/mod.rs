@@ -2,6 +2,7 @@
 //! deterministically.
 //!
 //! - [`code`]: engine configuration, validation, digests, compiled cache.
+//! - [`cache`]: the compiled cache's files, authenticated.
 //! - [`sandbox`]: the virtual WASI world (clocks, randomness, output).
 //! - [`rng`]: the randomness algorithm we own.
 //! - [`limiter`]: what one instance may allocate, totalled over all its
@@ -17,6 +18,7 @@
 //!
 //! wasmtime is used nowhere else in the host.
 
+pub mod cache;
 pub mod code;
 pub mod instance;
 pub mod journal;

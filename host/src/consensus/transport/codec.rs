@@ -1,6 +1,7 @@
 //! The wire form of openraft messages inside the internal `Raft` service:
 //! postcard, addressed to one node. The only place that knows it.
 
+use clusterhost_client::ClientTls;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::Status;
@@ -11,12 +12,20 @@ use super::proto::{RaftCall, RaftReply, RaftRequest};
 use crate::limits::{RAFT_CONNECT_TIMEOUT, RAFT_GRPC_MESSAGE_BYTES_MAX};
 
 /// A lazily connecting client for the internal `Raft` service at
-/// `rpc_addr`, with the Raft message size limits and no Nagle delay.
-pub fn raft_client(rpc_addr: &str) -> Result<RaftClient<Channel>, String> {
-    let endpoint = Endpoint::from_shared(format!("http://{rpc_addr}"))
+/// `rpc_addr`, with the Raft message size limits and no Nagle delay; over
+/// mutual TLS with this node's certificate when `tls` is given (the peer's
+/// certificate must then be valid for the address dialed).
+pub fn raft_client(rpc_addr: &str, tls: Option<&ClientTls>) -> Result<RaftClient<Channel>, String> {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut endpoint = Endpoint::from_shared(format!("{scheme}://{rpc_addr}"))
         .map_err(|error| format!("bad address {rpc_addr}: {error}"))?
         .connect_timeout(RAFT_CONNECT_TIMEOUT)
         .tcp_nodelay(true);
+    if let Some(tls) = tls {
+        endpoint = endpoint
+            .tls_config(tls.config())
+            .map_err(|error| format!("TLS for {rpc_addr}: {error}"))?;
+    }
     Ok(RaftClient::new(endpoint.connect_lazy())
         .max_decoding_message_size(RAFT_GRPC_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(RAFT_GRPC_MESSAGE_BYTES_MAX))

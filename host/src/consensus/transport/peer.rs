@@ -6,6 +6,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
+use clusterhost_client::ClientTls;
 use openraft::error::{RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, v2::RaftNetworkV2};
 use openraft::raft::{
@@ -79,23 +80,35 @@ pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
 /// Cached clients by address, for calls outside replication (reading the
 /// leader's read index).
 #[derive(Default)]
-pub struct Connections(Mutex<HashMap<String, RaftClient<Channel>>>);
+pub struct Connections {
+    clients: Mutex<HashMap<String, RaftClient<Channel>>>,
+    tls: Option<Arc<ClientTls>>,
+}
 
 impl Connections {
+    /// No connections yet; new ones use `tls` when given.
+    pub fn new(tls: Option<Arc<ClientTls>>) -> Self {
+        Self {
+            clients: Mutex::default(),
+            tls,
+        }
+    }
+
     /// A client for the node at `rpc_addr`.
     pub fn get(&self, rpc_addr: &str) -> Result<RaftClient<Channel>, tonic::Status> {
-        let mut clients = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(client) = clients.get(rpc_addr) {
             return Ok(client.clone());
         }
-        let client = codec::raft_client(rpc_addr).map_err(tonic::Status::internal)?;
+        let client =
+            codec::raft_client(rpc_addr, self.tls.as_deref()).map_err(tonic::Status::internal)?;
         clients.insert(rpc_addr.to_string(), client.clone());
         Ok(client)
     }
 
     /// Drop a connection that failed.
     pub fn forget(&self, rpc_addr: &str) {
-        self.0
+        self.clients
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(rpc_addr);
@@ -107,13 +120,19 @@ impl Connections {
 pub struct PeerNetwork {
     addresses: AddressBook,
     metrics: Metrics,
+    tls: Option<Arc<ClientTls>>,
 }
 
 impl PeerNetwork {
-    /// A network that looks peers up in `addresses` first and counts what
-    /// it sends in `metrics`.
-    pub fn new(addresses: AddressBook, metrics: Metrics) -> Self {
-        Self { addresses, metrics }
+    /// A network that looks peers up in `addresses` first, counts what it
+    /// sends in `metrics`, and dials peers over mutual TLS when `tls` is
+    /// given.
+    pub fn new(addresses: AddressBook, metrics: Metrics, tls: Option<Arc<ClientTls>>) -> Self {
+        Self {
+            addresses,
+            metrics,
+            tls,
+        }
     }
 }
 
@@ -128,6 +147,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
             rpc_addr: String::new(),
             client: None,
             metrics: self.metrics.clone(),
+            tls: self.tls.clone(),
         }
     }
 }
@@ -140,6 +160,7 @@ pub struct PeerClient {
     rpc_addr: String,
     client: Option<RaftClient<Channel>>,
     metrics: Metrics,
+    tls: Option<Arc<ClientTls>>,
 }
 
 impl PeerClient {
@@ -155,7 +176,8 @@ impl PeerClient {
         if let Some(client) = &self.client {
             return Ok(client.clone());
         }
-        let client = codec::raft_client(&self.rpc_addr).map_err(Unreachable::from_string)?;
+        let client = codec::raft_client(&self.rpc_addr, self.tls.as_deref())
+            .map_err(Unreachable::from_string)?;
         self.client = Some(client.clone());
         Ok(client)
     }

@@ -1,0 +1,17 @@
+//! Who may do what: mutual TLS material, the roles certificates carry, and
+//! the one decision that lets a call through or refuses it.
+//!
+//! - [`roles`]: the roles and which gRPC methods each may call (pure).
+//! - [`certs`]: making a CA and node and client certificates
+//!   (`clusterhost certs`).
+//! - [`peer`]: reading the role out of the certificate a peer presented.
+//! - [`exposure`]: refusing to serve a real network without TLS (pure).
+//! - [`signing`]: ed25519 signatures carried inside plugins (pure).
+
+pub mod certs;
+pub mod exposure;
+pub mod peer;
+pub mod roles;
+pub mod signing;
+
+pub use roles::{Refusal, Role, authorize};

@@ -1,0 +1,410 @@
+//! End-to-end scenarios of a cluster running mutual TLS: who is refused at
+//! the handshake, what each role may do, that refusals change nothing, and
+//! that a node serving a real network without TLS refuses to start.
+
+use std::time::Duration;
+
+use clusterhost::consensus::transport::codec;
+use clusterhost::consensus::transport::proto::RaftCall;
+use clusterhost::consensus::types::{TypeConfig, Vote};
+use clusterhost_client::proto::cluster_client::ClusterClient;
+use clusterhost_client::{Client, ClientError, connect_channel_with};
+use clusterhost_tests::cli::{CLI_TIMEOUT, run_cli};
+use clusterhost_tests::kv::{self, apply_ok};
+use clusterhost_tests::paths::{clusterhost_binary, kv_plugin};
+use clusterhost_tests::process::Process;
+use clusterhost_tests::scenario::{MEMBERSHIP_TIMEOUT, fast};
+use clusterhost_tests::tls::TestPki;
+use clusterhost_tests::{TestCluster, exit, wait_for};
+use tonic::Code;
+
+/// A one-node TLS cluster running kv, with `key` = `value` written.
+async fn tls_node_with(key: &str, value: &str) -> TestCluster {
+    let mut cluster = TestCluster::with_tls().await;
+    cluster.bootstrap_node(&kv_plugin(), fast(1)).await;
+    apply_ok(&mut cluster.client(0).await, kv::put(key, value)).await;
+    cluster
+}
+
+/// The CLI against node 0 presenting certificate `name`.
+async fn cli_as(cluster: &TestCluster, name: &str, args: &[&str]) -> clusterhost_tests::CliOutput {
+    let pki = cluster.pki().expect("a TLS cluster");
+    let mut env = pki.cli_env(name);
+    env.push(("CLUSTERHOST_ENDPOINT".into(), cluster.node(0).endpoint()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    run_cli(args, &env, CLI_TIMEOUT).await
+}
+
+fn assert_permission_denied(error: ClientError, role: &str) {
+    match error {
+        ClientError::Status(status) => {
+            assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+            assert!(
+                status.message().contains(&format!("role {role}")),
+                "{status:?}"
+            );
+        }
+        other => panic!("expected permission denied, got {other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plaintext_and_foreign_certificates_are_refused() {
+    // Goal: with TLS on, a plaintext client and a client whose certificate
+    // comes from another CA never get an answer; the CLI without
+    // certificates fails as unreachable; the harness's admin still works.
+    let cluster = tls_node_with("k", "v").await;
+    let endpoint = cluster.node(0).endpoint();
+
+    let plaintext = async { Client::connect(&endpoint).await?.status().await };
+    assert!(plaintext.await.is_err(), "a plaintext client got a status");
+
+    let other = tempfile::tempdir().unwrap();
+    let foreign = TestPki::create(other.path()).await;
+    let foreign_admin = foreign.client("intruder", "admin").await;
+    let foreign_call = async {
+        Client::connect_with(&endpoint, Some(&foreign_admin))
+            .await?
+            .apply(kv::put("k", "forged"))
+            .await
+    };
+    assert!(
+        foreign_call.await.is_err(),
+        "a foreign CA's certificate was accepted"
+    );
+
+    let output = run_cli(
+        ["status"],
+        &[("CLUSTERHOST_ENDPOINT", &endpoint)],
+        CLI_TIMEOUT,
+    )
+    .await;
+    // How the broken handshake surfaces varies (reset, cancelled, protocol
+    // error); that it fails with one error line does not.
+    assert_ne!(output.code, Some(exit::OK), "{output}");
+    assert!(output.stderr.contains("Error: "), "{output}");
+
+    let mut admin = cluster.client(0).await;
+    let value = kv::get_value(&mut admin, "k", Default::default()).await;
+    assert_eq!(value.as_deref(), Some("v"), "state changed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_role_is_refused_what_it_may_not_do_and_nothing_changes() {
+    // Goal: a reader may read but not apply; a writer may apply but not
+    // deploy, leave or remove a member; every refusal is `permission
+    // denied` naming the role needed and leaves the log as it was.
+    let cluster = tls_node_with("k", "v").await;
+    let pki = cluster.pki().unwrap();
+    pki.client("reader", "reader").await;
+    pki.client("writer", "writer").await;
+    let before = cluster.try_status(0).await.unwrap();
+
+    let query = cli_as(&cluster, "reader", &["query", r#"{"get":{"key":"k"}}"#]).await;
+    assert!(query.success().contains('v'), "{query}");
+    let apply = cli_as(
+        &cluster,
+        "reader",
+        &["apply", &String::from_utf8(kv::put("k", "r")).unwrap()],
+    )
+    .await;
+    apply.failure(
+        exit::PERMISSION_DENIED,
+        &["permission denied", "requires role writer"],
+    );
+
+    let node_id = before.node_id.to_string();
+    let kv_path = kv_plugin().to_string_lossy().into_owned();
+    for args in [
+        vec!["plugin", "deploy", kv_path.as_str()],
+        vec!["leave"],
+        vec!["members", "remove", node_id.as_str()],
+        vec!["config", "set", "fuel_per_call", "5"],
+    ] {
+        let output = cli_as(&cluster, "writer", &args).await;
+        output.failure(
+            exit::PERMISSION_DENIED,
+            &["permission denied", "requires role admin"],
+        );
+    }
+    let after = cluster.try_status(0).await.unwrap();
+    assert_eq!(
+        after.last_log_index, before.last_log_index,
+        "a refusal reached the log"
+    );
+    assert_eq!(after.members.len(), 1);
+    assert!(
+        cluster.node(0).is_running(),
+        "a refused leave stopped the node"
+    );
+
+    let writer = pki.load("writer");
+    let mut client = Client::connect_with(&cluster.node(0).endpoint(), Some(&writer))
+        .await
+        .unwrap();
+    apply_ok(&mut client, kv::put("k", "w")).await;
+    let error = client
+        .deploy_plugin(std::fs::read(kv_plugin()).unwrap())
+        .await;
+    assert_permission_denied(error.expect_err("a writer deployed"), "admin");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_certificates_cannot_speak_raft_or_forward() {
+    // Goal: an admin client certificate sending a Raft vote with a higher
+    // term, or an AppendEntries, gets `permission denied` and the node's
+    // term and log stay as they were; an Apply marked as forwarded by a
+    // node is refused from a client certificate.
+    let cluster = tls_node_with("k", "v").await;
+    let admin = cluster.client_tls().unwrap().clone();
+    let before = cluster.try_status(0).await.unwrap();
+    let endpoint = cluster.node(0).endpoint();
+
+    let forged = Vote::new(before.term + 100, 4242);
+    let vote = openraft::raft::VoteRequest::<TypeConfig>::new(forged, None);
+    for call in [RaftCall::Vote, RaftCall::AppendEntries] {
+        let mut raft = codec::raft_client(&endpoint, Some(&admin)).unwrap();
+        let request = codec::request(call, &vote, before.node_id).unwrap();
+        let status = raft.call(request).await.expect_err("a client spoke raft");
+        assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+        assert!(
+            status.message().contains("requires role node"),
+            "{status:?}"
+        );
+    }
+
+    let channel = connect_channel_with(&endpoint, Some(&admin)).await.unwrap();
+    let mut request = tonic::Request::new(clusterhost_client::proto::ApplyRequest {
+        command: kv::put("k", "forwarded"),
+    });
+    request
+        .metadata_mut()
+        .insert("x-clusterhost-forwarded", "1".parse().unwrap());
+    let status = ClusterClient::new(channel)
+        .apply(request)
+        .await
+        .expect_err("a client forwarded");
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert!(status.message().contains("only role node"), "{status:?}");
+
+    let after = cluster.try_status(0).await.unwrap();
+    assert_eq!(after.term, before.term, "a forged vote moved the term");
+    assert_eq!(
+        after.last_log_index, before.last_log_index,
+        "the log changed"
+    );
+    assert_eq!(after.role, "leader");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_tls_nodes_elect_replicate_and_forward() {
+    // Goal: nodes dial each other with their node certificates: a 3-node
+    // TLS cluster forms, a write through a follower is forwarded to the
+    // leader, and every replica serves it.
+    let mut cluster = TestCluster::with_tls().await;
+    cluster.bootstrap_node(&kv_plugin(), fast(1)).await;
+    cluster.start_joining(0, fast(2)).await;
+    cluster.start_joining(1, fast(3)).await;
+    cluster.wait_for_voters(3, MEMBERSHIP_TIMEOUT).await;
+    let leader = cluster.wait_for_leader().await;
+    let follower = (leader + 1) % 3;
+    let put = String::from_utf8(kv::put("through", "follower")).unwrap();
+    cluster.cli(follower, &["apply", &put]).await.success();
+    for n in 0..3 {
+        let client = cluster.client(n).await;
+        let read = wait_for(
+            &format!("node {n} to serve the write"),
+            Duration::from_secs(20),
+            || {
+                let mut client = client.clone();
+                async move {
+                    kv::get_value(
+                        &mut client,
+                        "through",
+                        clusterhost_client::proto::Consistency::Stale,
+                    )
+                    .await
+                    .filter(|value| value == "follower")
+                }
+            },
+        )
+        .await;
+        assert_eq!(read, "follower");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_real_network_without_tls_needs_insecure() {
+    // Goal: listening beyond loopback without TLS is refused before
+    // anything is written, naming the way out; with --insecure the same
+    // node starts.
+    let scratch = tempfile::tempdir().unwrap();
+    let data_dir = scratch.path().join("data");
+    let (listen, gossip) = clusterhost_tests::cluster::free_addresses();
+    let everywhere = format!("0.0.0.0:{}", listen.port());
+    let args: Vec<String> = [
+        "run",
+        "--listen",
+        &everywhere,
+        "--advertise",
+        &listen.to_string(),
+        "--gossip",
+        &gossip.to_string(),
+        "--data-dir",
+        &data_dir.to_string_lossy(),
+        "--bootstrap",
+        "--plugin",
+        &kv_plugin().to_string_lossy(),
+    ]
+    .iter()
+    .map(|arg| arg.to_string())
+    .collect();
+    let output = run_cli(&args, &[], CLI_TIMEOUT).await;
+    output.failure(
+        exit::INVALID_INPUT,
+        &["unprotected", "needs TLS", "--insecure", &everywhere],
+    );
+    assert!(!data_dir.exists(), "a refused start created its data dir");
+
+    let mut insecure = args.clone();
+    insecure.push("--insecure".into());
+    let log = scratch.path().join("node.log");
+    let process = Process::spawn(clusterhost_binary(), &insecure, &log).unwrap();
+    let started = wait_for(
+        "the --insecure node to start",
+        Duration::from_secs(60),
+        || {
+            let process = process.clone();
+            let log = log.clone();
+            async move {
+                if let Some(exit) = process.try_exit() {
+                    return Some(Err(exit));
+                }
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                text.contains("node started").then_some(Ok(()))
+            }
+        },
+    )
+    .await;
+    process.kill();
+    assert!(
+        started.is_ok(),
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_with_another_gossip_key_never_joins_and_is_counted() {
+    // Goal: gossip is sealed: a node with valid TLS certificates but a
+    // different gossip key is never added, and the datagrams it sends are
+    // dropped and counted (logged) by the node it tries to join.
+    let mut cluster = TestCluster::with_tls().await;
+    cluster.bootstrap_node(&kv_plugin(), fast(1)).await;
+    cluster.start_joining(0, fast(2)).await;
+    cluster.wait_for_voters(2, MEMBERSHIP_TIMEOUT).await;
+
+    let wrong_key = cluster.pki().unwrap().gossip_key("wrong.key").await;
+    let mut options = fast(3);
+    options.extra_args = vec![
+        "--gossip-key-file".into(),
+        wrong_key.to_string_lossy().into_owned(),
+    ];
+    let intruder = cluster.add_node(options);
+    cluster.set_join(intruder, &[0]);
+    cluster.restart_without_waiting(intruder).await;
+    // 8 dropped datagrams are several gossip rounds: ample time to join.
+    wait_for(
+        "node 0 to count the intruder's datagrams",
+        Duration::from_secs(30),
+        || {
+            let log = cluster.node(0).log();
+            async move { log.contains("gossip_datagrams_dropped=8").then_some(()) }
+        },
+    )
+    .await;
+    let members = cluster.members(0).await;
+    let ids: Vec<u64> = members["members"]
+        .as_array()
+        .expect("members list")
+        .iter()
+        .filter_map(|member| member["id"].as_u64())
+        .collect();
+    assert_eq!(ids.len(), 2, "{members}");
+    assert!(!ids.contains(&3), "the intruder joined: {members}");
+    let status = cluster.try_status(intruder).await.unwrap();
+    assert_eq!(status.leader_id, None, "the intruder found a leader");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_signed_plugins_are_deployed_with_plugin_signers() {
+    // Goal: with --plugin-signers, an unsigned plugin is refused at start
+    // and at deploy (permission denied, the log unchanged), and a plugin
+    // signed with `clusterhost plugin sign` by a listed key deploys.
+    let scratch = tempfile::tempdir().unwrap();
+    let path = |name: &str| scratch.path().join(name).to_string_lossy().into_owned();
+    let key = path("signer.key");
+    let keygen = run_cli(["plugin", "keygen", "--out", &key], &[], CLI_TIMEOUT).await;
+    std::fs::write(path("signers"), keygen.success()).unwrap();
+    let v2 = clusterhost_tests::paths::plugin("kv_v2.wasm");
+    for (input, output) in [
+        (kv_plugin(), "kv.signed.wasm"),
+        (v2.clone(), "kv_v2.signed.wasm"),
+    ] {
+        let input = input.to_string_lossy().into_owned();
+        let args = [
+            "plugin",
+            "sign",
+            "--key",
+            &key,
+            "--out",
+            &path(output),
+            &input,
+        ];
+        run_cli(args, &[], CLI_TIMEOUT).await.success();
+    }
+
+    let mut options = fast(1);
+    options.extra_args = vec!["--plugin-signers".into(), path("signers")];
+    let (listen, gossip) = clusterhost_tests::cluster::free_addresses();
+    let unsigned_start = run_cli(
+        [
+            "run",
+            "--listen",
+            &listen.to_string(),
+            "--gossip",
+            &gossip.to_string(),
+            "--data-dir",
+            &path("refused"),
+            "--bootstrap",
+            "--plugin",
+            &kv_plugin().to_string_lossy(),
+            "--plugin-signers",
+            &path("signers"),
+        ],
+        &[],
+        CLI_TIMEOUT,
+    )
+    .await;
+    unsigned_start.failure(exit::FAILURE, &["not signed"]);
+
+    let signed_kv = scratch.path().join("kv.signed.wasm");
+    let cluster = TestCluster::start_bootstrap_with(&signed_kv, options).await;
+    apply_ok(&mut cluster.client(0).await, kv::put("k", "v")).await;
+    let before = cluster.try_status(0).await.unwrap();
+    let unsigned = cluster
+        .cli(0, &["plugin", "deploy", &v2.to_string_lossy()])
+        .await;
+    unsigned.failure(exit::PERMISSION_DENIED, &["deploy refused", "not signed"]);
+    let after = cluster.try_status(0).await.unwrap();
+    assert_eq!(
+        after.last_log_index, before.last_log_index,
+        "a refused deploy reached the log"
+    );
+    assert_eq!(after.cluster_version, before.cluster_version);
+
+    let signed = cluster
+        .cli(0, &["plugin", "deploy", &path("kv_v2.signed.wasm")])
+        .await;
+    assert!(signed.success().contains("deployed"), "{signed}");
+}
