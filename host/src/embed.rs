@@ -23,8 +23,8 @@
 //! A second node joins with `.join(["127.0.0.1:7401"])` instead of
 //! `.bootstrap()`, and no plugin: the cluster's plugin comes through the log.
 //! Instead of a wasm plugin, a node can run a [`StateMachine`] written in
-//! Rust (`.state_machine(MyMachine::default())`); every node of that
-//! cluster then runs the same one.
+//! Rust (`.state_machine("my-fsm", MyMachine::default())`); every node of
+//! that cluster then runs the same one.
 //! Writes go through a client session, so a write retried after a leader
 //! change applies once. The `clusterhost run` command starts its node with
 //! this same builder.
@@ -182,12 +182,13 @@ impl NodeBuilder {
     }
 
     /// Run `machine`, a state machine written in Rust, instead of a plugin.
-    /// Every node of the cluster must run the same one (it is known by its
-    /// type's name); plugins cannot be deployed to such a cluster. Native
+    /// `name` identifies it in the log and in snapshots: every node of the
+    /// cluster must run one of the same name (a node that meets another
+    /// stops with a clear error), and it must stay the same across versions
+    /// of your program. Plugins cannot be deployed to such a cluster. Native
     /// code is not sandboxed: see [`StateMachine`] for the rules it must
     /// keep so that replicas stay identical.
-    pub fn state_machine<M: StateMachine>(mut self, machine: M) -> Self {
-        let name = std::any::type_name::<M>();
+    pub fn state_machine(mut self, name: &str, machine: impl StateMachine) -> Self {
         self.native = Some(NativeMachine::new(name, Box::new(machine)));
         self
     }
@@ -304,10 +305,18 @@ impl Node {
                 .unwrap_or_else(|| unreachable!("client() made one"));
             cluster.apply(command).await?
         };
-        self.handle
+        // Committed and applied on the leader: the write stands whatever
+        // happens here. Waiting only makes it visible to reads on this node.
+        if let Err(reason) = self
+            .handle
             .wait_applied(applied.index, REQUEST_TIMEOUT)
             .await
-            .map_err(EmbedError::Stopped)?;
+        {
+            tracing::warn!(
+                index = applied.index,
+                "applied on the leader, not yet on this node: {reason}"
+            );
+        }
         Ok(applied.response)
     }
 

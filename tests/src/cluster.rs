@@ -475,6 +475,12 @@ impl TestCluster {
     }
 
     /// Set the gossip addresses node `n` is started with as `--join`.
+    pub fn set_join_addresses(&mut self, n: usize, gossip_addresses: &[String]) {
+        self.nodes[n].join = gossip_addresses.to_vec();
+    }
+
+    /// Make node `n` join through the gossip addresses of nodes `seeds`
+    /// when it next starts.
     pub fn set_join(&mut self, n: usize, seeds: &[usize]) {
         let seeds = seeds
             .iter()

@@ -138,7 +138,7 @@ async fn native_node(
         .listen(addresses.0)
         .gossip(addresses.1)
         .stabilization(STABILIZATION)
-        .state_machine(Counter::default());
+        .state_machine("counter", Counter::default());
     let builder = match join {
         Some(seed) => builder.join([seed]),
         None => builder.bootstrap(),
@@ -224,6 +224,37 @@ async fn a_native_state_machine_replicates_snapshots_and_restarts() {
     for node in [third, second, first] {
         node.shutdown().await.expect("clean shutdown");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_running_another_state_machine_stops_instead_of_diverging() {
+    // Goal: the state machine is part of the log: a plain `clusterhost`
+    // process joining a native cluster, or a node embedding another native
+    // machine, stops with a clear error at the entry that names the
+    // cluster's machine, and the cluster is unaffected.
+    let directory = tempfile::tempdir().expect("temp dir");
+    let first_addresses = free_addresses();
+    let first = native_node(directory.path(), "n1", first_addresses, None).await;
+    first.apply(b"+".to_vec()).await.expect("add");
+    let mut cluster = TestCluster::new();
+    let plain = cluster.add_node(fast(7));
+    cluster.set_join_addresses(plain, &[first_addresses.1.to_string()]);
+    cluster.restart_without_waiting(plain).await;
+    let code = cluster.wait_exit(plain, MEMBERSHIP_TIMEOUT).await;
+    assert!(!code.success());
+    let log = cluster.node(plain).log();
+    assert!(
+        log.contains("the native state machine counter") && log.contains("this node runs plugins"),
+        "{log}"
+    );
+    assert_eq!(
+        first
+            .query(b"total".to_vec(), Consistency::Linearizable)
+            .await
+            .expect("the cluster still serves"),
+        b"1"
+    );
+    first.shutdown().await.expect("clean shutdown");
 }
 
 /// The gossip address of an embedded node, from its status.

@@ -237,6 +237,7 @@ impl proto::cluster_server::Cluster for ClusterService {
         request: Request<tonic::Streaming<proto::PluginChunk>>,
     ) -> Result<Response<proto::DeployResponse>, Status> {
         let forwarded_here = was_forwarded(request.metadata());
+        self.check_not_native()?;
         let mut chunks = request.into_inner();
         let mut plugin = Vec::new();
         while let Some(chunk) = chunks.message().await? {
@@ -288,6 +289,7 @@ impl proto::cluster_server::Cluster for ClusterService {
         request: Request<proto::RollbackRequest>,
     ) -> Result<Response<proto::DeployResponse>, Status> {
         let forwarded_here = was_forwarded(request.metadata());
+        self.check_not_native()?;
         let here = || async {
             let previous = self.machine.borrow().rollback_plugin.clone();
             let Some(previous) = previous else {
@@ -359,6 +361,17 @@ impl proto::cluster_server::Cluster for ClusterService {
 }
 
 impl ClusterService {
+    /// A cluster of a native state machine takes no plugins: refused
+    /// before anything is proposed (every replica would stop at the entry).
+    fn check_not_native(&self) -> Result<(), Status> {
+        match &self.machine.borrow().native {
+            Some(name) => Err(Status::failed_precondition(format!(
+                "this cluster runs the native state machine {name}: plugins cannot be deployed to it"
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// A command, in a session or not: checked, then proposed on the leader
     /// (here, or forwarded with the same stamp).
     async fn apply_command(

@@ -34,6 +34,8 @@ pub struct MachineStatus {
     pub alarms: Alarms,
     /// Client sessions open.
     pub sessions_open: usize,
+    /// The native state machine this node runs instead of plugins, if any.
+    pub native: Option<String>,
 }
 
 impl MachineStatus {

@@ -76,7 +76,7 @@ impl StateMachineStore {
         if let Some(snapshot) = &restored {
             let settings = &snapshot.body.host.settings;
             set_limits(&plugin, effective_limits(settings, &flag_limits)).await?;
-            install_body(&engine, &plugin, &snapshot.body).await?;
+            install_body(&engine, &plugin, &snapshot.body, native.as_deref()).await?;
         }
         let (last_applied, last_membership, host) = match &restored {
             Some(snapshot) => (
@@ -89,8 +89,7 @@ impl StateMachineStore {
         let running = restored
             .as_ref()
             .and_then(|snapshot| snapshot.body.plugin.as_ref())
-            .map(|plugin| plugin.code.as_slice())
-            .or(native.as_deref());
+            .map(|plugin| plugin.code.as_slice());
         let (settings, applied_digest, checkpoints, alarms) = MachineStatus::replicated(&host);
         let status = MachineStatus {
             history: host.history.without_bytes(),
@@ -103,6 +102,7 @@ impl StateMachineStore {
             checkpoints,
             alarms,
             sessions_open: host.sessions.open_count(),
+            native: native.as_deref().and_then(native_name).map(str::to_string),
         };
         Ok(Self {
             plugin,
@@ -300,11 +300,26 @@ impl StateMachineStore {
             time_ms,
             failure: None,
         };
-        if let Some(code) = &self.native {
-            let name = native_name(code).unwrap_or_default();
-            return Ok(Err(format!(
-                "this cluster runs the native state machine {name}: plugins cannot be deployed to it"
-            )));
+        match (&self.native, native_name(&bytes)) {
+            (None, None) => {}
+            (Some(mine), Some(_)) if **mine == *bytes => {
+                return Ok(self.deploy_native(record));
+            }
+            (mine, deployed) => {
+                let runs = |name: Option<&str>| {
+                    name.map_or("plugins".to_string(), |name| {
+                        format!("the native state machine {name}")
+                    })
+                };
+                // Applying past this entry would diverge from the nodes
+                // that run what the cluster deployed: stop instead.
+                return Err(io::Error::other(format!(
+                    "the cluster deployed {} at entry {index}, but this node runs {}; every node of a \
+                     cluster runs the same state machine",
+                    runs(deployed),
+                    runs(mine.as_deref().and_then(native_name)),
+                )));
+            }
         }
         let running = self.status.borrow().plugin_digest.clone();
         if let Plan::AlreadyRunning(receipt) = swap::plan(
@@ -393,6 +408,19 @@ impl StateMachineStore {
             .apply(position.index, position.term, Applied::Host(&folded));
         respond(command.responder, response);
         Ok(())
+    }
+
+    /// The entry that starts a native state machine's cluster: the machine
+    /// already runs; record it as version 1 everywhere.
+    fn deploy_native(&mut self, record: DeployRecord) -> Result<DeployReceipt, String> {
+        let (digest, size_bytes) = (record.digest.clone(), record.size_bytes as usize);
+        let outcome = swap::conclude(&mut self.host.history, record, None, Ok(()));
+        self.status.send_modify(|status| {
+            status.plugin_digest = Some(digest);
+            status.plugin_size_bytes = size_bytes;
+        });
+        self.publish_history();
+        outcome
     }
 
     fn publish_history(&self) {
@@ -532,7 +560,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     ) -> Result<(), io::Error> {
         let limits = effective_limits(&body.host.settings, &self.flag_limits);
         set_limits(&self.plugin, limits).await?;
-        install_body(&self.engine, &self.plugin, &body).await?;
+        install_body(&self.engine, &self.plugin, &body, self.native.as_deref()).await?;
         let stored = StoredSnapshot {
             meta: meta.clone(),
             body,
@@ -569,12 +597,29 @@ async fn install_body(
     engine: &PluginEngine,
     plugin: &PluginHandle,
     body: &SnapshotBody,
+    native: Option<&[u8]>,
 ) -> io::Result<()> {
     let Some(state) = &body.plugin else {
         return Ok(());
     };
     let position = state.position.unwrap_or(GENESIS_POSITION);
-    if native_name(&state.code).is_some() {
+    let runs = |code: Option<&[u8]>| match code {
+        None => "plugins".to_string(),
+        Some(code) => format!(
+            "the native state machine {}",
+            native_name(code).unwrap_or("(unnamed)")
+        ),
+    };
+    let snapshot_native = native_name(&state.code).map(|_| state.code.as_slice());
+    if snapshot_native != native {
+        return Err(io::Error::other(format!(
+            "the snapshot holds the state of {}, but this node runs {}; every node of a cluster runs \
+             the same state machine",
+            runs(snapshot_native),
+            runs(native)
+        )));
+    }
+    if snapshot_native.is_some() {
         return plugin
             .restore_native(position, state.state.clone())
             .await

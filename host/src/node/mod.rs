@@ -25,7 +25,6 @@ pub use identity::decide_identity;
 use crate::api::ClusterService;
 use crate::api::leader::LeaderRunner;
 use crate::api::server::{ServeOptions, ServerTask, serve};
-use crate::consensus::settings::PROTOCOL_LEVEL_LEGACY;
 use crate::consensus::settings::{ClusterSettings, SettingsChange};
 use crate::consensus::snapshot::Snapshots;
 use crate::consensus::{
@@ -271,6 +270,7 @@ impl Wiring {
         let log = self.open_log()?;
         let log_released = log.release_watch();
         self.data_dir.write_identity(&self.identity)?;
+        let native_code = native.as_ref().map(NativeMachine::code);
         let (consensus, machine, plugin, snapshots) = self.start_consensus(log, native).await?;
         let gossip_addr = self
             .config
@@ -328,14 +328,21 @@ impl Wiring {
             log_released,
             ops,
         };
-        if self.config.bootstrap {
+        // A new cluster starts with its plugin, or a native machine's marker,
+        // deployed through the log, so every node learns what it runs.
+        let first_plugin = bootstrap_plugin
+            .as_ref()
+            .map(|code| code.bytes().to_vec())
+            .or(native_code.map(|code| code.to_vec()));
+        if let Some(first_plugin) = first_plugin
+            && self.config.bootstrap
+        {
             let settings = ClusterSettings::from_flags(&self.config.plugin_limits);
-            let plugin = bootstrap_plugin;
             bootstrap(
                 &handle.consensus,
                 &machine,
                 &self.rpc_addr,
-                plugin,
+                first_plugin,
                 settings,
             )
             .await?;
@@ -517,13 +524,13 @@ fn rpc_addr(config: &NodeConfig, listener: &TcpListener) -> Result<String, Start
     }
 }
 
-/// Initialize a single-node cluster and deploy its plugin through the log
-/// (`None`: a native state machine, which runs from the start).
+/// Initialize a single-node cluster and deploy its plugin (or a native
+/// machine's marker) through the log.
 async fn bootstrap(
     consensus: &Consensus,
     machine: &tokio::sync::watch::Receiver<MachineStatus>,
     rpc_addr: &str,
-    plugin: Option<PluginCode>,
+    plugin: Vec<u8>,
     settings: ClusterSettings,
 ) -> Result<(), StartError> {
     let initialized = consensus
@@ -541,10 +548,7 @@ async fn bootstrap(
         .wait_leading(REQUEST_TIMEOUT)
         .await
         .map_err(|error| StartError::other("did not become leader", error))?;
-    let settings_set = machine.borrow().settings.protocol_level != PROTOCOL_LEVEL_LEGACY;
-    if plugin.is_none() && settings_set
-        || plugin.is_some() && machine.borrow().plugin_digest.is_some()
-    {
+    if machine.borrow().plugin_digest.is_some() {
         return Ok(());
     }
     // The settings every replica applies with come first, from this node's
@@ -558,12 +562,8 @@ async fn bootstrap(
         // cluster keeps the settings it has.
         tracing::info!("{reason}");
     }
-    let Some(plugin) = plugin else {
-        tracing::info!("cluster bootstrapped with a native state machine");
-        return Ok(());
-    };
     let receipt = consensus
-        .propose_deploy(plugin.bytes().to_vec())
+        .propose_deploy(plugin)
         .await
         .map_err(|error| StartError::other("cannot deploy the plugin", error))?;
     tracing::info!(digest = %receipt.digest, version = receipt.version, "cluster bootstrapped");
@@ -577,6 +577,10 @@ fn spawn_precompiler(engine: PluginEngine) -> tokio::sync::mpsc::Sender<Vec<u8>>
     tokio::spawn(
         async move {
             while let Some(plugin) = receiver.recv().await {
+                // A native machine's marker is not wasm: nothing to compile.
+                if crate::plugin::native::native_name(&plugin).is_some() {
+                    continue;
+                }
                 if let Err(error) = engine.load_off_thread(plugin).await {
                     tracing::warn!("a deployed plugin does not load on this node: {error}");
                 }
