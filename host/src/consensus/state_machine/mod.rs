@@ -4,6 +4,14 @@
 //! The machine is transient: the plugin's state lives in its instance, and
 //! on start the node restores the newest snapshot ([`StateMachineStore::open`])
 //! and openraft re-applies the committed log after it.
+//!
+//! [`deploy`] switches plugins at a deploy entry and installs snapshots;
+//! [`host_entries`] applies settings changes.
+
+mod deploy;
+mod host_entries;
+
+use deploy::install_body;
 
 use std::io;
 use std::sync::Arc;
@@ -13,18 +21,15 @@ use openraft::EntryPayload;
 use openraft::storage::{EntryResponder, RaftStateMachine};
 use tokio::sync::watch;
 
-use super::digest::{Applied, AppliedDigest, DigestBytes, command_digest};
+use super::digest::{Applied, DigestBytes, command_digest};
 use super::host_state::HostState;
 pub use super::machine_status::MachineStatus;
-use super::plugin_history::{DeployRecord, PluginHistory};
+use super::plugin_history::PluginHistory;
 use super::sessions::{Admission, SessionStamp};
-use super::settings::{ClusterSettings, PROTOCOL_LEVEL_LEGACY, PROTOCOL_LEVEL_SUPPORTED};
+use super::settings::{ClusterSettings, PROTOCOL_LEVEL_LEGACY};
 use super::snapshot::{PluginState, SnapshotBody, Snapshots, StoredSnapshot};
 use super::snapshot_builder::SnapshotBuilder;
-use super::swap::{self, GENESIS_POSITION, Plan};
-use super::types::{
-    DeployReceipt, LogId, Payload, Request, Response, SnapshotMeta, StoredMembership, TypeConfig,
-};
+use super::types::{LogId, Payload, Request, Response, SnapshotMeta, StoredMembership, TypeConfig};
 use crate::limits::PluginLimits;
 use crate::plugin::native::native_name;
 use crate::plugin::{
@@ -214,41 +219,7 @@ impl StateMachineStore {
                 Response::Deploy(outcome)
             }
             EntryPayload::Normal(Request::Settings(change)) => {
-                let settings = match self.host.settings.after(&change) {
-                    Ok(settings) => settings,
-                    Err(reason) => {
-                        self.host
-                            .digest
-                            .apply(index, term, Applied::Host(b"settings refused"));
-                        return Ok(Response::Settings(Err(reason)));
-                    }
-                };
-                if settings.protocol_level > PROTOCOL_LEVEL_SUPPORTED {
-                    // Applying past this entry would guess at entries this
-                    // binary cannot read: stop here, the same on every run.
-                    return Err(io::Error::other(format!(
-                        "the cluster moved to protocol level {} at entry {index}; this clusterhost ({}) supports \
-                         up to {PROTOCOL_LEVEL_SUPPORTED}: upgrade this node's binary",
-                        settings.protocol_level,
-                        env!("CARGO_PKG_VERSION")
-                    )));
-                }
-                if self.host.settings.protocol_level == PROTOCOL_LEVEL_LEGACY
-                    && settings.protocol_level > PROTOCOL_LEVEL_LEGACY
-                {
-                    // Replicas of a legacy cluster may have started their
-                    // digests at different points (one restored an old
-                    // snapshot): every one starts afresh at this entry.
-                    self.host.digest = AppliedDigest::default();
-                }
-                self.host.settings = settings;
-                set_limits(&self.plugin, effective_limits(&settings, &self.flag_limits)).await?;
-                let encoded = postcard::to_stdvec(&settings).map_err(io::Error::other)?;
-                self.host.digest.apply(index, term, Applied::Host(&encoded));
-                tracing::info!(index, "cluster settings changed:\n{settings}");
-                // Visible before the proposer hears back.
-                self.publish_replicated();
-                Response::Settings(Ok(settings))
+                Response::Settings(self.apply_settings(&change, index, term).await?)
             }
             EntryPayload::Normal(Request::Alarm(alarm)) => {
                 self.host.alarms.raise(alarm);
@@ -279,91 +250,6 @@ impl StateMachineStore {
             }
         };
         Ok(response)
-    }
-
-    /// Switch to the plugin in `bytes` at entry `index`, carrying the
-    /// current state over. `Err` is the deterministic reason the cluster kept
-    /// the old plugin (recorded in the history on every replica); an
-    /// `io::Error` means this node cannot run the plugin and must stop rather
-    /// than apply past the deploy.
-    async fn deploy(
-        &mut self,
-        bytes: Vec<u8>,
-        index: u64,
-        time_ms: u64,
-    ) -> io::Result<Result<DeployReceipt, String>> {
-        let record = DeployRecord {
-            version: None,
-            digest: PluginDigest::of(&bytes).to_hex(),
-            size_bytes: bytes.len() as u64,
-            index,
-            time_ms,
-            failure: None,
-        };
-        match (&self.native, native_name(&bytes)) {
-            (None, None) => {}
-            (Some(mine), Some(_)) if **mine == *bytes => {
-                return Ok(self.deploy_native(record));
-            }
-            (mine, deployed) => {
-                let runs = |name: Option<&str>| {
-                    name.map_or("plugins".to_string(), |name| {
-                        format!("the native state machine {name}")
-                    })
-                };
-                // Applying past this entry would diverge from the nodes
-                // that run what the cluster deployed: stop instead.
-                return Err(io::Error::other(format!(
-                    "the cluster deployed {} at entry {index}, but this node runs {}; every node of a \
-                     cluster runs the same state machine",
-                    runs(deployed),
-                    runs(mine.as_deref().and_then(native_name)),
-                )));
-            }
-        }
-        let running = self.status.borrow().plugin_digest.clone();
-        if let Plan::AlreadyRunning(receipt) = swap::plan(
-            running.as_deref(),
-            &record.digest,
-            &self.host.history,
-            index,
-        ) {
-            return Ok(Ok(receipt));
-        }
-        let code = self.engine.load_off_thread(bytes).await.map_err(|error| {
-            io::Error::other(format!(
-                "this node cannot run the plugin the cluster deployed at entry {index}, stopping: {error}"
-            ))
-        })?;
-        let handover = swap::handover(self.plugin.snapshot().await.map_err(io::Error::other)?);
-        let (installed, previous) = match handover {
-            Err(reason) => (Err(reason), None),
-            Ok(handover) => {
-                let installed = self
-                    .plugin
-                    .install(code, handover.state)
-                    .await
-                    .map_err(io::Error::other)?
-                    .map_err(swap::restore_failure);
-                (installed, handover.previous)
-            }
-        };
-        let (digest, size_bytes) = (record.digest.clone(), record.size_bytes as usize);
-        let outcome = swap::conclude(&mut self.host.history, record, previous, installed);
-        match &outcome {
-            Ok(receipt) => {
-                self.status.send_modify(|status| {
-                    status.plugin_digest = Some(digest.clone());
-                    status.plugin_size_bytes = size_bytes;
-                });
-                tracing::info!(digest = %digest, version = receipt.version, index, "plugin deployed");
-            }
-            Err(reason) => {
-                tracing::warn!(index, "deploy failed, the running plugin stays: {reason}");
-            }
-        }
-        self.publish_history();
-        Ok(outcome)
     }
 
     /// Queue a session command for the plugin, or answer it without the
@@ -408,19 +294,6 @@ impl StateMachineStore {
             .apply(position.index, position.term, Applied::Host(&folded));
         respond(command.responder, response);
         Ok(())
-    }
-
-    /// The entry that starts a native state machine's cluster: the machine
-    /// already runs; record it as version 1 everywhere.
-    fn deploy_native(&mut self, record: DeployRecord) -> Result<DeployReceipt, String> {
-        let (digest, size_bytes) = (record.digest.clone(), record.size_bytes as usize);
-        let outcome = swap::conclude(&mut self.host.history, record, None, Ok(()));
-        self.status.send_modify(|status| {
-            status.plugin_digest = Some(digest);
-            status.plugin_size_bytes = size_bytes;
-        });
-        self.publish_history();
-        outcome
     }
 
     fn publish_history(&self) {
@@ -589,54 +462,6 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             snapshot: stored.body,
         }))
     }
-}
-
-/// Make `plugin` run the plugin and state in `body`: on start-up and when a
-/// snapshot arrives from the leader.
-async fn install_body(
-    engine: &PluginEngine,
-    plugin: &PluginHandle,
-    body: &SnapshotBody,
-    native: Option<&[u8]>,
-) -> io::Result<()> {
-    let Some(state) = &body.plugin else {
-        return Ok(());
-    };
-    let position = state.position.unwrap_or(GENESIS_POSITION);
-    let runs = |code: Option<&[u8]>| match code {
-        None => "plugins".to_string(),
-        Some(code) => format!(
-            "the native state machine {}",
-            native_name(code).unwrap_or("(unnamed)")
-        ),
-    };
-    let snapshot_native = native_name(&state.code).map(|_| state.code.as_slice());
-    if snapshot_native != native {
-        return Err(io::Error::other(format!(
-            "the snapshot holds the state of {}, but this node runs {}; every node of a cluster runs \
-             the same state machine",
-            runs(snapshot_native),
-            runs(native)
-        )));
-    }
-    if snapshot_native.is_some() {
-        return plugin
-            .restore_native(position, state.state.clone())
-            .await
-            .map_err(io::Error::other)?
-            .map_err(|error| io::Error::other(format!("cannot restore the snapshot: {error}")));
-    }
-    let code = engine
-        .load_off_thread(state.code.clone())
-        .await
-        .map_err(|error| {
-            io::Error::other(format!("cannot run the plugin in the snapshot: {error}"))
-        })?;
-    plugin
-        .install(code, Some((position, state.state.clone())))
-        .await
-        .map_err(io::Error::other)?
-        .map_err(|error| io::Error::other(format!("cannot restore the snapshot: {error}")))
 }
 
 /// The limits plugin calls run under: the cluster's settings — or, in a
