@@ -235,7 +235,11 @@ async fn run(args: RunArgs) -> Result<(), CliError> {
     let listener = node::bind(args.listen)
         .await
         .map_err(|error| CliError::new(ExitCode::Unavailable, error.to_string()))?;
-    let node = NodeBuilder::from_config(config, args.listen)
+    let mut builder = NodeBuilder::from_config(config, args.listen);
+    if args.insecure {
+        builder = builder.insecure();
+    }
+    let node = builder
         .start_on(listener)
         .await
         .map_err(|error| CliError::new(ExitCode::Failure, error.to_string()))?;
