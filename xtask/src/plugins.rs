@@ -40,6 +40,8 @@ const WORKSPACES: &[PluginWorkspace] = &[
             "restore_fails",
             "restore_traps",
             "restore_spins",
+            "snapshot_drops",
+            "query_counts",
         ],
         output: "target/plugins/test",
     },
