@@ -3,9 +3,14 @@
 //! passes, and plugins broken on purpose fail the check that describes them,
 //! naming the step.
 
-use clusterhost_tests::cli::{CLI_TIMEOUT, run_cli};
+use clusterhost_tests::cli::run_cli;
 use clusterhost_tests::paths::{plugin, workspace_root};
 use clusterhost_tests::{CliOutput, exit};
+use std::time::Duration;
+
+/// Longest one check may take: the Python kv is an 18 MB component (the
+/// interpreter inside), which an unoptimized host build compiles for ~30 s.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// `plugin check PLUGIN --commands tests/check/COMMANDS EXTRA...`.
 async fn check(plugin_name: &str, commands: &str, extra: &[&str]) -> CliOutput {
@@ -18,7 +23,7 @@ async fn check(plugin_name: &str, commands: &str, extra: &[&str]) -> CliOutput {
         commands.to_string_lossy().into_owned(),
     ];
     args.extend(extra.iter().map(|arg| arg.to_string()));
-    run_cli(&args, &[], CLI_TIMEOUT).await
+    run_cli(&args, &[], CHECK_TIMEOUT).await
 }
 
 /// The names of the checks that failed, from `--json` output.
@@ -135,4 +140,26 @@ async fn an_answer_that_counts_queries_fails_query_purity() {
 async fn a_bad_command_file_is_refused() {
     let output = check("kv.wasm", "does-not-exist.commands", &[]).await;
     output.failure(exit::INVALID_INPUT, &["cannot read"]);
+}
+
+#[tokio::test]
+async fn the_python_kv_passes_and_takes_over_the_rust_kv_state_both_ways() {
+    let kv = plugin("kv.wasm");
+    let output = check(
+        "kv_py.wasm",
+        "kv-upgrade.commands",
+        &["--against", &kv.to_string_lossy()],
+    )
+    .await;
+    let text = output.success();
+    assert!(text.contains("ok   round_trip"), "{output}");
+    assert!(text.contains("ok   upgrade"), "{output}");
+    let kv_py = plugin("kv_py.wasm");
+    let output = check(
+        "kv.wasm",
+        "kv-upgrade.commands",
+        &["--against", &kv_py.to_string_lossy()],
+    )
+    .await;
+    assert!(output.success().contains("ok   upgrade"), "{output}");
 }

@@ -76,6 +76,15 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
             report(root, &published);
         }
     }
+    // Python plugins build into target/wasm too, and publish the same way.
+    let python_built = target_dir.join("python");
+    for built in crate::python_plugins::build(root, &python_built)? {
+        let Some(file) = built.file_name() else {
+            continue;
+        };
+        let published = publish(&built, &root.join("target/plugins").join(file))?;
+        report(root, &published);
+    }
     eprintln!("plugins built in {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
 }
