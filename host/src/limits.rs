@@ -14,6 +14,19 @@ pub use clusterhost_client::limits::{
     DEPLOY_TIMEOUT, PLUGIN_UPLOAD_CHUNK_BYTES, QUERY_BYTES_MAX, REQUEST_TIMEOUT,
 };
 
+// ---- `plugin check` ----------------------------------------------------------
+
+/// Most steps one command file may hold: the round-trip check replays the
+/// rest of the file from several points, so its cost grows with the square.
+pub const CHECK_SCRIPT_STEPS_MAX: usize = 10_000;
+
+/// Points in the command file at which the round-trip check snapshots,
+/// restores into a fresh instance and replays the rest.
+pub const CHECK_ROUND_TRIP_POINTS: usize = 4;
+
+/// Bytes shown either side of where two answers or snapshots part.
+pub const CHECK_DIFF_CONTEXT_BYTES: usize = 48;
+
 // ---- The plugin sandbox ----------------------------------------------------
 
 /// Fuel one plugin call may burn before it is stopped. Fuel counts wasm

@@ -27,6 +27,8 @@ pub mod exit {
     pub const OUTCOME_UNKNOWN: i32 = 6;
     /// The caller's certificate does not allow the call.
     pub const PERMISSION_DENIED: i32 = 7;
+    /// `plugin check` found a problem.
+    pub const CHECK_FAILED: i32 = 8;
 }
 
 /// What one CLI invocation did.

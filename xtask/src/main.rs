@@ -12,6 +12,7 @@ mod demo;
 mod faults;
 mod plugin_tests;
 mod plugins;
+mod python_plugins;
 mod test;
 mod toolchain;
 mod upgrade;

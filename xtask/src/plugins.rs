@@ -40,6 +40,8 @@ const WORKSPACES: &[PluginWorkspace] = &[
             "restore_fails",
             "restore_traps",
             "restore_spins",
+            "snapshot_drops",
+            "query_counts",
         ],
         output: "target/plugins/test",
     },
@@ -73,6 +75,15 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
             let published = publish(&built.join(&file), &output.join(&file))?;
             report(root, &published);
         }
+    }
+    // Python plugins build into target/wasm too, and publish the same way.
+    let python_built = target_dir.join("python");
+    for built in crate::python_plugins::build(root, &python_built)? {
+        let Some(file) = built.file_name() else {
+            continue;
+        };
+        let published = publish(&built, &root.join("target/plugins").join(file))?;
+        report(root, &published);
     }
     eprintln!("plugins built in {:.1} s", started.elapsed().as_secs_f64());
     Ok(())

@@ -498,6 +498,24 @@ pub enum PluginCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Run a plugin through a command file with no cluster and check replay
+    /// determinism, snapshot round trips, query purity and (with --against)
+    /// upgrading from an older plugin; exits 8 if any check fails.
+    Check {
+        /// The .wasm file.
+        file: PathBuf,
+        /// The command file: one command a line, `?` before a query, `#`
+        /// before a comment.
+        #[arg(long)]
+        commands: PathBuf,
+        /// An older plugin whose snapshot this one must restore and answer
+        /// the same queries from.
+        #[arg(long)]
+        against: Option<PathBuf>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[cfg(test)]

@@ -127,6 +127,12 @@ async fn config(command: ConfigCommand) -> Result<(), CliError> {
 async fn plugin(command: PluginCommand) -> Result<(), CliError> {
     match command {
         PluginCommand::Inspect { file, json } => inspect(&file, json),
+        PluginCommand::Check {
+            file,
+            commands,
+            against,
+            json,
+        } => super::check::check(&file, &commands, against.as_deref(), json),
         PluginCommand::Keygen { out } => super::signing::keygen(&out),
         PluginCommand::Sign { key, out, file } => super::signing::sign(&key, &out, &file),
         PluginCommand::Deploy { endpoint, file } => {

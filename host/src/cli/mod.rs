@@ -6,6 +6,7 @@
 pub mod args;
 pub mod backup;
 pub mod certs;
+pub mod check;
 pub mod commands;
 pub mod config_file;
 pub mod gossip;
@@ -35,6 +36,9 @@ pub enum ExitCode {
     OutcomeUnknown = 6,
     /// The caller's certificate does not allow the call (mutual TLS).
     PermissionDenied = 7,
+    /// `plugin check` found the plugin would make replicas disagree (or
+    /// could not upgrade from the older plugin).
+    CheckFailed = 8,
 }
 
 /// An error with the exit code it maps to.

@@ -57,6 +57,8 @@ pub struct PluginInstance {
     bindings: StateMachine,
     call: CallContext,
     limits: PluginLimits,
+    /// Fuel the last call burned, for `plugin check`'s limits report.
+    fuel_used: u64,
 }
 
 impl PluginInstance {
@@ -83,6 +85,7 @@ impl PluginInstance {
             bindings,
             call,
             limits,
+            fuel_used: 0,
         })
     }
 
@@ -149,6 +152,16 @@ impl PluginInstance {
         self.finish(result, self.limits.fuel_per_bulk_call)
     }
 
+    /// Fuel the last call burned (all of its budget if it ran out).
+    pub fn fuel_used(&self) -> u64 {
+        self.fuel_used
+    }
+
+    /// Bytes the instance's linear memories hold now.
+    pub fn memory_bytes(&self) -> usize {
+        self.store.data().limiter.memory_bytes()
+    }
+
     fn enter(&mut self, position: EntryPosition, kind: CallKind, fuel: u64) {
         self.call
             .enter(position.index, position.term, position.time_ms, kind);
@@ -156,6 +169,8 @@ impl PluginInstance {
     }
 
     fn finish<T>(&mut self, result: wasmtime::Result<T>, fuel: u64) -> Result<T, Fault> {
+        // Fuel is always enabled on our engine; a failed read counts as none left.
+        self.fuel_used = fuel.saturating_sub(self.store.get_fuel().unwrap_or(0));
         let dropped = self.call.output_dropped_bytes();
         if dropped > 0 {
             tracing::warn!(

@@ -3,6 +3,8 @@
 //!
 //! - [`code`]: engine configuration, validation, digests, compiled cache.
 //! - [`cache`]: the compiled cache's files, authenticated.
+//! - [`check`]: `plugin check`: determinism, snapshot and upgrade checks of
+//!   a plugin run through a command file, with no cluster.
 //! - [`sandbox`]: the virtual WASI world (clocks, randomness, output).
 //! - [`rng`]: the randomness algorithm we own.
 //! - [`limiter`]: what one instance may allocate, totalled over all its
@@ -19,6 +21,7 @@
 //! wasmtime is used nowhere else in the host.
 
 pub mod cache;
+pub mod check;
 pub mod code;
 pub mod instance;
 pub mod journal;
