@@ -563,7 +563,7 @@ fn last_start(log: &str) -> &str {
 
 /// A free loopback TCP port (gRPC) and UDP port (gossip). They are released
 /// before the node binds them, so another process may take one meanwhile:
-/// [`TestCluster::launch`] retries on fresh ports when that happens.
+/// `TestCluster::launch` retries on fresh ports when that happens.
 pub fn free_addresses() -> (SocketAddr, SocketAddr) {
     let tcp = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral TCP port");
     let udp = UdpSocket::bind("127.0.0.1:0").expect("bind an ephemeral UDP port");

@@ -94,7 +94,7 @@ impl Node {
     }
 
     /// The node's id, once it has been seen ready (see
-    /// [`TestCluster::wait_ready`]).
+    /// `TestCluster::wait_ready`).
     pub fn node_id(&self) -> Option<u64> {
         *self.node_id.lock().expect("node id lock")
     }

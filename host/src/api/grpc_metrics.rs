@@ -26,7 +26,7 @@ const UNKNOWN_METHOD: &str = "unknown";
 const METHOD_LABEL_BYTES_MAX: usize = 96;
 
 /// The `method` label for a request `path`: the path itself for
-/// clusterhost's own services and gRPC reflection, else [`UNKNOWN_METHOD`].
+/// clusterhost's own services and gRPC reflection, else `UNKNOWN_METHOD`.
 pub fn method_label(path: &str) -> &str {
     let ours = path.starts_with("/clusterhost.") || path.starts_with("/grpc.reflection.");
     if ours && path.len() <= METHOD_LABEL_BYTES_MAX && path[1..].contains('/') {

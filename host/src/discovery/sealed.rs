@@ -38,7 +38,7 @@ impl DroppedDatagrams {
     }
 }
 
-/// Opens [`SealedSocket`]s.
+/// Opens `SealedSocket`s.
 pub struct SealedTransport {
     /// The keys.
     pub keyring: Arc<Keyring>,

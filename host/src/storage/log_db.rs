@@ -1,7 +1,7 @@
 //! A durable, ordered log of records in redb, with named values beside it.
 //!
 //! Appends return as soon as the records are readable; the writer thread
-//! ([`super::log_writer`]) makes them durable, many appends to one fsync,
+//! (`super::log_writer`) makes them durable, many appends to one fsync,
 //! and only then reports them done. What a record is, and what the named
 //! values mean, is the owner's business (the Raft log in
 //! `consensus::log_store`).

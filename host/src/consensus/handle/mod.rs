@@ -1,7 +1,7 @@
 //! [`Consensus`]: the node's Raft, behind our own small interface. The rest
 //! of the node proposes, reads, waits and changes membership through it and
 //! sees Raft's state as a plain [`ConsensusView`]; no openraft type crosses
-//! this seam. [`proposals`] holds the typed proposals (commands, sessions,
+//! this seam. `proposals` holds the typed proposals (commands, sessions,
 //! deploys, settings, alarms) built on [`Consensus::propose`].
 
 mod proposals;

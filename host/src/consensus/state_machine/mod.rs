@@ -5,8 +5,8 @@
 //! on start the node restores the newest snapshot ([`StateMachineStore::open`])
 //! and openraft re-applies the committed log after it.
 //!
-//! [`deploy`] switches plugins at a deploy entry and installs snapshots;
-//! [`host_entries`] applies settings changes.
+//! `deploy` switches plugins at a deploy entry and installs snapshots;
+//! `host_entries` applies settings changes.
 
 mod deploy;
 mod host_entries;

@@ -4,7 +4,7 @@
 //!
 //! - [`script`]: the command file.
 //! - [`compare`]: pure comparisons and short diffs.
-//! - [`run`]: running steps through fresh instances.
+//! - `run`: running steps through fresh instances.
 //!
 //! The checks: replay determinism (two fresh instances, same answers and
 //! snapshots), snapshot round trip (at several points, restore into a fresh
