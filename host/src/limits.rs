@@ -294,6 +294,12 @@ pub const GOSSIP_FAILURE_DETECTOR_MAX_INTERVAL: Duration = Duration::from_secs(1
 /// a full one no longer fits once sealed and is skipped for that round).
 pub const GOSSIP_DATAGRAM_BYTES_MAX: usize = 65_507;
 
+/// Most bytes one gossip datagram's compressed blocks may expand to before
+/// the datagram is refused unread: a 64 KiB datagram of tiny zstd blocks
+/// would otherwise expand to gigabytes. Deltas chitchat sends stay within
+/// one datagram and compress a few times at most.
+pub const GOSSIP_DECOMPRESSED_BYTES_MAX: usize = 4 * 1024 * 1024;
+
 /// Most peers sealed gossip keeps a loopback relay socket for at once
 /// (the oldest is replaced beyond this).
 pub const GOSSIP_RELAY_PEERS_MAX: usize = 256;

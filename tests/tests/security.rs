@@ -408,3 +408,66 @@ async fn only_signed_plugins_are_deployed_with_plugin_signers() {
         .await;
     assert!(signed.success().contains("deployed"), "{signed}");
 }
+
+/// A chitchat 0.13 SynAck (protocol V0, blocks uncompressed) from a made-up
+/// member `intruder`: its digest makes the receiver know the member, and
+/// its delta sets a key at version 10, then claims max version 5. chitchat
+/// decodes this and, applying it, `assert!`s (max version went backwards),
+/// which would end the receiver's gossip task.
+fn crash_datagram() -> Vec<u8> {
+    let mut member = Vec::new();
+    member.extend(8u16.to_le_bytes());
+    member.extend(b"intruder");
+    member.extend(1u64.to_le_bytes()); // generation
+    member.extend([4, 127, 0, 0, 1]);
+    member.extend(9u16.to_le_bytes()); // port
+    let mut datagram = 45_139u16.to_le_bytes().to_vec(); // magic
+    datagram.extend([0, 1]); // protocol V0, SynAck
+    datagram.extend(1u16.to_le_bytes()); // one digest entry
+    datagram.extend(&member);
+    for field in [1u64, 0, 0] {
+        datagram.extend(field.to_le_bytes()); // heartbeat, last GC, max version
+    }
+    let mut ops = vec![0]; // node
+    ops.extend(&member);
+    ops.extend([0u8; 16]); // last GC, from version
+    ops.extend([1, 1, 0, b'k', 1, 0, b'v']); // key-value k=v...
+    ops.extend(10u64.to_le_bytes()); // ...at version 10
+    ops.push(0); // set
+    ops.push(2); // set max version...
+    ops.extend(5u64.to_le_bytes()); // ...to 5
+    datagram.push(2); // an uncompressed block
+    datagram.extend(u16::try_from(ops.len()).unwrap().to_le_bytes());
+    datagram.extend(ops);
+    datagram.push(0); // no more blocks
+    datagram
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gossip_datagram_chitchat_would_panic_on_leaves_gossip_alive() {
+    // Goal: a crafted datagram that chitchat would accept and `assert!` on
+    // is refused before chitchat reads it, counted, and gossip keeps
+    // working: a node that joins afterwards is found. Unsealed, so the
+    // datagram reaches the check (with a gossip key it is not even opened).
+    let mut cluster = TestCluster::new();
+    cluster.bootstrap_node(&kv_plugin(), fast(1)).await;
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .send_to(&crash_datagram(), cluster.node(0).gossip_addr())
+        .unwrap();
+    wait_for(
+        "node 0 to refuse the datagram",
+        Duration::from_secs(30),
+        || {
+            let log = cluster.node(0).log();
+            async move {
+                log.contains("gossip datagram refused: gossip delta with max version 5")
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    cluster.start_joining(0, fast(2)).await;
+    cluster.wait_for_voters(2, MEMBERSHIP_TIMEOUT).await;
+    assert!(cluster.node(0).is_running(), "node 0 exited");
+}

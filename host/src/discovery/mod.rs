@@ -6,19 +6,22 @@
 //! generations of a node id into one peer, keeping the newest.
 //!
 //! - [`keyring`]: the gossip keys, sealing and opening datagrams (pure).
-//! - [`sealed`]: chitchat's UDP transport with every datagram sealed.
+//! - [`sealed`]: chitchat's UDP transport with every datagram sealed (when
+//!   keyed) and checked.
+//! - [`wire_check`]: refusing datagrams chitchat would panic on (pure).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use chitchat::transport::{Transport, UdpTransport};
+use chitchat::transport::Transport;
 use chitchat::{
     ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig, NodeState, spawn_chitchat,
 };
 
 pub mod keyring;
 pub mod sealed;
+pub mod wire_check;
 
 pub use keyring::Keyring;
 pub use sealed::DroppedDatagrams;
@@ -154,13 +157,12 @@ impl Discovery {
         ];
         initial.extend(announcement_pairs(announcement));
         let dropped = DroppedDatagrams::default();
-        let transport: Box<dyn Transport> = match &config.keyring {
-            Some(keyring) => Box::new(sealed::SealedTransport {
-                keyring: keyring.clone(),
-                dropped: dropped.clone(),
-            }),
-            None => Box::new(UdpTransport),
-        };
+        // Always through the relay, so every datagram is checked before
+        // chitchat reads it (see `wire_check`), sealed or not.
+        let transport: Box<dyn Transport> = Box::new(sealed::SealedTransport {
+            keyring: config.keyring.clone(),
+            dropped: dropped.clone(),
+        });
         let handle = spawn_chitchat(chitchat_config, initial, transport.as_ref())
             .await
             .map_err(|error| {
@@ -173,7 +175,8 @@ impl Discovery {
         })
     }
 
-    /// Datagrams dropped since start because no gossip key opened them.
+    /// Datagrams dropped since start because no gossip key opened them or
+    /// chitchat could not safely read them.
     pub fn dropped_datagrams(&self) -> u64 {
         self.dropped.count()
     }

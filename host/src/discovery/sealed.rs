@@ -1,11 +1,13 @@
-//! Gossip over UDP with every datagram sealed (see [`super::keyring`]),
-//! as a chitchat `Transport`. chitchat 0.13 does not expose its wire
+//! Gossip over UDP with every datagram sealed (see [`super::keyring`]) and
+//! checked (see [`super::wire_check`]), as a chitchat `Transport`. Without
+//! a keyring datagrams travel as they are, but are still checked. chitchat 0.13 does not expose its wire
 //! encoding, so this wraps its own UDP transport instead of replacing it:
 //! chitchat's socket is bound on loopback and talks to a relay socket per
 //! peer; the relay seals what chitchat sends and sends it from the public
 //! gossip socket, and opens what arrives there and hands it to chitchat
 //! from that peer's relay. Datagrams no key opens are dropped and counted
-//! before anything parses them. Only the relays may talk to chitchat's
+//! before anything parses them; opened ones that would crash chitchat are
+//! dropped and counted too. Only the relays may talk to chitchat's
 //! socket: anything else arriving there is ignored.
 
 use std::collections::HashMap;
@@ -20,9 +22,11 @@ use tokio::net::UdpSocket;
 use tokio::task::AbortHandle;
 
 use super::keyring::Keyring;
+use super::wire_check;
 use crate::limits::{GOSSIP_DATAGRAM_BYTES_MAX, GOSSIP_RELAY_PEERS_MAX};
 
-/// Datagrams dropped because no key opened them, since start.
+/// Datagrams dropped because no key opened them or chitchat could not
+/// safely read them, since start.
 #[derive(Debug, Clone, Default)]
 pub struct DroppedDatagrams(Arc<AtomicU64>);
 
@@ -40,8 +44,8 @@ impl DroppedDatagrams {
 
 /// Opens `SealedSocket`s.
 pub struct SealedTransport {
-    /// The keys.
-    pub keyring: Arc<Keyring>,
+    /// The keys; `None` sends and accepts datagrams unsealed.
+    pub keyring: Option<Arc<Keyring>>,
     /// Where refused datagrams are counted.
     pub dropped: DroppedDatagrams,
 }
@@ -125,7 +129,7 @@ impl Socket for SealedSocket {
 /// One loopback relay socket per peer, made on first use.
 struct Relays {
     public: Arc<UdpSocket>,
-    keyring: Arc<Keyring>,
+    keyring: Option<Arc<Keyring>>,
     inner_addr: SocketAddr,
     peers: Mutex<HashMap<SocketAddr, Relay>>,
 }
@@ -198,7 +202,7 @@ impl Relays {
 async fn seal_outgoing(
     relay: Arc<UdpSocket>,
     public: Arc<UdpSocket>,
-    keyring: Arc<Keyring>,
+    keyring: Option<Arc<Keyring>>,
     inner_addr: SocketAddr,
     peer: SocketAddr,
 ) {
@@ -215,7 +219,11 @@ async fn seal_outgoing(
         if from != inner_addr {
             continue;
         }
-        let Ok(sealed) = keyring.seal(&buffer[..length]) else {
+        let sealed = match &keyring {
+            Some(keyring) => keyring.seal(&buffer[..length]),
+            None => Ok(buffer[..length].to_vec()),
+        };
+        let Ok(sealed) = sealed else {
             tracing::warn!("cannot seal a gossip datagram");
             continue;
         };
@@ -248,25 +256,37 @@ async fn receive_sealed(public: Arc<UdpSocket>, relays: Arc<Relays>, dropped: Dr
                 return;
             }
         };
-        let Some(plaintext) = relays.keyring.open(&buffer[..length]) else {
-            let total = dropped.add();
-            // Logged at powers of two: visible, yet a flood cannot fill the
-            // log.
-            if total.is_power_of_two() {
-                tracing::warn!(
-                    %from,
-                    gossip_datagrams_dropped = total,
-                    "gossip datagram that no key opens dropped"
-                );
-            }
+        let opened = match &relays.keyring {
+            Some(keyring) => keyring.open(&buffer[..length]),
+            None => Some(buffer[..length].to_vec()),
+        };
+        let Some(plaintext) = opened else {
+            count_dropped(&dropped, from, "gossip datagram that no key opens dropped");
             continue;
         };
+        if let Err(refusal) = wire_check::check(&plaintext) {
+            count_dropped(
+                &dropped,
+                from,
+                &format!("gossip datagram refused: {refusal}"),
+            );
+            continue;
+        }
         match relays.relay(from) {
             Ok((relay, _)) => {
                 let _ = relay.send_to(&plaintext, relays.inner_addr).await;
             }
             Err(error) => tracing::warn!("gossip relay: {error:#}"),
         }
+    }
+}
+
+/// Count a dropped datagram; logged at powers of two: visible, yet a flood
+/// cannot fill the log.
+fn count_dropped(dropped: &DroppedDatagrams, from: SocketAddr, what: &str) {
+    let total = dropped.add();
+    if total.is_power_of_two() {
+        tracing::warn!(%from, gossip_datagrams_dropped = total, "{what}");
     }
 }
 
