@@ -43,21 +43,10 @@ use crate::plugin::NativeMachine;
 pub use crate::plugin::native::{Entry, StateMachine};
 
 use crate::discovery::Keyring;
-use crate::limits::{
-    DEAD_GRACE_DEFAULT_TIME, LOG_ENTRIES_KEPT_BEHIND_SNAPSHOT, PROMOTION_LAG_ENTRIES_MAX,
-    PluginLimits, REQUEST_TIMEOUT, SNAPSHOT_EVERY_ENTRIES_DEFAULT, STABILIZATION_DEFAULT_TIME,
-    VOTER_CAP_DEFAULT,
-};
-use crate::membership::reconcile::Policy;
+use crate::limits::REQUEST_TIMEOUT;
+use crate::node::config::{LISTEN_DEFAULT, default_addr};
 use crate::node::{self, NodeConfig, NodeHandle, StartError};
 use crate::security::exposure::{Exposure, check_exposure};
-
-/// The gRPC address a node listens on unless told otherwise.
-pub const LISTEN_DEFAULT: &str = "127.0.0.1:7400";
-/// The gossip address a node uses unless told otherwise.
-pub const GOSSIP_DEFAULT: &str = "127.0.0.1:7401";
-/// The cluster name nodes gossip under unless told otherwise.
-pub const CLUSTER_NAME_DEFAULT: &str = "clusterhost";
 
 /// Why an embedded node failed.
 #[derive(Debug, thiserror::Error)]
@@ -71,45 +60,6 @@ pub enum EmbedError {
     /// The node stopped with an error.
     #[error("{0}")]
     Stopped(String),
-}
-
-impl Default for NodeConfig {
-    /// What `clusterhost run` does without flags.
-    fn default() -> Self {
-        Self {
-            data_dir: PathBuf::from("./data"),
-            plugin: None,
-            bootstrap: false,
-            bootstrap_expect: 0,
-            join: Vec::new(),
-            gossip_listen: default_addr(GOSSIP_DEFAULT),
-            gossip_advertise: None,
-            cluster_name: CLUSTER_NAME_DEFAULT.to_string(),
-            policy: Policy {
-                voter_cap: VOTER_CAP_DEFAULT as usize,
-                stabilization: STABILIZATION_DEFAULT_TIME,
-                dead_grace: DEAD_GRACE_DEFAULT_TIME,
-                min_voters: 1,
-                caught_up_lag_entries: PROMOTION_LAG_ENTRIES_MAX,
-            },
-            advertise: None,
-            node_id: None,
-            snapshot_every_entries: SNAPSHOT_EVERY_ENTRIES_DEFAULT,
-            log_entries_kept: LOG_ENTRIES_KEPT_BEHIND_SNAPSHOT,
-            plugin_limits: PluginLimits::default(),
-            flagged_settings: Vec::new(),
-            metrics_listen: None,
-            tls: None,
-            reflection: false,
-            gossip_keyring: None,
-            plugin_signers: None,
-        }
-    }
-}
-
-fn default_addr(text: &str) -> SocketAddr {
-    text.parse()
-        .unwrap_or_else(|_| unreachable!("{text} is a socket address"))
 }
 
 /// How to start a [`Node`].

@@ -57,6 +57,16 @@ pub async fn three_nodes(options: NodeOptions) -> TestCluster {
     cluster
 }
 
+/// Three nodes running the counter plugin (ids 1, 2, 3), all voters.
+pub async fn counter_cluster() -> TestCluster {
+    let counter = crate::paths::plugin("counter.wasm");
+    let mut cluster = TestCluster::start_bootstrap_with(&counter, fast(1)).await;
+    cluster.start_joining(0, fast(2)).await;
+    cluster.start_joining(1, fast(3)).await;
+    cluster.wait_for_voters(3, MEMBERSHIP_TIMEOUT).await;
+    cluster
+}
+
 /// Put `key` = `value` through node `n`'s gRPC API (followers forward);
 /// panics unless acknowledged.
 pub async fn put_through(cluster: &TestCluster, n: usize, key: &str, value: &str) {

@@ -5,7 +5,6 @@
 use clusterhost_client::{Cluster, Consistency, Error};
 use clusterhost_tests::TestCluster;
 use clusterhost_tests::cluster::free_addresses;
-use clusterhost_tests::paths::plugin;
 use clusterhost_tests::scenario::*;
 
 /// Writes in the failover test; the leader dies after a third of them.
@@ -20,14 +19,6 @@ enum Command {
 #[derive(Debug, serde::Deserialize)]
 struct Total {
     value: i64,
-}
-
-async fn counter_cluster() -> TestCluster {
-    let mut cluster = TestCluster::start_bootstrap_with(&plugin("counter.wasm"), fast(1)).await;
-    cluster.start_joining(0, fast(2)).await;
-    cluster.start_joining(1, fast(3)).await;
-    cluster.wait_for_voters(3, MEMBERSHIP_TIMEOUT).await;
-    cluster
 }
 
 fn endpoints(cluster: &TestCluster) -> Vec<String> {

@@ -9,20 +9,11 @@ use std::time::{Duration, Instant};
 
 use clusterhost_client::proto::{self, SessionStamp, apply_response};
 use clusterhost_client::{Client, ClientError};
-use clusterhost_tests::paths::plugin;
 use clusterhost_tests::scenario::*;
 use clusterhost_tests::{TestCluster, wait_for};
 
 /// Header naming why a session command was refused.
 const SESSION_HEADER: &str = "x-clusterhost-session";
-
-async fn counter_cluster() -> TestCluster {
-    let mut cluster = TestCluster::start_bootstrap_with(&plugin("counter.wasm"), fast(1)).await;
-    cluster.start_joining(0, fast(2)).await;
-    cluster.start_joining(1, fast(3)).await;
-    cluster.wait_for_voters(3, MEMBERSHIP_TIMEOUT).await;
-    cluster
-}
 
 fn stamp(client_id: u64, sequence: u64) -> SessionStamp {
     SessionStamp {

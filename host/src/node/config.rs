@@ -8,8 +8,23 @@ use clusterhost_client::ClientTls;
 
 use crate::consensus::NodeId;
 use crate::consensus::settings::Setting;
-use crate::limits::PluginLimits;
+use crate::limits::{
+    DEAD_GRACE_DEFAULT_TIME, LOG_ENTRIES_KEPT_BEHIND_SNAPSHOT, PROMOTION_LAG_ENTRIES_MAX,
+    PluginLimits, SNAPSHOT_EVERY_ENTRIES_DEFAULT, STABILIZATION_DEFAULT_TIME, VOTER_CAP_DEFAULT,
+};
 use crate::membership::reconcile::Policy;
+
+/// The gRPC address a node listens on unless told otherwise.
+pub const LISTEN_DEFAULT: &str = "127.0.0.1:7400";
+/// The gossip address a node uses unless told otherwise.
+pub const GOSSIP_DEFAULT: &str = "127.0.0.1:7401";
+/// The cluster name nodes gossip under unless told otherwise.
+pub const CLUSTER_NAME_DEFAULT: &str = "clusterhost";
+
+pub fn default_addr(text: &str) -> SocketAddr {
+    text.parse()
+        .unwrap_or_else(|_| unreachable!("{text} is a socket address"))
+}
 
 /// Everything a node needs to start.
 #[derive(Debug, Clone)]
@@ -104,6 +119,40 @@ impl NodeConfig {
     }
 }
 
+impl Default for NodeConfig {
+    /// What `clusterhost run` does without flags.
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./data"),
+            plugin: None,
+            bootstrap: false,
+            bootstrap_expect: 0,
+            join: Vec::new(),
+            gossip_listen: default_addr(GOSSIP_DEFAULT),
+            gossip_advertise: None,
+            cluster_name: CLUSTER_NAME_DEFAULT.to_string(),
+            policy: Policy {
+                voter_cap: VOTER_CAP_DEFAULT as usize,
+                stabilization: STABILIZATION_DEFAULT_TIME,
+                dead_grace: DEAD_GRACE_DEFAULT_TIME,
+                min_voters: 1,
+                caught_up_lag_entries: PROMOTION_LAG_ENTRIES_MAX,
+            },
+            advertise: None,
+            node_id: None,
+            snapshot_every_entries: SNAPSHOT_EVERY_ENTRIES_DEFAULT,
+            log_entries_kept: LOG_ENTRIES_KEPT_BEHIND_SNAPSHOT,
+            plugin_limits: PluginLimits::default(),
+            flagged_settings: Vec::new(),
+            metrics_listen: None,
+            tls: None,
+            reflection: false,
+            gossip_keyring: None,
+            plugin_signers: None,
+        }
+    }
+}
+
 /// Whether `addr` (host:port) names no particular host (0.0.0.0 or ::).
 fn advertise_is_unspecified(addr: &str) -> bool {
     addr.parse::<SocketAddr>()
@@ -113,34 +162,10 @@ fn advertise_is_unspecified(addr: &str) -> bool {
 /// A valid configuration for unit tests.
 #[cfg(test)]
 pub(crate) fn example() -> NodeConfig {
-    use std::time::Duration;
     NodeConfig {
         data_dir: PathBuf::from("d"),
-        plugin: None,
-        bootstrap: false,
-        bootstrap_expect: 0,
-        join: Vec::new(),
-        gossip_listen: "127.0.0.1:7401".parse().expect("address"),
-        gossip_advertise: None,
         cluster_name: "c".to_string(),
-        policy: Policy {
-            voter_cap: 5,
-            stabilization: Duration::from_secs(5),
-            dead_grace: Duration::from_secs(300),
-            min_voters: 1,
-            caught_up_lag_entries: 100,
-        },
-        advertise: None,
-        node_id: None,
-        snapshot_every_entries: 10_000,
-        log_entries_kept: 1_000,
-        plugin_limits: PluginLimits::default(),
-        flagged_settings: Vec::new(),
-        metrics_listen: None,
-        tls: None,
-        reflection: false,
-        gossip_keyring: None,
-        plugin_signers: None,
+        ..NodeConfig::default()
     }
 }
 
