@@ -40,7 +40,7 @@ use tokio::sync::Mutex;
 pub use clusterhost_client::{ClientTls, Consistency, Error as ClientError};
 
 use crate::plugin::NativeMachine;
-pub use crate::plugin::native::{Entry, StateMachine};
+pub use crate::plugin::native::{Entry, SdkMachine, StateMachine};
 
 use crate::discovery::Keyring;
 use crate::limits::REQUEST_TIMEOUT;

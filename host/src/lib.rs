@@ -50,4 +50,4 @@ pub mod plugin;
 pub mod security;
 pub mod storage;
 
-pub use embed::{Consistency, EmbedError, Entry, Node, NodeBuilder, StateMachine};
+pub use embed::{Consistency, EmbedError, Entry, Node, NodeBuilder, SdkMachine, StateMachine};

@@ -48,6 +48,36 @@ pub trait StateMachine: Send + 'static {
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), String>;
 }
 
+/// A state machine written with the plugin SDK (its JSON `StateMachine` or
+/// its `RawStateMachine`), run natively: the same crate can be compiled
+/// into a plugin or embedded.
+#[derive(Debug, Default)]
+pub struct SdkMachine<T>(pub T);
+
+impl<T: clusterhost_sdk::RawStateMachine + Send + 'static> StateMachine for SdkMachine<T> {
+    fn apply(&mut self, entry: Entry, command: &[u8]) -> Result<Vec<u8>, String> {
+        let entry = clusterhost_sdk::Entry {
+            index: entry.index,
+            term: entry.term,
+            time_ms: entry.time_ms,
+        };
+        clusterhost_sdk::RawStateMachine::apply(&mut self.0, &entry, command)
+    }
+
+    fn query(&self, request: &[u8]) -> Result<Vec<u8>, String> {
+        clusterhost_sdk::RawStateMachine::query(&self.0, request)
+    }
+
+    fn snapshot(&self) -> Result<Vec<u8>, String> {
+        Ok(clusterhost_sdk::RawStateMachine::snapshot(&self.0))
+    }
+
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), String> {
+        self.0 = clusterhost_sdk::RawStateMachine::restore(snapshot)?;
+        Ok(())
+    }
+}
+
 /// Marks snapshot "code" that names a native machine instead of a plugin.
 const NATIVE_CODE_PREFIX: &[u8] = b"clusterhost-native-state-machine:";
 
@@ -244,6 +274,49 @@ mod tests {
             Err(ApplyError::Fault(Fault::OversizedOutput { .. }))
         ));
         assert_eq!(machine.apply(at(3), b"add"), Ok(b"1".to_vec()));
+    }
+
+    /// A JSON state machine written with the plugin SDK, run natively.
+    #[derive(Default)]
+    struct SdkCounter(i64);
+
+    impl clusterhost_sdk::StateMachine for SdkCounter {
+        type Command = i64;
+        type Response = i64;
+        type Query = ();
+        type QueryResponse = i64;
+        fn apply(&mut self, _entry: &clusterhost_sdk::Entry, add: i64) -> Result<i64, String> {
+            self.0 = self.0.checked_add(add).ok_or("overflow")?;
+            Ok(self.0)
+        }
+        fn query(&self, _query: ()) -> Result<i64, String> {
+            Ok(self.0)
+        }
+        fn snapshot(&self) -> Vec<u8> {
+            self.0.to_string().into_bytes()
+        }
+        fn restore(snapshot: &[u8]) -> Result<Self, String> {
+            let text = std::str::from_utf8(snapshot).map_err(|error| error.to_string())?;
+            text.parse()
+                .map(SdkCounter)
+                .map_err(|error| error.to_string())
+        }
+    }
+
+    #[test]
+    fn an_sdk_state_machine_runs_natively() {
+        let sdk = SdkMachine(SdkCounter::default());
+        let mut machine = NativeMachine::new("sdk-counter", Box::new(sdk));
+        assert_eq!(machine.apply(at(1), b"5"), Ok(b"5".to_vec()));
+        assert!(matches!(
+            machine.apply(at(2), b"not json"),
+            Err(ApplyError::Rejected(_))
+        ));
+        let state = machine.snapshot().expect("snapshot");
+        let mut other =
+            NativeMachine::new("sdk-counter", Box::new(SdkMachine(SdkCounter::default())));
+        other.restore(at(2), &state).expect("restore");
+        assert_eq!(other.query(b"null"), Ok(Ok(b"5".to_vec())));
     }
 
     #[test]
