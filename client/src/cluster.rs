@@ -11,6 +11,7 @@ use tonic::Code;
 
 use crate::client::{Client, ClientError};
 use crate::headers;
+use crate::limits::{CLIENT_GRACE, DEPLOY_TIMEOUT};
 use crate::proto::{self, apply_response, query_response};
 use crate::tls::ClientTls;
 
@@ -90,6 +91,9 @@ pub struct Options {
     pub follow_leader: bool,
     /// The CA and client certificate for a cluster running mutual TLS.
     pub tls: Option<ClientTls>,
+    /// How long one attempt may take before it is given up (a write then
+    /// counts as possibly applied, and is retried in its session).
+    pub request_timeout: Duration,
 }
 
 impl Default for Options {
@@ -100,6 +104,7 @@ impl Default for Options {
             session_timeout: None,
             follow_leader: true,
             tls: None,
+            request_timeout: DEPLOY_TIMEOUT + CLIENT_GRACE,
         }
     }
 }
@@ -389,7 +394,15 @@ impl Cluster {
                 }
             },
         };
-        let answer = call(node).await;
+        let answer = match tokio::time::timeout(self.options.request_timeout, call(node)).await {
+            Ok(answer) => answer,
+            Err(_) => Err(ClientError::Status(tonic::Status::deadline_exceeded(
+                format!(
+                    "no answer from {} within {:?}",
+                    self.endpoints[index], self.options.request_timeout
+                ),
+            ))),
+        };
         if let Err(error) = &answer
             && should_move_on(error)
         {
@@ -453,7 +466,10 @@ fn applied(response: proto::ApplyResponse) -> Result<Applied, Error> {
 fn should_move_on(error: &ClientError) -> bool {
     match error {
         ClientError::Unreachable { .. } => true,
-        ClientError::Status(status) => matches!(status.code(), Code::Unavailable | Code::Unknown),
+        ClientError::Status(status) => matches!(
+            status.code(),
+            Code::Unavailable | Code::Unknown | Code::DeadlineExceeded
+        ),
     }
 }
 
