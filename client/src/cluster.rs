@@ -141,7 +141,8 @@ enum Retry {
 
 impl Cluster {
     /// A client of the cluster these nodes (`host:port`) belong to. Fails
-    /// only when none answers.
+    /// only when none answers (with [`Options::follow_leader`] off it does
+    /// not ask before the first call).
     pub async fn connect<I, S>(endpoints: I) -> Result<Self, Error>
     where
         I: IntoIterator<Item = S>,
@@ -167,7 +168,11 @@ impl Cluster {
             options,
             session: None,
         };
-        cluster.status().await?;
+        // Finding the leader is the only reason to ask before the first
+        // call; a client bound to the nodes it was given connects lazily.
+        if cluster.options.follow_leader {
+            cluster.status().await?;
+        }
         Ok(cluster)
     }
 

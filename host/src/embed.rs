@@ -205,7 +205,7 @@ impl NodeBuilder {
             gossip_key: self.config.gossip_keyring.is_some(),
             insecure: self.insecure,
         })
-        .map_err(StartError::Conflict)?;
+        .map_err(StartError::Exposure)?;
         let endpoint = listen_addr.to_string();
         let tls = self.config.tls.clone();
         let handle = node::start_with(self.config, listener, self.native).await?;

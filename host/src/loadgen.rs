@@ -163,6 +163,12 @@ async fn connect(config: &LoadConfig) -> anyhow::Result<Vec<Cluster>> {
         ..Options::default()
     };
     let mut clients = Vec::with_capacity(config.clients);
+    // Each endpoint must answer before the run starts: a wrong address is a
+    // clear error, not a run of failures.
+    for endpoint in &config.endpoints {
+        let mut probe = Cluster::connect_with([endpoint.as_str()], options.clone()).await?;
+        probe.status().await?;
+    }
     for index in 0..config.clients {
         let endpoint = &config.endpoints[index % config.endpoints.len()];
         clients.push(Cluster::connect_with([endpoint.as_str()], options.clone()).await?);

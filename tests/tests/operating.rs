@@ -34,6 +34,17 @@ fn with_ops(id: u64, ops: SocketAddr) -> NodeOptions {
     options
 }
 
+/// Three kv nodes (ids 1, 2, 3), all voters, each serving its ops listener
+/// at the address returned for it.
+async fn three_nodes_with_ops() -> (TestCluster, Vec<SocketAddr>) {
+    let ops: Vec<SocketAddr> = (0..3).map(|_| free_ops_addr()).collect();
+    let mut cluster = TestCluster::start_bootstrap_with(&kv_plugin(), with_ops(1, ops[0])).await;
+    cluster.start_joining(0, with_ops(2, ops[1])).await;
+    cluster.start_joining(1, with_ops(3, ops[2])).await;
+    cluster.wait_for_voters(3, MEMBERSHIP_TIMEOUT).await;
+    (cluster, ops)
+}
+
 /// `GET path` over HTTP/1.1: the status code and body.
 async fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
     let exchange = async {
@@ -113,11 +124,7 @@ async fn metrics_move_under_load_and_through_a_leader_crash() {
     // output parses as Prometheus text, the leader's proposals rise, the
     // followers' apply lag returns to 0 once writes stop, and after the
     // leader is killed the survivors' leader-change counters go up.
-    let ops: Vec<SocketAddr> = (0..3).map(|_| free_ops_addr()).collect();
-    let mut cluster = TestCluster::start_bootstrap_with(&kv_plugin(), with_ops(1, ops[0])).await;
-    cluster.start_joining(0, with_ops(2, ops[1])).await;
-    cluster.start_joining(1, with_ops(3, ops[2])).await;
-    cluster.wait_for_voters(3, MEMBERSHIP_TIMEOUT).await;
+    let (mut cluster, ops) = three_nodes_with_ops().await;
     let leader = cluster.leader_index().await.expect("a leader");
     let before = scrape(ops[leader]).await.expect("scrape the leader");
     assert_eq!(
@@ -273,11 +280,7 @@ async fn the_status_page_shows_three_members_and_the_leader_in_a_real_browser() 
     // after its scripts ran, the DOM lists three members and names the
     // leader every node agrees on. A screenshot is kept at
     // target/status-page.png for people to look at.
-    let ops: Vec<SocketAddr> = (0..3).map(|_| free_ops_addr()).collect();
-    let mut cluster = TestCluster::start_bootstrap_with(&kv_plugin(), with_ops(1, ops[0])).await;
-    cluster.start_joining(0, with_ops(2, ops[1])).await;
-    cluster.start_joining(1, with_ops(3, ops[2])).await;
-    cluster.wait_for_voters(3, MEMBERSHIP_TIMEOUT).await;
+    let (cluster, ops) = three_nodes_with_ops().await;
     let leader = cluster.leader_index().await.expect("a leader");
     let leader_id = cluster.id_of(leader);
     // Some writes and reads, so the page's rates have something to show.

@@ -12,12 +12,11 @@ use super::{CliError, ExitCode};
 use clusterhost_client::proto;
 use clusterhost_client::{Client, Cluster, cluster};
 
-use crate::embed::NodeBuilder;
+use crate::embed::{EmbedError, NodeBuilder};
 use crate::limits::PROMOTION_LAG_ENTRIES_MAX;
 use crate::membership::reconcile::Policy;
-use crate::node::{self, NodeConfig};
+use crate::node::{self, NodeConfig, StartError};
 use crate::plugin::PluginEngine;
-use crate::security::exposure::{Exposure, check_exposure};
 
 /// Print a line on stdout. A reader that hung up early (`| head`) is not an
 /// error: the rest of the output is dropped quietly.
@@ -75,11 +74,15 @@ pub async fn execute(command: Command) -> Result<(), CliError> {
 /// A client for `args`'s endpoint, over mutual TLS when its certificate
 /// flags are given.
 async fn connect(args: &EndpointArgs) -> Result<Client, CliError> {
-    let tls = args
-        .tls
-        .load()
-        .map_err(|error| CliError::new(ExitCode::InvalidInput, error.to_string()))?;
+    let tls = endpoint_tls(args)?;
     Ok(Client::connect_with(&args.endpoint, tls.as_ref()).await?)
+}
+
+/// The client certificate `args` names, if any.
+fn endpoint_tls(args: &EndpointArgs) -> Result<Option<clusterhost_client::ClientTls>, CliError> {
+    args.tls
+        .load()
+        .map_err(|error| CliError::new(ExitCode::InvalidInput, error.to_string()))
 }
 
 /// `clusterhost config ...`.
@@ -202,14 +205,6 @@ async fn run(args: RunArgs) -> Result<(), CliError> {
         .map_err(|error| CliError::new(ExitCode::InvalidInput, error.to_string()))?;
     let gossip_keyring = super::gossip::load_keyring(args.gossip_key_file.as_deref())?;
     let plugin_signers = super::signing::load_signers(args.plugin_signers.as_deref())?;
-    check_exposure(&Exposure {
-        grpc: args.listen,
-        gossip: args.gossip,
-        tls: tls.is_some(),
-        gossip_key: gossip_keyring.is_some(),
-        insecure: args.insecure,
-    })
-    .map_err(|error| CliError::new(ExitCode::InvalidInput, error))?;
     let config = NodeConfig {
         data_dir: args.data_dir,
         plugin: args.plugin,
@@ -245,10 +240,14 @@ async fn run(args: RunArgs) -> Result<(), CliError> {
     if args.insecure {
         builder = builder.insecure();
     }
-    let node = builder
-        .start_on(listener)
-        .await
-        .map_err(|error| CliError::new(ExitCode::Failure, error.to_string()))?;
+    let node = builder.start_on(listener).await.map_err(|error| {
+        // Refusing an unprotected port is a refusal of the flags given.
+        let code = match &error {
+            EmbedError::Start(StartError::Exposure(_)) => ExitCode::InvalidInput,
+            _ => ExitCode::Failure,
+        };
+        CliError::new(code, error.to_string())
+    })?;
     tracing::info!(node_id = node.id(), "ready");
     node.serve_until(shutdown_signal())
         .await
@@ -334,10 +333,7 @@ async fn query(args: QueryArgs) -> Result<(), CliError> {
 /// (a session is an entry in the log; a single command gains nothing from
 /// one).
 async fn one_shot(args: &EndpointArgs) -> Result<Cluster, CliError> {
-    let tls = args
-        .tls
-        .load()
-        .map_err(|error| CliError::new(ExitCode::InvalidInput, error.to_string()))?;
+    let tls = endpoint_tls(args)?;
     let options = cluster::Options {
         retry_budget: std::time::Duration::ZERO,
         sessions: false,

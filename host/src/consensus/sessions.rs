@@ -191,7 +191,7 @@ impl From<StoredSessions> for Sessions {
 }
 
 /// A requested timeout, clamped to the allowed range.
-pub fn clamp_timeout(requested: Duration) -> Duration {
+fn clamp_timeout(requested: Duration) -> Duration {
     requested.clamp(SESSION_TIMEOUT_MIN, SESSION_TIMEOUT_MAX)
 }
 
@@ -215,8 +215,9 @@ impl Sessions {
     }
 
     /// Open a session at entry `index` (its id), after
-    /// [`Self::advance_clock`] for that entry. At [`SESSIONS_MAX`], the
-    /// session closest to expiry is closed first.
+    /// [`Self::advance_clock`] for that entry; the timeout it got, in ms
+    /// (clamped to the allowed range). At [`SESSIONS_MAX`], the session
+    /// closest to expiry is closed first.
     pub fn open(&mut self, index: u64, timeout: Duration) -> u64 {
         if self.open.len() >= SESSIONS_MAX
             && let Some(&(_, soonest)) = self.by_expiry.first()
@@ -229,9 +230,10 @@ impl Sessions {
             kept: BTreeMap::new(),
             acknowledged_below: 1,
         };
+        let timeout_ms = session.timeout_ms;
         self.by_expiry.insert((session.expires_at_ms(), index));
         self.open.insert(index, session);
-        index
+        timeout_ms
     }
 
     /// Decide what a session command (with bytes of digest `command`) does,
@@ -332,7 +334,8 @@ mod tests {
     fn opened() -> (Sessions, u64) {
         let mut sessions = Sessions::default();
         sessions.advance_clock(1_000);
-        let id = sessions.open(7, HOUR);
+        let id = 7;
+        sessions.open(id, HOUR);
         (sessions, id)
     }
 
@@ -393,7 +396,8 @@ mod tests {
         let mut sessions = Sessions::default();
         sessions.advance_clock(10_000_000);
         sessions.advance_clock(1_000); // stamped by a leader whose clock is behind
-        let id = sessions.open(3, Duration::from_secs(1));
+        let id = 3;
+        sessions.open(id, Duration::from_secs(1));
         assert_eq!(sessions.admit(stamp(id, 1, 1), &COMMAND), Admission::Apply);
     }
 
@@ -500,7 +504,8 @@ mod tests {
         let sessions_needed = entries_max / SESSION_OUTSTANDING_MAX + 1;
         let mut refused = false;
         'fill: for session in 1..=sessions_needed as u64 {
-            let id = sessions.open(session, HOUR);
+            let id = session;
+            sessions.open(id, HOUR);
             for sequence in 1..=SESSION_OUTSTANDING_MAX as u64 {
                 match sessions.admit(stamp(id, sequence, 1), &COMMAND) {
                     Admission::Apply => {

@@ -68,6 +68,10 @@ pub enum StartError {
     /// Flags that contradict the data dir or each other.
     #[error("{0}")]
     Conflict(String),
+    /// A port beyond loopback without TLS or a gossip key, and no
+    /// `--insecure`.
+    #[error("{0}")]
+    Exposure(String),
     /// The Raft log could not be opened.
     #[error("cannot open the raft log at {path}: {reason}")]
     Log {

@@ -95,6 +95,8 @@ pub fn native_name(code: &[u8]) -> Option<&str> {
 /// A native state machine as the plugin worker runs it.
 pub struct NativeMachine {
     name: String,
+    /// Its snapshot marker, made once.
+    code: Arc<[u8]>,
     machine: Box<dyn StateMachine>,
     last_applied: Option<EntryPosition>,
     response_bytes_max: usize,
@@ -114,8 +116,10 @@ impl std::fmt::Debug for NativeMachine {
 impl NativeMachine {
     /// `machine`, known in snapshots as `name`.
     pub fn new(name: impl Into<String>, machine: Box<dyn StateMachine>) -> Self {
+        let name = name.into();
         Self {
-            name: name.into(),
+            code: native_code(&name),
+            name,
             machine,
             last_applied: None,
             response_bytes_max: PluginLimits::default().response_bytes_max,
@@ -130,7 +134,7 @@ impl NativeMachine {
 
     /// Its snapshot marker.
     pub fn code(&self) -> Arc<[u8]> {
-        native_code(&self.name)
+        self.code.clone()
     }
 
     /// The last entry applied.

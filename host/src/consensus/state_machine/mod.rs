@@ -235,8 +235,8 @@ impl StateMachineStore {
             }) => {
                 self.host.sessions.advance_clock(time_ms);
                 let timeout = std::time::Duration::from_millis(timeout_ms);
-                let client_id = self.host.sessions.open(index, timeout);
-                let timeout_ms = clamp_timeout_ms(timeout);
+                let client_id = index;
+                let timeout_ms = self.host.sessions.open(client_id, timeout);
                 let encoded =
                     postcard::to_stdvec(&(client_id, timeout_ms)).map_err(io::Error::other)?;
                 self.host.digest.apply(index, term, Applied::Host(&encoded));
@@ -324,10 +324,6 @@ fn position_of(log_id: LogId, time_ms: u64) -> EntryPosition {
         term: log_id.leader_id.term,
         time_ms,
     }
-}
-
-fn clamp_timeout_ms(timeout: std::time::Duration) -> u64 {
-    u64::try_from(super::sessions::clamp_timeout(timeout).as_millis()).unwrap_or(u64::MAX)
 }
 
 fn rollback_bytes(history: &PluginHistory) -> Option<Arc<Vec<u8>>> {

@@ -43,6 +43,13 @@ pub struct Total {
     value: i64,
 }
 
+impl Total {
+    /// The answer `{"value":value}`.
+    pub fn new(value: i64) -> Self {
+        Self { value }
+    }
+}
+
 #[derive(Serialize)]
 struct Snapshot {
     version: u32,

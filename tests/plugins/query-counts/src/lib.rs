@@ -1,40 +1,19 @@
-//! TEST-ONLY plugin, broken on purpose for `plugin check`: a counter
-//! (`{"add":N}` → `{"value":V}`, query `"get"` → `{"value":V}`) whose answers
+//! TEST-ONLY plugin, broken on purpose for `plugin check`: the test
+//! plugins' counter (`{"add":N}` → `{"value":V}`, query `"get"` →
+//! `{"value":V}`, from `test_plugins_common`) whose answers
 //! add the number of queries it has served. Queries run on one replica only,
 //! so its replicas would answer differently; the query-purity check must
 //! catch it. Snapshots hold the sum alone and are deterministic.
 
 use clusterhost_sdk::{Entry, StateMachine};
-use serde::{Deserialize, Serialize};
 use std::cell::Cell;
+use test_plugins_common::{Command, Query, Total};
 
 /// The counter, and the hidden count of queries served.
 #[derive(Debug, Default)]
 pub struct QueryCounts {
     total: i64,
     queries: Cell<i64>,
-}
-
-/// Commands.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Command {
-    /// Add `n`.
-    Add(i64),
-}
-
-/// Queries.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Query {
-    /// The total.
-    Get,
-}
-
-/// Every answer.
-#[derive(Debug, Serialize)]
-pub struct Total {
-    value: i64,
 }
 
 impl StateMachine for QueryCounts {
@@ -47,14 +26,12 @@ impl StateMachine for QueryCounts {
         let Command::Add(n) = command;
         self.total = self.total.wrapping_add(n);
         // The bug: the answer counts queries, which are not in the log.
-        Ok(Total {
-            value: self.total.wrapping_add(self.queries.get()),
-        })
+        Ok(Total::new(self.total.wrapping_add(self.queries.get())))
     }
 
     fn query(&self, _query: Query) -> Result<Total, String> {
         self.queries.set(self.queries.get().wrapping_add(1));
-        Ok(Total { value: self.total })
+        Ok(Total::new(self.total))
     }
 
     fn snapshot(&self) -> Vec<u8> {
