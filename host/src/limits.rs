@@ -180,6 +180,10 @@ pub const CHECKPOINTS_GOSSIPED: usize = 4;
 /// (so the data dir can be opened again in the same process).
 pub const LOG_RELEASE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long shutdown waits for the gossip socket to close, so a node
+/// restarted in the same process can bind the port again.
+pub const GOSSIP_RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How often a stopping node checks whether its log file is closed.
 pub const RELEASE_POLL_INTERVAL: Duration = Duration::from_millis(10);
 

@@ -118,6 +118,7 @@ pub struct Discovery {
     handle: ChitchatHandle,
     node_id: NodeId,
     dropped: DroppedDatagrams,
+    public_socket: sealed::PublicSocketWatch,
 }
 
 impl Discovery {
@@ -157,11 +158,13 @@ impl Discovery {
         ];
         initial.extend(announcement_pairs(announcement));
         let dropped = DroppedDatagrams::default();
+        let public_socket = sealed::PublicSocketWatch::default();
         // Always through the relay, so every datagram is checked before
         // chitchat reads it (see `wire_check`), sealed or not.
         let transport: Box<dyn Transport> = Box::new(sealed::SealedTransport {
             keyring: config.keyring.clone(),
             dropped: dropped.clone(),
+            public_socket: public_socket.clone(),
         });
         let handle = spawn_chitchat(chitchat_config, initial, transport.as_ref())
             .await
@@ -172,6 +175,7 @@ impl Discovery {
             handle,
             node_id: config.node_id,
             dropped,
+            public_socket,
         })
     }
 
@@ -214,6 +218,11 @@ impl Discovery {
             }
         }
         peers
+    }
+
+    /// Tells when the gossip port is free again after shutdown.
+    pub fn public_socket(&self) -> sealed::PublicSocketWatch {
+        self.public_socket.clone()
     }
 
     /// Leave the gossip network.

@@ -42,12 +42,32 @@ impl DroppedDatagrams {
     }
 }
 
+/// Whether the public gossip socket has closed: its last holder (the
+/// receiving task and the relays, which stop asynchronously after chitchat
+/// drops its socket) has let go, so the port can be bound again.
+#[derive(Debug, Clone, Default)]
+pub struct PublicSocketWatch(Arc<Mutex<Option<std::sync::Weak<UdpSocket>>>>);
+
+impl PublicSocketWatch {
+    /// True once the socket was opened and every holder has dropped it.
+    pub fn is_closed(&self) -> bool {
+        let socket = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        socket.as_ref().is_none_or(|weak| weak.strong_count() == 0)
+    }
+
+    fn watch(&self, socket: &Arc<UdpSocket>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::downgrade(socket));
+    }
+}
+
 /// Opens `SealedSocket`s.
 pub struct SealedTransport {
     /// The keys; `None` sends and accepts datagrams unsealed.
     pub keyring: Option<Arc<Keyring>>,
     /// Where refused datagrams are counted.
     pub dropped: DroppedDatagrams,
+    /// Told when the public socket closes.
+    pub public_socket: PublicSocketWatch,
 }
 
 #[async_trait::async_trait]
@@ -58,6 +78,7 @@ impl Transport for SealedTransport {
                 .await
                 .with_context(|| format!("cannot bind {bind_addr}/UDP for gossip"))?,
         );
+        self.public_socket.watch(&public);
         let inner = UdpTransport
             .open(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
             .await?;

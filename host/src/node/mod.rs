@@ -33,7 +33,8 @@ use crate::consensus::{
 };
 use crate::discovery::{Announcement, Discovery, DiscoveryConfig};
 use crate::limits::{
-    LOG_RELEASE_TIMEOUT, PRECOMPILE_QUEUE_DEPTH, RELEASE_POLL_INTERVAL, REQUEST_TIMEOUT,
+    GOSSIP_RELEASE_TIMEOUT, LOG_RELEASE_TIMEOUT, PRECOMPILE_QUEUE_DEPTH, RELEASE_POLL_INTERVAL,
+    REQUEST_TIMEOUT,
 };
 use crate::membership::autopilot::{Autopilot, AutopilotConfig, SharedView};
 use crate::membership::{LocalMember, operations};
@@ -125,9 +126,6 @@ impl NodeHandle {
         operations::step_down(&self.consensus).await;
         self.local.request_stop();
         let _ = self.autopilot.await;
-        if let Ok(discovery) = Arc::try_unwrap(self.discovery) {
-            discovery.shutdown().await;
-        }
         if let Some(ops) = self.ops {
             ops.shutdown().await;
         }
@@ -136,6 +134,19 @@ impl NodeHandle {
         self.server.await??;
         drop(self.consensus);
         drop(self.local);
+        // Gossip stops last, once nothing serving holds it; its socket
+        // closes as its tasks wind down, and the port is free for another
+        // node in this process once it has.
+        let gossip_socket = self.discovery.public_socket();
+        match Arc::try_unwrap(self.discovery) {
+            Ok(discovery) => discovery.shutdown().await,
+            Err(_) => tracing::warn!("gossip is still in use at shutdown; it stops when released"),
+        }
+        if !wait_for_condition(GOSSIP_RELEASE_TIMEOUT, || gossip_socket.is_closed()).await {
+            tracing::warn!(
+                "the gossip socket was still open {GOSSIP_RELEASE_TIMEOUT:?} after shutdown"
+            );
+        }
         // Raft's tasks drop their log handles as they wind down; the data
         // dir is free for another node in this process once they have.
         let released = self.log_released;
