@@ -283,7 +283,8 @@ async fn the_status_page_shows_three_members_and_the_leader_in_a_real_browser() 
     let (cluster, ops) = three_nodes_with_ops().await;
     let leader = cluster.leader_index().await.expect("a leader");
     let leader_id = cluster.id_of(leader);
-    // Some writes and reads, so the page's rates have something to show.
+    // Some writes and reads, so the page's rates and latencies have
+    // something to show.
     let endpoints: Vec<String> = (0..3).map(|n| cluster.node(n).endpoint()).collect();
     let stream = WriteStream::start(&endpoints, "page-");
     let shown = ops[0];
@@ -300,7 +301,11 @@ async fn the_status_page_shows_three_members_and_the_leader_in_a_real_browser() 
             (code == 200
                 && alive == 3
                 && status["leader_id"] == leader_id
-                && status["rates"].as_array().is_some_and(|r| !r.is_empty()))
+                && status["rates"].as_array().is_some_and(|rates| {
+                    rates
+                        .iter()
+                        .any(|rate| rate["write_latency_ms"].as_f64().is_some_and(|ms| ms > 0.0))
+                }))
             .then_some(())
             .ok_or(format!("{code}: {body}"))
         },
@@ -320,6 +325,15 @@ async fn the_status_page_shows_three_members_and_the_leader_in_a_real_browser() 
     assert!(
         dom.contains("<tr class=\"member leader\""),
         "the leader's row is marked:\n{dom}"
+    );
+    let latency_chart = dom
+        .split_once("<svg id=\"latency\"")
+        .and_then(|(_, rest)| rest.split_once("</svg>"))
+        .map(|(chart, _)| chart)
+        .unwrap_or_default();
+    assert!(
+        latency_chart.contains("<polyline"),
+        "the latency chart draws the writes this node answered:\n{dom}"
     );
     let screenshot = clusterhost_tests::paths::workspace_root().join("target/status-page.png");
     browser::screenshot(&url, &screenshot).await;

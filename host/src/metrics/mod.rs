@@ -11,69 +11,30 @@
 //!
 //! - [`process`]: CPU time, memory and open files of this process.
 
+mod families;
+mod labels;
 pub mod process;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
+
+use families::{
+    Histograms, Recorded, Sampled, group_histogram, latency_histogram, register_recorded,
+    register_sampled,
+};
+use labels::{
+    ActionLabels, ExportLabels, ExportOutcomeLabels, LivenessLabels, MethodCodeLabels,
+    MethodLabels, OutcomeLabels, PeerCallLabels, PeerLabels, RoleLabels,
+};
+pub use labels::{CallOutcome, ProposalOutcome, ROLES};
 
 /// The content type of [`Metrics::encode`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
-/// Raft roles, as the `role` label names them.
-pub const ROLES: [&str; 5] = ["leader", "follower", "candidate", "learner", "shutdown"];
-
-/// How a proposal ended, as the `outcome` label names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProposalOutcome {
-    /// Committed and applied.
-    Ok,
-    /// This node was not the leader.
-    NotLeader,
-    /// May or may not have committed (timeout, lost from the log).
-    Ambiguous,
-    /// Raft refused it.
-    Refused,
-}
-
-impl ProposalOutcome {
-    fn label(self) -> &'static str {
-        match self {
-            ProposalOutcome::Ok => "ok",
-            ProposalOutcome::NotLeader => "not_leader",
-            ProposalOutcome::Ambiguous => "ambiguous",
-            ProposalOutcome::Refused => "refused",
-        }
-    }
-}
-
-/// How a plugin call ended, as the `outcome` label names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CallOutcome {
-    /// The plugin answered `ok`.
-    Ok,
-    /// The plugin answered `err`.
-    Rejected,
-    /// It trapped or hit a limit (fuel, memory, response size).
-    Trapped,
-}
-
-impl CallOutcome {
-    fn label(self) -> &'static str {
-        match self {
-            CallOutcome::Ok => "ok",
-            CallOutcome::Rejected => "rejected",
-            CallOutcome::Trapped => "trapped",
-        }
-    }
-}
 
 /// What Raft, gossip and the state machine report at scrape time.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -104,105 +65,6 @@ pub struct Sample {
     pub plugin_state_bytes: u64,
 }
 
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct OutcomeLabels {
-    outcome: &'static str,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RoleLabels {
-    role: &'static str,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct MethodLabels {
-    method: String,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct MethodCodeLabels {
-    method: String,
-    code: String,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ExportLabels {
-    export: &'static str,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ExportOutcomeLabels {
-    export: &'static str,
-    outcome: &'static str,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct PeerCallLabels {
-    peer: u64,
-    call: &'static str,
-    outcome: &'static str,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct PeerLabels {
-    peer: u64,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ActionLabels {
-    action: &'static str,
-    outcome: &'static str,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct LivenessLabels {
-    liveness: &'static str,
-}
-
-type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
-
-/// Latency buckets from 50 µs to ~3.3 s, doubling: an in-memory apply, an
-/// fsync and a forwarded write all land inside.
-fn latency_histogram() -> Histogram {
-    Histogram::new(exponential_buckets(0.000_05, 2.0, 17))
-}
-
-/// Group sizes from 1 to 256 jobs, doubling.
-fn group_histogram() -> Histogram {
-    Histogram::new(exponential_buckets(1.0, 2.0, 9))
-}
-
-/// What is recorded as it happens.
-#[derive(Default)]
-struct Recorded {
-    leader_changes: Counter,
-    proposals: Family<OutcomeLabels, Counter>,
-    grpc_requests: Family<MethodCodeLabels, Counter>,
-    grpc_forwarded: Family<MethodLabels, Counter>,
-    plugin_calls: Family<ExportOutcomeLabels, Counter>,
-    log_fsyncs: Counter,
-    autopilot_actions: Family<ActionLabels, Counter>,
-    raft_rpcs: Family<PeerCallLabels, Counter>,
-    raft_entries_sent: Family<PeerLabels, Counter>,
-}
-
-/// What is set from a [`Sample`] at scrape time.
-#[derive(Default)]
-struct Sampled {
-    term: Gauge,
-    role: Family<RoleLabels, Gauge>,
-    leader_id: Gauge,
-    last_log_index: Gauge,
-    committed_index: Gauge,
-    applied_index: Gauge,
-    snapshot_index: Gauge,
-    apply_lag: Gauge,
-    gossip_members: Family<LivenessLabels, Gauge>,
-    cluster_version: Gauge,
-    deploys: Family<OutcomeLabels, Gauge>,
-    plugin_state: Gauge,
-}
-
 struct Inner {
     registry: Registry,
     recorded: Recorded,
@@ -213,16 +75,60 @@ struct Inner {
     read_wait: Histograms<OutcomeLabels>,
     sampled: Sampled,
     process: process::ProcessMetrics,
-    /// Queries answered, for the status page's read rate.
-    queries: AtomicU64,
+    /// Client writes and queries answered and their total time, for the
+    /// status page's rates and latencies.
+    writes: RequestTotals,
+    reads: RequestTotals,
     /// Encoding reads every family; one scrape at a time keeps two
     /// scrapes from interleaving their gauge updates.
     scrape: Mutex<()>,
 }
 
-/// The node's metrics. Cloning shares them.
+/// A request count and the total time those requests took.
+#[derive(Debug, Default)]
+struct RequestTotals {
+    count: AtomicU64,
+    micros: AtomicU64,
+}
+
+impl RequestTotals {
+    fn add(&self, elapsed: Duration) {
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    fn read(&self) -> RequestCount {
+        RequestCount {
+            count: self.count.load(Ordering::Relaxed),
+            micros: self.micros.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Requests answered so far and the microseconds they took in total.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RequestCount {
+    /// Requests answered.
+    pub count: u64,
+    /// Their total time, µs.
+    pub micros: u64,
+}
+
+/// Client writes (`Apply`, `ApplyInSession`) and queries this node answered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RequestCounts {
+    /// Writes.
+    pub writes: RequestCount,
+    /// Queries.
+    pub reads: RequestCount,
+}
+
+/// The node's metrics. Cloning shares them. A node records metrics only
+/// when something can read them (`--metrics-listen`); otherwise every
+/// recording call returns at once ([`Metrics::off`]).
 #[derive(Clone)]
-pub struct Metrics(Arc<Inner>);
+pub struct Metrics(Option<Arc<Inner>>);
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -281,7 +187,7 @@ impl Metrics {
             group_jobs.clone(),
         );
         let process = process::ProcessMetrics::register(&mut registry);
-        Self(Arc::new(Inner {
+        Self(Some(Arc::new(Inner {
             registry,
             recorded,
             grpc_duration,
@@ -291,19 +197,36 @@ impl Metrics {
             read_wait,
             sampled,
             process,
-            queries: AtomicU64::new(0),
+            writes: RequestTotals::default(),
+            reads: RequestTotals::default(),
             scrape: Mutex::new(()),
-        }))
+        })))
+    }
+
+    /// Metrics that record nothing: for a node nobody scrapes.
+    pub fn off() -> Self {
+        Self(None)
+    }
+
+    /// Whether anything is recorded.
+    pub fn is_on(&self) -> bool {
+        self.0.is_some()
     }
 
     /// The leader this node follows changed to a known node.
     pub fn leader_changed(&self) {
-        self.0.recorded.leader_changes.inc();
+        let Some(inner) = self.0.as_deref() else {
+            return;
+        };
+        inner.recorded.leader_changes.inc();
     }
 
     /// A proposal on this node ended with `outcome`.
     pub fn proposal(&self, outcome: ProposalOutcome) {
-        self.0
+        let Some(inner) = self.0.as_deref() else {
+            return;
+        };
+        inner
             .recorded
             .proposals
             .get_or_create(&OutcomeLabels {
@@ -315,7 +238,10 @@ impl Metrics {
     /// A gRPC request for `method` was answered with `code` after
     /// `elapsed`; `forwarded`: another node sent it on.
     pub fn grpc_request(&self, method: &str, code: &str, elapsed: Duration, forwarded: bool) {
-        let recorded = &self.0.recorded;
+        let Some(inner) = self.0.as_deref() else {
+            return;
+        };
+        let recorded = &inner.recorded;
         let labels = MethodCodeLabels {
             method: method.to_string(),
             code: code.to_string(),
@@ -327,23 +253,38 @@ impl Metrics {
         if forwarded {
             recorded.grpc_forwarded.get_or_create(&method).inc();
         }
-        if method.method.ends_with("/Query") {
-            self.0.queries.fetch_add(1, Ordering::Relaxed);
+        let totals = match method.method.rsplit('/').next() {
+            Some("Query") => Some(&inner.reads),
+            Some("Apply" | "ApplyInSession") => Some(&inner.writes),
+            _ => None,
+        };
+        if let Some(totals) = totals {
+            totals.add(elapsed);
         }
-        self.0
+        inner
             .grpc_duration
             .get_or_create(&method)
             .observe(elapsed.as_secs_f64());
     }
 
-    /// Queries this node answered so far.
-    pub fn queries_answered(&self) -> u64 {
-        self.0.queries.load(Ordering::Relaxed)
+    /// Client writes and queries this node answered so far, and how long
+    /// they took in total (zero when metrics are off).
+    pub fn request_totals(&self) -> RequestCounts {
+        let Some(inner) = self.0.as_deref() else {
+            return RequestCounts::default();
+        };
+        RequestCounts {
+            writes: inner.writes.read(),
+            reads: inner.reads.read(),
+        }
     }
 
     /// A call of the plugin's `export` ended with `outcome` after `elapsed`.
     pub fn plugin_call(&self, export: &'static str, outcome: CallOutcome, elapsed: Duration) {
-        self.0
+        let Some(inner) = self.0.as_deref() else {
+            return;
+        };
+        inner
             .recorded
             .plugin_calls
             .get_or_create(&ExportOutcomeLabels {
@@ -351,7 +292,7 @@ impl Metrics {
                 outcome: outcome.label(),
             })
             .inc();
-        self.0
+        inner
             .plugin_duration
             .get_or_create(&ExportLabels { export })
             .observe(elapsed.as_secs_f64());
@@ -360,8 +301,11 @@ impl Metrics {
     /// A linearizable read waited `elapsed` before it could be served
     /// (`ok`) or was refused.
     pub fn read_wait(&self, ok: bool, elapsed: Duration) {
+        let Some(inner) = self.0.as_deref() else {
+            return;
+        };
         let outcome = if ok { "ok" } else { "unavailable" };
-        self.0
+        inner
             .read_wait
             .get_or_create(&OutcomeLabels { outcome })
             .observe(elapsed.as_secs_f64());
@@ -370,8 +314,11 @@ impl Metrics {
     /// A Raft RPC (`call`, e.g. `APPEND_ENTRIES` or `INSTALL_SNAPSHOT`) to
     /// `peer` ended: `ok`, or failed in transport.
     pub fn raft_rpc(&self, peer: u64, call: &'static str, ok: bool) {
+        let Some(inner) = self.0.as_deref() else {
+            return;
+        };
         let outcome = if ok { "ok" } else { "unreachable" };
-        self.0
+        inner
             .recorded
             .raft_rpcs
             .get_or_create(&PeerCallLabels {
@@ -384,7 +331,10 @@ impl Metrics {
 
     /// `entries` log entries went to `peer` in an AppendEntries.
     pub fn raft_entries_sent(&self, peer: u64, entries: usize) {
-        self.0
+        let Some(inner) = self.0.as_deref() else {
+            return;
+        };
+        inner
             .recorded
             .raft_entries_sent
             .get_or_create(&PeerLabels { peer })
@@ -393,7 +343,10 @@ impl Metrics {
 
     /// The membership autopilot made a change: `action` ended `outcome`.
     pub fn autopilot_action(&self, action: &'static str, outcome: &'static str) {
-        self.0
+        let Some(inner) = self.0.as_deref() else {
+            return;
+        };
+        inner
             .recorded
             .autopilot_actions
             .get_or_create(&ActionLabels { action, outcome })
@@ -403,24 +356,30 @@ impl Metrics {
     /// The log writer committed `jobs` changes in one fsynced transaction
     /// taking `elapsed`.
     pub fn log_commit(&self, jobs: usize, elapsed: Duration) {
-        self.0.recorded.log_fsyncs.inc();
-        self.0.fsync_duration.observe(elapsed.as_secs_f64());
-        self.0.group_jobs.observe(jobs as f64);
+        let Some(inner) = self.0.as_deref() else {
+            return;
+        };
+        inner.recorded.log_fsyncs.inc();
+        inner.fsync_duration.observe(elapsed.as_secs_f64());
+        inner.group_jobs.observe(jobs as f64);
     }
 
     /// Every metric in the OpenMetrics text format, with the sampled ones
     /// set from `sample` (see [`CONTENT_TYPE`]).
     pub fn encode(&self, sample: &Sample) -> Result<String, std::fmt::Error> {
-        let _one_scrape = self.0.scrape.lock().unwrap_or_else(PoisonError::into_inner);
-        self.set_sampled(sample);
-        self.0.process.refresh();
+        let Some(inner) = self.0.as_deref() else {
+            return Ok(String::new());
+        };
+        let _one_scrape = inner.scrape.lock().unwrap_or_else(PoisonError::into_inner);
+        Self::set_sampled(inner, sample);
+        inner.process.refresh();
         let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &self.0.registry)?;
+        prometheus_client::encoding::text::encode(&mut text, &inner.registry)?;
         Ok(text)
     }
 
-    fn set_sampled(&self, sample: &Sample) {
-        let sampled = &self.0.sampled;
+    fn set_sampled(inner: &Inner, sample: &Sample) {
+        let sampled = &inner.sampled;
         sampled.term.set(gauge_value(sample.term));
         for role in ROLES {
             let value = i64::from(role == sample.role);
@@ -473,120 +432,6 @@ fn gauge_value(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-fn register_recorded(registry: &mut Registry, recorded: &Recorded) {
-    registry.register(
-        "raft_leader_changes",
-        "Times the leader this node follows changed to a known node",
-        recorded.leader_changes.clone(),
-    );
-    registry.register(
-        "raft_proposals",
-        "Entries proposed on this node, by outcome",
-        recorded.proposals.clone(),
-    );
-    registry.register(
-        "grpc_requests",
-        "gRPC requests answered, by method and status code",
-        recorded.grpc_requests.clone(),
-    );
-    registry.register(
-        "grpc_forwarded_requests",
-        "gRPC requests another node forwarded here (to the leader)",
-        recorded.grpc_forwarded.clone(),
-    );
-    registry.register(
-        "plugin_calls",
-        "Plugin calls, by export and outcome",
-        recorded.plugin_calls.clone(),
-    );
-    registry.register(
-        "log_fsyncs",
-        "Log transactions committed with an fsync",
-        recorded.log_fsyncs.clone(),
-    );
-    registry.register(
-        "raft_peer_rpcs",
-        "Raft RPCs this node sent, by peer, call and outcome",
-        recorded.raft_rpcs.clone(),
-    );
-    registry.register(
-        "raft_peer_entries_sent",
-        "Log entries this node sent in AppendEntries, by peer",
-        recorded.raft_entries_sent.clone(),
-    );
-    registry.register(
-        "autopilot_actions",
-        "Membership changes the autopilot made, by action and outcome",
-        recorded.autopilot_actions.clone(),
-    );
-}
-
-fn register_sampled(registry: &mut Registry, sampled: &Sampled) {
-    let gauges: [(&str, &str, &Gauge); 7] = [
-        ("raft_term", "The current Raft term", &sampled.term),
-        (
-            "raft_leader_id",
-            "The id of the leader this node knows (0: none)",
-            &sampled.leader_id,
-        ),
-        (
-            "raft_last_log_index",
-            "Index of the last entry in this node's log",
-            &sampled.last_log_index,
-        ),
-        (
-            "raft_committed_index",
-            "Highest index this node knows committed",
-            &sampled.committed_index,
-        ),
-        (
-            "raft_applied_index",
-            "Highest index applied to this node's state machine",
-            &sampled.applied_index,
-        ),
-        (
-            "raft_snapshot_index",
-            "Index the newest snapshot includes",
-            &sampled.snapshot_index,
-        ),
-        (
-            "plugin_cluster_version",
-            "Successful plugin deploys (the cluster version)",
-            &sampled.cluster_version,
-        ),
-    ];
-    for (name, help, gauge) in gauges {
-        registry.register(name, help, gauge.clone());
-    }
-    registry.register_with_unit(
-        "raft_apply_lag",
-        "Entries committed but not yet applied here",
-        Unit::Other("entries".to_string()),
-        sampled.apply_lag.clone(),
-    );
-    registry.register(
-        "raft_role",
-        "1 for this node's Raft role, 0 for the others",
-        sampled.role.clone(),
-    );
-    registry.register(
-        "gossip_members",
-        "Cluster members gossip sees, by liveness",
-        sampled.gossip_members.clone(),
-    );
-    registry.register_with_unit(
-        "plugin_state",
-        "Size of the plugin's state as last snapshotted (0: not known yet)",
-        Unit::Bytes,
-        sampled.plugin_state.clone(),
-    );
-    registry.register(
-        "plugin_deploys",
-        "Plugin deploys the replicated history holds, by outcome",
-        sampled.deploys.clone(),
-    );
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -623,6 +468,21 @@ mod tests {
         }
         assert!(text.contains("clusterhost_grpc_request_duration_seconds_bucket"));
         assert!(text.contains("clusterhost_process_resident_memory_bytes"));
+    }
+
+    #[test]
+    fn metrics_that_are_off_record_and_encode_nothing() {
+        let metrics = Metrics::off();
+        assert!(!metrics.is_on());
+        metrics.proposal(ProposalOutcome::Ok);
+        metrics.grpc_request(
+            "/clusterhost.v1.Cluster/Query",
+            "Ok",
+            Duration::from_millis(1),
+            false,
+        );
+        assert_eq!(metrics.request_totals(), RequestCounts::default());
+        assert_eq!(metrics.encode(&Sample::default()).expect("encode"), "");
     }
 
     #[test]

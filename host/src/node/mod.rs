@@ -233,7 +233,12 @@ pub async fn start_with(
         engine,
         identity,
         rpc_addr,
-        metrics: Metrics::new(),
+        // Recorded only when the ops listener can serve them.
+        metrics: if ops_listener.is_some() {
+            Metrics::new()
+        } else {
+            Metrics::off()
+        },
     };
     wiring
         .start(listener, ops_listener, bootstrap_plugin, native)

@@ -104,7 +104,7 @@ async fn sample_rates(sources: OpsSources) {
         sources.rates.push(RatePoint {
             time_ms: crate::consensus::now_ms(),
             applied_index: sources.consensus.view().applied_index,
-            queries: sources.metrics.queries_answered(),
+            requests: sources.metrics.request_totals(),
         });
     }
 }

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use crate::consensus::plugin_history::PluginHistory;
 use crate::limits::STATUS_SAMPLES_KEPT;
+use crate::metrics::{RequestCount, RequestCounts};
 
 /// Counters at one moment, for rates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,8 +20,9 @@ pub struct RatePoint {
     pub time_ms: u64,
     /// This node's applied index: every write the cluster committed.
     pub applied_index: u64,
-    /// Queries this node answered so far.
-    pub queries: u64,
+    /// Client writes and queries this node answered so far, with their
+    /// total time.
+    pub requests: RequestCounts,
 }
 
 /// The last [`STATUS_SAMPLES_KEPT`] points. Cloning shares them.
@@ -45,8 +47,10 @@ impl RateHistory {
 }
 
 /// Writes and reads per second between consecutive points, at the later
-/// point's time. A counter that went backwards (a restored snapshot never
-/// does that to the applied index, but be safe) counts as 0.
+/// point's time, and the mean latency of the writes and queries this node
+/// answered in between (null when it answered none). A counter that went
+/// backwards (a restored snapshot never does that to the applied index,
+/// but be safe) counts as 0.
 pub fn rates(points: &[RatePoint]) -> Vec<Value> {
     points
         .windows(2)
@@ -60,10 +64,22 @@ pub fn rates(points: &[RatePoint]) -> Vec<Value> {
             Some(json!({
                 "time_ms": after.time_ms,
                 "writes_per_second": per_second(after.applied_index.saturating_sub(before.applied_index)),
-                "reads_per_second": per_second(after.queries.saturating_sub(before.queries)),
+                "reads_per_second": per_second(after.requests.reads.count.saturating_sub(before.requests.reads.count)),
+                "write_latency_ms": mean_latency_ms(before.requests.writes, after.requests.writes),
+                "read_latency_ms": mean_latency_ms(before.requests.reads, after.requests.reads),
             }))
         })
         .collect()
+}
+
+/// The mean time of the requests answered between two counts, in ms.
+fn mean_latency_ms(before: RequestCount, after: RequestCount) -> Option<f64> {
+    let count = after
+        .count
+        .checked_sub(before.count)
+        .filter(|count| *count > 0)?;
+    let micros = after.micros.saturating_sub(before.micros);
+    Some(micros as f64 / count as f64 / 1000.0)
 }
 
 /// The page's JSON.
@@ -153,7 +169,13 @@ mod tests {
         RatePoint {
             time_ms,
             applied_index,
-            queries,
+            requests: RequestCounts {
+                writes: RequestCount::default(),
+                reads: RequestCount {
+                    count: queries,
+                    micros: queries * 500,
+                },
+            },
         }
     }
 
@@ -168,6 +190,12 @@ mod tests {
         assert_eq!(rates[0]["writes_per_second"], 50.0);
         assert_eq!(rates[0]["reads_per_second"], 20.0);
         assert_eq!(rates[0]["time_ms"], 2_000);
+        assert_eq!(rates[0]["read_latency_ms"], 0.5);
+        assert_eq!(
+            rates[0]["write_latency_ms"],
+            Value::Null,
+            "no writes answered here: no latency, not zero"
+        );
     }
 
     #[test]
