@@ -54,6 +54,9 @@ pub(super) struct Sampled {
     pub(super) cluster_version: Gauge,
     pub(super) deploys: Family<OutcomeLabels, Gauge>,
     pub(super) plugin_state: Gauge,
+    pub(super) sessions_open: Gauge,
+    pub(super) corrupt_replicas: Gauge,
+    pub(super) no_majority_digest: Gauge,
 }
 
 pub(super) fn register_recorded(registry: &mut Registry, recorded: &Recorded) {
@@ -105,7 +108,7 @@ pub(super) fn register_recorded(registry: &mut Registry, recorded: &Recorded) {
 }
 
 pub(super) fn register_sampled(registry: &mut Registry, sampled: &Sampled) {
-    let gauges: [(&str, &str, &Gauge); 7] = [
+    let gauges: [(&str, &str, &Gauge); 10] = [
         ("raft_term", "The current Raft term", &sampled.term),
         (
             "raft_leader_id",
@@ -131,6 +134,21 @@ pub(super) fn register_sampled(registry: &mut Registry, sampled: &Sampled) {
             "raft_snapshot_index",
             "Index the newest snapshot includes",
             &sampled.snapshot_index,
+        ),
+        (
+            "client_sessions_open",
+            "Client sessions open in the replicated state",
+            &sampled.sessions_open,
+        ),
+        (
+            "divergence_corrupt_replicas",
+            "Replicas the divergence check holds corrupt (an alarm in the log)",
+            &sampled.corrupt_replicas,
+        ),
+        (
+            "divergence_no_majority",
+            "1 when the voters had no majority applied digest at a checkpoint",
+            &sampled.no_majority_digest,
         ),
         (
             "plugin_cluster_version",

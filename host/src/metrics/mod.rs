@@ -63,6 +63,12 @@ pub struct Sample {
     pub deploys_failed: u64,
     /// Bytes of the plugin's state as last snapshotted (0: unknown).
     pub plugin_state_bytes: u64,
+    /// Client sessions open in the replicated state.
+    pub sessions_open: u64,
+    /// Replicas the divergence check holds corrupt.
+    pub corrupt_replicas: u64,
+    /// Whether the voters had no majority digest at a checkpoint.
+    pub no_majority_digest: bool,
 }
 
 struct Inner {
@@ -409,6 +415,13 @@ impl Metrics {
         sampled
             .plugin_state
             .set(gauge_value(sample.plugin_state_bytes));
+        sampled.sessions_open.set(gauge_value(sample.sessions_open));
+        sampled
+            .corrupt_replicas
+            .set(gauge_value(sample.corrupt_replicas));
+        sampled
+            .no_majority_digest
+            .set(i64::from(sample.no_majority_digest));
         for (outcome, count) in [
             ("ok", sample.cluster_version),
             ("failed", sample.deploys_failed),
@@ -453,6 +466,8 @@ mod tests {
                 role: "leader",
                 committed_index: 10,
                 applied_index: 7,
+                sessions_open: 2,
+                corrupt_replicas: 1,
                 ..Sample::default()
             })
             .expect("encode");
@@ -461,6 +476,9 @@ mod tests {
             "clusterhost_raft_role{role=\"leader\"} 1",
             "clusterhost_raft_role{role=\"follower\"} 0",
             "clusterhost_raft_apply_lag_entries 3",
+            "clusterhost_client_sessions_open 2",
+            "clusterhost_divergence_corrupt_replicas 1",
+            "clusterhost_divergence_no_majority 0",
             "clusterhost_log_fsyncs_total 1",
             "clusterhost_grpc_forwarded_requests_total{method=\"/clusterhost.v1.Cluster/Apply\"} 1",
         ] {

@@ -271,6 +271,9 @@ fn sample(sources: &OpsSources) -> Sample {
             .filter(|record| record.version.is_none())
             .count() as u64,
         plugin_state_bytes: sources.plugin.state_size_bytes().unwrap_or(0),
+        sessions_open: machine.sessions_open as u64,
+        corrupt_replicas: machine.alarms.corrupt.len() as u64,
+        no_majority_digest: machine.alarms.no_majority.is_some(),
     }
 }
 
