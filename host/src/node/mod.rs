@@ -310,6 +310,9 @@ impl Wiring {
             view: view.clone(),
             snapshots,
             signers: self.config.plugin_signers.clone(),
+            uploads: Arc::new(tokio::sync::Semaphore::new(
+                crate::limits::DEPLOY_UPLOADS_MAX,
+            )),
         };
         let options = ServeOptions {
             tls: self.config.tls.clone(),
