@@ -455,7 +455,8 @@ impl Wiring {
             native_code,
         )
         .await
-        .map_err(|error| StartError::other("cannot restore the newest snapshot", error))?;
+        .map_err(|error| StartError::other("cannot restore the newest snapshot", error))?
+        .with_signers(self.config.plugin_signers.clone());
         let status = machine.status();
         let consensus = consensus::start(
             &ConsensusConfig {
