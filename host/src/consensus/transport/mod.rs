@@ -14,6 +14,9 @@ pub mod peer;
 pub mod service;
 pub mod sizing;
 
+#[cfg(test)]
+mod crafted;
+
 /// Generated types of the internal Raft service.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
 pub mod proto {

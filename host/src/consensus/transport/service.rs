@@ -114,14 +114,10 @@ impl proto::raft_server::Raft for RaftService {
         codec::check_format(first.format)?;
         let (vote, meta): (Vote, SnapshotMeta) = codec::decode(&first.header)?;
         check_claim(&sender, vote.claimed_sender())?;
-        let mut body = first.data;
+        let mut body = Vec::new();
+        append_chunk(&mut body, &first.data)?;
         while let Some(chunk) = chunks.message().await? {
-            if body.len() + chunk.data.len() > RAFT_SNAPSHOT_BYTES_MAX {
-                return Err(Status::resource_exhausted(format!(
-                    "a snapshot larger than {RAFT_SNAPSHOT_BYTES_MAX} bytes"
-                )));
-            }
-            body.extend_from_slice(&chunk.data);
+            append_chunk(&mut body, &chunk.data)?;
         }
         let snapshot = crate::consensus::snapshot::decode_body(&body)
             .map_err(|error| Status::invalid_argument(error.to_string()))?;
@@ -159,4 +155,17 @@ fn check_claim(sender: &Sender, claimed: Option<NodeId>) -> Result<(), Status> {
         tracing::warn!("raft message refused: {refusal}");
         Status::permission_denied(refusal.to_string())
     })
+}
+
+/// Add one received chunk to a snapshot being assembled, refusing one that
+/// would take it past the largest snapshot a node accepts. Memory grows
+/// only with bytes actually received, never with a length a peer claims.
+pub(super) fn append_chunk(body: &mut Vec<u8>, data: &[u8]) -> Result<(), Status> {
+    if body.len().saturating_add(data.len()) > RAFT_SNAPSHOT_BYTES_MAX {
+        return Err(Status::resource_exhausted(format!(
+            "a snapshot larger than {RAFT_SNAPSHOT_BYTES_MAX} bytes"
+        )));
+    }
+    body.extend_from_slice(data);
+    Ok(())
 }
