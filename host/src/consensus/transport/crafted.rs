@@ -85,7 +85,10 @@ fn crafted_bodies_are_refused_without_panicking() {
         bytes.extend(format.to_le_bytes());
         bytes.extend(varint(1 << 62));
         bytes.extend(noise(u64::from(format) + 7, 64));
-        assert!(decode_body(&bytes).is_err(), "format {format}: a 2^62 length");
+        assert!(
+            decode_body(&bytes).is_err(),
+            "format {format}: a 2^62 length"
+        );
     }
     // Valid tags of every format followed by noise.
     for seed in 0..300 {
