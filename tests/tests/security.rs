@@ -471,3 +471,98 @@ async fn a_gossip_datagram_chitchat_would_panic_on_leaves_gossip_alive() {
     cluster.wait_for_voters(2, MEMBERSHIP_TIMEOUT).await;
     assert!(cluster.node(0).is_running(), "node 0 exited");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_certificate_cannot_speak_raft_as_another_node() {
+    // Goal: a valid node certificate for node 2 sending a vote with a higher
+    // term, or an AppendEntries, that claims to come from node 3 gets
+    // `permission denied` naming the node it speaks for, and the node's term
+    // and log stay as they were.
+    let cluster = tls_node_with("k", "v").await;
+    let pki = cluster.pki().unwrap();
+    let endpoint = cluster.node(0).endpoint();
+    let ip = endpoint.parse::<std::net::SocketAddr>().unwrap().ip();
+    pki.node("2", ip).await;
+    let node_two = pki.load("2");
+    let before = cluster.try_status(0).await.unwrap();
+
+    let forged = Vote::new(before.term + 100, 3);
+    let vote = openraft::raft::VoteRequest::<TypeConfig>::new(forged, None);
+    let append = openraft::raft::AppendEntriesRequest::<TypeConfig> {
+        vote: forged,
+        prev_log_id: None,
+        entries: Vec::new(),
+        leader_commit: None,
+    };
+    let requests = [
+        codec::request(RaftCall::Vote, &vote, before.node_id).unwrap(),
+        codec::request(RaftCall::PreVote, &vote, before.node_id).unwrap(),
+        codec::request(RaftCall::AppendEntries, &append, before.node_id).unwrap(),
+    ];
+    for request in requests {
+        let mut raft = codec::raft_client(&endpoint, Some(&node_two)).unwrap();
+        let status = raft
+            .call(request)
+            .await
+            .expect_err("node 2 spoke as node 3");
+        assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+        assert!(
+            status.message().contains("speaks for node 2 only"),
+            "{status:?}"
+        );
+    }
+
+    let after = cluster.try_status(0).await.unwrap();
+    assert_eq!(after.term, before.term, "a forged vote moved the term");
+    assert_eq!(
+        after.last_log_index, before.last_log_index,
+        "the log changed"
+    );
+    assert_eq!(after.role, "leader");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_refuses_to_run_as_an_id_its_certificate_does_not_speak_for() {
+    // Goal: a node started with node 7's certificate but `--node-id 8` is
+    // refused before it records an identity, naming the id the certificate
+    // speaks for.
+    let scratch = tempfile::tempdir().unwrap();
+    let pki = TestPki::create(&scratch.path().join("pki")).await;
+    let (listen, gossip) = clusterhost_tests::cluster::free_addresses();
+    let (cert, key) = pki.node("7", listen.ip()).await;
+    let data_dir = scratch.path().join("data");
+    let paths = [pki.ca(), cert, key, data_dir.clone(), kv_plugin()]
+        .map(|path| path.to_string_lossy().into_owned());
+    let [ca, cert, key, data, plugin] = &paths;
+    let (listen, gossip) = (listen.to_string(), gossip.to_string());
+    let args = [
+        "run",
+        "--listen",
+        &listen,
+        "--gossip",
+        &gossip,
+        "--data-dir",
+        data,
+        "--tls-ca",
+        ca,
+        "--tls-cert",
+        cert,
+        "--tls-key",
+        key,
+        "--node-id",
+        "8",
+        "--bootstrap",
+        "--plugin",
+        plugin,
+    ];
+    let output = run_cli(args, &[], CLI_TIMEOUT).await;
+    assert_ne!(output.code, Some(exit::OK), "{output}");
+    assert!(
+        output.stderr.contains("speaks for node 7") && output.stderr.contains("--node-id 7"),
+        "{output}"
+    );
+    assert!(
+        !data_dir.join("node.json").exists(),
+        "a refused start recorded an identity"
+    );
+}

@@ -47,6 +47,8 @@ pub struct ClusterService {
     /// `--plugin-signers`: when set, only plugins signed by one of these
     /// keys are deployed.
     pub signers: Option<Arc<Vec<crate::security::signing::Signer>>>,
+    /// Plugin uploads being received ([`crate::limits::DEPLOY_UPLOADS_MAX`]).
+    pub uploads: Arc<tokio::sync::Semaphore>,
 }
 
 fn check_size(what: &str, bytes: usize, max: usize) -> Result<(), Status> {
@@ -238,6 +240,13 @@ impl proto::cluster_server::Cluster for ClusterService {
     ) -> Result<Response<proto::DeployResponse>, Status> {
         let forwarded_here = was_forwarded(request.metadata());
         self.check_not_native()?;
+        // Refused before any byte is read: each upload is buffered whole.
+        let _receiving = self.uploads.try_acquire().map_err(|_| {
+            Status::resource_exhausted(format!(
+                "{} plugin uploads are already being received; try again",
+                crate::limits::DEPLOY_UPLOADS_MAX
+            ))
+        })?;
         let mut chunks = request.into_inner();
         let mut plugin = Vec::new();
         while let Some(chunk) = chunks.message().await? {

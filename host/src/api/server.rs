@@ -18,7 +18,12 @@ use super::ClusterService;
 use super::authorize::AuthorizeLayer;
 use super::grpc_metrics::GrpcMetricsLayer;
 use crate::consensus::Consensus;
-use crate::limits::{CLIENT_GRPC_MESSAGE_BYTES_MAX, CLIENT_GRPC_RESPONSE_BYTES_MAX};
+use crate::limits::{
+    CLIENT_GRPC_MESSAGE_BYTES_MAX, CLIENT_GRPC_RESPONSE_BYTES_MAX, GRPC_CALL_TIMEOUT,
+    GRPC_HEADER_LIST_BYTES_MAX, GRPC_KEEPALIVE_INTERVAL, GRPC_KEEPALIVE_TIMEOUT,
+    GRPC_STREAMS_PER_CONNECTION_MAX, GRPC_TCP_KEEPALIVE, REFLECTION_REQUEST_BYTES_MAX,
+    TLS_HANDSHAKE_TIMEOUT,
+};
 
 /// The task serving gRPC; it ends when the server stops.
 pub type ServerTask = JoinHandle<Result<(), tonic::transport::Error>>;
@@ -45,7 +50,9 @@ pub fn serve(
         let service = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
             .build_v1()
-            .map_err(|error| format!("reflection: {error}"))?;
+            .map_err(|error| format!("reflection: {error}"))?
+            // Reflection requests name a symbol or a file: tiny.
+            .max_decoding_message_size(REFLECTION_REQUEST_BYTES_MAX);
         Some(service)
     } else {
         None
@@ -55,14 +62,19 @@ pub fn serve(
         .max_encoding_message_size(CLIENT_GRPC_RESPONSE_BYTES_MAX);
     // Replies are small and latency-bound: no Nagle delay on any connection.
     // (tonic's own `tcp_nodelay` only covers listeners it binds itself.)
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let mut builder = tonic::transport::Server::builder().tcp_nodelay(true);
+    let incoming = tonic::transport::server::TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(GRPC_TCP_KEEPALIVE));
+    let mut builder = bounded(tonic::transport::Server::builder());
     if let Some(tls) = &options.tls {
         // A client certificate is required (not optional) once a CA is
         // given: plaintext and foreign certificates fail the handshake.
         let config = ServerTlsConfig::new()
             .identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem))
-            .client_ca_root(Certificate::from_pem(&tls.ca_pem));
+            .client_ca_root(Certificate::from_pem(&tls.ca_pem))
+            // A peer that connects and never finishes the handshake must
+            // not hold its task and socket for good.
+            .timeout(TLS_HANDSHAKE_TIMEOUT);
         builder = builder
             .tls_config(config)
             .map_err(|error| format!("TLS: {error}"))?;
@@ -80,4 +92,18 @@ pub fn serve(
             .serve_with_incoming_shutdown(incoming, shutdown)
             .in_current_span(),
     ))
+}
+
+/// The server with every per-connection and per-call bound set: a peer can
+/// hold only so many calls open on one connection, no call outlives the
+/// longest legitimate one, and connections to peers that vanished are
+/// closed by keepalive instead of holding their calls forever.
+fn bounded(builder: tonic::transport::Server) -> tonic::transport::Server {
+    builder
+        .tcp_nodelay(true)
+        .max_concurrent_streams(GRPC_STREAMS_PER_CONNECTION_MAX)
+        .timeout(GRPC_CALL_TIMEOUT)
+        .http2_keepalive_interval(Some(GRPC_KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(GRPC_KEEPALIVE_TIMEOUT))
+        .http2_max_header_list_size(GRPC_HEADER_LIST_BYTES_MAX)
 }

@@ -24,7 +24,7 @@ use crate::plugin::EntryPosition;
 use crate::storage::{Saved, SnapshotFile};
 
 /// Marks a versioned encoding.
-const FORMAT_TAG: &[u8; 4] = b"CHSB";
+pub(crate) const FORMAT_TAG: &[u8; 4] = b"CHSB";
 /// The format this binary writes.
 pub const SNAPSHOT_FORMAT: u16 = 3;
 /// The format of protocol level 1: host state without client sessions.

@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 pub use config::NodeConfig;
-pub use identity::decide_identity;
+pub use identity::{decide_bound_identity, decide_identity};
 
 use crate::api::ClusterService;
 use crate::api::leader::LeaderRunner;
@@ -205,7 +205,7 @@ pub async fn start_with(
         Some(machine) if config.bootstrap => Some(PluginDigest::of(&machine.code())),
         _ => bootstrap_plugin.as_ref().map(PluginCode::digest),
     };
-    let identity = decide_identity(
+    let identity = decide_bound_identity(
         &config,
         data_dir.identity()?.as_ref(),
         defining_digest,
@@ -315,6 +315,9 @@ impl Wiring {
             view: view.clone(),
             snapshots,
             signers: self.config.plugin_signers.clone(),
+            uploads: Arc::new(tokio::sync::Semaphore::new(
+                crate::limits::DEPLOY_UPLOADS_MAX,
+            )),
         };
         let options = ServeOptions {
             tls: self.config.tls.clone(),
@@ -457,7 +460,8 @@ impl Wiring {
             native_code,
         )
         .await
-        .map_err(|error| StartError::other("cannot restore the newest snapshot", error))?;
+        .map_err(|error| StartError::other("cannot restore the newest snapshot", error))?
+        .with_signers(self.config.plugin_signers.clone());
         let status = machine.status();
         let consensus = consensus::start(
             &ConsensusConfig {

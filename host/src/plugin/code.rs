@@ -18,7 +18,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::cache::ArtifactCache;
 use super::limiter::PluginLimiter;
 use super::sandbox::{CallContext, MonotonicClockView, VirtualMonotonicClockHost};
-use crate::limits::PLUGIN_BYTES_MAX;
+use crate::limits::{PLUGIN_BYTES_MAX, PLUGIN_COMPILES_MAX};
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -131,6 +131,10 @@ pub struct PluginEngine {
     engine: Engine,
     linker: Arc<Linker<InstanceState>>,
     cache: Option<ArtifactCache>,
+    /// Compilations running at once ([`PLUGIN_COMPILES_MAX`]): uploads being
+    /// validated and deploys being applied share it, so a burst of deploys
+    /// cannot take every core.
+    compiles: Arc<tokio::sync::Semaphore>,
 }
 
 impl PluginEngine {
@@ -170,6 +174,7 @@ impl PluginEngine {
             engine,
             linker: Arc::new(linker),
             cache,
+            compiles: Arc::new(tokio::sync::Semaphore::new(PLUGIN_COMPILES_MAX)),
         })
     }
 
@@ -181,12 +186,17 @@ impl PluginEngine {
     /// [`PluginEngine::load`] on a blocking thread: compiling takes
     /// hundreds of milliseconds and must not stall the async workers.
     pub async fn load_off_thread(&self, bytes: Vec<u8>) -> Result<PluginCode, LoadError> {
+        // Held by the compiling thread itself, so a caller that gives up
+        // does not free the slot while its compile still runs. The
+        // semaphore is never closed: acquiring only waits.
+        let compiling = self.compiles.clone().acquire_owned().await;
         let engine = self.clone();
-        tokio::task::spawn_blocking(move || engine.load(bytes.into()))
-            .await
-            .unwrap_or_else(|error| {
-                Err(LoadError::Invalid(format!("the compiler failed: {error}")))
-            })
+        tokio::task::spawn_blocking(move || {
+            let _compiling = compiling;
+            engine.load(bytes.into())
+        })
+        .await
+        .unwrap_or_else(|error| Err(LoadError::Invalid(format!("the compiler failed: {error}"))))
     }
 
     /// Validate and compile `bytes` into runnable plugin code.

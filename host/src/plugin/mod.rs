@@ -28,6 +28,7 @@ pub mod journal;
 pub mod limiter;
 pub mod machine;
 pub mod native;
+pub mod output;
 pub mod rng;
 pub mod runtime;
 pub mod sandbox;

@@ -24,6 +24,7 @@ use wasmtime_wasi::p2::bindings::clocks::monotonic_clock;
 use wasmtime_wasi::p2::{DynPollable, OutputStream, Pollable, StreamResult, subscribe};
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder};
 
+use super::output::{OutputBudget, escape_for_log};
 use super::rng::{CallKind, LogSeededRng};
 use crate::limits::PLUGIN_OUTPUT_BYTES_PER_CALL_MAX;
 
@@ -38,8 +39,7 @@ pub struct CallContext {
 struct CallState {
     time_ms: u64,
     rng: LogSeededRng,
-    output_bytes: usize,
-    output_dropped_bytes: usize,
+    output: OutputBudget,
 }
 
 impl Default for CallState {
@@ -47,8 +47,7 @@ impl Default for CallState {
         Self {
             time_ms: 0,
             rng: LogSeededRng::for_position(0, 0, CallKind::Start),
-            output_bytes: 0,
-            output_dropped_bytes: 0,
+            output: OutputBudget::default(),
         }
     }
 }
@@ -60,13 +59,12 @@ impl CallContext {
         let mut state = self.lock();
         state.time_ms = time_ms;
         state.rng = LogSeededRng::for_position(index, term, kind);
-        state.output_bytes = 0;
-        state.output_dropped_bytes = 0;
+        state.output = OutputBudget::default();
     }
 
     /// Bytes of output the current call tried to write past the cap.
     pub fn output_dropped_bytes(&self) -> usize {
-        self.lock().output_dropped_bytes
+        self.lock().output.dropped_bytes()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, CallState> {
@@ -203,7 +201,8 @@ impl rand_core::TryRng for VirtualRandom {
     }
 }
 
-/// Plugin stdout or stderr: forwarded to `tracing`, capped per call. Always
+/// Plugin stdout or stderr: forwarded to `tracing`, capped per call and
+/// escaped ([`super::output`]). Always
 /// accepts every byte, so a plugin's behaviour never depends on the cap.
 #[derive(Clone)]
 struct LogOutput {
@@ -222,19 +221,13 @@ impl LogOutput {
     }
 
     fn record(&self, bytes: &[u8]) {
-        let mut state = self.call.lock();
-        let room = PLUGIN_OUTPUT_BYTES_PER_CALL_MAX.saturating_sub(state.output_bytes);
-        let shown = bytes.len().min(room);
-        state.output_bytes += shown;
-        state.output_dropped_bytes += bytes.len() - shown;
-        drop(state);
+        let shown = self.call.lock().output.admit(bytes.len());
         if shown > 0 {
-            let text = String::from_utf8_lossy(&bytes[..shown]);
             tracing::info!(
                 plugin = %self.plugin_label,
                 stream = self.stream_name,
                 "{}",
-                text.trim_end()
+                escape_for_log(&bytes[..shown])
             );
         }
     }
