@@ -460,8 +460,7 @@ impl Wiring {
             native_code,
         )
         .await
-        .map_err(|error| StartError::other("cannot restore the newest snapshot", error))?
-        .with_signers(self.config.plugin_signers.clone());
+        .map_err(|error| StartError::other("cannot restore the newest snapshot", error))?;
         let status = machine.status();
         let consensus = consensus::start(
             &ConsensusConfig {

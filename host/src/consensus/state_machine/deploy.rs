@@ -61,15 +61,6 @@ impl StateMachineStore {
         ) {
             return Ok(Ok(receipt));
         }
-        if let Some(reason) = self.unsigned_reason(&bytes) {
-            tracing::warn!(
-                index,
-                "deploy refused at apply, the running plugin stays: {reason}"
-            );
-            let outcome = swap::conclude(&mut self.host.history, record, None, Err(reason));
-            self.publish_history();
-            return Ok(outcome);
-        }
         let code = self.engine.load_off_thread(bytes).await.map_err(|error| {
             io::Error::other(format!(
                 "this node cannot run the plugin the cluster deployed at entry {index}, stopping: {error}"
@@ -104,19 +95,6 @@ impl StateMachineStore {
         }
         self.publish_history();
         Ok(outcome)
-    }
-
-    /// Why `--plugin-signers` refuses `bytes`, if it does. Every replica
-    /// checks a committed deploy itself, not only the node that took the
-    /// upload: an entry that reached the log some other way (a node with a
-    /// different list, a rollback to a plugin signed by a retired key) is
-    /// refused here. The outcome depends only on the bytes and the list, so
-    /// replicas configured alike (as they must be, like the plugin limits)
-    /// all record the same failure and keep the same plugin.
-    fn unsigned_reason(&self, bytes: &[u8]) -> Option<String> {
-        let signers = self.signers.as_deref()?;
-        let error = crate::security::signing::verify(bytes, signers).err()?;
-        Some(format!("refused by --plugin-signers: {error}"))
     }
 
     /// The entry that starts a native state machine's cluster: the machine
@@ -179,72 +157,4 @@ pub(super) async fn install_body(
         .await
         .map_err(io::Error::other)?
         .map_err(|error| io::Error::other(format!("cannot restore the snapshot: {error}")))
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use super::*;
-    use crate::consensus::snapshot::Snapshots;
-    use crate::limits::PluginLimits;
-    use crate::security::signing::{generate_key, sign};
-
-    /// A fresh replica whose `--plugin-signers` lists the key
-    /// `signer_public_hex`, and the temp dir it keeps its snapshots in.
-    async fn replica(signer_public_hex: &str) -> (StateMachineStore, tempfile::TempDir) {
-        let directory = tempfile::tempdir().expect("temp dir");
-        let engine = PluginEngine::new(None).expect("plugin engine");
-        let plugin = PluginHandle::spawn(None, PluginLimits::default(), "test".to_string())
-            .expect("plugin worker");
-        let snapshots = Snapshots::open(&directory.path().join("snapshots")).expect("snapshots");
-        let mut public = [0u8; 32];
-        hex::decode_to_slice(signer_public_hex, &mut public).expect("public key");
-        let machine =
-            StateMachineStore::open(plugin, engine, snapshots, PluginLimits::default(), None)
-                .await
-                .expect("state machine")
-                .with_signers(Some(Arc::new(vec![public])));
-        (machine, directory)
-    }
-
-    // Goal: a deploy entry whose plugin no listed key signed is refused by
-    // the replica applying it, before any compile, as a recorded failure
-    // that is the same on every replica; nothing starts running.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn every_replica_refuses_an_unsigned_deploy_identically() {
-        let (private, public) = generate_key().expect("key");
-        let (other_private, _) = generate_key().expect("another key");
-        let unsigned = b"\0asm not even a plugin".to_vec();
-        let foreign = sign(&unsigned, &other_private).expect("signed by another key");
-        let mut outcomes = Vec::new();
-        for _replica in 0..2 {
-            let (mut machine, _directory) = replica(&public).await;
-            let first = machine
-                .deploy(unsigned.clone(), 3, 10)
-                .await
-                .expect("no stop");
-            let second = machine
-                .deploy(foreign.clone(), 4, 11)
-                .await
-                .expect("no stop");
-            let reason = first.clone().expect_err("an unsigned deploy was installed");
-            assert!(reason.contains("refused by --plugin-signers"), "{reason}");
-            assert!(second.is_err(), "a foreign signature was accepted");
-            let status = machine.status().borrow().clone();
-            assert_eq!(status.plugin_digest, None, "a refused plugin runs");
-            outcomes.push((first, second, status.history));
-        }
-        assert_eq!(outcomes[0], outcomes[1], "replicas decided differently");
-
-        // Signed by the listed key, the same bytes pass the check and reach
-        // the compiler (which cannot run them: this node must stop).
-        let (mut machine, _directory) = replica(&public).await;
-        let signed = sign(&unsigned, &private).expect("signed");
-        let error = machine
-            .deploy(signed, 3, 10)
-            .await
-            .expect_err("compiled garbage");
-        assert!(error.to_string().contains("cannot run"), "{error}");
-    }
 }

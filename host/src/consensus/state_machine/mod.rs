@@ -35,7 +35,6 @@ use crate::plugin::native::native_name;
 use crate::plugin::{
     ApplyError, ApplyOutcome, EntryPosition, PluginDigest, PluginEngine, PluginHandle,
 };
-use crate::security::signing::Signer;
 
 type Snapshot = openraft::alias::SnapshotOf<TypeConfig, SnapshotBody>;
 type Responder = openraft::storage::ApplyResponder<TypeConfig>;
@@ -65,9 +64,6 @@ pub struct StateMachineStore {
     last_applied: Option<LogId>,
     last_membership: StoredMembership,
     status: Arc<watch::Sender<MachineStatus>>,
-    /// `--plugin-signers`: when set, a deploy entry whose plugin no listed
-    /// key signed is a failed deploy on this replica.
-    signers: Option<Arc<Vec<Signer>>>,
 }
 
 impl StateMachineStore {
@@ -123,15 +119,7 @@ impl StateMachineStore {
             last_applied,
             last_membership,
             status: Arc::new(watch::channel(status).0),
-            signers: None,
         })
-    }
-
-    /// Check every deploy entry's signature against `signers` before
-    /// switching to its plugin (`--plugin-signers`).
-    pub fn with_signers(mut self, signers: Option<Arc<Vec<Signer>>>) -> Self {
-        self.signers = signers;
-        self
     }
 
     /// Status updates published by the machine.
