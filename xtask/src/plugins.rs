@@ -42,6 +42,7 @@ const WORKSPACES: &[PluginWorkspace] = &[
             "restore_spins",
             "snapshot_drops",
             "query_counts",
+            "upgrade_loses_key",
         ],
         output: "target/plugins/test",
     },
