@@ -44,6 +44,7 @@ pub mod cluster;
 pub mod faults;
 pub mod invariants;
 pub mod kv;
+pub mod languages;
 pub mod linearizability;
 pub mod load;
 #[cfg(target_os = "linux")]

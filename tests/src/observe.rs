@@ -177,6 +177,12 @@ impl TestCluster {
     /// arguments (`["apply", "{...}"]`); the endpoint is passed through
     /// `CLUSTERHOST_ENDPOINT`.
     pub async fn cli(&self, n: usize, args: &[&str]) -> CliOutput {
+        self.cli_within(n, args, CLI_TIMEOUT).await
+    }
+
+    /// [`cli`](Self::cli) with its own time bound: a deploy of a large
+    /// component waits while every replica compiles it.
+    pub async fn cli_within(&self, n: usize, args: &[&str], timeout: Duration) -> CliOutput {
         let endpoint = self.node(n).endpoint();
         let mut env = vec![("CLUSTERHOST_ENDPOINT".to_string(), endpoint)];
         if let Some(pki) = &self.pki {
@@ -186,7 +192,7 @@ impl TestCluster {
             .iter()
             .map(|(key, value)| (key.as_str(), value.as_str()))
             .collect();
-        run_cli(args, &env, CLI_TIMEOUT).await
+        run_cli(args, &env, timeout).await
     }
 
     /// Run the real CLI with no node in particular (`plugin inspect`, ...).

@@ -163,3 +163,51 @@ async fn the_python_kv_passes_and_takes_over_the_rust_kv_state_both_ways() {
     .await;
     assert!(output.success().contains("ok   upgrade"), "{output}");
 }
+
+#[tokio::test]
+async fn the_javascript_kv_answers_every_query_as_the_rust_kv_both_ways() {
+    // The whole kv command file, errors included: after either plugin takes
+    // over the other's snapshot, every query answers byte for byte the same.
+    let kv = plugin("kv.wasm");
+    let output = check(
+        "kv_js.wasm",
+        "kv.commands",
+        &["--against", &kv.to_string_lossy()],
+    )
+    .await;
+    let text = output.success();
+    assert!(text.contains("ok   round_trip"), "{output}");
+    assert!(text.contains("ok   upgrade"), "{output}");
+    let kv_js = plugin("kv_js.wasm");
+    let output = check(
+        "kv.wasm",
+        "kv.commands",
+        &["--against", &kv_js.to_string_lossy()],
+    )
+    .await;
+    assert!(output.success().contains("ok   upgrade"), "{output}");
+}
+
+#[tokio::test]
+async fn a_migration_that_loses_v1_data_fails_the_upgrade() {
+    let kv = plugin("kv.wasm");
+    let output = check(
+        "test/upgrade_loses_key.wasm",
+        "upgrade-loses-key.commands",
+        &["--against", &kv.to_string_lossy()],
+    )
+    .await;
+    assert_eq!(output.code, Some(exit::CHECK_FAILED), "{output}");
+    // Its own history round-trips; only kv's snapshot loses its first key,
+    // `a`, which step 5 reads (step 4 reads `b`, which survived).
+    assert!(output.stdout.contains("ok   round_trip"), "{output}");
+    assert!(output.stdout.contains("FAIL upgrade"), "{output}");
+    assert!(
+        output.stdout.contains("response differs at step 5"),
+        "{output}"
+    );
+    assert!(
+        output.stderr.contains("failed the upgrade check"),
+        "{output}"
+    );
+}

@@ -10,6 +10,7 @@ mod bench;
 mod command;
 mod demo;
 mod faults;
+mod js_plugins;
 mod plugin_tests;
 mod plugins;
 mod python_plugins;

@@ -42,6 +42,7 @@ const WORKSPACES: &[PluginWorkspace] = &[
             "restore_spins",
             "snapshot_drops",
             "query_counts",
+            "upgrade_loses_key",
         ],
         output: "target/plugins/test",
     },
@@ -76,9 +77,11 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
             report(root, &published);
         }
     }
-    // Python plugins build into target/wasm too, and publish the same way.
-    let python_built = target_dir.join("python");
-    for built in crate::python_plugins::build(root, &python_built)? {
+    // Python and JavaScript plugins build into target/wasm too, and publish
+    // the same way.
+    let mut others = crate::python_plugins::build(root, &target_dir.join("python"))?;
+    others.extend(crate::js_plugins::build(root, &target_dir.join("js"))?);
+    for built in others {
         let Some(file) = built.file_name() else {
             continue;
         };

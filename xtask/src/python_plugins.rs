@@ -74,8 +74,8 @@ pub fn build(root: &Path, built: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// Whether `output` exists and was modified after every file in `inputs`
-/// (directories, one level deep).
-fn newer_than_all(output: &Path, inputs: &[PathBuf]) -> bool {
+/// (directories, one level deep). Shared with the JavaScript plugins.
+pub fn newer_than_all(output: &Path, inputs: &[PathBuf]) -> bool {
     let modified = |path: &Path| {
         std::fs::metadata(path)
             .and_then(|meta| meta.modified())

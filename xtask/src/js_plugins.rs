@@ -1,0 +1,95 @@
+//! JavaScript plugins, built by `cargo xtask plugins` with componentize-js.
+//!
+//! componentize-js comes from the npm registry into a project-local directory
+//! (`target/componentize-js`), installed on first use, so a fresh machine
+//! needs only `node` and `npm`. Its bindings come from `wit/`, like every
+//! plugin's. The component embeds the SpiderMonkey engine with the module
+//! pre-initialized, which is why it is ~12 MB.
+
+use crate::command;
+use crate::python_plugins::newer_than_all;
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// The componentize-js release the JavaScript plugins are built with:
+/// pinned, so a new release cannot change the components under us.
+const COMPONENTIZE_JS: &str = "@bytecodealliance/componentize-js@0.23.0";
+
+/// Where it is installed, relative to the repository root.
+const INSTALL_DIR: &str = "target/componentize-js";
+
+/// Longest the first `npm install` may take (about 150 packages).
+const NPM_INSTALL_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Engine features switched off. `http` and `fetch-event` would import
+/// `wasi:http`, which the host's linker does not define, so the component
+/// could not load. Clocks, random and stdio stay: the host gives every plugin
+/// virtual ones (the leader-stamped time of the entry, a stream seeded from
+/// its log position, the host's log), and stdio lets an uncaught exception
+/// reach that log instead of trapping silently.
+const DISABLED_FEATURES: &[&str] = &["http", "fetch-event"];
+
+/// A JavaScript plugin: its directory (relative to the root), the module
+/// that exports the world's functions, and the component file stem.
+pub struct JsPlugin {
+    pub directory: &'static str,
+    pub module: &'static str,
+    pub component: &'static str,
+}
+
+/// Every JavaScript plugin; they publish into `target/plugins/`.
+pub const JS_PLUGINS: &[JsPlugin] = &[JsPlugin {
+    directory: "plugins/kv-js",
+    module: "app.js",
+    component: "kv_js",
+}];
+
+/// The componentize-js executable, installing it first when missing.
+fn ensure_componentize(root: &Path) -> Result<PathBuf> {
+    let install = root.join(INSTALL_DIR);
+    let tool = install.join("node_modules/.bin/componentize-js");
+    if tool.is_file() {
+        return Ok(tool);
+    }
+    std::fs::create_dir_all(&install)
+        .with_context(|| format!("cannot create {}", install.display()))?;
+    command::run_with_timeout(
+        Command::new("npm")
+            .current_dir(&install)
+            .args(["install", "--no-audit", "--no-fund", "--silent"])
+            .arg(COMPONENTIZE_JS),
+        NPM_INSTALL_TIMEOUT,
+    )
+    .context("node and npm are needed to build the JavaScript plugins")?;
+    Ok(tool)
+}
+
+/// Build every JavaScript plugin into `built`, returning the built files.
+pub fn build(root: &Path, built: &Path) -> Result<Vec<PathBuf>> {
+    let tool = ensure_componentize(root)?;
+    std::fs::create_dir_all(built).with_context(|| format!("cannot create {}", built.display()))?;
+    let mut outputs = Vec::new();
+    for plugin in JS_PLUGINS {
+        let output = built.join(format!("{}.wasm", plugin.component));
+        // componentize-js pre-initializes the engine on every run (~30 s or
+        // more): skip it while the component is newer than every input.
+        let inputs = [root.join(plugin.directory), root.join("wit")];
+        if newer_than_all(&output, &inputs) {
+            outputs.push(output);
+            continue;
+        }
+        let mut componentize = Command::new(&tool);
+        componentize
+            .current_dir(root)
+            .args(["--wit", "wit", "--world-name", "state-machine", "--disable"])
+            .args(DISABLED_FEATURES)
+            .arg("--out")
+            .arg(&output)
+            .arg(Path::new(plugin.directory).join(plugin.module));
+        command::run(&mut componentize)?;
+        outputs.push(output);
+    }
+    Ok(outputs)
+}
