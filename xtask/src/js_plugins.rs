@@ -1,8 +1,8 @@
 //! JavaScript plugins, built by `cargo xtask plugins` with componentize-js.
 //!
 //! componentize-js comes from the npm registry into a project-local directory
-//! (`target/componentize-js`), installed on first use, so a fresh machine
-//! needs only `node` and `npm`. Its bindings come from `wit/`, like every
+//! (`target/componentize-js`), installed on first use; `node` and `npm`
+//! come from Debian's packages when missing. Its bindings come from `wit/`, like every
 //! plugin's. The component embeds the SpiderMonkey engine with the module
 //! pre-initialized, which is why it is ~12 MB.
 
@@ -22,6 +22,9 @@ const INSTALL_DIR: &str = "target/componentize-js";
 
 /// Longest the first `npm install` may take (about 150 packages).
 const NPM_INSTALL_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Longest `apt-get install nodejs npm` may take.
+const APT_INSTALL_TIMEOUT: Duration = Duration::from_secs(900);
 
 /// Engine features switched off. `http` and `fetch-event` would import
 /// `wasi:http`, which the host's linker does not define, so the component
@@ -55,6 +58,7 @@ fn ensure_componentize(root: &Path) -> Result<PathBuf> {
     }
     std::fs::create_dir_all(&install)
         .with_context(|| format!("cannot create {}", install.display()))?;
+    ensure_npm()?;
     command::run_with_timeout(
         Command::new("npm")
             .current_dir(&install)
@@ -64,6 +68,22 @@ fn ensure_componentize(root: &Path) -> Result<PathBuf> {
     )
     .context("node and npm are needed to build the JavaScript plugins")?;
     Ok(tool)
+}
+
+/// Install Debian's node and npm when `npm` is not on the path.
+fn ensure_npm() -> Result<()> {
+    let found = Command::new("npm")
+        .arg("--version")
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if found {
+        return Ok(());
+    }
+    command::run_with_timeout(
+        Command::new("apt-get").args(["install", "-y", "nodejs", "npm"]),
+        APT_INSTALL_TIMEOUT,
+    )
+    .context("cannot install node and npm for the JavaScript plugins (needs root and apt sources)")
 }
 
 /// Build every JavaScript plugin into `built`, returning the built files.
