@@ -8,7 +8,10 @@
 
 mod bench;
 mod command;
+mod compare;
 mod demo;
+mod etcd;
+mod failover;
 mod faults;
 mod plugin_tests;
 mod plugins;
