@@ -50,7 +50,7 @@ const SUBCOMMANDS: &[Subcommand] = &[
     },
     Subcommand {
         name: "bench",
-        help: "release build; load a local cluster and the plugin path; write target/bench/report.md (--quick for a short run)",
+        help: "release build; load a local cluster and the plugin path; write target/bench/report.md (--quick for a short run; --compare etcd side by side with etcd)",
         run: bench::run,
     },
     Subcommand {
