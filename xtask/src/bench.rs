@@ -420,14 +420,17 @@ async fn etcd_term(etcd: &Option<(EtcdCluster, String)>) -> u64 {
     }
 }
 
-/// `etcd --version`'s first line.
+/// The version `etcd --version` names on its first line ("etcd Version: 3.4.23").
 fn etcd_version(binary: &Path) -> String {
     Command::new(binary)
         .arg("--version")
         .output()
         .ok()
         .and_then(|output| String::from_utf8(output.stdout).ok())
-        .and_then(|text| text.lines().next().map(str::to_string))
+        .and_then(|text| {
+            let first = text.lines().next()?;
+            Some(first.rsplit(' ').next().unwrap_or(first).to_string())
+        })
         .unwrap_or_default()
 }
 
