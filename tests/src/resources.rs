@@ -7,15 +7,11 @@ impl TestCluster {
     /// CPU time (user + system) each running node has used so far, in ms,
     /// in node order (0 when unreadable).
     pub fn cpu_ms(&self) -> Vec<u64> {
-        let ticks_per_second = clock_ticks_per_second();
-        self.per_node_proc("stat", |stat| {
-            // Fields after the command name, which may hold spaces: utime
-            // and stime are the 12th and 13th of them.
-            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-            let user: u64 = fields.get(11)?.parse().ok()?;
-            let system: u64 = fields.get(12)?.parse().ok()?;
-            Some((user + system) * 1000 / ticks_per_second)
-        })
+        self.running()
+            .into_iter()
+            .filter_map(|n| self.node(n).pid())
+            .map(|pid| process_cpu_ms(pid).unwrap_or(0))
+            .collect()
     }
 
     /// Resident memory of each running node, KiB, in node order.
@@ -39,6 +35,17 @@ impl TestCluster {
             })
             .collect()
     }
+}
+
+/// CPU time (user + system) process `pid` has used so far, in ms.
+pub fn process_cpu_ms(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which may hold spaces: utime and stime
+    // are the 12th and 13th of them.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let user: u64 = fields.get(11)?.parse().ok()?;
+    let system: u64 = fields.get(12)?.parse().ok()?;
+    Some((user + system) * 1000 / clock_ticks_per_second())
 }
 
 /// The kernel's clock tick rate for /proc CPU times (100 on Linux unless

@@ -1,10 +1,15 @@
-//! `cargo xtask bench [--quick] [--nodes N] [--clients 1,16,64,256] [--value-bytes B] [--duration 10s]`:
+//! `cargo xtask bench [--quick] [--compare etcd] [--nodes N] [--clients 1,16,64,256] [--value-bytes B] [--duration 10s]`:
 //! builds in release, starts a cluster on loopback with the kv plugin,
 //! drives it with `clusterhost bench` (writes to the leader and spread over
 //! all nodes, linearizable and stale reads), measures a hot-swap under
 //! writes with about 10 MB of state and failover, stops
 //! everything it started, runs the criterion plugin-path benchmark, and
 //! writes `target/bench/report.md` and `report.json`.
+//!
+//! `--compare etcd` also starts an etcd cluster of the same size (see
+//! [`crate::etcd`]) and runs each load row on it right after the same
+//! clusterhost row, and the failover runs alternately, so both see the same
+//! machine noise; the report adds a side-by-side table ([`crate::compare`]).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -15,14 +20,16 @@ use serde_json::{Value, json};
 
 use clusterhost_tests::{NodeOptions, TestCluster, paths};
 
-use crate::{command, plugins, toolchain};
+use crate::etcd::{self, EtcdCluster};
+use crate::{command, compare, failover, plugins, toolchain};
 
 /// How long the cluster gets to reach an expected state.
 const WAIT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Learners vote after this long: a bench cluster forms quickly.
 const STABILIZATION: Duration = Duration::from_secs(1);
-/// Failover measurements taken (the median is reported).
-const FAILOVER_RUNS: usize = 3;
+/// Failover measurements taken per system, also with --quick (the median
+/// is reported).
+const FAILOVER_RUNS: usize = 5;
 /// Keys and value size of the state built before the hot-swap measurement:
 /// 4,000 × 2,560 bytes, about 10 MB.
 const HOT_SWAP_KEYS: u64 = 4_000;
@@ -34,6 +41,7 @@ const HOT_SWAP_DEPLOY_AFTER: Duration = Duration::from_secs(3);
 
 struct Settings {
     quick: bool,
+    compare_etcd: bool,
     nodes: usize,
     clients: Vec<u64>,
     value_bytes: usize,
@@ -43,6 +51,7 @@ struct Settings {
 fn parse(args: &[String]) -> Result<Settings> {
     let mut settings = Settings {
         quick: false,
+        compare_etcd: false,
         nodes: 3,
         clients: vec![1, 16, 64, 256],
         value_bytes: 256,
@@ -53,6 +62,10 @@ fn parse(args: &[String]) -> Result<Settings> {
         let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
         match arg.as_str() {
             "--quick" => settings.quick = true,
+            "--compare" => match value()?.as_str() {
+                "etcd" => settings.compare_etcd = true,
+                other => bail!("--compare knows only `etcd`, not `{other}`"),
+            },
             "--nodes" => settings.nodes = value()?.parse()?,
             "--clients" => {
                 settings.clients = value()?
@@ -128,10 +141,31 @@ async fn measure_cluster(root: &Path, out_dir: &Path, settings: &Settings) -> Re
         settings.nodes,
     )
     .await;
+    let mut etcd = if settings.compare_etcd {
+        let binary = etcd::ensure_installed()?;
+        let etcd = EtcdCluster::start(&binary, &out_dir.join("etcd"), settings.nodes, WAIT_TIMEOUT)
+            .await?;
+        Some((etcd, etcd_version(&binary)))
+    } else {
+        None
+    };
+    let terms_before = (clusterhost_term(&cluster).await, etcd_term(&etcd).await);
     let rss_idle = cluster.rss_kib();
-    let mut results = load_rows(&cluster, settings, &["write"]).await?;
+    let mut results = load_rows(&cluster, &etcd, settings, &["write"]).await?;
     let rss_loaded = cluster.rss_kib();
-    results.extend(load_rows(&cluster, settings, &["read-linearizable", "read-stale"]).await?);
+    results.extend(
+        load_rows(
+            &cluster,
+            &etcd,
+            settings,
+            &["read-linearizable", "read-stale"],
+        )
+        .await?,
+    );
+    let elections = json!({
+        "clusterhost": clusterhost_term(&cluster).await.saturating_sub(terms_before.0),
+        "etcd": etcd_term(&etcd).await.saturating_sub(terms_before.1),
+    });
     let data_dir_bytes: Vec<u64> = (0..settings.nodes)
         .map(|n| directory_bytes(&cluster.node(n).data_dir()))
         .collect();
@@ -141,14 +175,23 @@ async fn measure_cluster(root: &Path, out_dir: &Path, settings: &Settings) -> Re
         .filter_map(|row| row["report"]["acknowledged_including_warmup"].as_u64())
         .sum();
     let hot_swap = hot_swap(&cluster, &root.join("target/plugins/kv_v2.wasm")).await?;
-    let failover = if settings.nodes >= 3 {
-        failover(&mut cluster, if settings.quick { 1 } else { FAILOVER_RUNS }).await?
+    let mut failover = Vec::new();
+    let mut failover_etcd = Vec::new();
+    for _ in 0..if settings.nodes >= 3 {
+        FAILOVER_RUNS
     } else {
-        Vec::new()
-    };
+        0
+    } {
+        failover.push(failover::clusterhost_once(&mut cluster).await?);
+        if let Some((etcd, _)) = &mut etcd {
+            failover_etcd.push(failover::etcd_once(etcd).await?);
+        }
+    }
     for n in 0..settings.nodes {
         cluster.terminate(n).await;
     }
+    let etcd_version = etcd.as_ref().map(|(_, version)| version.clone());
+    drop(etcd);
     Ok(json!({
         "nodes": settings.nodes,
         "value_bytes": settings.value_bytes,
@@ -160,6 +203,10 @@ async fn measure_cluster(root: &Path, out_dir: &Path, settings: &Settings) -> Re
         "writes_acknowledged_before_data_dir": writes_acknowledged,
         "hot_swap": hot_swap,
         "failover_ms": failover,
+        "failover_ms_median": failover::median(&failover),
+        "failover_ms_by_system": {"clusterhost": failover, "etcd": failover_etcd},
+        "elections_during_load": elections,
+        "etcd_version": etcd_version,
     }))
 }
 
@@ -182,6 +229,7 @@ async fn start_cluster(kv: &Path, out_dir: &Path, count: usize) -> TestCluster {
 /// and spread over all nodes, reads over all nodes.
 async fn load_rows(
     cluster: &TestCluster,
+    etcd: &Option<(EtcdCluster, String)>,
     settings: &Settings,
     workloads: &[&str],
 ) -> Result<Vec<Value>> {
@@ -191,6 +239,14 @@ async fn load_rows(
         .iter()
         .map(|n| cluster.node(*n).endpoint())
         .collect();
+    let etcd = match etcd {
+        Some((etcd, _)) => {
+            let leader = etcd.wait_ready(WAIT_TIMEOUT).await?;
+            Some((etcd, etcd.endpoint(leader), etcd.endpoints()))
+        }
+        None => None,
+    };
+    let clusterhost_cpu = || cluster.cpu_ms();
     let mut results = Vec::new();
     for &clients in &settings.clients {
         for workload in workloads {
@@ -203,7 +259,27 @@ async fn load_rows(
                 targets.insert(1, ("leader, sessions", to_leader, &["--sessions"]));
             }
             for (target, endpoints, extra) in targets {
-                let report = load(cluster, workload, clients, &endpoints, extra, settings)?;
+                let system = Loaded {
+                    name: "clusterhost",
+                    cpu_ms: &clusterhost_cpu,
+                };
+                let report = load(&system, workload, clients, &endpoints, extra, settings)?;
+                results.push(json!({"workload": workload, "target": target, "report": report}));
+                // The same row on etcd right away, so both see the same noise.
+                let Some((etcd, etcd_leader, etcd_all)) = &etcd else {
+                    continue;
+                };
+                let etcd_endpoints = match target {
+                    "leader" => vec![etcd_leader.clone()],
+                    "all nodes" => etcd_all.clone(),
+                    _ => continue,
+                };
+                let etcd_cpu = || etcd.cpu_ms();
+                let system = Loaded {
+                    name: "etcd",
+                    cpu_ms: &etcd_cpu,
+                };
+                let report = load(&system, workload, clients, &etcd_endpoints, &[], settings)?;
                 results.push(json!({"workload": workload, "target": target, "report": report}));
             }
         }
@@ -211,8 +287,15 @@ async fn load_rows(
     Ok(results)
 }
 
+/// The system a load row runs on: its name for `clusterhost bench
+/// --system` and how to read its processes' CPU time.
+struct Loaded<'a> {
+    name: &'static str,
+    cpu_ms: &'a dyn Fn() -> Vec<u64>,
+}
+
 fn load(
-    cluster: &TestCluster,
+    system: &Loaded,
     workload: &str,
     clients: u64,
     endpoints: &[String],
@@ -220,12 +303,14 @@ fn load(
     settings: &Settings,
 ) -> Result<Value> {
     eprintln!(
-        "\n== {workload}, {clients} clients, {} endpoint(s)",
+        "\n== {}: {workload}, {clients} clients, {} endpoint(s)",
+        system.name,
         endpoints.len()
     );
-    let cpu_before = cluster.cpu_ms();
+    let cpu_before = (system.cpu_ms)();
     let output = Command::new(paths::clusterhost_binary())
         .args(["bench", "--json", "--workload", workload])
+        .args(["--system", system.name])
         .args(["--clients", &clients.to_string()])
         .args(["--endpoints", &endpoints.join(",")])
         .args(["--value-bytes", &settings.value_bytes.to_string()])
@@ -237,8 +322,7 @@ fn load(
     if !output.status.success() {
         bail!("clusterhost bench failed: {}", output.status);
     }
-    let cpu_ms: Vec<u64> = cluster
-        .cpu_ms()
+    let cpu_ms: Vec<u64> = (system.cpu_ms)()
         .iter()
         .zip(cpu_before)
         .map(|(after, before)| after.saturating_sub(before))
@@ -317,40 +401,37 @@ fn hot_swap_writers(leader: &str, clients: u64, duration: &str, warmup: &str) ->
     command
 }
 
-/// Kill the leader, time until the first acknowledged write through a
-/// survivor, restart the killed node; `runs` times.
-async fn failover(cluster: &mut TestCluster, runs: usize) -> Result<Vec<u128>> {
-    let mut times = Vec::new();
-    let count = cluster.nodes().len();
-    for _ in 0..runs {
-        let leader = cluster.leader_index().await.map_err(anyhow::Error::msg)?;
-        let survivor = (0..count).find(|n| *n != leader).context("no survivor")?;
-        let survivor_endpoint = cluster.node(survivor).endpoint();
-        cluster.kill9(leader);
-        let killed = Instant::now();
-        loop {
-            let write = Command::new(paths::clusterhost_binary())
-                .args(["apply", "-e", &survivor_endpoint])
-                .arg(r#"{"put":{"key":"failover","value":"x"}}"#)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()?;
-            if write.success() {
-                break;
-            }
-            if killed.elapsed() > WAIT_TIMEOUT {
-                bail!("no write succeeded after the leader was killed");
-            }
-        }
-        let elapsed = killed.elapsed().as_millis();
-        eprintln!("failover: first acknowledged write {elapsed} ms after kill -9 of the leader");
-        times.push(elapsed);
-        cluster.set_join(leader, &[survivor]);
-        cluster.restart(leader).await;
-        cluster.wait_for_voters(count, WAIT_TIMEOUT).await;
-        cluster.wait_caught_up(WAIT_TIMEOUT).await;
+/// The clusterhost leader's term (0 when no leader is agreed).
+async fn clusterhost_term(cluster: &TestCluster) -> u64 {
+    let Ok(leader) = cluster.leader_index().await else {
+        return 0;
+    };
+    cluster
+        .try_status(leader)
+        .await
+        .map_or(0, |status| status.term)
+}
+
+/// The etcd leader's term (0 without etcd).
+async fn etcd_term(etcd: &Option<(EtcdCluster, String)>) -> u64 {
+    match etcd {
+        Some((etcd, _)) => etcd.term().await,
+        None => 0,
     }
-    Ok(times)
+}
+
+/// The version `etcd --version` names on its first line ("etcd Version: 3.4.23").
+fn etcd_version(binary: &Path) -> String {
+    Command::new(binary)
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|output| String::from_utf8(output.stdout).ok())
+        .and_then(|text| {
+            let first = text.lines().next()?;
+            Some(first.rsplit(' ').next().unwrap_or(first).to_string())
+        })
+        .unwrap_or_default()
 }
 
 fn directory_bytes(path: &Path) -> u64 {
@@ -431,7 +512,12 @@ fn render(report: &Value) -> String {
         "| workload | target | clients | ops/s | p50 | p99 | max | errors | node CPU ms per 1k ops |".to_string(),
         "|---|---|---:|---:|---:|---:|---:|---:|---|".to_string(),
     ];
-    for row in report["load"].as_array().into_iter().flatten() {
+    let clusterhost_rows = report["load"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|row| row["report"]["system"] == "clusterhost");
+    for row in clusterhost_rows {
         let load = &row["report"];
         let ms = |key: &str| format!("{:.2} ms", load[key].as_f64().unwrap_or(0.0) / 1000.0);
         lines.push(format!(
@@ -471,8 +557,8 @@ fn render(report: &Value) -> String {
         plugin["load_from_compiled_cache"].as_f64().unwrap_or(0.0) / 1e6,
     ));
     lines.push(format!(
-        "Failover (kill -9 leader → first acknowledged write), ms: {}.",
-        report["failover_ms"]
+        "Failover (kill -9 leader → first acknowledged write through a survivor), median {} ms of runs {} ms.",
+        report["failover_ms_median"], report["failover_ms"]
     ));
     let hot_swap = &report["hot_swap"];
     lines.push(format!(
@@ -489,5 +575,6 @@ fn render(report: &Value) -> String {
         report["rss_kib_per_node_idle"], report["rss_kib_per_node_after_writes"], report["writes_acknowledged_before_data_dir"], report["data_dir_bytes_per_node"]
     ));
     lines.push(format!("Machine: {}.", report["machine"]));
+    lines.extend(compare::render(report));
     lines.join("\n")
 }

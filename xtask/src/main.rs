@@ -8,7 +8,10 @@
 
 mod bench;
 mod command;
+mod compare;
 mod demo;
+mod etcd;
+mod failover;
 mod faults;
 mod js_plugins;
 mod plugin_tests;
@@ -48,7 +51,7 @@ const SUBCOMMANDS: &[Subcommand] = &[
     },
     Subcommand {
         name: "bench",
-        help: "release build; load a local cluster and the plugin path; write target/bench/report.md (--quick for a short run)",
+        help: "release build; load a local cluster and the plugin path; write target/bench/report.md (--quick for a short run; --compare etcd side by side with etcd)",
         run: bench::run,
     },
     Subcommand {

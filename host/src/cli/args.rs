@@ -326,9 +326,26 @@ pub enum BenchWorkload {
     ReadStale,
 }
 
+/// What `clusterhost bench` loads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchSystem {
+    /// A clusterhost cluster running the kv plugin.
+    Clusterhost,
+    /// An etcd cluster (v3 API; endpoints are its client addresses), for comparison.
+    Etcd,
+}
+
 /// `clusterhost bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
+    /// What the endpoints run.
+    #[arg(long, value_enum, default_value_t = BenchSystem::Clusterhost)]
+    pub system: BenchSystem,
+    /// Instead of a load run: write to the first endpoint until a write is
+    /// acknowledged (a new attempt every 20 ms, for at most --duration) and
+    /// report how long it took, e.g. right after killing the leader.
+    #[arg(long)]
+    pub first_write: bool,
     /// Endpoints to spread clients over (comma-separated); default: the local node.
     #[arg(long, short = 'e', value_delimiter = ',', default_value = DEFAULT_ENDPOINT)]
     pub endpoints: Vec<String>,

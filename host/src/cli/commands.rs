@@ -3,9 +3,9 @@
 use std::io::Read;
 
 use super::args::{
-    ApplyArgs, BenchArgs, BenchWorkload, Command, ConfigCommand, Consistency, EndpointArgs,
-    LeaderCommand, LogFormat, MembersAction, MembersArgs, PluginCommand, QueryArgs, RunArgs,
-    StatusArgs,
+    ApplyArgs, BenchArgs, BenchSystem, BenchWorkload, Command, ConfigCommand, Consistency,
+    EndpointArgs, LeaderCommand, LogFormat, MembersAction, MembersArgs, PluginCommand, QueryArgs,
+    RunArgs, StatusArgs,
 };
 use super::output::{StatusJson, render_response, render_status};
 use super::{CliError, ExitCode};
@@ -445,7 +445,28 @@ async fn members(args: MembersArgs) -> Result<(), CliError> {
 }
 
 async fn bench(args: BenchArgs) -> Result<(), CliError> {
-    use crate::loadgen::{LoadConfig, Workload, run};
+    use crate::loadgen::{LoadConfig, System, Workload, first_write, run};
+    let unavailable =
+        |error: anyhow::Error| CliError::new(ExitCode::Unavailable, format!("{error:#}"));
+    let system = match args.system {
+        BenchSystem::Clusterhost => System::Clusterhost,
+        BenchSystem::Etcd => System::Etcd,
+    };
+    if args.first_write {
+        let Some(endpoint) = args.endpoints.first() else {
+            return Err(CliError::new(
+                ExitCode::InvalidInput,
+                "no endpoint given".to_string(),
+            ));
+        };
+        let report = first_write(system, endpoint, args.duration)
+            .await
+            .map_err(unavailable)?;
+        let text = serde_json::to_string(&report)
+            .map_err(|error| CliError::new(ExitCode::Failure, error.to_string()))?;
+        say!("{text}");
+        return Ok(());
+    }
     let workload = match args.workload {
         BenchWorkload::Write => Workload::Write,
         BenchWorkload::ReadLinearizable => Workload::ReadLinearizable,
@@ -455,7 +476,14 @@ async fn bench(args: BenchArgs) -> Result<(), CliError> {
         .tls
         .load()
         .map_err(|error| CliError::new(ExitCode::InvalidInput, error.to_string()))?;
+    if system == System::Etcd && (args.sessions || tls.is_some()) {
+        return Err(CliError::new(
+            ExitCode::InvalidInput,
+            "--sessions and TLS apply to clusterhost only, not --system etcd".to_string(),
+        ));
+    }
     let report = run(LoadConfig {
+        system,
         endpoints: args.endpoints,
         tls,
         clients: args.clients as usize,
@@ -467,7 +495,7 @@ async fn bench(args: BenchArgs) -> Result<(), CliError> {
         sessions: args.sessions,
     })
     .await
-    .map_err(|error| CliError::new(ExitCode::Unavailable, format!("{error:#}")))?;
+    .map_err(unavailable)?;
     if args.json {
         let text = serde_json::to_string(&report)
             .map_err(|error| CliError::new(ExitCode::Failure, error.to_string()))?;

@@ -1,12 +1,23 @@
 //! The load generator behind `clusterhost bench`: concurrent clients over
 //! real gRPC connections, a fixed warm-up, and honest accounting — an
 //! operation counts only once acknowledged, errors are counted and reported.
+//! The same load drives an etcd cluster ([`System::Etcd`]) for comparison.
+
+mod etcd;
+mod first_write;
+mod target;
+
+pub use etcd::{EtcdClient, EtcdError, MemberStatus};
+pub use first_write::{FirstWriteReport, first_write};
+pub use target::System;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use clusterhost_client::{Cluster, Consistency, Options};
+use clusterhost_client::Options;
+
+use target::Target;
 
 /// Concurrent clients by default, and at most.
 pub const BENCH_CLIENTS_DEFAULT: u64 = 16;
@@ -38,6 +49,8 @@ pub enum Workload {
 /// A load run's settings.
 #[derive(Debug, Clone)]
 pub struct LoadConfig {
+    /// What the endpoints run.
+    pub system: System,
     /// Endpoints; clients are spread over them round-robin.
     pub endpoints: Vec<String>,
     /// Concurrent clients (one connection each).
@@ -64,6 +77,8 @@ const READ_SEED_KEYS_MAX: u64 = 1_000;
 /// The result of a load run.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct LoadReport {
+    /// What was loaded.
+    pub system: System,
     /// What ran.
     pub workload: Workload,
     /// Whether writes went through client sessions.
@@ -126,6 +141,7 @@ pub async fn run(config: LoadConfig) -> anyhow::Result<LoadReport> {
     }
     latencies.sort_unstable();
     Ok(LoadReport {
+        system: config.system,
         workload: config.workload,
         sessions: config.sessions,
         clients: config.clients,
@@ -154,7 +170,7 @@ fn seed_keys(config: &LoadConfig) -> u64 {
 /// (spread round-robin) and making one attempt per operation, so the
 /// endpoints chosen are the ones measured and every failure is counted;
 /// for reads, the keys they will read are written first.
-async fn connect(config: &LoadConfig) -> anyhow::Result<Vec<Cluster>> {
+async fn connect(config: &LoadConfig) -> anyhow::Result<Vec<Target>> {
     let options = Options {
         retry_budget: Duration::ZERO,
         sessions: config.sessions,
@@ -166,18 +182,18 @@ async fn connect(config: &LoadConfig) -> anyhow::Result<Vec<Cluster>> {
     // Each endpoint must answer before the run starts: a wrong address is a
     // clear error, not a run of failures.
     for endpoint in &config.endpoints {
-        let mut probe = Cluster::connect_with([endpoint.as_str()], options.clone()).await?;
-        probe.status().await?;
+        let mut probe = Target::connect(config.system, endpoint, &options).await?;
+        probe.probe().await?;
     }
     for index in 0..config.clients {
         let endpoint = &config.endpoints[index % config.endpoints.len()];
-        clients.push(Cluster::connect_with([endpoint.as_str()], options.clone()).await?);
+        clients.push(Target::connect(config.system, endpoint, &options).await?);
     }
     if seed_keys(config) > 0 {
         let seeder = &mut clients[0];
         let value = "x".repeat(config.value_bytes);
         for key in 0..seed_keys(config) {
-            seeder.apply(put_command(key, &value)).await?;
+            seeder.write(key, &value).await?;
         }
     }
     Ok(clients)
@@ -211,14 +227,6 @@ fn percentile(latencies: &[u64], fraction: f64) -> u64 {
     latencies[rank - 1]
 }
 
-fn put_command(key: u64, value: &str) -> Vec<u8> {
-    format!(r#"{{"put":{{"key":"k{key:08}","value":"{value}"}}}}"#).into_bytes()
-}
-
-fn get_request(key: u64) -> Vec<u8> {
-    format!(r#"{{"get":{{"key":"k{key:08}"}}}}"#).into_bytes()
-}
-
 /// Acknowledged operations, counted as they happen.
 struct Counters {
     /// In the measured window (drives the progress display).
@@ -231,7 +239,7 @@ struct Counters {
 /// acknowledged ones in the measured window, and the errors in it.
 async fn client_loop(
     seed: u64,
-    mut client: Cluster,
+    mut client: Target,
     config: LoadConfig,
     measuring: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
@@ -249,15 +257,9 @@ async fn client_loop(
         let key = state % config.keys;
         let started = Instant::now();
         let ok = match config.workload {
-            Workload::Write => client.apply(put_command(key, &value)).await.is_ok(),
-            Workload::ReadLinearizable | Workload::ReadStale => {
-                let consistency = if config.workload == Workload::ReadStale {
-                    Consistency::Stale
-                } else {
-                    Consistency::Linearizable
-                };
-                client.query(get_request(key), consistency).await.is_ok()
-            }
+            Workload::Write => client.write(key, &value).await.is_ok(),
+            Workload::ReadLinearizable => client.read(key, false).await.is_ok(),
+            Workload::ReadStale => client.read(key, true).await.is_ok(),
         };
         let elapsed = started.elapsed();
         if ok {
