@@ -5,6 +5,7 @@
 use super::code::PluginCode;
 use super::instance::{EntryPosition, Fault, PluginInstance, PluginResult};
 use super::runtime::RebuildError;
+use super::store::{StoreSnapshot, StoreView};
 use crate::limits::{
     PluginLimits, REPLAY_JOURNAL_BASE_MULTIPLE, REPLAY_JOURNAL_BYTES_MAX, REPLAY_JOURNAL_BYTES_MIN,
     REPLAY_JOURNAL_ENTRY_OVERHEAD_BYTES,
@@ -52,6 +53,9 @@ pub struct Journal {
     /// Snapshot bytes and the position they were taken at; `None` means
     /// the empty state of a fresh instance.
     base: Option<(EntryPosition, Vec<u8>)>,
+    /// The plugin store at the base, for a plugin that uses one: replays
+    /// read it (plus their own writes), never the live store.
+    store_base: Option<StoreSnapshot>,
     entries: Vec<JournalEntry>,
     /// What the entries cost, counted as in [`Journal::push`].
     bytes: usize,
@@ -65,10 +69,21 @@ impl Journal {
         let base_bytes = base.as_ref().map_or(0, |(_, bytes)| bytes.len());
         Self {
             base,
+            store_base: None,
             entries: Vec::new(),
             bytes: 0,
             base_due_at_bytes: budget_bytes(base_bytes),
         }
+    }
+
+    /// The store at the base is `snapshot` (set with every base).
+    pub fn set_store_base(&mut self, snapshot: Option<StoreSnapshot>) {
+        self.store_base = snapshot;
+    }
+
+    /// The store at the base, for a plugin that uses one.
+    pub fn store_base(&self) -> Option<&StoreSnapshot> {
+        self.store_base.as_ref()
     }
 
     /// Record an entry that ran to completion.
@@ -118,6 +133,10 @@ impl Journal {
     ) -> Result<PluginInstance, RebuildError> {
         let mut instance =
             PluginInstance::new(code, limits).map_err(|fault| RebuildError(fault.to_string()))?;
+        if let Some(snapshot) = &self.store_base {
+            *instance.store_view_mut() = StoreView::at(snapshot)
+                .map_err(|error| RebuildError(format!("reading the store's base: {error}")))?;
+        }
         if let Some((position, bytes)) = &self.base {
             instance
                 .restore(*position, bytes)
