@@ -28,7 +28,7 @@ struct PluginWorkspace {
 const WORKSPACES: &[PluginWorkspace] = &[
     PluginWorkspace {
         directory: "plugins",
-        components: &["kv", "kv_v2", "counter"],
+        components: &["kv", "kv_v2", "counter", "kv_disk"],
         output: "target/plugins",
     },
     PluginWorkspace {
@@ -42,6 +42,7 @@ const WORKSPACES: &[PluginWorkspace] = &[
             "restore_spins",
             "snapshot_drops",
             "query_counts",
+            "store_faults",
         ],
         output: "target/plugins/test",
     },
