@@ -45,6 +45,8 @@ pub struct JournalEntry {
     pub command: Vec<u8>,
     /// How it ended the first time.
     pub outcome: Outcome,
+    /// The digest of the store writes it kept the first time (`None`: none).
+    pub writes: Option<[u8; 32]>,
 }
 
 /// A base snapshot and the entries applied since.
@@ -88,11 +90,24 @@ impl Journal {
 
     /// Record an entry that ran to completion.
     pub fn push(&mut self, position: EntryPosition, command: Vec<u8>, outcome: Outcome) {
+        self.push_with_writes(position, command, outcome, None);
+    }
+
+    /// Record an entry that ran to completion and kept store writes with
+    /// digest `writes`; a replay must keep the same.
+    pub fn push_with_writes(
+        &mut self,
+        position: EntryPosition,
+        command: Vec<u8>,
+        outcome: Outcome,
+        writes: Option<[u8; 32]>,
+    ) {
         self.bytes += command.len() + REPLAY_JOURNAL_ENTRY_OVERHEAD_BYTES;
         self.entries.push(JournalEntry {
             position,
             command,
             outcome,
+            writes,
         });
     }
 
@@ -175,6 +190,12 @@ pub fn replay(instance: &mut PluginInstance, entries: &[JournalEntry]) -> Result
         // The response was reported when the entry first applied.
         let replayed = instance.apply(entry.position, &entry.command);
         check_replay(entry, &replayed)?;
+        if instance.last_writes_digest() != entry.writes {
+            return Err(RebuildError(format!(
+                "entry {} wrote other store keys or values on replay than the first time",
+                entry.position.index
+            )));
+        }
     }
     Ok(())
 }
@@ -214,6 +235,7 @@ mod tests {
             },
             command: b"c".to_vec(),
             outcome,
+            writes: None,
         }
     }
 

@@ -286,7 +286,8 @@ impl FsmRuntime {
             // The call completed and may have changed state (even when its
             // output was refused), so it belongs in the journal.
             Some(outcome) => {
-                self.journal.push(position, command, outcome);
+                self.journal
+                    .push_with_writes(position, command, outcome, writes_digest);
                 self.take_base_if_due();
             }
             None => self.rebuild_applier()?,
