@@ -9,7 +9,7 @@ use super::code::{InstanceState, PluginCode, StateMachine, WitEntry};
 use super::limiter::{LimitExceeded, PluginLimiter};
 use super::rng::CallKind;
 use super::sandbox::{CallContext, build_wasi};
-use super::store::{Access, StoreView, writes_digest};
+use super::store::{Access, StoreView, envelope, writes_digest};
 use crate::limits::PluginLimits;
 
 /// Where an entry sits in the log and when the leader stamped it.
@@ -170,6 +170,47 @@ impl PluginInstance {
             });
         }
         Ok(bytes)
+    }
+
+    /// [`PluginInstance::snapshot`], enveloped with the store's contents
+    /// when it holds any: for `plugin check`, whose instances keep their
+    /// store in memory (the runtime snapshots its state file instead).
+    pub fn snapshot_with_store(&mut self, position: EntryPosition) -> Result<Vec<u8>, Fault> {
+        let bytes = self.snapshot(position)?;
+        let entries = self
+            .store
+            .data()
+            .store
+            .all_entries()
+            .map_err(|error| Fault::Trapped {
+                message: error.to_string(),
+            })?;
+        if entries.is_empty() {
+            return Ok(bytes);
+        }
+        Ok(envelope::encode(&bytes, &entries))
+    }
+
+    /// [`PluginInstance::restore`] of what
+    /// [`PluginInstance::snapshot_with_store`] wrote: the store's contents
+    /// go into this instance's store, in memory.
+    pub fn restore_with_store(
+        &mut self,
+        position: EntryPosition,
+        snapshot: &[u8],
+    ) -> Result<Result<(), String>, Fault> {
+        if !envelope::is_envelope(snapshot) {
+            return self.restore(position, snapshot);
+        }
+        let (plugin_part, entries) = match envelope::decode(snapshot) {
+            Ok(decoded) => decoded,
+            Err(error) => return Ok(Err(error.to_string())),
+        };
+        let restored = self.restore(position, plugin_part)?;
+        if restored.is_ok() {
+            self.store.data_mut().store = StoreView::from_entries(entries);
+        }
+        Ok(restored)
     }
 
     /// Call `restore` with a snapshot taken after `position`.

@@ -76,6 +76,36 @@ impl StoreView {
         })
     }
 
+    /// A store in memory holding `entries` (in key order, keys unique).
+    pub fn from_entries(entries: Vec<KeyValue>) -> Self {
+        let count = entries.len() as i64;
+        let layer: Writes = entries
+            .into_iter()
+            .map(|(key, value)| (key, Some(value)))
+            .collect();
+        Self {
+            layer,
+            count_delta: count,
+            layer_count_delta: count,
+            ..Self::empty()
+        }
+    }
+
+    /// Every key and value, in key order.
+    pub fn all_entries(&self) -> Result<Vec<KeyValue>, StoreError> {
+        let mut entries = Vec::new();
+        let mut start = Vec::new();
+        // Every page but the last holds at least one entry.
+        loop {
+            let page = self.scan(&start, None, STORE_SCAN_ENTRIES_MAX)?;
+            entries.extend(page.entries);
+            match page.next {
+                Some(next) => start = next,
+                None => return Ok(entries),
+            }
+        }
+    }
+
     /// Move the base to `snapshot`, which must already hold the layer's
     /// writes (they were committed to the file): the layer is dropped.
     pub fn rebase(&mut self, snapshot: &StoreSnapshot) -> Result<(), StoreError> {
