@@ -63,7 +63,8 @@
 //! A malformed command or query never reaches your code: the SDK answers it with
 //! an `Err` naming the problem. [`scan`] (bounded prefix scans over a
 //! `BTreeMap`) and [`snapshot`] (versioned, canonical JSON snapshots) are the
-//! pieces most key-value plugins need. Authors with their own encoding implement
+//! pieces most key-value plugins need; [`store::Store`] is the host's
+//! replicated, on-disk ordered store for state larger than memory. Authors with their own encoding implement
 //! [`RawStateMachine`] (bytes in, bytes out) instead; the macro exports either.
 //!
 //! The plugin crate needs `crate-type = ["cdylib", "rlib"]`: `cdylib` is the
@@ -179,6 +180,7 @@
 mod export;
 pub mod scan;
 pub mod snapshot;
+pub mod store;
 pub mod testing;
 
 #[doc(hidden)]
@@ -191,7 +193,9 @@ pub mod bindings {
     //! does.
     wit_bindgen::generate!({
         path: "../wit",
-        world: "state-machine",
+        // The world with the optional store: a plugin that never calls
+        // `store::Store` does not import it (unused imports are not linked).
+        world: "state-machine-with-store",
         // The export macro is used from plugin crates, so it must be public
         // and name this module by its absolute path.
         pub_export_macro: true,

@@ -2,9 +2,16 @@
 //! `cargo test`: [`Harness`] numbers entries like the Raft log does, stamps a
 //! fixed (settable) time, passes bytes through the same [`RawStateMachine`]
 //! path the component exports use, and checks snapshot round-trips and golden
-//! transcripts ([`Harness::assert_transcript`]).
+//! transcripts ([`Harness::assert_transcript`]). It also keeps the
+//! plugin's [`Store`](crate::store::Store) in memory, with the host's
+//! semantics (see [`memory_store`]).
 
+pub mod memory_store;
 mod transcript;
+
+use std::cell::RefCell;
+
+use memory_store::{Access, Contents, run_call};
 
 use crate::{Entry, RawStateMachine};
 use serde::Serialize;
@@ -29,6 +36,9 @@ pub struct Harness<T> {
     next_index: u64,
     term: u64,
     time_ms: u64,
+    /// The store's committed contents between calls. A `RefCell` because
+    /// queries take `&self` yet must lend the store to the call.
+    store: RefCell<Contents>,
 }
 
 impl<T: RawStateMachine> Default for Harness<T> {
@@ -50,7 +60,18 @@ impl<T: RawStateMachine> Harness<T> {
             next_index: FIRST_INDEX,
             term: DEFAULT_TERM,
             time_ms: DEFAULT_TIME_MS,
+            store: RefCell::new(Contents::new()),
         }
+    }
+
+    /// The store's contents, for assertions.
+    pub fn store_contents(&self) -> Contents {
+        self.store.borrow().clone()
+    }
+
+    /// Replace the store's contents, e.g. to start from a given state.
+    pub fn set_store_contents(&mut self, contents: Contents) {
+        *self.store.get_mut() = contents;
     }
 
     /// The instance, for assertions on its fields.
@@ -99,7 +120,12 @@ impl<T: RawStateMachine> Harness<T> {
             self.next_index
         );
         self.next_index = entry.index + 1;
-        self.machine.apply(&entry, command)
+        // A panic (the native trap) rolls the entry's store writes back
+        // before it reaches the test, as the host discards a trapped entry's.
+        let machine = &mut self.machine;
+        run_call(self.store.get_mut(), Access::ReadWrite, || {
+            machine.apply(&entry, command)
+        })
     }
 
     /// Apply a command encoded as JSON; returns the JSON response.
@@ -110,7 +136,13 @@ impl<T: RawStateMachine> Harness<T> {
 
     /// Query with raw bytes.
     pub fn query_raw(&self, request: &[u8]) -> Result<Vec<u8>, String> {
-        self.machine.query(request)
+        self.query_on(&self.machine, request)
+    }
+
+    /// Run `machine`'s query with this harness's store, read-only.
+    fn query_on(&self, machine: &T, request: &[u8]) -> Result<Vec<u8>, String> {
+        let mut store = self.store.borrow_mut();
+        run_call(&mut store, Access::ReadOnly, || machine.query(request))
     }
 
     /// Query with a request encoded as JSON; returns the JSON response.
@@ -160,8 +192,8 @@ impl<T: RawStateMachine> Harness<T> {
         for query in queries {
             let request = to_json(query);
             assert_eq!(
-                restored.query(&request),
-                self.machine.query(&request),
+                self.query_on(&restored, &request),
+                self.query_on(&self.machine, &request),
                 "restored instance answers {} differently",
                 String::from_utf8_lossy(&request)
             );

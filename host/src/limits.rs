@@ -464,3 +464,36 @@ const _: () = assert!(GRPC_CALL_TIMEOUT.as_secs() > DEPLOY_TIMEOUT.as_secs());
 const _: () = assert!(GRPC_CALL_TIMEOUT.as_secs() > RAFT_INSTALL_SNAPSHOT_TIMEOUT.as_secs());
 const _: () = assert!(GRPC_KEEPALIVE_INTERVAL.as_secs() < GRPC_KEEPALIVE_TIMEOUT.as_secs());
 const _: () = assert!(DEPLOY_UPLOADS_MAX >= 1 && PLUGIN_COMPILES_MAX >= 1);
+
+// ---- The plugin store (`store` interface of wit/fsm.wit) -------------------
+
+/// Longest store key, in bytes (the contract's; the SDK's `KEY_BYTES_MAX`).
+pub const STORE_KEY_BYTES_MAX: usize = 4096;
+
+/// Longest store value, in bytes (the SDK's `VALUE_BYTES_MAX`).
+pub const STORE_VALUE_BYTES_MAX: usize = 1024 * 1024;
+
+/// Most entries one store scan returns (the SDK's `SCAN_ENTRIES_MAX`).
+pub const STORE_SCAN_ENTRIES_MAX: u32 = 1024;
+
+/// Key and value bytes one store scan returns at most, beyond its first
+/// entry (the SDK's `SCAN_BYTES_MAX`).
+pub const STORE_SCAN_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// Fuel every store call costs, about a hundred wasm instructions' worth of
+/// a B-tree lookup.
+pub const STORE_FUEL_PER_CALL: u64 = 1_000;
+
+/// Fuel per entry a scan returns beyond the first.
+pub const STORE_FUEL_PER_ENTRY: u64 = 200;
+
+/// Fuel per key or value byte a store call moves.
+pub const STORE_FUEL_PER_BYTE: u64 = 1;
+
+/// Keys written between durable commits of the state file. The file is
+/// never reopened, so durability buys nothing but page reuse: redb frees
+/// pages for reuse only at a durable commit.
+pub const STORE_DURABLE_COMMIT_EVERY_WRITES: u64 = 4096;
+
+const _: () = assert!(STORE_KEY_BYTES_MAX + STORE_VALUE_BYTES_MAX <= RESPONSE_BYTES_MAX);
+const _: () = assert!(STORE_VALUE_BYTES_MAX <= STORE_SCAN_BYTES_MAX);

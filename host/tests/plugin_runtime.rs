@@ -556,7 +556,7 @@ fn the_plugin_handle_reports_the_size_of_the_last_snapshot() {
     let state = tokio.block_on(async {
         let put = br#"{"put":{"key":"a","value":"1"}}"#.to_vec();
         let outcomes = handle.apply(vec![(position(1), put)]).await.expect("apply");
-        assert!(outcomes[0].is_ok(), "{outcomes:?}");
+        assert!(outcomes[0].0.is_ok(), "{outcomes:?}");
         let snapshot = handle.snapshot().await.expect("worker").expect("snapshot");
         snapshot.expect("a plugin is deployed").state
     });

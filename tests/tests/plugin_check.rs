@@ -42,6 +42,8 @@ async fn the_example_plugins_pass() {
     for (name, commands) in [
         ("kv.wasm", "kv.commands"),
         ("kv_v2.wasm", "kv.commands"),
+        // kv on the host's store: the round trip carries the store too.
+        ("kv_disk.wasm", "kv.commands"),
         ("counter.wasm", "counter.commands"),
     ] {
         let output = check(name, commands, &["--json"]).await;

@@ -28,7 +28,7 @@ struct PluginWorkspace {
 const WORKSPACES: &[PluginWorkspace] = &[
     PluginWorkspace {
         directory: "plugins",
-        components: &["kv", "kv_v2", "counter"],
+        components: &["kv", "kv_v2", "counter", "kv_disk"],
         output: "target/plugins",
     },
     PluginWorkspace {
@@ -43,6 +43,7 @@ const WORKSPACES: &[PluginWorkspace] = &[
             "snapshot_drops",
             "query_counts",
             "upgrade_loses_key",
+            "store_faults",
         ],
         output: "target/plugins/test",
     },

@@ -29,6 +29,10 @@ pub enum Applied<'a> {
         command: &'a DigestBytes,
         /// The response, or the failure's class and text.
         outcome: Result<&'a [u8], &'a str>,
+        /// sha256 of the plugin store writes the entry kept, if any: a
+        /// replica whose store took different writes has another digest.
+        /// (`None` adds nothing, so plugins without a store hash as before.)
+        store_writes: Option<&'a DigestBytes>,
     },
     /// A deploy: the plugin's digest and the outcome.
     Deploy {
@@ -65,11 +69,16 @@ impl AppliedDigest {
                 time_ms,
                 command,
                 outcome,
+                store_writes,
             } => {
                 hasher.update(b"C");
                 hasher.update(time_ms.to_le_bytes());
                 hasher.update(command);
                 hash_outcome(&mut hasher, outcome);
+                if let Some(writes) = store_writes {
+                    hasher.update(b"S");
+                    hasher.update(writes);
+                }
             }
             Applied::Deploy {
                 plugin_digest,
@@ -145,8 +154,38 @@ mod tests {
                 time_ms: 7,
                 command: &command,
                 outcome,
+                store_writes: None,
             },
         );
+    }
+
+    #[test]
+    fn differing_store_writes_give_differing_digests() {
+        let command = command_digest(b"put x");
+        let fold = |writes: Option<&DigestBytes>| {
+            let mut digest = AppliedDigest::default();
+            let applied = Applied::Command {
+                time_ms: 7,
+                command: &command,
+                outcome: Ok(b"ok"),
+                store_writes: writes,
+            };
+            digest.apply(1, 1, applied);
+            digest.value
+        };
+        let mut without = AppliedDigest::default();
+        command_into(&mut without);
+        assert_eq!(
+            fold(None),
+            without.value,
+            "no writes hash as before the store"
+        );
+        assert_ne!(fold(Some(&[1; 32])), fold(Some(&[2; 32])));
+        assert_ne!(fold(Some(&[1; 32])), fold(None));
+    }
+
+    fn command_into(digest: &mut AppliedDigest) {
+        command(b"put x", Ok(b"ok"), digest, 1, 1);
     }
 
     #[test]

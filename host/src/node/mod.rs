@@ -443,11 +443,16 @@ impl Wiring {
         let node_id = self.identity.node_id;
         let native_code = native.as_ref().map(NativeMachine::code);
         let running = native.map(Machine::Native);
+        // The plugin store's state files live beside the Raft log; they are
+        // rebuilt from the snapshot and the log, so old ones are dropped.
+        let store_dir = self.data_dir.root().to_path_buf();
+        crate::plugin::store::StateFile::remove_stale(&store_dir);
         let plugin = PluginHandle::spawn_recording(
             running,
             self.config.plugin_limits,
             node_id.to_string(),
             self.metrics.clone(),
+            Some(store_dir),
         )
         .map_err(|error| StartError::other("cannot start the plugin worker", error))?;
         let snapshots = Snapshots::open(&self.data_dir.snapshot_dir())

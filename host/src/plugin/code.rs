@@ -18,6 +18,8 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::cache::ArtifactCache;
 use super::limiter::PluginLimiter;
 use super::sandbox::{CallContext, MonotonicClockView, VirtualMonotonicClockHost};
+use super::store::StoreView;
+use super::store::link::STORE_INTERFACE;
 use crate::limits::{PLUGIN_BYTES_MAX, PLUGIN_COMPILES_MAX};
 
 mod bindings {
@@ -105,6 +107,9 @@ pub struct InstanceState {
     pub(super) limiter: PluginLimiter,
     /// The call in progress, which the shadowed monotonic clock reads.
     pub(super) call: CallContext,
+    /// The instance's view of the plugin store, and what the call in
+    /// progress may do with it.
+    pub(super) store: StoreView,
 }
 
 impl InstanceState {
@@ -169,6 +174,8 @@ impl PluginEngine {
         )
         .map_err(wasm_error)?;
         linker.allow_shadowing(false);
+        // Linked for every plugin; only those that call it import it.
+        super::store::link::add_to_linker(&mut linker).map_err(wasm_error)?;
         let cache = cache_dir.as_deref().map(ArtifactCache::open).transpose()?;
         Ok(Self {
             engine,
@@ -210,7 +217,12 @@ impl PluginEngine {
             .map_err(|error| LoadError::UnsupportedImport(format!("{error:#}")))?;
         let pre = StateMachinePre::new(instance_pre)
             .map_err(|error| LoadError::WrongWorld(format!("{error:#}")))?;
+        let uses_store = component
+            .component_type()
+            .imports(&self.engine)
+            .any(|(name, _)| name == STORE_INTERFACE);
         Ok(PluginCode {
+            uses_store,
             digest,
             bytes,
             component,
@@ -355,6 +367,8 @@ fn serialize_digest<S: serde::Serializer>(
 /// Validated, compiled plugin code, ready to instantiate any number of times.
 #[derive(Clone)]
 pub struct PluginCode {
+    /// Whether the plugin imports the store (its state then includes it).
+    uses_store: bool,
     digest: PluginDigest,
     bytes: Arc<[u8]>,
     component: Component,
@@ -375,6 +389,11 @@ impl PluginCode {
     /// The compiled component.
     pub fn component(&self) -> &Component {
         &self.component
+    }
+
+    /// Whether the plugin imports the host's store.
+    pub fn uses_store(&self) -> bool {
+        self.uses_store
     }
 
     pub(super) fn pre(&self) -> &StateMachinePre<InstanceState> {

@@ -9,6 +9,7 @@ use super::code::{InstanceState, PluginCode, StateMachine, WitEntry};
 use super::limiter::{LimitExceeded, PluginLimiter};
 use super::rng::CallKind;
 use super::sandbox::{CallContext, build_wasi};
+use super::store::{Access, StoreView, envelope, writes_digest};
 use crate::limits::PluginLimits;
 
 /// Where an entry sits in the log and when the leader stamped it.
@@ -59,6 +60,8 @@ pub struct PluginInstance {
     limits: PluginLimits,
     /// Fuel the last call burned, for `plugin check`'s limits report.
     fuel_used: u64,
+    /// The digest of the store writes the last completed `apply` kept.
+    last_writes_digest: Option<[u8; 32]>,
 }
 
 impl PluginInstance {
@@ -71,6 +74,7 @@ impl PluginInstance {
             table: ResourceTable::new(),
             limiter: PluginLimiter::new(limits.memory_bytes_max),
             call: call.clone(),
+            store: StoreView::empty(),
         };
         let mut store = Store::new(code.component().engine(), state);
         store.limiter(|state| &mut state.limiter);
@@ -86,6 +90,7 @@ impl PluginInstance {
             call,
             limits,
             fuel_used: 0,
+            last_writes_digest: None,
         })
     }
 
@@ -110,9 +115,31 @@ impl PluginInstance {
             term: position.term,
             time_ms: position.time_ms,
         };
+        self.last_writes_digest = None;
+        self.store.data_mut().store.access = Access::ReadWrite;
         let result = self.bindings.call_apply(&mut self.store, entry, command);
-        let result = self.finish(result, self.limits.fuel_per_call)?;
-        check_result_size(result, self.limits.response_bytes_max)
+        let result = self
+            .finish(result, self.limits.fuel_per_call)
+            .and_then(|result| check_result_size(result, self.limits.response_bytes_max));
+        // A call that ran to completion keeps its writes (even when its
+        // response is refused as too large); a trap leaves no trace.
+        let view = &mut self.store.data_mut().store;
+        view.access = Access::Closed;
+        match &result {
+            Err(fault) if fault.poisons_instance() => view.drop_call(),
+            _ => self.last_writes_digest = writes_digest(&view.keep_call()),
+        }
+        result
+    }
+
+    /// The sha256 of the store writes the last `apply` kept (`None`: none).
+    pub fn last_writes_digest(&self) -> Option<[u8; 32]> {
+        self.last_writes_digest
+    }
+
+    /// The instance's view of the store.
+    pub fn store_view_mut(&mut self) -> &mut StoreView {
+        &mut self.store.data_mut().store
     }
 
     /// Call `query` against the state after `position`.
@@ -122,7 +149,11 @@ impl PluginInstance {
         request: &[u8],
     ) -> Result<PluginResult, Fault> {
         self.enter(position, CallKind::Query, self.limits.fuel_per_call);
+        self.store.data_mut().store.access = Access::ReadOnly;
         let result = self.bindings.call_query(&mut self.store, request);
+        let view = &mut self.store.data_mut().store;
+        view.access = Access::Closed;
+        view.drop_call();
         let result = self.finish(result, self.limits.fuel_per_call)?;
         check_result_size(result, self.limits.response_bytes_max)
     }
@@ -139,6 +170,47 @@ impl PluginInstance {
             });
         }
         Ok(bytes)
+    }
+
+    /// [`PluginInstance::snapshot`], enveloped with the store's contents
+    /// when it holds any: for `plugin check`, whose instances keep their
+    /// store in memory (the runtime snapshots its state file instead).
+    pub fn snapshot_with_store(&mut self, position: EntryPosition) -> Result<Vec<u8>, Fault> {
+        let bytes = self.snapshot(position)?;
+        let entries = self
+            .store
+            .data()
+            .store
+            .all_entries()
+            .map_err(|error| Fault::Trapped {
+                message: error.to_string(),
+            })?;
+        if entries.is_empty() {
+            return Ok(bytes);
+        }
+        Ok(envelope::encode(&bytes, &entries))
+    }
+
+    /// [`PluginInstance::restore`] of what
+    /// [`PluginInstance::snapshot_with_store`] wrote: the store's contents
+    /// go into this instance's store, in memory.
+    pub fn restore_with_store(
+        &mut self,
+        position: EntryPosition,
+        snapshot: &[u8],
+    ) -> Result<Result<(), String>, Fault> {
+        if !envelope::is_envelope(snapshot) {
+            return self.restore(position, snapshot);
+        }
+        let (plugin_part, entries) = match envelope::decode(snapshot) {
+            Ok(decoded) => decoded,
+            Err(error) => return Ok(Err(error.to_string())),
+        };
+        let restored = self.restore(position, plugin_part)?;
+        if restored.is_ok() {
+            self.store.data_mut().store = StoreView::from_entries(entries);
+        }
+        Ok(restored)
     }
 
     /// Call `restore` with a snapshot taken after `position`.

@@ -5,6 +5,7 @@
 use super::code::PluginCode;
 use super::instance::{EntryPosition, Fault, PluginInstance, PluginResult};
 use super::runtime::RebuildError;
+use super::store::{StoreSnapshot, StoreView};
 use crate::limits::{
     PluginLimits, REPLAY_JOURNAL_BASE_MULTIPLE, REPLAY_JOURNAL_BYTES_MAX, REPLAY_JOURNAL_BYTES_MIN,
     REPLAY_JOURNAL_ENTRY_OVERHEAD_BYTES,
@@ -44,6 +45,8 @@ pub struct JournalEntry {
     pub command: Vec<u8>,
     /// How it ended the first time.
     pub outcome: Outcome,
+    /// The digest of the store writes it kept the first time (`None`: none).
+    pub writes: Option<[u8; 32]>,
 }
 
 /// A base snapshot and the entries applied since.
@@ -52,6 +55,9 @@ pub struct Journal {
     /// Snapshot bytes and the position they were taken at; `None` means
     /// the empty state of a fresh instance.
     base: Option<(EntryPosition, Vec<u8>)>,
+    /// The plugin store at the base, for a plugin that uses one: replays
+    /// read it (plus their own writes), never the live store.
+    store_base: Option<StoreSnapshot>,
     entries: Vec<JournalEntry>,
     /// What the entries cost, counted as in [`Journal::push`].
     bytes: usize,
@@ -65,19 +71,43 @@ impl Journal {
         let base_bytes = base.as_ref().map_or(0, |(_, bytes)| bytes.len());
         Self {
             base,
+            store_base: None,
             entries: Vec::new(),
             bytes: 0,
             base_due_at_bytes: budget_bytes(base_bytes),
         }
     }
 
+    /// The store at the base is `snapshot` (set with every base).
+    pub fn set_store_base(&mut self, snapshot: Option<StoreSnapshot>) {
+        self.store_base = snapshot;
+    }
+
+    /// The store at the base, for a plugin that uses one.
+    pub fn store_base(&self) -> Option<&StoreSnapshot> {
+        self.store_base.as_ref()
+    }
+
     /// Record an entry that ran to completion.
     pub fn push(&mut self, position: EntryPosition, command: Vec<u8>, outcome: Outcome) {
+        self.push_with_writes(position, command, outcome, None);
+    }
+
+    /// Record an entry that ran to completion and kept store writes with
+    /// digest `writes`; a replay must keep the same.
+    pub fn push_with_writes(
+        &mut self,
+        position: EntryPosition,
+        command: Vec<u8>,
+        outcome: Outcome,
+        writes: Option<[u8; 32]>,
+    ) {
         self.bytes += command.len() + REPLAY_JOURNAL_ENTRY_OVERHEAD_BYTES;
         self.entries.push(JournalEntry {
             position,
             command,
             outcome,
+            writes,
         });
     }
 
@@ -118,6 +148,10 @@ impl Journal {
     ) -> Result<PluginInstance, RebuildError> {
         let mut instance =
             PluginInstance::new(code, limits).map_err(|fault| RebuildError(fault.to_string()))?;
+        if let Some(snapshot) = &self.store_base {
+            *instance.store_view_mut() = StoreView::at(snapshot)
+                .map_err(|error| RebuildError(format!("reading the store's base: {error}")))?;
+        }
         if let Some((position, bytes)) = &self.base {
             instance
                 .restore(*position, bytes)
@@ -156,6 +190,12 @@ pub fn replay(instance: &mut PluginInstance, entries: &[JournalEntry]) -> Result
         // The response was reported when the entry first applied.
         let replayed = instance.apply(entry.position, &entry.command);
         check_replay(entry, &replayed)?;
+        if instance.last_writes_digest() != entry.writes {
+            return Err(RebuildError(format!(
+                "entry {} wrote other store keys or values on replay than the first time",
+                entry.position.index
+            )));
+        }
     }
     Ok(())
 }
@@ -195,6 +235,7 @@ mod tests {
             },
             command: b"c".to_vec(),
             outcome,
+            writes: None,
         }
     }
 

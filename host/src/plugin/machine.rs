@@ -31,6 +31,14 @@ impl Machine {
         }
     }
 
+    /// The digest of the last applied entry's store writes, if any.
+    pub fn last_writes_digest(&self) -> Option<[u8; 32]> {
+        match self {
+            Machine::Plugin(runtime) => runtime.last_writes_digest(),
+            Machine::Native(_) => None,
+        }
+    }
+
     /// Answer a read.
     pub fn query(&mut self, request: &[u8]) -> Result<Result<PluginResult, Fault>, RebuildError> {
         match self {

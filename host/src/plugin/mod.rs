@@ -15,6 +15,7 @@
 //! - [`runtime`]: the instance that applies, the one that serves reads, and
 //!   the journal that rebuilds either.
 //! - [`native`]: state machines written in Rust, for embedding (no wasm).
+//! - [`store`]: the ordered key-value store plugins may import, on redb.
 //! - [`machine`]: either kind, as the worker runs it.
 //! - [`worker`]: the thread that owns the machine and its async handle.
 //!
@@ -32,6 +33,7 @@ pub mod output;
 pub mod rng;
 pub mod runtime;
 pub mod sandbox;
+pub mod store;
 pub mod worker;
 
 pub use code::{LoadError, PluginCode, PluginDigest, PluginEngine, PluginReport};
@@ -39,4 +41,4 @@ pub use instance::{EntryPosition, Fault, PluginResult};
 pub use machine::Machine;
 pub use native::{NativeMachine, StateMachine};
 pub use runtime::{ApplyError, FsmRuntime, RebuildError, RestoreError};
-pub use worker::{ApplyOutcome, PluginHandle, PluginSnapshot, WorkerError};
+pub use worker::{AppliedEntry, ApplyOutcome, PluginHandle, PluginSnapshot, WorkerError};

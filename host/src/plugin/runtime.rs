@@ -32,6 +32,11 @@
 //! the same bases; a Raft snapshot is not a base. After a failed base the
 //! next waits until the journal has grown by another budget.
 //!
+//! **The store.** For a plugin that imports the store, the applier's writes
+//! go to the state file after each entry, the journal's base carries a read
+//! snapshot of the store beside the plugin's, and a snapshot of the whole
+//! state is an envelope of both; see [`super::store`].
+//!
 //! **Cost.** Every entry is applied twice: by the applier, and by the reader
 //! when the worker is idle, at the next read, or at the latest when the next
 //! base is taken. With reads or idle time between writes the reader replays
@@ -40,7 +45,10 @@
 
 use super::code::PluginCode;
 use super::instance::{EntryPosition, Fault, PluginInstance, PluginResult};
+use std::path::Path;
+
 use super::journal::{Journal, Outcome, replay};
+use super::store::{KeyValue, StateFile, StoreError, StoreView, envelope};
 use crate::limits::PluginLimits;
 
 /// Why an entry produced no response from the plugin.
@@ -96,33 +104,89 @@ pub struct FsmRuntime {
     last_applied: Option<EntryPosition>,
     /// Bytes of the last snapshot, or of the one refused as too large.
     state_size_bytes: Option<usize>,
+    /// The store's file, for a plugin that imports the store.
+    store: Option<StateFile>,
+    /// The digest of the last applied entry's store writes.
+    last_writes_digest: Option<[u8; 32]>,
+}
+
+/// The state file failed. Not a result of any entry, so it must not become
+/// one: the worker stops, and the node with it (see [`super::store`]).
+fn fatal<T>(result: Result<T, StoreError>) -> T {
+    match result {
+        Ok(value) => value,
+        Err(error) => panic!("the plugin store failed: {error}"),
+    }
 }
 
 impl FsmRuntime {
-    /// A runtime holding a fresh, empty instance of `code`.
+    /// A runtime holding a fresh, empty instance of `code` (and, if it
+    /// uses one, an empty store in memory).
     pub fn new(code: PluginCode, limits: PluginLimits) -> Result<Self, Fault> {
-        let applier = PluginInstance::new(&code, limits)?;
-        Ok(Self::with_applier(code, limits, applier, None))
+        Self::new_in(code, limits, None)
     }
 
-    /// A runtime whose state is `snapshot`, taken after `position`.
+    /// [`FsmRuntime::new`], with the state file of a plugin that uses the
+    /// store in `store_dir` (`None`: in memory).
+    pub fn new_in(
+        code: PluginCode,
+        limits: PluginLimits,
+        store_dir: Option<&Path>,
+    ) -> Result<Self, Fault> {
+        let mut applier = PluginInstance::new(&code, limits)?;
+        let store = open_store(&code, store_dir, &[], &mut applier);
+        let mut runtime = Self::with_applier(code, limits, applier, None);
+        runtime.attach_store(store);
+        Ok(runtime)
+    }
+
+    /// A runtime whose state is `snapshot`, taken after `position` (a store
+    /// it holds is kept in memory).
     pub fn from_snapshot(
         code: PluginCode,
         limits: PluginLimits,
         position: EntryPosition,
         snapshot: Vec<u8>,
     ) -> Result<Self, RestoreError> {
+        Self::from_snapshot_in(code, limits, position, snapshot, None)
+    }
+
+    /// [`FsmRuntime::from_snapshot`], with the state file of a plugin that
+    /// uses the store in `store_dir` (`None`: in memory).
+    pub fn from_snapshot_in(
+        code: PluginCode,
+        limits: PluginLimits,
+        position: EntryPosition,
+        snapshot: Vec<u8>,
+        store_dir: Option<&Path>,
+    ) -> Result<Self, RestoreError> {
         let mut applier = PluginInstance::new(&code, limits).map_err(RestoreError::Fault)?;
+        // A store plugin's state is an envelope of its own part and the
+        // store; a plain snapshot (from a version without the store) is
+        // the plugin's part alone, with an empty store.
+        let (plugin_part, entries) = if code.uses_store() && envelope::is_envelope(&snapshot) {
+            let (plugin_part, entries) = envelope::decode(&snapshot)
+                .map_err(|error| RestoreError::Refused(error.to_string()))?;
+            (plugin_part.to_vec(), entries)
+        } else {
+            (snapshot, Vec::new())
+        };
         applier
-            .restore(position, &snapshot)
+            .restore(position, &plugin_part)
             .map_err(RestoreError::Fault)?
             .map_err(RestoreError::Refused)?;
-        Ok(Self::with_applier(
-            code,
-            limits,
-            applier,
-            Some((position, snapshot)),
-        ))
+        let store = open_store(&code, store_dir, &entries, &mut applier);
+        let mut runtime = Self::with_applier(code, limits, applier, Some((position, plugin_part)));
+        runtime.attach_store(store);
+        Ok(runtime)
+    }
+
+    /// Keep `store` and base the journal on it.
+    fn attach_store(&mut self, store: Option<StateFile>) {
+        if let Some(file) = &store {
+            self.journal.set_store_base(Some(fatal(file.snapshot())));
+        }
+        self.store = store;
     }
 
     fn with_applier(
@@ -139,7 +203,15 @@ impl FsmRuntime {
             last_applied: base.as_ref().map(|(position, _)| *position),
             state_size_bytes: base.as_ref().map(|(_, bytes)| bytes.len()),
             journal: Journal::new(base),
+            store: None,
+            last_writes_digest: None,
         }
+    }
+
+    /// The digest of the last applied entry's store writes (`None`: it
+    /// wrote nothing, trapped, or the plugin has no store).
+    pub fn last_writes_digest(&self) -> Option<[u8; 32]> {
+        self.last_writes_digest
     }
 
     /// The plugin code this runtime runs.
@@ -191,8 +263,19 @@ impl FsmRuntime {
                 last.index
             );
         }
-        let result = self.applier()?.apply(position, &command);
+        let (result, writes_digest) = {
+            let applier = self.applier()?;
+            let result = applier.apply(position, &command);
+            (result, applier.last_writes_digest())
+        };
+        self.last_writes_digest = writes_digest;
         self.last_applied = Some(position);
+        if let (Some(file), Some(applier)) = (&mut self.store, &mut self.applier) {
+            // The entry's kept writes go to the file; a trap kept none.
+            let view = applier.store_view_mut();
+            fatal(file.commit(view.layer()));
+            fatal(view.rebase(&fatal(file.snapshot())));
+        }
         if let Err(fault) = &result {
             tracing::warn!(
                 index = position.index,
@@ -203,7 +286,8 @@ impl FsmRuntime {
             // The call completed and may have changed state (even when its
             // output was refused), so it belongs in the journal.
             Some(outcome) => {
-                self.journal.push(position, command, outcome);
+                self.journal
+                    .push_with_writes(position, command, outcome, writes_digest);
                 self.take_base_if_due();
             }
             None => self.rebuild_applier()?,
@@ -224,8 +308,27 @@ impl FsmRuntime {
         Ok(result)
     }
 
-    /// Serialize the state after the last applied entry.
+    /// Serialize the state after the last applied entry: the plugin's
+    /// snapshot, enveloped with the store's contents for a store plugin.
     pub fn snapshot(&mut self) -> Result<Result<Vec<u8>, Fault>, RebuildError> {
+        let plugin_part = match self.plugin_snapshot()? {
+            Ok(bytes) => bytes,
+            Err(fault) => return Ok(Err(fault)),
+        };
+        let Some(file) = &self.store else {
+            return Ok(Ok(plugin_part));
+        };
+        // The file holds the store after the last applied entry, the
+        // position the reader's snapshot was taken at.
+        let entries = fatal(StateFile::entries(&fatal(file.snapshot())));
+        let bytes = envelope::encode(&plugin_part, &entries);
+        self.state_size_bytes = Some(bytes.len());
+        Ok(Ok(bytes))
+    }
+
+    /// The plugin's own snapshot (its in-memory part) after the last
+    /// applied entry.
+    fn plugin_snapshot(&mut self) -> Result<Result<Vec<u8>, Fault>, RebuildError> {
         let position = self.read_position();
         let reader = self.caught_up_reader()?;
         let retry_on_fresh = !reader.pristine;
@@ -270,7 +373,11 @@ impl FsmRuntime {
     fn rebuild_applier(&mut self) -> Result<(), RebuildError> {
         self.applier = None;
         let started = std::time::Instant::now();
-        let applier = self.journal.rebuild(&self.code, self.limits)?;
+        let mut applier = self.journal.rebuild(&self.code, self.limits)?;
+        if let Some(file) = &self.store {
+            // The replay rewrote what the file already holds.
+            fatal(applier.store_view_mut().rebase(&fatal(file.snapshot())));
+        }
         tracing::info!(
             replayed = self.journal.entries().len(),
             elapsed_ms = started.elapsed().as_millis() as u64,
@@ -335,9 +442,15 @@ impl FsmRuntime {
             return;
         }
         let position = self.read_position();
-        let failure = match self.snapshot() {
+        let failure = match self.plugin_snapshot() {
             Ok(Ok(bytes)) => {
                 self.journal.rebase(position, bytes);
+                // The file holds the store at `position`, the new base.
+                let store_base = self.store.as_ref().map(|file| fatal(file.snapshot()));
+                if let (Some(reader), Some(base)) = (&mut self.reader, &store_base) {
+                    fatal(reader.instance.store_view_mut().rebase(base));
+                }
+                self.journal.set_store_base(store_base);
                 if let Some(reader) = &mut self.reader {
                     reader.replayed = 0;
                 }
@@ -349,4 +462,25 @@ impl FsmRuntime {
         tracing::warn!("could not take a rebuild snapshot, keeping the journal: {failure}");
         self.journal.base_failed(self.state_size_bytes);
     }
+}
+
+/// A fresh state file holding `entries`, with `applier` reading it, if the
+/// plugin uses the store.
+fn open_store(
+    code: &PluginCode,
+    store_dir: Option<&Path>,
+    entries: &[KeyValue],
+    applier: &mut PluginInstance,
+) -> Option<StateFile> {
+    if !code.uses_store() {
+        return None;
+    }
+    let mut file = fatal(StateFile::create(store_dir));
+    let writes = entries
+        .iter()
+        .map(|(key, value)| (key.clone(), Some(value.clone())))
+        .collect();
+    fatal(file.commit(&writes));
+    *applier.store_view_mut() = fatal(StoreView::at(&fatal(file.snapshot())));
+    Some(file)
 }

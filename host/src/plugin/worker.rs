@@ -5,6 +5,7 @@
 //! inside the tokio runtime, so every call happens on this one thread. One
 //! thread also serializes calls, which the contract promises plugins.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -35,10 +36,14 @@ pub enum WorkerError {
 /// Result of applying one entry.
 pub type ApplyOutcome = Result<Vec<u8>, ApplyError>;
 
+/// An applied entry's outcome and the digest of the store writes it kept
+/// (`None`: none), which the applied digest covers.
+pub type AppliedEntry = (ApplyOutcome, Option<[u8; 32]>);
+
 enum Job {
     Apply {
         entries: Vec<(EntryPosition, Vec<u8>)>,
-        reply: oneshot::Sender<Result<Vec<ApplyOutcome>, RebuildError>>,
+        reply: oneshot::Sender<Result<Vec<AppliedEntry>, RebuildError>>,
     },
     Query {
         request: Vec<u8>,
@@ -95,16 +100,18 @@ impl PluginHandle {
         limits: PluginLimits,
         node_label: String,
     ) -> std::io::Result<Self> {
-        Self::spawn_recording(runtime, limits, node_label, Metrics::default())
+        Self::spawn_recording(runtime, limits, node_label, Metrics::default(), None)
     }
 
     /// [`PluginHandle::spawn`], with every plugin call counted and timed
-    /// in `metrics`.
+    /// in `metrics`, and the state files of plugins that use the store in
+    /// `store_dir` (`None`: in memory).
     pub fn spawn_recording(
         runtime: Option<Machine>,
         limits: PluginLimits,
         node_label: String,
         metrics: Metrics,
+        store_dir: Option<PathBuf>,
     ) -> std::io::Result<Self> {
         let (jobs, receiver) = mpsc::channel(PLUGIN_QUEUE_DEPTH);
         let state_size_bytes = Arc::new(AtomicU64::new(STATE_SIZE_UNKNOWN));
@@ -116,7 +123,12 @@ impl PluginHandle {
                 // Plugin output and faults are logged under the node's id.
                 let span = tracing::info_span!("node", id = %node_label);
                 let _entered = span.enter();
-                run_worker(runtime, limits, receiver, &published, &metrics);
+                let context = WorkerContext {
+                    state_size_bytes: &published,
+                    metrics: &metrics,
+                    store_dir: store_dir.as_deref(),
+                };
+                run_worker(runtime, limits, receiver, &context);
             })?;
         Ok(Self {
             jobs,
@@ -138,7 +150,7 @@ impl PluginHandle {
     pub async fn apply(
         &self,
         entries: Vec<(EntryPosition, Vec<u8>)>,
-    ) -> Result<Vec<ApplyOutcome>, WorkerError> {
+    ) -> Result<Vec<AppliedEntry>, WorkerError> {
         let (reply, response) = oneshot::channel();
         self.send(Job::Apply { entries, reply }).await?;
         Ok(response.await.map_err(|_| WorkerError::Stopped)??)
@@ -216,13 +228,24 @@ fn publish_state_size(runtime: Option<&Machine>, state_size_bytes: &AtomicU64) {
     state_size_bytes.store(bytes, Ordering::Relaxed);
 }
 
+/// What the worker thread works with besides its machine.
+struct WorkerContext<'a> {
+    state_size_bytes: &'a AtomicU64,
+    metrics: &'a Metrics,
+    store_dir: Option<&'a Path>,
+}
+
 fn run_worker(
     mut runtime: Option<Machine>,
     mut limits: PluginLimits,
     mut jobs: mpsc::Receiver<Job>,
-    state_size_bytes: &AtomicU64,
-    metrics: &Metrics,
+    context: &WorkerContext<'_>,
 ) {
+    let WorkerContext {
+        state_size_bytes,
+        metrics,
+        store_dir,
+    } = *context;
     // The size is published before each reply, so a caller that got its
     // answer sees the size that answer left.
     while let Some(job) = jobs.blocking_recv() {
@@ -268,9 +291,11 @@ fn run_worker(
                 let started = Instant::now();
                 let installed = match state {
                     Some((position, bytes)) => {
-                        FsmRuntime::from_snapshot(code, limits, position, bytes)
+                        FsmRuntime::from_snapshot_in(code, limits, position, bytes, store_dir)
                     }
-                    None => FsmRuntime::new(code, limits).map_err(RestoreError::Fault),
+                    None => {
+                        FsmRuntime::new_in(code, limits, store_dir).map_err(RestoreError::Fault)
+                    }
                 };
                 let installed =
                     installed.map(|fresh| runtime = Some(Machine::Plugin(Box::new(fresh))));
@@ -334,13 +359,16 @@ fn apply_all(
     mut runtime: Option<&mut Machine>,
     entries: Vec<(EntryPosition, Vec<u8>)>,
     metrics: &Metrics,
-) -> Result<Vec<ApplyOutcome>, RebuildError> {
+) -> Result<Vec<AppliedEntry>, RebuildError> {
     let mut outcomes = Vec::with_capacity(entries.len());
     for (position, command) in entries {
         let started = Instant::now();
-        let outcome = match runtime.as_deref_mut() {
-            Some(runtime) => runtime.apply(position, command)?,
-            None => Err(ApplyError::Rejected(NO_PLUGIN.to_string())),
+        let (outcome, writes) = match runtime.as_deref_mut() {
+            Some(runtime) => {
+                let outcome = runtime.apply(position, command)?;
+                (outcome, runtime.last_writes_digest())
+            }
+            None => (Err(ApplyError::Rejected(NO_PLUGIN.to_string())), None),
         };
         let counted = match &outcome {
             Ok(_) => CallOutcome::Ok,
@@ -348,7 +376,7 @@ fn apply_all(
             Err(ApplyError::Fault(_)) => CallOutcome::Trapped,
         };
         metrics.plugin_call("apply", counted, started.elapsed());
-        outcomes.push(outcome);
+        outcomes.push((outcome, writes));
     }
     Ok(outcomes)
 }

@@ -147,8 +147,10 @@ impl StateMachineStore {
             .apply(commands)
             .await
             .map_err(io::Error::other)?;
-        for (outcome, (position, command, session, responder)) in outcomes.into_iter().zip(rest) {
-            self.fold_command(position, &command, &outcome);
+        for ((outcome, writes), (position, command, session, responder)) in
+            outcomes.into_iter().zip(rest)
+        {
+            self.fold_command(position, &command, &outcome, writes.as_ref());
             if let Some(stamp) = session {
                 self.host
                     .sessions
@@ -165,6 +167,7 @@ impl StateMachineStore {
         position: EntryPosition,
         command: &DigestBytes,
         outcome: &ApplyOutcome,
+        store_writes: Option<&DigestBytes>,
     ) {
         let failure;
         let outcome = match outcome {
@@ -185,6 +188,7 @@ impl StateMachineStore {
                 time_ms: position.time_ms,
                 command,
                 outcome,
+                store_writes,
             },
         );
     }

@@ -171,7 +171,7 @@ fn round_trip(
         };
         let at = position(applied_before(plan.steps, step));
         let mut restored = fresh(code, limits)?;
-        match restored.restore(at, snapshot) {
+        match restored.restore_with_store(at, snapshot) {
             Ok(Ok(())) => {}
             Ok(Err(message)) => {
                 return Ok(CheckResult::failed(
@@ -187,7 +187,7 @@ fn round_trip(
             }
         }
         let again = restored
-            .snapshot(at)
+            .snapshot_with_store(at)
             .unwrap_or_else(|fault| format!("(snapshot failed: {fault})").into_bytes());
         let rest = run(
             restored,
@@ -245,7 +245,7 @@ fn upgrade(
     };
     let at = position(applied_before(steps, steps.len()));
     let mut new_instance = fresh(code, limits)?;
-    match new_instance.restore(at, snapshot) {
+    match new_instance.restore_with_store(at, snapshot) {
         Ok(Ok(())) => {}
         Ok(Err(message)) => {
             return Ok(CheckResult::failed(

@@ -155,7 +155,7 @@ fn take_snapshot(run: &mut Run, step: usize, applied: u64) {
     let Some(instance) = run.instance.as_mut() else {
         return;
     };
-    let bytes = match instance.snapshot(position(applied)) {
+    let bytes = match instance.snapshot_with_store(position(applied)) {
         Ok(bytes) => bytes,
         Err(fault) => {
             // A snapshot that faults is a difference every comparison sees:

@@ -1,0 +1,109 @@
+//! The state a snapshot carries for a plugin that imports the store: the
+//! plugin's own snapshot (its in-memory part) and every key and value of
+//! the store at the same position.
+//!
+//! Layout: [`MAGIC`], the plugin part's length (u64 LE) and bytes, then
+//! each entry as key length (u32 LE), key, value length (u32 LE), value, in
+//! key order. The snapshot file around it is hashed, so this is not.
+
+use super::{KeyValue, StoreError};
+
+/// Opens every envelope. A plugin handed its predecessor's plain snapshot
+/// (a deploy from a version without the store) gets that snapshot as is.
+pub const MAGIC: &[u8; 16] = b"clusterhost-st1\0";
+
+/// An envelope of `plugin` and `entries`.
+pub fn encode(plugin: &[u8], entries: &[KeyValue]) -> Vec<u8> {
+    let size = MAGIC.len()
+        + 8
+        + plugin.len()
+        + entries
+            .iter()
+            .map(|(key, value)| 8 + key.len() + value.len())
+            .sum::<usize>();
+    let mut bytes = Vec::with_capacity(size);
+    bytes.extend_from_slice(MAGIC);
+    bytes.extend_from_slice(&(plugin.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(plugin);
+    for (key, value) in entries {
+        for part in [key, value] {
+            // Keys and values are bounded far below 4 GiB by the limits.
+            bytes.extend_from_slice(&(part.len() as u32).to_le_bytes());
+            bytes.extend_from_slice(part);
+        }
+    }
+    bytes
+}
+
+/// Whether `bytes` is an envelope.
+pub fn is_envelope(bytes: &[u8]) -> bool {
+    bytes.starts_with(MAGIC)
+}
+
+/// The plugin part and the store entries of an envelope.
+pub fn decode(bytes: &[u8]) -> Result<(&[u8], Vec<KeyValue>), StoreError> {
+    let rest = bytes
+        .strip_prefix(MAGIC)
+        .ok_or_else(|| malformed("no envelope marker"))?;
+    let (length, rest) = split_length::<8>(rest)?;
+    let length = usize::try_from(length).map_err(|_| malformed("plugin part too long"))?;
+    if rest.len() < length {
+        return Err(malformed("truncated plugin part"));
+    }
+    let (plugin, mut rest) = rest.split_at(length);
+    let mut entries = Vec::new();
+    let mut previous: Option<&[u8]> = None;
+    while !rest.is_empty() {
+        let (key, after_key) = split_part(rest)?;
+        let (value, after_value) = split_part(after_key)?;
+        if previous.is_some_and(|previous| previous >= key) {
+            return Err(malformed("keys out of order"));
+        }
+        previous = Some(key);
+        entries.push((key.to_vec(), value.to_vec()));
+        rest = after_value;
+    }
+    Ok((plugin, entries))
+}
+
+fn split_part(bytes: &[u8]) -> Result<(&[u8], &[u8]), StoreError> {
+    let (length, rest) = split_length::<4>(bytes)?;
+    let length = length as usize;
+    if rest.len() < length {
+        return Err(malformed("truncated entry"));
+    }
+    Ok(rest.split_at(length))
+}
+
+fn split_length<const N: usize>(bytes: &[u8]) -> Result<(u64, &[u8]), StoreError> {
+    let (head, rest) = bytes
+        .split_first_chunk::<N>()
+        .ok_or_else(|| malformed("truncated length"))?;
+    let mut buffer = [0u8; 8];
+    buffer[..N].copy_from_slice(head);
+    Ok((u64::from_le_bytes(buffer), rest))
+}
+
+fn malformed(what: &str) -> StoreError {
+    StoreError::Malformed(what.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    //! Goal: an envelope decodes to what was encoded, and damage is refused.
+    use super::*;
+
+    #[test]
+    fn envelopes_round_trip_and_refuse_damage() {
+        let entries = vec![(b"a".to_vec(), b"1".to_vec()), (b"b".to_vec(), Vec::new())];
+        let bytes = encode(b"memory", &entries);
+        assert!(is_envelope(&bytes));
+        let (plugin, decoded) = decode(&bytes).unwrap();
+        assert_eq!(plugin, b"memory");
+        assert_eq!(decoded, entries);
+        assert!(decode(&bytes[..bytes.len() - 1]).is_err());
+        assert!(decode(b"plain snapshot").is_err());
+        let swapped = encode(b"", &[entries[1].clone(), entries[0].clone()]);
+        assert!(decode(&swapped).is_err());
+    }
+}

@@ -1,0 +1,192 @@
+//! The plugin store under the runtime, with real components: `kv_disk`
+//! (the kv plugin on the store) and the test plugin `store_faults` (writes,
+//! then fails in each way an entry can). A trapped entry leaves no trace, a
+//! query cannot write, snapshots carry the store, replays see the store as
+//! it was, and equal histories give equal write digests.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clusterhost::limits::PluginLimits;
+use clusterhost::plugin::{ApplyError, EntryPosition, Fault, FsmRuntime, PluginCode, PluginEngine};
+
+fn load(relative: &str) -> PluginCode {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/plugins")
+        .join(relative);
+    let bytes = std::fs::read(&path)
+        .unwrap_or_else(|_| panic!("{} is missing: run `cargo xtask plugins`", path.display()));
+    let engine = PluginEngine::new(None).expect("engine");
+    engine.load(Arc::from(bytes)).expect("a valid plugin")
+}
+
+fn position(index: u64) -> EntryPosition {
+    EntryPosition {
+        index,
+        term: 1,
+        time_ms: 1_700_000_000_000 + index,
+    }
+}
+
+fn apply(runtime: &mut FsmRuntime, index: u64, command: &str) -> Result<Vec<u8>, ApplyError> {
+    runtime
+        .apply(position(index), command.as_bytes().to_vec())
+        .expect("no rebuild failure")
+}
+
+fn query(runtime: &mut FsmRuntime, request: &str) -> serde_json::Value {
+    let bytes = runtime
+        .query(request.as_bytes())
+        .expect("no rebuild failure")
+        .expect("no fault")
+        .expect("query accepted");
+    serde_json::from_slice(&bytes).expect("JSON")
+}
+
+fn put(key: &str, value: &str) -> String {
+    serde_json::json!({"put": {"key": key, "value": value}}).to_string()
+}
+
+#[test]
+fn plugins_without_the_store_do_not_import_it_and_kv_disk_does() {
+    assert!(!load("kv.wasm").uses_store());
+    assert!(load("kv_disk.wasm").uses_store());
+}
+
+#[test]
+fn kv_disk_answers_and_its_snapshot_carries_the_store() {
+    let mut runtime = FsmRuntime::new(load("kv_disk.wasm"), PluginLimits::default()).unwrap();
+    for index in 1..=20 {
+        let response = apply(&mut runtime, index, &put(&format!("k{index:02}"), "v"));
+        assert_eq!(response.unwrap(), br#"{"prev":null}"#);
+    }
+    assert_eq!(
+        apply(&mut runtime, 21, &put("k01", "new")).unwrap(),
+        br#"{"prev":"v"}"#
+    );
+    let snapshot = runtime.snapshot().unwrap().unwrap();
+    let mut restored = FsmRuntime::from_snapshot(
+        load("kv_disk.wasm"),
+        PluginLimits::default(),
+        position(21),
+        snapshot.clone(),
+    )
+    .unwrap();
+    for request in [
+        r#"{"get":{"key":"k01"}}"#,
+        r#"{"scan":{"prefix":"k1","limit":5}}"#,
+    ] {
+        assert_eq!(query(&mut restored, request), query(&mut runtime, request));
+    }
+    assert_eq!(restored.snapshot().unwrap().unwrap(), snapshot);
+}
+
+#[test]
+fn a_trapped_or_spinning_entry_leaves_no_trace_and_err_keeps_its_writes() {
+    let mut runtime =
+        FsmRuntime::new(load("test/store_faults.wasm"), PluginLimits::default()).unwrap();
+    let put = r#"{"put":{"key":"a","value":"1"}}"#;
+    assert_eq!(apply(&mut runtime, 1, put).unwrap(), br#"{"count":1}"#);
+    assert!(runtime.last_writes_digest().is_some());
+    let trapped = apply(&mut runtime, 2, r#"{"trap":{"key":"t","value":"x"}}"#);
+    assert!(
+        matches!(trapped, Err(ApplyError::Fault(Fault::Trapped { .. }))),
+        "{trapped:?}"
+    );
+    assert_eq!(runtime.last_writes_digest(), None);
+    let spun = apply(&mut runtime, 3, r#"{"spin":{"key":"s","value":"x"}}"#);
+    assert!(
+        matches!(spun, Err(ApplyError::Fault(Fault::OutOfFuel { .. }))),
+        "{spun:?}"
+    );
+    let failed = apply(&mut runtime, 4, r#"{"fail":{"key":"f","value":"x"}}"#);
+    assert!(matches!(failed, Err(ApplyError::Rejected(_))), "{failed:?}");
+    assert!(
+        runtime.last_writes_digest().is_some(),
+        "err keeps its writes"
+    );
+    for (key, value) in [("a", "1"), ("t", ""), ("s", ""), ("f", "x")] {
+        let value = (!value.is_empty()).then_some(value);
+        let answer = query(&mut runtime, &format!(r#"{{"get":{{"key":"{key}"}}}}"#));
+        assert_eq!(answer, serde_json::json!({ "value": value }), "key {key}");
+    }
+    assert_eq!(
+        query(&mut runtime, r#""count""#),
+        serde_json::json!({"count": 2})
+    );
+    // The rebuilt applier goes on from the store as it was.
+    assert_eq!(
+        apply(&mut runtime, 5, r#"{"put":{"key":"b","value":"2"}}"#).unwrap(),
+        br#"{"count":3}"#
+    );
+}
+
+#[test]
+fn a_write_from_a_query_traps_and_changes_nothing() {
+    let mut runtime =
+        FsmRuntime::new(load("test/store_faults.wasm"), PluginLimits::default()).unwrap();
+    let result = runtime
+        .query(br#"{"write":{"key":"q"}}"#)
+        .expect("no rebuild failure");
+    match result {
+        Err(Fault::Trapped { message }) => assert!(message.contains("read-only"), "{message}"),
+        other => panic!("a write from a query did not trap: {other:?}"),
+    }
+    assert_eq!(
+        query(&mut runtime, r#""count""#),
+        serde_json::json!({"count": 0})
+    );
+}
+
+/// Apply `count` puts of 64 KiB values (enough to take new journal bases)
+/// with a trap every tenth entry and a read every seventh; the writes
+/// digests of every entry.
+fn history(runtime: &mut FsmRuntime, count: u64) -> Vec<Option<[u8; 32]>> {
+    let value = "v".repeat(64 * 1024);
+    let mut digests = Vec::new();
+    for index in 1..=count {
+        let command = if index % 10 == 0 {
+            r#"{"trap":{"key":"t","value":"x"}}"#.to_string()
+        } else {
+            put(&format!("k{:03}", index % 37), &format!("{index}{value}"))
+        };
+        let _ = apply(runtime, index, &command);
+        digests.push(runtime.last_writes_digest());
+        if index % 7 == 0 {
+            query(runtime, r#""count""#);
+        }
+    }
+    digests
+}
+
+#[test]
+fn replays_from_older_bases_see_the_store_as_the_applier_did() {
+    let code = load("test/store_faults.wasm");
+    let dir = tempfile::tempdir().unwrap();
+    let mut on_disk =
+        FsmRuntime::new_in(code.clone(), PluginLimits::default(), Some(dir.path())).unwrap();
+    let mut in_memory = FsmRuntime::new(code, PluginLimits::default()).unwrap();
+    let count = 60;
+    let disk_digests = history(&mut on_disk, count);
+    assert_eq!(disk_digests, history(&mut in_memory, count));
+    assert_eq!(
+        disk_digests
+            .iter()
+            .filter(|digest| digest.is_none())
+            .count(),
+        6
+    );
+    assert_eq!(
+        query(&mut on_disk, r#""count""#),
+        serde_json::json!({"count": 36}),
+        "k030 was only ever written by a trapped entry"
+    );
+    assert_eq!(
+        on_disk.snapshot().unwrap().unwrap(),
+        in_memory.snapshot().unwrap().unwrap()
+    );
+    let files = || std::fs::read_dir(dir.path()).unwrap().count();
+    assert_eq!(files(), 1, "one state file");
+    drop(on_disk);
+    assert_eq!(files(), 0, "the state file goes with its runtime");
+}
