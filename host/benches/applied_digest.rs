@@ -33,6 +33,7 @@ fn fold_one_entry(criterion: &mut Criterion) {
                         time_ms: index,
                         command: &hashed,
                         outcome: Ok(RESPONSE),
+                        store_writes: None,
                     },
                 );
             });
