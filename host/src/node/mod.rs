@@ -4,9 +4,11 @@
 //!
 //! - [`config`]: what a node is started with, and its validation.
 //! - [`identity`]: the node's identity from flags and data dir (pure).
+//! - [`NodeHandle`]: a running node, and its orderly shutdown.
 //! - [`restore`]: a new data dir seeded from a backup file.
 
 pub mod config;
+mod handle;
 pub mod identity;
 pub mod restore;
 
@@ -16,15 +18,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 pub use config::NodeConfig;
+pub use handle::NodeHandle;
 pub use identity::{decide_bound_identity, decide_identity};
 
 use crate::api::ClusterService;
 use crate::api::leader::LeaderRunner;
-use crate::api::server::{ServeOptions, ServerTask, serve};
+use crate::api::server::{ServeOptions, serve};
 use crate::consensus::settings::{ClusterSettings, SettingsChange};
 use crate::consensus::snapshot::Snapshots;
 use crate::consensus::{
@@ -32,17 +34,14 @@ use crate::consensus::{
     StateMachineStore,
 };
 use crate::discovery::{Announcement, Discovery, DiscoveryConfig};
-use crate::limits::{
-    GOSSIP_RELEASE_TIMEOUT, LOG_RELEASE_TIMEOUT, PRECOMPILE_QUEUE_DEPTH, RELEASE_POLL_INTERVAL,
-    REQUEST_TIMEOUT,
-};
+use crate::limits::{PRECOMPILE_QUEUE_DEPTH, REQUEST_TIMEOUT};
+use crate::membership::LocalMember;
 use crate::membership::autopilot::{Autopilot, AutopilotConfig, SharedView};
-use crate::membership::{LocalMember, operations};
 use crate::metrics::Metrics;
 use crate::ops::status::RateHistory;
 use crate::ops::{self, OpsHandle, OpsSources};
 use crate::plugin::{Machine, NativeMachine, PluginCode, PluginDigest, PluginEngine, PluginHandle};
-use crate::storage::{DataDir, DataDirError, LogRelease, NodeIdentity};
+use crate::storage::{DataDir, DataDirError, NodeIdentity};
 
 /// Why a node could not start. Each is reported before anything changes.
 #[derive(Debug, thiserror::Error)]
@@ -89,95 +88,6 @@ pub enum StartError {
 impl StartError {
     fn other(context: &str, error: impl std::fmt::Display) -> Self {
         StartError::Other(format!("{context}: {error}"))
-    }
-}
-
-/// A running node. Dropping it does not stop it; call [`NodeHandle::shutdown`].
-pub struct NodeHandle {
-    local: Arc<LocalMember>,
-    consensus: Consensus,
-    server: ServerTask,
-    stop_server: oneshot::Sender<()>,
-    discovery: Arc<Discovery>,
-    autopilot: JoinHandle<()>,
-    /// Tells when the Raft log's file is closed after shutdown.
-    log_released: LogRelease,
-    ops: Option<OpsHandle>,
-}
-
-impl NodeHandle {
-    /// This node's id.
-    pub fn node_id(&self) -> NodeId {
-        self.local.node_id
-    }
-
-    /// Wait until this node has applied `index`, at most `timeout`.
-    pub async fn wait_applied(
-        &self,
-        index: u64,
-        timeout: std::time::Duration,
-    ) -> Result<(), String> {
-        self.consensus.wait_applied(index, timeout).await
-    }
-
-    /// Stop gracefully: hand leadership over if leading, then stop the
-    /// membership loop, gossip, serving and Raft.
-    pub async fn shutdown(self) -> anyhow::Result<()> {
-        operations::step_down(&self.consensus).await;
-        self.local.request_stop();
-        let _ = self.autopilot.await;
-        if let Some(ops) = self.ops {
-            ops.shutdown().await;
-        }
-        let _ = self.stop_server.send(());
-        self.consensus.shutdown().await;
-        self.server.await??;
-        drop(self.consensus);
-        drop(self.local);
-        // Gossip stops last, once nothing serving holds it; its socket
-        // closes as its tasks wind down, and the port is free for another
-        // node in this process once it has.
-        let gossip_socket = self.discovery.public_socket();
-        match Arc::try_unwrap(self.discovery) {
-            Ok(discovery) => discovery.shutdown().await,
-            Err(_) => tracing::warn!("gossip is still in use at shutdown; it stops when released"),
-        }
-        if !wait_for_condition(GOSSIP_RELEASE_TIMEOUT, || gossip_socket.is_closed()).await {
-            tracing::warn!(
-                "the gossip socket was still open {GOSSIP_RELEASE_TIMEOUT:?} after shutdown"
-            );
-        }
-        // Raft's tasks drop their log handles as they wind down; the data
-        // dir is free for another node in this process once they have.
-        let released = self.log_released;
-        let closed = wait_for_condition(LOG_RELEASE_TIMEOUT, || released.is_released()).await;
-        if !closed {
-            tracing::warn!("the raft log was still open {LOG_RELEASE_TIMEOUT:?} after shutdown");
-        }
-        tracing::info!("node stopped");
-        Ok(())
-    }
-
-    /// Serve until `signal` fires or the node is asked to stop (`leave`),
-    /// then shut down gracefully.
-    pub async fn serve_until(
-        self,
-        signal: impl std::future::Future<Output = ()>,
-    ) -> anyhow::Result<()> {
-        let consensus = self.consensus.clone();
-        tokio::select! {
-            () = signal => tracing::info!("shutdown requested"),
-            () = self.local.stop_requested() => tracing::info!("stopping after leaving the cluster"),
-            reason = consensus.failure() => {
-                // Raft refuses to go on (it could not write its log, say):
-                // serving stale state or taking writes it cannot keep
-                // would be worse than stopping.
-                tracing::error!(%reason, "raft stopped on a fatal error; stopping the node");
-                self.shutdown().await?;
-                anyhow::bail!("raft stopped on a fatal error: {reason}");
-            }
-        }
-        self.shutdown().await
     }
 }
 
@@ -639,18 +549,6 @@ pub fn random_node_id() -> NodeId {
     );
     hasher.write_u32(std::process::id());
     (hasher.finish() >> 12).max(1)
-}
-
-/// Poll `condition` until it holds or `timeout` passes; whether it held.
-async fn wait_for_condition(timeout: std::time::Duration, condition: impl Fn() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + timeout;
-    while !condition() {
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(RELEASE_POLL_INTERVAL).await;
-    }
-    true
 }
 
 /// Bind the gRPC listener, with a clear error when the port is taken.
