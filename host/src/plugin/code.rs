@@ -33,7 +33,7 @@ pub use bindings::clusterhost::fsm::types::Entry as WitEntry;
 pub use bindings::{StateMachine, StateMachinePre};
 
 /// The name of the world every plugin must implement.
-pub const WORLD_NAME: &str = "clusterhost:fsm/state-machine@0.1.0";
+pub const WORLD_NAME: &str = "clusterhost:fsm/state-machine@0.2.0";
 
 /// The four preamble bytes every wasm binary starts with.
 const WASM_MAGIC: &[u8; 4] = b"\0asm";
