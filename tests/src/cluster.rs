@@ -357,14 +357,9 @@ impl TestCluster {
             }
             return Vec::new();
         };
-        // A node certificate speaks for one node id: named by the id when
-        // the test picks one (a numeric name binds that number), otherwise
-        // by the node's index (the node then runs as the id it derives).
-        let name = match self.nodes[n].options.node_id {
-            Some(node_id) => node_id.to_string(),
-            None => format!("node-{n}"),
-        };
-        let (cert, key) = pki.node(&name, self.nodes[n].listen.ip()).await;
+        let (cert, key) = pki
+            .node(&format!("node-{n}"), self.nodes[n].listen.ip())
+            .await;
         let mut flags = vec![
             ("--tls-ca", pki.ca()),
             ("--tls-cert", cert),

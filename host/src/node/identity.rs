@@ -4,8 +4,6 @@
 use super::config::NodeConfig;
 use crate::consensus::NodeId;
 use crate::plugin::PluginDigest;
-use crate::security::node_binding;
-use crate::security::peer::identity_of_pem;
 use crate::storage::NodeIdentity;
 use crate::storage::data_dir::LAYOUT_VERSION;
 
@@ -73,31 +71,6 @@ pub fn decide_identity(
         plugin_digest: identity.plugin_digest.clone().or(plugin_hex),
         ..identity.clone()
     })
-}
-
-/// [`decide_identity`], bound to the certificate with TLS: a new node takes
-/// the id its node certificate speaks for, and a node whose id (flag or data
-/// dir) differs from it is refused ([`crate::security::node_binding`]).
-pub fn decide_bound_identity(
-    config: &NodeConfig,
-    existing: Option<&NodeIdentity>,
-    plugin_digest: Option<PluginDigest>,
-    new_node_id: impl FnOnce() -> NodeId,
-) -> Result<NodeIdentity, String> {
-    let own = config
-        .tls
-        .as_ref()
-        .map(|tls| identity_of_pem(&tls.cert_pem));
-    let bound = own
-        .as_ref()
-        .and_then(|own| node_binding::bound_node_id(own).ok());
-    let identity = decide_identity(config, existing, plugin_digest, || {
-        bound.unwrap_or_else(new_node_id)
-    })?;
-    if let Some(own) = &own {
-        node_binding::check_own_id(identity.node_id, own)?;
-    }
-    Ok(identity)
 }
 
 /// The first 12 hex digits of a digest, for messages.

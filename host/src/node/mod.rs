@@ -22,7 +22,7 @@ use tracing::Instrument;
 
 pub use config::NodeConfig;
 pub use handle::NodeHandle;
-pub use identity::{decide_bound_identity, decide_identity};
+pub use identity::decide_identity;
 
 use crate::api::ClusterService;
 use crate::api::leader::LeaderRunner;
@@ -115,7 +115,7 @@ pub async fn start_with(
         Some(machine) if config.bootstrap => Some(PluginDigest::of(&machine.code())),
         _ => bootstrap_plugin.as_ref().map(PluginCode::digest),
     };
-    let identity = decide_bound_identity(
+    let identity = decide_identity(
         &config,
         data_dir.identity()?.as_ref(),
         defining_digest,

@@ -5,13 +5,11 @@
 //! - [`certs`]: making a CA and node and client certificates
 //!   (`clusterhost certs`).
 //! - [`peer`]: reading the role out of the certificate a peer presented.
-//! - [`node_binding`]: which node id a node certificate speaks for (pure).
 //! - [`exposure`]: refusing to serve a real network without TLS (pure).
 //! - [`signing`]: ed25519 signatures carried inside plugins (pure).
 
 pub mod certs;
 pub mod exposure;
-pub mod node_binding;
 pub mod peer;
 pub mod roles;
 pub mod signing;

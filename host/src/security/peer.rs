@@ -35,14 +35,6 @@ pub fn identity_of(der: &[u8]) -> PeerIdentity {
     identity_from_uris(&uris)
 }
 
-/// Read the clusterhost SAN URIs of the first certificate in `pem`.
-pub fn identity_of_pem(pem: &[u8]) -> PeerIdentity {
-    match x509_parser::pem::parse_x509_pem(pem) {
-        Ok((_, block)) => identity_of(&block.contents),
-        Err(_) => PeerIdentity::default(),
-    }
-}
-
 /// The identity named by SAN URIs. Two different roles (or node names) in
 /// one certificate name none: a certificate must not be ambiguous.
 pub fn identity_from_uris(uris: &[&str]) -> PeerIdentity {

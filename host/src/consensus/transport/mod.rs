@@ -2,13 +2,11 @@
 //! (`proto/raft.proto`), its wire encoding, the service that hands incoming
 //! messages to the local Raft, and the clients that send them.
 //!
-//! - [`claims`]: which node each incoming message claims to come from.
 //! - [`codec`]: the wire form (postcard inside one generic call).
 //! - [`service`]: incoming messages to the local Raft.
 //! - [`peer`]: outgoing messages (openraft's network traits), peer addresses.
 //! - [`sizing`]: how much fits in one message, and how long it may take.
 
-pub mod claims;
 pub mod codec;
 pub mod peer;
 pub mod service;

@@ -9,7 +9,6 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::{Request, Response, Status};
 
-use super::claims::ClaimsSender;
 use super::codec;
 use super::proto::{self, RaftCall, RaftReply, RaftRequest, SnapshotChunk};
 use crate::consensus::Raft;
@@ -17,8 +16,6 @@ use crate::consensus::handle::read_index;
 use crate::consensus::snapshot::SnapshotBody;
 use crate::consensus::types::{NodeId, SnapshotMeta, TypeConfig, Vote};
 use crate::limits::RAFT_SNAPSHOT_BYTES_MAX;
-use crate::security::node_binding::check_sender;
-use crate::security::peer::{PeerIdentity, identity_of};
 
 type Snapshot = openraft::alias::SnapshotOf<TypeConfig, SnapshotBody>;
 
@@ -41,23 +38,20 @@ impl RaftService {
         }
     }
 
-    /// Decode the request, check that the sender's certificate speaks for
-    /// the node it claims to be, run `handle`, encode its answer.
+    /// Decode the request, run `handle`, encode its answer.
     async fn serve<Req, Resp, E, F, Fut>(
         &self,
         request: &RaftRequest,
-        sender: &Sender,
         handle: F,
     ) -> Result<RaftReply, Status>
     where
-        Req: DeserializeOwned + ClaimsSender,
+        Req: DeserializeOwned,
         Resp: Serialize,
         E: Display,
         F: FnOnce(Req) -> Fut,
         Fut: Future<Output = Result<Resp, E>>,
     {
-        let message: Req = codec::decode_request(request, self.node_id)?;
-        check_claim(sender, message.claimed_sender())?;
+        let message = codec::decode_request(request, self.node_id)?;
         let response = handle(message)
             .await
             .map_err(|error| Status::unavailable(error.to_string()))?;
@@ -68,27 +62,20 @@ impl RaftService {
 #[tonic::async_trait]
 impl proto::raft_server::Raft for RaftService {
     async fn call(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
-        let sender = sender_of(&request);
         let request = request.into_inner();
         let raft = &self.raft;
-        let sender = &sender;
         let reply = match RaftCall::try_from(request.call) {
-            Ok(RaftCall::Vote) => self.serve(&request, sender, |vote| raft.vote(vote)).await,
-            Ok(RaftCall::PreVote) => {
-                self.serve(&request, sender, |vote| raft.pre_vote(vote))
-                    .await
-            }
+            Ok(RaftCall::Vote) => self.serve(&request, |vote| raft.vote(vote)).await,
+            Ok(RaftCall::PreVote) => self.serve(&request, |vote| raft.pre_vote(vote)).await,
             Ok(RaftCall::AppendEntries) => {
-                self.serve(&request, sender, |append| raft.append_entries(append))
+                self.serve(&request, |append| raft.append_entries(append))
                     .await
             }
             Ok(RaftCall::TransferLeader) => {
-                self.serve(&request, sender, |transfer| {
-                    raft.handle_transfer_leader(transfer)
-                })
-                .await
+                self.serve(&request, |transfer| raft.handle_transfer_leader(transfer))
+                    .await
             }
-            Ok(RaftCall::ReadIndex) => self.serve(&request, sender, |()| read_index(raft)).await,
+            Ok(RaftCall::ReadIndex) => self.serve(&request, |()| read_index(raft)).await,
             Ok(RaftCall::Unspecified) | Err(_) => Err(Status::invalid_argument(format!(
                 "unknown raft call {}",
                 request.call
@@ -104,7 +91,6 @@ impl proto::raft_server::Raft for RaftService {
         let _one_at_a_time = self.installing.try_acquire().map_err(|_| {
             Status::resource_exhausted("a snapshot is already being received; try again")
         })?;
-        let sender = sender_of(&request);
         let mut chunks = request.into_inner();
         let first = chunks
             .message()
@@ -113,7 +99,6 @@ impl proto::raft_server::Raft for RaftService {
         codec::check_addressee(first.to_node, self.node_id)?;
         codec::check_format(first.format)?;
         let (vote, meta): (Vote, SnapshotMeta) = codec::decode(&first.header)?;
-        check_claim(&sender, vote.claimed_sender())?;
         let mut body = Vec::new();
         append_chunk(&mut body, &first.data)?;
         while let Some(chunk) = chunks.message().await? {
@@ -128,33 +113,6 @@ impl proto::raft_server::Raft for RaftService {
             .map_err(|error| Status::unavailable(error.to_string()))?;
         Ok(Response::new(codec::reply(&response)?))
     }
-}
-
-/// Who sent a Raft message, as far as the connection proves: the identity
-/// in its client certificate, or `None` without TLS (the node then serves
-/// only loopback, or was told `--insecure`).
-type Sender = Option<PeerIdentity>;
-
-fn sender_of<T>(request: &Request<T>) -> Sender {
-    let certificates = request.peer_certs()?;
-    Some(
-        certificates
-            .first()
-            .map(|leaf| identity_of(leaf))
-            .unwrap_or_default(),
-    )
-}
-
-/// Refuse a message claiming a node its sender's certificate does not speak
-/// for; nothing reaches Raft.
-fn check_claim(sender: &Sender, claimed: Option<NodeId>) -> Result<(), Status> {
-    let (Some(peer), Some(claimed)) = (sender, claimed) else {
-        return Ok(());
-    };
-    check_sender(claimed, peer).map_err(|refusal| {
-        tracing::warn!("raft message refused: {refusal}");
-        Status::permission_denied(refusal.to_string())
-    })
 }
 
 /// Add one received chunk to a snapshot being assembled, refusing one that
