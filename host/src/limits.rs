@@ -480,6 +480,12 @@ pub const STORE_SCAN_ENTRIES_MAX: u32 = 1024;
 /// entry (the SDK's `SCAN_BYTES_MAX`).
 pub const STORE_SCAN_BYTES_MAX: usize = 4 * 1024 * 1024;
 
+/// Key and value bytes one plugin call may write to the store (overwrites
+/// counted again); more traps the call, dropping its writes. An entry's
+/// writes wait in host memory until committed, outside the plugin's memory
+/// cap, so this bounds what one entry can make every replica hold.
+pub const STORE_CALL_WRITE_BYTES_MAX: usize = 16 * 1024 * 1024;
+
 /// Fuel every store call costs, about a hundred wasm instructions' worth of
 /// a B-tree lookup.
 pub const STORE_FUEL_PER_CALL: u64 = 1_000;
@@ -497,3 +503,4 @@ pub const STORE_DURABLE_COMMIT_EVERY_WRITES: u64 = 4096;
 
 const _: () = assert!(STORE_KEY_BYTES_MAX + STORE_VALUE_BYTES_MAX <= RESPONSE_BYTES_MAX);
 const _: () = assert!(STORE_VALUE_BYTES_MAX <= STORE_SCAN_BYTES_MAX);
+const _: () = assert!(STORE_KEY_BYTES_MAX + STORE_VALUE_BYTES_MAX <= STORE_CALL_WRITE_BYTES_MAX);

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use clusterhost::limits::PluginLimits;
+use clusterhost::limits::{PluginLimits, STORE_CALL_WRITE_BYTES_MAX};
 use clusterhost::plugin::{ApplyError, EntryPosition, Fault, FsmRuntime, PluginCode, PluginEngine};
 
 fn load(relative: &str) -> PluginCode {
@@ -119,6 +119,30 @@ fn a_trapped_or_spinning_entry_leaves_no_trace_and_err_keeps_its_writes() {
         apply(&mut runtime, 5, r#"{"put":{"key":"b","value":"2"}}"#).unwrap(),
         br#"{"count":3}"#
     );
+}
+
+#[test]
+fn an_entry_writing_past_the_per_call_bound_traps_and_leaves_nothing() {
+    // Goal: an entry's writes wait in host memory, outside the plugin's
+    // memory cap, so one call may write at most STORE_CALL_WRITE_BYTES_MAX;
+    // past it the call traps (the same on every replica) and its writes
+    // vanish, while an entry under the bound keeps them.
+    let mut runtime =
+        FsmRuntime::new(load("test/store_faults.wasm"), PluginLimits::default()).unwrap();
+    let value_bytes = 1024 * 1024;
+    let keys_over = STORE_CALL_WRITE_BYTES_MAX / value_bytes + 1;
+    let over = format!(r#"{{"fill":{{"keys":{keys_over},"bytes":{value_bytes}}}}}"#);
+    let trapped = apply(&mut runtime, 1, &over);
+    assert!(
+        matches!(&trapped, Err(ApplyError::Fault(Fault::Trapped { .. }))),
+        "{trapped:?}"
+    );
+    assert_eq!(
+        query(&mut runtime, r#""count""#),
+        serde_json::json!({"count": 0})
+    );
+    let under = format!(r#"{{"fill":{{"keys":2,"bytes":{value_bytes}}}}}"#);
+    assert_eq!(apply(&mut runtime, 2, &under).unwrap(), br#"{"count":2}"#);
 }
 
 #[test]

@@ -8,8 +8,8 @@ use wasmtime::{StoreContextMut, Trap};
 
 use super::view::Access;
 use crate::limits::{
-    STORE_FUEL_PER_BYTE, STORE_FUEL_PER_CALL, STORE_FUEL_PER_ENTRY, STORE_KEY_BYTES_MAX,
-    STORE_VALUE_BYTES_MAX,
+    STORE_CALL_WRITE_BYTES_MAX, STORE_FUEL_PER_BYTE, STORE_FUEL_PER_CALL, STORE_FUEL_PER_ENTRY,
+    STORE_KEY_BYTES_MAX, STORE_VALUE_BYTES_MAX,
 };
 use crate::plugin::code::InstanceState;
 
@@ -52,6 +52,7 @@ pub fn add_to_linker(linker: &mut Linker<InstanceState>) -> wasmtime::Result<()>
             if let Some(refused) = refused {
                 return Ok((Err(refused),));
             }
+            within_write_budget(&mut store, key.len() + value.len())?;
             fatal(store.data_mut().store.write(&key, Some(&value)));
             Ok((Ok(()),))
         },
@@ -61,6 +62,7 @@ pub fn add_to_linker(linker: &mut Linker<InstanceState>) -> wasmtime::Result<()>
         |mut store: StoreContextMut<'_, InstanceState>, (key,): (Vec<u8>,)| {
             writable(&mut store, "delete")?;
             charge(&mut store, 1, key.len())?;
+            within_write_budget(&mut store, key.len())?;
             let existed = fatal(store.data_mut().store.write(&key, None));
             Ok((existed,))
         },
@@ -138,6 +140,24 @@ fn writable(
             "the store is not available here (only in apply and query)",
         )),
     }
+}
+
+/// Trap if writing `bytes` more would take the call past
+/// [`STORE_CALL_WRITE_BYTES_MAX`]: an entry's writes are held in host memory
+/// until they are committed, outside the plugin's memory cap. The sum
+/// depends only on what the call wrote, so every replica traps alike, and
+/// the trap drops the entry's writes.
+fn within_write_budget(
+    store: &mut StoreContextMut<'_, InstanceState>,
+    bytes: usize,
+) -> wasmtime::Result<()> {
+    let written = store.data().store.pending_write_bytes();
+    if written.saturating_add(bytes) > STORE_CALL_WRITE_BYTES_MAX {
+        return Err(wasmtime::Error::msg(format!(
+            "one call may write at most {STORE_CALL_WRITE_BYTES_MAX} bytes to the store"
+        )));
+    }
+    Ok(())
 }
 
 /// Burn the fuel a store call costs; out of fuel is the same trap as in wasm.

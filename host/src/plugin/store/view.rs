@@ -44,6 +44,8 @@ pub struct StoreView {
     layer: Writes,
     /// Writes of the call in progress.
     pending: Writes,
+    /// Key and value bytes the call in progress wrote, overwrites included.
+    pending_bytes: usize,
     /// Keys added minus keys removed, by `layer` and `pending` together.
     count_delta: i64,
     /// `count_delta` before the call in progress.
@@ -59,6 +61,7 @@ impl StoreView {
             base_count: 0,
             layer: Writes::new(),
             pending: Writes::new(),
+            pending_bytes: 0,
             count_delta: 0,
             layer_count_delta: 0,
             access: Access::Closed,
@@ -124,6 +127,7 @@ impl StoreView {
     /// them, to be digested.
     pub fn keep_call(&mut self) -> Writes {
         let pending = std::mem::take(&mut self.pending);
+        self.pending_bytes = 0;
         for (key, value) in &pending {
             self.layer.insert(key.clone(), value.clone());
         }
@@ -134,6 +138,7 @@ impl StoreView {
     /// The call in progress trapped: its writes vanish.
     pub fn drop_call(&mut self) {
         self.pending.clear();
+        self.pending_bytes = 0;
         self.count_delta = self.layer_count_delta;
     }
 
@@ -148,9 +153,17 @@ impl StoreView {
         Ok(value.map(|guard| guard.value().to_vec()))
     }
 
+    /// Key and value bytes the call in progress has written so far.
+    pub fn pending_write_bytes(&self) -> usize {
+        self.pending_bytes
+    }
+
     /// Write `value` (`None`: remove) under `key`; whether the key existed.
     pub fn write(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<bool, StoreError> {
         let existed = self.get(key)?.is_some();
+        self.pending_bytes = self
+            .pending_bytes
+            .saturating_add(key.len() + value.map_or(0, <[u8]>::len));
         self.count_delta += i64::from(value.is_some()) - i64::from(existed);
         self.pending.insert(key.to_vec(), value.map(<[u8]>::to_vec));
         Ok(existed)

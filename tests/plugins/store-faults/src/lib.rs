@@ -5,7 +5,10 @@
 //! - `{"fail":{…}}` writes, then returns `err` (the write stays);
 //! - `{"trap":{…}}` writes, then panics (the write must vanish);
 //! - `{"spin":{…}}` writes, then loops until its fuel runs out (the write
-//!   must vanish).
+//!   must vanish);
+//! - `{"fill":{"keys":N,"bytes":B}}` writes N keys of B bytes each in one
+//!   entry and answers `{"count":N}` (past the host's per-call write bound
+//!   it must trap, leaving nothing).
 //!
 //! Queries: `{"get":{"key":K}}` → `{"value":V|null}`, `"count"` →
 //! `{"count":N}`, `{"write":{"key":K}}` writes from a query (must trap).
@@ -25,6 +28,13 @@ pub struct Write {
     pub value: String,
 }
 
+/// How many keys of how many bytes one `fill` writes.
+#[derive(Debug, Deserialize)]
+pub struct Fill {
+    pub keys: u32,
+    pub bytes: u32,
+}
+
 /// How the entry ends after writing.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -33,6 +43,7 @@ pub enum Command {
     Fail(Write),
     Trap(Write),
     Spin(Write),
+    Fill(Fill),
 }
 
 /// A read, or a write where none is allowed.
@@ -52,6 +63,19 @@ pub enum Answer {
     Value { value: Option<String> },
 }
 
+/// Write `fill.keys` keys of `fill.bytes` bytes each.
+fn fill_store(fill: &Fill) -> Result<Answer, String> {
+    let value = vec![b'x'; fill.bytes as usize];
+    for key in 0..fill.keys {
+        Store
+            .put(format!("fill-{key}").as_bytes(), &value)
+            .map_err(|error| error.to_string())?;
+    }
+    Ok(Answer::Count {
+        count: Store.count(),
+    })
+}
+
 impl StateMachine for StoreFaults {
     type Command = Command;
     type Response = Answer;
@@ -59,10 +83,13 @@ impl StateMachine for StoreFaults {
     type QueryResponse = Answer;
 
     fn apply(&mut self, _entry: &Entry, command: Command) -> Result<Answer, String> {
-        let (Command::Put(write)
-        | Command::Fail(write)
-        | Command::Trap(write)
-        | Command::Spin(write)) = &command;
+        let write = match &command {
+            Command::Fill(fill) => return fill_store(fill),
+            Command::Put(write)
+            | Command::Fail(write)
+            | Command::Trap(write)
+            | Command::Spin(write) => write,
+        };
         Store
             .put(write.key.as_bytes(), write.value.as_bytes())
             .map_err(|error| error.to_string())?;
@@ -73,6 +100,7 @@ impl StateMachine for StoreFaults {
             Command::Fail(_) => Err("failed after writing".to_string()),
             Command::Trap(_) => panic!("trap after writing"),
             Command::Spin(_) => test_plugins_common::spin(),
+            Command::Fill(_) => unreachable!("answered above"),
         }
     }
 
