@@ -194,17 +194,20 @@ impl PluginInstance {
     /// [`PluginInstance::restore`] of what
     /// [`PluginInstance::snapshot_with_store`] wrote: the store's contents
     /// go into this instance's store, in memory.
+    /// `uses_store`: whether this instance's code imports the store (as the
+    /// cluster decides, see [`envelope::split_for`]).
     pub fn restore_with_store(
         &mut self,
         position: EntryPosition,
         snapshot: &[u8],
+        uses_store: bool,
     ) -> Result<Result<(), String>, Fault> {
         if !envelope::is_envelope(snapshot) {
             return self.restore(position, snapshot);
         }
-        let (plugin_part, entries) = match envelope::decode(snapshot) {
-            Ok(decoded) => decoded,
-            Err(error) => return Ok(Err(error.to_string())),
+        let (plugin_part, entries) = match envelope::split_for(uses_store, snapshot) {
+            Ok(split) => split,
+            Err(refusal) => return Ok(Err(refusal)),
         };
         let restored = self.restore(position, plugin_part)?;
         if restored.is_ok() {

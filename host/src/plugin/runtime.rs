@@ -163,10 +163,11 @@ impl FsmRuntime {
         let mut applier = PluginInstance::new(&code, limits).map_err(RestoreError::Fault)?;
         // A store plugin's state is an envelope of its own part and the
         // store; a plain snapshot (from a version without the store) is
-        // the plugin's part alone, with an empty store.
-        let (plugin_part, entries) = if code.uses_store() && envelope::is_envelope(&snapshot) {
-            let (plugin_part, entries) = envelope::decode(&snapshot)
-                .map_err(|error| RestoreError::Refused(error.to_string()))?;
+        // the plugin's part alone, with an empty store. A plugin without
+        // the store takes over an envelope only while the store is empty.
+        let (plugin_part, entries) = if envelope::is_envelope(&snapshot) {
+            let (plugin_part, entries) =
+                envelope::split_for(code.uses_store(), &snapshot).map_err(RestoreError::Refused)?;
             (plugin_part.to_vec(), entries)
         } else {
             (snapshot, Vec::new())

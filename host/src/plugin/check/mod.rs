@@ -171,7 +171,7 @@ fn round_trip(
         };
         let at = position(applied_before(plan.steps, step));
         let mut restored = fresh(code, limits)?;
-        match restored.restore_with_store(at, snapshot) {
+        match restored.restore_with_store(at, snapshot, code.uses_store()) {
             Ok(Ok(())) => {}
             Ok(Err(message)) => {
                 return Ok(CheckResult::failed(
@@ -245,7 +245,7 @@ fn upgrade(
     };
     let at = position(applied_before(steps, steps.len()));
     let mut new_instance = fresh(code, limits)?;
-    match new_instance.restore_with_store(at, snapshot) {
+    match new_instance.restore_with_store(at, snapshot, code.uses_store()) {
         Ok(Ok(())) => {}
         Ok(Err(message)) => {
             return Ok(CheckResult::failed(

@@ -40,6 +40,26 @@ pub fn is_envelope(bytes: &[u8]) -> bool {
     bytes.starts_with(MAGIC)
 }
 
+/// What a plugin restores from `snapshot` and the store entries it takes
+/// over. A plain snapshot is the plugin's part with an empty store. An
+/// envelope is split; a plugin that does not import the store may take one
+/// over only while the store is empty (a swap away from a store plugin that
+/// holds keys would drop them silently), else the restore is refused with
+/// this message, the same on every replica.
+pub fn split_for(uses_store: bool, snapshot: &[u8]) -> Result<(&[u8], Vec<KeyValue>), String> {
+    if !is_envelope(snapshot) {
+        return Ok((snapshot, Vec::new()));
+    }
+    let (plugin_part, entries) = decode(snapshot).map_err(|error| error.to_string())?;
+    if !uses_store && !entries.is_empty() {
+        return Err(format!(
+            "the host store holds {} keys; a plugin that does not import the store cannot take them over",
+            entries.len()
+        ));
+    }
+    Ok((plugin_part, entries))
+}
+
 /// The plugin part and the store entries of an envelope.
 pub fn decode(bytes: &[u8]) -> Result<(&[u8], Vec<KeyValue>), StoreError> {
     let rest = bytes
@@ -92,6 +112,19 @@ fn malformed(what: &str) -> StoreError {
 mod tests {
     //! Goal: an envelope decodes to what was encoded, and damage is refused.
     use super::*;
+
+    #[test]
+    fn a_plugin_without_the_store_takes_over_only_an_empty_store() {
+        let plain = b"kv state".to_vec();
+        assert_eq!(split_for(false, &plain), Ok((&plain[..], Vec::new())));
+        let empty = encode(b"memory", &[]);
+        assert_eq!(split_for(false, &empty), Ok((&b"memory"[..], Vec::new())));
+        let held = encode(b"memory", &[(b"k".to_vec(), b"v".to_vec())]);
+        let refused = split_for(false, &held).expect_err("keys would be dropped");
+        assert!(refused.contains("holds 1 keys"), "{refused}");
+        let (part, entries) = split_for(true, &held).expect("a store plugin takes them");
+        assert_eq!((part, entries.len()), (&b"memory"[..], 1));
+    }
 
     #[test]
     fn envelopes_round_trip_and_refuse_damage() {
