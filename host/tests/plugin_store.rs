@@ -122,6 +122,37 @@ fn a_trapped_or_spinning_entry_leaves_no_trace_and_err_keeps_its_writes() {
 }
 
 #[test]
+fn the_store_counts_in_the_state_size_and_in_the_snapshot_bound() {
+    // Goal: the state quota and the snapshot bound see the store, not only
+    // the plugin's (empty) in-memory part: a store past the bound makes the
+    // snapshot fail as too large (as a plugin's own would), and the size
+    // reported stays the whole state's between snapshots.
+    let limits = PluginLimits {
+        snapshot_bytes_max: 64 * 1024,
+        ..PluginLimits::default()
+    };
+    let mut runtime = FsmRuntime::new(load("kv_disk.wasm"), limits).unwrap();
+    let value = "x".repeat(10 * 1024);
+    for index in 1..=10 {
+        apply(&mut runtime, index, &put(&format!("k{index:02}"), &value)).unwrap();
+    }
+    let refused = runtime.snapshot().unwrap();
+    assert!(
+        matches!(refused, Err(Fault::OversizedOutput { .. })),
+        "{refused:?}"
+    );
+    let size = runtime.state_size_bytes().expect("a size after a snapshot");
+    assert!(size > 100 * 1024, "the store's bytes are counted: {size}");
+    apply(&mut runtime, 11, &put("k11", "v")).unwrap();
+    assert!(
+        runtime
+            .state_size_bytes()
+            .is_some_and(|after| after >= size),
+        "the size does not fall back to the plugin's part alone"
+    );
+}
+
+#[test]
 fn an_entry_writing_past_the_per_call_bound_traps_and_leaves_nothing() {
     // Goal: an entry's writes wait in host memory, outside the plugin's
     // memory cap, so one call may write at most STORE_CALL_WRITE_BYTES_MAX;

@@ -106,6 +106,9 @@ pub struct FsmRuntime {
     state_size_bytes: Option<usize>,
     /// The store's file, for a plugin that imports the store.
     store: Option<StateFile>,
+    /// Bytes the store added to the last envelope, counted in the state's
+    /// size between envelopes (so the state quota sees the store).
+    store_bytes: usize,
     /// The digest of the last applied entry's store writes.
     last_writes_digest: Option<[u8; 32]>,
 }
@@ -165,6 +168,7 @@ impl FsmRuntime {
         // store; a plain snapshot (from a version without the store) is
         // the plugin's part alone, with an empty store. A plugin without
         // the store takes over an envelope only while the store is empty.
+        let snapshot_len = snapshot.len();
         let (plugin_part, entries) = if envelope::is_envelope(&snapshot) {
             let (plugin_part, entries) =
                 envelope::split_for(code.uses_store(), &snapshot).map_err(RestoreError::Refused)?;
@@ -177,7 +181,10 @@ impl FsmRuntime {
             .map_err(RestoreError::Fault)?
             .map_err(RestoreError::Refused)?;
         let store = open_store(&code, store_dir, &entries, &mut applier);
+        let store_bytes = snapshot_len.saturating_sub(plugin_part.len());
         let mut runtime = Self::with_applier(code, limits, applier, Some((position, plugin_part)));
+        runtime.store_bytes = store_bytes;
+        runtime.state_size_bytes = Some(snapshot_len);
         runtime.attach_store(store);
         Ok(runtime)
     }
@@ -205,6 +212,7 @@ impl FsmRuntime {
             state_size_bytes: base.as_ref().map(|(_, bytes)| bytes.len()),
             journal: Journal::new(base),
             store: None,
+            store_bytes: 0,
             last_writes_digest: None,
         }
     }
@@ -323,7 +331,16 @@ impl FsmRuntime {
         // position the reader's snapshot was taken at.
         let entries = fatal(StateFile::entries(&fatal(file.snapshot())));
         let bytes = envelope::encode(&plugin_part, &entries);
+        self.store_bytes = bytes.len() - plugin_part.len();
         self.state_size_bytes = Some(bytes.len());
+        // The same bound as a plugin's own snapshot: a larger one could
+        // never be sent to a lagging or new node.
+        if bytes.len() > self.limits.snapshot_bytes_max {
+            return Ok(Err(Fault::OversizedOutput {
+                bytes: bytes.len(),
+                max: self.limits.snapshot_bytes_max,
+            }));
+        }
         Ok(Ok(bytes))
     }
 
@@ -342,9 +359,13 @@ impl FsmRuntime {
             result = fresh.instance.snapshot(position);
             self.discard_reader_after(&result);
         }
+        // A store plugin's state is its part and the store, as of the last
+        // envelope.
         match &result {
-            Ok(bytes) => self.state_size_bytes = Some(bytes.len()),
-            Err(Fault::OversizedOutput { bytes, .. }) => self.state_size_bytes = Some(*bytes),
+            Ok(bytes) => self.state_size_bytes = Some(bytes.len() + self.store_bytes),
+            Err(Fault::OversizedOutput { bytes, .. }) => {
+                self.state_size_bytes = Some(*bytes + self.store_bytes);
+            }
             Err(_) => {}
         }
         Ok(result)
