@@ -179,11 +179,13 @@ async fn measure_cluster(root: &Path, out_dir: &Path, settings: &Settings) -> Re
     let hot_swap = hot_swap(&cluster, &root.join("target/plugins/kv_v2.wasm")).await?;
     let mut failover = Vec::new();
     let mut failover_etcd = Vec::new();
-    for _ in 0..if settings.nodes >= 3 {
+    // A failover needs a majority left after the kill.
+    let failover_runs = if settings.nodes >= 3 {
         FAILOVER_RUNS
     } else {
         0
-    } {
+    };
+    for _ in 0..failover_runs {
         failover.push(failover::clusterhost_once(&mut cluster).await?);
         if let Some((etcd, _)) = &mut etcd {
             failover_etcd.push(failover::etcd_once(etcd).await?);

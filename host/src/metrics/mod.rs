@@ -214,6 +214,13 @@ impl Metrics {
         Self(None)
     }
 
+    /// Run `record` on the metrics, unless they are off.
+    fn record(&self, record: impl FnOnce(&Inner)) {
+        if let Some(inner) = self.0.as_deref() {
+            record(inner);
+        }
+    }
+
     /// Whether anything is recorded.
     pub fn is_on(&self) -> bool {
         self.0.is_some()
@@ -221,56 +228,53 @@ impl Metrics {
 
     /// The leader this node follows changed to a known node.
     pub fn leader_changed(&self) {
-        let Some(inner) = self.0.as_deref() else {
-            return;
-        };
-        inner.recorded.leader_changes.inc();
+        self.record(|inner| {
+            inner.recorded.leader_changes.inc();
+        });
     }
 
     /// A proposal on this node ended with `outcome`.
     pub fn proposal(&self, outcome: ProposalOutcome) {
-        let Some(inner) = self.0.as_deref() else {
-            return;
-        };
-        inner
-            .recorded
-            .proposals
-            .get_or_create(&OutcomeLabels {
-                outcome: outcome.label(),
-            })
-            .inc();
+        self.record(|inner| {
+            inner
+                .recorded
+                .proposals
+                .get_or_create(&OutcomeLabels {
+                    outcome: outcome.label(),
+                })
+                .inc();
+        });
     }
 
     /// A gRPC request for `method` was answered with `code` after
     /// `elapsed`; `forwarded`: another node sent it on.
     pub fn grpc_request(&self, method: &str, code: &str, elapsed: Duration, forwarded: bool) {
-        let Some(inner) = self.0.as_deref() else {
-            return;
-        };
-        let recorded = &inner.recorded;
-        let labels = MethodCodeLabels {
-            method: method.to_string(),
-            code: code.to_string(),
-        };
-        recorded.grpc_requests.get_or_create(&labels).inc();
-        let method = MethodLabels {
-            method: labels.method,
-        };
-        if forwarded {
-            recorded.grpc_forwarded.get_or_create(&method).inc();
-        }
-        let totals = match method.method.rsplit('/').next() {
-            Some("Query") => Some(&inner.reads),
-            Some("Apply" | "ApplyInSession") => Some(&inner.writes),
-            _ => None,
-        };
-        if let Some(totals) = totals {
-            totals.add(elapsed);
-        }
-        inner
-            .grpc_duration
-            .get_or_create(&method)
-            .observe(elapsed.as_secs_f64());
+        self.record(|inner| {
+            let recorded = &inner.recorded;
+            let labels = MethodCodeLabels {
+                method: method.to_string(),
+                code: code.to_string(),
+            };
+            recorded.grpc_requests.get_or_create(&labels).inc();
+            let method = MethodLabels {
+                method: labels.method,
+            };
+            if forwarded {
+                recorded.grpc_forwarded.get_or_create(&method).inc();
+            }
+            let totals = match method.method.rsplit('/').next() {
+                Some("Query") => Some(&inner.reads),
+                Some("Apply" | "ApplyInSession") => Some(&inner.writes),
+                _ => None,
+            };
+            if let Some(totals) = totals {
+                totals.add(elapsed);
+            }
+            inner
+                .grpc_duration
+                .get_or_create(&method)
+                .observe(elapsed.as_secs_f64());
+        });
     }
 
     /// Client writes and queries this node answered so far, and how long
@@ -287,87 +291,81 @@ impl Metrics {
 
     /// A call of the plugin's `export` ended with `outcome` after `elapsed`.
     pub fn plugin_call(&self, export: &'static str, outcome: CallOutcome, elapsed: Duration) {
-        let Some(inner) = self.0.as_deref() else {
-            return;
-        };
-        inner
-            .recorded
-            .plugin_calls
-            .get_or_create(&ExportOutcomeLabels {
-                export,
-                outcome: outcome.label(),
-            })
-            .inc();
-        inner
-            .plugin_duration
-            .get_or_create(&ExportLabels { export })
-            .observe(elapsed.as_secs_f64());
+        self.record(|inner| {
+            inner
+                .recorded
+                .plugin_calls
+                .get_or_create(&ExportOutcomeLabels {
+                    export,
+                    outcome: outcome.label(),
+                })
+                .inc();
+            inner
+                .plugin_duration
+                .get_or_create(&ExportLabels { export })
+                .observe(elapsed.as_secs_f64());
+        });
     }
 
     /// A linearizable read waited `elapsed` before it could be served
     /// (`ok`) or was refused.
     pub fn read_wait(&self, ok: bool, elapsed: Duration) {
-        let Some(inner) = self.0.as_deref() else {
-            return;
-        };
-        let outcome = if ok { "ok" } else { "unavailable" };
-        inner
-            .read_wait
-            .get_or_create(&OutcomeLabels { outcome })
-            .observe(elapsed.as_secs_f64());
+        self.record(|inner| {
+            let outcome = if ok { "ok" } else { "unavailable" };
+            inner
+                .read_wait
+                .get_or_create(&OutcomeLabels { outcome })
+                .observe(elapsed.as_secs_f64());
+        });
     }
 
     /// A Raft RPC (`call`, e.g. `APPEND_ENTRIES` or `INSTALL_SNAPSHOT`) to
     /// `peer` ended: `ok`, or failed in transport.
     pub fn raft_rpc(&self, peer: u64, call: &'static str, ok: bool) {
-        let Some(inner) = self.0.as_deref() else {
-            return;
-        };
-        let outcome = if ok { "ok" } else { "unreachable" };
-        inner
-            .recorded
-            .raft_rpcs
-            .get_or_create(&PeerCallLabels {
-                peer,
-                call,
-                outcome,
-            })
-            .inc();
+        self.record(|inner| {
+            let outcome = if ok { "ok" } else { "unreachable" };
+            inner
+                .recorded
+                .raft_rpcs
+                .get_or_create(&PeerCallLabels {
+                    peer,
+                    call,
+                    outcome,
+                })
+                .inc();
+        });
     }
 
     /// `entries` log entries went to `peer` in an AppendEntries.
     pub fn raft_entries_sent(&self, peer: u64, entries: usize) {
-        let Some(inner) = self.0.as_deref() else {
-            return;
-        };
-        inner
-            .recorded
-            .raft_entries_sent
-            .get_or_create(&PeerLabels { peer })
-            .inc_by(entries as u64);
+        self.record(|inner| {
+            inner
+                .recorded
+                .raft_entries_sent
+                .get_or_create(&PeerLabels { peer })
+                .inc_by(entries as u64);
+        });
     }
 
     /// The membership autopilot made a change: `action` ended `outcome`.
     pub fn autopilot_action(&self, action: &'static str, outcome: &'static str) {
-        let Some(inner) = self.0.as_deref() else {
-            return;
-        };
-        inner
-            .recorded
-            .autopilot_actions
-            .get_or_create(&ActionLabels { action, outcome })
-            .inc();
+        self.record(|inner| {
+            inner
+                .recorded
+                .autopilot_actions
+                .get_or_create(&ActionLabels { action, outcome })
+                .inc();
+        });
     }
 
     /// The log writer committed `jobs` changes in one fsynced transaction
     /// taking `elapsed`.
     pub fn log_commit(&self, jobs: usize, elapsed: Duration) {
-        let Some(inner) = self.0.as_deref() else {
-            return;
-        };
-        inner.recorded.log_fsyncs.inc();
-        inner.fsync_duration.observe(elapsed.as_secs_f64());
-        inner.group_jobs.observe(jobs as f64);
+        self.record(|inner| {
+            inner.recorded.log_fsyncs.inc();
+            inner.fsync_duration.observe(elapsed.as_secs_f64());
+            inner.group_jobs.observe(jobs as f64);
+        });
     }
 
     /// Every metric in the OpenMetrics text format, with the sampled ones

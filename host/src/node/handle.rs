@@ -62,13 +62,16 @@ impl NodeHandle {
         // node in this process once it has.
         let gossip_socket = self.discovery.public_socket();
         match Arc::try_unwrap(self.discovery) {
-            Ok(discovery) => discovery.shutdown().await,
+            Ok(discovery) => {
+                discovery.shutdown().await;
+                if !wait_for_condition(GOSSIP_RELEASE_TIMEOUT, || gossip_socket.is_closed()).await {
+                    tracing::warn!(
+                        "the gossip socket was still open {GOSSIP_RELEASE_TIMEOUT:?} after shutdown"
+                    );
+                }
+            }
+            // Nothing was stopped, so there is nothing to wait for.
             Err(_) => tracing::warn!("gossip is still in use at shutdown; it stops when released"),
-        }
-        if !wait_for_condition(GOSSIP_RELEASE_TIMEOUT, || gossip_socket.is_closed()).await {
-            tracing::warn!(
-                "the gossip socket was still open {GOSSIP_RELEASE_TIMEOUT:?} after shutdown"
-            );
         }
         // Raft's tasks drop their log handles as they wind down; the data
         // dir is free for another node in this process once they have.
