@@ -211,6 +211,21 @@ async fn kill_9_and_restart_loses_nothing_acknowledged() {
         let writer = (victim + 1) % 3;
         acknowledged.extend(put_keys(&cluster, writer, &format!("round{victim}"), 30).await);
         cluster.kill9(victim);
+        // A write forwarded to a leader that just died has an unknown
+        // outcome; write once the writer follows a live leader.
+        let victim_id = cluster.id_of(victim);
+        wait_for(
+            "a leader other than the killed node",
+            MEMBERSHIP_TIMEOUT,
+            || async {
+                let status = cluster.try_status(writer).await?;
+                match status.leader_id {
+                    Some(leader) if leader != victim_id => Ok(()),
+                    other => Err(format!("leader {other:?}")),
+                }
+            },
+        )
+        .await;
         acknowledged.extend(put_keys(&cluster, writer, &format!("down{victim}"), 30).await);
         cluster.restart(victim).await;
     }
