@@ -188,6 +188,15 @@ struct Wiring {
     metrics: Metrics,
 }
 
+/// The replicated core of a node: Raft, the state machine it drives and the
+/// plugin worker under it.
+struct Core {
+    consensus: Consensus,
+    machine: tokio::sync::watch::Receiver<MachineStatus>,
+    plugin: PluginHandle,
+    snapshots: Snapshots,
+}
+
 impl Wiring {
     async fn start(
         self,
@@ -201,7 +210,7 @@ impl Wiring {
         let log_released = log.release_watch();
         self.data_dir.write_identity(&self.identity)?;
         let native_code = native.as_ref().map(NativeMachine::code);
-        let (consensus, machine, plugin, snapshots) = self.start_consensus(log, native).await?;
+        let core = self.start_consensus(log, native).await?;
         let gossip_addr = self
             .config
             .gossip_advertise
@@ -212,79 +221,107 @@ impl Wiring {
             gossip_addr,
         ));
         let view = SharedView::default();
-        let ops = ops_listener
-            .map(|listener| self.start_ops(listener, &local, &consensus, &plugin, &machine, &view));
+        let ops = ops_listener.map(|listener| self.start_ops(listener, &local, &core, &view));
         let (stop_server, server_stopped) = oneshot::channel::<()>();
-        let service = ClusterService {
-            local: local.clone(),
-            consensus: consensus.clone(),
-            leader: LeaderRunner::new(consensus.clone()),
-            plugin,
-            engine: self.engine.clone(),
-            machine: machine.clone(),
-            view: view.clone(),
-            snapshots,
-            signers: self.config.plugin_signers.clone(),
-            uploads: Arc::new(tokio::sync::Semaphore::new(
-                crate::limits::DEPLOY_UPLOADS_MAX,
-            )),
-        };
         let options = ServeOptions {
             tls: self.config.tls.clone(),
             reflection: self.config.reflection,
         };
-        let server = serve(listener, service, &consensus, &options, async {
+        let service = self.cluster_service(&local, &core, &view);
+        let server = serve(listener, service, &core.consensus, &options, async {
             let _ = server_stopped.await;
         })
         .map_err(StartError::Other)?;
         let discovery = Arc::new(self.start_gossip(node_id, gossip_addr).await?);
-        let autopilot = tokio::spawn(
-            Autopilot {
-                local: local.clone(),
-                consensus: consensus.clone(),
-                discovery: discovery.clone(),
-                machine: machine.clone(),
-                view,
-                config: self.autopilot_config(bootstrap_plugin.as_ref()),
-            }
-            .run()
-            .in_current_span(),
-        );
+        let autopilot = self.spawn_autopilot(&local, &core, &discovery, view, &bootstrap_plugin);
         tracing::info!(node_id, rpc_addr = %self.rpc_addr, gossip = %gossip_addr, "node started");
-        let handle = NodeHandle {
+        let first_plugin = bootstrap_plugin
+            .as_ref()
+            .map(|code| code.bytes().to_vec())
+            .or(native_code.map(|code| code.to_vec()));
+        self.bootstrap_first_plugin(&core, first_plugin).await?;
+        Ok(NodeHandle {
             local,
-            consensus,
+            consensus: core.consensus,
             server,
             stop_server,
             discovery,
             autopilot,
             log_released,
             ops,
-        };
-        // A new cluster starts with its plugin, or a native machine's marker,
-        // deployed through the log, so every node learns what it runs.
-        let first_plugin = bootstrap_plugin
-            .as_ref()
-            .map(|code| code.bytes().to_vec())
-            .or(native_code.map(|code| code.to_vec()));
-        if let Some(first_plugin) = first_plugin
-            && self.config.bootstrap
-        {
-            let settings = ClusterSettings::from_flags(&self.config.plugin_limits);
-            bootstrap(
-                &handle.consensus,
-                &machine,
-                &self.rpc_addr,
-                first_plugin,
-                settings,
-            )
-            .await?;
-            self.data_dir.write_identity(&NodeIdentity {
-                bootstrapped: true,
-                ..self.identity.clone()
-            })?;
+        })
+    }
+
+    /// The public gRPC API, with what it serves from.
+    fn cluster_service(
+        &self,
+        local: &Arc<LocalMember>,
+        core: &Core,
+        view: &SharedView,
+    ) -> ClusterService {
+        ClusterService {
+            local: local.clone(),
+            consensus: core.consensus.clone(),
+            leader: LeaderRunner::new(core.consensus.clone()),
+            plugin: core.plugin.clone(),
+            engine: self.engine.clone(),
+            machine: core.machine.clone(),
+            view: view.clone(),
+            snapshots: core.snapshots.clone(),
+            signers: self.config.plugin_signers.clone(),
+            uploads: Arc::new(tokio::sync::Semaphore::new(
+                crate::limits::DEPLOY_UPLOADS_MAX,
+            )),
         }
-        Ok(handle)
+    }
+
+    /// Keep Raft membership in step with gossip, in the background.
+    fn spawn_autopilot(
+        &self,
+        local: &Arc<LocalMember>,
+        core: &Core,
+        discovery: &Arc<Discovery>,
+        view: SharedView,
+        bootstrap_plugin: &Option<PluginCode>,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(
+            Autopilot {
+                local: local.clone(),
+                consensus: core.consensus.clone(),
+                discovery: discovery.clone(),
+                machine: core.machine.clone(),
+                view,
+                config: self.autopilot_config(bootstrap_plugin.as_ref()),
+            }
+            .run()
+            .in_current_span(),
+        )
+    }
+
+    /// A new cluster starts with its plugin, or a native machine's marker,
+    /// deployed through the log, so every node learns what it runs.
+    async fn bootstrap_first_plugin(
+        &self,
+        core: &Core,
+        first_plugin: Option<Vec<u8>>,
+    ) -> Result<(), StartError> {
+        let Some(first_plugin) = first_plugin.filter(|_| self.config.bootstrap) else {
+            return Ok(());
+        };
+        let settings = ClusterSettings::from_flags(&self.config.plugin_limits);
+        bootstrap(
+            &core.consensus,
+            &core.machine,
+            &self.rpc_addr,
+            first_plugin,
+            settings,
+        )
+        .await?;
+        self.data_dir.write_identity(&NodeIdentity {
+            bootstrapped: true,
+            ..self.identity.clone()
+        })?;
+        Ok(())
     }
 
     /// Serve metrics, health checks and the status page on `listener`.
@@ -292,21 +329,19 @@ impl Wiring {
         &self,
         listener: TcpListener,
         local: &Arc<LocalMember>,
-        consensus: &Consensus,
-        plugin: &PluginHandle,
-        machine: &tokio::sync::watch::Receiver<MachineStatus>,
+        core: &Core,
         view: &SharedView,
     ) -> OpsHandle {
         ops::spawn(
             listener,
             OpsSources {
                 local: local.clone(),
-                consensus: consensus.clone(),
-                machine: machine.clone(),
+                consensus: core.consensus.clone(),
+                machine: core.machine.clone(),
                 view: view.clone(),
                 data_dir: self.config.data_dir.clone(),
                 metrics: self.metrics.clone(),
-                plugin: plugin.clone(),
+                plugin: core.plugin.clone(),
                 rates: RateHistory::default(),
             },
         )
@@ -341,15 +376,7 @@ impl Wiring {
         &self,
         log: LogStore,
         native: Option<NativeMachine>,
-    ) -> Result<
-        (
-            Consensus,
-            tokio::sync::watch::Receiver<MachineStatus>,
-            PluginHandle,
-            Snapshots,
-        ),
-        StartError,
-    > {
+    ) -> Result<Core, StartError> {
         let node_id = self.identity.node_id;
         let native_code = native.as_ref().map(NativeMachine::code);
         let running = native.map(Machine::Native);
@@ -391,7 +418,12 @@ impl Wiring {
         )
         .await
         .map_err(StartError::Other)?;
-        Ok((consensus, status, plugin, snapshots))
+        Ok(Core {
+            consensus,
+            machine: status,
+            plugin,
+            snapshots,
+        })
     }
 
     async fn start_gossip(
