@@ -40,6 +40,11 @@ pub type ApplyOutcome = Result<Vec<u8>, ApplyError>;
 /// (`None`: none), which the applied digest covers.
 pub type AppliedEntry = (ApplyOutcome, Option<[u8; 32]>);
 
+/// A query's answer, or the fault that stopped it.
+type QueryResult = Result<Result<PluginResult, Fault>, RebuildError>;
+/// A snapshot (none for a machine without state), or the fault that stopped it.
+type SnapshotResult = Result<Result<Option<PluginSnapshot>, Fault>, RebuildError>;
+
 enum Job {
     Apply {
         entries: Vec<(EntryPosition, Vec<u8>)>,
@@ -47,10 +52,10 @@ enum Job {
     },
     Query {
         request: Vec<u8>,
-        reply: oneshot::Sender<Result<Result<PluginResult, Fault>, RebuildError>>,
+        reply: oneshot::Sender<QueryResult>,
     },
     Snapshot {
-        reply: oneshot::Sender<Result<Result<Option<PluginSnapshot>, Fault>, RebuildError>>,
+        reply: oneshot::Sender<SnapshotResult>,
     },
     SetLimits {
         limits: PluginLimits,
@@ -236,95 +241,142 @@ struct WorkerContext<'a> {
 }
 
 fn run_worker(
-    mut runtime: Option<Machine>,
-    mut limits: PluginLimits,
+    runtime: Option<Machine>,
+    limits: PluginLimits,
     mut jobs: mpsc::Receiver<Job>,
     context: &WorkerContext<'_>,
 ) {
-    let WorkerContext {
-        state_size_bytes,
-        metrics,
-        store_dir,
-    } = *context;
-    // The size is published before each reply, so a caller that got its
-    // answer sees the size that answer left.
+    let mut worker = WorkerThread {
+        runtime,
+        limits,
+        context,
+    };
     while let Some(job) = jobs.blocking_recv() {
+        worker.run(job);
+        catch_up_reader_while_idle(&jobs, worker.runtime.as_mut());
+    }
+}
+
+/// The worker thread's machine and the limits it runs under, one job at a
+/// time. Every job that can change the state publishes its size before
+/// replying, so a caller that got its answer sees the size that answer left.
+struct WorkerThread<'a> {
+    runtime: Option<Machine>,
+    limits: PluginLimits,
+    context: &'a WorkerContext<'a>,
+}
+
+impl WorkerThread<'_> {
+    fn run(&mut self, job: Job) {
         match job {
             Job::Apply { entries, reply } => {
-                let outcomes = apply_all(runtime.as_mut(), entries, metrics);
-                publish_state_size(runtime.as_ref(), state_size_bytes);
+                let outcomes = apply_all(self.runtime.as_mut(), entries, self.context.metrics);
+                self.publish_state_size();
                 let _ = reply.send(outcomes);
             }
             Job::Query { request, reply } => {
-                let started = Instant::now();
-                let result = match runtime.as_mut() {
-                    Some(runtime) => runtime.query(&request),
-                    None => Ok(Ok(Err(NO_PLUGIN.to_string()))),
-                };
-                let outcome = match &result {
-                    Ok(Ok(Ok(_))) => CallOutcome::Ok,
-                    Ok(Ok(Err(_))) => CallOutcome::Rejected,
-                    Ok(Err(_)) | Err(_) => CallOutcome::Trapped,
-                };
-                metrics.plugin_call("query", outcome, started.elapsed());
-                let _ = reply.send(result);
+                let _ = reply.send(self.query(&request));
             }
             Job::Snapshot { reply } => {
-                let started = Instant::now();
-                let snapshot = snapshot(runtime.as_mut());
-                let outcome = match &snapshot {
-                    Ok(Ok(_)) => CallOutcome::Ok,
-                    Ok(Err(_)) | Err(_) => CallOutcome::Trapped,
-                };
-                metrics.plugin_call("snapshot", outcome, started.elapsed());
-                publish_state_size(runtime.as_ref(), state_size_bytes);
-                let _ = reply.send(snapshot);
+                let _ = reply.send(self.snapshot());
             }
-            Job::SetLimits { limits: new, reply } => {
-                limits = new;
-                if let Some(runtime) = runtime.as_mut() {
-                    runtime.set_limits(new);
+            Job::SetLimits { limits, reply } => {
+                self.limits = limits;
+                if let Some(runtime) = self.runtime.as_mut() {
+                    runtime.set_limits(limits);
                 }
                 let _ = reply.send(());
             }
             Job::Install { code, state, reply } => {
-                let started = Instant::now();
-                let installed = match state {
-                    Some((position, bytes)) => {
-                        FsmRuntime::from_snapshot_in(code, limits, position, bytes, store_dir)
-                    }
-                    None => {
-                        FsmRuntime::new_in(code, limits, store_dir).map_err(RestoreError::Fault)
-                    }
-                };
-                let installed =
-                    installed.map(|fresh| runtime = Some(Machine::Plugin(Box::new(fresh))));
-                let outcome = match &installed {
-                    Ok(()) => CallOutcome::Ok,
-                    Err(RestoreError::Refused(_)) => CallOutcome::Rejected,
-                    Err(RestoreError::Fault(_)) => CallOutcome::Trapped,
-                };
-                metrics.plugin_call("restore", outcome, started.elapsed());
-                publish_state_size(runtime.as_ref(), state_size_bytes);
-                let _ = reply.send(installed);
+                let _ = reply.send(self.install(code, state));
             }
             Job::RestoreNative {
                 position,
                 state,
                 reply,
             } => {
-                let restored = match runtime.as_mut() {
-                    Some(Machine::Native(machine)) => machine.restore(position, &state),
-                    _ => Err(RestoreError::Refused(
-                        "the snapshot holds a native state machine's state, and this node runs none"
-                            .to_string(),
-                    )),
-                };
-                publish_state_size(runtime.as_ref(), state_size_bytes);
-                let _ = reply.send(restored);
+                let _ = reply.send(self.restore_native(position, &state));
             }
         }
-        catch_up_reader_while_idle(&jobs, runtime.as_mut());
+    }
+
+    fn publish_state_size(&self) {
+        publish_state_size(self.runtime.as_ref(), self.context.state_size_bytes);
+    }
+
+    fn query(&mut self, request: &[u8]) -> QueryResult {
+        let started = Instant::now();
+        let result = match self.runtime.as_mut() {
+            Some(runtime) => runtime.query(request),
+            None => Ok(Ok(Err(NO_PLUGIN.to_string()))),
+        };
+        let outcome = match &result {
+            Ok(Ok(Ok(_))) => CallOutcome::Ok,
+            Ok(Ok(Err(_))) => CallOutcome::Rejected,
+            Ok(Err(_)) | Err(_) => CallOutcome::Trapped,
+        };
+        self.context
+            .metrics
+            .plugin_call("query", outcome, started.elapsed());
+        result
+    }
+
+    fn snapshot(&mut self) -> SnapshotResult {
+        let started = Instant::now();
+        let snapshot = snapshot(self.runtime.as_mut());
+        let outcome = match &snapshot {
+            Ok(Ok(_)) => CallOutcome::Ok,
+            Ok(Err(_)) | Err(_) => CallOutcome::Trapped,
+        };
+        self.context
+            .metrics
+            .plugin_call("snapshot", outcome, started.elapsed());
+        self.publish_state_size();
+        snapshot
+    }
+
+    /// Replace the machine with `code`; on error the previous one stays.
+    fn install(
+        &mut self,
+        code: PluginCode,
+        state: Option<(EntryPosition, Vec<u8>)>,
+    ) -> Result<(), RestoreError> {
+        let started = Instant::now();
+        let store_dir = self.context.store_dir;
+        let installed = match state {
+            Some((position, bytes)) => {
+                FsmRuntime::from_snapshot_in(code, self.limits, position, bytes, store_dir)
+            }
+            None => FsmRuntime::new_in(code, self.limits, store_dir).map_err(RestoreError::Fault),
+        };
+        let installed =
+            installed.map(|fresh| self.runtime = Some(Machine::Plugin(Box::new(fresh))));
+        let outcome = match &installed {
+            Ok(()) => CallOutcome::Ok,
+            Err(RestoreError::Refused(_)) => CallOutcome::Rejected,
+            Err(RestoreError::Fault(_)) => CallOutcome::Trapped,
+        };
+        self.context
+            .metrics
+            .plugin_call("restore", outcome, started.elapsed());
+        self.publish_state_size();
+        installed
+    }
+
+    fn restore_native(
+        &mut self,
+        position: EntryPosition,
+        state: &[u8],
+    ) -> Result<(), RestoreError> {
+        let restored = match self.runtime.as_mut() {
+            Some(Machine::Native(machine)) => machine.restore(position, state),
+            _ => Err(RestoreError::Refused(
+                "the snapshot holds a native state machine's state, and this node runs none"
+                    .to_string(),
+            )),
+        };
+        self.publish_state_size();
+        restored
     }
 }
 
