@@ -31,26 +31,8 @@ impl StateMachineStore {
             time_ms,
             failure: None,
         };
-        match (&self.native, native_name(&bytes)) {
-            (None, None) => {}
-            (Some(mine), Some(_)) if **mine == *bytes => {
-                return Ok(self.deploy_native(record));
-            }
-            (mine, deployed) => {
-                let runs = |name: Option<&str>| {
-                    name.map_or("plugins".to_string(), |name| {
-                        format!("the native state machine {name}")
-                    })
-                };
-                // Applying past this entry would diverge from the nodes
-                // that run what the cluster deployed: stop instead.
-                return Err(io::Error::other(format!(
-                    "the cluster deployed {} at entry {index}, but this node runs {}; every node of a \
-                     cluster runs the same state machine",
-                    runs(deployed),
-                    runs(mine.as_deref().and_then(native_name)),
-                )));
-            }
+        if self.deploys_own_native(&bytes, index)? {
+            return Ok(self.deploy_native(record));
         }
         let running = self.status.borrow().plugin_digest.clone();
         if let Plan::AlreadyRunning(receipt) = swap::plan(
@@ -61,24 +43,7 @@ impl StateMachineStore {
         ) {
             return Ok(Ok(receipt));
         }
-        let code = self.engine.load_off_thread(bytes).await.map_err(|error| {
-            io::Error::other(format!(
-                "this node cannot run the plugin the cluster deployed at entry {index}, stopping: {error}"
-            ))
-        })?;
-        let handover = swap::handover(self.plugin.snapshot().await.map_err(io::Error::other)?);
-        let (installed, previous) = match handover {
-            Err(reason) => (Err(reason), None),
-            Ok(handover) => {
-                let installed = self
-                    .plugin
-                    .install(code, handover.state)
-                    .await
-                    .map_err(io::Error::other)?
-                    .map_err(swap::restore_failure);
-                (installed, handover.previous)
-            }
-        };
+        let (installed, previous) = self.swap_in(bytes, index).await?;
         let (digest, size_bytes) = (record.digest.clone(), record.size_bytes as usize);
         let outcome = swap::conclude(&mut self.host.history, record, previous, installed);
         match &outcome {
@@ -95,6 +60,61 @@ impl StateMachineStore {
         }
         self.publish_history();
         Ok(outcome)
+    }
+
+    /// Whether the deployed `bytes` are this node's own native machine's
+    /// marker (`false`: a plugin, on a node that runs plugins). A node that
+    /// runs another kind of machine than the one deployed must stop: applying
+    /// past this entry would diverge from the nodes that run what the cluster
+    /// deployed.
+    fn deploys_own_native(&self, bytes: &[u8], index: u64) -> io::Result<bool> {
+        match (&self.native, native_name(bytes)) {
+            (None, None) => Ok(false),
+            (Some(mine), Some(_)) if **mine == *bytes => Ok(true),
+            (mine, deployed) => {
+                let runs = |name: Option<&str>| {
+                    name.map_or("plugins".to_string(), |name| {
+                        format!("the native state machine {name}")
+                    })
+                };
+                Err(io::Error::other(format!(
+                    "the cluster deployed {} at entry {index}, but this node runs {}; every node of a \
+                     cluster runs the same state machine",
+                    runs(deployed),
+                    runs(mine.as_deref().and_then(native_name)),
+                )))
+            }
+        }
+    }
+
+    /// Load the plugin in `bytes` and install it with the running plugin's
+    /// state. Returns whether the plugin took the state (`Err`: the
+    /// deterministic reason it did not) and the bytes of the plugin it
+    /// replaced, kept for rollback. An
+    /// `io::Error` means this node cannot run the plugin at all.
+    async fn swap_in(
+        &mut self,
+        bytes: Vec<u8>,
+        index: u64,
+    ) -> io::Result<(Result<(), String>, Option<Vec<u8>>)> {
+        let code = self.engine.load_to_apply(bytes).await.map_err(|error| {
+            io::Error::other(format!(
+                "this node cannot run the plugin the cluster deployed at entry {index}, stopping: {error}"
+            ))
+        })?;
+        let handover = swap::handover(self.plugin.snapshot().await.map_err(io::Error::other)?);
+        Ok(match handover {
+            Err(reason) => (Err(reason), None),
+            Ok(handover) => {
+                let installed = self
+                    .plugin
+                    .install(code, handover.state)
+                    .await
+                    .map_err(io::Error::other)?
+                    .map_err(swap::restore_failure);
+                (installed, handover.previous)
+            }
+        })
     }
 
     /// The entry that starts a native state machine's cluster: the machine
@@ -147,7 +167,7 @@ pub(super) async fn install_body(
             .map_err(|error| io::Error::other(format!("cannot restore the snapshot: {error}")));
     }
     let code = engine
-        .load_off_thread(state.code.clone())
+        .load_to_apply(state.code.clone())
         .await
         .map_err(|error| {
             io::Error::other(format!("cannot run the plugin in the snapshot: {error}"))
