@@ -25,81 +25,81 @@ use wit::clusterhost::fsm::store::{KeyValue, ScanPage, StoreError as WitStoreErr
 /// The interface's name as plugins import it.
 pub const STORE_INTERFACE: &str = "clusterhost:fsm/store@0.2.0";
 
+/// The context every store function is called with.
+type Caller<'a> = StoreContextMut<'a, InstanceState>;
+
 /// Define the store's functions in `linker`.
 pub fn add_to_linker(linker: &mut Linker<InstanceState>) -> wasmtime::Result<()> {
     let mut instance = linker.instance(STORE_INTERFACE)?;
-    instance.func_wrap(
-        "get",
-        |mut store: StoreContextMut<'_, InstanceState>, (key,): (Vec<u8>,)| {
-            let value = fatal(readable(&mut store)?.get(&key));
-            let bytes = key.len() + value.as_ref().map_or(0, Vec::len);
-            charge(&mut store, 1, bytes)?;
-            Ok((value,))
-        },
-    )?;
-    instance.func_wrap(
-        "put",
-        |mut store: StoreContextMut<'_, InstanceState>, (key, value): (Vec<u8>, Vec<u8>)| {
-            writable(&mut store, "put")?;
-            charge(&mut store, 1, key.len() + value.len())?;
-            let refused = if key.len() > STORE_KEY_BYTES_MAX {
-                Some(WitStoreError::KeyTooLarge)
-            } else if value.len() > STORE_VALUE_BYTES_MAX {
-                Some(WitStoreError::ValueTooLarge)
-            } else {
-                None
-            };
-            if let Some(refused) = refused {
-                return Ok((Err(refused),));
-            }
-            within_write_budget(&mut store, key.len() + value.len())?;
-            fatal(store.data_mut().store.write(&key, Some(&value)));
-            Ok((Ok(()),))
-        },
-    )?;
-    instance.func_wrap(
-        "delete",
-        |mut store: StoreContextMut<'_, InstanceState>, (key,): (Vec<u8>,)| {
-            writable(&mut store, "delete")?;
-            charge(&mut store, 1, key.len())?;
-            within_write_budget(&mut store, key.len())?;
-            let existed = fatal(store.data_mut().store.write(&key, None));
-            Ok((existed,))
-        },
-    )?;
-    instance.func_wrap(
-        "scan",
-        |mut store: StoreContextMut<'_, InstanceState>,
-         (start, end, limit): (Vec<u8>, Option<Vec<u8>>, u32)| {
-            let page = fatal(readable(&mut store)?.scan(&start, end.as_deref(), limit));
-            let bytes: usize = page
-                .entries
-                .iter()
-                .map(|(key, value)| key.len() + value.len())
-                .sum::<usize>()
-                + start.len()
-                + page.next.as_ref().map_or(0, Vec::len);
-            charge(&mut store, 1 + page.entries.len() as u64, bytes)?;
-            let entries = page
-                .entries
-                .into_iter()
-                .map(|(key, value)| KeyValue { key, value })
-                .collect();
-            Ok((ScanPage {
-                entries,
-                next: page.next,
-            },))
-        },
-    )?;
-    instance.func_wrap(
-        "count",
-        |mut store: StoreContextMut<'_, InstanceState>, (): ()| {
-            let count = readable(&mut store)?.count();
-            charge(&mut store, 1, 0)?;
-            Ok((count,))
-        },
-    )?;
+    instance.func_wrap("get", get)?;
+    instance.func_wrap("put", put)?;
+    instance.func_wrap("delete", delete)?;
+    instance.func_wrap("scan", scan)?;
+    instance.func_wrap("count", count)?;
     Ok(())
+}
+
+fn get(mut store: Caller<'_>, (key,): (Vec<u8>,)) -> wasmtime::Result<(Option<Vec<u8>>,)> {
+    let value = fatal(readable(&mut store)?.get(&key));
+    let bytes = key.len() + value.as_ref().map_or(0, Vec::len);
+    charge(&mut store, 1, bytes)?;
+    Ok((value,))
+}
+
+fn put(
+    mut store: Caller<'_>,
+    (key, value): (Vec<u8>, Vec<u8>),
+) -> wasmtime::Result<(Result<(), WitStoreError>,)> {
+    writable(&mut store, "put")?;
+    charge(&mut store, 1, key.len() + value.len())?;
+    if key.len() > STORE_KEY_BYTES_MAX {
+        return Ok((Err(WitStoreError::KeyTooLarge),));
+    }
+    if value.len() > STORE_VALUE_BYTES_MAX {
+        return Ok((Err(WitStoreError::ValueTooLarge),));
+    }
+    within_write_budget(&mut store, key.len() + value.len())?;
+    fatal(store.data_mut().store.write(&key, Some(&value)));
+    Ok((Ok(()),))
+}
+
+fn delete(mut store: Caller<'_>, (key,): (Vec<u8>,)) -> wasmtime::Result<(bool,)> {
+    writable(&mut store, "delete")?;
+    charge(&mut store, 1, key.len())?;
+    within_write_budget(&mut store, key.len())?;
+    let existed = fatal(store.data_mut().store.write(&key, None));
+    Ok((existed,))
+}
+
+fn scan(
+    mut store: Caller<'_>,
+    (start, end, limit): (Vec<u8>, Option<Vec<u8>>, u32),
+) -> wasmtime::Result<(ScanPage,)> {
+    let page = fatal(readable(&mut store)?.scan(&start, end.as_deref(), limit));
+    // Charged by what the page holds, so every replica pays the same.
+    let bytes: usize = page
+        .entries
+        .iter()
+        .map(|(key, value)| key.len() + value.len())
+        .sum::<usize>()
+        + start.len()
+        + page.next.as_ref().map_or(0, Vec::len);
+    charge(&mut store, 1 + page.entries.len() as u64, bytes)?;
+    let entries = page
+        .entries
+        .into_iter()
+        .map(|(key, value)| KeyValue { key, value })
+        .collect();
+    Ok((ScanPage {
+        entries,
+        next: page.next,
+    },))
+}
+
+fn count(mut store: Caller<'_>, (): ()) -> wasmtime::Result<(u64,)> {
+    let count = readable(&mut store)?.count();
+    charge(&mut store, 1, 0)?;
+    Ok((count,))
 }
 
 /// The state file failed under a plugin call. Not a result of the entry
@@ -114,9 +114,7 @@ fn fatal<T>(result: Result<T, super::StoreError>) -> T {
 }
 
 /// The view, if the call may read it.
-fn readable<'a>(
-    store: &'a mut StoreContextMut<'_, InstanceState>,
-) -> wasmtime::Result<&'a super::StoreView> {
+fn readable<'a>(store: &'a mut Caller<'_>) -> wasmtime::Result<&'a super::StoreView> {
     let view = &store.data().store;
     if view.access == Access::Closed {
         return Err(wasmtime::Error::msg(
@@ -127,10 +125,7 @@ fn readable<'a>(
 }
 
 /// Trap unless the call may write.
-fn writable(
-    store: &mut StoreContextMut<'_, InstanceState>,
-    operation: &str,
-) -> wasmtime::Result<()> {
+fn writable(store: &mut Caller<'_>, operation: &str) -> wasmtime::Result<()> {
     match store.data().store.access {
         Access::ReadWrite => Ok(()),
         Access::ReadOnly => Err(wasmtime::Error::msg(format!(
@@ -147,10 +142,7 @@ fn writable(
 /// until they are committed, outside the plugin's memory cap. The sum
 /// depends only on what the call wrote, so every replica traps alike, and
 /// the trap drops the entry's writes.
-fn within_write_budget(
-    store: &mut StoreContextMut<'_, InstanceState>,
-    bytes: usize,
-) -> wasmtime::Result<()> {
+fn within_write_budget(store: &mut Caller<'_>, bytes: usize) -> wasmtime::Result<()> {
     let written = store.data().store.pending_write_bytes();
     if written.saturating_add(bytes) > STORE_CALL_WRITE_BYTES_MAX {
         return Err(wasmtime::Error::msg(format!(
@@ -161,11 +153,7 @@ fn within_write_budget(
 }
 
 /// Burn the fuel a store call costs; out of fuel is the same trap as in wasm.
-fn charge(
-    store: &mut StoreContextMut<'_, InstanceState>,
-    entries: u64,
-    bytes: usize,
-) -> wasmtime::Result<()> {
+fn charge(store: &mut Caller<'_>, entries: u64, bytes: usize) -> wasmtime::Result<()> {
     let cost = STORE_FUEL_PER_CALL
         .saturating_add(
             entries
