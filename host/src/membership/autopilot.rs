@@ -81,79 +81,124 @@ pub struct Autopilot {
     pub config: AutopilotConfig,
 }
 
+/// What the loop carries from one round to the next.
+struct Rounds {
+    /// Liveness history of the other members, kept while this node leads.
+    tracker: Tracker,
+    was_leader: bool,
+    /// Whether this node may stand for leader (not while its replica is
+    /// known to differ from the others).
+    electable: bool,
+    /// Whether the flags that differ from the cluster's settings were
+    /// reported.
+    warned: bool,
+}
+
 impl Autopilot {
     /// Run the loop until the node is asked to stop.
     pub async fn run(self) {
-        let mut tracker = Tracker::default();
-        let mut was_leader = false;
-        let mut electable = true;
-        let mut warned = false;
+        let mut rounds = Rounds {
+            tracker: Tracker::default(),
+            was_leader: false,
+            electable: true,
+            warned: false,
+        };
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(RECONCILE_INTERVAL) => {}
                 _ = self.local.announce_requested() => {}
                 _ = self.local.stop_requested() => return,
             }
-            let consensus = self.consensus.view();
-            let machine = self.machine.borrow().clone();
-            self.discovery
-                .announce(&announcement(
-                    &self.local,
-                    &consensus,
-                    &machine,
-                    self.config.bootstrap_expect,
-                ))
-                .await;
-            let peers = self.discovery.peers().await;
-            self.consensus.addresses().update(
-                peers
-                    .values()
-                    .filter(|peer| peer.alive)
-                    .map(|peer| (peer.node_id, peer.announcement.rpc_addr.clone()))
-                    .collect(),
-            );
-
-            let is_leader = consensus.role == Role::Leader;
-            if is_leader && !was_leader {
-                // A new leader starts its own liveness history: grace periods
-                // restart rather than trusting another node's clock.
-                tracker = Tracker::default();
-            }
-            was_leader = is_leader;
-
-            electable = self
-                .keep_corrupt_replica_from_leading(&machine, electable)
-                .await;
-            if !warned && machine.plugin_digest.is_some() {
-                // Once a plugin runs, this node has applied the cluster's
-                // settings (they come before the first deploy).
-                warned = true;
-                for warning in machine.settings.warnings_for(&self.config.flagged_settings) {
-                    tracing::warn!("{warning}");
-                }
-            }
-            let mut holding = Vec::new();
-            if is_leader {
-                if machine.plugin_digest.is_none() && machine.history.records.is_empty() {
-                    // Only while no deploy was ever attempted: a first deploy
-                    // that failed on every replica is not retried forever.
-                    self.deploy_first_plugin().await;
-                }
-                if machine.settings.protocol_level > PROTOCOL_LEVEL_LEGACY {
-                    self.compare_replicas(&consensus, &machine, &peers).await;
-                }
-                let observation = observe(&self.local, &consensus, &machine, &peers);
-                tracker.observe(&observation);
-                let (action, held) = reconcile::decide(&observation, &tracker, &self.config.policy);
-                holding = held.iter().map(describe_holding).collect();
-                if let Some(action) = action {
-                    self.change(&peers, membership_change(&action)).await;
-                }
-            } else if !consensus.initialized() && self.config.bootstrap_expect > 0 {
-                self.bootstrap_expect(&peers).await;
-            }
-            self.view.set(ClusterView { peers, holding });
+            self.round(&mut rounds).await;
         }
+    }
+
+    /// One round: announce this node, learn the peers' addresses, then lead
+    /// membership (as leader) or help form the cluster (before it exists).
+    async fn round(&self, rounds: &mut Rounds) {
+        let consensus = self.consensus.view();
+        let machine = self.machine.borrow().clone();
+        let peers = self.exchange_announcements(&consensus, &machine).await;
+        let is_leader = consensus.role == Role::Leader;
+        if is_leader && !rounds.was_leader {
+            // A new leader starts its own liveness history: grace periods
+            // restart rather than trusting another node's clock.
+            rounds.tracker = Tracker::default();
+        }
+        rounds.was_leader = is_leader;
+        rounds.electable = self
+            .keep_corrupt_replica_from_leading(&machine, rounds.electable)
+            .await;
+        if !rounds.warned && machine.plugin_digest.is_some() {
+            // Once a plugin runs, this node has applied the cluster's
+            // settings (they come before the first deploy).
+            rounds.warned = true;
+            for warning in machine.settings.warnings_for(&self.config.flagged_settings) {
+                tracing::warn!("{warning}");
+            }
+        }
+        let mut holding = Vec::new();
+        if is_leader {
+            holding = self
+                .lead(&consensus, &machine, &peers, &mut rounds.tracker)
+                .await;
+        } else if !consensus.initialized() && self.config.bootstrap_expect > 0 {
+            self.bootstrap_expect(&peers).await;
+        }
+        self.view.set(ClusterView { peers, holding });
+    }
+
+    /// Announce this node's state by gossip and hand the live peers'
+    /// addresses to Raft.
+    async fn exchange_announcements(
+        &self,
+        consensus: &ConsensusView,
+        machine: &MachineStatus,
+    ) -> BTreeMap<NodeId, Peer> {
+        self.discovery
+            .announce(&announcement(
+                &self.local,
+                consensus,
+                machine,
+                self.config.bootstrap_expect,
+            ))
+            .await;
+        let peers = self.discovery.peers().await;
+        self.consensus.addresses().update(
+            peers
+                .values()
+                .filter(|peer| peer.alive)
+                .map(|peer| (peer.node_id, peer.announcement.rpc_addr.clone()))
+                .collect(),
+        );
+        peers
+    }
+
+    /// The leader's part of a round: deploy the first plugin, compare the
+    /// replicas, and make at most one membership change. Returns why changes
+    /// are held back.
+    async fn lead(
+        &self,
+        consensus: &ConsensusView,
+        machine: &MachineStatus,
+        peers: &BTreeMap<NodeId, Peer>,
+        tracker: &mut Tracker,
+    ) -> Vec<String> {
+        if machine.plugin_digest.is_none() && machine.history.records.is_empty() {
+            // Only while no deploy was ever attempted: a first deploy
+            // that failed on every replica is not retried forever.
+            self.deploy_first_plugin().await;
+        }
+        if machine.settings.protocol_level > PROTOCOL_LEVEL_LEGACY {
+            self.compare_replicas(consensus, machine, peers).await;
+        }
+        let observation = observe(&self.local, consensus, machine, peers);
+        tracker.observe(&observation);
+        let (action, held) = reconcile::decide(&observation, tracker, &self.config.policy);
+        if let Some(action) = action {
+            self.change(peers, membership_change(&action)).await;
+        }
+        held.iter().map(describe_holding).collect()
     }
 
     async fn change(
