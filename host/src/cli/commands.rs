@@ -445,27 +445,13 @@ async fn members(args: MembersArgs) -> Result<(), CliError> {
 }
 
 async fn bench(args: BenchArgs) -> Result<(), CliError> {
-    use crate::loadgen::{LoadConfig, System, Workload, first_write, run};
-    let unavailable =
-        |error: anyhow::Error| CliError::new(ExitCode::Unavailable, format!("{error:#}"));
+    use crate::loadgen::{LoadConfig, System, Workload, run};
     let system = match args.system {
         BenchSystem::Clusterhost => System::Clusterhost,
         BenchSystem::Etcd => System::Etcd,
     };
     if args.first_write {
-        let Some(endpoint) = args.endpoints.first() else {
-            return Err(CliError::new(
-                ExitCode::InvalidInput,
-                "no endpoint given".to_string(),
-            ));
-        };
-        let report = first_write(system, endpoint, args.duration)
-            .await
-            .map_err(unavailable)?;
-        let text = serde_json::to_string(&report)
-            .map_err(|error| CliError::new(ExitCode::Failure, error.to_string()))?;
-        say!("{text}");
-        return Ok(());
+        return bench_first_write(system, &args).await;
     }
     let workload = match args.workload {
         BenchWorkload::Write => Workload::Write,
@@ -495,11 +481,9 @@ async fn bench(args: BenchArgs) -> Result<(), CliError> {
         sessions: args.sessions,
     })
     .await
-    .map_err(unavailable)?;
+    .map_err(bench_unavailable)?;
     if args.json {
-        let text = serde_json::to_string(&report)
-            .map_err(|error| CliError::new(ExitCode::Failure, error.to_string()))?;
-        say!("{text}");
+        say_json(&report)?;
     } else {
         say!(
             "{:?} clients={} ops={} errors={} {:.0} ops/s  p50={}us p99={}us max={}us",
@@ -513,5 +497,35 @@ async fn bench(args: BenchArgs) -> Result<(), CliError> {
             report.latency_us_max
         );
     }
+    Ok(())
+}
+
+/// `bench --first-write`: how long the first write to a fresh cluster takes.
+async fn bench_first_write(
+    system: crate::loadgen::System,
+    args: &BenchArgs,
+) -> Result<(), CliError> {
+    let Some(endpoint) = args.endpoints.first() else {
+        return Err(CliError::new(
+            ExitCode::InvalidInput,
+            "no endpoint given".to_string(),
+        ));
+    };
+    let report = crate::loadgen::first_write(system, endpoint, args.duration)
+        .await
+        .map_err(bench_unavailable)?;
+    say_json(&report)
+}
+
+/// The load generator could not reach the cluster.
+fn bench_unavailable(error: anyhow::Error) -> CliError {
+    CliError::new(ExitCode::Unavailable, format!("{error:#}"))
+}
+
+/// Print `report` as one line of JSON.
+fn say_json(report: &impl serde::Serialize) -> Result<(), CliError> {
+    let text = serde_json::to_string(report)
+        .map_err(|error| CliError::new(ExitCode::Failure, error.to_string()))?;
+    say!("{text}");
     Ok(())
 }
