@@ -29,11 +29,19 @@
 //! ops → api → membership → discovery → consensus → storage → plugin →
 //! security → metrics → limits).
 //!
-//! One write, file by file: `cli/commands.rs` (`apply`) → the
-//! `clusterhost-client` crate → `api/cluster_service.rs` (`apply`) →
-//! `api/leader.rs` (serve here or forward, per `api/routing.rs`) →
-//! `consensus/handle.rs` (`propose_command`) → `consensus/state_machine.rs`
-//! (`apply`) → `plugin/worker.rs` → the plugin's `apply`.
+//! One write, file by file:
+//! 1. `cli/commands.rs` (`apply`) sends it with the `clusterhost-client`
+//!    crate.
+//! 2. `api/cluster_service.rs` (`apply`) receives it;
+//! 3. `api/leader.rs` serves it here or forwards it to the leader, as the
+//!    pure `api/routing.rs` decides.
+//! 4. `consensus/handle/proposals.rs` (`propose_command`) hands it to Raft
+//!    and waits for it to be applied.
+//! 5. `consensus/state_machine/mod.rs` (`apply`) applies the committed
+//!    entry on every replica;
+//! 6. `plugin/worker.rs` runs it on the plugin's thread, through
+//!    `plugin/machine.rs` and `plugin/runtime.rs` to the component call in
+//!    `plugin/instance.rs`, the plugin's `apply`.
 
 pub mod api;
 pub mod cli;
