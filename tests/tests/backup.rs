@@ -3,9 +3,11 @@
 //! every write acknowledged before it, which another node then joins; a
 //! damaged file is refused and writes nothing.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use clusterhost_client::proto::Consistency;
+use clusterhost_tests::invariants::Acknowledged;
 use clusterhost_tests::kv::scan_all;
 use clusterhost_tests::load::WriteStream;
 use clusterhost_tests::scenario::{ELECTION_TIMEOUT, MEMBERSHIP_TIMEOUT, fast, three_nodes};
@@ -39,6 +41,34 @@ async fn a_backup_saved_under_writes_restores_into_a_new_cluster_others_join() {
     // save began is there with its value, and a new node joins the restored
     // cluster and holds the same state.
     let cluster = three_nodes(fast(0)).await;
+    let file = cluster.root().join("cluster.backup");
+    let before_save = save_under_writes(&cluster, &file).await;
+    let inspected = cluster
+        .cli_anywhere(&["backup", "inspect", &file.to_string_lossy()])
+        .await;
+    assert!(inspected.success().contains("checksum: OK"));
+
+    let (mut restored, seed) = restore_new_cluster(&file).await;
+    let mut client = restored.client(seed).await;
+    let state = scan_all(&mut client, "", Consistency::Linearizable).await;
+    let missing: Vec<&String> = before_save
+        .iter()
+        .filter(|(key, value)| state.get(*key) != Some(*value))
+        .map(|(key, _)| key)
+        .take(10)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged before the save, missing after the restore: {missing:?}"
+    );
+    let joined = restored.start_joining(seed, fast(RESTORED_ID + 1)).await;
+    restored.wait_for_voters(2, MEMBERSHIP_TIMEOUT).await;
+    wait_until_node_holds(&restored.node(joined).endpoint(), &state).await;
+}
+
+/// Save a backup of `cluster` into `file` through a follower while six
+/// clients write; returns the writes acknowledged before the save began.
+async fn save_under_writes(cluster: &TestCluster, file: &Path) -> Acknowledged {
     let leader = cluster.leader_index().await.expect("a leader");
     let follower = (leader + 1) % 3;
     let endpoints: Vec<String> = (0..6).map(|w| cluster.node(w % 3).endpoint()).collect();
@@ -48,7 +78,6 @@ async fn a_backup_saved_under_writes_restores_into_a_new_cluster_others_join() {
     })
     .await;
     let before_save = stream.acknowledged_so_far();
-    let file = cluster.root().join("cluster.backup");
     let saved = cluster
         .cli(follower, &["backup", "save", &file.to_string_lossy()])
         .await;
@@ -65,57 +94,43 @@ async fn a_backup_saved_under_writes_restores_into_a_new_cluster_others_join() {
         before_save.len(),
         acknowledged.len()
     );
-    let inspected = cluster
-        .cli_anywhere(&["backup", "inspect", &file.to_string_lossy()])
-        .await;
-    assert!(inspected.success().contains("checksum: OK"));
+    before_save
+}
 
+/// Restore `file` as a new single-node cluster and start it; returns the
+/// cluster and its node.
+async fn restore_new_cluster(file: &Path) -> (TestCluster, usize) {
     let mut restored = TestCluster::new();
     let seed = restored.add_node(NodeOptions {
         node_id: Some(RESTORED_ID),
         ..fast(RESTORED_ID)
     });
-    let output = restore(&restored, seed, &file).await;
+    let output = restore(&restored, seed, file).await;
     assert!(output.success().contains("new cluster"), "{output}");
     restored.restart(seed).await;
-    let mut client = restored.client(seed).await;
-    let state = scan_all(&mut client, "", Consistency::Linearizable).await;
-    let missing: Vec<&String> = before_save
-        .iter()
-        .filter(|(key, value)| state.get(*key) != Some(*value))
-        .map(|(key, _)| key)
-        .take(10)
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "acknowledged before the save, missing after the restore: {missing:?}"
-    );
     let status = restored.status(seed).await;
     assert_eq!(
         status["members"].as_array().map(Vec::len),
         Some(1),
         "{status}"
     );
+    (restored, seed)
+}
 
-    let joined = restored.start_joining(seed, fast(RESTORED_ID + 1)).await;
-    restored.wait_for_voters(2, MEMBERSHIP_TIMEOUT).await;
-    let joined_endpoint = restored.node(joined).endpoint();
+/// Wait until the node at `endpoint` holds exactly `state`.
+async fn wait_until_node_holds(endpoint: &str, state: &BTreeMap<String, String>) {
     wait_for(
         "the joined node to hold the restored state",
         ELECTION_TIMEOUT,
-        || {
-            let endpoint = joined_endpoint.clone();
-            let state = &state;
-            async move {
-                let mut client = clusterhost_client::Client::connect(&endpoint)
-                    .await
-                    .map_err(|error| error.to_string())?;
-                let copy = scan_all(&mut client, "", Consistency::Stale).await;
-                if &copy == state {
-                    Ok(())
-                } else {
-                    Err(format!("{} of {} keys", copy.len(), state.len()))
-                }
+        || async move {
+            let mut client = clusterhost_client::Client::connect(endpoint)
+                .await
+                .map_err(|error| error.to_string())?;
+            let copy = scan_all(&mut client, "", Consistency::Stale).await;
+            if &copy == state {
+                Ok(())
+            } else {
+                Err(format!("{} of {} keys", copy.len(), state.len()))
             }
         },
     )

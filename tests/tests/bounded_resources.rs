@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clusterhost::limits::{DEPLOY_UPLOADS_MAX, PLUGIN_BYTES_MAX};
 use clusterhost_client::proto::cluster_client::ClusterClient;
-use clusterhost_client::proto::{PluginChunk, StatusRequest};
+use clusterhost_client::proto::{DeployResponse, PluginChunk, StatusRequest};
 use clusterhost_client::{connect_channel_with, upload_chunks};
 use clusterhost_tests::kv::{self, apply_ok};
 use clusterhost_tests::paths::kv_plugin;
@@ -87,16 +87,7 @@ async fn uploads_beyond_the_limit_are_refused_while_writes_continue() {
     let mut client = raw_client(&cluster).await;
     let before = log_and_plugin(&mut client).await;
 
-    let uploads: Vec<_> = (0..DEPLOY_UPLOADS_MAX + EXTRA)
-        .map(|_| {
-            let first = PluginChunk {
-                data: vec![0; 1024],
-            };
-            let stalled = futures::stream::iter([first]).chain(futures::stream::pending());
-            let mut uploader = client.clone();
-            tokio::spawn(async move { uploader.deploy_plugin(stalled).await })
-        })
-        .collect();
+    let uploads = stalled_uploads(&client, DEPLOY_UPLOADS_MAX + EXTRA);
     wait_for(
         &format!("{EXTRA} uploads to be answered"),
         SLOT_FREED_TIMEOUT,
@@ -133,6 +124,28 @@ async fn uploads_beyond_the_limit_are_refused_while_writes_continue() {
     for upload in &open {
         upload.abort();
     }
+    assert_slots_freed(&client).await;
+}
+
+/// An upload task's outcome.
+type Upload = tokio::task::JoinHandle<Result<tonic::Response<DeployResponse>, tonic::Status>>;
+
+/// `count` uploads that each send one chunk and then fall silent.
+fn stalled_uploads(client: &ClusterClient<Channel>, count: usize) -> Vec<Upload> {
+    (0..count)
+        .map(|_| {
+            let first = PluginChunk {
+                data: vec![0; 1024],
+            };
+            let stalled = futures::stream::iter([first]).chain(futures::stream::pending());
+            let mut uploader = client.clone();
+            tokio::spawn(async move { uploader.deploy_plugin(stalled).await })
+        })
+        .collect()
+}
+
+/// Wait until an upload is no longer refused for want of a slot.
+async fn assert_slots_freed(client: &ClusterClient<Channel>) {
     let freed = wait_for(
         "the abandoned uploads' slots to be freed",
         SLOT_FREED_TIMEOUT,

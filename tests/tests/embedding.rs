@@ -189,19 +189,7 @@ async fn a_native_state_machine_replicates_snapshots_and_restarts() {
         "{rejected}"
     );
 
-    let mut admin = clusterhost_client::Client::connect(first.endpoint())
-        .await
-        .expect("connect");
-    admin.snapshot().await.expect("snapshot");
-    let plugin = std::fs::read(kv_plugin()).expect("kv.wasm");
-    let refused = admin
-        .deploy_plugin(plugin)
-        .await
-        .expect_err("deploy refused");
-    assert!(
-        refused.to_string().contains("native state machine"),
-        "{refused}"
-    );
+    snapshot_and_refuse_a_plugin(&first).await;
 
     first.shutdown().await.expect("stop the first node");
     // Restarted on its data dir, as any node resumes: without bootstrap.
@@ -224,6 +212,24 @@ async fn a_native_state_machine_replicates_snapshots_and_restarts() {
     for node in [third, second, first] {
         node.shutdown().await.expect("clean shutdown");
     }
+}
+
+/// Take a snapshot on `node` through the admin API, and check that a
+/// plugin deploy to its native cluster is refused.
+async fn snapshot_and_refuse_a_plugin(node: &Node) {
+    let mut admin = clusterhost_client::Client::connect(node.endpoint())
+        .await
+        .expect("connect");
+    admin.snapshot().await.expect("snapshot");
+    let plugin = std::fs::read(kv_plugin()).expect("kv.wasm");
+    let refused = admin
+        .deploy_plugin(plugin)
+        .await
+        .expect_err("deploy refused");
+    assert!(
+        refused.to_string().contains("native state machine"),
+        "{refused}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

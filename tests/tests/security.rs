@@ -343,26 +343,8 @@ async fn only_signed_plugins_are_deployed_with_plugin_signers() {
     // signed with `clusterhost plugin sign` by a listed key deploys.
     let scratch = tempfile::tempdir().unwrap();
     let path = |name: &str| scratch.path().join(name).to_string_lossy().into_owned();
-    let key = path("signer.key");
-    let keygen = run_cli(["plugin", "keygen", "--out", &key], &[], CLI_TIMEOUT).await;
-    std::fs::write(path("signers"), keygen.success()).unwrap();
     let v2 = clusterhost_tests::paths::plugin("kv_v2.wasm");
-    for (input, output) in [
-        (kv_plugin(), "kv.signed.wasm"),
-        (v2.clone(), "kv_v2.signed.wasm"),
-    ] {
-        let input = input.to_string_lossy().into_owned();
-        let args = [
-            "plugin",
-            "sign",
-            "--key",
-            &key,
-            "--out",
-            &path(output),
-            &input,
-        ];
-        run_cli(args, &[], CLI_TIMEOUT).await.success();
-    }
+    sign_kv_plugins(scratch.path()).await;
 
     let mut options = fast(1);
     options.extra_args = vec!["--plugin-signers".into(), path("signers")];
@@ -407,6 +389,29 @@ async fn only_signed_plugins_are_deployed_with_plugin_signers() {
         .cli(0, &["plugin", "deploy", &path("kv_v2.signed.wasm")])
         .await;
     assert!(signed.success().contains("deployed"), "{signed}");
+}
+
+/// In `dir`: a signing key, a `signers` file listing it, and kv and kv_v2
+/// signed with it (`kv.signed.wasm`, `kv_v2.signed.wasm`).
+async fn sign_kv_plugins(dir: &std::path::Path) {
+    let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    let key = path("signer.key");
+    let keygen = run_cli(["plugin", "keygen", "--out", &key], &[], CLI_TIMEOUT).await;
+    std::fs::write(path("signers"), keygen.success()).unwrap();
+    let v2 = clusterhost_tests::paths::plugin("kv_v2.wasm");
+    for (input, output) in [(kv_plugin(), "kv.signed.wasm"), (v2, "kv_v2.signed.wasm")] {
+        let input = input.to_string_lossy().into_owned();
+        let args = [
+            "plugin",
+            "sign",
+            "--key",
+            &key,
+            "--out",
+            &path(output),
+            &input,
+        ];
+        run_cli(args, &[], CLI_TIMEOUT).await.success();
+    }
 }
 
 /// A chitchat 0.13 SynAck (protocol V0, blocks uncompressed) from a made-up
