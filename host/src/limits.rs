@@ -450,10 +450,16 @@ pub const REFLECTION_REQUEST_BYTES_MAX: usize = 64 * 1024;
 /// exhausted` before their bytes are read.
 pub const DEPLOY_UPLOADS_MAX: usize = 2;
 
-/// Plugin compilations a node runs at once (uploads being validated and
-/// deploys being applied); more wait. Compiling is CPU-bound and already
-/// parallel inside, so one at a time keeps the node responsive.
+/// Plugin compilations a node runs at once for uploads being validated and
+/// for precompiling appended deploys; more wait. Compiling is CPU-bound and
+/// already parallel inside, so one at a time keeps the node responsive.
 pub const PLUGIN_COMPILES_MAX: usize = 1;
+
+/// Plugin compilations a node runs at once to apply the log (a deploy entry,
+/// a snapshot's plugin). Apart from [`PLUGIN_COMPILES_MAX`], so applying
+/// never waits behind uploads that anyone can start; the log applies one
+/// entry at a time, so one is enough.
+pub const PLUGIN_APPLY_COMPILES_MAX: usize = 1;
 
 /// Writes of plugin stdout/stderr forwarded to the log per call (each is
 /// one log record); later writes in the call are dropped and counted, like
@@ -463,7 +469,8 @@ pub const PLUGIN_OUTPUT_WRITES_PER_CALL_MAX: usize = 64;
 const _: () = assert!(GRPC_CALL_TIMEOUT.as_secs() > DEPLOY_TIMEOUT.as_secs());
 const _: () = assert!(GRPC_CALL_TIMEOUT.as_secs() > RAFT_INSTALL_SNAPSHOT_TIMEOUT.as_secs());
 const _: () = assert!(GRPC_KEEPALIVE_INTERVAL.as_secs() < GRPC_KEEPALIVE_TIMEOUT.as_secs());
-const _: () = assert!(DEPLOY_UPLOADS_MAX >= 1 && PLUGIN_COMPILES_MAX >= 1);
+const _: () =
+    assert!(DEPLOY_UPLOADS_MAX >= 1 && PLUGIN_COMPILES_MAX >= 1 && PLUGIN_APPLY_COMPILES_MAX >= 1);
 
 // ---- The plugin store (`store` interface of wit/fsm.wit) -------------------
 

@@ -20,7 +20,7 @@ use super::limiter::PluginLimiter;
 use super::sandbox::{CallContext, MonotonicClockView, VirtualMonotonicClockHost};
 use super::store::StoreView;
 use super::store::link::STORE_INTERFACE;
-use crate::limits::{PLUGIN_BYTES_MAX, PLUGIN_COMPILES_MAX};
+use crate::limits::{PLUGIN_APPLY_COMPILES_MAX, PLUGIN_BYTES_MAX, PLUGIN_COMPILES_MAX};
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -136,10 +136,14 @@ pub struct PluginEngine {
     engine: Engine,
     linker: Arc<Linker<InstanceState>>,
     cache: Option<ArtifactCache>,
-    /// Compilations running at once ([`PLUGIN_COMPILES_MAX`]): uploads being
-    /// validated and deploys being applied share it, so a burst of deploys
-    /// cannot take every core.
+    /// Compilations running at once for uploads and precompiles
+    /// ([`PLUGIN_COMPILES_MAX`]), so a burst of uploads cannot take every
+    /// core.
     compiles: Arc<tokio::sync::Semaphore>,
+    /// Compilations running at once to apply the log
+    /// ([`PLUGIN_APPLY_COMPILES_MAX`]): its own slot, so applying a deploy
+    /// never waits behind uploads.
+    applying: Arc<tokio::sync::Semaphore>,
 }
 
 impl PluginEngine {
@@ -182,6 +186,7 @@ impl PluginEngine {
             linker: Arc::new(linker),
             cache,
             compiles: Arc::new(tokio::sync::Semaphore::new(PLUGIN_COMPILES_MAX)),
+            applying: Arc::new(tokio::sync::Semaphore::new(PLUGIN_APPLY_COMPILES_MAX)),
         })
     }
 
@@ -191,12 +196,27 @@ impl PluginEngine {
     }
 
     /// [`PluginEngine::load`] on a blocking thread: compiling takes
-    /// hundreds of milliseconds and must not stall the async workers.
+    /// hundreds of milliseconds and must not stall the async workers. For
+    /// uploads and precompiles; they share one compile slot.
     pub async fn load_off_thread(&self, bytes: Vec<u8>) -> Result<PluginCode, LoadError> {
+        self.load_in_slot(&self.compiles, bytes).await
+    }
+
+    /// [`PluginEngine::load_off_thread`] for applying the log: a deploy
+    /// entry or a snapshot's plugin. It has a compile slot of its own.
+    pub async fn load_to_apply(&self, bytes: Vec<u8>) -> Result<PluginCode, LoadError> {
+        self.load_in_slot(&self.applying, bytes).await
+    }
+
+    async fn load_in_slot(
+        &self,
+        slots: &Arc<tokio::sync::Semaphore>,
+        bytes: Vec<u8>,
+    ) -> Result<PluginCode, LoadError> {
         // Held by the compiling thread itself, so a caller that gives up
         // does not free the slot while its compile still runs. The
         // semaphore is never closed: acquiring only waits.
-        let compiling = self.compiles.clone().acquire_owned().await;
+        let compiling = slots.clone().acquire_owned().await;
         let engine = self.clone();
         tokio::task::spawn_blocking(move || {
             let _compiling = compiling;
@@ -408,5 +428,36 @@ impl fmt::Debug for PluginCode {
             .field("digest", &self.digest)
             .field("size_bytes", &self.bytes.len())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Longer than any compile of a few bytes takes.
+    const PROMPT: Duration = Duration::from_secs(10);
+
+    #[tokio::test]
+    async fn applying_the_log_does_not_wait_behind_an_upload_compile() {
+        let engine = PluginEngine::new(None).expect("engine");
+        let _uploading = engine
+            .compiles
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the upload slot");
+        let applied = tokio::time::timeout(PROMPT, engine.load_to_apply(b"not wasm".to_vec()))
+            .await
+            .expect("applying waited for the upload's compile slot");
+        assert!(applied.is_err(), "garbage loaded");
+        let second_upload = engine.load_off_thread(b"not wasm".to_vec());
+        tokio::pin!(second_upload);
+        assert!(
+            futures::poll!(&mut second_upload).is_pending(),
+            "a second upload compiled while the slot was held"
+        );
     }
 }
