@@ -211,7 +211,7 @@ impl PluginInstance {
         };
         let restored = self.restore(position, plugin_part)?;
         if restored.is_ok() {
-            self.store.data_mut().store = StoreView::from_entries(entries);
+            self.store.data_mut().store = StoreView::from_entries(entries.to_vec());
         }
         Ok(restored)
     }

@@ -90,19 +90,25 @@ impl Journal {
 
     /// Record an entry that ran to completion.
     pub fn push(&mut self, position: EntryPosition, command: Vec<u8>, outcome: Outcome) {
-        self.push_with_writes(position, command, outcome, None);
+        self.push_with_writes(position, command, outcome, None, 0);
     }
 
-    /// Record an entry that ran to completion and kept store writes with
-    /// digest `writes`; a replay must keep the same.
+    /// Record an entry that ran to completion and kept `write_bytes` of store
+    /// writes with digest `writes`; a replay must keep the same. The writes
+    /// count toward the budget: a replay holds every write since the base in
+    /// memory, over the store as it was at the base.
     pub fn push_with_writes(
         &mut self,
         position: EntryPosition,
         command: Vec<u8>,
         outcome: Outcome,
         writes: Option<[u8; 32]>,
+        write_bytes: usize,
     ) {
-        self.bytes += command.len() + REPLAY_JOURNAL_ENTRY_OVERHEAD_BYTES;
+        self.bytes = self
+            .bytes
+            .saturating_add(command.len() + REPLAY_JOURNAL_ENTRY_OVERHEAD_BYTES)
+            .saturating_add(write_bytes);
         self.entries.push(JournalEntry {
             position,
             command,
@@ -306,5 +312,30 @@ mod tests {
         let third = fill_until_due(&mut journal);
         assert_eq!(third, REPLAY_JOURNAL_BYTES_MAX.div_ceil(per_entry));
         assert_eq!(journal.entries().len(), first + second + third);
+    }
+
+    #[test]
+    fn store_writes_count_toward_the_budget() {
+        let per_entry = 1000 + REPLAY_JOURNAL_ENTRY_OVERHEAD_BYTES;
+        let write_bytes = 9 * per_entry;
+        let mut journal = Journal::new(None);
+        let mut pushed = 0;
+        while !journal.wants_base() {
+            let position = EntryPosition {
+                index: pushed as u64 + 1,
+                term: 1,
+                time_ms: 0,
+            };
+            journal.push_with_writes(
+                position,
+                vec![0; 1000],
+                Outcome::Accepted,
+                Some([0; 32]),
+                write_bytes,
+            );
+            pushed += 1;
+        }
+        let costs = per_entry + write_bytes;
+        assert_eq!(pushed, REPLAY_JOURNAL_BYTES_MIN.div_ceil(costs));
     }
 }

@@ -48,7 +48,8 @@ use super::instance::{EntryPosition, Fault, PluginInstance, PluginResult};
 use std::path::Path;
 
 use super::journal::{Journal, Outcome, replay};
-use super::store::{KeyValue, StateFile, StoreError, StoreView, envelope};
+use super::store::envelope::{self, Entries};
+use super::store::{StateFile, StoreError, StoreView};
 use crate::limits::PluginLimits;
 
 /// Why an entry produced no response from the plugin.
@@ -137,7 +138,7 @@ impl FsmRuntime {
         store_dir: Option<&Path>,
     ) -> Result<Self, Fault> {
         let mut applier = PluginInstance::new(&code, limits)?;
-        let store = open_store(&code, store_dir, &[], &mut applier);
+        let store = open_store(&code, store_dir, &Entries::NONE, &mut applier);
         let mut runtime = Self::with_applier(code, limits, applier, None);
         runtime.attach_store(store);
         Ok(runtime)
@@ -169,18 +170,17 @@ impl FsmRuntime {
         // the plugin's part alone, with an empty store. A plugin without
         // the store takes over an envelope only while the store is empty.
         let snapshot_len = snapshot.len();
-        let (plugin_part, entries) = if envelope::is_envelope(&snapshot) {
+        let (plugin_part, store) = if envelope::is_envelope(&snapshot) {
             let (plugin_part, entries) =
                 envelope::split_for(code.uses_store(), &snapshot).map_err(RestoreError::Refused)?;
-            (plugin_part.to_vec(), entries)
+            restore_plugin_part(&mut applier, position, plugin_part)?;
+            let store = open_store(&code, store_dir, &entries, &mut applier);
+            (plugin_part.to_vec(), store)
         } else {
-            (snapshot, Vec::new())
+            restore_plugin_part(&mut applier, position, &snapshot)?;
+            let store = open_store(&code, store_dir, &Entries::NONE, &mut applier);
+            (snapshot, store)
         };
-        applier
-            .restore(position, &plugin_part)
-            .map_err(RestoreError::Fault)?
-            .map_err(RestoreError::Refused)?;
-        let store = open_store(&code, store_dir, &entries, &mut applier);
         let store_bytes = snapshot_len.saturating_sub(plugin_part.len());
         let mut runtime = Self::with_applier(code, limits, applier, Some((position, plugin_part)));
         runtime.store_bytes = store_bytes;
@@ -279,9 +279,11 @@ impl FsmRuntime {
         };
         self.last_writes_digest = writes_digest;
         self.last_applied = Some(position);
+        let mut write_bytes = 0;
         if let (Some(file), Some(applier)) = (&mut self.store, &mut self.applier) {
             // The entry's kept writes go to the file; a trap kept none.
             let view = applier.store_view_mut();
+            write_bytes = crate::plugin::store::writes_bytes(view.layer());
             fatal(file.commit(view.layer()));
             fatal(view.rebase(&fatal(file.snapshot())));
         }
@@ -295,8 +297,13 @@ impl FsmRuntime {
             // The call completed and may have changed state (even when its
             // output was refused), so it belongs in the journal.
             Some(outcome) => {
-                self.journal
-                    .push_with_writes(position, command, outcome, writes_digest);
+                self.journal.push_with_writes(
+                    position,
+                    command,
+                    outcome,
+                    writes_digest,
+                    write_bytes,
+                );
                 self.take_base_if_due();
             }
             None => self.rebuild_applier()?,
@@ -488,21 +495,29 @@ impl FsmRuntime {
 
 /// A fresh state file holding `entries`, with `applier` reading it, if the
 /// plugin uses the store.
+/// The plugin's own `restore` of its part of a snapshot.
+fn restore_plugin_part(
+    applier: &mut PluginInstance,
+    position: EntryPosition,
+    plugin_part: &[u8],
+) -> Result<(), RestoreError> {
+    applier
+        .restore(position, plugin_part)
+        .map_err(RestoreError::Fault)?
+        .map_err(RestoreError::Refused)
+}
+
 fn open_store(
     code: &PluginCode,
     store_dir: Option<&Path>,
-    entries: &[KeyValue],
+    entries: &Entries<'_>,
     applier: &mut PluginInstance,
 ) -> Option<StateFile> {
     if !code.uses_store() {
         return None;
     }
     let mut file = fatal(StateFile::create(store_dir));
-    let writes = entries
-        .iter()
-        .map(|(key, value)| (key.clone(), Some(value.clone())))
-        .collect();
-    fatal(file.commit(&writes));
+    fatal(file.fill(entries));
     *applier.store_view_mut() = fatal(StoreView::at(&fatal(file.snapshot())));
     Some(file)
 }

@@ -40,15 +40,61 @@ pub fn is_envelope(bytes: &[u8]) -> bool {
     bytes.starts_with(MAGIC)
 }
 
+/// The store entries of a decoded envelope, read in place from its bytes:
+/// restoring a store of many small keys holds no second copy of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entries<'a> {
+    /// The entries' encoding, checked by [`decode`].
+    bytes: &'a [u8],
+    count: usize,
+}
+
+impl<'a> Entries<'a> {
+    /// No entries: the store of a plain snapshot.
+    pub const NONE: Entries<'static> = Entries {
+        bytes: &[],
+        count: 0,
+    };
+
+    /// How many entries there are.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The entries in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + use<'a> {
+        let mut rest = self.bytes;
+        std::iter::from_fn(move || {
+            // `decode` checked every part, so none of this fails.
+            let (key, after_key) = split_part(rest).ok()?;
+            let (value, after_value) = split_part(after_key).ok()?;
+            rest = after_value;
+            Some((key, value))
+        })
+    }
+
+    /// The entries as owned pairs.
+    pub fn to_vec(&self) -> Vec<KeyValue> {
+        self.iter()
+            .map(|(key, value)| (key.to_vec(), value.to_vec()))
+            .collect()
+    }
+}
+
 /// What a plugin restores from `snapshot` and the store entries it takes
 /// over. A plain snapshot is the plugin's part with an empty store. An
 /// envelope is split; a plugin that does not import the store may take one
 /// over only while the store is empty (a swap away from a store plugin that
 /// holds keys would drop them silently), else the restore is refused with
 /// this message, the same on every replica.
-pub fn split_for(uses_store: bool, snapshot: &[u8]) -> Result<(&[u8], Vec<KeyValue>), String> {
+pub fn split_for(uses_store: bool, snapshot: &[u8]) -> Result<(&[u8], Entries<'_>), String> {
     if !is_envelope(snapshot) {
-        return Ok((snapshot, Vec::new()));
+        return Ok((snapshot, Entries::NONE));
     }
     let (plugin_part, entries) = decode(snapshot).map_err(|error| error.to_string())?;
     if !uses_store && !entries.is_empty() {
@@ -60,8 +106,9 @@ pub fn split_for(uses_store: bool, snapshot: &[u8]) -> Result<(&[u8], Vec<KeyVal
     Ok((plugin_part, entries))
 }
 
-/// The plugin part and the store entries of an envelope.
-pub fn decode(bytes: &[u8]) -> Result<(&[u8], Vec<KeyValue>), StoreError> {
+/// The plugin part and the store entries of an envelope, every entry
+/// checked (complete, keys strictly ascending).
+pub fn decode(bytes: &[u8]) -> Result<(&[u8], Entries<'_>), StoreError> {
     let rest = bytes
         .strip_prefix(MAGIC)
         .ok_or_else(|| malformed("no envelope marker"))?;
@@ -70,19 +117,24 @@ pub fn decode(bytes: &[u8]) -> Result<(&[u8], Vec<KeyValue>), StoreError> {
     if rest.len() < length {
         return Err(malformed("truncated plugin part"));
     }
-    let (plugin, mut rest) = rest.split_at(length);
-    let mut entries = Vec::new();
+    let (plugin, entries_bytes) = rest.split_at(length);
+    let mut rest = entries_bytes;
+    let mut count = 0;
     let mut previous: Option<&[u8]> = None;
     while !rest.is_empty() {
         let (key, after_key) = split_part(rest)?;
-        let (value, after_value) = split_part(after_key)?;
+        let (_, after_value) = split_part(after_key)?;
         if previous.is_some_and(|previous| previous >= key) {
             return Err(malformed("keys out of order"));
         }
         previous = Some(key);
-        entries.push((key.to_vec(), value.to_vec()));
+        count += 1;
         rest = after_value;
     }
+    let entries = Entries {
+        bytes: entries_bytes,
+        count,
+    };
     Ok((plugin, entries))
 }
 
@@ -116,9 +168,10 @@ mod tests {
     #[test]
     fn a_plugin_without_the_store_takes_over_only_an_empty_store() {
         let plain = b"kv state".to_vec();
-        assert_eq!(split_for(false, &plain), Ok((&plain[..], Vec::new())));
+        assert_eq!(split_for(false, &plain), Ok((&plain[..], Entries::NONE)));
         let empty = encode(b"memory", &[]);
-        assert_eq!(split_for(false, &empty), Ok((&b"memory"[..], Vec::new())));
+        let (part, entries) = split_for(false, &empty).expect("an empty store");
+        assert_eq!((part, entries.len()), (&b"memory"[..], 0));
         let held = encode(b"memory", &[(b"k".to_vec(), b"v".to_vec())]);
         let refused = split_for(false, &held).expect_err("keys would be dropped");
         assert!(refused.contains("holds 1 keys"), "{refused}");
@@ -133,7 +186,8 @@ mod tests {
         assert!(is_envelope(&bytes));
         let (plugin, decoded) = decode(&bytes).unwrap();
         assert_eq!(plugin, b"memory");
-        assert_eq!(decoded, entries);
+        assert_eq!(decoded.len(), 2);
+        assert_eq!(decoded.to_vec(), entries);
         assert!(decode(&bytes[..bytes.len() - 1]).is_err());
         assert!(decode(b"plain snapshot").is_err());
         let swapped = encode(b"", &[entries[1].clone(), entries[0].clone()]);

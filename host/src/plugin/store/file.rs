@@ -12,6 +12,7 @@ use redb::{
     TableDefinition,
 };
 
+use super::envelope::Entries;
 use super::view::Writes;
 use super::{KeyValue, StoreError};
 use crate::limits::STORE_DURABLE_COMMIT_EVERY_WRITES;
@@ -121,19 +122,7 @@ impl StateFile {
         if writes.is_empty() {
             return Ok(());
         }
-        let mut transaction = self.database.begin_write().map_err(StoreError::from_redb)?;
-        self.lazy_commits += writes.len() as u64;
-        // Nothing needs this on disk (the file is never reopened); a durable
-        // commit now and then lets redb reuse the pages later ones free.
-        let durability = if self.lazy_commits >= STORE_DURABLE_COMMIT_EVERY_WRITES {
-            self.lazy_commits = 0;
-            Durability::Immediate
-        } else {
-            Durability::None
-        };
-        transaction
-            .set_durability(durability)
-            .map_err(|error| StoreError::Io(error.to_string()))?;
+        let transaction = self.begin_write(writes.len() as u64)?;
         {
             let mut table = transaction
                 .open_table(STORE_TABLE)
@@ -147,6 +136,39 @@ impl StateFile {
             }
         }
         transaction.commit().map_err(StoreError::from_redb)
+    }
+
+    /// Put every one of `entries` (a fresh store's contents) in one
+    /// transaction, without holding them in memory again.
+    pub fn fill(&mut self, entries: &Entries<'_>) -> Result<(), StoreError> {
+        let transaction = self.begin_write(entries.len() as u64)?;
+        {
+            let mut table = transaction
+                .open_table(STORE_TABLE)
+                .map_err(StoreError::from_redb)?;
+            for (key, value) in entries.iter() {
+                table.insert(key, value).map_err(StoreError::from_redb)?;
+            }
+        }
+        transaction.commit().map_err(StoreError::from_redb)
+    }
+
+    /// A write transaction for `writes` more writes.
+    fn begin_write(&mut self, writes: u64) -> Result<redb::WriteTransaction, StoreError> {
+        let mut transaction = self.database.begin_write().map_err(StoreError::from_redb)?;
+        self.lazy_commits += writes;
+        // Nothing needs this on disk (the file is never reopened); a durable
+        // commit now and then lets redb reuse the pages later ones free.
+        let durability = if self.lazy_commits >= STORE_DURABLE_COMMIT_EVERY_WRITES {
+            self.lazy_commits = 0;
+            Durability::Immediate
+        } else {
+            Durability::None
+        };
+        transaction
+            .set_durability(durability)
+            .map_err(|error| StoreError::Io(error.to_string()))?;
+        Ok(transaction)
     }
 
     /// Every key and value, in key order, as of `snapshot`.
@@ -166,5 +188,25 @@ impl Drop for StateFile {
         if let Some(path) = &self.path {
             let _ = std::fs::remove_file(path);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Goal: a store filled from an envelope holds exactly its entries.
+    use super::super::envelope;
+    use super::*;
+
+    #[test]
+    fn a_store_filled_from_an_envelope_holds_its_entries() {
+        let entries: Vec<KeyValue> = (0..500u32)
+            .map(|n| (format!("key-{n:04}").into_bytes(), n.to_le_bytes().to_vec()))
+            .collect();
+        let bytes = envelope::encode(b"plugin part", &entries);
+        let (_, decoded) = envelope::decode(&bytes).expect("an envelope");
+        let mut file = StateFile::create(None).expect("a store");
+        file.fill(&decoded).expect("filled");
+        let stored = StateFile::entries(&file.snapshot().expect("snapshot")).expect("entries");
+        assert_eq!(stored, entries);
     }
 }

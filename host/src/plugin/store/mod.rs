@@ -79,6 +79,14 @@ impl StoreError {
     }
 }
 
+/// The key and value bytes of `writes`, as they are held in memory.
+pub fn writes_bytes(writes: &Writes) -> usize {
+    writes
+        .iter()
+        .map(|(key, value)| key.len() + value.as_ref().map_or(0, Vec::len))
+        .fold(0, usize::saturating_add)
+}
+
 /// The sha256 of an entry's writes in key order (`None` for none), folded
 /// into the applied digest.
 pub fn writes_digest(writes: &Writes) -> Option<[u8; 32]> {
