@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use clusterhost::limits::PluginLimits;
 use clusterhost::plugin::{EntryPosition, FsmRuntime, PluginEngine};
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 
 /// The builds compared: benchmark name and component file.
 const LANGUAGES: [(&str, &str); 3] = [("rust", "kv"), ("python", "kv_py"), ("javascript", "kv_js")];
@@ -19,9 +19,8 @@ const LANGUAGES: [(&str, &str); 3] = [("rust", "kv"), ("python", "kv_py"), ("jav
 const KEY_SPACE: u64 = 1_000;
 /// Bytes of each measured put command.
 const PUT_BYTES: usize = 256;
-/// Compiles timed per language: a Python component takes seconds to
-/// compile, so criterion's ten samples (plus warm-up) would take minutes.
-const COMPILE_RUNS: u32 = 3;
+/// Cold loads measured per language: criterion's minimum sample count.
+const COMPILE_SAMPLES: usize = 10;
 
 fn plugin_bytes(name: &str) -> Arc<[u8]> {
     let path =
@@ -113,31 +112,27 @@ fn apply_and_query(criterion: &mut Criterion) {
     group.finish();
 }
 
-/// `kv_compile/{…}`: a cold load (validate and compile, no cache), timed
-/// [`COMPILE_RUNS`] times by hand and reported through criterion so the
-/// estimate lands next to the others.
+/// `kv_compile/{…}`: a cold load (validate and compile, no cache). A
+/// Python or JavaScript component takes seconds to compile, so each sample
+/// is one load and there are only criterion's minimum of ten.
 fn compile(criterion: &mut Criterion) {
     let engine = PluginEngine::new(None).expect("engine");
     let mut group = criterion.benchmark_group("kv_compile");
-    group.sample_size(10);
+    group.sample_size(COMPILE_SAMPLES);
+    group.sampling_mode(SamplingMode::Flat);
     group.warm_up_time(Duration::from_millis(1));
     group.measurement_time(Duration::from_millis(1));
     for (language, name) in LANGUAGES {
         let bytes = plugin_bytes(name);
-        let mut total = Duration::ZERO;
-        for _ in 0..COMPILE_RUNS {
-            let started = Instant::now();
-            engine.load(bytes.clone()).expect("plugin loads");
-            total += started.elapsed();
-        }
-        let mean = total / COMPILE_RUNS;
-        eprintln!(
-            "kv_compile/{language}: {:.0} ms mean of {COMPILE_RUNS} cold loads, {} bytes",
-            mean.as_secs_f64() * 1e3,
-            bytes.len()
-        );
+        eprintln!("kv_compile/{language}: {} bytes", bytes.len());
         group.bench_function(language, |bench| {
-            bench.iter_custom(|iterations| mean * iterations as u32)
+            bench.iter_custom(|iterations| {
+                let started = Instant::now();
+                for _ in 0..iterations {
+                    engine.load(bytes.clone()).expect("plugin loads");
+                }
+                started.elapsed()
+            })
         });
     }
     group.finish();
