@@ -10,7 +10,12 @@
 // Queries: {"get":{"key":K}} -> {"value":V|null};
 // {"scan":{"prefix":P,"limit":N}} -> {"items":[[K,V],...]}; "plugin_version" -> "kv-js/1".
 // Snapshot: {"version":1,"entries":[[K,V],...]}, keys strictly ascending.
-// Error messages (err results) are worded differently from the Rust plugin's.
+// Accepted and refused inputs, and every error message, are the Rust
+// plugin's to the byte: serde_reader.js reads JSON as serde_json does (see
+// there why JSON.parse cannot), behind a fast path for the common
+// well-formed commands. `cargo xtask plugins` joins rust_format.js,
+// serde_reader.js, serde_types.js, serde_derive.js and this file into one
+// module, in that order.
 
 const SCAN_LIMIT_DEFAULT = 100;
 const SCAN_LIMIT_MAX = 1000;
@@ -21,8 +26,8 @@ const PLUGIN_VERSION = "kv-js/1";
 const entries = new Map();
 
 const encoder = new TextEncoder();
-// fatal: bytes that are not UTF-8 are a malformed request, as in Rust.
-const decoder = new TextDecoder("utf-8", { fatal: true });
+// fatal: the fast path leaves bytes that are not UTF-8 to the full reader.
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
 
 // JavaScript compares strings by UTF-16 code unit; the Rust plugin orders keys
 // by UTF-8 bytes, which is code point order. The two differ only when a
@@ -54,97 +59,119 @@ function encode(value) {
   return encoder.encode(JSON.stringify(value));
 }
 
-function decode(bytes, what) {
-  try {
-    return JSON.parse(decoder.decode(bytes));
-  } catch (error) {
-    throw `malformed ${what}: ${error.message}`;
-  }
-}
+const none = () => null;
+const empty = () => "";
+const field = (name, kind, defaultValue) => ({ name, kind, default: defaultValue });
 
-function isObject(value) {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
+// The Rust plugin's message types (plugins/kv/src/lib.rs), as serde derives
+// them: externally tagged, snake_case, unknown fields refused.
+const COMMAND = enumOf([
+  ["put", struct("struct variant Command::Put", [field("key", STRING), field("value", STRING)], true)],
+  ["delete", struct("struct variant Command::Delete", [field("key", STRING)], true)],
+  [
+    "cas",
+    struct(
+      "struct variant Command::Cas",
+      [field("key", STRING), field("expected", option(STRING), none), field("value", STRING)],
+      true,
+    ),
+  ],
+]);
+const QUERY = enumOf([
+  ["get", struct("struct variant Query::Get", [field("key", STRING)], true)],
+  [
+    "scan",
+    struct("struct variant Query::Scan", [field("prefix", STRING, empty), field("limit", option(USIZE), none)], true),
+  ],
+  ["plugin_version", UNIT],
+]);
+// The SDK's snapshot header (read first) and kv's version-1 snapshot.
+const SNAPSHOT_HEADER = struct("struct SnapshotHeader", [field("version", U32)], false);
+const SNAPSHOT = struct(
+  "struct Snapshot",
+  [field("version", U32), field("entries", vec(tuple([STRING, STRING])))],
+  false,
+);
 
-// The [name, body] of an externally tagged enum value, as serde reads it:
-// a bare string for a variant without fields, else a one-field object.
-function oneVariant(request, what, allowed) {
-  if (typeof request === "string" && allowed[request] === null) {
-    return [request, null];
-  }
-  if (!isObject(request) || Object.keys(request).length !== 1) {
-    throw `malformed ${what}: expected an object with one field`;
-  }
-  const [name, body] = Object.entries(request)[0];
-  const fields = Object.hasOwn(allowed, name) ? allowed[name] : null;
-  if (fields === null || !isObject(body)) {
-    throw `malformed ${what}: unknown variant \`${name}\``;
-  }
-  for (const [field, required] of Object.entries(fields)) {
-    if (required && !Object.hasOwn(body, field)) {
-      throw `malformed ${what}: missing field \`${field}\``;
-    }
-  }
-  for (const [field, value] of Object.entries(body)) {
-    if (!Object.hasOwn(fields, field)) {
-      throw `malformed ${what}: unknown field \`${field}\``;
-    }
-    if (field === "limit") {
-      if (value !== null && !(Number.isInteger(value) && value >= 0)) {
-        throw `malformed ${what}: \`limit\` must be a non-negative integer`;
+// The fast path: the compact form clients send, with strings that need no
+// unescaping; `literals` surround the strings. Anything else (or bytes that
+// are not UTF-8) gets null and takes the full reader, which gives the same
+// result for these.
+const FAST_PUT = ['{"put":{"key":"', '","value":"', '"}}'].map((text) => encoder.encode(text));
+const FAST_DELETE = ['{"delete":{"key":"', '"}}'].map((text) => encoder.encode(text));
+const FAST_GET = ['{"get":{"key":"', '"}}'].map((text) => encoder.encode(text));
+
+function fast(literals, bytes) {
+  const strings = [];
+  let index = 0;
+  for (const [number, literal] of literals.entries()) {
+    if (number > 0) {
+      const start = index;
+      while (index < bytes.length && isPlain(bytes[index])) index += 1;
+      try {
+        strings.push(strictUtf8.decode(bytes.subarray(start, index)));
+      } catch {
+        return null;
       }
-    } else if (!(typeof value === "string" || (value === null && field === "expected"))) {
-      throw `malformed ${what}: \`${field}\` must be a string`;
+    }
+    for (const byte of literal) {
+      if (bytes[index] !== byte) return null;
+      index += 1;
     }
   }
-  return [name, body];
+  return index === bytes.length ? strings : null;
 }
 
-// Fields of each variant: true if required. null: a variant without fields.
-const COMMANDS = {
-  put: { key: true, value: true },
-  delete: { key: true },
-  cas: { key: true, expected: false, value: true },
-};
-const QUERIES = {
-  get: { key: true },
-  scan: { prefix: false, limit: false },
-  plugin_version: null,
-};
+function decode(bytes, kind, what) {
+  try {
+    return serdeRead(bytes, kind);
+  } catch (error) {
+    if (error instanceof SerdeError) throw `malformed ${what}: ${error}`;
+    throw error;
+  }
+}
 
 function current(key) {
   return entries.has(key) ? entries.get(key) : null;
 }
 
-export function apply(entry, command) {
-  const [name, body] = oneVariant(decode(command, "command"), "command", COMMANDS);
-  const key = body.key;
+function put(key, value) {
   const prev = current(key);
-  if (name === "put") {
-    entries.set(key, body.value);
-    return encode({ prev });
-  }
-  if (name === "delete") {
-    entries.delete(key);
-    return encode({ prev });
-  }
-  const expected = Object.hasOwn(body, "expected") ? body.expected : null;
-  const ok = prev === expected;
-  if (ok) entries.set(key, body.value);
-  return encode({ ok, current: current(key) });
+  entries.set(key, value);
+  return encode({ prev });
+}
+
+function remove(key) {
+  const prev = current(key);
+  entries.delete(key);
+  return encode({ prev });
+}
+
+export function apply(entry, command) {
+  const fastPut = fast(FAST_PUT, command);
+  if (fastPut !== null) return put(...fastPut);
+  const fastDelete = fast(FAST_DELETE, command);
+  if (fastDelete !== null) return remove(fastDelete[0]);
+  const [name, body] = decode(command, COMMAND, "command");
+  if (name === "put") return put(body.key, body.value);
+  if (name === "delete") return remove(body.key);
+  const ok = current(body.key) === body.expected;
+  if (ok) entries.set(body.key, body.value);
+  return encode({ ok, current: current(body.key) });
 }
 
 export function query(request) {
-  const [name, body] = oneVariant(decode(request, "query"), "query", QUERIES);
+  const fastGet = fast(FAST_GET, request);
+  if (fastGet !== null) return encode({ value: current(fastGet[0]) });
+  const [name, body] = decode(request, QUERY, "query");
   if (name === "plugin_version") return encode(PLUGIN_VERSION);
   if (name === "get") return encode({ value: current(body.key) });
   const limit = body.limit ?? SCAN_LIMIT_DEFAULT;
   if (limit > SCAN_LIMIT_MAX) {
     throw `scan limit ${limit} exceeds the maximum ${SCAN_LIMIT_MAX}`;
   }
-  const prefix = body.prefix ?? "";
   const items = sortedKeys()
-    .filter((key) => key.startsWith(prefix))
+    .filter((key) => key.startsWith(body.prefix))
     .slice(0, limit)
     .map((key) => [key, entries.get(key)]);
   return encode({ items });
@@ -156,33 +183,20 @@ export function snapshot() {
 }
 
 export function restore(bytes) {
-  const data = decode(bytes, "kv snapshot");
-  if (!isObject(data) || !Number.isInteger(data.version)) {
-    throw "malformed kv snapshot: no version";
+  // The SDK's order: the version alone first, then the whole layout.
+  const { version } = decode(bytes, SNAPSHOT_HEADER, "kv snapshot");
+  if (version > SNAPSHOT_VERSION) {
+    throw `snapshot version ${version} is newer than this plugin understands`;
   }
-  if (data.version > SNAPSHOT_VERSION) {
-    throw `snapshot version ${data.version} is newer than this plugin understands`;
+  if (version !== SNAPSHOT_VERSION) {
+    throw `unsupported kv snapshot version ${version}`;
   }
-  if (data.version !== SNAPSHOT_VERSION) {
-    throw `unsupported kv snapshot version ${data.version}`;
-  }
-  if (!Array.isArray(data.entries)) {
-    throw "malformed kv snapshot: no entries";
-  }
-  const restored = new Map();
-  let previous = null;
-  for (const pair of data.entries) {
-    const isPair =
-      Array.isArray(pair) && pair.length === 2 && pair.every((s) => typeof s === "string");
-    if (!isPair) {
-      throw "malformed kv snapshot: an entry is not a [key, value] pair";
+  const pairs = decode(bytes, SNAPSHOT, "kv snapshot").entries;
+  for (let i = 1; i < pairs.length; i++) {
+    if (compareKeys(pairs[i - 1][0], pairs[i][0]) >= 0) {
+      throw `kv snapshot keys not strictly ascending at ${debugStr(pairs[i][0])}`;
     }
-    if (previous !== null && compareKeys(pair[0], previous) <= 0) {
-      throw `kv snapshot keys not strictly ascending at ${JSON.stringify(pair[0])}`;
-    }
-    previous = pair[0];
-    restored.set(pair[0], pair[1]);
   }
   entries.clear();
-  for (const [key, value] of restored) entries.set(key, value);
+  for (const [key, value] of pairs) entries.set(key, value);
 }

@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use clusterhost_tests::{NodeOptions, TestCluster, paths};
 
 use crate::etcd::{self, EtcdCluster};
-use crate::{command, compare, failover, plugins, toolchain};
+use crate::{bench_languages, command, compare, failover, plugins, toolchain};
 
 /// How long the cluster gets to reach an expected state.
 const WAIT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -113,6 +113,8 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
                 "plugin_apply",
                 "--bench",
                 "applied_digest",
+                "--bench",
+                "plugin_languages",
                 "--",
                 "--warm-up-time",
                 "1",
@@ -471,6 +473,15 @@ fn criterion_estimates(root: &Path) -> Value {
         ),
         ("applied_digest_256B", "applied_digest/entry_256B"),
         ("applied_digest_4KiB", "applied_digest/entry_4KiB"),
+        ("kv_put_256B_rust", "kv_put_256B/rust"),
+        ("kv_put_256B_python", "kv_put_256B/python"),
+        ("kv_put_256B_javascript", "kv_put_256B/javascript"),
+        ("kv_get_rust", "kv_get/rust"),
+        ("kv_get_python", "kv_get/python"),
+        ("kv_get_javascript", "kv_get/javascript"),
+        ("kv_compile_rust", "kv_compile/rust"),
+        ("kv_compile_python", "kv_compile/python"),
+        ("kv_compile_javascript", "kv_compile/javascript"),
     ] {
         let file = base.join(path).join("new/estimates.json");
         if let Some(point) = std::fs::read(&file)
@@ -567,6 +578,7 @@ fn render(report: &Value) -> String {
         plugin["applied_digest_256B"].as_f64().unwrap_or(0.0) / 1e3,
         plugin["applied_digest_4KiB"].as_f64().unwrap_or(0.0) / 1e3,
     ));
+    lines.extend(bench_languages::rows(plugin));
     lines.push(format!(
         "Failover (kill -9 leader → first acknowledged write through a survivor), median {} ms of runs {} ms.",
         report["failover_ms_median"], report["failover_ms"]

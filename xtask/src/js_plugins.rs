@@ -34,18 +34,26 @@ const APT_INSTALL_TIMEOUT: Duration = Duration::from_secs(900);
 /// reach that log instead of trapping silently.
 const DISABLED_FEATURES: &[&str] = &["http", "fetch-event"];
 
-/// A JavaScript plugin: its directory (relative to the root), the module
-/// that exports the world's functions, and the component file stem.
+/// A JavaScript plugin: its directory (relative to the root), its source
+/// files, and the component file stem. componentize-js takes one module, so
+/// the files are joined in this order (plain scripts, the last one exporting
+/// the world's functions) into `target/componentize-js/<component>.js`.
 pub struct JsPlugin {
     pub directory: &'static str,
-    pub module: &'static str,
+    pub modules: &'static [&'static str],
     pub component: &'static str,
 }
 
 /// Every JavaScript plugin; they publish into `target/plugins/`.
 pub const JS_PLUGINS: &[JsPlugin] = &[JsPlugin {
     directory: "plugins/kv-js",
-    module: "app.js",
+    modules: &[
+        "rust_format.js",
+        "serde_reader.js",
+        "serde_types.js",
+        "serde_derive.js",
+        "app.js",
+    ],
     component: "kv_js",
 }];
 
@@ -100,6 +108,7 @@ pub fn build(root: &Path, built: &Path) -> Result<Vec<PathBuf>> {
             outputs.push(output);
             continue;
         }
+        let module = join_modules(root, plugin)?;
         let mut componentize = Command::new(&tool);
         componentize
             .current_dir(root)
@@ -107,9 +116,25 @@ pub fn build(root: &Path, built: &Path) -> Result<Vec<PathBuf>> {
             .args(DISABLED_FEATURES)
             .arg("--out")
             .arg(&output)
-            .arg(Path::new(plugin.directory).join(plugin.module));
+            .arg(&module);
         command::run(&mut componentize)?;
         outputs.push(output);
     }
     Ok(outputs)
+}
+
+/// Join a plugin's source files into the one module componentize-js reads.
+fn join_modules(root: &Path, plugin: &JsPlugin) -> Result<PathBuf> {
+    let mut joined = String::new();
+    for module in plugin.modules {
+        let path = root.join(plugin.directory).join(module);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        joined.push_str(&format!("// ---- {module}\n{text}\n"));
+    }
+    let path = root
+        .join(INSTALL_DIR)
+        .join(format!("{}.js", plugin.component));
+    std::fs::write(&path, joined).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
 }

@@ -7,6 +7,7 @@
 //! add a row to [`SUBCOMMANDS`].
 
 mod bench;
+mod bench_languages;
 mod command;
 mod compare;
 mod demo;
