@@ -7,6 +7,7 @@
 //! add a row to [`SUBCOMMANDS`].
 
 mod bench;
+mod bench_report;
 mod command;
 mod compare;
 mod demo;
@@ -14,6 +15,7 @@ mod etcd;
 mod failover;
 mod faults;
 mod js_plugins;
+mod metrics_overhead;
 mod plugin_tests;
 mod plugins;
 mod python_plugins;
@@ -51,7 +53,7 @@ const SUBCOMMANDS: &[Subcommand] = &[
     },
     Subcommand {
         name: "bench",
-        help: "release build; load a local cluster and the plugin path; write target/bench/report.md (--quick for a short run; --compare etcd side by side with etcd)",
+        help: "release build; load a local cluster and the plugin path; write target/bench/report.md (--quick for a short run; --compare etcd side by side with etcd; --only metrics-overhead)",
         run: bench::run,
     },
     Subcommand {

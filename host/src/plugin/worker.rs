@@ -244,7 +244,7 @@ fn run_worker(
     let WorkerContext {
         state_size_bytes,
         metrics,
-        store_dir,
+        ..
     } = *context;
     // The size is published before each reply, so a caller that got its
     // answer sees the size that answer left.
@@ -256,18 +256,7 @@ fn run_worker(
                 let _ = reply.send(outcomes);
             }
             Job::Query { request, reply } => {
-                let started = Instant::now();
-                let result = match runtime.as_mut() {
-                    Some(runtime) => runtime.query(&request),
-                    None => Ok(Ok(Err(NO_PLUGIN.to_string()))),
-                };
-                let outcome = match &result {
-                    Ok(Ok(Ok(_))) => CallOutcome::Ok,
-                    Ok(Ok(Err(_))) => CallOutcome::Rejected,
-                    Ok(Err(_)) | Err(_) => CallOutcome::Trapped,
-                };
-                metrics.plugin_call("query", outcome, started.elapsed());
-                let _ = reply.send(result);
+                let _ = reply.send(query(runtime.as_mut(), &request, metrics));
             }
             Job::Snapshot { reply } => {
                 let started = Instant::now();
@@ -277,6 +266,7 @@ fn run_worker(
                     Ok(Err(_)) | Err(_) => CallOutcome::Trapped,
                 };
                 metrics.plugin_call("snapshot", outcome, started.elapsed());
+                record_usage(runtime.as_mut(), "snapshot", metrics);
                 publish_state_size(runtime.as_ref(), state_size_bytes);
                 let _ = reply.send(snapshot);
             }
@@ -288,23 +278,9 @@ fn run_worker(
                 let _ = reply.send(());
             }
             Job::Install { code, state, reply } => {
-                let started = Instant::now();
-                let installed = match state {
-                    Some((position, bytes)) => {
-                        FsmRuntime::from_snapshot_in(code, limits, position, bytes, store_dir)
-                    }
-                    None => {
-                        FsmRuntime::new_in(code, limits, store_dir).map_err(RestoreError::Fault)
-                    }
-                };
-                let installed =
-                    installed.map(|fresh| runtime = Some(Machine::Plugin(Box::new(fresh))));
-                let outcome = match &installed {
-                    Ok(()) => CallOutcome::Ok,
-                    Err(RestoreError::Refused(_)) => CallOutcome::Rejected,
-                    Err(RestoreError::Fault(_)) => CallOutcome::Trapped,
-                };
-                metrics.plugin_call("restore", outcome, started.elapsed());
+                let installed = install(code, state, limits, context)
+                    .map(|fresh| runtime = Some(Machine::Plugin(Box::new(fresh))));
+                record_usage(runtime.as_mut(), "restore", metrics);
                 publish_state_size(runtime.as_ref(), state_size_bytes);
                 let _ = reply.send(installed);
             }
@@ -325,6 +301,70 @@ fn run_worker(
             }
         }
         catch_up_reader_while_idle(&jobs, runtime.as_mut());
+    }
+}
+
+/// Answer a query with `runtime` (or say no plugin is deployed).
+fn query(
+    runtime: Option<&mut Machine>,
+    request: &[u8],
+    metrics: &Metrics,
+) -> Result<Result<PluginResult, Fault>, RebuildError> {
+    let started = Instant::now();
+    let Some(runtime) = runtime else {
+        metrics.plugin_call("query", CallOutcome::Rejected, started.elapsed());
+        return Ok(Ok(Err(NO_PLUGIN.to_string())));
+    };
+    let result = runtime.query(request);
+    let outcome = match &result {
+        Ok(Ok(Ok(_))) => CallOutcome::Ok,
+        Ok(Ok(Err(_))) => CallOutcome::Rejected,
+        Ok(Err(_)) | Err(_) => CallOutcome::Trapped,
+    };
+    metrics.plugin_call("query", outcome, started.elapsed());
+    record_usage(Some(runtime), "query", metrics);
+    result
+}
+
+/// A fresh runtime of `code` holding `state` (or empty), under `limits`.
+fn install(
+    code: PluginCode,
+    state: Option<(EntryPosition, Vec<u8>)>,
+    limits: PluginLimits,
+    context: &WorkerContext<'_>,
+) -> Result<FsmRuntime, RestoreError> {
+    let started = Instant::now();
+    let installed = match state {
+        Some((position, bytes)) => {
+            FsmRuntime::from_snapshot_in(code, limits, position, bytes, context.store_dir)
+        }
+        None => FsmRuntime::new_in(code, limits, context.store_dir).map_err(RestoreError::Fault),
+    };
+    let outcome = match &installed {
+        Ok(_) => CallOutcome::Ok,
+        Err(RestoreError::Refused(_)) => CallOutcome::Rejected,
+        Err(RestoreError::Fault(_)) => CallOutcome::Trapped,
+    };
+    context
+        .metrics
+        .plugin_call("restore", outcome, started.elapsed());
+    installed
+}
+
+/// Count what a plugin's calls of `export` cost (fuel), its rebuilds, and
+/// its instances' memory now. Nothing for a native machine.
+fn record_usage(runtime: Option<&mut Machine>, export: &'static str, metrics: &Metrics) {
+    let Some(usage) = runtime.and_then(Machine::take_usage) else {
+        return;
+    };
+    metrics.plugin_fuel(export, usage.fuel_used);
+    metrics.plugin_memory("applier", usage.applier_memory_bytes);
+    metrics.plugin_memory("reader", usage.reader_memory_bytes);
+    if usage.applier_rebuilds > 0 {
+        metrics.plugin_rebuilds("applier", usage.applier_rebuilds);
+    }
+    if usage.reader_rebuilds > 0 {
+        metrics.plugin_rebuilds("reader", usage.reader_rebuilds);
     }
 }
 
@@ -378,5 +418,6 @@ fn apply_all(
         metrics.plugin_call("apply", counted, started.elapsed());
         outcomes.push((outcome, writes));
     }
+    record_usage(runtime, "apply", metrics);
     Ok(outcomes)
 }
