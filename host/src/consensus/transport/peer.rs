@@ -202,11 +202,11 @@ impl PeerClient {
         let client = self.client()?;
         let message = codec::request(kind, request, self.target)
             .map_err(|status| RPCError::Unreachable(Unreachable::from_string(status.message())))?;
+        let label = call_label(kind);
         self.metrics
-            .raft_sent_bytes(self.target, kind.as_str_name(), message.payload.len());
+            .raft_sent_bytes(self.target, label, message.payload.len());
         let answer = call_encoded(client, message, option.soft_ttl()).await;
-        self.metrics
-            .raft_rpc(self.target, kind.as_str_name(), answer.is_ok());
+        self.metrics.raft_rpc(self.target, label, answer.is_ok());
         answer.map_err(|status| {
             self.client = None;
             tracing::debug!(target = self.target, "raft rpc failed: {status}");
@@ -308,6 +308,13 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
 /// The `call` label of a snapshot transfer (a stream, not a [`RaftCall`]).
 const INSTALL_SNAPSHOT: &str = "INSTALL_SNAPSHOT";
 
+/// The `call` label of `kind`: its protobuf name without the enum's prefix
+/// (`APPEND_ENTRIES`, `VOTE`, ...), like [`INSTALL_SNAPSHOT`].
+fn call_label(kind: RaftCall) -> &'static str {
+    let name = kind.as_str_name();
+    name.strip_prefix("RAFT_CALL_").unwrap_or(name)
+}
+
 /// `snapshot` for `target` as a header chunk and body chunks of
 /// [`RAFT_SNAPSHOT_CHUNK_BYTES`].
 fn snapshot_chunks(
@@ -355,4 +362,15 @@ async fn stream_snapshot(
             )))
         })?;
     codec::decode_reply(reply.get_ref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn call_labels_are_the_protobuf_names_without_the_enum_prefix() {
+        assert_eq!(call_label(RaftCall::AppendEntries), "APPEND_ENTRIES");
+        assert_eq!(call_label(RaftCall::PreVote), "PRE_VOTE");
+    }
 }
