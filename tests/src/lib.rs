@@ -12,6 +12,8 @@
 //! - [`node`]: one node's flags, directory, addresses and process.
 //! - [`observe`]: readiness, leaders, membership, status, clients and the CLI
 //!   of each node.
+//! - [`ops`]: a node's ops listener: HTTP requests and parsed `/metrics`
+//!   scrapes.
 //! - [`resources`]: CPU time and memory of each node's process.
 //! - [`scenario`]: building blocks the multi-node scenarios share.
 //! - [`process`]: one owned child process.
@@ -51,6 +53,7 @@ pub mod load;
 pub mod netns;
 pub mod node;
 pub mod observe;
+pub mod ops;
 pub mod paths;
 pub mod process;
 pub mod resources;

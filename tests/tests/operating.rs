@@ -6,117 +6,30 @@
 //! a configuration file (`run --config`), and the three-node example in
 //! `deploy/`.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::time::Duration;
 
+use clusterhost_client::proto::Consistency;
 use clusterhost_tests::browser;
 use clusterhost_tests::load::WriteStream;
-use clusterhost_tests::scenario::{ELECTION_TIMEOUT, MEMBERSHIP_TIMEOUT, fast};
-use clusterhost_tests::{NodeOptions, TestCluster, paths::kv_plugin, wait_for};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// Longest one HTTP request to a node's ops listener may take.
-const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A free loopback port for a node's ops listener (released before the
-/// node binds it; the harness's own ports are picked the same way).
-fn free_ops_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("an ephemeral port")
-}
-
-/// `fast(id)` with the ops listener on `ops`.
-fn with_ops(id: u64, ops: SocketAddr) -> NodeOptions {
-    let mut options = fast(id);
-    options.extra_args = vec!["--metrics-listen".to_string(), ops.to_string()];
-    options
-}
-
-/// Three kv nodes (ids 1, 2, 3), all voters, each serving its ops listener
-/// at the address returned for it.
-async fn three_nodes_with_ops() -> (TestCluster, Vec<SocketAddr>) {
-    let ops: Vec<SocketAddr> = (0..3).map(|_| free_ops_addr()).collect();
-    let mut cluster = TestCluster::start_bootstrap_with(&kv_plugin(), with_ops(1, ops[0])).await;
-    cluster.start_joining(0, with_ops(2, ops[1])).await;
-    cluster.start_joining(1, with_ops(3, ops[2])).await;
-    cluster.wait_for_voters(3, MEMBERSHIP_TIMEOUT).await;
-    (cluster, ops)
-}
-
-/// `GET path` over HTTP/1.1: the status code and body.
-async fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(addr)
-            .await
-            .map_err(|error| format!("connect {addr}: {error}"))?;
-        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        stream
-            .write_all(request.as_bytes())
-            .await
-            .map_err(|error| error.to_string())?;
-        let mut bytes = Vec::new();
-        stream
-            .read_to_end(&mut bytes)
-            .await
-            .map_err(|error| error.to_string())?;
-        let text = String::from_utf8(bytes).map_err(|error| error.to_string())?;
-        let (head, body) = text.split_once("\r\n\r\n").ok_or("no end of headers")?;
-        let code = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|code| code.parse().ok())
-            .ok_or_else(|| format!("bad status line in {head}"))?;
-        Ok((code, body.to_string()))
-    };
-    tokio::time::timeout(HTTP_TIMEOUT, exchange)
-        .await
-        .map_err(|_| format!("GET {path} on {addr} timed out"))?
-}
-
-/// Scrape `/metrics` and parse it with a Prometheus text-format parser:
-/// each sample's value by its name and labels (`name{k="v",...}` sorted).
-async fn scrape(addr: SocketAddr) -> Result<BTreeMap<String, f64>, String> {
-    let (code, body) = http_get(addr, "/metrics").await?;
-    if code != 200 {
-        return Err(format!("/metrics answered {code}: {body}"));
-    }
-    let lines = body.lines().map(|line| Ok(line.to_string()));
-    let scrape = prometheus_parse::Scrape::parse(lines).map_err(|error| error.to_string())?;
-    let mut values = BTreeMap::new();
-    for sample in scrape.samples {
-        let value = match sample.value {
-            prometheus_parse::Value::Counter(value)
-            | prometheus_parse::Value::Gauge(value)
-            | prometheus_parse::Value::Untyped(value) => value,
-            _ => continue,
-        };
-        let mut labels: Vec<String> = sample
-            .labels
-            .iter()
-            .map(|(name, value)| format!("{name}=\"{value}\""))
-            .collect();
-        labels.sort();
-        let key = if labels.is_empty() {
-            sample.metric
-        } else {
-            format!("{}{{{}}}", sample.metric, labels.join(","))
-        };
-        values.insert(key, value);
-    }
-    Ok(values)
-}
-
-fn value(metrics: &BTreeMap<String, f64>, key: &str) -> f64 {
-    *metrics
-        .get(key)
-        .unwrap_or_else(|| panic!("no {key} in the scrape: {:?}", metrics.keys()))
-}
+use clusterhost_tests::ops::{
+    Scraped, free_ops_addr, http_get, scrape, three_nodes_with_ops, value, value_or_zero, with_ops,
+};
+use clusterhost_tests::scenario::{ELECTION_TIMEOUT, MEMBERSHIP_TIMEOUT};
+use clusterhost_tests::{NodeOptions, TestCluster, kv, paths::kv_plugin, wait_for};
 
 const PROPOSALS_OK: &str = "clusterhost_raft_proposals_total{outcome=\"ok\"}";
 const LEADER_CHANGES: &str = "clusterhost_raft_leader_changes_total";
 const APPLY_LAG: &str = "clusterhost_raft_apply_lag_entries";
+const APPLY_FUEL: &str = "clusterhost_plugin_fuel_used_total{export=\"apply\"}";
+const QUERY_FUEL: &str = "clusterhost_plugin_fuel_used_total{export=\"query\"}";
+const APPLIER_MEMORY: &str = "clusterhost_plugin_memory_bytes{instance=\"applier\"}";
+const READER_MEMORY: &str = "clusterhost_plugin_memory_bytes{instance=\"reader\"}";
+const READER_REBUILDS: &str = "clusterhost_plugin_replay_rebuilds_total{instance=\"reader\"}";
+
+/// The series of AppendEntries bytes the leader sent to the node `peer_id`.
+fn append_entries_bytes(peer_id: u64) -> String {
+    format!("clusterhost_raft_peer_sent_bytes_total{{call=\"APPEND_ENTRIES\",peer=\"{peer_id}\"}}")
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_move_under_load_and_through_a_leader_crash() {
@@ -126,13 +39,27 @@ async fn metrics_move_under_load_and_through_a_leader_crash() {
     // leader is killed the survivors' leader-change counters go up.
     let (mut cluster, ops) = three_nodes_with_ops().await;
     let leader = cluster.leader_index().await.expect("a leader");
+    let under_load = proposals_rise_under_writes(&cluster, &ops, leader).await;
+    assert_requests_and_replication_counted(&under_load);
+    assert_follower_times_its_linearizable_read(&cluster, &ops, (leader + 1) % 3).await;
+    assert_autopilot_promotions_counted(&ops).await;
+    wait_for_apply_lag_zero(&ops).await;
+    kill_leader_and_see_the_survivors_count_it(&mut cluster, &ops, leader).await;
+}
+
+/// Write through every node until the leader's ok proposals rose by 100;
+/// the leader's scrape at that point.
+async fn proposals_rise_under_writes(
+    cluster: &TestCluster,
+    ops: &[SocketAddr],
+    leader: usize,
+) -> Scraped {
     let before = scrape(ops[leader]).await.expect("scrape the leader");
     assert_eq!(
         value(&before, "clusterhost_raft_role{role=\"leader\"}"),
         1.0
     );
     assert!(before.contains_key("clusterhost_process_resident_memory_bytes"));
-
     let endpoints: Vec<String> = (0..3).map(|n| cluster.node(n).endpoint()).collect();
     let stream = WriteStream::start(&endpoints, "metrics-");
     let proposed_before = value(&before, PROPOSALS_OK);
@@ -151,6 +78,12 @@ async fn metrics_move_under_load_and_through_a_leader_crash() {
     let under_load = scrape(ops[leader]).await.expect("scrape under load");
     let (acknowledged, _) = stream.finish().await;
     assert!(!acknowledged.is_empty());
+    under_load
+}
+
+/// The leader counted Apply requests, fsyncs, and entries sent to both
+/// followers.
+fn assert_requests_and_replication_counted(under_load: &Scraped) {
     assert!(
         under_load.keys().any(|key| key.starts_with(
             "clusterhost_grpc_requests_total{code=\"Ok\",method=\"/clusterhost.v1.Cluster/Apply\""
@@ -158,7 +91,7 @@ async fn metrics_move_under_load_and_through_a_leader_crash() {
         "Apply requests are counted: {:?}",
         under_load.keys()
     );
-    assert!(value(&under_load, "clusterhost_log_fsyncs_total") > 0.0);
+    assert!(value(under_load, "clusterhost_log_fsyncs_total") > 0.0);
     let peers_sent_to = under_load
         .iter()
         .filter(|(key, sent)| {
@@ -166,36 +99,50 @@ async fn metrics_move_under_load_and_through_a_leader_crash() {
         })
         .count();
     assert_eq!(peers_sent_to, 2, "the leader replicated to both followers");
-    let mut client = cluster.client((leader + 1) % 3).await;
-    clusterhost_tests::kv::query_ok(
+}
+
+/// A linearizable read through `follower` is timed there.
+async fn assert_follower_times_its_linearizable_read(
+    cluster: &TestCluster,
+    ops: &[SocketAddr],
+    follower: usize,
+) {
+    let mut client = cluster.client(follower).await;
+    kv::query_ok(
         &mut client,
-        clusterhost_tests::kv::get("metrics-w00-0"),
-        clusterhost_client::proto::Consistency::Linearizable,
+        kv::get("metrics-w00-0"),
+        Consistency::Linearizable,
     )
     .await;
-    let follower = scrape(ops[(leader + 1) % 3])
-        .await
-        .expect("scrape a follower");
+    let scraped = scrape(ops[follower]).await.expect("scrape a follower");
     assert!(
         value(
-            &follower,
+            &scraped,
             "clusterhost_linearizable_read_wait_seconds_count{outcome=\"ok\"}"
         ) >= 1.0,
         "the follower timed its linearizable read"
     );
+}
+
+/// The autopilot's two promotions (of the joined learners) are counted
+/// somewhere in the cluster.
+async fn assert_autopilot_promotions_counted(ops: &[SocketAddr]) {
     let mut voters_added = 0.0;
-    for addr in &ops {
+    for addr in ops {
         let metrics = scrape(*addr).await.expect("scrape");
-        voters_added += metrics
-            .get("clusterhost_autopilot_actions_total{action=\"add_voter\",outcome=\"ok\"}")
-            .copied()
-            .unwrap_or(0.0);
+        voters_added += value_or_zero(
+            &metrics,
+            "clusterhost_autopilot_actions_total{action=\"add_voter\",outcome=\"ok\"}",
+        );
     }
     assert!(
         voters_added >= 2.0,
         "the autopilot's two promotions are counted: {voters_added}"
     );
+}
 
+/// Once writes stopped, every node's apply lag returns to 0.
+async fn wait_for_apply_lag_zero(ops: &[SocketAddr]) {
     for (n, addr) in ops.iter().enumerate() {
         wait_for(
             &format!("node {n}'s apply lag to return to 0"),
@@ -208,14 +155,19 @@ async fn metrics_move_under_load_and_through_a_leader_crash() {
         )
         .await;
     }
+}
 
-    let changes_before: Vec<f64> = {
-        let mut changes = Vec::new();
-        for addr in &ops {
-            changes.push(value(&scrape(*addr).await.expect("scrape"), LEADER_CHANGES));
-        }
-        changes
-    };
+/// kill -9 the leader: each survivor counts a leader change and is ready
+/// again under the new leader.
+async fn kill_leader_and_see_the_survivors_count_it(
+    cluster: &mut TestCluster,
+    ops: &[SocketAddr],
+    leader: usize,
+) {
+    let mut changes_before = Vec::new();
+    for addr in ops {
+        changes_before.push(value(&scrape(*addr).await.expect("scrape"), LEADER_CHANGES));
+    }
     cluster.kill9(leader);
     for n in (0..3).filter(|n| *n != leader) {
         wait_for(
@@ -245,6 +197,108 @@ async fn metrics_move_under_load_and_through_a_leader_crash() {
         .await;
         assert!(ready_again.contains("leader"), "{ready_again}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plugin_and_replication_metrics_move_under_writes() {
+    // Goal: under writes, the plugin's fuel used by `apply` rises on every
+    // node, its applier holds memory, and the AppendEntries bytes the leader
+    // sent to each follower rise; a read on the leader burns `query` fuel on
+    // a reader built by replay, which then holds memory too.
+    let (cluster, ops) = three_nodes_with_ops().await;
+    let leader = cluster.leader_index().await.expect("a leader");
+    let followers: Vec<usize> = (0..3).filter(|n| *n != leader).collect();
+    let mut fuel_before = Vec::new();
+    for addr in &ops {
+        let scraped = scrape(*addr).await.expect("scrape");
+        fuel_before.push(value_or_zero(&scraped, APPLY_FUEL));
+    }
+    let before = scrape(ops[leader]).await.expect("scrape the leader");
+    let sent_before: Vec<f64> = followers
+        .iter()
+        .map(|n| value_or_zero(&before, &append_entries_bytes(cluster.id_of(*n))))
+        .collect();
+
+    let endpoints: Vec<String> = (0..3).map(|n| cluster.node(n).endpoint()).collect();
+    let stream = WriteStream::start(&endpoints, "usage-");
+    wait_for_sent_bytes_to_each_follower(&cluster, &ops, leader, &sent_before).await;
+    let (acknowledged, _) = stream.finish().await;
+    assert!(!acknowledged.is_empty());
+
+    for (n, addr) in ops.iter().enumerate() {
+        let scraped = scrape(*addr).await.expect("scrape");
+        let fuel = value(&scraped, APPLY_FUEL);
+        assert!(
+            fuel > fuel_before[n],
+            "node {n}'s apply fuel rose: {} -> {fuel}",
+            fuel_before[n]
+        );
+        let memory = value(&scraped, APPLIER_MEMORY);
+        assert!(memory > 0.0, "node {n}'s applier holds memory: {memory}");
+    }
+    assert_a_read_burns_query_fuel_on_a_rebuilt_reader(&cluster, ops[leader], leader).await;
+}
+
+/// Wait until the leader's AppendEntries bytes to every follower rose
+/// past `sent_before` (in the order of the followers' indexes).
+async fn wait_for_sent_bytes_to_each_follower(
+    cluster: &TestCluster,
+    ops: &[SocketAddr],
+    leader: usize,
+    sent_before: &[f64],
+) {
+    let followers: Vec<u64> = (0..3)
+        .filter(|n| *n != leader)
+        .map(|n| cluster.id_of(n))
+        .collect();
+    wait_for(
+        "the leader's AppendEntries bytes to each follower to rise",
+        ELECTION_TIMEOUT,
+        || async {
+            let now = scrape(ops[leader]).await?;
+            let sent: Vec<f64> = followers
+                .iter()
+                .map(|id| value_or_zero(&now, &append_entries_bytes(*id)))
+                .collect();
+            sent.iter()
+                .zip(sent_before)
+                .all(|(now, before)| now > before)
+                .then_some(())
+                .ok_or(format!("sent {sent:?}, before {sent_before:?}"))
+        },
+    )
+    .await;
+}
+
+/// A linearizable read through node `n` burns `query` fuel there, on a
+/// reader instance that was built by replay and holds memory.
+async fn assert_a_read_burns_query_fuel_on_a_rebuilt_reader(
+    cluster: &TestCluster,
+    ops: SocketAddr,
+    n: usize,
+) {
+    let before = scrape(ops).await.expect("scrape");
+    let mut client = cluster.client(n).await;
+    kv::query_ok(
+        &mut client,
+        kv::get("usage-w00-0"),
+        Consistency::Linearizable,
+    )
+    .await;
+    let after = scrape(ops).await.expect("scrape");
+    let fuel = value(&after, QUERY_FUEL);
+    assert!(
+        fuel > value_or_zero(&before, QUERY_FUEL),
+        "the read burned query fuel: {fuel}"
+    );
+    assert!(
+        value(&after, READER_MEMORY) > 0.0,
+        "the reader holds memory"
+    );
+    assert!(
+        value(&after, READER_REBUILDS) >= 1.0,
+        "the reader was built by replay"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,10 +1,12 @@
-//! `cargo xtask bench [--quick] [--compare etcd] [--nodes N] [--clients 1,16,64,256] [--value-bytes B] [--duration 10s]`:
+//! `cargo xtask bench [--quick] [--only metrics-overhead] [--compare etcd] [--nodes N] [--clients 1,16,64,256] [--value-bytes B] [--duration 10s]`:
 //! builds in release, starts a cluster on loopback with the kv plugin,
 //! drives it with `clusterhost bench` (writes to the leader and spread over
 //! all nodes, linearizable and stale reads), measures a hot-swap under
 //! writes with about 10 MB of state and failover, stops
-//! everything it started, runs the criterion plugin-path benchmark, and
-//! writes `target/bench/report.md` and `report.json`.
+//! everything it started, runs the criterion plugin-path benchmark, measures
+//! the overhead of metrics on writes ([`crate::metrics_overhead`]), and
+//! writes `target/bench/report.md` and `report.json` ([`crate::bench_report`]).
+//! `--only metrics-overhead` measures that overhead alone.
 //!
 //! `--compare etcd` also starts an etcd cluster of the same size (see
 //! [`crate::etcd`]) and runs each load row on it right after the same
@@ -21,7 +23,7 @@ use serde_json::{Value, json};
 use clusterhost_tests::{NodeOptions, TestCluster, paths};
 
 use crate::etcd::{self, EtcdCluster};
-use crate::{bench_languages, command, compare, failover, plugins, toolchain};
+use crate::{bench_report, command, failover, metrics_overhead, plugins, toolchain};
 
 /// How long the cluster gets to reach an expected state.
 const WAIT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -39,8 +41,16 @@ const HOT_SWAP_CLIENTS: u64 = 4;
 /// How far into the measured window of those clients the deploy starts.
 const HOT_SWAP_DEPLOY_AFTER: Duration = Duration::from_secs(3);
 
+/// A part of the bench run alone (`--only`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Only {
+    /// Write throughput with metrics on and off ([`metrics_overhead`]).
+    MetricsOverhead,
+}
+
 struct Settings {
     quick: bool,
+    only: Option<Only>,
     compare_etcd: bool,
     nodes: usize,
     clients: Vec<u64>,
@@ -51,6 +61,7 @@ struct Settings {
 fn parse(args: &[String]) -> Result<Settings> {
     let mut settings = Settings {
         quick: false,
+        only: None,
         compare_etcd: false,
         nodes: 3,
         clients: vec![1, 16, 64, 256],
@@ -65,6 +76,10 @@ fn parse(args: &[String]) -> Result<Settings> {
             "--compare" => match value()?.as_str() {
                 "etcd" => settings.compare_etcd = true,
                 other => bail!("--compare knows only `etcd`, not `{other}`"),
+            },
+            "--only" => match value()?.as_str() {
+                "metrics-overhead" => settings.only = Some(Only::MetricsOverhead),
+                other => bail!("--only knows only `metrics-overhead`, not `{other}`"),
             },
             "--nodes" => settings.nodes = value()?.parse()?,
             "--clients" => {
@@ -101,7 +116,30 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     }
     paths::use_binary(&root.join("target/release/clusterhost")).map_err(anyhow::Error::msg)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    let mut report = runtime.block_on(measure_cluster(root, &out_dir, &settings))?;
+    let mut report = match settings.only {
+        Some(Only::MetricsOverhead) => json!({}),
+        None => {
+            let mut report = runtime.block_on(measure_cluster(root, &out_dir, &settings))?;
+            run_criterion(root, &settings)?;
+            report["plugin_path_ns"] = bench_report::criterion_estimates(root);
+            report
+        }
+    };
+    let load = metrics_overhead::Load {
+        duration: &settings.duration,
+        warmup: warmup(&settings),
+        value_bytes: settings.value_bytes,
+        quick: settings.quick,
+    };
+    let kv = root.join("target/plugins/kv.wasm");
+    report["metrics_overhead"] =
+        runtime.block_on(metrics_overhead::measure(&kv, &out_dir, &load))?;
+    report["machine"] = bench_report::machine();
+    write_report(&out_dir, &report, settings.only.is_some())
+}
+
+/// The plugin-path criterion benchmarks.
+fn run_criterion(root: &Path, settings: &Settings) -> Result<()> {
     command::run(
         Command::new(toolchain::cargo())
             .current_dir(root)
@@ -120,14 +158,24 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
                 "1",
             ])
             .args(["--measurement-time", if settings.quick { "2" } else { "5" }]),
-    )?;
-    report["plugin_path_ns"] = criterion_estimates(root);
-    report["machine"] = machine();
+    )
+}
+
+/// `report.json` and `report.md` in `out_dir` (`partial`: only the
+/// metrics overhead was measured); the markdown is printed too.
+fn write_report(out_dir: &Path, report: &Value, partial: bool) -> Result<()> {
+    std::fs::create_dir_all(out_dir)?;
     std::fs::write(
         out_dir.join("report.json"),
-        serde_json::to_string_pretty(&report)?,
+        serde_json::to_string_pretty(report)?,
     )?;
-    let markdown = render(&report);
+    let markdown = if partial {
+        let mut lines = metrics_overhead::render(&report["metrics_overhead"]);
+        lines.push(format!("Machine: {}.", report["machine"]));
+        lines.join("\n")
+    } else {
+        bench_report::render(report)
+    };
     std::fs::write(out_dir.join("report.md"), &markdown)?;
     println!("{markdown}");
     eprintln!(
@@ -135,6 +183,11 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         out_dir.join("report.md").display()
     );
     Ok(())
+}
+
+/// `clusterhost bench --warmup` for every load run.
+fn warmup(settings: &Settings) -> &'static str {
+    if settings.quick { "1s" } else { "2s" }
 }
 
 /// Everything measured on a running cluster, which is stopped afterwards.
@@ -145,75 +198,98 @@ async fn measure_cluster(root: &Path, out_dir: &Path, settings: &Settings) -> Re
         settings.nodes,
     )
     .await;
-    let mut etcd = if settings.compare_etcd {
-        let binary = etcd::ensure_installed()?;
-        let etcd = EtcdCluster::start(&binary, &out_dir.join("etcd"), settings.nodes, WAIT_TIMEOUT)
-            .await?;
-        Some((etcd, etcd_version(&binary)))
-    } else {
-        None
-    };
-    let terms_before = (clusterhost_term(&cluster).await, etcd_term(&etcd).await);
-    let rss_idle = cluster.rss_kib();
-    let mut results = load_rows(&cluster, &etcd, settings, &["write"]).await?;
-    let rss_loaded = cluster.rss_kib();
-    results.extend(
-        load_rows(
-            &cluster,
-            &etcd,
-            settings,
-            &["read-linearizable", "read-stale"],
-        )
-        .await?,
-    );
-    let elections = json!({
-        "clusterhost": clusterhost_term(&cluster).await.saturating_sub(terms_before.0),
-        "etcd": etcd_term(&etcd).await.saturating_sub(terms_before.1),
-    });
+    let mut etcd = start_etcd(out_dir, settings).await?;
+    let mut measured = measure_load(&cluster, &etcd, settings).await?;
     let data_dir_bytes: Vec<u64> = (0..settings.nodes)
         .map(|n| directory_bytes(&cluster.node(n).data_dir()))
         .collect();
-    let writes_acknowledged: u64 = results
-        .iter()
-        .filter(|row| row["workload"] == "write")
-        .filter_map(|row| row["report"]["acknowledged_including_warmup"].as_u64())
-        .sum();
     let hot_swap = hot_swap(&cluster, &root.join("target/plugins/kv_v2.wasm")).await?;
-    let mut failover = Vec::new();
-    let mut failover_etcd = Vec::new();
-    // A failover needs a majority left after the kill.
-    let failover_runs = if settings.nodes >= 3 {
-        FAILOVER_RUNS
-    } else {
-        0
-    };
-    for _ in 0..failover_runs {
-        failover.push(failover::clusterhost_once(&mut cluster).await?);
-        if let Some((etcd, _)) = &mut etcd {
-            failover_etcd.push(failover::etcd_once(etcd).await?);
-        }
-    }
+    let (failover, failover_etcd) = failovers(&mut cluster, &mut etcd, settings).await?;
     for n in 0..settings.nodes {
         cluster.terminate(n).await;
     }
     let etcd_version = etcd.as_ref().map(|(_, version)| version.clone());
     drop(etcd);
-    Ok(json!({
+    let fields = json!({
         "nodes": settings.nodes,
         "value_bytes": settings.value_bytes,
         "duration": settings.duration,
-        "load": results,
-        "rss_kib_per_node_idle": rss_idle,
-        "rss_kib_per_node_after_writes": rss_loaded,
         "data_dir_bytes_per_node": data_dir_bytes,
-        "writes_acknowledged_before_data_dir": writes_acknowledged,
         "hot_swap": hot_swap,
         "failover_ms": failover,
         "failover_ms_median": failover::median(&failover),
         "failover_ms_by_system": {"clusterhost": failover, "etcd": failover_etcd},
-        "elections_during_load": elections,
         "etcd_version": etcd_version,
+    });
+    if let (Some(measured), Value::Object(fields)) = (measured.as_object_mut(), fields) {
+        measured.extend(fields);
+    }
+    Ok(measured)
+}
+
+/// An etcd cluster of the same size and its version, with `--compare etcd`.
+async fn start_etcd(out_dir: &Path, settings: &Settings) -> Result<Option<(EtcdCluster, String)>> {
+    if !settings.compare_etcd {
+        return Ok(None);
+    }
+    let binary = etcd::ensure_installed()?;
+    let etcd =
+        EtcdCluster::start(&binary, &out_dir.join("etcd"), settings.nodes, WAIT_TIMEOUT).await?;
+    Ok(Some((etcd, etcd_version(&binary))))
+}
+
+/// The load rows (writes, then reads), with the memory and the elections
+/// around them.
+async fn measure_load(
+    cluster: &TestCluster,
+    etcd: &Option<(EtcdCluster, String)>,
+    settings: &Settings,
+) -> Result<Value> {
+    let terms_before = (clusterhost_term(cluster).await, etcd_term(etcd).await);
+    let rss_idle = cluster.rss_kib();
+    let mut results = load_rows(cluster, etcd, settings, &["write"]).await?;
+    let rss_loaded = cluster.rss_kib();
+    let reads = ["read-linearizable", "read-stale"];
+    results.extend(load_rows(cluster, etcd, settings, &reads).await?);
+    let elections = json!({
+        "clusterhost": clusterhost_term(cluster).await.saturating_sub(terms_before.0),
+        "etcd": etcd_term(etcd).await.saturating_sub(terms_before.1),
+    });
+    let writes_acknowledged: u64 = results
+        .iter()
+        .filter(|row| row["workload"] == "write")
+        .filter_map(|row| row["report"]["acknowledged_including_warmup"].as_u64())
+        .sum();
+    Ok(json!({
+        "load": results,
+        "rss_kib_per_node_idle": rss_idle,
+        "rss_kib_per_node_after_writes": rss_loaded,
+        "writes_acknowledged_before_data_dir": writes_acknowledged,
+        "elections_during_load": elections,
     }))
+}
+
+/// [`FAILOVER_RUNS`] failovers on each system, alternating (none on fewer
+/// than three nodes: a failover needs a majority left after the kill).
+async fn failovers(
+    cluster: &mut TestCluster,
+    etcd: &mut Option<(EtcdCluster, String)>,
+    settings: &Settings,
+) -> Result<(Vec<u128>, Vec<u128>)> {
+    let mut failover = Vec::new();
+    let mut failover_etcd = Vec::new();
+    let runs = if settings.nodes >= 3 {
+        FAILOVER_RUNS
+    } else {
+        0
+    };
+    for _ in 0..runs {
+        failover.push(failover::clusterhost_once(cluster).await?);
+        if let Some((etcd, _)) = etcd {
+            failover_etcd.push(failover::etcd_once(etcd).await?);
+        }
+    }
+    Ok((failover, failover_etcd))
 }
 
 /// Start a bootstrap node and join the rest to it; wait until all vote.
@@ -321,7 +397,7 @@ fn load(
         .args(["--endpoints", &endpoints.join(",")])
         .args(["--value-bytes", &settings.value_bytes.to_string()])
         .args(["--duration", &settings.duration])
-        .args(["--warmup", if settings.quick { "1s" } else { "2s" }])
+        .args(["--warmup", warmup(settings)])
         .args(extra)
         .stderr(Stdio::inherit())
         .output()?;
@@ -452,152 +528,4 @@ fn directory_bytes(path: &Path) -> u64 {
             Err(_) => 0,
         })
         .sum()
-}
-
-/// Point estimates (ns) from criterion's output for the plugin path.
-fn criterion_estimates(root: &Path) -> Value {
-    let base = root.join("target/criterion");
-    let mut estimates = serde_json::Map::new();
-    for (name, path) in [
-        ("apply_component", "apply_100B_put/component"),
-        ("apply_native", "apply_100B_put/native"),
-        ("counter_component", "apply_counter_add/component"),
-        ("counter_native", "apply_counter_add/native"),
-        ("worker_one_per_call", "worker/apply_one_per_call"),
-        ("worker_batch_of_64", "worker/apply_batch_of_64"),
-        ("compile_kv", "load_kv/compile"),
-        ("instantiate_kv", "load_kv/instantiate"),
-        (
-            "load_from_compiled_cache",
-            "load_kv/load_from_compiled_cache",
-        ),
-        ("applied_digest_256B", "applied_digest/entry_256B"),
-        ("applied_digest_4KiB", "applied_digest/entry_4KiB"),
-        ("kv_put_256B_rust", "kv_put_256B/rust"),
-        ("kv_put_256B_python", "kv_put_256B/python"),
-        ("kv_put_256B_javascript", "kv_put_256B/javascript"),
-        ("kv_get_rust", "kv_get/rust"),
-        ("kv_get_python", "kv_get/python"),
-        ("kv_get_javascript", "kv_get/javascript"),
-        ("kv_compile_rust", "kv_compile/rust"),
-        ("kv_compile_python", "kv_compile/python"),
-        ("kv_compile_javascript", "kv_compile/javascript"),
-    ] {
-        let file = base.join(path).join("new/estimates.json");
-        if let Some(point) = std::fs::read(&file)
-            .ok()
-            .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
-            .and_then(|value| value["mean"]["point_estimate"].as_f64())
-        {
-            estimates.insert(name.to_string(), json!(point.round()));
-        }
-    }
-    Value::Object(estimates)
-}
-
-fn machine() -> Value {
-    let cores = std::thread::available_parallelism().map_or(0, |cores| cores.get());
-    let memory = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|info| info.lines().next().map(str::to_string))
-        .unwrap_or_default();
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|line| line.starts_with("model name"))
-                .map(|line| line.to_string())
-        })
-        .unwrap_or_default();
-    json!({"cores": cores, "memory": memory, "cpu": cpu, "os": std::env::consts::OS})
-}
-
-/// "total (node, node, …)" of the per-node CPU costs.
-fn cpu_column(per_node: &Value) -> String {
-    let costs: Vec<f64> = per_node
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_f64)
-        .collect();
-    let listed: Vec<String> = costs.iter().map(|ms| format!("{ms:.0}")).collect();
-    format!("{:.0} ({})", costs.iter().sum::<f64>(), listed.join(", "))
-}
-
-fn render(report: &Value) -> String {
-    let mut lines = vec![
-        "| workload | target | clients | ops/s | p50 | p99 | max | errors | node CPU ms per 1k ops |".to_string(),
-        "|---|---|---:|---:|---:|---:|---:|---:|---|".to_string(),
-    ];
-    let clusterhost_rows = report["load"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|row| row["report"]["system"] == "clusterhost");
-    for row in clusterhost_rows {
-        let load = &row["report"];
-        let ms = |key: &str| format!("{:.2} ms", load[key].as_f64().unwrap_or(0.0) / 1000.0);
-        lines.push(format!(
-            "| {} | {} | {} | {:.0} | {} | {} | {} | {} | {} |",
-            row["workload"].as_str().unwrap_or_default(),
-            row["target"].as_str().unwrap_or_default(),
-            load["clients"],
-            load["ops_per_second"].as_f64().unwrap_or(0.0),
-            ms("latency_us_p50"),
-            ms("latency_us_p99"),
-            ms("latency_us_max"),
-            load["errors"],
-            cpu_column(&load["node_cpu_ms_per_1k_ops"]),
-        ));
-    }
-    let plugin = &report["plugin_path_ns"];
-    let component = plugin["apply_component"].as_f64().unwrap_or(0.0);
-    let native = plugin["apply_native"].as_f64().unwrap_or(0.0);
-    lines.push(String::new());
-    lines.push(format!(
-        "Plugin path (100-byte kv put): component {:.0} ns, native {:.0} ns ({:.2}x); through the worker: {} ns one per call, {} ns per entry in batches of 64.",
-        component,
-        native,
-        if native > 0.0 { component / native } else { 0.0 },
-        plugin["worker_one_per_call"],
-        plugin["worker_batch_of_64"].as_f64().map_or(0.0, |batch| batch / 64.0).round(),
-    ));
-    lines.push(format!(
-        "Fixed cost of a call into the component (counter `{{\"add\":1}}`): component {:.0} ns, native {:.0} ns.",
-        plugin["counter_component"].as_f64().unwrap_or(0.0),
-        plugin["counter_native"].as_f64().unwrap_or(0.0),
-    ));
-    lines.push(format!(
-        "kv.wasm: compile {:.1} ms, instantiate {:.1} µs, load from the compiled cache {:.1} ms.",
-        plugin["compile_kv"].as_f64().unwrap_or(0.0) / 1e6,
-        plugin["instantiate_kv"].as_f64().unwrap_or(0.0) / 1e3,
-        plugin["load_from_compiled_cache"].as_f64().unwrap_or(0.0) / 1e6,
-    ));
-    lines.push(format!(
-        "Applied digest (the divergence check's hash), per entry and replica: {:.2} µs for a 256 B command, {:.2} µs for 4 KiB.",
-        plugin["applied_digest_256B"].as_f64().unwrap_or(0.0) / 1e3,
-        plugin["applied_digest_4KiB"].as_f64().unwrap_or(0.0) / 1e3,
-    ));
-    lines.extend(bench_languages::rows(plugin));
-    lines.push(format!(
-        "Failover (kill -9 leader → first acknowledged write through a survivor), median {} ms of runs {} ms.",
-        report["failover_ms_median"], report["failover_ms"]
-    ));
-    let hot_swap = &report["hot_swap"];
-    lines.push(format!(
-        "Hot-swap kv → kv_v2 with {:.1} MB of state under {} writing clients: deploy {} ms end to end; writes across it: max {:.1} ms, p99 {:.1} ms, {} errors.",
-        hot_swap["state_bytes"].as_f64().unwrap_or(0.0) / 1e6,
-        hot_swap["writes"]["clients"],
-        hot_swap["deploy_ms"],
-        hot_swap["writes"]["latency_us_max"].as_f64().unwrap_or(0.0) / 1e3,
-        hot_swap["writes"]["latency_us_p99"].as_f64().unwrap_or(0.0) / 1e3,
-        hot_swap["writes"]["errors"],
-    ));
-    lines.push(format!(
-        "RSS per node, KiB: idle {}, after the write runs {}. Data dir per node after {} acknowledged writes (snapshots and purging keep it bounded), bytes: {}.",
-        report["rss_kib_per_node_idle"], report["rss_kib_per_node_after_writes"], report["writes_acknowledged_before_data_dir"], report["data_dir_bytes_per_node"]
-    ));
-    lines.push(format!("Machine: {}.", report["machine"]));
-    lines.extend(compare::render(report));
-    lines.join("\n")
 }

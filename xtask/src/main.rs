@@ -8,6 +8,7 @@
 
 mod bench;
 mod bench_languages;
+mod bench_report;
 mod command;
 mod compare;
 mod demo;
@@ -15,6 +16,7 @@ mod etcd;
 mod failover;
 mod faults;
 mod js_plugins;
+mod metrics_overhead;
 mod plugin_tests;
 mod plugins;
 mod python_plugins;
@@ -52,7 +54,7 @@ const SUBCOMMANDS: &[Subcommand] = &[
     },
     Subcommand {
         name: "bench",
-        help: "release build; load a local cluster and the plugin path; write target/bench/report.md (--quick for a short run; --compare etcd side by side with etcd)",
+        help: "release build; load a local cluster and the plugin path; write target/bench/report.md (--quick for a short run; --compare etcd side by side with etcd; --only metrics-overhead)",
         run: bench::run,
     },
     Subcommand {

@@ -84,15 +84,26 @@ pub(super) struct ExportOutcomeLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub(super) struct PeerCallLabels {
+pub(super) struct PeerCallOutcomeLabels {
     pub(super) peer: u64,
     pub(super) call: &'static str,
     pub(super) outcome: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct PeerCallLabels {
+    pub(super) peer: u64,
+    pub(super) call: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct PeerLabels {
     pub(super) peer: u64,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct InstanceLabels {
+    pub(super) instance: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -19,17 +19,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::{Registry, Unit};
+use prometheus_client::registry::Registry;
 
-use families::{
-    Histograms, Recorded, Sampled, group_histogram, latency_histogram, register_recorded,
-    register_sampled,
-};
+use families::{Recorded, Sampled};
 use labels::{
-    ActionLabels, ExportLabels, ExportOutcomeLabels, LivenessLabels, MethodCodeLabels,
-    MethodLabels, OutcomeLabels, PeerCallLabels, PeerLabels, RoleLabels,
+    ActionLabels, ExportLabels, ExportOutcomeLabels, InstanceLabels, LivenessLabels,
+    MethodCodeLabels, MethodLabels, OutcomeLabels, PeerCallLabels, PeerCallOutcomeLabels,
+    PeerLabels, RoleLabels,
 };
 pub use labels::{CallOutcome, ProposalOutcome, ROLES};
 
@@ -74,11 +70,6 @@ pub struct Sample {
 struct Inner {
     registry: Registry,
     recorded: Recorded,
-    grpc_duration: Histograms<MethodLabels>,
-    plugin_duration: Histograms<ExportLabels>,
-    fsync_duration: Histogram,
-    group_jobs: Histogram,
-    read_wait: Histograms<OutcomeLabels>,
     sampled: Sampled,
     process: process::ProcessMetrics,
     /// Client writes and queries answered and their total time, for the
@@ -154,53 +145,11 @@ impl Metrics {
         let mut registry = Registry::with_prefix("clusterhost");
         let recorded = Recorded::default();
         let sampled = Sampled::default();
-        let grpc_duration: Histograms<MethodLabels> =
-            Family::new_with_constructor(latency_histogram);
-        let plugin_duration: Histograms<ExportLabels> =
-            Family::new_with_constructor(latency_histogram);
-        let fsync_duration = latency_histogram();
-        let group_jobs = group_histogram();
-        let read_wait: Histograms<OutcomeLabels> = Family::new_with_constructor(latency_histogram);
-        registry.register_with_unit(
-            "linearizable_read_wait",
-            "Time a linearizable read waited for its read index and to apply up to it",
-            Unit::Seconds,
-            read_wait.clone(),
-        );
-        register_recorded(&mut registry, &recorded);
-        register_sampled(&mut registry, &sampled);
-        registry.register_with_unit(
-            "grpc_request_duration",
-            "Time to answer a gRPC request, until its response headers",
-            Unit::Seconds,
-            grpc_duration.clone(),
-        );
-        registry.register_with_unit(
-            "plugin_call_duration",
-            "Time one plugin call took, per export",
-            Unit::Seconds,
-            plugin_duration.clone(),
-        );
-        registry.register_with_unit(
-            "log_fsync_duration",
-            "Time one log transaction took to commit and fsync",
-            Unit::Seconds,
-            fsync_duration.clone(),
-        );
-        registry.register(
-            "log_group_commit_jobs",
-            "Log changes one fsync made durable together",
-            group_jobs.clone(),
-        );
+        families::register(&mut registry, &recorded, &sampled);
         let process = process::ProcessMetrics::register(&mut registry);
         Self(Some(Arc::new(Inner {
             registry,
             recorded,
-            grpc_duration,
-            plugin_duration,
-            fsync_duration,
-            group_jobs,
-            read_wait,
             sampled,
             process,
             writes: RequestTotals::default(),
@@ -271,6 +220,7 @@ impl Metrics {
                 totals.add(elapsed);
             }
             inner
+                .recorded
                 .grpc_duration
                 .get_or_create(&method)
                 .observe(elapsed.as_secs_f64());
@@ -301,9 +251,45 @@ impl Metrics {
                 })
                 .inc();
             inner
+                .recorded
                 .plugin_duration
                 .get_or_create(&ExportLabels { export })
                 .observe(elapsed.as_secs_f64());
+        });
+    }
+
+    /// A call of the plugin's `export` burned `fuel` units.
+    pub fn plugin_fuel(&self, export: &'static str, fuel: u64) {
+        self.record(|inner| {
+            inner
+                .recorded
+                .plugin_fuel
+                .get_or_create(&ExportLabels { export })
+                .inc_by(fuel);
+        });
+    }
+
+    /// The plugin's `instance` (`applier` or `reader`) holds `bytes` of
+    /// linear memory now (0: there is none).
+    pub fn plugin_memory(&self, instance: &'static str, bytes: usize) {
+        self.record(|inner| {
+            inner
+                .recorded
+                .plugin_memory
+                .get_or_create(&InstanceLabels { instance })
+                .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        });
+    }
+
+    /// The plugin's `instance` was rebuilt `count` more times from its
+    /// base and journal.
+    pub fn plugin_rebuilds(&self, instance: &'static str, count: u64) {
+        self.record(|inner| {
+            inner
+                .recorded
+                .plugin_rebuilds
+                .get_or_create(&InstanceLabels { instance })
+                .inc_by(count);
         });
     }
 
@@ -313,6 +299,7 @@ impl Metrics {
         self.record(|inner| {
             let outcome = if ok { "ok" } else { "unavailable" };
             inner
+                .recorded
                 .read_wait
                 .get_or_create(&OutcomeLabels { outcome })
                 .observe(elapsed.as_secs_f64());
@@ -327,7 +314,7 @@ impl Metrics {
             inner
                 .recorded
                 .raft_rpcs
-                .get_or_create(&PeerCallLabels {
+                .get_or_create(&PeerCallOutcomeLabels {
                     peer,
                     call,
                     outcome,
@@ -347,6 +334,18 @@ impl Metrics {
         });
     }
 
+    /// `bytes` of an encoded Raft message (`call`, as in [`Metrics::raft_rpc`])
+    /// went to `peer`: counted as sent whether or not it arrived.
+    pub fn raft_sent_bytes(&self, peer: u64, call: &'static str, bytes: usize) {
+        self.record(|inner| {
+            inner
+                .recorded
+                .raft_sent_bytes
+                .get_or_create(&PeerCallLabels { peer, call })
+                .inc_by(bytes as u64);
+        });
+    }
+
     /// The membership autopilot made a change: `action` ended `outcome`.
     pub fn autopilot_action(&self, action: &'static str, outcome: &'static str) {
         self.record(|inner| {
@@ -362,9 +361,10 @@ impl Metrics {
     /// taking `elapsed`.
     pub fn log_commit(&self, jobs: usize, elapsed: Duration) {
         self.record(|inner| {
-            inner.recorded.log_fsyncs.inc();
-            inner.fsync_duration.observe(elapsed.as_secs_f64());
-            inner.group_jobs.observe(jobs as f64);
+            let recorded = &inner.recorded;
+            recorded.log_fsyncs.inc();
+            recorded.fsync_duration.observe(elapsed.as_secs_f64());
+            recorded.group_jobs.observe(jobs as f64);
         });
     }
 
@@ -459,6 +459,11 @@ mod tests {
             true,
         );
         metrics.log_commit(4, Duration::from_micros(700));
+        metrics.plugin_fuel("apply", 500);
+        metrics.plugin_fuel("apply", 20);
+        metrics.plugin_memory("applier", 65_536);
+        metrics.plugin_rebuilds("reader", 1);
+        metrics.raft_sent_bytes(2, "APPEND_ENTRIES", 300);
         let text = metrics
             .encode(&Sample {
                 role: "leader",
@@ -478,6 +483,10 @@ mod tests {
             "clusterhost_divergence_corrupt_replicas 1",
             "clusterhost_divergence_no_majority 0",
             "clusterhost_log_fsyncs_total 1",
+            "clusterhost_plugin_fuel_used_total{export=\"apply\"} 520",
+            "clusterhost_plugin_memory_bytes{instance=\"applier\"} 65536",
+            "clusterhost_plugin_replay_rebuilds_total{instance=\"reader\"} 1",
+            "clusterhost_raft_peer_sent_bytes_total{peer=\"2\",call=\"APPEND_ENTRIES\"} 300",
             "clusterhost_grpc_forwarded_requests_total{method=\"/clusterhost.v1.Cluster/Apply\"} 1",
         ] {
             assert!(text.contains(line), "missing `{line}` in:\n{text}");

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::instance::{EntryPosition, Fault, PluginResult};
 use super::native::NativeMachine;
-use super::runtime::{FsmRuntime, RebuildError};
+use super::runtime::{FsmRuntime, RebuildError, Usage};
 use super::worker::ApplyOutcome;
 use crate::limits::PluginLimits;
 
@@ -85,6 +85,15 @@ impl Machine {
         match self {
             Machine::Plugin(runtime) => runtime.set_limits(limits),
             Machine::Native(machine) => machine.set_limits(limits),
+        }
+    }
+
+    /// A plugin's fuel and rebuilds since last asked, and its memory now
+    /// (`None` for a native machine).
+    pub fn take_usage(&mut self) -> Option<Usage> {
+        match self {
+            Machine::Plugin(runtime) => Some(runtime.take_usage()),
+            Machine::Native(_) => None,
         }
     }
 

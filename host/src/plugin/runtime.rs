@@ -83,6 +83,22 @@ pub enum RestoreError {
 #[error("plugin could not reproduce its state: {0}")]
 pub struct RebuildError(pub String);
 
+/// What the plugin's calls cost since it was last asked, and its instances
+/// as they are now: what the worker reports to the metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Fuel the calls burned (not the replays, nor a base taken on the way).
+    pub fuel_used: u64,
+    /// Linear memory of the applying instance (0: none).
+    pub applier_memory_bytes: usize,
+    /// Linear memory of the reader (0: none).
+    pub reader_memory_bytes: usize,
+    /// Times the applier was rebuilt by replay.
+    pub applier_rebuilds: u64,
+    /// Times the reader was built by replay.
+    pub reader_rebuilds: u64,
+}
+
 /// The instance that serves reads, and how far into the journal it is.
 struct Reader {
     instance: PluginInstance,
@@ -112,6 +128,8 @@ pub struct FsmRuntime {
     store_bytes: usize,
     /// The digest of the last applied entry's store writes.
     last_writes_digest: Option<[u8; 32]>,
+    /// Fuel and rebuilds since [`FsmRuntime::take_usage`] last ran.
+    usage: Usage,
 }
 
 /// The state file failed. Not a result of any entry, so it must not become
@@ -182,7 +200,9 @@ impl FsmRuntime {
             (snapshot, store)
         };
         let store_bytes = snapshot_len.saturating_sub(plugin_part.len());
+        let restore_fuel = applier.fuel_used();
         let mut runtime = Self::with_applier(code, limits, applier, Some((position, plugin_part)));
+        runtime.usage.fuel_used = restore_fuel;
         runtime.store_bytes = store_bytes;
         runtime.state_size_bytes = Some(snapshot_len);
         runtime.attach_store(store);
@@ -214,6 +234,7 @@ impl FsmRuntime {
             store: None,
             store_bytes: 0,
             last_writes_digest: None,
+            usage: Usage::default(),
         }
     }
 
@@ -272,11 +293,12 @@ impl FsmRuntime {
                 last.index
             );
         }
-        let (result, writes_digest) = {
+        let (result, writes_digest, fuel) = {
             let applier = self.applier()?;
             let result = applier.apply(position, &command);
-            (result, applier.last_writes_digest())
+            (result, applier.last_writes_digest(), applier.fuel_used())
         };
+        self.usage.fuel_used += fuel;
         self.last_writes_digest = writes_digest;
         self.last_applied = Some(position);
         let mut write_bytes = 0;
@@ -320,6 +342,8 @@ impl FsmRuntime {
         let reader = self.caught_up_reader()?;
         reader.pristine = false;
         let result = reader.instance.query(position, request);
+        let fuel = reader.instance.fuel_used();
+        self.usage.fuel_used += fuel;
         self.discard_reader_after(&result);
         Ok(result)
     }
@@ -359,11 +383,15 @@ impl FsmRuntime {
         let retry_on_fresh = !reader.pristine;
         reader.pristine = false;
         let mut result = reader.instance.snapshot(position);
+        let fuel = reader.instance.fuel_used();
+        self.usage.fuel_used += fuel;
         self.discard_reader_after(&result);
         if retry_on_fresh && self.reader.is_none() {
             let fresh = self.caught_up_reader()?;
             fresh.pristine = false;
             result = fresh.instance.snapshot(position);
+            let fuel = fresh.instance.fuel_used();
+            self.usage.fuel_used += fuel;
             self.discard_reader_after(&result);
         }
         // A store plugin's state is its part and the store, as of the last
@@ -403,6 +431,7 @@ impl FsmRuntime {
         self.applier = None;
         let started = std::time::Instant::now();
         let mut applier = self.journal.rebuild(&self.code, self.limits)?;
+        self.usage.applier_rebuilds += 1;
         if let Some(file) = &self.store {
             // The replay rewrote what the file already holds.
             fatal(applier.store_view_mut().rebase(&fatal(file.snapshot())));
@@ -414,6 +443,20 @@ impl FsmRuntime {
         );
         self.applier = Some(applier);
         Ok(())
+    }
+
+    /// Fuel and rebuilds since the last call of this (which starts them
+    /// over), and the instances' memory now.
+    pub fn take_usage(&mut self) -> Usage {
+        let memory =
+            |instance: Option<&PluginInstance>| instance.map_or(0, PluginInstance::memory_bytes);
+        let taken = Usage {
+            applier_memory_bytes: memory(self.applier.as_ref()),
+            reader_memory_bytes: memory(self.reader.as_ref().map(|reader| &reader.instance)),
+            ..self.usage
+        };
+        self.usage = Usage::default();
+        taken
     }
 
     /// Let the reader, if there is one, apply at most `entries_max` of the
@@ -447,6 +490,7 @@ impl FsmRuntime {
         self.advance_reader(usize::MAX);
         if self.reader.is_none() {
             let instance = self.journal.rebuild(&self.code, self.limits)?;
+            self.usage.reader_rebuilds += 1;
             self.reader = Some(Reader {
                 instance,
                 replayed: self.journal.entries().len(),
@@ -471,7 +515,12 @@ impl FsmRuntime {
             return;
         }
         let position = self.read_position();
-        let failure = match self.plugin_snapshot() {
+        // A base is the runtime's own work, not a call's: its fuel is not
+        // the call's.
+        let fuel_before = self.usage.fuel_used;
+        let snapshot = self.plugin_snapshot();
+        self.usage.fuel_used = fuel_before;
+        let failure = match snapshot {
             Ok(Ok(bytes)) => {
                 self.journal.rebase(position, bytes);
                 // The file holds the store at `position`, the new base.

@@ -304,6 +304,10 @@ impl WorkerThread<'_> {
         publish_state_size(self.runtime.as_ref(), self.context.state_size_bytes);
     }
 
+    fn record_usage(&mut self, export: &'static str) {
+        record_usage(self.runtime.as_mut(), export, self.context.metrics);
+    }
+
     fn query(&mut self, request: &[u8]) -> QueryResult {
         let started = Instant::now();
         let result = match self.runtime.as_mut() {
@@ -318,6 +322,7 @@ impl WorkerThread<'_> {
         self.context
             .metrics
             .plugin_call("query", outcome, started.elapsed());
+        self.record_usage("query");
         result
     }
 
@@ -331,6 +336,7 @@ impl WorkerThread<'_> {
         self.context
             .metrics
             .plugin_call("snapshot", outcome, started.elapsed());
+        self.record_usage("snapshot");
         self.publish_state_size();
         snapshot
     }
@@ -359,6 +365,7 @@ impl WorkerThread<'_> {
         self.context
             .metrics
             .plugin_call("restore", outcome, started.elapsed());
+        self.record_usage("restore");
         self.publish_state_size();
         installed
     }
@@ -377,6 +384,23 @@ impl WorkerThread<'_> {
         };
         self.publish_state_size();
         restored
+    }
+}
+
+/// Count what a plugin's calls of `export` cost (fuel), its rebuilds, and
+/// its instances' memory now. Nothing for a native machine.
+fn record_usage(runtime: Option<&mut Machine>, export: &'static str, metrics: &Metrics) {
+    let Some(usage) = runtime.and_then(Machine::take_usage) else {
+        return;
+    };
+    metrics.plugin_fuel(export, usage.fuel_used);
+    metrics.plugin_memory("applier", usage.applier_memory_bytes);
+    metrics.plugin_memory("reader", usage.reader_memory_bytes);
+    if usage.applier_rebuilds > 0 {
+        metrics.plugin_rebuilds("applier", usage.applier_rebuilds);
+    }
+    if usage.reader_rebuilds > 0 {
+        metrics.plugin_rebuilds("reader", usage.reader_rebuilds);
     }
 }
 
@@ -430,5 +454,6 @@ fn apply_all(
         metrics.plugin_call("apply", counted, started.elapsed());
         outcomes.push((outcome, writes));
     }
+    record_usage(runtime, "apply", metrics);
     Ok(outcomes)
 }

@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 use tonic::transport::Channel;
 
 use super::proto::raft_client::RaftClient;
-use super::proto::{RaftCall, SnapshotChunk};
+use super::proto::{RaftCall, RaftRequest, SnapshotChunk};
 use super::{codec, sizing};
 use crate::consensus::snapshot::SnapshotBody;
 use crate::consensus::types::{Member, NodeId, TypeConfig, Vote};
@@ -54,13 +54,22 @@ impl AddressBook {
 /// (see [`sizing::transfer_timeout`]), and decode the reply. The peer gets
 /// the deadline too, and this side does not wait past it.
 pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
-    mut client: RaftClient<Channel>,
+    client: RaftClient<Channel>,
     target: NodeId,
     call: RaftCall,
     request: &Req,
     timeout: Duration,
 ) -> Result<Resp, tonic::Status> {
     let message = codec::request(call, request, target)?;
+    call_encoded(client, message, timeout).await
+}
+
+/// [`call`] with the request already encoded.
+async fn call_encoded<Resp: DeserializeOwned>(
+    mut client: RaftClient<Channel>,
+    message: RaftRequest,
+    timeout: Duration,
+) -> Result<Resp, tonic::Status> {
     // openraft's budgets are tight (a heartbeat interval for appends); a
     // floor keeps a busy but healthy peer from timing out, while a hung
     // peer still cannot hold replication forever.
@@ -191,9 +200,13 @@ impl PeerClient {
         option: RPCOption,
     ) -> Result<Resp, RPCError<TypeConfig>> {
         let client = self.client()?;
-        let answer = call(client, self.target, kind, request, option.soft_ttl()).await;
+        let message = codec::request(kind, request, self.target)
+            .map_err(|status| RPCError::Unreachable(Unreachable::from_string(status.message())))?;
+        let label = call_label(kind);
         self.metrics
-            .raft_rpc(self.target, kind.as_str_name(), answer.is_ok());
+            .raft_sent_bytes(self.target, label, message.payload.len());
+        let answer = call_encoded(client, message, option.soft_ttl()).await;
+        self.metrics.raft_rpc(self.target, label, answer.is_ok());
         answer.map_err(|status| {
             self.client = None;
             tracing::debug!(target = self.target, "raft rpc failed: {status}");
@@ -255,13 +268,22 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
         let client = self.client()?;
-        let send = stream_snapshot(client, self.target, &vote, snapshot, option.soft_ttl());
+        let chunks = snapshot_chunks(self.target, &vote, &snapshot).map_err(|status| {
+            StreamingError::Unreachable(Unreachable::from_string(status.message()))
+        })?;
+        let bytes = chunks
+            .iter()
+            .map(|chunk| chunk.header.len() + chunk.data.len())
+            .sum();
+        self.metrics
+            .raft_sent_bytes(self.target, INSTALL_SNAPSHOT, bytes);
+        let send = stream_snapshot(client, chunks, option.soft_ttl());
         let reply = tokio::select! {
             reply = send => reply,
             closed = cancel => return Err(StreamingError::Closed(closed)),
         };
         self.metrics
-            .raft_rpc(self.target, "INSTALL_SNAPSHOT", reply.is_ok());
+            .raft_rpc(self.target, INSTALL_SNAPSHOT, reply.is_ok());
         reply.map_err(|status| {
             self.client = None;
             tracing::debug!(target = self.target, "snapshot transfer failed: {status}");
@@ -283,36 +305,53 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
     }
 }
 
-/// Send `snapshot` to `target` in chunks of [`RAFT_SNAPSHOT_CHUNK_BYTES`],
-/// allowing time in proportion to its size; the answer comes once the peer
-/// has installed it.
-async fn stream_snapshot(
-    mut client: RaftClient<Channel>,
+/// The `call` label of a snapshot transfer (a stream, not a [`RaftCall`]).
+const INSTALL_SNAPSHOT: &str = "INSTALL_SNAPSHOT";
+
+/// The `call` label of `kind`: its protobuf name without the enum's prefix
+/// (`APPEND_ENTRIES`, `VOTE`, ...), like [`INSTALL_SNAPSHOT`].
+fn call_label(kind: RaftCall) -> &'static str {
+    let name = kind.as_str_name();
+    name.strip_prefix("RAFT_CALL_").unwrap_or(name)
+}
+
+/// `snapshot` for `target` as a header chunk and body chunks of
+/// [`RAFT_SNAPSHOT_CHUNK_BYTES`].
+fn snapshot_chunks(
     target: NodeId,
     vote: &Vote,
-    snapshot: Snapshot,
-    timeout: Duration,
-) -> Result<SnapshotResponse<TypeConfig>, tonic::Status> {
+    snapshot: &Snapshot,
+) -> Result<Vec<SnapshotChunk>, tonic::Status> {
     let header = codec::encode(&(vote, &snapshot.meta))?;
     let body = crate::consensus::snapshot::encode_body(&snapshot.snapshot)
         .map_err(|error| tonic::Status::internal(error.to_string()))?;
-    let timeout = sizing::transfer_timeout(body.len(), timeout);
-    let mut chunks: Vec<SnapshotChunk> = body
-        .chunks(RAFT_SNAPSHOT_CHUNK_BYTES)
-        .map(|data| SnapshotChunk {
-            to_node: 0,
-            header: Vec::new(),
-            data: data.to_vec(),
-            format: 0,
-        })
-        .collect();
     let first = SnapshotChunk {
         to_node: target,
         header,
         data: Vec::new(),
         format: codec::WIRE_FORMAT,
     };
-    chunks.insert(0, first);
+    let rest = body
+        .chunks(RAFT_SNAPSHOT_CHUNK_BYTES)
+        .map(|data| SnapshotChunk {
+            to_node: 0,
+            header: Vec::new(),
+            data: data.to_vec(),
+            format: 0,
+        });
+    Ok(std::iter::once(first).chain(rest).collect())
+}
+
+/// Stream `chunks` (see [`snapshot_chunks`]), allowing time in proportion
+/// to their size; the answer comes once the peer has installed the
+/// snapshot.
+async fn stream_snapshot(
+    mut client: RaftClient<Channel>,
+    chunks: Vec<SnapshotChunk>,
+    timeout: Duration,
+) -> Result<SnapshotResponse<TypeConfig>, tonic::Status> {
+    let body_bytes = chunks.iter().map(|chunk| chunk.data.len()).sum();
+    let timeout = sizing::transfer_timeout(body_bytes, timeout);
     let mut request = tonic::Request::new(futures::stream::iter(chunks));
     request.set_timeout(timeout);
     let reply = tokio::time::timeout(timeout, client.install_snapshot(request))
@@ -323,4 +362,15 @@ async fn stream_snapshot(
             )))
         })?;
     codec::decode_reply(reply.get_ref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn call_labels_are_the_protobuf_names_without_the_enum_prefix() {
+        assert_eq!(call_label(RaftCall::AppendEntries), "APPEND_ENTRIES");
+        assert_eq!(call_label(RaftCall::PreVote), "PRE_VOTE");
+    }
 }

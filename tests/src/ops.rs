@@ -1,0 +1,122 @@
+//! A node's ops listener (`run --metrics-listen`) as the operating tests
+//! use it: nodes started with one, plain HTTP requests to it, and
+//! `/metrics` scraped and parsed with a Prometheus text-format parser.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::paths::kv_plugin;
+use crate::scenario::{MEMBERSHIP_TIMEOUT, fast};
+use crate::{NodeOptions, TestCluster};
+
+/// Longest one HTTP request to a node's ops listener may take.
+pub const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A scrape: each sample's value by its name and labels
+/// (`name{k="v",...}`, labels sorted).
+pub type Scraped = BTreeMap<String, f64>;
+
+/// A free loopback port for a node's ops listener (released before the
+/// node binds it; the harness's own ports are picked the same way).
+pub fn free_ops_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("an ephemeral port")
+}
+
+/// `fast(id)` with the ops listener on `ops`.
+pub fn with_ops(id: u64, ops: SocketAddr) -> NodeOptions {
+    let mut options = fast(id);
+    options.extra_args = vec!["--metrics-listen".to_string(), ops.to_string()];
+    options
+}
+
+/// Three kv nodes (ids 1, 2, 3), all voters, each serving its ops listener
+/// at the address returned for it.
+pub async fn three_nodes_with_ops() -> (TestCluster, Vec<SocketAddr>) {
+    let ops: Vec<SocketAddr> = (0..3).map(|_| free_ops_addr()).collect();
+    let mut cluster = TestCluster::start_bootstrap_with(&kv_plugin(), with_ops(1, ops[0])).await;
+    cluster.start_joining(0, with_ops(2, ops[1])).await;
+    cluster.start_joining(1, with_ops(3, ops[2])).await;
+    cluster.wait_for_voters(3, MEMBERSHIP_TIMEOUT).await;
+    (cluster, ops)
+}
+
+/// `GET path` over HTTP/1.1: the status code and body.
+pub async fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|error| format!("connect {addr}: {error}"))?;
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .map_err(|error| error.to_string())?;
+        let mut bytes = Vec::new();
+        stream
+            .read_to_end(&mut bytes)
+            .await
+            .map_err(|error| error.to_string())?;
+        let text = String::from_utf8(bytes).map_err(|error| error.to_string())?;
+        let (head, body) = text.split_once("\r\n\r\n").ok_or("no end of headers")?;
+        let code = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .ok_or_else(|| format!("bad status line in {head}"))?;
+        Ok((code, body.to_string()))
+    };
+    tokio::time::timeout(HTTP_TIMEOUT, exchange)
+        .await
+        .map_err(|_| format!("GET {path} on {addr} timed out"))?
+}
+
+/// Scrape `/metrics` and parse it with a Prometheus text-format parser.
+pub async fn scrape(addr: SocketAddr) -> Result<Scraped, String> {
+    let (code, body) = http_get(addr, "/metrics").await?;
+    if code != 200 {
+        return Err(format!("/metrics answered {code}: {body}"));
+    }
+    let lines = body.lines().map(|line| Ok(line.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).map_err(|error| error.to_string())?;
+    let mut values = BTreeMap::new();
+    for sample in scrape.samples {
+        let value = match sample.value {
+            prometheus_parse::Value::Counter(value)
+            | prometheus_parse::Value::Gauge(value)
+            | prometheus_parse::Value::Untyped(value) => value,
+            _ => continue,
+        };
+        let mut labels: Vec<String> = sample
+            .labels
+            .iter()
+            .map(|(name, value)| format!("{name}=\"{value}\""))
+            .collect();
+        labels.sort();
+        let key = if labels.is_empty() {
+            sample.metric
+        } else {
+            format!("{}{{{}}}", sample.metric, labels.join(","))
+        };
+        values.insert(key, value);
+    }
+    Ok(values)
+}
+
+/// The value of `key` in a scrape; panics, listing what there is, when
+/// it is missing.
+pub fn value(metrics: &Scraped, key: &str) -> f64 {
+    *metrics
+        .get(key)
+        .unwrap_or_else(|| panic!("no {key} in the scrape: {:?}", metrics.keys()))
+}
+
+/// The value of `key`, 0 when the scrape has none (a labelled series
+/// appears only once something was recorded under its labels).
+pub fn value_or_zero(metrics: &Scraped, key: &str) -> f64 {
+    metrics.get(key).copied().unwrap_or(0.0)
+}
