@@ -146,11 +146,12 @@ async fn write_until_stopped(
             }
             Ok(response) => panic!("put {key} not accepted: {response:?}"),
             Err(error) => {
-                *errors
-                    .lock()
-                    .expect("errors lock")
-                    .entry(error_kind(&error))
-                    .or_default() += 1;
+                let kind = error_kind(&error);
+                if !["unreachable", "Unavailable"].contains(&kind.as_str()) {
+                    // Rare and telling: say which write and why.
+                    eprintln!("put {key} through {endpoint} failed: {error}");
+                }
+                *errors.lock().expect("errors lock").entry(kind).or_default() += 1;
                 client = None;
                 tokio::time::sleep(RETRY_PAUSE).await;
             }
