@@ -2,11 +2,12 @@
 //! component against the contract, a digest, and an on-disk cache of
 //! compiled artifacts so a restart does not recompile.
 
+use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use sha2::{Digest as _, Sha256};
 use wasmtime::component::types::{ComponentExtern, ComponentItem};
@@ -144,6 +145,11 @@ pub struct PluginEngine {
     /// ([`PLUGIN_APPLY_COMPILES_MAX`]): its own slot, so applying a deploy
     /// never waits behind uploads.
     applying: Arc<tokio::sync::Semaphore>,
+    /// Loads in progress, by digest: a second load of the same plugin (a
+    /// deploy applied while its precompile runs) waits for the first and
+    /// then reads its compiled artifact from the cache instead of compiling
+    /// it again.
+    in_flight: Arc<Mutex<HashMap<PluginDigest, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 impl PluginEngine {
@@ -187,6 +193,7 @@ impl PluginEngine {
             cache,
             compiles: Arc::new(tokio::sync::Semaphore::new(PLUGIN_COMPILES_MAX)),
             applying: Arc::new(tokio::sync::Semaphore::new(PLUGIN_APPLY_COMPILES_MAX)),
+            in_flight: Arc::default(),
         })
     }
 
@@ -213,17 +220,50 @@ impl PluginEngine {
         slots: &Arc<tokio::sync::Semaphore>,
         bytes: Vec<u8>,
     ) -> Result<PluginCode, LoadError> {
-        // Held by the compiling thread itself, so a caller that gives up
-        // does not free the slot while its compile still runs. The
-        // semaphore is never closed: acquiring only waits.
+        let digest = PluginDigest::of(&bytes);
+        let same_plugin = self.in_flight_entry(digest);
+        // Slot first, then the plugin's lock: a load waiting for this plugin
+        // already has its slot, so the apply path never waits behind
+        // uploads through a precompile of the same plugin. Both are held by
+        // the compiling thread itself, so a caller that gives up frees
+        // neither while its compile still runs. The semaphore is never
+        // closed: acquiring only waits.
         let compiling = slots.clone().acquire_owned().await;
+        let loading_this = same_plugin.clone().lock_owned().await;
         let engine = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let _compiling = compiling;
+        let loaded = tokio::task::spawn_blocking(move || {
+            let _held = (loading_this, compiling);
             engine.load(bytes.into())
         })
         .await
-        .unwrap_or_else(|error| Err(LoadError::Invalid(format!("the compiler failed: {error}"))))
+        .unwrap_or_else(|error| Err(LoadError::Invalid(format!("the compiler failed: {error}"))));
+        drop(same_plugin);
+        self.forget_in_flight(digest);
+        loaded
+    }
+
+    /// The lock of loads of `digest`, shared by every load of it in progress.
+    fn in_flight_entry(&self, digest: PluginDigest) -> Arc<tokio::sync::Mutex<()>> {
+        let mut in_flight = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        in_flight.entry(digest).or_default().clone()
+    }
+
+    /// Drop the lock of `digest` once no load of it holds or waits for it
+    /// (entries are cloned under the map's lock, so the count is exact).
+    fn forget_in_flight(&self, digest: PluginDigest) {
+        let mut in_flight = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if in_flight
+            .get(&digest)
+            .is_some_and(|entry| Arc::strong_count(entry) == 1)
+        {
+            in_flight.remove(&digest);
+        }
     }
 
     /// Validate and compile `bytes` into runnable plugin code.
@@ -439,6 +479,8 @@ mod tests {
 
     /// Longer than any compile of a few bytes takes.
     const PROMPT: Duration = Duration::from_secs(10);
+    /// Longer than compiling kv.wasm takes on a loaded machine.
+    const COMPILED_WITHIN: Duration = Duration::from_secs(120);
 
     #[tokio::test]
     async fn applying_the_log_does_not_wait_behind_an_upload_compile() {
@@ -459,5 +501,33 @@ mod tests {
             futures::poll!(&mut second_upload).is_pending(),
             "a second upload compiled while the slot was held"
         );
+    }
+
+    #[tokio::test]
+    async fn a_load_of_a_plugin_being_loaded_waits_for_it_and_then_reads_the_cache() {
+        let kv = std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugins/kv.wasm"),
+        )
+        .expect("target/plugins/kv.wasm (cargo xtask plugins)");
+        let cache = tempfile::tempdir().expect("cache dir");
+        let engine = PluginEngine::new(Some(cache.path().join("compiled"))).expect("engine");
+        let digest = PluginDigest::of(&kv);
+        let precompiling = engine.in_flight_entry(digest);
+        let held = precompiling.lock().await;
+        let apply = engine.load_to_apply(kv.clone());
+        tokio::pin!(apply);
+        assert!(
+            futures::poll!(&mut apply).is_pending(),
+            "the apply compiled beside a load of the same plugin"
+        );
+        drop(held);
+        drop(precompiling);
+        let (applied, uploaded) = tokio::join!(
+            tokio::time::timeout(COMPILED_WITHIN, apply),
+            tokio::time::timeout(COMPILED_WITHIN, engine.load_off_thread(kv))
+        );
+        assert!(applied.expect("in time").is_ok() && uploaded.expect("in time").is_ok());
+        let left = engine.in_flight.lock().expect("in-flight map").len();
+        assert_eq!(left, 0, "a finished load left its lock behind");
     }
 }

@@ -5,12 +5,13 @@ use std::fmt::Display;
 use std::future::Future;
 use std::sync::Arc;
 
+use openraft::raft::AppendEntriesRequest;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::{Request, Response, Status};
 
-use super::codec;
 use super::proto::{self, RaftCall, RaftReply, RaftRequest, SnapshotChunk};
+use super::{codec, sizing};
 use crate::consensus::Raft;
 use crate::consensus::handle::read_index;
 use crate::consensus::snapshot::SnapshotBody;
@@ -57,6 +58,22 @@ impl RaftService {
             .map_err(|error| Status::unavailable(error.to_string()))?;
         codec::reply(&response)
     }
+
+    /// AppendEntries, refused whole if an entry is larger than any leader
+    /// proposes.
+    async fn append_entries(&self, request: &RaftRequest) -> Result<RaftReply, Status> {
+        let append: AppendEntriesRequest<TypeConfig> =
+            codec::decode_request(request, self.node_id)?;
+        if let Some(refusal) = sizing::oversized_entry(&append.entries) {
+            return Err(Status::invalid_argument(refusal));
+        }
+        let response = self
+            .raft
+            .append_entries(append)
+            .await
+            .map_err(|error| Status::unavailable(error.to_string()))?;
+        codec::reply(&response)
+    }
 }
 
 #[tonic::async_trait]
@@ -67,10 +84,7 @@ impl proto::raft_server::Raft for RaftService {
         let reply = match RaftCall::try_from(request.call) {
             Ok(RaftCall::Vote) => self.serve(&request, |vote| raft.vote(vote)).await,
             Ok(RaftCall::PreVote) => self.serve(&request, |vote| raft.pre_vote(vote)).await,
-            Ok(RaftCall::AppendEntries) => {
-                self.serve(&request, |append| raft.append_entries(append))
-                    .await
-            }
+            Ok(RaftCall::AppendEntries) => self.append_entries(&request).await,
             Ok(RaftCall::TransferLeader) => {
                 self.serve(&request, |transfer| raft.handle_transfer_leader(transfer))
                     .await

@@ -7,7 +7,9 @@ use std::time::Duration;
 use openraft::EntryPayload;
 
 use crate::consensus::types::{Entry, Request};
-use crate::limits::{RAFT_RPC_TIMEOUT_MIN, RAFT_TRANSFER_BYTES_PER_SECOND_MIN};
+use crate::limits::{
+    COMMAND_BYTES_MAX, PLUGIN_BYTES_MAX, RAFT_RPC_TIMEOUT_MIN, RAFT_TRANSFER_BYTES_PER_SECOND_MIN,
+};
 
 /// What an entry adds to a message beyond its payload bytes (log id,
 /// enum tags, length prefixes), generously.
@@ -30,6 +32,31 @@ pub fn entry_bytes(entry: &Entry) -> usize {
                 .map(|(_, member)| member.rpc_addr.len() + 16)
                 .sum(),
         }
+}
+
+/// Why `entries`, as received from a leader, cannot be from a healthy
+/// one: a command above [`COMMAND_BYTES_MAX`] or a plugin above
+/// [`PLUGIN_BYTES_MAX`], which no leader proposes whatever the cluster's
+/// settings (the settings can only lower them). Refused before openraft
+/// sees them, so nothing of the message is stored.
+pub fn oversized_entry(entries: &[Entry]) -> Option<String> {
+    entries.iter().find_map(|entry| {
+        let (what, bytes, max) = match &entry.payload {
+            EntryPayload::Normal(
+                Request::Command { bytes, .. } | Request::SessionCommand { bytes, .. },
+            ) => ("command", bytes.len(), COMMAND_BYTES_MAX),
+            EntryPayload::Normal(Request::Deploy { plugin, .. }) => {
+                ("plugin", plugin.len(), PLUGIN_BYTES_MAX)
+            }
+            _ => return None,
+        };
+        (bytes > max).then(|| {
+            format!(
+                "entry {} holds a {bytes}-byte {what}, above the {max}-byte limit",
+                entry.log_id.index
+            )
+        })
+    })
 }
 
 /// How many of `entries` (from the first) fit in `budget` bytes; at least
@@ -87,5 +114,23 @@ mod tests {
         assert_eq!(small, RAFT_RPC_TIMEOUT_MIN);
         let large = transfer_timeout(100 * RAFT_TRANSFER_BYTES_PER_SECOND_MIN, Duration::ZERO);
         assert_eq!(large, Duration::from_secs(100));
+    }
+
+    #[test]
+    fn entries_larger_than_any_leader_proposes_are_named() {
+        let fine = vec![command(1, 10), command(2, COMMAND_BYTES_MAX)];
+        assert_eq!(oversized_entry(&fine), None);
+        let over = vec![command(1, 10), command(2, COMMAND_BYTES_MAX + 1)];
+        let refusal = oversized_entry(&over).expect("refused");
+        assert!(refusal.starts_with("entry 2 holds a"), "{refusal}");
+        let deploy = Entry::new_normal(
+            log_id::<TypeConfig>(1, 1, 3),
+            Request::Deploy {
+                time_ms: 0,
+                plugin: vec![0; PLUGIN_BYTES_MAX + 1],
+            },
+        );
+        let refusal = oversized_entry(&[deploy]).expect("refused");
+        assert!(refusal.contains("-byte plugin"), "{refusal}");
     }
 }
