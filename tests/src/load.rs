@@ -160,10 +160,21 @@ async fn write_until_stopped(
     attempted
 }
 
-/// A failed write's kind, for counting: the status code, or `unreachable`.
+/// How hyper words a request it dropped, unsent, because its connection
+/// closed (tonic reports it as `Cancelled`).
+const DROPPED_UNSENT: &str = "operation was canceled";
+
+/// A failed write's kind, for counting: the status code, or `unreachable`
+/// (no connection, or a request dropped unsent when the node it was queued
+/// for closed the connection, as a stopping node does).
 fn error_kind(error: &ClientError) -> String {
     match error {
         ClientError::Unreachable { .. } => "unreachable".to_string(),
+        ClientError::Status(status)
+            if status.code() == tonic::Code::Cancelled && status.message() == DROPPED_UNSENT =>
+        {
+            "unreachable".to_string()
+        }
         ClientError::Status(status) => format!("{:?}", status.code()),
     }
 }

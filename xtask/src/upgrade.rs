@@ -118,9 +118,10 @@ async fn rolling_upgrade(old: PathBuf) -> Result<()> {
         acknowledged.len(),
         attempted.len()
     );
-    // A client of a node being replaced cannot reach it (`unreachable`), and
-    // one of a node waiting for a new leader hears `Unavailable`; anything
-    // else would be a defect.
+    // A client of a node being replaced cannot reach it (`unreachable`: no
+    // connection, or a write dropped unsent as the stopping node closed its
+    // connection), and one of a node waiting for a new leader hears
+    // `Unavailable`; anything else would be a defect.
     let unexpected: Vec<&String> = errors
         .keys()
         .filter(|kind| !["unreachable", "Unavailable"].contains(&kind.as_str()))
