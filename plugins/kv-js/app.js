@@ -26,8 +26,9 @@ const PLUGIN_VERSION = "kv-js/1";
 const entries = new Map();
 
 const encoder = new TextEncoder();
-// fatal: the fast path leaves bytes that are not UTF-8 to the full reader.
-const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+// fatal: the fast path leaves bytes that are not UTF-8 to the full reader;
+// ignoreBOM: a leading U+FEFF is kept, as serde_json keeps (or refuses) it.
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 // JavaScript compares strings by UTF-16 code unit; the Rust plugin orders keys
 // by UTF-8 bytes, which is code point order. The two differ only when a
@@ -94,32 +95,24 @@ const SNAPSHOT = struct(
 );
 
 // The fast path: the compact form clients send, with strings that need no
-// unescaping; `literals` surround the strings. Anything else (or bytes that
+// unescaping, matched by the engine's own UTF-8 decoder and regular
+// expressions (interpreted JavaScript is slow). Anything else (or bytes that
 // are not UTF-8) gets null and takes the full reader, which gives the same
 // result for these.
-const FAST_PUT = ['{"put":{"key":"', '","value":"', '"}}'].map((text) => encoder.encode(text));
-const FAST_DELETE = ['{"delete":{"key":"', '"}}'].map((text) => encoder.encode(text));
-const FAST_GET = ['{"get":{"key":"', '"}}'].map((text) => encoder.encode(text));
+const PLAIN = '"([^"\\\\\\u0000-\\u001f]*)"';
+const FAST_PUT = new RegExp(`^\\{"put":\\{"key":${PLAIN},"value":${PLAIN}\\}\\}$`);
+const FAST_DELETE = new RegExp(`^\\{"delete":\\{"key":${PLAIN}\\}\\}$`);
+const FAST_GET = new RegExp(`^\\{"get":\\{"key":${PLAIN}\\}\\}$`);
 
-function fast(literals, bytes) {
-  const strings = [];
-  let index = 0;
-  for (const [number, literal] of literals.entries()) {
-    if (number > 0) {
-      const start = index;
-      while (index < bytes.length && isPlain(bytes[index])) index += 1;
-      try {
-        strings.push(strictUtf8.decode(bytes.subarray(start, index)));
-      } catch {
-        return null;
-      }
-    }
-    for (const byte of literal) {
-      if (bytes[index] !== byte) return null;
-      index += 1;
-    }
+function fast(pattern, bytes) {
+  let text;
+  try {
+    text = strictUtf8.decode(bytes);
+  } catch {
+    return null;
   }
-  return index === bytes.length ? strings : null;
+  const match = pattern.exec(text);
+  return match === null ? null : match.slice(1);
 }
 
 function decode(bytes, kind, what) {

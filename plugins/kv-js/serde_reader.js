@@ -103,7 +103,8 @@ function invalidUtf8At(bytes) {
   return -1;
 }
 
-const utf8 = new TextDecoder("utf-8");
+// ignoreBOM: a string that starts with U+FEFF keeps it.
+const utf8 = new TextDecoder("utf-8", { ignoreBOM: true });
 const utf8Encoder = new TextEncoder();
 
 // serde_json's Deserializer over a byte slice.

@@ -117,7 +117,7 @@ fn steps() -> Vec<Step> {
 
 /// Cases a line of a command file cannot hold.
 fn byte_cases() -> Vec<Step> {
-    let commands: [&[u8]; 10] = [
+    let commands: [&[u8]; 12] = [
         b"{\"put\":{\"key\":\"\xff\",\"value\":\"1\"}}",
         b"{\"put\":{\"key\":\"ok\xc3\",\"value\":\"1\"}}",
         b"{\"put\":{\"key\":\"\\n\xe2\x82\",\"value\":\"1\"}}",
@@ -125,12 +125,17 @@ fn byte_cases() -> Vec<Step> {
         b"{\"put\":{\"key\":\"\xf4\x90\x80\x80\",\"value\":\"1\"}}",
         b"{\"put\":\"\xc0\xaf\"}",
         b"\xef\xbb\xbf{\"put\":{\"key\":\"bom\",\"value\":\"1\"}}",
+        b"{\"put\":{\"key\":\"\xef\xbb\xbfbom\",\"value\":\"\xef\xbb\xbf\"}}",
+        b"{\"cas\":{\"key\":\"\xef\xbb\xbfbom\",\"value\":\"\xef\xbb\xbf\\n\"}}",
         b"{\n  \"put\": {\n    \"key\": \"a\",\n    \"value\": 1\n  }\n}",
         b"{\n\"put\":{\"key\":\"a\",\n\"value\":\"1\",\n\"extra\"\n:1}}",
         b"{\"put\":{\"key\":\"a\",\"value\":\"1\"}}\n\n x",
     ];
     let mut steps: Vec<Step> = commands.iter().map(|c| Step::Apply(c.to_vec())).collect();
     steps.push(Step::Query(b"{\"get\":{\"key\":\"\x80\"}}".to_vec()));
+    steps.push(Step::Query(
+        b"{\"get\":{\"key\":\"\xef\xbb\xbfbom\"}}".to_vec(),
+    ));
     steps.push(Step::Query(
         b"{\"scan\":{\"prefix\":\"\n\"\n,\"limit\":\n-5}}".to_vec(),
     ));
