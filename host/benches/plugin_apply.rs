@@ -5,13 +5,16 @@
 //! Run: `cargo bench -p clusterhost --bench plugin_apply` (after
 //! `cargo xtask plugins`). `cargo xtask bench` runs it too.
 
-use std::path::PathBuf;
+mod common;
+
 use std::sync::Arc;
 
 use clusterhost::limits::PluginLimits;
 use clusterhost::plugin::{EntryPosition, FsmRuntime, Machine, PluginEngine, PluginHandle};
 use clusterhost_sdk::{Entry, RawStateMachine};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+
+use common::plugin_bytes;
 
 /// Distinct keys the benchmark cycles through, so the map stays a realistic size.
 const KEY_SPACE: u64 = 1_000;
@@ -22,18 +25,6 @@ const BATCH: usize = 64;
 
 fn kv_bytes() -> Arc<[u8]> {
     plugin_bytes("kv")
-}
-
-fn plugin_bytes(name: &str) -> Arc<[u8]> {
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../target/plugins/{name}.wasm"));
-    let bytes = std::fs::read(&path).unwrap_or_else(|error| {
-        panic!(
-            "{}: {error}; run `cargo xtask plugins` first",
-            path.display()
-        )
-    });
-    Arc::from(bytes)
 }
 
 /// A put whose JSON encoding is exactly 100 bytes.

@@ -5,13 +5,15 @@
 //! Run: `cargo bench -p clusterhost --bench plugin_languages` (after
 //! `cargo xtask plugins`). `cargo xtask bench` runs it too.
 
-use std::path::PathBuf;
-use std::sync::Arc;
+mod common;
+
 use std::time::{Duration, Instant};
 
 use clusterhost::limits::PluginLimits;
 use clusterhost::plugin::{EntryPosition, FsmRuntime, PluginEngine};
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
+
+use common::plugin_bytes;
 
 /// The builds compared: benchmark name and component file.
 const LANGUAGES: [(&str, &str); 3] = [("rust", "kv"), ("python", "kv_py"), ("javascript", "kv_js")];
@@ -21,18 +23,6 @@ const KEY_SPACE: u64 = 1_000;
 const PUT_BYTES: usize = 256;
 /// Cold loads measured per language: criterion's minimum sample count.
 const COMPILE_SAMPLES: usize = 10;
-
-fn plugin_bytes(name: &str) -> Arc<[u8]> {
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../target/plugins/{name}.wasm"));
-    let bytes = std::fs::read(&path).unwrap_or_else(|error| {
-        panic!(
-            "{}: {error}; run `cargo xtask plugins` first",
-            path.display()
-        )
-    });
-    Arc::from(bytes)
-}
 
 fn key(sequence: u64) -> String {
     format!("key-{:06}", sequence % KEY_SPACE)
