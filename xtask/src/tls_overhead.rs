@@ -11,8 +11,8 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde_json::Value;
 
-use clusterhost_tests::TestCluster;
 use clusterhost_tests::cli::{CLI_TIMEOUT, run_cli};
+use clusterhost_tests::{TestCluster, exit};
 
 use crate::ab_pairs::{self, Feature, Load};
 
@@ -62,8 +62,14 @@ impl Feature for Tls {
     /// the "off" runs really did not: it answers one.
     async fn check(&self, cluster: &TestCluster, leader: usize, on: bool) -> Result<()> {
         let endpoint = cluster.node(leader).endpoint();
-        let plaintext = run_cli(["status", "--endpoints", &endpoint], &[], CLI_TIMEOUT).await;
-        let answered = plaintext.code == Some(0);
+        let plaintext = run_cli(["status", "--endpoint", &endpoint], &[], CLI_TIMEOUT).await;
+        anyhow::ensure!(
+            plaintext.code != Some(exit::USAGE),
+            "{} is not a usable check: {}",
+            plaintext.command_line,
+            plaintext.stderr
+        );
+        let answered = plaintext.code == Some(exit::OK);
         anyhow::ensure!(
             answered != on,
             "TLS {}, yet a plaintext `clusterhost status` {}: {}",
