@@ -99,12 +99,22 @@ impl TestCluster {
     /// uses for its own calls; gossip sealed with one key (a node whose
     /// extra flags name another `--gossip-key-file` uses that instead).
     pub async fn with_tls() -> Self {
-        let mut cluster = Self::new();
-        let pki = TestPki::create(&cluster.root().join("pki")).await;
-        cluster.admin_tls = Some(pki.client(ADMIN_CERT, "admin").await);
-        cluster.gossip_key = Some(pki.gossip_key("gossip.key").await);
-        cluster.pki = Some(pki);
-        cluster
+        Self::new().enable_tls().await
+    }
+
+    /// Like [`Self::with_tls`], kept in `directory` as [`Self::in_directory`].
+    pub async fn in_directory_with_tls(directory: &Path) -> Self {
+        Self::in_directory(directory).enable_tls().await
+    }
+
+    /// The certificates and gossip key of [`Self::with_tls`], before any
+    /// node starts.
+    async fn enable_tls(mut self) -> Self {
+        let pki = TestPki::create(&self.root().join("pki")).await;
+        self.admin_tls = Some(pki.client(ADMIN_CERT, "admin").await);
+        self.gossip_key = Some(pki.gossip_key("gossip.key").await);
+        self.pki = Some(pki);
+        self
     }
 
     /// The certificates of a TLS cluster.

@@ -1,12 +1,13 @@
-//! `cargo xtask bench [--quick] [--only metrics-overhead] [--compare etcd] [--nodes N] [--clients 1,16,64,256] [--value-bytes B] [--duration 10s]`:
+//! `cargo xtask bench [--quick] [--only metrics-overhead|tls-overhead] [--compare etcd] [--nodes N] [--clients 1,16,64,256] [--value-bytes B] [--duration 10s]`:
 //! builds in release, starts a cluster on loopback with the kv plugin,
 //! drives it with `clusterhost bench` (writes to the leader and spread over
 //! all nodes, linearizable and stale reads), measures a hot-swap under
 //! writes with about 10 MB of state and failover, stops
 //! everything it started, runs the criterion plugin-path benchmark, measures
-//! the overhead of metrics on writes ([`crate::metrics_overhead`]), and
-//! writes `target/bench/report.md` and `report.json` ([`crate::bench_report`]).
-//! `--only metrics-overhead` measures that overhead alone.
+//! the overhead of metrics on writes ([`crate::metrics_overhead`]) and of
+//! mutual TLS ([`crate::tls_overhead`]), and writes `target/bench/report.md`
+//! and `report.json` ([`crate::bench_report`]). `--only metrics-overhead`
+//! and `--only tls-overhead` measure one of those overheads alone.
 //!
 //! `--compare etcd` also starts an etcd cluster of the same size (see
 //! [`crate::etcd`]) and runs each load row on it right after the same
@@ -23,7 +24,9 @@ use serde_json::{Value, json};
 use clusterhost_tests::{NodeOptions, TestCluster, paths};
 
 use crate::etcd::{self, EtcdCluster};
-use crate::{bench_report, command, failover, metrics_overhead, plugins, toolchain};
+use crate::{
+    ab_pairs, bench_report, command, failover, metrics_overhead, plugins, tls_overhead, toolchain,
+};
 
 /// How long the cluster gets to reach an expected state.
 const WAIT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -46,6 +49,8 @@ const HOT_SWAP_DEPLOY_AFTER: Duration = Duration::from_secs(3);
 enum Only {
     /// Write throughput with metrics on and off ([`metrics_overhead`]).
     MetricsOverhead,
+    /// Write throughput with mutual TLS on and off ([`tls_overhead`]).
+    TlsOverhead,
 }
 
 struct Settings {
@@ -79,7 +84,10 @@ fn parse(args: &[String]) -> Result<Settings> {
             },
             "--only" => match value()?.as_str() {
                 "metrics-overhead" => settings.only = Some(Only::MetricsOverhead),
-                other => bail!("--only knows only `metrics-overhead`, not `{other}`"),
+                "tls-overhead" => settings.only = Some(Only::TlsOverhead),
+                other => {
+                    bail!("--only knows `metrics-overhead` and `tls-overhead`, not `{other}`")
+                }
             },
             "--nodes" => settings.nodes = value()?.parse()?,
             "--clients" => {
@@ -117,7 +125,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     paths::use_binary(&root.join("target/release/clusterhost")).map_err(anyhow::Error::msg)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let mut report = match settings.only {
-        Some(Only::MetricsOverhead) => json!({}),
+        Some(_) => json!({}),
         None => {
             let mut report = runtime.block_on(measure_cluster(root, &out_dir, &settings))?;
             run_criterion(root, &settings)?;
@@ -125,15 +133,20 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
             report
         }
     };
-    let load = metrics_overhead::Load {
+    let load = ab_pairs::Load {
         duration: &settings.duration,
         warmup: warmup(&settings),
         value_bytes: settings.value_bytes,
         quick: settings.quick,
     };
     let kv = root.join("target/plugins/kv.wasm");
-    report["metrics_overhead"] =
-        runtime.block_on(metrics_overhead::measure(&kv, &out_dir, &load))?;
+    if settings.only != Some(Only::TlsOverhead) {
+        report["metrics_overhead"] =
+            runtime.block_on(metrics_overhead::measure(&kv, &out_dir, &load))?;
+    }
+    if settings.only != Some(Only::MetricsOverhead) {
+        report["tls_overhead"] = runtime.block_on(tls_overhead::measure(&kv, &out_dir, &load))?;
+    }
     report["machine"] = bench_report::machine();
     write_report(&out_dir, &report, settings.only.is_some())
 }
@@ -161,8 +174,8 @@ fn run_criterion(root: &Path, settings: &Settings) -> Result<()> {
     )
 }
 
-/// `report.json` and `report.md` in `out_dir` (`partial`: only the
-/// metrics overhead was measured); the markdown is printed too.
+/// `report.json` and `report.md` in `out_dir` (`partial`: only an
+/// overhead was measured); the markdown is printed too.
 fn write_report(out_dir: &Path, report: &Value, partial: bool) -> Result<()> {
     std::fs::create_dir_all(out_dir)?;
     std::fs::write(
@@ -171,6 +184,7 @@ fn write_report(out_dir: &Path, report: &Value, partial: bool) -> Result<()> {
     )?;
     let markdown = if partial {
         let mut lines = metrics_overhead::render(&report["metrics_overhead"]);
+        lines.extend(tls_overhead::render(&report["tls_overhead"]));
         lines.push(format!("Machine: {}.", report["machine"]));
         lines.join("\n")
     } else {

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use crate::{bench_languages, compare, metrics_overhead};
+use crate::{bench_languages, compare, metrics_overhead, tls_overhead};
 
 /// Point estimates (ns) from criterion's output for the plugin path.
 pub fn criterion_estimates(root: &Path) -> Value {
@@ -86,6 +86,7 @@ pub fn render(report: &Value) -> String {
     lines.extend(plugin_path_lines(&report["plugin_path_ns"]));
     lines.extend(cluster_lines(report));
     lines.extend(metrics_overhead::render(&report["metrics_overhead"]));
+    lines.extend(tls_overhead::render(&report["tls_overhead"]));
     lines.push(format!("Machine: {}.", report["machine"]));
     lines.extend(compare::render(report));
     lines.join("\n")

@@ -6,6 +6,7 @@
 //! module with a `pub fn run(root: &Path, args: &[String]) -> Result<()>` and
 //! add a row to [`SUBCOMMANDS`].
 
+mod ab_pairs;
 mod bench;
 mod bench_languages;
 mod bench_report;
@@ -21,6 +22,7 @@ mod plugin_tests;
 mod plugins;
 mod python_plugins;
 mod test;
+mod tls_overhead;
 mod toolchain;
 mod upgrade;
 
@@ -54,7 +56,7 @@ const SUBCOMMANDS: &[Subcommand] = &[
     },
     Subcommand {
         name: "bench",
-        help: "release build; load a local cluster and the plugin path; write target/bench/report.md (--quick for a short run; --compare etcd side by side with etcd; --only metrics-overhead)",
+        help: "release build; load a local cluster and the plugin path; write target/bench/report.md (--quick for a short run; --compare etcd side by side with etcd; --only metrics-overhead|tls-overhead)",
         run: bench::run,
     },
     Subcommand {
