@@ -1,4 +1,4 @@
-//! Write throughput and p99 at [`CLIENTS`] clients on a fresh three-node
+//! Write throughput and p99 at a number of clients on a fresh three-node
 //! cluster with one feature on and off, the rows `cargo xtask bench
 //! --only metrics-overhead` ([`crate::metrics_overhead`]) and `--only
 //! tls-overhead` ([`crate::tls_overhead`]) report. A [`Feature`] says how
@@ -16,8 +16,6 @@ use serde_json::{Value, json};
 
 use clusterhost_tests::{NodeOptions, TestCluster, paths};
 
-/// Writing clients, as the issues' closing notes ask.
-const CLIENTS: u64 = 64;
 /// Nodes per cluster.
 const NODES: usize = 3;
 /// On/off pairs measured (one with --quick).
@@ -35,6 +33,8 @@ pub struct Load<'a> {
     pub warmup: &'a str,
     /// Bytes per value written.
     pub value_bytes: usize,
+    /// Clients writing at once.
+    pub clients: u64,
     /// One pair instead of [`PAIRS`].
     pub quick: bool,
 }
@@ -71,7 +71,12 @@ pub async fn measure<F: Feature>(
             [false, true]
         };
         for on in order {
-            let name = format!("{}-overhead/{pair}-{}", F::NAME, label(on));
+            let name = format!(
+                "{}-overhead/{}-clients-{pair}-{}",
+                F::NAME,
+                load.clients,
+                label(on)
+            );
             let report = one_run(feature, kv, &out_dir.join(name), on, load).await?;
             runs.push(json!({F::NAME: label(on), "report": report}));
         }
@@ -89,7 +94,7 @@ pub async fn measure<F: Feature>(
         });
     Ok(json!({
         "feature": F::NAME,
-        "clients": CLIENTS,
+        "clients": load.clients,
         "nodes": NODES,
         "pairs": pairs,
         "duration": load.duration,
@@ -131,9 +136,10 @@ async fn one_run<F: Feature>(
     cluster.wait_for_voters(NODES, WAIT_TIMEOUT).await;
     let leader = cluster.leader_index().await.map_err(anyhow::Error::msg)?;
     eprintln!(
-        "\n== {} {}: write, {CLIENTS} clients, leader",
+        "\n== {} {}: write, {} clients, leader",
         F::NAME,
-        label(on)
+        label(on),
+        load.clients
     );
     let bench_args = feature.bench_args(&cluster, on).await?;
     let report = write_load(&cluster.node(leader).endpoint(), &bench_args, load)?;
@@ -144,11 +150,11 @@ async fn one_run<F: Feature>(
     Ok(report)
 }
 
-/// `clusterhost bench` writing through `leader` at [`CLIENTS`] clients.
+/// `clusterhost bench` writing through `leader` at `load.clients` clients.
 fn write_load(leader: &str, bench_args: &[String], load: &Load<'_>) -> Result<Value> {
     let output = Command::new(paths::clusterhost_binary())
         .args(["bench", "--json", "--workload", "write"])
-        .args(["--clients", &CLIENTS.to_string()])
+        .args(["--clients", &load.clients.to_string()])
         .args(["--endpoints", leader])
         .args(["--value-bytes", &load.value_bytes.to_string()])
         .args(["--duration", load.duration, "--warmup", load.warmup])

@@ -87,6 +87,7 @@ pub fn render(report: &Value) -> String {
     lines.extend(cluster_lines(report));
     lines.extend(metrics_overhead::render(&report["metrics_overhead"]));
     lines.extend(tls_overhead::render(&report["tls_overhead"]));
+    lines.extend(tls_overhead::render(&report["tls_overhead_one_client"]));
     lines.push(format!("Machine: {}.", report["machine"]));
     lines.extend(compare::render(report));
     lines.join("\n")
