@@ -199,6 +199,7 @@ fn write_report(out_dir: &Path, report: &Value, partial: bool) -> Result<()> {
     let markdown = if partial {
         let mut lines = metrics_overhead::render(&report["metrics_overhead"]);
         lines.extend(tls_overhead::render(&report["tls_overhead"]));
+        lines.extend(tls_overhead::render(&report["tls_overhead_one_client"]));
         lines.push(format!("Machine: {}.", report["machine"]));
         lines.join("\n")
     } else {
