@@ -436,6 +436,17 @@ fn apply_all(
     entries: Vec<(EntryPosition, Vec<u8>)>,
     metrics: &Metrics,
 ) -> Result<Vec<AppliedEntry>, RebuildError> {
+    let applied = apply_each(runtime.as_deref_mut(), entries, metrics);
+    // Also when a rebuild failed part way: the entries before it burned fuel.
+    record_usage(runtime, "apply", metrics);
+    applied
+}
+
+fn apply_each(
+    mut runtime: Option<&mut Machine>,
+    entries: Vec<(EntryPosition, Vec<u8>)>,
+    metrics: &Metrics,
+) -> Result<Vec<AppliedEntry>, RebuildError> {
     let mut outcomes = Vec::with_capacity(entries.len());
     for (position, command) in entries {
         let started = Instant::now();
@@ -454,6 +465,5 @@ fn apply_all(
         metrics.plugin_call("apply", counted, started.elapsed());
         outcomes.push((outcome, writes));
     }
-    record_usage(runtime, "apply", metrics);
     Ok(outcomes)
 }

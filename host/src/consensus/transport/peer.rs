@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use clusterhost_client::ClientTls;
+use futures::StreamExt as _;
 use openraft::error::{RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, v2::RaftNetworkV2};
 use openraft::raft::{
@@ -271,13 +272,11 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         let chunks = snapshot_chunks(self.target, &vote, &snapshot).map_err(|status| {
             StreamingError::Unreachable(Unreachable::from_string(status.message()))
         })?;
-        let bytes = chunks
-            .iter()
-            .map(|chunk| chunk.header.len() + chunk.data.len())
-            .sum();
-        self.metrics
-            .raft_sent_bytes(self.target, INSTALL_SNAPSHOT, bytes);
-        let send = stream_snapshot(client, chunks, option.soft_ttl());
+        let (metrics, target) = (self.metrics.clone(), self.target);
+        // Counted chunk by chunk as the stream hands them to the transport,
+        // so a transfer cut short counts only what went.
+        let sent = move |bytes| metrics.raft_sent_bytes(target, INSTALL_SNAPSHOT, bytes);
+        let send = stream_snapshot(client, chunks, option.soft_ttl(), sent);
         let reply = tokio::select! {
             reply = send => reply,
             closed = cancel => return Err(StreamingError::Closed(closed)),
@@ -349,10 +348,13 @@ async fn stream_snapshot(
     mut client: RaftClient<Channel>,
     chunks: Vec<SnapshotChunk>,
     timeout: Duration,
+    sent: impl Fn(usize) + Send + Sync + 'static,
 ) -> Result<SnapshotResponse<TypeConfig>, tonic::Status> {
     let body_bytes = chunks.iter().map(|chunk| chunk.data.len()).sum();
     let timeout = sizing::transfer_timeout(body_bytes, timeout);
-    let mut request = tonic::Request::new(futures::stream::iter(chunks));
+    let chunks = futures::stream::iter(chunks)
+        .inspect(move |chunk| sent(chunk.header.len() + chunk.data.len()));
+    let mut request = tonic::Request::new(chunks);
     request.set_timeout(timeout);
     let reply = tokio::time::timeout(timeout, client.install_snapshot(request))
         .await
