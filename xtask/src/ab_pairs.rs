@@ -8,22 +8,18 @@
 //! reported.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use serde_json::{Value, json};
 
-use clusterhost_tests::{NodeOptions, TestCluster, paths};
+use clusterhost_tests::TestCluster;
+
+use crate::bench;
 
 /// Nodes per cluster.
 const NODES: usize = 3;
 /// On/off pairs measured (one with --quick).
 const PAIRS: usize = 3;
-/// How long a cluster gets to form.
-const WAIT_TIMEOUT: Duration = Duration::from_secs(60);
-/// Learners vote after this long: a bench cluster forms quickly.
-const STABILIZATION: Duration = Duration::from_secs(1);
 
 /// How each run loads its cluster.
 pub struct Load<'a> {
@@ -121,19 +117,7 @@ async fn one_run<F: Feature>(
     load: &Load<'_>,
 ) -> Result<Value> {
     let mut cluster = feature.cluster(directory, on).await?;
-    for n in 0..NODES {
-        let options = NodeOptions {
-            stabilization: Some(STABILIZATION),
-            extra_args: feature.node_args(on),
-            ..NodeOptions::default()
-        };
-        if n == 0 {
-            cluster.bootstrap_node(kv, options).await;
-        } else {
-            cluster.start_joining(0, options).await;
-        }
-    }
-    cluster.wait_for_voters(NODES, WAIT_TIMEOUT).await;
+    bench::start_nodes(&mut cluster, kv, NODES, || feature.node_args(on)).await;
     let leader = cluster.leader_index().await.map_err(anyhow::Error::msg)?;
     eprintln!(
         "\n== {} {}: write, {} clients, leader",
@@ -152,19 +136,25 @@ async fn one_run<F: Feature>(
 
 /// `clusterhost bench` writing through `leader` at `load.clients` clients.
 fn write_load(leader: &str, bench_args: &[String], load: &Load<'_>) -> Result<Value> {
-    let output = Command::new(paths::clusterhost_binary())
-        .args(["bench", "--json", "--workload", "write"])
-        .args(["--clients", &load.clients.to_string()])
-        .args(["--endpoints", leader])
-        .args(["--value-bytes", &load.value_bytes.to_string()])
-        .args(["--duration", load.duration, "--warmup", load.warmup])
-        .args(bench_args)
-        .stderr(Stdio::inherit())
-        .output()?;
-    if !output.status.success() {
-        bail!("clusterhost bench failed: {}", output.status);
-    }
-    Ok(serde_json::from_slice(&output.stdout)?)
+    let args: Vec<String> = [
+        "--workload",
+        "write",
+        "--clients",
+        &load.clients.to_string(),
+        "--endpoints",
+        leader,
+        "--value-bytes",
+        &load.value_bytes.to_string(),
+        "--duration",
+        load.duration,
+        "--warmup",
+        load.warmup,
+    ]
+    .into_iter()
+    .map(str::to_string)
+    .chain(bench_args.iter().cloned())
+    .collect();
+    bench::bench_report(&args)
 }
 
 /// The medians of the runs with `feature` `on_or_off`: writes/s and p99.

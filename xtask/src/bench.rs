@@ -323,17 +323,45 @@ async fn failovers(
 
 /// Start a bootstrap node and join the rest to it; wait until all vote.
 async fn start_cluster(kv: &Path, out_dir: &Path, count: usize) -> TestCluster {
-    let options = NodeOptions {
-        stabilization: Some(STABILIZATION),
-        ..NodeOptions::default()
-    };
     let mut cluster = TestCluster::in_directory(out_dir);
-    cluster.bootstrap_node(kv, options.clone()).await;
-    for _ in 1..count {
-        cluster.start_joining(0, options.clone()).await;
+    start_nodes(&mut cluster, kv, count, Vec::new).await;
+    cluster
+}
+
+/// Start `count` nodes in `cluster`: the first bootstraps with `kv`, the
+/// rest join it, each with the flags `node_args` gives; wait until all vote.
+pub async fn start_nodes(
+    cluster: &mut TestCluster,
+    kv: &Path,
+    count: usize,
+    mut node_args: impl FnMut() -> Vec<String>,
+) {
+    for n in 0..count {
+        let options = NodeOptions {
+            stabilization: Some(STABILIZATION),
+            extra_args: node_args(),
+            ..NodeOptions::default()
+        };
+        if n == 0 {
+            cluster.bootstrap_node(kv, options).await;
+        } else {
+            cluster.start_joining(0, options).await;
+        }
     }
     cluster.wait_for_voters(count, WAIT_TIMEOUT).await;
-    cluster
+}
+
+/// Run `clusterhost bench --json` with `args`; its report.
+pub fn bench_report(args: &[String]) -> Result<Value> {
+    let output = Command::new(paths::clusterhost_binary())
+        .args(["bench", "--json"])
+        .args(args)
+        .stderr(Stdio::inherit())
+        .output()?;
+    if !output.status.success() {
+        bail!("clusterhost bench failed: {}", output.status);
+    }
+    Ok(serde_json::from_slice(&output.stdout)?)
 }
 
 /// Each of `workloads` at every client count; writes both to the leader
@@ -419,26 +447,32 @@ fn load(
         endpoints.len()
     );
     let cpu_before = (system.cpu_ms)();
-    let output = Command::new(paths::clusterhost_binary())
-        .args(["bench", "--json", "--workload", workload])
-        .args(["--system", system.name])
-        .args(["--clients", &clients.to_string()])
-        .args(["--endpoints", &endpoints.join(",")])
-        .args(["--value-bytes", &settings.value_bytes.to_string()])
-        .args(["--duration", &settings.duration])
-        .args(["--warmup", warmup(settings)])
-        .args(extra)
-        .stderr(Stdio::inherit())
-        .output()?;
-    if !output.status.success() {
-        bail!("clusterhost bench failed: {}", output.status);
-    }
+    let args: Vec<String> = [
+        "--workload",
+        workload,
+        "--system",
+        system.name,
+        "--clients",
+        &clients.to_string(),
+        "--endpoints",
+        &endpoints.join(","),
+        "--value-bytes",
+        &settings.value_bytes.to_string(),
+        "--duration",
+        &settings.duration,
+        "--warmup",
+        warmup(settings),
+    ]
+    .into_iter()
+    .chain(extra.iter().copied())
+    .map(str::to_string)
+    .collect();
+    let mut report = bench_report(&args)?;
     let cpu_ms: Vec<u64> = (system.cpu_ms)()
         .iter()
         .zip(cpu_before)
         .map(|(after, before)| after.saturating_sub(before))
         .collect();
-    let mut report: Value = serde_json::from_slice(&output.stdout)?;
     // Node CPU over the whole run divided by every op acknowledged in it
     // (warm-up included), so both sides cover the same interval.
     let acknowledged = report["acknowledged_including_warmup"]

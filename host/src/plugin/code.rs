@@ -233,7 +233,7 @@ impl PluginEngine {
         let engine = self.clone();
         let loaded = tokio::task::spawn_blocking(move || {
             let _held = (loading_this, compiling);
-            engine.load(bytes.into())
+            engine.load_with_digest(bytes.into(), digest)
         })
         .await
         .unwrap_or_else(|error| Err(LoadError::Invalid(format!("the compiler failed: {error}"))));
@@ -270,6 +270,17 @@ impl PluginEngine {
     pub fn load(&self, bytes: Arc<[u8]>) -> Result<PluginCode, LoadError> {
         check_header(&bytes)?;
         let digest = PluginDigest::of(&bytes);
+        self.load_with_digest(bytes, digest)
+    }
+
+    /// [`PluginEngine::load`] of bytes whose digest the caller has already
+    /// taken (hashing up to 64 MiB is not free).
+    fn load_with_digest(
+        &self,
+        bytes: Arc<[u8]>,
+        digest: PluginDigest,
+    ) -> Result<PluginCode, LoadError> {
+        check_header(&bytes)?;
         let component = self.compile(&bytes, &digest)?;
         let instance_pre = self
             .linker

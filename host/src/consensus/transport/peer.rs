@@ -201,12 +201,17 @@ impl PeerClient {
         option: RPCOption,
     ) -> Result<Resp, RPCError<TypeConfig>> {
         let client = self.client()?;
-        let message = codec::request(kind, request, self.target)
-            .map_err(|status| RPCError::Unreachable(Unreachable::from_string(status.message())))?;
         let label = call_label(kind);
-        self.metrics
-            .raft_sent_bytes(self.target, label, message.payload.len());
-        let answer = call_encoded(client, message, option.soft_ttl()).await;
+        // An encoding failure ends like a transport failure: counted, the
+        // connection dropped, the peer named.
+        let answer = match codec::request(kind, request, self.target) {
+            Ok(message) => {
+                self.metrics
+                    .raft_sent_bytes(self.target, label, message.payload.len());
+                call_encoded(client, message, option.soft_ttl()).await
+            }
+            Err(status) => Err(status),
+        };
         self.metrics.raft_rpc(self.target, label, answer.is_ok());
         answer.map_err(|status| {
             self.client = None;
@@ -269,17 +274,17 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
         let client = self.client()?;
-        let chunks = snapshot_chunks(self.target, &vote, &snapshot).map_err(|status| {
-            StreamingError::Unreachable(Unreachable::from_string(status.message()))
-        })?;
         let (metrics, target) = (self.metrics.clone(), self.target);
         // Counted chunk by chunk as the stream hands them to the transport,
         // so a transfer cut short counts only what went.
         let sent = move |bytes| metrics.raft_sent_bytes(target, INSTALL_SNAPSHOT, bytes);
-        let send = stream_snapshot(client, chunks, option.soft_ttl(), sent);
-        let reply = tokio::select! {
-            reply = send => reply,
-            closed = cancel => return Err(StreamingError::Closed(closed)),
+        let reply = match snapshot_chunks(self.target, &vote, &snapshot) {
+            Ok(chunks) => tokio::select! {
+                reply = stream_snapshot(client, chunks, option.soft_ttl(), sent) => reply,
+                closed = cancel => return Err(StreamingError::Closed(closed)),
+            },
+            // Like a failed transfer: counted, the connection dropped.
+            Err(status) => Err(status),
         };
         self.metrics
             .raft_rpc(self.target, INSTALL_SNAPSHOT, reply.is_ok());
