@@ -186,7 +186,7 @@ impl Cluster {
                     async move { node.apply(command).await }
                 })
                 .await?;
-            return applied(response);
+            return self.applied(response);
         }
         let deadline = Instant::now() + self.options.retry_budget;
         let mut stamp = self.next_stamp().await?;
@@ -198,7 +198,7 @@ impl Cluster {
                 async move { node.apply_stamped(command, stamp).await }
             });
             let failure = match attempt.await {
-                Ok(response) => return applied(response),
+                Ok(response) => return self.applied(response),
                 Err(error) => classify(&error),
             };
             match failure {
@@ -415,6 +415,19 @@ impl Cluster {
             self.move_on();
         }
         answer
+    }
+
+    /// The endpoint the next call goes to first: the leader, once known
+    /// (from [`Self::status`] or from an answer that was forwarded to it).
+    pub fn preferred_endpoint(&self) -> &str {
+        &self.endpoints[self.preferred]
+    }
+
+    /// The answer to an apply; a forwarded one names the leader, which is
+    /// preferred from then on.
+    fn applied(&mut self, response: proto::ApplyResponse) -> Result<Applied, Error> {
+        self.prefer(&response.leader_addr);
+        applied(response)
     }
 
     fn move_on(&mut self) {

@@ -3,9 +3,9 @@
 //! exactly once, and errors typed by what they mean for the command.
 
 use clusterhost_client::{Cluster, Consistency, Error};
-use clusterhost_tests::TestCluster;
 use clusterhost_tests::cluster::free_addresses;
 use clusterhost_tests::scenario::*;
+use clusterhost_tests::{TestCluster, wait_for};
 
 /// Writes in the failover test; the leader dies after a third of them.
 const WRITES: i64 = 45;
@@ -94,4 +94,46 @@ async fn no_reachable_node_is_unavailable() {
         .err()
         .expect("nothing listens");
     assert!(matches!(error, Error::Unavailable(_)), "{error:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forwarded_answer_points_the_client_at_the_new_leader() {
+    // Goal: after leadership moves, the client's next write lands on the old
+    // leader, which forwards it; the answer names the new leader, and the
+    // client sends there directly from then on (no status call, no hop).
+    let cluster = counter_cluster().await;
+    let mut client = Cluster::connect(endpoints(&cluster))
+        .await
+        .expect("connect");
+    let leader = cluster.leader_index().await.expect("a leader");
+    assert_eq!(client.preferred_endpoint(), cluster.node(leader).endpoint());
+    let target = (leader + 1) % 3;
+    let target_id = cluster.id_of(target).to_string();
+    cluster
+        .cli(leader, &["leader", "transfer", "--to", &target_id])
+        .await
+        .success();
+    wait_for("leadership at the target", ELECTION_TIMEOUT, || async {
+        match cluster.leader_index().await {
+            Ok(now) if now == target => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert_eq!(
+        client.preferred_endpoint(),
+        cluster.node(leader).endpoint(),
+        "nothing told the client yet"
+    );
+    client.apply(br#"{"add":1}"#.to_vec()).await.expect("write");
+    assert_eq!(
+        client.preferred_endpoint(),
+        cluster.node(target).endpoint(),
+        "the forwarded answer named the new leader"
+    );
+    let total = client
+        .query(b"\"get\"".to_vec(), Consistency::Linearizable)
+        .await
+        .expect("read");
+    assert_eq!(total, br#"{"value":1}"#);
 }

@@ -418,19 +418,24 @@ impl ClusterService {
         let there = |mut leader: Leader| {
             let command = command.clone();
             async move {
-                match session {
+                let reply = match session {
                     None => {
                         let request = forwarded(proto::ApplyRequest { command });
-                        answer(leader.client.apply(request).await)
+                        leader.client.apply(request).await
                     }
                     Some(stamp) => {
                         let request = forwarded(proto::SessionApplyRequest {
                             command,
                             session: Some(stamp),
                         });
-                        answer(leader.client.apply_in_session(request).await)
+                        leader.client.apply_in_session(request).await
                     }
-                }
+                };
+                // The hint that lets the client skip this hop next time.
+                answer(reply).map(|response| proto::ApplyResponse {
+                    leader_addr: leader.rpc_addr,
+                    ..response
+                })
             }
         };
         let response = self.leader.run(forwarded_here, here, there).await?;

@@ -24,6 +24,7 @@ pub fn apply_response(index: u64, outcome: ApplyOutcome) -> proto::ApplyResponse
         index,
         result: Some(result),
         replayed: false,
+        leader_addr: String::new(),
     }
 }
 
