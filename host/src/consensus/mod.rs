@@ -25,6 +25,7 @@ pub mod host_state;
 pub mod log_store;
 pub mod machine_status;
 pub mod plugin_history;
+pub mod session_batch;
 pub mod sessions;
 pub mod settings;
 pub mod snapshot;

@@ -201,6 +201,11 @@ impl Sessions {
         self.open.len()
     }
 
+    /// Bytes of kept responses across all sessions, overhead included.
+    pub fn kept_bytes(&self) -> usize {
+        self.kept_bytes
+    }
+
     /// Move the log's clock to an entry's stamp and expire every session
     /// idle longer than its timeout. Stamps from a new leader may be behind
     /// the old one's: the clock never goes back.

@@ -8,6 +8,8 @@
 //! `deploy` switches plugins at a deploy entry and installs snapshots;
 //! `host_entries` applies settings changes.
 
+#[cfg(test)]
+mod batching_tests;
 mod deploy;
 mod host_entries;
 
@@ -25,6 +27,7 @@ use super::digest::{Applied, DigestBytes, command_digest};
 use super::host_state::HostState;
 pub use super::machine_status::MachineStatus;
 use super::plugin_history::PluginHistory;
+use super::session_batch::SessionBatch;
 use super::sessions::{Admission, SessionStamp};
 use super::settings::{ClusterSettings, PROTOCOL_LEVEL_LEGACY};
 use super::snapshot::{PluginState, SnapshotBody, Snapshots, StoredSnapshot};
@@ -64,6 +67,8 @@ pub struct StateMachineStore {
     last_applied: Option<LogId>,
     last_membership: StoredMembership,
     status: Arc<watch::Sender<MachineStatus>>,
+    /// The session commands among those waiting for the plugin.
+    session_batch: SessionBatch,
 }
 
 impl StateMachineStore {
@@ -119,6 +124,7 @@ impl StateMachineStore {
             last_applied,
             last_membership,
             status: Arc::new(watch::channel(status).0),
+            session_batch: SessionBatch::default(),
         })
     }
 
@@ -128,6 +134,7 @@ impl StateMachineStore {
     }
 
     async fn apply_commands(&mut self, pending: &mut Vec<PendingCommand>) -> io::Result<()> {
+        self.session_batch.clear();
         if pending.is_empty() {
             return Ok(());
         }
@@ -259,8 +266,9 @@ impl StateMachineStore {
     /// Queue a session command for the plugin, or answer it without the
     /// plugin when it is a retry or refused. Session decisions must not
     /// depend on how entries happen to be batched on this replica, so a
-    /// session command is admitted only once every earlier one has applied
-    /// and been recorded.
+    /// session command joins the queued ones only where
+    /// [`SessionBatch::admits`] shows it is decided as it would be alone;
+    /// otherwise the queued ones are applied and recorded first.
     async fn admit_session_command(
         &mut self,
         command: PendingCommand,
@@ -270,9 +278,11 @@ impl StateMachineStore {
             pending.push(command);
             return Ok(());
         };
-        if pending.iter().any(|queued| queued.session.is_some()) {
+        if !self.session_batch.admits(stamp.client_id) {
             self.apply_commands(pending).await?;
         }
+        self.session_batch
+            .join(&self.host.sessions, stamp.client_id);
         let position = command.position;
         self.host.sessions.advance_clock(position.time_ms);
         let (response, folded) = match self.host.sessions.admit(stamp, &command.command_digest) {
