@@ -216,7 +216,7 @@ pub async fn connect_channel_with(
     let mut builder = Endpoint::from_shared(url).map_err(|error| unreachable(error.to_string()))?;
     if let Some(tls) = tls {
         builder = builder
-            .tls_config(tls.config())
+            .tls_config(crate::tls::tonic_tls_config(tls))
             .map_err(|error| unreachable(source_chain(&error)))?;
     }
     builder

@@ -127,6 +127,17 @@ pub struct Cluster {
     session: Option<Session>,
 }
 
+/// How a call treats an attempt that got no answer.
+#[derive(Clone, Copy)]
+enum Repeat {
+    /// Repeat it; its effect, if any, does not matter to the caller.
+    Freely,
+    /// Repeat it; if none is answered, the change may have happened.
+    Change,
+    /// Do not repeat it: the call's outcome is unknown.
+    Never,
+}
+
 /// What one failed attempt means for the call.
 enum Retry {
     /// Try again (another node, after a pause); nothing was applied.
@@ -293,7 +304,7 @@ impl Cluster {
 
     /// Deploy a plugin to the whole cluster.
     pub async fn deploy(&mut self, plugin: Vec<u8>) -> Result<proto::DeployResponse, Error> {
-        self.call(|mut node| {
+        self.call_repeating_change(|mut node| {
             let plugin = plugin.clone();
             async move { node.deploy_plugin(plugin).await }
         })
@@ -332,13 +343,25 @@ impl Cluster {
     }
 
     /// Run `call` until it answers, moving across nodes, within the budget.
-    /// For calls that are safe to repeat.
+    /// For calls whose repeats change nothing the caller waits for (reads,
+    /// opening a session): when the budget runs out the call was
+    /// [`Error::Unavailable`], whatever an unanswered attempt did.
     async fn call<T, F, Fut>(&mut self, call: F) -> Result<T, Error>
     where
         F: Fn(Client) -> Fut,
         Fut: Future<Output = Result<T, ClientError>>,
     {
-        self.retrying(call, true).await
+        self.retrying(call, Repeat::Freely).await
+    }
+
+    /// Like [`Self::call`], for a change that may be repeated: when the
+    /// budget runs out after an unanswered attempt, [`Error::Ambiguous`].
+    async fn call_repeating_change<T, F, Fut>(&mut self, call: F) -> Result<T, Error>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: Future<Output = Result<T, ClientError>>,
+    {
+        self.retrying(call, Repeat::Change).await
     }
 
     /// Like [`Self::call`], but an attempt that may have been applied is
@@ -348,10 +371,10 @@ impl Cluster {
         F: Fn(Client) -> Fut,
         Fut: Future<Output = Result<T, ClientError>>,
     {
-        self.retrying(call, false).await
+        self.retrying(call, Repeat::Never).await
     }
 
-    async fn retrying<T, F, Fut>(&mut self, call: F, repeatable: bool) -> Result<T, Error>
+    async fn retrying<T, F, Fut>(&mut self, call: F, repeat: Repeat) -> Result<T, Error>
     where
         F: Fn(Client) -> Fut,
         Fut: Future<Output = Result<T, ClientError>>,
@@ -364,10 +387,11 @@ impl Cluster {
                 Err(error) => match classify(&error) {
                     Retry::Stop(error) => return Err(error),
                     Retry::Again(reason) => self.give_up_after(deadline, &reason, false)?,
-                    Retry::Unsure(reason) if repeatable => {
-                        self.give_up_after(deadline, &reason, true)?;
-                    }
-                    Retry::Unsure(reason) => return Err(Error::Ambiguous(reason)),
+                    Retry::Unsure(reason) => match repeat {
+                        Repeat::Freely => self.give_up_after(deadline, &reason, false)?,
+                        Repeat::Change => self.give_up_after(deadline, &reason, true)?,
+                        Repeat::Never => return Err(Error::Ambiguous(reason)),
+                    },
                     Retry::SessionNotOpen(reason) => return Err(Error::Refused(reason)),
                 },
             }

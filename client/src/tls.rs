@@ -60,14 +60,16 @@ impl ClientTls {
             key_pem: read_pem(key, "key", "PRIVATE KEY")?,
         })
     }
+}
 
-    /// tonic's client configuration: verify the server against the CA and
-    /// present this certificate.
-    pub fn config(&self) -> ClientTlsConfig {
-        ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(&self.ca_pem))
-            .identity(Identity::from_pem(&self.cert_pem, &self.key_pem))
-    }
+/// tonic's client configuration for `tls`: verify the server against the
+/// CA and present the certificate. A free function, not a method, so that
+/// [`ClientTls`] carries no gRPC type into APIs that hand it on (the
+/// embedding builder's).
+pub fn tonic_tls_config(tls: &ClientTls) -> ClientTlsConfig {
+    ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&tls.ca_pem))
+        .identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem))
 }
 
 /// Read `path`, which must hold a PEM block whose label contains `label`

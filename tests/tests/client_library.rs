@@ -137,3 +137,59 @@ async fn a_forwarded_answer_points_the_client_at_the_new_leader() {
         .expect("read");
     assert_eq!(total, br#"{"value":1}"#);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_write_nobody_answered_is_ambiguous_not_unavailable() {
+    // Goal: a write sent to a leader that then stops answering (frozen with
+    // SIGSTOP) may still commit, so the library says `Ambiguous`, never
+    // `Unavailable` — with sessions off at once, with sessions on once its
+    // retries in the same session ran out of budget. A write that was never
+    // sent (its session could not be opened) is `Unavailable`. After the
+    // leader resumes, the counter shows each write at most once.
+    let cluster = counter_cluster().await;
+    let leader = cluster.leader_index().await.expect("a leader");
+    let only_the_leader = [cluster.node(leader).endpoint()];
+    let options = |sessions| clusterhost_client::Options {
+        sessions,
+        request_timeout: std::time::Duration::from_secs(1),
+        retry_budget: std::time::Duration::from_secs(3),
+        ..Default::default()
+    };
+    let mut once = Cluster::connect_with(only_the_leader.clone(), options(false))
+        .await
+        .expect("connect");
+    let mut exactly_once = Cluster::connect_with(only_the_leader.clone(), options(true))
+        .await
+        .expect("connect");
+    let mut unopened = Cluster::connect_with(only_the_leader, options(true))
+        .await
+        .expect("connect");
+    // The session is open before the leader stops answering.
+    exactly_once
+        .apply(br#"{"add":1}"#.to_vec())
+        .await
+        .expect("first write");
+    cluster.pause(leader);
+    let plain = once.apply(br#"{"add":1}"#.to_vec()).await;
+    let in_session = exactly_once.apply(br#"{"add":1}"#.to_vec()).await;
+    // A client whose session could not even be opened sent no command.
+    let never_sent = unopened.apply(br#"{"add":1}"#.to_vec()).await;
+    cluster.resume(leader);
+    assert!(
+        matches!(never_sent, Err(Error::Unavailable(_))),
+        "{never_sent:?}"
+    );
+    assert!(matches!(plain, Err(Error::Ambiguous(_))), "{plain:?}");
+    assert!(
+        matches!(in_session, Err(Error::Ambiguous(_))),
+        "{in_session:?}"
+    );
+    let mut reader = Cluster::connect(endpoints(&cluster))
+        .await
+        .expect("connect");
+    let total: Total = reader.query_json(&"get").await.expect("read");
+    assert!(
+        (1..=3).contains(&total.value),
+        "the first write, and two more each at most once: {total:?}"
+    );
+}

@@ -77,18 +77,24 @@ async fn three_embedded_nodes_form_a_cluster_in_one_process() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_embedded_node_joins_a_cluster_of_clusterhost_processes() {
-    // Goal: a program embedding clusterhost joins a cluster run by the
-    // `clusterhost` binary; its writes are seen by the processes' CLI.
-    let cluster = TestCluster::start_bootstrap_with(&kv_plugin(), fast(1)).await;
+    // Goal: a program embedding clusterhost joins a cluster run by two
+    // `clusterhost` processes and becomes its third voter; its writes are
+    // seen through both processes' CLI.
+    let mut cluster = TestCluster::start_bootstrap_with(&kv_plugin(), fast(1)).await;
+    cluster.start_joining(0, fast(2)).await;
+    cluster.wait_for_voters(2, MEMBERSHIP_TIMEOUT).await;
     let directory = tempfile::tempdir().expect("temp dir");
     let seed = cluster.node(0).gossip_addr().to_string();
     let node = embedded(directory.path(), "embedded", Some(seed)).await;
     put_when_ready(&node, "from", "library").await;
-    let read = cluster
-        .cli(0, &["query", r#"{"get":{"key":"from"}}"#])
-        .await
-        .success_json();
-    assert_eq!(read["value"], "library");
+    cluster.wait_for_voters(3, MEMBERSHIP_TIMEOUT).await;
+    for n in 0..2 {
+        let read = cluster
+            .cli(n, &["query", r#"{"get":{"key":"from"}}"#])
+            .await
+            .success_json();
+        assert_eq!(read["value"], "library", "read through process {n}");
+    }
     node.shutdown().await.expect("clean shutdown");
 }
 

@@ -23,7 +23,7 @@ pub fn raft_client(rpc_addr: &str, tls: Option<&ClientTls>) -> Result<RaftClient
         .tcp_nodelay(true);
     if let Some(tls) = tls {
         endpoint = endpoint
-            .tls_config(tls.config())
+            .tls_config(clusterhost_client::tonic_tls_config(tls))
             .map_err(|error| format!("TLS for {rpc_addr}: {error}"))?;
     }
     Ok(RaftClient::new(endpoint.connect_lazy())
