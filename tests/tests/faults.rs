@@ -3,7 +3,9 @@
 //! nodes run on hosts of their own (network namespaces). Each run must show
 //! a linearizable history, identical replicas and a cluster that takes
 //! writes again after the heal. Runs one at a time: they load both cores.
-//! Needs root (network namespaces); CI runs as root.
+//! Needs root (network namespaces). Without root a run is skipped, unless
+//! [`REQUIRED_ENV`] is set (CI sets it), when it fails instead: a CI that
+//! lost root must not pass without its fault runs.
 
 use clusterhost_tests::faults::{self, Nemesis, RunConfig};
 
@@ -11,10 +13,18 @@ use clusterhost_tests::faults::{self, Nemesis, RunConfig};
 /// each other's elections.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// Set (to anything) where the fault suite must run, not be skipped.
+const REQUIRED_ENV: &str = "CLUSTERHOST_FAULTS_REQUIRED";
+
 /// Run `nemesis` on 3 and on 5 nodes.
 async fn on_three_and_five_nodes(nemesis: Nemesis) {
     // SAFETY: geteuid has no preconditions and touches no memory.
     if unsafe { libc::geteuid() } != 0 {
+        assert!(
+            std::env::var_os(REQUIRED_ENV).is_none(),
+            "{REQUIRED_ENV} is set, but {} cannot run: network namespaces need root",
+            nemesis.name()
+        );
         eprintln!("skipping {}: network namespaces need root", nemesis.name());
         return;
     }
