@@ -11,7 +11,10 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use clusterhost::limits::{PLUGIN_MEMORIES_MAX, PLUGIN_TABLE_ELEMENTS_MAX, PluginLimits};
+use clusterhost::limits::{
+    PLUGIN_INSTANCES_MAX, PLUGIN_MEMORIES_MAX, PLUGIN_TABLE_ELEMENTS_MAX, PLUGIN_TABLES_MAX,
+    PluginLimits,
+};
 use clusterhost::plugin::{ApplyError, EntryPosition, Fault, FsmRuntime, PluginCode, PluginEngine};
 
 const MIB: usize = 1024 * 1024;
@@ -39,6 +42,10 @@ struct Shape {
     apply_grows_pages: usize,
     /// Elements the table grows by in each `apply`.
     apply_grows_elements: usize,
+    /// Tables beyond the one `apply` grows.
+    extra_tables: usize,
+    /// Core instances (of an empty module) beyond the one that runs.
+    extra_instances: usize,
 }
 
 const SMALL: Shape = Shape {
@@ -47,6 +54,8 @@ const SMALL: Shape = Shape {
     table_elements: 1,
     apply_grows_pages: 0,
     apply_grows_elements: 0,
+    extra_tables: 0,
+    extra_instances: 0,
 };
 
 /// A component of the state-machine world shaped as `shape`. `apply` grows
@@ -62,6 +71,8 @@ fn component(shape: Shape) -> PluginCode {
         })
         .collect();
     let extra_memories = format!("(memory {})", shape.pages_each).repeat(shape.memories - 1);
+    let extra_tables = "(table 0 funcref)".repeat(shape.extra_tables);
+    let extra_instances = "(core instance (instantiate $empty))".repeat(shape.extra_instances);
     let lift = r#"(memory $core "memory") (realloc (func $core "cabi_realloc"))"#;
     let text = format!(
         r#"(component
@@ -69,6 +80,7 @@ fn component(shape: Shape) -> PluginCode {
     (memory (export "memory") {pages})
     {extra_memories}
     (table {elements} funcref)
+    {extra_tables}
     (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) i32.const 1024)
     (func (export "apply") (param i64 i64 i64 i32 i32) (result i32)
       {growth}
@@ -77,6 +89,8 @@ fn component(shape: Shape) -> PluginCode {
     (func (export "query") (param i32 i32) (result i32) unreachable)
     (func (export "snapshot") (result i32) unreachable)
     (func (export "restore") (param i32 i32) (result i32) unreachable))
+  (core module $empty)
+  {extra_instances}
   (core instance $core (instantiate $module))
   (type $entry_type (record (field "index" u64) (field "term" u64) (field "time-ms" u64)))
   (export $entry "entry" (type $entry_type))
@@ -197,7 +211,7 @@ fn tables_past_the_element_limit_are_refused() {
     }
 }
 
-// Goal: the number of memories is bounded (tables and instances alike).
+// Goal: the number of memories is bounded.
 #[test]
 fn more_memories_than_the_limit_do_not_instantiate() {
     let many = Shape {
@@ -219,6 +233,41 @@ fn misbehave() -> PluginCode {
         .unwrap_or_else(|error| panic!("{}: {error}; run `cargo xtask plugins`", path.display()));
     let engine = PluginEngine::new(None).expect("engine");
     engine.load(Arc::from(bytes)).expect("misbehave loads")
+}
+
+// Goal: the number of tables and of instances is bounded too, so a plugin
+// cannot take host memory through many small ones.
+#[test]
+fn more_tables_or_instances_than_the_limits_do_not_instantiate() {
+    let at_the_limits = Shape {
+        extra_tables: PLUGIN_TABLES_MAX - 1,
+        extra_instances: PLUGIN_INSTANCES_MAX - 1,
+        ..SMALL
+    };
+    FsmRuntime::new(component(at_the_limits), limits()).expect("at the limits it instantiates");
+    let cases = [
+        (
+            "table",
+            Shape {
+                extra_tables: PLUGIN_TABLES_MAX,
+                ..SMALL
+            },
+        ),
+        (
+            "instance",
+            Shape {
+                extra_instances: PLUGIN_INSTANCES_MAX,
+                ..SMALL
+            },
+        ),
+    ];
+    for (what, shape) in cases {
+        match FsmRuntime::new(component(shape), limits()) {
+            Err(Fault::Trapped { message }) => assert!(message.contains(what), "{message}"),
+            Err(other) => panic!("wrong fault for too many {what}s: {other}"),
+            Ok(_) => panic!("one {what} more than the limit instantiated"),
+        }
+    }
 }
 
 // Goal: a Rust plugin's heap stops at the cap with a memory fault, and what
