@@ -288,6 +288,11 @@ impl TestCluster {
         self.nodes[n].options.binary = binary;
     }
 
+    /// Send node `n` SIGHUP: it reads its gossip key file again.
+    pub fn hangup(&self, n: usize) {
+        self.running_process(n, "hangup").hangup();
+    }
+
     /// Freeze node `n` (SIGSTOP) until [`Self::resume`].
     pub fn pause(&self, n: usize) {
         self.running_process(n, "pause").pause();
