@@ -167,7 +167,7 @@ async fn assert_slots_freed(client: &ClusterClient<Channel>) {
 /// Bytes of each upload of the flood: as large as a plugin may be.
 const FLOOD_UPLOAD_BYTES: usize = 64 * 1024 * 1024;
 const _: () = assert!(FLOOD_UPLOAD_BYTES <= PLUGIN_BYTES_MAX);
-const _: () = assert!(FLOOD_UPLOAD_BYTES % PLUGIN_UPLOAD_CHUNK_BYTES == 0);
+const _: () = assert!(FLOOD_UPLOAD_BYTES.is_multiple_of(PLUGIN_UPLOAD_CHUNK_BYTES));
 /// Uploads of the flood, opened at once.
 const FLOOD_UPLOADS: usize = 20;
 const _: () = assert!(FLOOD_UPLOADS > DEPLOY_UPLOADS_MAX);

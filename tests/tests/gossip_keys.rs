@@ -85,9 +85,9 @@ async fn gossip_keys_rotate_under_writes_without_losing_a_datagram() {
     cluster
         .bootstrap_node(&kv_plugin(), with_key_file(0, &key_files[0]))
         .await;
-    for n in 1..NODES {
+    for (n, key_file) in key_files.iter().enumerate().take(NODES).skip(1) {
         cluster
-            .start_joining(n - 1, with_key_file(n, &key_files[n]))
+            .start_joining(n - 1, with_key_file(n, key_file))
             .await;
     }
     cluster.wait_for_voters(NODES, MEMBERSHIP_TIMEOUT).await;
@@ -100,8 +100,8 @@ async fn gossip_keys_rotate_under_writes_without_losing_a_datagram() {
         format!("# old key removed\n{new}\n"),
     ];
     for (step, keys) in steps.iter().enumerate() {
-        for n in 0..NODES {
-            std::fs::write(&key_files[n], keys).unwrap();
+        for (n, key_file) in key_files.iter().enumerate().take(NODES) {
+            std::fs::write(key_file, keys).unwrap();
             reload(&cluster, n, step + 1).await;
         }
     }
