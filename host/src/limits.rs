@@ -322,6 +322,27 @@ pub const GOSSIP_RELAY_PEERS_MAX: usize = 256;
 /// accepted while a rotation is rolled out.
 pub const GOSSIP_KEYS_MAX: usize = 8;
 
+/// Most gossip members that are not Raft members (joining, or never
+/// added) the membership loop considers at once; more are ignored and
+/// counted (`gossip_members{liveness="ignored"}`).
+pub const GOSSIP_UNKNOWN_MEMBERS_MAX: usize = 64;
+
+/// Most such members the membership loop remembers (when first seen, when
+/// last alive); new ones beyond it are ignored without being remembered.
+pub const GOSSIP_UNKNOWN_MEMBERS_TRACKED_MAX: usize = 1_024;
+
+/// How long a gossip member that is not a Raft member may be silent (not
+/// alive to the failure detector) before it is no longer considered.
+/// chitchat keeps its state for [`GOSSIP_DEAD_NODE_FORGET_AFTER`]; this is
+/// how long it can matter. Well beyond the failure detector's few seconds,
+/// so a joining node that is briefly unreachable keeps its place.
+pub const GOSSIP_UNKNOWN_MEMBER_SILENT_EXPIRY: Duration = Duration::from_secs(60);
+
+const _: () = assert!(GOSSIP_UNKNOWN_MEMBERS_MAX >= VOTERS_MAX as usize);
+const _: () = assert!(GOSSIP_UNKNOWN_MEMBERS_TRACKED_MAX >= GOSSIP_UNKNOWN_MEMBERS_MAX);
+const _: () = assert!(
+    GOSSIP_UNKNOWN_MEMBER_SILENT_EXPIRY.as_secs() < GOSSIP_DEAD_NODE_FORGET_AFTER.as_secs()
+);
 const _: () = assert!(PLUGIN_FUEL_PER_CALL <= PLUGIN_FUEL_PER_BULK_CALL);
 const _: () = assert!(RESPONSE_BYTES_MAX < RAFT_GRPC_MESSAGE_BYTES_MAX);
 const _: () = assert!(COMMAND_BYTES_MAX < RAFT_GRPC_MESSAGE_BYTES_MAX);

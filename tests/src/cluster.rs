@@ -69,6 +69,9 @@ pub struct TestCluster {
     pub(crate) admin_tls: Option<ClientTls>,
     /// The gossip key file every node of a TLS cluster seals gossip with.
     pub(crate) gossip_key: Option<PathBuf>,
+    /// The name of the client certificate the harness presents on a TLS
+    /// cluster ([`ADMIN_CERT`] unless given).
+    pub(crate) admin_cert: String,
 }
 
 /// The name of the admin client certificate the harness itself uses on a
@@ -90,6 +93,7 @@ impl TestCluster {
             pki: None,
             admin_tls: None,
             gossip_key: None,
+            admin_cert: ADMIN_CERT.to_string(),
         }
     }
 
@@ -107,11 +111,26 @@ impl TestCluster {
         Self::in_directory(directory).enable_tls().await
     }
 
+    /// Like [`Self::in_directory_with_tls`], with the CA, the certificates
+    /// and `gossip.key` in `pki_dir` (whatever is missing there is made by
+    /// the `clusterhost` command line), the harness presenting the admin
+    /// certificate `admin`.
+    pub async fn in_directory_with_pki(directory: &Path, pki_dir: &Path, admin: &str) -> Self {
+        let mut cluster = Self::in_directory(directory);
+        cluster.admin_cert = admin.to_string();
+        cluster.enable_tls_in(pki_dir).await
+    }
+
     /// The certificates and gossip key of [`Self::with_tls`], before any
     /// node starts.
-    async fn enable_tls(mut self) -> Self {
-        let pki = TestPki::create(&self.root().join("pki")).await;
-        self.admin_tls = Some(pki.client(ADMIN_CERT, "admin").await);
+    async fn enable_tls(self) -> Self {
+        let pki_dir = self.root().join("pki");
+        self.enable_tls_in(&pki_dir).await
+    }
+
+    async fn enable_tls_in(mut self, pki_dir: &Path) -> Self {
+        let pki = TestPki::create(pki_dir).await;
+        self.admin_tls = Some(pki.client(&self.admin_cert, "admin").await);
         self.gossip_key = Some(pki.gossip_key("gossip.key").await);
         self.pki = Some(pki);
         self
@@ -156,6 +175,7 @@ impl TestCluster {
             pki: None,
             admin_tls: None,
             gossip_key: None,
+            admin_cert: ADMIN_CERT.to_string(),
         }
     }
 
@@ -266,6 +286,11 @@ impl TestCluster {
     /// under test), as an operator replacing a node's binary would.
     pub fn set_binary(&mut self, n: usize, binary: Option<std::path::PathBuf>) {
         self.nodes[n].options.binary = binary;
+    }
+
+    /// Send node `n` SIGHUP: it reads its gossip key file again.
+    pub fn hangup(&self, n: usize) {
+        self.running_process(n, "hangup").hangup();
     }
 
     /// Freeze node `n` (SIGSTOP) until [`Self::resume`].

@@ -186,7 +186,7 @@ impl TestCluster {
         let endpoint = self.node(n).endpoint();
         let mut env = vec![("CLUSTERHOST_ENDPOINT".to_string(), endpoint)];
         if let Some(pki) = &self.pki {
-            env.extend(pki.cli_env(crate::cluster::ADMIN_CERT));
+            env.extend(pki.cli_env(&self.admin_cert));
         }
         let env: Vec<(&str, &str)> = env
             .iter()

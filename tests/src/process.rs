@@ -71,6 +71,11 @@ impl Process {
         self.signal(libc::SIGTERM, "SIGTERM");
     }
 
+    /// Send SIGHUP (a node reloads its gossip keys).
+    pub fn hangup(&self) {
+        self.signal(libc::SIGHUP, "SIGHUP");
+    }
+
     /// Freeze the process (SIGSTOP): it keeps its sockets but does nothing,
     /// as a long GC pause or an overloaded machine would.
     pub fn pause(&self) {

@@ -13,12 +13,15 @@ pub struct TestPki {
 }
 
 impl TestPki {
-    /// A new CA in `dir` (`clusterhost certs init`).
+    /// The CA in `dir`, made there (`clusterhost certs init`) unless one
+    /// already is.
     pub async fn create(dir: &Path) -> Self {
-        let dir_arg = dir.to_string_lossy().into_owned();
-        run_cli(["certs", "init", "--dir", &dir_arg], &[], CLI_TIMEOUT)
-            .await
-            .success();
+        if !dir.join("ca.pem").exists() {
+            let dir_arg = dir.to_string_lossy().into_owned();
+            run_cli(["certs", "init", "--dir", &dir_arg], &[], CLI_TIMEOUT)
+                .await
+                .success();
+        }
         Self {
             dir: dir.to_path_buf(),
         }
@@ -70,12 +73,14 @@ impl TestPki {
             .unwrap_or_else(|error| panic!("certificate {name}: {error}"))
     }
 
-    /// A new gossip key file `name` in the directory (`clusterhost gossip
-    /// keygen`).
+    /// The gossip key file `name` in the directory, made (`clusterhost
+    /// gossip keygen`) unless it exists.
     pub async fn gossip_key(&self, name: &str) -> PathBuf {
-        let output = run_cli(["gossip", "keygen"], &[], CLI_TIMEOUT).await;
         let path = self.dir.join(name);
-        std::fs::write(&path, output.success()).expect("write the gossip key");
+        if !path.exists() {
+            let output = run_cli(["gossip", "keygen"], &[], CLI_TIMEOUT).await;
+            std::fs::write(&path, output.success()).expect("write the gossip key");
+        }
         path
     }
 

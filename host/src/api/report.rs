@@ -266,6 +266,7 @@ mod tests {
                     )
                 })
                 .collect(),
+            ignored_unknown: 0,
             holding: Vec::new(),
         }
     }

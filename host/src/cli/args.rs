@@ -263,7 +263,7 @@ pub struct RunArgs {
     pub plugin_signers: Option<PathBuf>,
     /// Seal every gossip datagram (ChaCha20-Poly1305) with the keys in this
     /// file, one per line (`clusterhost gossip keygen`): the first seals,
-    /// all open, so keys rotate without downtime.
+    /// all open, so keys rotate without downtime. Read again on SIGHUP.
     #[arg(long)]
     pub gossip_key_file: Option<PathBuf>,
     /// Serve gRPC or gossip on a non-loopback address without TLS: anyone

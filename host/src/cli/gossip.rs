@@ -1,4 +1,5 @@
-//! `clusterhost gossip keygen`, and reading `--gossip-key-file`.
+//! `clusterhost gossip keygen`, and reading `--gossip-key-file` (at start,
+//! and again on SIGHUP so gossip keys rotate without restarts).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -31,4 +32,38 @@ pub fn load_keyring(path: Option<&Path>) -> Result<Option<Arc<Keyring>>, CliErro
     let keyring =
         Keyring::parse(&text).map_err(|error| invalid(format!("{}: {error}", path.display())))?;
     Ok(Some(Arc::new(keyring)))
+}
+
+/// Until the process ends: on every SIGHUP, read `path` again and use its
+/// keys; a file that does not parse is logged and the keys in use stay.
+#[cfg(unix)]
+pub async fn reload_on_hangup(path: std::path::PathBuf, keyring: Arc<Keyring>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(hangups) => hangups,
+        Err(error) => {
+            tracing::warn!("cannot listen for SIGHUP; gossip keys reload only on restart: {error}");
+            return;
+        }
+    };
+    while hangups.recv().await.is_some() {
+        let loaded = tokio::fs::read_to_string(&path)
+            .await
+            .map_err(|error| error.to_string())
+            .and_then(|text| Keyring::parse(&text).map_err(|error| error.to_string()));
+        match loaded {
+            Ok(newer) => {
+                keyring.replace_keys(newer);
+                tracing::info!(
+                    keys = keyring.len(),
+                    "gossip keyring reloaded from {}",
+                    path.display()
+                );
+            }
+            Err(error) => tracing::warn!(
+                "gossip keyring not reloaded, the keys in use stay: {}: {error}",
+                path.display()
+            ),
+        }
+    }
 }

@@ -2,6 +2,8 @@
 //! with. The first key seals; every key opens, so a new key can be added
 //! everywhere first, made primary next, and the old one dropped last
 //! (rotation without a moment in which two nodes cannot hear each other).
+//! A running node swaps in the keys of its key file again on SIGHUP
+//! ([`Keyring::replace_keys`]), so each of those steps needs no restart.
 //!
 //! Wire form of a sealed datagram: a format byte, a random 96-bit nonce,
 //! then the ciphertext and its 16-byte tag. A datagram that does not open
@@ -9,6 +11,7 @@
 
 use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
+use std::sync::{PoisonError, RwLock};
 
 use crate::limits::GOSSIP_KEYS_MAX;
 
@@ -42,15 +45,16 @@ pub enum KeyringError {
     },
 }
 
-/// The keys, primary first.
+/// The keys, primary first. Behind a lock so a reload can swap them while
+/// the gossip relays that share this keyring keep sealing and opening.
 pub struct Keyring {
-    keys: Vec<LessSafeKey>,
+    keys: RwLock<Vec<LessSafeKey>>,
     random: SystemRandom,
 }
 
 impl std::fmt::Debug for Keyring {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(formatter, "Keyring({} keys)", self.keys.len())
+        write!(formatter, "Keyring({} keys)", self.len())
     }
 }
 
@@ -79,9 +83,33 @@ impl Keyring {
             return Err(KeyringError::TooMany { count: keys.len() });
         }
         Ok(Self {
-            keys,
+            keys: RwLock::new(keys),
             random: SystemRandom::new(),
         })
+    }
+
+    /// How many keys the ring holds.
+    pub fn len(&self) -> usize {
+        self.keys().len()
+    }
+
+    /// Never true: a keyring has at least one key.
+    pub fn is_empty(&self) -> bool {
+        self.keys().is_empty()
+    }
+
+    /// Use `newer`'s keys from now on (a reloaded key file); datagrams in
+    /// flight are sealed or opened under either set, never a mix.
+    pub fn replace_keys(&self, newer: Keyring) {
+        let keys = newer
+            .keys
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner);
+        *self.keys.write().unwrap_or_else(PoisonError::into_inner) = keys;
+    }
+
+    fn keys(&self) -> std::sync::RwLockReadGuard<'_, Vec<LessSafeKey>> {
+        self.keys.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// A new random key, as a key file line.
@@ -100,7 +128,7 @@ impl Keyring {
         sealed.extend_from_slice(&nonce);
         sealed.extend_from_slice(plaintext);
         let mut body = sealed.split_off(1 + NONCE_LEN);
-        self.keys[0].seal_in_place_append_tag(
+        self.keys()[0].seal_in_place_append_tag(
             Nonce::assume_unique_for_key(nonce),
             Aad::from(ASSOCIATED_DATA),
             &mut body,
@@ -117,7 +145,7 @@ impl Keyring {
         }
         let (nonce, body) = rest.split_at(NONCE_LEN);
         let nonce: [u8; NONCE_LEN] = nonce.try_into().ok()?;
-        self.keys.iter().find_map(|key| {
+        self.keys().iter().find_map(|key| {
             let mut buffer = body.to_vec();
             let plaintext = key
                 .open_in_place(
@@ -196,5 +224,21 @@ mod tests {
             KeyringError::TooMany { .. }
         ));
         assert!(Keyring::parse(&format!("# primary\n{key}\n")).is_ok());
+    }
+
+    #[test]
+    fn replaced_keys_seal_and_open_from_then_on() {
+        let (old, new) = (Keyring::generate().unwrap(), Keyring::generate().unwrap());
+        let ring = keyring(&[&old]);
+        let under_old = ring.seal(b"before").unwrap();
+        ring.replace_keys(keyring(&[&new, &old]));
+        assert_eq!(ring.len(), 2);
+        assert!(keyring(&[&new]).open(&ring.seal(b"x").unwrap()).is_some());
+        assert!(
+            ring.open(&under_old).is_some(),
+            "the secondary key stopped opening"
+        );
+        ring.replace_keys(keyring(&[&new]));
+        assert_eq!(ring.open(&under_old), None, "a removed key still opens");
     }
 }

@@ -15,6 +15,7 @@ use super::local::LocalMember;
 use super::reconcile::{
     self, GossipView, Holding, MemberView, Observation, Policy, Tracker, membership_change,
 };
+use super::unknown::{Ignored, UnknownPeers};
 use crate::consensus::settings::{ClusterSettings, Setting, SettingsChange};
 use crate::consensus::settings::{PROTOCOL_LEVEL_LEGACY, PROTOCOL_LEVEL_SUPPORTED};
 use crate::consensus::{Consensus, ConsensusView, MachineStatus, NodeId, Role};
@@ -24,8 +25,11 @@ use crate::limits::{CHECKPOINTS_GOSSIPED, MEMBERSHIP_CHANGE_TIMEOUT, RECONCILE_I
 /// What the loop publishes for status and `members`.
 #[derive(Debug, Clone, Default)]
 pub struct ClusterView {
-    /// Peers as gossip sees them.
+    /// Peers as gossip sees them (without the members outside Raft that
+    /// are left out: see [`super::unknown`]).
     pub peers: BTreeMap<NodeId, Peer>,
+    /// Gossip members outside Raft left out: beyond the cap, or expired.
+    pub ignored_unknown: usize,
     /// Changes the leader is holding back, and why.
     pub holding: Vec<String>,
 }
@@ -92,6 +96,10 @@ struct Rounds {
     /// Whether the flags that differ from the cluster's settings were
     /// reported.
     warned: bool,
+    /// The gossip members outside Raft, bounded.
+    unknown: UnknownPeers,
+    /// How many of them the last round left out, to log changes only.
+    ignored_unknown: usize,
 }
 
 impl Autopilot {
@@ -102,6 +110,8 @@ impl Autopilot {
             was_leader: false,
             electable: true,
             warned: false,
+            unknown: UnknownPeers::default(),
+            ignored_unknown: 0,
         };
         loop {
             tokio::select! {
@@ -118,7 +128,18 @@ impl Autopilot {
     async fn round(&self, rounds: &mut Rounds) {
         let consensus = self.consensus.view();
         let machine = self.machine.borrow().clone();
-        let peers = self.exchange_announcements(&consensus, &machine).await;
+        let (peers, ignored) = self
+            .exchange_announcements(&consensus, &machine, &mut rounds.unknown)
+            .await;
+        if ignored.len() != rounds.ignored_unknown {
+            rounds.ignored_unknown = ignored.len();
+            tracing::warn!(
+                over_cap = ignored.over_cap.len(),
+                expired = ignored.expired.len(),
+                "gossip members outside the cluster left out: more than {} at once, or silent too long",
+                crate::limits::GOSSIP_UNKNOWN_MEMBERS_MAX
+            );
+        }
         let is_leader = consensus.role == Role::Leader;
         if is_leader && !rounds.was_leader {
             // A new leader starts its own liveness history: grace periods
@@ -145,16 +166,22 @@ impl Autopilot {
         } else if !consensus.initialized() && self.config.bootstrap_expect > 0 {
             self.bootstrap_expect(&peers).await;
         }
-        self.view.set(ClusterView { peers, holding });
+        self.view.set(ClusterView {
+            peers,
+            ignored_unknown: ignored.len(),
+            holding,
+        });
     }
 
     /// Announce this node's state by gossip and hand the live peers'
-    /// addresses to Raft.
+    /// addresses to Raft; returns the peers, without the members outside
+    /// Raft that `unknown` leaves out, and those left out.
     async fn exchange_announcements(
         &self,
         consensus: &ConsensusView,
         machine: &MachineStatus,
-    ) -> BTreeMap<NodeId, Peer> {
+        unknown: &mut UnknownPeers,
+    ) -> (BTreeMap<NodeId, Peer>, Ignored) {
         self.discovery
             .announce(&announcement(
                 &self.local,
@@ -163,7 +190,8 @@ impl Autopilot {
                 self.config.bootstrap_expect,
             ))
             .await;
-        let peers = self.discovery.peers().await;
+        let mut peers = self.discovery.peers().await;
+        let ignored = leave_out_unknown(&mut peers, consensus, unknown, Instant::now());
         self.consensus.addresses().update(
             peers
                 .values()
@@ -171,7 +199,7 @@ impl Autopilot {
                 .map(|peer| (peer.node_id, peer.announcement.rpc_addr.clone()))
                 .collect(),
         );
-        peers
+        (peers, ignored)
     }
 
     /// The leader's part of a round: deploy the first plugin, compare the
@@ -333,6 +361,24 @@ impl Autopilot {
             Err(error) => tracing::warn!("cannot deploy the first plugin: {error}"),
         }
     }
+}
+
+/// Remove from `peers` the members outside the Raft membership that
+/// `unknown` does not consider now; returns them.
+fn leave_out_unknown(
+    peers: &mut BTreeMap<NodeId, Peer>,
+    consensus: &ConsensusView,
+    unknown: &mut UnknownPeers,
+    now: Instant,
+) -> Ignored {
+    let outside: BTreeMap<NodeId, bool> = peers
+        .values()
+        .filter(|peer| !consensus.members.contains_key(&peer.node_id))
+        .map(|peer| (peer.node_id, peer.alive))
+        .collect();
+    let ignored = unknown.observe(now, &outside);
+    peers.retain(|id, _| !ignored.contains(id));
+    ignored
 }
 
 fn announcement(

@@ -1,7 +1,7 @@
 //! Cluster membership driven by gossip: pure decisions in [`reconcile`] and
 //! [`bootstrap`], the loop that observes and acts in [`autopilot`], operator
-//! operations in [`operations`] and [`leave`], and this node's own state in
-//! [`local`].
+//! operations in [`operations`] and [`leave`], this node's own state in
+//! [`local`], and the bound on gossip members outside Raft in [`unknown`].
 
 pub mod autopilot;
 pub mod bootstrap;
@@ -10,5 +10,6 @@ pub mod leave;
 pub mod local;
 pub mod operations;
 pub mod reconcile;
+pub mod unknown;
 
 pub use local::LocalMember;

@@ -53,6 +53,9 @@ pub struct Sample {
     pub gossip_alive: u64,
     /// Members gossip sees dead.
     pub gossip_dead: u64,
+    /// Gossip members outside Raft left out (beyond the cap, or silent
+    /// too long).
+    pub gossip_ignored: u64,
     /// Successful deploys (the cluster version).
     pub cluster_version: u64,
     /// Deploys the history records that failed.
@@ -401,7 +404,11 @@ impl Metrics {
             .snapshot_index
             .set(gauge_value(sample.snapshot_index));
         sampled.apply_lag.set(gauge_value(apply_lag(sample)));
-        for (liveness, count) in [("alive", sample.gossip_alive), ("dead", sample.gossip_dead)] {
+        for (liveness, count) in [
+            ("alive", sample.gossip_alive),
+            ("dead", sample.gossip_dead),
+            ("ignored", sample.gossip_ignored),
+        ] {
             sampled
                 .gossip_members
                 .get_or_create(&LivenessLabels { liveness })
@@ -471,6 +478,7 @@ mod tests {
                 applied_index: 7,
                 sessions_open: 2,
                 corrupt_replicas: 1,
+                gossip_ignored: 3,
                 ..Sample::default()
             })
             .expect("encode");
@@ -481,6 +489,7 @@ mod tests {
             "clusterhost_raft_apply_lag_entries 3",
             "clusterhost_client_sessions_open 2",
             "clusterhost_divergence_corrupt_replicas 1",
+            "clusterhost_gossip_members{liveness=\"ignored\"} 3",
             "clusterhost_divergence_no_majority 0",
             "clusterhost_log_fsyncs_total 1",
             "clusterhost_plugin_fuel_used_total{export=\"apply\"} 520",

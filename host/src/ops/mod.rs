@@ -249,7 +249,8 @@ async fn run_blocking(
 /// What Raft, gossip and the state machine report now.
 fn sample(sources: &OpsSources) -> Sample {
     let view = sources.consensus.view();
-    let peers = sources.view.get().peers;
+    let cluster = sources.view.get();
+    let peers = cluster.peers;
     let alive = peers.values().filter(|peer| peer.alive).count() as u64;
     let machine = sources.machine.borrow();
     Sample {
@@ -263,6 +264,7 @@ fn sample(sources: &OpsSources) -> Sample {
         // Gossip lists peers; this node is alive as long as it answers.
         gossip_alive: alive + 1,
         gossip_dead: peers.len() as u64 - alive,
+        gossip_ignored: cluster.ignored_unknown as u64,
         cluster_version: machine.history.cluster_version,
         deploys_failed: machine
             .history
