@@ -11,6 +11,7 @@ use crate::consensus::settings::Setting;
 use crate::limits::{
     DEAD_GRACE_DEFAULT_TIME, LOG_ENTRIES_KEPT_BEHIND_SNAPSHOT, PROMOTION_LAG_ENTRIES_MAX,
     PluginLimits, SNAPSHOT_EVERY_ENTRIES_DEFAULT, STABILIZATION_DEFAULT_TIME, VOTER_CAP_DEFAULT,
+    VOTERS_MAX,
 };
 use crate::membership::reconcile::Policy;
 
@@ -81,6 +82,12 @@ impl NodeConfig {
     pub fn validate(&self) -> Result<(), String> {
         if self.bootstrap && self.bootstrap_expect > 0 {
             return Err("--bootstrap and --bootstrap-expect exclude each other".to_string());
+        }
+        if self.bootstrap_expect as u64 > VOTERS_MAX {
+            return Err(format!(
+                "--bootstrap-expect {} is above {VOTERS_MAX}, the most voters a cluster has",
+                self.bootstrap_expect
+            ));
         }
         if self.bootstrap && !self.join.is_empty() {
             return Err(
@@ -185,6 +192,15 @@ mod tests {
         both.bootstrap_expect = 3;
         assert!(
             both.validate()
+                .expect_err("refused")
+                .contains("--bootstrap-expect")
+        );
+
+        let mut too_many = example();
+        too_many.bootstrap_expect = VOTERS_MAX as usize + 1;
+        assert!(
+            too_many
+                .validate()
                 .expect_err("refused")
                 .contains("--bootstrap-expect")
         );
