@@ -15,6 +15,7 @@ use super::local::LocalMember;
 use super::reconcile::{
     self, GossipView, Holding, MemberView, Observation, Policy, Tracker, membership_change,
 };
+use super::verified::IdentityCheck;
 use crate::consensus::settings::{ClusterSettings, Setting, SettingsChange};
 use crate::consensus::settings::{PROTOCOL_LEVEL_LEGACY, PROTOCOL_LEVEL_SUPPORTED};
 use crate::consensus::{Consensus, ConsensusView, MachineStatus, NodeId, Role};
@@ -92,6 +93,8 @@ struct Rounds {
     /// Whether the flags that differ from the cluster's settings were
     /// reported.
     warned: bool,
+    /// Which gossiped addresses proved the node they claim (with TLS).
+    identity: IdentityCheck,
 }
 
 impl Autopilot {
@@ -102,6 +105,11 @@ impl Autopilot {
             was_leader: false,
             electable: true,
             warned: false,
+            identity: IdentityCheck::new(
+                self.local.node_id,
+                self.consensus.peer_tls().cloned().map(std::sync::Arc::new),
+                self.consensus.metrics().clone(),
+            ),
         };
         loop {
             tokio::select! {
@@ -118,7 +126,9 @@ impl Autopilot {
     async fn round(&self, rounds: &mut Rounds) {
         let consensus = self.consensus.view();
         let machine = self.machine.borrow().clone();
-        let peers = self.exchange_announcements(&consensus, &machine).await;
+        let peers = self
+            .exchange_announcements(&consensus, &machine, &mut rounds.identity)
+            .await;
         let is_leader = consensus.role == Role::Leader;
         if is_leader && !rounds.was_leader {
             // A new leader starts its own liveness history: grace periods
@@ -149,21 +159,24 @@ impl Autopilot {
     }
 
     /// Announce this node's state by gossip and hand the live peers'
-    /// addresses to Raft.
+    /// addresses to Raft: only entries whose claims hold (see
+    /// [`IdentityCheck::select`]).
     async fn exchange_announcements(
         &self,
         consensus: &ConsensusView,
         machine: &MachineStatus,
+        identity: &mut IdentityCheck,
     ) -> BTreeMap<NodeId, Peer> {
-        self.discovery
-            .announce(&announcement(
-                &self.local,
-                consensus,
-                machine,
-                self.config.bootstrap_expect,
-            ))
-            .await;
-        let peers = self.discovery.peers().await;
+        let mut announcement = announcement(
+            &self.local,
+            consensus,
+            machine,
+            self.config.bootstrap_expect,
+        );
+        announcement.node_name = identity.own_name().unwrap_or_default().to_string();
+        self.discovery.announce(&announcement).await;
+        let candidates = self.discovery.candidates().await;
+        let peers = identity.select(candidates, &consensus.members).await;
         self.consensus.addresses().update(
             peers
                 .values()
@@ -353,6 +366,7 @@ fn announcement(
         bootstrap_expect,
         protocol_level: PROTOCOL_LEVEL_SUPPORTED,
         checkpoints: divergence::encode_checkpoints(&machine.checkpoints, CHECKPOINTS_GOSSIPED),
+        node_name: String::new(),
     }
 }
 

@@ -1,14 +1,16 @@
 //! Cluster membership driven by gossip: pure decisions in [`reconcile`] and
-//! [`bootstrap`], the loop that observes and acts in [`autopilot`], operator
+//! [`bootstrap`] and [`identity`], the loop that observes and acts in [`autopilot`], operator
 //! operations in [`operations`] and [`leave`], and this node's own state in
 //! [`local`].
 
 pub mod autopilot;
 pub mod bootstrap;
 pub mod divergence;
+pub mod identity;
 pub mod leave;
 pub mod local;
 pub mod operations;
 pub mod reconcile;
+pub mod verified;
 
 pub use local::LocalMember;
