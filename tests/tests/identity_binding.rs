@@ -25,43 +25,50 @@ async fn three_tls_nodes() -> (TestCluster, usize) {
     (cluster, leader)
 }
 
-/// (id, gRPC address, suffrage) of every member, as node `n` records them.
+/// (id, gRPC address, suffrage) of every member of the Raft membership, as
+/// node `n` records them.
 async fn recorded_members(cluster: &TestCluster, n: usize) -> Vec<(u64, String, String)> {
-    let members = cluster.members(n).await;
-    let mut recorded: Vec<(u64, String, String)> = members["members"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no members list: {members}"))
-        .iter()
-        .map(|member| {
-            (
-                member["id"].as_u64().unwrap_or_default(),
-                member["rpc_addr"].as_str().unwrap_or_default().to_string(),
-                member["suffrage"].as_str().unwrap_or_default().to_string(),
-            )
-        })
+    let status = cluster
+        .try_status(n)
+        .await
+        .unwrap_or_else(|error| panic!("status of node {n}: {error}"));
+    let mut recorded: Vec<(u64, String, String)> = status
+        .members
+        .into_iter()
+        .map(|member| (member.id, member.rpc_addr, member.suffrage))
         .collect();
     recorded.sort();
     recorded
 }
 
 /// Wait until node `n` logged that it ignored gossip about `node_id`, and
-/// return that line.
-async fn wait_for_refusal(cluster: &TestCluster, n: usize, node_id: u64) -> String {
+/// return that line; panics if the members node `n` records change from
+/// `before` first (the spoof took effect).
+async fn wait_for_refusal(
+    cluster: &TestCluster,
+    n: usize,
+    node_id: u64,
+    before: &[(u64, String, String)],
+) -> String {
     let needle = format!("gossip about node {node_id} ignored");
-    wait_for(
+    let outcome = wait_for(
         &format!("node {n} to ignore gossip about node {node_id}"),
         REFUSAL_TIMEOUT,
         || {
-            let log = cluster.node(n).log();
             let needle = needle.clone();
             async move {
-                log.lines()
-                    .find(|line| line.contains(&needle))
-                    .map(str::to_string)
+                let members = recorded_members(cluster, n).await;
+                if members != before {
+                    return Some(Err(members));
+                }
+                let log = cluster.node(n).log();
+                let refusal = log.lines().find(|line| line.contains(&needle));
+                refusal.map(|line| Ok(line.to_string()))
             }
         },
     )
-    .await
+    .await;
+    outcome.unwrap_or_else(|members| panic!("the members changed: {before:?} -> {members:?}"))
 }
 
 /// No node's log shows a membership change naming `endpoint`.
@@ -92,7 +99,7 @@ async fn a_spoofed_member_id_is_ignored_and_a_real_move_is_followed() {
     cluster.set_join(spoofer, &[leader]);
     cluster.restart_without_waiting(spoofer).await;
     let spoofer_endpoint = cluster.node(spoofer).endpoint();
-    let refusal = wait_for_refusal(&cluster, leader, victim_id).await;
+    let refusal = wait_for_refusal(&cluster, leader, victim_id, &before).await;
     assert!(
         refusal.contains("node-3") && refusal.contains(&format!("node-{victim}")),
         "the refusal names both certificates: {refusal}"
@@ -142,7 +149,7 @@ async fn a_node_advertising_another_nodes_address_is_not_added() {
     let intruder = cluster.add_node(options);
     cluster.set_join(intruder, &[leader]);
     cluster.restart_without_waiting(intruder).await;
-    let refusal = wait_for_refusal(&cluster, leader, 9).await;
+    let refusal = wait_for_refusal(&cluster, leader, 9, &before).await;
     assert!(
         refusal.contains("node-3") && refusal.contains(&format!("node-{other}")),
         "the refusal names both certificates: {refusal}"

@@ -71,7 +71,13 @@ impl IdentityCheck {
             return newest(candidates);
         };
         let node_id = self.node_id;
-        let gossiped: HashSet<NodeId> = candidates.iter().map(|peer| peer.node_id).collect();
+        // A removed or replaced node's name is freed once it is neither a
+        // member nor alive in gossip.
+        let gossiped: HashSet<NodeId> = candidates
+            .iter()
+            .filter(|peer| peer.alive)
+            .map(|peer| peer.node_id)
+            .collect();
         self.bindings
             .retain(|id| id == node_id || members.contains_key(&id) || gossiped.contains(&id));
         if let Some(own) = self.own_name.clone() {
