@@ -161,3 +161,33 @@ async fn a_node_advertising_another_nodes_address_is_not_added() {
     cluster.kill9(intruder);
     cluster.wait_for_voters(3, MEMBERSHIP_TIMEOUT).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_process_speaking_for_a_member_at_its_address_is_ignored() {
+    // Goal: a process (certificate node-3) gossiping a follower's id and
+    // the follower's own gRPC address is ignored as a whole: the leader
+    // keeps seeing the follower's own gossip entry (its gossip address),
+    // and the members stay as they were.
+    let (mut cluster, leader) = three_tls_nodes().await;
+    let victim = (leader + 1) % 3;
+    let victim_id = cluster.id_of(victim);
+    let before = recorded_members(&cluster, leader).await;
+
+    let mut options = fast(victim_id);
+    options.extra_args = vec!["--advertise".into(), cluster.node(victim).endpoint()];
+    let spoofer = cluster.add_node(options);
+    cluster.set_join(spoofer, &[leader]);
+    cluster.restart_without_waiting(spoofer).await;
+    let refusal = wait_for_refusal(&cluster, leader, victim_id, &before).await;
+    assert!(refusal.contains("node-3"), "{refusal}");
+    apply_ok(&mut cluster.client(victim).await, kv::put("after", "yes")).await;
+    let members = cluster.members(leader).await;
+    let seen = members["members"]
+        .as_array()
+        .and_then(|members| members.iter().find(|member| member["id"] == victim_id))
+        .map(|member| member["gossip_addr"].clone());
+    let own = cluster.node(victim).gossip_addr().to_string();
+    assert_eq!(seen, Some(own.as_str().into()), "{members}");
+    assert_eq!(recorded_members(&cluster, leader).await, before);
+    cluster.kill9(spoofer);
+}

@@ -139,8 +139,12 @@ impl IdentityCheck {
     }
 
     /// Whether to believe `peer`'s entry, binding or logging as judged. An
-    /// entry at the address its membership records is always believed
-    /// (it changes no address), and judged only to learn the member's name.
+    /// entry at the address its membership records is believed until its
+    /// certificate was read (it changes no address); once read, every
+    /// entry is believed only if its claim holds, so an entry naming a
+    /// member's id and address but another certificate's name (another
+    /// process speaking for that member) is ignored, and the member's own
+    /// entry stands.
     fn believe(&mut self, peer: &Peer, members: &BTreeMap<NodeId, MemberView>) -> bool {
         let recorded = members
             .get(&peer.node_id)
@@ -185,7 +189,7 @@ impl IdentityCheck {
                     };
                     self.metrics.autopilot_action(action, "refused_identity");
                 }
-                trusted
+                false
             }
         }
     }
