@@ -262,10 +262,10 @@ pub const IDENTITY_RECHECK_AFTER: Duration = Duration::from_secs(60);
 /// An address that gave no certificate is dialed again after this long.
 pub const IDENTITY_RETRY_AFTER: Duration = Duration::from_secs(2);
 
-/// Most addresses the autopilot dials in one round; the rest wait for the
-/// next (gossip can name many addresses, and each dial may take
+/// Most identity dials under way at once; further addresses wait for a
+/// later round (gossip can name many addresses, and each dial may take
 /// [`IDENTITY_DIAL_TIMEOUT`]).
-pub const IDENTITY_DIALS_PER_ROUND_MAX: usize = 16;
+pub const IDENTITY_DIALS_IN_FLIGHT_MAX: usize = 16;
 
 /// Longest a single membership change may take before the loop moves on.
 pub const MEMBERSHIP_CHANGE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -176,7 +176,7 @@ impl Autopilot {
         announcement.node_name = identity.own_name().unwrap_or_default().to_string();
         self.discovery.announce(&announcement).await;
         let candidates = self.discovery.candidates().await;
-        let peers = identity.select(candidates, &consensus.members).await;
+        let peers = identity.select(candidates, &consensus.members);
         self.consensus.addresses().update(
             peers
                 .values()

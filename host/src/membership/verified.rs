@@ -9,13 +9,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use clusterhost_client::ClientTls;
+use tokio::task::JoinSet;
 
 use super::identity::{Bindings, Claim, Verdict, judge};
 use crate::consensus::NodeId;
 use crate::consensus::view::MemberView;
 use crate::discovery::{Peer, newest};
 use crate::limits::{
-    IDENTITY_DIAL_TIMEOUT, IDENTITY_DIALS_PER_ROUND_MAX, IDENTITY_RECHECK_AFTER,
+    IDENTITY_DIAL_TIMEOUT, IDENTITY_DIALS_IN_FLIGHT_MAX, IDENTITY_RECHECK_AFTER,
     IDENTITY_RETRY_AFTER,
 };
 use crate::metrics::Metrics;
@@ -37,6 +38,10 @@ pub struct IdentityCheck {
     presented: HashMap<String, Presented>,
     /// Refusals already logged (once per id and address).
     refused: HashSet<(NodeId, String)>,
+    /// Dials under way (dropped with this, which aborts them).
+    dials: JoinSet<(String, Result<PeerIdentity, String>)>,
+    /// Their addresses.
+    dialing: HashSet<String>,
     metrics: Metrics,
 }
 
@@ -51,6 +56,8 @@ impl IdentityCheck {
             bindings: Bindings::default(),
             presented: HashMap::new(),
             refused: HashSet::new(),
+            dials: JoinSet::new(),
+            dialing: HashSet::new(),
             metrics,
         }
     }
@@ -62,7 +69,7 @@ impl IdentityCheck {
 
     /// One peer per node id: the newest incarnation whose claim holds.
     /// `members` is the Raft membership as this node knows it.
-    pub async fn select(
+    pub fn select(
         &mut self,
         mut candidates: Vec<Peer>,
         members: &BTreeMap<NodeId, MemberView>,
@@ -83,7 +90,7 @@ impl IdentityCheck {
         if let Some(own) = self.own_name.clone() {
             self.bindings.bind(node_id, own);
         }
-        self.dial_due(&candidates, &tls).await;
+        self.dial_due(&candidates, &tls);
         // Entries at their recorded address first: they name members (the
         // only place a member's name is learned) before other entries are
         // judged against those names.
@@ -98,35 +105,18 @@ impl IdentityCheck {
         newest(believed)
     }
 
-    /// Dial the live addresses not read recently, all at once, each within
-    /// [`IDENTITY_DIAL_TIMEOUT`].
-    async fn dial_due(&mut self, candidates: &[Peer], tls: &ClientTls) {
-        let now = Instant::now();
-        let addresses: HashSet<&str> = candidates
-            .iter()
-            .map(|peer| peer.announcement.rpc_addr.as_str())
-            .collect();
-        self.presented
-            .retain(|addr, _| addresses.contains(addr.as_str()));
-        let due: Vec<String> = candidates
-            .iter()
-            .filter(|peer| peer.alive)
-            .map(|peer| peer.announcement.rpc_addr.clone())
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .filter(|addr| self.presented.get(addr).is_none_or(|seen| seen.due(now)))
-            .take(IDENTITY_DIALS_PER_ROUND_MAX)
-            .collect();
-        let dials = due.into_iter().map(|addr| async move {
-            let identity = presented_identity(&addr, tls, IDENTITY_DIAL_TIMEOUT)
-                .await
-                .map_err(|error| error.to_string());
-            (addr, identity)
-        });
-        for (addr, identity) in futures::future::join_all(dials).await {
+    /// Take in the dials that finished, and start dials, in the background,
+    /// of the live addresses not read recently: a round never waits for a
+    /// handshake (an address is judged in the round after its dial ends).
+    fn dial_due(&mut self, candidates: &[Peer], tls: &Arc<ClientTls>) {
+        while let Some(finished) = self.dials.try_join_next() {
+            let Ok((addr, identity)) = finished else {
+                continue;
+            };
             if let Err(error) = &identity {
                 tracing::debug!("no certificate read at {addr}: {error}");
             }
+            self.dialing.remove(&addr);
             let checked_at = Instant::now();
             self.presented.insert(
                 addr,
@@ -135,6 +125,31 @@ impl IdentityCheck {
                     checked_at,
                 },
             );
+        }
+        let now = Instant::now();
+        let addresses: HashSet<&str> = candidates
+            .iter()
+            .map(|peer| peer.announcement.rpc_addr.as_str())
+            .collect();
+        self.presented
+            .retain(|addr, _| addresses.contains(addr.as_str()));
+        let due: HashSet<String> = candidates
+            .iter()
+            .filter(|peer| peer.alive)
+            .map(|peer| peer.announcement.rpc_addr.clone())
+            .filter(|addr| !self.dialing.contains(addr))
+            .filter(|addr| self.presented.get(addr).is_none_or(|seen| seen.due(now)))
+            .collect();
+        let room = IDENTITY_DIALS_IN_FLIGHT_MAX.saturating_sub(self.dialing.len());
+        for addr in due.into_iter().take(room) {
+            let tls = tls.clone();
+            self.dialing.insert(addr.clone());
+            self.dials.spawn(async move {
+                let identity = presented_identity(&addr, &tls, IDENTITY_DIAL_TIMEOUT)
+                    .await
+                    .map_err(|error| error.to_string());
+                (addr, identity)
+            });
         }
     }
 
