@@ -122,23 +122,4 @@ fn server_name(rpc_addr: &str) -> Result<ServerName<'static>, DialError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn server_names_are_the_host_part() {
-        assert!(matches!(
-            server_name("127.0.0.1:7400"),
-            Ok(ServerName::IpAddress(_))
-        ));
-        assert!(matches!(
-            server_name("[::1]:7400"),
-            Ok(ServerName::IpAddress(_))
-        ));
-        assert!(matches!(
-            server_name("node1.example:7400"),
-            Ok(ServerName::DnsName(_))
-        ));
-        assert!(server_name("no-port").is_err());
-    }
-}
+mod tests;
