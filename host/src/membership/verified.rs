@@ -110,21 +110,7 @@ impl IdentityCheck {
     /// handshake (an address is judged in the round after its dial ends).
     fn dial_due(&mut self, candidates: &[Peer], tls: &Arc<ClientTls>) {
         while let Some(finished) = self.dials.try_join_next() {
-            let Ok((addr, identity)) = finished else {
-                continue;
-            };
-            if let Err(error) = &identity {
-                tracing::debug!("no certificate read at {addr}: {error}");
-            }
-            self.dialing.remove(&addr);
-            let checked_at = Instant::now();
-            self.presented.insert(
-                addr,
-                Presented {
-                    identity,
-                    checked_at,
-                },
-            );
+            self.take_in(finished);
         }
         let now = Instant::now();
         let addresses: HashSet<&str> = candidates
@@ -150,6 +136,37 @@ impl IdentityCheck {
                     .map_err(|error| error.to_string());
                 (addr, identity)
             });
+        }
+    }
+
+    /// Record what a finished dial read.
+    fn take_in(
+        &mut self,
+        finished: Result<(String, Result<PeerIdentity, String>), tokio::task::JoinError>,
+    ) {
+        let Ok((addr, identity)) = finished else {
+            return;
+        };
+        if let Err(error) = &identity {
+            tracing::debug!("no certificate read at {addr}: {error}");
+        }
+        self.dialing.remove(&addr);
+        let checked_at = Instant::now();
+        self.presented.insert(
+            addr,
+            Presented {
+                identity,
+                checked_at,
+            },
+        );
+    }
+
+    /// Wait for every dial under way (each is bounded by
+    /// [`IDENTITY_DIAL_TIMEOUT`]).
+    #[cfg(test)]
+    async fn settle(&mut self) {
+        while let Some(finished) = self.dials.join_next().await {
+            self.take_in(finished);
         }
     }
 
@@ -226,3 +243,6 @@ fn at_recorded_address(peer: &Peer, members: &BTreeMap<NodeId, MemberView>) -> b
         .get(&peer.node_id)
         .is_some_and(|member| member.rpc_addr == peer.announcement.rpc_addr)
 }
+
+#[cfg(test)]
+mod tests;

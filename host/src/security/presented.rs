@@ -122,4 +122,4 @@ fn server_name(rpc_addr: &str) -> Result<ServerName<'static>, DialError> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

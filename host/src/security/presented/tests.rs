@@ -12,10 +12,10 @@ use tokio_rustls::rustls::server::WebPkiClientVerifier;
 use super::*;
 use crate::security::certs::{self, Pem};
 
-const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+pub(crate) const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 const BOUND: Duration = Duration::from_secs(5);
 
-fn tls_of(ca: &Pem, own: &Pem) -> ClientTls {
+pub(crate) fn tls_of(ca: &Pem, own: &Pem) -> ClientTls {
     ClientTls {
         ca_pem: ca.cert.clone().into_bytes(),
         cert_pem: own.cert.clone().into_bytes(),
@@ -26,7 +26,7 @@ fn tls_of(ca: &Pem, own: &Pem) -> ClientTls {
 /// A TLS server at a loopback port presenting `server` (signed by the CA
 /// in `tls`, which client certificates must chain to); it completes
 /// handshakes and holds nothing.
-async fn serve(tls: ClientTls) -> String {
+pub(crate) async fn serve(tls: ClientTls) -> String {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = RootCertStore::empty();
     for ca in CertificateDer::pem_slice_iter(&tls.ca_pem) {
