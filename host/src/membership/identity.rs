@@ -6,11 +6,14 @@
 //! advertise another node's address.
 //!
 //! Raft ids are not derived from names (a replaced disk must rejoin as a new
-//! node, not as a voter with an empty log). Instead each node binds a name
-//! to an id the first time it verifies one:
+//! node, not as a voter with an empty log). Instead each node binds names to
+//! members' ids:
 //! - a member's name is learned only at the address its membership records
-//!   (an address the cluster already trusted when it added or moved it);
-//! - a node not yet a member binds the name it proves at its own address;
+//!   (an address the cluster already trusted when it added or moved it), and
+//!   the binding lasts while it is a member;
+//! - a node not yet a member is believed where its certificate names it,
+//!   unless that name is a member's: nothing is bound for it (gossip before
+//!   it is added must not decide what the member will be called);
 //! - a name bound to one id is refused for another, so a spoofer's id
 //!   cannot take over a member's name, nor its address.
 
@@ -54,8 +57,8 @@ impl Bindings {
         self.0.insert(node_id, name);
     }
 
-    /// Forget the ids `keep` refuses (nodes no longer members nor in
-    /// gossip), so a removed node's name is free again.
+    /// Forget the ids `keep` refuses (nodes no longer members), so a
+    /// removed node's name is free again.
     pub fn retain(&mut self, mut keep: impl FnMut(NodeId) -> bool) {
         self.0.retain(|node_id, _| keep(*node_id));
     }
@@ -64,7 +67,7 @@ impl Bindings {
 /// What to do with a claim.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    /// Believe it; the binding already said so.
+    /// Believe it (the binding says so, or it is not a member yet).
     Accept,
     /// Believe it, and bind this name to the claimed id from now on.
     AcceptAndBind(String),
@@ -182,15 +185,14 @@ pub fn judge(
         });
     }
     match recorded_addr {
-        Some(recorded) if recorded != claim.rpc_addr => {
-            Verdict::Refuse(Mismatch::UnverifiedMemberMoved {
-                node_id: claim.node_id,
-                recorded: recorded.to_string(),
-                rpc_addr,
-                presented,
-            })
-        }
-        _ => Verdict::AcceptAndBind(presented),
+        None => Verdict::Accept,
+        Some(recorded) if recorded == claim.rpc_addr => Verdict::AcceptAndBind(presented),
+        Some(recorded) => Verdict::Refuse(Mismatch::UnverifiedMemberMoved {
+            node_id: claim.node_id,
+            recorded: recorded.to_string(),
+            rpc_addr,
+            presented,
+        }),
     }
 }
 

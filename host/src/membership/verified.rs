@@ -78,15 +78,9 @@ impl IdentityCheck {
             return newest(candidates);
         };
         let node_id = self.node_id;
-        // A removed or replaced node's name is freed once it is neither a
-        // member nor alive in gossip.
-        let gossiped: HashSet<NodeId> = candidates
-            .iter()
-            .filter(|peer| peer.alive)
-            .map(|peer| peer.node_id)
-            .collect();
+        // A removed (or replaced) node's name is free again.
         self.bindings
-            .retain(|id| id == node_id || members.contains_key(&id) || gossiped.contains(&id));
+            .retain(|id| id == node_id || members.contains_key(&id));
         if let Some(own) = self.own_name.clone() {
             self.bindings.bind(node_id, own);
         }
