@@ -85,6 +85,14 @@ impl IdentityCheck {
             self.bindings.bind(node_id, own);
         }
         self.dial_due(&candidates, &tls);
+        // Refusals are logged again only for entries gossip dropped and
+        // brought back; the set stays as small as gossip.
+        let entries: HashSet<(NodeId, &str)> = candidates
+            .iter()
+            .map(|peer| (peer.node_id, peer.announcement.rpc_addr.as_str()))
+            .collect();
+        self.refused
+            .retain(|(id, addr)| entries.contains(&(*id, addr.as_str())));
         // Entries at their recorded address first: they name members (the
         // only place a member's name is learned) before other entries are
         // judged against those names.
