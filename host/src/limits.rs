@@ -250,6 +250,23 @@ pub const CERT_NAME_BYTES_MAX: usize = 64;
 /// leader, reconciles Raft membership with gossip.
 pub const RECONCILE_INTERVAL: Duration = Duration::from_millis(500);
 
+/// Longest the autopilot waits for a TLS handshake with a gossiped address
+/// to read the certificate presented there (a black-holed address must not
+/// hold the membership loop long).
+pub const IDENTITY_DIAL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A certificate read at an address is read again after this long (a
+/// node replaced at the same address shows its new certificate).
+pub const IDENTITY_RECHECK_AFTER: Duration = Duration::from_secs(60);
+
+/// An address that gave no certificate is dialed again after this long.
+pub const IDENTITY_RETRY_AFTER: Duration = Duration::from_secs(2);
+
+/// Most identity dials under way at once; further addresses wait for a
+/// later round (gossip can name many addresses, and each dial may take
+/// [`IDENTITY_DIAL_TIMEOUT`]).
+pub const IDENTITY_DIALS_IN_FLIGHT_MAX: usize = 16;
+
 /// Longest a single membership change may take before the loop moves on.
 pub const MEMBERSHIP_CHANGE_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -47,6 +47,7 @@ mod keys {
     pub const BOOTSTRAP_EXPECT: &str = "bootstrap_expect";
     pub const PROTOCOL_LEVEL: &str = "protocol_level";
     pub const CHECKPOINTS: &str = "checkpoints";
+    pub const NODE_NAME: &str = "node_name";
 }
 
 /// How a node is set up to gossip.
@@ -94,6 +95,9 @@ pub struct Announcement {
     /// Its newest applied-digest checkpoints: `index:hex` pairs, comma
     /// separated.
     pub checkpoints: String,
+    /// The node name its certificate carries; empty without TLS (or from a
+    /// binary that gossips none).
+    pub node_name: String,
 }
 
 /// Another node as gossip sees it.
@@ -199,25 +203,24 @@ impl Discovery {
 
     /// Every node gossip knows of, except this one, one entry per node id.
     pub async fn peers(&self) -> BTreeMap<NodeId, Peer> {
+        newest(self.candidates().await)
+    }
+
+    /// Every incarnation gossip knows of, except this node's: one node id
+    /// may appear more than once (a restart, or another process claiming
+    /// the id), for the caller to choose among.
+    pub async fn candidates(&self) -> Vec<Peer> {
         let chitchat = self.handle.chitchat();
         let chitchat = chitchat.lock().await;
         let live: std::collections::HashSet<ChitchatId> = chitchat.live_nodes().cloned().collect();
-        let mut peers: BTreeMap<NodeId, Peer> = BTreeMap::new();
-        for (chitchat_id, state) in chitchat.node_states() {
-            let Some(peer) = read_peer(chitchat_id, state, live.contains(chitchat_id)) else {
-                continue;
-            };
-            if peer.node_id == self.node_id {
-                continue;
-            }
-            let newer = peers
-                .get(&peer.node_id)
-                .is_none_or(|known| peer.generation > known.generation);
-            if newer {
-                peers.insert(peer.node_id, peer);
-            }
-        }
-        peers
+        chitchat
+            .node_states()
+            .iter()
+            .filter_map(|(chitchat_id, state)| {
+                read_peer(chitchat_id, state, live.contains(chitchat_id))
+            })
+            .filter(|peer| peer.node_id != self.node_id)
+            .collect()
     }
 
     /// Tells when the gossip port is free again after shutdown.
@@ -231,6 +234,20 @@ impl Discovery {
             tracing::warn!("gossip shutdown: {error:#}");
         }
     }
+}
+
+/// One peer per node id: the newest generation among `candidates`.
+pub fn newest(candidates: impl IntoIterator<Item = Peer>) -> BTreeMap<NodeId, Peer> {
+    let mut peers: BTreeMap<NodeId, Peer> = BTreeMap::new();
+    for peer in candidates {
+        let newer = peers
+            .get(&peer.node_id)
+            .is_none_or(|known| peer.generation > known.generation);
+        if newer {
+            peers.insert(peer.node_id, peer);
+        }
+    }
+    peers
 }
 
 fn announcement_pairs(announcement: &Announcement) -> Vec<(String, String)> {
@@ -264,6 +281,7 @@ fn announcement_pairs(announcement: &Announcement) -> Vec<(String, String)> {
             keys::CHECKPOINTS.to_string(),
             announcement.checkpoints.clone(),
         ),
+        (keys::NODE_NAME.to_string(), announcement.node_name.clone()),
     ]
 }
 
@@ -301,6 +319,7 @@ fn read_peer(chitchat_id: &ChitchatId, state: &NodeState, alive: bool) -> Option
                 .and_then(|value| value.parse().ok())
                 .unwrap_or(0),
             checkpoints: state.get(keys::CHECKPOINTS).unwrap_or_default().to_string(),
+            node_name: state.get(keys::NODE_NAME).unwrap_or_default().to_string(),
         },
         version: state.get(keys::VERSION).unwrap_or_default().to_string(),
     })

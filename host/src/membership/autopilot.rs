@@ -16,6 +16,7 @@ use super::reconcile::{
     self, GossipView, Holding, MemberView, Observation, Policy, Tracker, membership_change,
 };
 use super::unknown::{Ignored, UnknownPeers};
+use super::verified::IdentityCheck;
 use crate::consensus::settings::{ClusterSettings, Setting, SettingsChange};
 use crate::consensus::settings::{PROTOCOL_LEVEL_LEGACY, PROTOCOL_LEVEL_SUPPORTED};
 use crate::consensus::{Consensus, ConsensusView, MachineStatus, NodeId, Role};
@@ -100,6 +101,8 @@ struct Rounds {
     unknown: UnknownPeers,
     /// How many of them the last round left out, to log changes only.
     ignored_unknown: usize,
+    /// Which gossiped addresses proved the node they claim (with TLS).
+    identity: IdentityCheck,
 }
 
 impl Autopilot {
@@ -112,6 +115,11 @@ impl Autopilot {
             warned: false,
             unknown: UnknownPeers::default(),
             ignored_unknown: 0,
+            identity: IdentityCheck::new(
+                self.local.node_id,
+                self.consensus.peer_tls().cloned().map(std::sync::Arc::new),
+                self.consensus.metrics().clone(),
+            ),
         };
         loop {
             tokio::select! {
@@ -129,7 +137,12 @@ impl Autopilot {
         let consensus = self.consensus.view();
         let machine = self.machine.borrow().clone();
         let (peers, ignored) = self
-            .exchange_announcements(&consensus, &machine, &mut rounds.unknown)
+            .exchange_announcements(
+                &consensus,
+                &machine,
+                &mut rounds.identity,
+                &mut rounds.unknown,
+            )
             .await;
         if ignored.len() != rounds.ignored_unknown {
             rounds.ignored_unknown = ignored.len();
@@ -174,23 +187,26 @@ impl Autopilot {
     }
 
     /// Announce this node's state by gossip and hand the live peers'
-    /// addresses to Raft; returns the peers, without the members outside
-    /// Raft that `unknown` leaves out, and those left out.
+    /// addresses to Raft: only entries whose claims hold (see
+    /// [`IdentityCheck::select`]), without the members outside Raft that
+    /// `unknown` leaves out; returns those peers and the ones left out.
     async fn exchange_announcements(
         &self,
         consensus: &ConsensusView,
         machine: &MachineStatus,
+        identity: &mut IdentityCheck,
         unknown: &mut UnknownPeers,
     ) -> (BTreeMap<NodeId, Peer>, Ignored) {
-        self.discovery
-            .announce(&announcement(
-                &self.local,
-                consensus,
-                machine,
-                self.config.bootstrap_expect,
-            ))
-            .await;
-        let mut peers = self.discovery.peers().await;
+        let mut announcement = announcement(
+            &self.local,
+            consensus,
+            machine,
+            self.config.bootstrap_expect,
+        );
+        announcement.node_name = identity.own_name().unwrap_or_default().to_string();
+        self.discovery.announce(&announcement).await;
+        let candidates = self.discovery.candidates().await;
+        let mut peers = identity.select(candidates, &consensus.members);
         let ignored = leave_out_unknown(&mut peers, consensus, unknown, Instant::now());
         self.consensus.addresses().update(
             peers
@@ -399,6 +415,7 @@ fn announcement(
         bootstrap_expect,
         protocol_level: PROTOCOL_LEVEL_SUPPORTED,
         checkpoints: divergence::encode_checkpoints(&machine.checkpoints, CHECKPOINTS_GOSSIPED),
+        node_name: String::new(),
     }
 }
 

@@ -1,15 +1,18 @@
 //! Cluster membership driven by gossip: pure decisions in [`reconcile`] and
-//! [`bootstrap`], the loop that observes and acts in [`autopilot`], operator
-//! operations in [`operations`] and [`leave`], this node's own state in
-//! [`local`], and the bound on gossip members outside Raft in [`unknown`].
+//! [`bootstrap`] and [`identity`], the loop that observes and acts in
+//! [`autopilot`], operator operations in [`operations`] and [`leave`], this
+//! node's own state in [`local`], the gossip entries believed in
+//! [`verified`], and the bound on gossip members outside Raft in [`unknown`].
 
 pub mod autopilot;
 pub mod bootstrap;
 pub mod divergence;
+pub mod identity;
 pub mod leave;
 pub mod local;
 pub mod operations;
 pub mod reconcile;
 pub mod unknown;
+pub mod verified;
 
 pub use local::LocalMember;

@@ -310,7 +310,7 @@ fn register_membership(registry: &mut Registry, recorded: &Recorded, sampled: &S
     );
     registry.register(
         "autopilot_actions",
-        "Membership changes the autopilot made, by action and outcome",
+        "Membership changes the autopilot made, by action and outcome (refused_identity: gossip whose certificate check failed, ignored)",
         recorded.autopilot_actions.clone(),
     );
     register_gauges(

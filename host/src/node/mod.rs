@@ -444,6 +444,14 @@ impl Wiring {
             &Announcement {
                 rpc_addr: self.rpc_addr.clone(),
                 bootstrap_expect: self.config.bootstrap_expect,
+                // From the first datagram: a claim without a name is judged
+                // by the name's binding alone.
+                node_name: self
+                    .config
+                    .tls
+                    .as_ref()
+                    .and_then(|tls| crate::security::presented::own_identity(tls).node_name)
+                    .unwrap_or_default(),
                 ..Announcement::default()
             },
         )

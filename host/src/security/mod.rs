@@ -5,12 +5,14 @@
 //! - [`certs`]: making a CA and node and client certificates
 //!   (`clusterhost certs`).
 //! - [`peer`]: reading the role out of the certificate a peer presented.
+//! - [`presented`]: dialing a node to read the certificate it presents.
 //! - [`exposure`]: refusing to serve a real network without TLS (pure).
 //! - [`signing`]: ed25519 signatures carried inside plugins (pure).
 
 pub mod certs;
 pub mod exposure;
 pub mod peer;
+pub mod presented;
 pub mod roles;
 pub mod signing;
 

@@ -1,0 +1,200 @@
+//! Whether a gossiped (node id, address) may be believed, as pure code:
+//! with TLS on, the certificate presented at the address must be a node
+//! certificate naming the node the gossip claims, and that name must be the
+//! one bound to the Raft id. Gossip is only authenticated by a key every
+//! node shares, so without this any node could take another's id or
+//! advertise another node's address.
+//!
+//! Raft ids are not derived from names (a replaced disk must rejoin as a new
+//! node, not as a voter with an empty log). Instead each node binds names to
+//! members' ids:
+//! - a member's name is learned only at the address its membership records
+//!   (an address the cluster already trusted when it added or moved it), and
+//!   the binding lasts while it is a member;
+//! - a node not yet a member is believed where its certificate names it,
+//!   unless that name is a member's: nothing is bound for it (gossip before
+//!   it is added must not decide what the member will be called);
+//! - a name bound to one id is refused for another, so a spoofer's id
+//!   cannot take over a member's name, nor its address.
+
+use std::collections::BTreeMap;
+
+use crate::consensus::NodeId;
+use crate::security::Role;
+use crate::security::peer::PeerIdentity;
+
+/// What a gossip entry claims.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim<'a> {
+    /// The Raft id it announces.
+    pub node_id: NodeId,
+    /// The node name it announces (`None`: a binary that gossips none).
+    pub name: Option<&'a str>,
+    /// The gRPC address it advertises.
+    pub rpc_addr: &'a str,
+}
+
+/// Names bound to Raft ids, as this node verified them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Bindings(BTreeMap<NodeId, String>);
+
+impl Bindings {
+    /// The name bound to `node_id`.
+    pub fn name_of(&self, node_id: NodeId) -> Option<&str> {
+        self.0.get(&node_id).map(String::as_str)
+    }
+
+    /// The id `name` is bound to.
+    pub fn holder_of(&self, name: &str) -> Option<NodeId> {
+        self.0
+            .iter()
+            .find(|(_, bound)| bound.as_str() == name)
+            .map(|(node_id, _)| *node_id)
+    }
+
+    /// Bind `name` to `node_id`.
+    pub fn bind(&mut self, node_id: NodeId, name: String) {
+        self.0.insert(node_id, name);
+    }
+
+    /// Forget the ids `keep` refuses (nodes no longer members), so a
+    /// removed node's name is free again.
+    pub fn retain(&mut self, mut keep: impl FnMut(NodeId) -> bool) {
+        self.0.retain(|node_id, _| keep(*node_id));
+    }
+}
+
+/// What to do with a claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Believe it (the binding says so, or it is not a member yet).
+    Accept,
+    /// Believe it, and bind this name to the claimed id from now on.
+    AcceptAndBind(String),
+    /// Ignore it.
+    Refuse(Mismatch),
+}
+
+/// Why a claim is not believed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Mismatch {
+    /// The address presents a client (or roleless) certificate.
+    #[error("the certificate at {rpc_addr} is not a node certificate (role {role})")]
+    NotANode {
+        /// The address dialed.
+        rpc_addr: String,
+        /// The role it names, or `none`.
+        role: String,
+    },
+    /// The node certificate there names no node.
+    #[error("the node certificate at {rpc_addr} names no node")]
+    Unnamed {
+        /// The address dialed.
+        rpc_addr: String,
+    },
+    /// Gossip claims one name, the address presents another.
+    #[error("gossip claims name {claimed}, but {rpc_addr} presents the certificate of {presented}")]
+    OtherCertificate {
+        /// The name gossip claims.
+        claimed: String,
+        /// The name in the certificate.
+        presented: String,
+        /// The address dialed.
+        rpc_addr: String,
+    },
+    /// The id is bound to another name.
+    #[error("node {node_id} is {bound}, but {rpc_addr} presents the certificate of {presented}")]
+    IdBoundToOther {
+        /// The claimed id.
+        node_id: NodeId,
+        /// The name bound to it.
+        bound: String,
+        /// The name in the certificate.
+        presented: String,
+        /// The address dialed.
+        rpc_addr: String,
+    },
+    /// The name is bound to another id.
+    #[error("{name} is node {holder}; it cannot also be node {node_id}")]
+    NameBoundToOther {
+        /// The name in the certificate.
+        name: String,
+        /// The id it is bound to.
+        holder: NodeId,
+        /// The claimed id.
+        node_id: NodeId,
+    },
+    /// A member whose name is not known yet claims a new address: its name
+    /// can only be learned at the address its membership records.
+    #[error(
+        "member {node_id} (name not yet verified) claims {rpc_addr} instead of its recorded {recorded} \
+         ({presented} presents there); if it moved, remove it and let it rejoin"
+    )]
+    UnverifiedMemberMoved {
+        /// The claimed id.
+        node_id: NodeId,
+        /// The address its membership records.
+        recorded: String,
+        /// The claimed address.
+        rpc_addr: String,
+        /// The name in the certificate at the claimed address.
+        presented: String,
+    },
+}
+
+/// Judge `claim`, given the identity `presented` at its address, the
+/// address the membership records for its id (`None`: not a member) and
+/// the names already bound.
+pub fn judge(
+    claim: Claim<'_>,
+    presented: &PeerIdentity,
+    recorded_addr: Option<&str>,
+    bindings: &Bindings,
+) -> Verdict {
+    let rpc_addr = claim.rpc_addr.to_string();
+    if presented.role != Some(Role::Node) {
+        let role = presented.role.map_or("none", Role::name).to_string();
+        return Verdict::Refuse(Mismatch::NotANode { rpc_addr, role });
+    }
+    let Some(presented) = presented.node_name.clone() else {
+        return Verdict::Refuse(Mismatch::Unnamed { rpc_addr });
+    };
+    if let Some(claimed) = claim.name.filter(|claimed| *claimed != presented) {
+        return Verdict::Refuse(Mismatch::OtherCertificate {
+            claimed: claimed.to_string(),
+            presented,
+            rpc_addr,
+        });
+    }
+    if let Some(bound) = bindings.name_of(claim.node_id) {
+        if bound == presented {
+            return Verdict::Accept;
+        }
+        return Verdict::Refuse(Mismatch::IdBoundToOther {
+            node_id: claim.node_id,
+            bound: bound.to_string(),
+            presented,
+            rpc_addr,
+        });
+    }
+    if let Some(holder) = bindings.holder_of(&presented) {
+        return Verdict::Refuse(Mismatch::NameBoundToOther {
+            name: presented,
+            holder,
+            node_id: claim.node_id,
+        });
+    }
+    match recorded_addr {
+        None => Verdict::Accept,
+        Some(recorded) if recorded == claim.rpc_addr => Verdict::AcceptAndBind(presented),
+        Some(recorded) => Verdict::Refuse(Mismatch::UnverifiedMemberMoved {
+            node_id: claim.node_id,
+            recorded: recorded.to_string(),
+            rpc_addr,
+            presented,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests;

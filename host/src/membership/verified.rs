@@ -1,0 +1,250 @@
+//! The edge of [`super::identity`]: dial the addresses gossip names, keep
+//! what each presented, and hand the autopilot only the gossip entries whose
+//! claims hold. Everything the autopilot does with addresses (adding a
+//! learner, recording a new address, the address book Raft dials first)
+//! then starts from a verified one. Without TLS every entry is believed.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use clusterhost_client::ClientTls;
+use tokio::task::JoinSet;
+
+use super::identity::{Bindings, Claim, Verdict, judge};
+use crate::consensus::NodeId;
+use crate::consensus::view::MemberView;
+use crate::discovery::{Peer, newest};
+use crate::limits::{
+    IDENTITY_DIAL_TIMEOUT, IDENTITY_DIALS_IN_FLIGHT_MAX, IDENTITY_RECHECK_AFTER,
+    IDENTITY_RETRY_AFTER,
+};
+use crate::metrics::Metrics;
+use crate::security::peer::PeerIdentity;
+use crate::security::presented::{own_identity, presented_identity};
+
+/// What an address presented when last dialed.
+struct Presented {
+    identity: Result<PeerIdentity, String>,
+    checked_at: Instant,
+}
+
+/// The identity checks one node keeps between rounds.
+pub struct IdentityCheck {
+    node_id: NodeId,
+    tls: Option<Arc<ClientTls>>,
+    own_name: Option<String>,
+    bindings: Bindings,
+    presented: HashMap<String, Presented>,
+    /// Refusals already logged (once per id and address).
+    refused: HashSet<(NodeId, String)>,
+    /// Dials under way (dropped with this, which aborts them).
+    dials: JoinSet<(String, Result<PeerIdentity, String>)>,
+    /// Their addresses.
+    dialing: HashSet<String>,
+    metrics: Metrics,
+}
+
+impl IdentityCheck {
+    /// Checks for node `node_id`, dialing with `tls` (`None`: no checks).
+    pub fn new(node_id: NodeId, tls: Option<Arc<ClientTls>>, metrics: Metrics) -> Self {
+        let own_name = tls.as_deref().and_then(|tls| own_identity(tls).node_name);
+        Self {
+            node_id,
+            tls,
+            own_name,
+            bindings: Bindings::default(),
+            presented: HashMap::new(),
+            refused: HashSet::new(),
+            dials: JoinSet::new(),
+            dialing: HashSet::new(),
+            metrics,
+        }
+    }
+
+    /// The node name this node's certificate carries, to gossip.
+    pub fn own_name(&self) -> Option<&str> {
+        self.own_name.as_deref()
+    }
+
+    /// One peer per node id: the newest incarnation whose claim holds.
+    /// `members` is the Raft membership as this node knows it.
+    pub fn select(
+        &mut self,
+        mut candidates: Vec<Peer>,
+        members: &BTreeMap<NodeId, MemberView>,
+    ) -> BTreeMap<NodeId, Peer> {
+        let Some(tls) = self.tls.clone() else {
+            return newest(candidates);
+        };
+        let node_id = self.node_id;
+        // A removed (or replaced) node's name is free again.
+        self.bindings
+            .retain(|id| id == node_id || members.contains_key(&id));
+        if let Some(own) = self.own_name.clone() {
+            self.bindings.bind(node_id, own);
+        }
+        self.dial_due(&candidates, &tls);
+        // Refusals are logged again only for entries gossip dropped and
+        // brought back; the set stays as small as gossip.
+        let entries: HashSet<(NodeId, &str)> = candidates
+            .iter()
+            .map(|peer| (peer.node_id, peer.announcement.rpc_addr.as_str()))
+            .collect();
+        self.refused
+            .retain(|(id, addr)| entries.contains(&(*id, addr.as_str())));
+        // Entries at their recorded address first: they name members (the
+        // only place a member's name is learned) before other entries are
+        // judged against those names.
+        candidates.sort_by_key(|peer| {
+            let recorded = at_recorded_address(peer, members);
+            (!recorded, std::cmp::Reverse(peer.generation))
+        });
+        let believed: Vec<Peer> = candidates
+            .into_iter()
+            .filter(|peer| self.believe(peer, members))
+            .collect();
+        newest(believed)
+    }
+
+    /// Take in the dials that finished, and start dials, in the background,
+    /// of the live addresses not read recently: a round never waits for a
+    /// handshake (an address is judged in the round after its dial ends).
+    fn dial_due(&mut self, candidates: &[Peer], tls: &Arc<ClientTls>) {
+        while let Some(finished) = self.dials.try_join_next() {
+            self.take_in(finished);
+        }
+        let now = Instant::now();
+        let addresses: HashSet<&str> = candidates
+            .iter()
+            .map(|peer| peer.announcement.rpc_addr.as_str())
+            .collect();
+        self.presented
+            .retain(|addr, _| addresses.contains(addr.as_str()));
+        let due: HashSet<String> = candidates
+            .iter()
+            .filter(|peer| peer.alive)
+            .map(|peer| peer.announcement.rpc_addr.clone())
+            .filter(|addr| !self.dialing.contains(addr))
+            .filter(|addr| self.presented.get(addr).is_none_or(|seen| seen.due(now)))
+            .collect();
+        let room = IDENTITY_DIALS_IN_FLIGHT_MAX.saturating_sub(self.dialing.len());
+        for addr in due.into_iter().take(room) {
+            let tls = tls.clone();
+            self.dialing.insert(addr.clone());
+            self.dials.spawn(async move {
+                let identity = presented_identity(&addr, &tls, IDENTITY_DIAL_TIMEOUT)
+                    .await
+                    .map_err(|error| error.to_string());
+                (addr, identity)
+            });
+        }
+    }
+
+    /// Record what a finished dial read.
+    fn take_in(
+        &mut self,
+        finished: Result<(String, Result<PeerIdentity, String>), tokio::task::JoinError>,
+    ) {
+        let Ok((addr, identity)) = finished else {
+            return;
+        };
+        if let Err(error) = &identity {
+            tracing::debug!("no certificate read at {addr}: {error}");
+        }
+        self.dialing.remove(&addr);
+        let checked_at = Instant::now();
+        self.presented.insert(
+            addr,
+            Presented {
+                identity,
+                checked_at,
+            },
+        );
+    }
+
+    /// Wait for every dial under way (each is bounded by
+    /// [`IDENTITY_DIAL_TIMEOUT`]).
+    #[cfg(test)]
+    async fn settle(&mut self) {
+        while let Some(finished) = self.dials.join_next().await {
+            self.take_in(finished);
+        }
+    }
+
+    /// Whether to believe `peer`'s entry, binding or logging as judged. An
+    /// entry at the address its membership records is believed until its
+    /// certificate was read (it changes no address); once read, every
+    /// entry is believed only if its claim holds, so an entry naming a
+    /// member's id and address but another certificate's name (another
+    /// process speaking for that member) is ignored, and the member's own
+    /// entry stands.
+    fn believe(&mut self, peer: &Peer, members: &BTreeMap<NodeId, MemberView>) -> bool {
+        let recorded = members
+            .get(&peer.node_id)
+            .map(|member| member.rpc_addr.as_str());
+        let trusted = at_recorded_address(peer, members);
+        let rpc_addr = peer.announcement.rpc_addr.as_str();
+        let Some(Presented {
+            identity: Ok(identity),
+            ..
+        }) = self.presented.get(rpc_addr)
+        else {
+            return trusted;
+        };
+        let name = Some(peer.announcement.node_name.as_str()).filter(|name| !name.is_empty());
+        let claim = Claim {
+            node_id: peer.node_id,
+            name,
+            rpc_addr,
+        };
+        match judge(claim, identity, recorded, &self.bindings) {
+            Verdict::Accept => {
+                self.refused.remove(&(peer.node_id, rpc_addr.to_string()));
+                true
+            }
+            Verdict::AcceptAndBind(name) => {
+                tracing::info!(node = peer.node_id, %rpc_addr, "node {} is {name} (certificate verified)", peer.node_id);
+                self.bindings.bind(peer.node_id, name);
+                true
+            }
+            Verdict::Refuse(mismatch) => {
+                if self.refused.insert((peer.node_id, rpc_addr.to_string())) {
+                    tracing::warn!(
+                        node = peer.node_id,
+                        %rpc_addr,
+                        "gossip about node {} ignored: {mismatch}",
+                        peer.node_id
+                    );
+                    let action = if recorded.is_some() {
+                        "set_address"
+                    } else {
+                        "add_learner"
+                    };
+                    self.metrics.autopilot_action(action, "refused_identity");
+                }
+                false
+            }
+        }
+    }
+}
+
+impl Presented {
+    fn due(&self, now: Instant) -> bool {
+        let after = if self.identity.is_ok() {
+            IDENTITY_RECHECK_AFTER
+        } else {
+            IDENTITY_RETRY_AFTER
+        };
+        now.saturating_duration_since(self.checked_at) >= after
+    }
+}
+
+fn at_recorded_address(peer: &Peer, members: &BTreeMap<NodeId, MemberView>) -> bool {
+    members
+        .get(&peer.node_id)
+        .is_some_and(|member| member.rpc_addr == peer.announcement.rpc_addr)
+}
+
+#[cfg(test)]
+mod tests;
