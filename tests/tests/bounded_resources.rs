@@ -200,6 +200,42 @@ async fn twenty_concurrent_64_mib_uploads_are_refused_past_the_limit_while_write
             tokio::spawn(async move { uploader.deploy_plugin(upload).await })
         })
         .collect();
+    let held = hold_the_flood(uploads, &at_gate, &writer).await;
+    gate.send_replace(true);
+    for upload in held {
+        let outcome = tokio::time::timeout(FLOOD_TIMEOUT, upload).await;
+        let status = outcome
+            .expect("an admitted upload did not finish")
+            .expect("upload task")
+            .expect_err("zeros were deployed");
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    }
+    let (written, slowest) = writer.finish().await;
+    eprintln!(
+        "{FLOOD_UPLOADS} uploads of {FLOOD_UPLOAD_BYTES} bytes answered in {:.1?}; {written} writes meanwhile, the slowest {slowest:?}",
+        started.elapsed()
+    );
+    let after = log_and_plugin(&mut client).await;
+    assert_eq!(
+        (&after.1, after.2),
+        (&before.1, before.2),
+        "the plugin changed"
+    );
+    assert!(
+        after.0 >= before.0 + written as u64,
+        "writes missing from the log"
+    );
+    assert_slots_freed(&client).await;
+}
+
+/// Wait until the uploads past the limit are answered, the admitted ones are
+/// held at their last chunk, and writes went on meanwhile; check that the
+/// answered ones were refused. Returns the held uploads.
+async fn hold_the_flood(
+    uploads: Vec<Upload>,
+    at_gate: &AtomicUsize,
+    writer: &Writer,
+) -> Vec<Upload> {
     let refused_count = FLOOD_UPLOADS - DEPLOY_UPLOADS_MAX;
     tokio::time::timeout(FLOOD_TIMEOUT, async {
         wait_for("the uploads past the limit to be answered and the others to hold", FLOOD_TIMEOUT, || {
@@ -227,31 +263,7 @@ async fn twenty_concurrent_64_mib_uploads_are_refused_past_the_limit_while_write
             .expect_err("an upload past the limit was accepted");
         assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
     }
-    gate.send_replace(true);
-    for upload in held {
-        let outcome = tokio::time::timeout(FLOOD_TIMEOUT, upload).await;
-        let status = outcome
-            .expect("an admitted upload did not finish")
-            .expect("upload task")
-            .expect_err("zeros were deployed");
-        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    }
-    let (written, slowest) = writer.finish().await;
-    eprintln!(
-        "{FLOOD_UPLOADS} uploads of {FLOOD_UPLOAD_BYTES} bytes answered in {:.1?}; {written} writes meanwhile, the slowest {slowest:?}",
-        started.elapsed()
-    );
-    let after = log_and_plugin(&mut client).await;
-    assert_eq!(
-        (&after.1, after.2),
-        (&before.1, before.2),
-        "the plugin changed"
-    );
-    assert!(
-        after.0 >= before.0 + written as u64,
-        "writes missing from the log"
-    );
-    assert_slots_freed(&client).await;
+    held
 }
 
 /// A 64 MiB upload of zeros that sends all but its last chunk, counts
