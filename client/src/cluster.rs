@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use tonic::Code;
 
 use crate::client::{Client, ClientError};
+use crate::endpoints::Endpoints;
 use crate::headers;
 use crate::limits::{CLIENT_GRACE, DEPLOY_TIMEOUT};
 use crate::proto::{self, apply_response, query_response};
@@ -119,10 +120,8 @@ struct Session {
 /// A client of a whole cluster. Calls take `&mut self`: one call at a time
 /// per `Cluster`; use one per task for concurrency.
 pub struct Cluster {
-    endpoints: Vec<String>,
-    connections: Vec<Option<Client>>,
-    /// The endpoint tried first: the leader, when known.
-    preferred: usize,
+    /// The nodes known, and the one tried first: the leader, when known.
+    endpoints: Endpoints,
     options: Options,
     session: Option<Session>,
 }
@@ -173,9 +172,7 @@ impl Cluster {
             return Err(Error::InvalidArgument("no endpoint given".to_string()));
         }
         let mut cluster = Self {
-            connections: vec![None; endpoints.len()],
-            endpoints,
-            preferred: 0,
+            endpoints: Endpoints::new(endpoints),
             options,
             session: None,
         };
@@ -407,18 +404,16 @@ impl Cluster {
         F: Fn(Client) -> Fut,
         Fut: Future<Output = Result<T, ClientError>>,
     {
-        let index = self.preferred;
-        let node = match &self.connections[index] {
-            Some(node) => node.clone(),
-            None => match Client::connect_with(&self.endpoints[index], self.options.tls.as_ref())
-                .await
-            {
+        let endpoint = self.endpoints.preferred().to_string();
+        let node = match self.endpoints.connection() {
+            Some(node) => node,
+            None => match Client::connect_with(&endpoint, self.options.tls.as_ref()).await {
                 Ok(node) => {
-                    self.connections[index] = Some(node.clone());
+                    self.endpoints.set_connection(Some(node.clone()));
                     node
                 }
                 Err(error) => {
-                    self.move_on();
+                    self.endpoints.unreachable(Instant::now());
                     return Err(error);
                 }
             },
@@ -427,16 +422,16 @@ impl Cluster {
             Ok(answer) => answer,
             Err(_) => Err(ClientError::Status(tonic::Status::deadline_exceeded(
                 format!(
-                    "no answer from {} within {:?}",
-                    self.endpoints[index], self.options.request_timeout
+                    "no answer from {endpoint} within {:?}",
+                    self.options.request_timeout
                 ),
             ))),
         };
         if let Err(error) = &answer
             && should_move_on(error)
         {
-            self.connections[index] = None;
-            self.move_on();
+            self.endpoints.set_connection(None);
+            self.endpoints.move_on();
         }
         answer
     }
@@ -444,7 +439,7 @@ impl Cluster {
     /// The endpoint the next call goes to first: the leader, once known
     /// (from [`Self::status`] or from an answer that was forwarded to it).
     pub fn preferred_endpoint(&self) -> &str {
-        &self.endpoints[self.preferred]
+        self.endpoints.preferred()
     }
 
     /// The answer to an apply; a forwarded one names the leader, which is
@@ -454,22 +449,10 @@ impl Cluster {
         applied(response)
     }
 
-    fn move_on(&mut self) {
-        self.preferred = (self.preferred + 1) % self.endpoints.len();
-    }
-
-    /// Prefer the leader at `rpc_addr`, adding it to the known nodes.
+    /// Prefer the leader at `rpc_addr` (see [`Endpoints::prefer`]).
     fn prefer(&mut self, rpc_addr: &str) {
-        if rpc_addr.is_empty() || !self.options.follow_leader {
-            return;
-        }
-        match self.endpoints.iter().position(|known| known == rpc_addr) {
-            Some(index) => self.preferred = index,
-            None => {
-                self.endpoints.push(rpc_addr.to_string());
-                self.connections.push(None);
-                self.preferred = self.endpoints.len() - 1;
-            }
+        if self.options.follow_leader {
+            self.endpoints.prefer(rpc_addr, Instant::now());
         }
     }
 

@@ -35,6 +35,7 @@
 
 mod client;
 pub mod cluster;
+mod endpoints;
 pub mod headers;
 pub mod limits;
 mod tls;
