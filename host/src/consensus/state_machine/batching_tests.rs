@@ -14,7 +14,7 @@ use crate::consensus::snapshot::Snapshots;
 use crate::consensus::types::{Entry, Request, TypeConfig};
 use crate::limits::{
     PluginLimits, SESSION_KEPT_ENTRY_OVERHEAD_BYTES, SESSION_RESPONSE_BYTES_KEPT_MAX,
-    SESSIONS_RETAINED_BYTES_MAX,
+    SESSION_TIMEOUT_MIN, SESSIONS_RETAINED_BYTES_MAX,
 };
 use crate::plugin::native::Entry as Position;
 use crate::plugin::{Machine, NativeMachine, PluginEngine, PluginHandle, StateMachine};
@@ -25,7 +25,8 @@ const CLIENTS: u64 = 24;
 /// response to pass the bound on kept bytes across all sessions.
 const COMMANDS: u64 = 12_000;
 
-/// Answers each command with as many bytes as its first four give.
+/// Answers each command with as many bytes as its first four give, or
+/// rejects it, by its fifth.
 #[derive(Default)]
 struct Echo;
 
@@ -35,7 +36,11 @@ impl StateMachine for Echo {
             .first_chunk::<4>()
             .map(|bytes| u32::from_le_bytes(*bytes))
             .ok_or("short command")?;
-        Ok(vec![command[4]; length as usize])
+        let tag = command[4];
+        if tag % 7 == 3 {
+            return Err(format!("rejected {tag}"));
+        }
+        Ok(vec![tag; length as usize])
     }
     fn query(&self, _request: &[u8]) -> Result<Vec<u8>, String> {
         Ok(Vec::new())
@@ -61,9 +66,23 @@ impl Draws {
     }
 }
 
+/// Every fourth client's session times out after the shortest timeout
+/// allowed, the others after an hour.
+fn timeout_ms(client: u64) -> u64 {
+    if client % 4 == 0 {
+        SESSION_TIMEOUT_MIN.as_millis() as u64
+    } else {
+        3_600_000
+    }
+}
+
+/// A jump of the log's clock past the shortest session timeout.
+const TIME_JUMP_MS: u64 = 1_200;
+
 /// Sessions opened, then commands of many clients: retries (some in the
-/// same batch as the first try), acknowledgements, and responses small,
-/// at the largest kept size, and over it.
+/// same batch as the first try), acknowledgements, responses small, at the
+/// largest kept size, over it, and rejections; sessions expiring by log
+/// time and new ones opened in between.
 fn log() -> Vec<Entry> {
     let mut draws = Draws(7);
     let mut entries = Vec::new();
@@ -72,16 +91,31 @@ fn log() -> Vec<Entry> {
         index += 1;
         Entry::new_normal(log_id::<TypeConfig>(1, 1, index), payload)
     };
+    let mut now_ms = 1_000;
     let mut sequences = Vec::new();
-    for _ in 0..CLIENTS {
+    for client in 0..CLIENTS {
         entries.push(next(Request::OpenSession {
-            time_ms: 1_000,
-            timeout_ms: 3_600_000,
+            time_ms: now_ms,
+            timeout_ms: timeout_ms(client),
         }));
         sequences.push((entries.len() as u64, 0_u64, 1_u64));
     }
-    for step in 0..COMMANDS {
+    for _ in 0..COMMANDS {
+        now_ms += 1;
+        // Now and then the log's clock jumps past the short timeouts, so
+        // idle short sessions expire in the middle of whatever batch.
+        if draws.below(600) == 0 {
+            now_ms += TIME_JUMP_MS;
+        }
         let client = draws.below(CLIENTS) as usize;
+        // Now and then a client starts over with a new session.
+        if draws.below(200) == 0 {
+            entries.push(next(Request::OpenSession {
+                time_ms: now_ms,
+                timeout_ms: timeout_ms(client as u64),
+            }));
+            sequences[client] = (entries.len() as u64, 0, 1);
+        }
         let (client_id, sequence, first_outstanding) = &mut sequences[client];
         let retry = *sequence > 0 && draws.below(8) == 0;
         if !retry {
@@ -98,7 +132,7 @@ fn log() -> Vec<Entry> {
         let mut bytes = length.to_le_bytes().to_vec();
         bytes.push((*sequence % 251) as u8);
         entries.push(next(Request::SessionCommand {
-            time_ms: 1_000 + step,
+            time_ms: now_ms,
             session: SessionStamp {
                 client_id: *client_id,
                 sequence: *sequence,
@@ -108,7 +142,7 @@ fn log() -> Vec<Entry> {
         }));
         if draws.below(64) == 0 {
             entries.push(next(Request::Command {
-                time_ms: 1_000 + step,
+                time_ms: now_ms,
                 bytes: vec![8, 0, 0, 0, 1],
             }));
         }
@@ -172,6 +206,20 @@ async fn session_decisions_do_not_depend_on_batching() {
     assert!(
         kept_bytes_max + SESSION_KEPT_ENTRY_OVERHEAD_BYTES > SESSIONS_RETAINED_BYTES_MAX,
         "the log fills the kept bytes until admissions are refused: at most {kept_bytes_max}"
+    );
+    let opened = entries
+        .iter()
+        .filter(|entry| {
+            matches!(
+                entry.payload,
+                openraft::EntryPayload::Normal(Request::OpenSession { .. })
+            )
+        })
+        .count();
+    assert!(
+        alone.host.sessions.open_count() < opened,
+        "sessions expire on the way: {} of {opened} open",
+        alone.host.sessions.open_count()
     );
     let (all_at_once, _) = apply_in_batches(&entries, || usize::MAX).await;
     let mut draws = Draws(11);
