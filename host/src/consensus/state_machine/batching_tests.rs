@@ -69,7 +69,7 @@ impl Draws {
 /// Every fourth client's session times out after the shortest timeout
 /// allowed, the others after an hour.
 fn timeout_ms(client: u64) -> u64 {
-    if client % 4 == 0 {
+    if client.is_multiple_of(4) {
         SESSION_TIMEOUT_MIN.as_millis() as u64
     } else {
         3_600_000
