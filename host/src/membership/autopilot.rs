@@ -16,8 +16,8 @@ use super::reconcile::{
     self, GossipView, Holding, MemberView, Observation, Policy, Tracker, membership_change,
 };
 use super::unknown::{Ignored, UnknownPeers};
-use crate::consensus::settings::{ClusterSettings, Setting, SettingsChange};
 use crate::consensus::settings::{PROTOCOL_LEVEL_LEGACY, PROTOCOL_LEVEL_SUPPORTED};
+use crate::consensus::settings::{Setting, SettingsChange};
 use crate::consensus::{Consensus, ConsensusView, MachineStatus, NodeId, Role};
 use crate::discovery::{Announcement, Discovery, Peer};
 use crate::limits::{CHECKPOINTS_GOSSIPED, MEMBERSHIP_CHANGE_TIMEOUT, RECONCILE_INTERVAL};
@@ -61,9 +61,9 @@ pub struct AutopilotConfig {
     pub bootstrap_expect: usize,
     /// The plugin the first leader of a `--bootstrap-expect` cluster deploys.
     pub first_plugin: Option<Vec<u8>>,
-    /// The settings the first leader of a `--bootstrap-expect` cluster
-    /// proposes before its plugin.
-    pub first_settings: ClusterSettings,
+    /// The settings (and plugin signers) the first leader of a
+    /// `--bootstrap-expect` cluster proposes before its plugin.
+    pub first_settings: SettingsChange,
     /// Cluster settings this node's flags name explicitly: (flag, setting,
     /// value), compared with the cluster's once it has them.
     pub flagged_settings: Vec<(&'static str, Setting, u64)>,
@@ -344,7 +344,7 @@ impl Autopilot {
         let Some(plugin) = &self.config.first_plugin else {
             return;
         };
-        let initial = SettingsChange::Initial(self.config.first_settings);
+        let initial = self.config.first_settings.clone();
         match self.consensus.propose_settings(initial).await {
             Ok((_, Ok(_))) => {}
             // Another leader set them first: the cluster keeps those.
