@@ -11,6 +11,8 @@
 #[cfg(test)]
 mod batching_tests;
 mod deploy;
+#[cfg(test)]
+mod deploy_trust_tests;
 mod host_entries;
 
 use deploy::install_body;
