@@ -16,6 +16,7 @@ use super::report::{self, SelfInfo};
 use super::settings_change;
 use crate::consensus::settings::ClusterSettings;
 use crate::consensus::snapshot::Snapshots;
+use crate::consensus::trusted_signers::{self, TrustedSigners};
 use crate::consensus::{Consensus, MachineStatus, ProposeError, ReadIndexError};
 use std::time::Duration;
 
@@ -45,6 +46,8 @@ pub struct ClusterService {
     pub view: SharedView,
     /// The node's snapshot file, for backups.
     pub snapshots: Snapshots,
+    /// `--plugin-signers`: checked only while the cluster cannot hold them.
+    pub flag_signers: Option<TrustedSigners>,
     /// Plugin uploads being received ([`crate::limits::DEPLOY_UPLOADS_MAX`]).
     pub uploads: Arc<tokio::sync::Semaphore>,
 }
@@ -261,7 +264,11 @@ impl proto::cluster_server::Cluster for ClusterService {
         let here = || async {
             // The cluster's setting, which the apply checks again on every
             // replica: refused here, the log stays unchanged.
-            let signers = self.machine.borrow().signers.clone();
+            let signers = {
+                let machine = self.machine.borrow();
+                let flag = self.flag_signers.as_ref();
+                trusted_signers::for_proposals(&machine.settings, &machine.signers, flag)
+            };
             signers.verify(&plugin).map_err(|error| {
                 Attempt::Final(Status::permission_denied(format!(
                     "deploy refused: {error}"

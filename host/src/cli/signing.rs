@@ -4,11 +4,10 @@
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
-use std::sync::Arc;
 
 use super::{CliError, ExitCode};
 use crate::consensus::trusted_signers::{self, TrustedSigners};
-use crate::security::signing::{self, Signer};
+use crate::security::signing;
 
 /// The `config set plugin_signers` value that trusts any plugin.
 const SIGNERS_NONE: &str = "none";
@@ -50,7 +49,7 @@ pub fn sign(key: &Path, out: &Path, file: &Path) -> Result<(), CliError> {
 }
 
 /// The signers in `path`, if given.
-pub fn load_signers(path: Option<&Path>) -> Result<Option<Arc<Vec<Signer>>>, CliError> {
+pub fn load_signers(path: Option<&Path>) -> Result<Option<TrustedSigners>, CliError> {
     let Some(path) = path else {
         return Ok(None);
     };
@@ -61,9 +60,9 @@ pub fn load_signers(path: Option<&Path>) -> Result<Option<Arc<Vec<Signer>>>, Cli
     if signers.is_empty() {
         return Err(invalid(format!("{}: no signer keys", path.display())));
     }
-    TrustedSigners::new(signers.clone())
-        .map_err(|error| invalid(format!("{}: {error}", path.display())))?;
-    Ok(Some(Arc::new(signers)))
+    TrustedSigners::new(signers)
+        .map(Some)
+        .map_err(|error| invalid(format!("{}: {error}", path.display())))
 }
 
 /// What `config set NAME VALUE` sends: for `plugin_signers`, the text of

@@ -99,6 +99,46 @@ pub fn after(
     }
 }
 
+/// The keys a deploy is checked against before it is proposed: the
+/// cluster's from protocol level 3 on; below it, where the cluster cannot
+/// hold any, this node's `--plugin-signers`, as before the setting existed.
+pub fn for_proposals(
+    settings: &ClusterSettings,
+    cluster: &TrustedSigners,
+    flag: Option<&TrustedSigners>,
+) -> TrustedSigners {
+    match flag {
+        Some(flag) if settings.protocol_level < PROTOCOL_LEVEL_SIGNERS => flag.clone(),
+        _ => cluster.clone(),
+    }
+}
+
+/// A warning when this node's `--plugin-signers` is not what the cluster
+/// checks, naming the fix.
+pub fn flag_warning(
+    settings: &ClusterSettings,
+    cluster: &TrustedSigners,
+    flag: Option<&TrustedSigners>,
+) -> Option<String> {
+    let flag = flag?;
+    if settings.protocol_level < PROTOCOL_LEVEL_SIGNERS {
+        return Some(format!(
+            "--plugin-signers is checked by this node alone while the cluster runs at protocol level {}: \
+             once every node supports it, clusterhost config set protocol_level {PROTOCOL_LEVEL_SIGNERS} \
+             and clusterhost config set {SETTING_NAME} FILE make every replica check it",
+            settings.protocol_level
+        ));
+    }
+    (flag != cluster).then(|| {
+        format!(
+            "--plugin-signers differs from the cluster's {SETTING_NAME} ({} keys); this node checks the \
+             cluster's (every replica must). To change it for the whole cluster: clusterhost config set \
+             {SETTING_NAME} FILE",
+            cluster.0.len()
+        )
+    })
+}
+
 /// Refuse signers in a cluster whose binaries may not all know them.
 pub fn check_level(settings: &ClusterSettings) -> Result<(), String> {
     if settings.protocol_level < PROTOCOL_LEVEL_SIGNERS {
@@ -184,6 +224,29 @@ mod tests {
         };
         let (settings, kept) = after(&current(), &signers, &fuel).expect("fuel");
         assert_eq!((settings.fuel_per_call, kept), (20_000, signers));
+    }
+
+    #[test]
+    fn the_flag_decides_only_below_the_signers_level() {
+        let flag = TrustedSigners::new(vec![[1; 32]]).expect("flag");
+        let cluster = TrustedSigners::new(vec![[2; 32]]).expect("cluster");
+        let older = ClusterSettings {
+            protocol_level: PROTOCOL_LEVEL_SIGNERS - 1,
+            ..current()
+        };
+        let empty = TrustedSigners::default();
+        assert_eq!(for_proposals(&older, &empty, Some(&flag)), flag);
+        assert_eq!(for_proposals(&current(), &cluster, Some(&flag)), cluster);
+        assert_eq!(for_proposals(&current(), &empty, Some(&flag)), empty);
+        let warning = flag_warning(&older, &empty, Some(&flag)).expect("level");
+        assert!(warning.contains("config set protocol_level 3"), "{warning}");
+        let warning = flag_warning(&current(), &cluster, Some(&flag)).expect("differs");
+        assert!(
+            warning.contains("config set plugin_signers FILE"),
+            "{warning}"
+        );
+        assert_eq!(flag_warning(&current(), &flag, Some(&flag)), None);
+        assert_eq!(flag_warning(&current(), &cluster, None), None);
     }
 
     #[test]

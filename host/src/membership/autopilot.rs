@@ -18,6 +18,7 @@ use super::reconcile::{
 use super::unknown::{Ignored, UnknownPeers};
 use crate::consensus::settings::{PROTOCOL_LEVEL_LEGACY, PROTOCOL_LEVEL_SUPPORTED};
 use crate::consensus::settings::{Setting, SettingsChange};
+use crate::consensus::trusted_signers::{self, TrustedSigners};
 use crate::consensus::{Consensus, ConsensusView, MachineStatus, NodeId, Role};
 use crate::discovery::{Announcement, Discovery, Peer};
 use crate::limits::{CHECKPOINTS_GOSSIPED, MEMBERSHIP_CHANGE_TIMEOUT, RECONCILE_INTERVAL};
@@ -67,6 +68,8 @@ pub struct AutopilotConfig {
     /// Cluster settings this node's flags name explicitly: (flag, setting,
     /// value), compared with the cluster's once it has them.
     pub flagged_settings: Vec<(&'static str, Setting, u64)>,
+    /// `--plugin-signers`, compared with the cluster's `plugin_signers`.
+    pub flag_signers: Option<TrustedSigners>,
 }
 
 /// What the loop works with.
@@ -155,6 +158,12 @@ impl Autopilot {
             // settings (they come before the first deploy).
             rounds.warned = true;
             for warning in machine.settings.warnings_for(&self.config.flagged_settings) {
+                tracing::warn!("{warning}");
+            }
+            let flag = self.config.flag_signers.as_ref();
+            if let Some(warning) =
+                trusted_signers::flag_warning(&machine.settings, &machine.signers, flag)
+            {
                 tracing::warn!("{warning}");
             }
         }

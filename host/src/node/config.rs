@@ -77,7 +77,7 @@ pub struct NodeConfig {
     /// `--plugin-signers`: the keys a new cluster's `plugin_signers`
     /// setting starts with (afterwards the cluster's setting decides, on
     /// every node alike), and the keys `--plugin` must be signed by.
-    pub plugin_signers: Option<std::sync::Arc<Vec<crate::security::signing::Signer>>>,
+    pub plugin_signers: Option<TrustedSigners>,
 }
 
 impl NodeConfig {
@@ -103,11 +103,6 @@ impl NodeConfig {
                 "--min-voters {} is above --voter-cap {}: dead voters could never be removed",
                 self.policy.min_voters, self.policy.voter_cap
             ));
-        }
-        if let Some(signers) = &self.plugin_signers
-            && let Err(error) = TrustedSigners::new(signers.to_vec())
-        {
-            return Err(format!("--plugin-signers: {error}"));
         }
         if self.plugin_limits.fuel_per_bulk_call < self.plugin_limits.fuel_per_call {
             return Err(format!(

@@ -29,7 +29,7 @@ use crate::api::leader::LeaderRunner;
 use crate::api::server::{ServeOptions, serve};
 use crate::consensus::settings::{ClusterSettings, SettingsChange};
 use crate::consensus::snapshot::Snapshots;
-use crate::consensus::trusted_signers::{self, TrustedSigners};
+use crate::consensus::trusted_signers;
 use crate::consensus::{
     self, AddressBook, Consensus, ConsensusConfig, LogStore, MachineStatus, NodeId,
     StateMachineStore,
@@ -269,6 +269,7 @@ impl Wiring {
             machine: core.machine.clone(),
             view: view.clone(),
             snapshots: core.snapshots.clone(),
+            flag_signers: self.config.plugin_signers.clone(),
             uploads: Arc::new(tokio::sync::Semaphore::new(
                 crate::limits::DEPLOY_UPLOADS_MAX,
             )),
@@ -346,14 +347,10 @@ impl Wiring {
         )
     }
 
-    /// The settings a new cluster starts with, from this node's flags:
-    /// `--plugin-signers` seeds the cluster's `plugin_signers`.
+    /// The settings a new cluster starts with, from this node's flags.
     fn first_settings(&self) -> SettingsChange {
         let settings = ClusterSettings::from_flags(&self.config.plugin_limits);
-        let keys = self.config.plugin_signers.as_deref().cloned();
-        // More keys than the setting holds were refused at start
-        // (`NodeConfig::validate`).
-        let signers = TrustedSigners::new(keys.unwrap_or_default()).unwrap_or_default();
+        let signers = self.config.plugin_signers.clone().unwrap_or_default();
         trusted_signers::initial_change(settings, signers)
     }
 
@@ -368,6 +365,7 @@ impl Wiring {
                 .map(|code| code.bytes().to_vec()),
             first_settings: self.first_settings(),
             flagged_settings: self.config.flagged_settings.clone(),
+            flag_signers: self.config.plugin_signers.clone(),
         }
     }
 
@@ -475,7 +473,8 @@ async fn load_bootstrap_plugin(
         source,
     })?;
     if let Some(signers) = &config.plugin_signers {
-        crate::security::signing::verify(&bytes, signers)
+        signers
+            .verify(&bytes)
             .map_err(|error| StartError::Conflict(format!("{}: {error}", path.display())))?;
     }
     engine
