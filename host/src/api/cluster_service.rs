@@ -262,8 +262,9 @@ impl proto::cluster_server::Cluster for ClusterService {
             return Err(Status::invalid_argument("the uploaded plugin is empty"));
         }
         let here = || async {
-            // The cluster's setting, which the apply checks again on every
-            // replica: refused here, the log stays unchanged.
+            // The cluster's setting (below level 3, this node's flag), which
+            // the apply checks again on every replica: refused here, the log
+            // stays unchanged.
             let signers = {
                 let machine = self.machine.borrow();
                 let flag = self.flag_signers.as_ref();

@@ -206,7 +206,11 @@ impl Setting {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SettingsError {
     /// No setting has that name.
-    #[error("there is no cluster setting `{0}` (settings: {names})", names = Setting::ALL.map(Setting::name).join(", "))]
+    #[error(
+        "there is no cluster setting `{0}` (settings: {names}, {signers})",
+        names = Setting::ALL.map(Setting::name).join(", "),
+        signers = super::trusted_signers::SETTING_NAME
+    )]
     Unknown(String),
     /// The value is not a number in range.
     #[error("{setting} must be a number from {min} to {max}, not `{value}`")]
