@@ -35,6 +35,7 @@
 //! - [`linearizability`]: record kv operations from concurrent clients and
 //!   check the history is linearizable, key by key.
 //! - [`paths`]: the binary and plugins under test.
+//! - [`signing`]: a signing key and plugins signed with it.
 //!
 //! The binary is `<target>/debug/clusterhost`, which cargo does not build for
 //! this package: run `cargo build` first, or everything with `cargo xtask test`.
@@ -58,6 +59,7 @@ pub mod paths;
 pub mod process;
 pub mod resources;
 pub mod scenario;
+pub mod signing;
 pub mod tls;
 pub mod wait;
 

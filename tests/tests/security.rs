@@ -14,6 +14,7 @@ use clusterhost_tests::kv::{self, apply_ok};
 use clusterhost_tests::paths::{clusterhost_binary, kv_plugin};
 use clusterhost_tests::process::Process;
 use clusterhost_tests::scenario::{MEMBERSHIP_TIMEOUT, fast};
+use clusterhost_tests::signing::sign_kv_plugins;
 use clusterhost_tests::tls::TestPki;
 use clusterhost_tests::{TestCluster, exit, wait_for};
 use tonic::Code;
@@ -389,29 +390,6 @@ async fn only_signed_plugins_are_deployed_with_plugin_signers() {
         .cli(0, &["plugin", "deploy", &path("kv_v2.signed.wasm")])
         .await;
     assert!(signed.success().contains("deployed"), "{signed}");
-}
-
-/// In `dir`: a signing key, a `signers` file listing it, and kv and kv_v2
-/// signed with it (`kv.signed.wasm`, `kv_v2.signed.wasm`).
-async fn sign_kv_plugins(dir: &std::path::Path) {
-    let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
-    let key = path("signer.key");
-    let keygen = run_cli(["plugin", "keygen", "--out", &key], &[], CLI_TIMEOUT).await;
-    std::fs::write(path("signers"), keygen.success()).unwrap();
-    let v2 = clusterhost_tests::paths::plugin("kv_v2.wasm");
-    for (input, output) in [(kv_plugin(), "kv.signed.wasm"), (v2, "kv_v2.signed.wasm")] {
-        let input = input.to_string_lossy().into_owned();
-        let args = [
-            "plugin",
-            "sign",
-            "--key",
-            &key,
-            "--out",
-            &path(output),
-            &input,
-        ];
-        run_cli(args, &[], CLI_TIMEOUT).await.success();
-    }
 }
 
 /// A chitchat 0.13 SynAck (protocol V0, blocks uncompressed) from a made-up

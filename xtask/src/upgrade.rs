@@ -12,7 +12,8 @@
 //! its data dir with the new binary. Once all run the new one, the protocol
 //! level is raised to 1 and a feature that needs it (a cluster setting) is
 //! used, then to 2 and a write within a client session is retried and
-//! answered from the session instead of applied twice.
+//! answered from the session instead of applied twice, then to 3 and the
+//! cluster's `plugin_signers` set, after which an unsigned deploy is refused.
 //! No acknowledged write may be lost, and every client error must be the
 //! brief unavailability of an election.
 
@@ -189,5 +190,41 @@ async fn raise_to_sessions_and_use_them(cluster: &TestCluster) -> Result<()> {
         "a retried session write was applied again: {first:?} then {retry:?}"
     );
     eprintln!("level 2: a retried session write was answered from the session");
+    raise_to_signers_and_use_them(cluster).await
+}
+
+/// Raise the level to 3, set `plugin_signers` and check an unsigned
+/// deploy is refused.
+async fn raise_to_signers_and_use_them(cluster: &TestCluster) -> Result<()> {
+    let scratch = tempfile::tempdir()?;
+    let public = clusterhost_tests::signing::sign_kv_plugins(scratch.path()).await;
+    let signers = scratch
+        .path()
+        .join("signers")
+        .to_string_lossy()
+        .into_owned();
+    let set_signers = ["config", "set", "plugin_signers", signers.as_str()];
+    if cluster.cli(0, &set_signers).await.code == Some(0) {
+        bail!("plugin_signers was accepted before the protocol level was raised to 3");
+    }
+    cluster
+        .cli(0, &["config", "set", "protocol_level", "3"])
+        .await
+        .success();
+    cluster.cli(1, &set_signers).await.success();
+    wait_for("node 2 to apply plugin_signers", STEP_TIMEOUT, || async {
+        let settings = cluster
+            .cli(2, &["config", "get", "--json"])
+            .await
+            .success_json();
+        settings["plugin_signers"] == serde_json::json!([public])
+    })
+    .await;
+    let unsigned = clusterhost_tests::paths::plugin("kv_v2.wasm");
+    let refused = cluster
+        .cli(2, &["plugin", "deploy", &unsigned.to_string_lossy()])
+        .await;
+    refused.failure(clusterhost_tests::exit::PERMISSION_DENIED, &["not signed"]);
+    eprintln!("level 3: plugin_signers set through the log; an unsigned deploy was refused");
     Ok(())
 }

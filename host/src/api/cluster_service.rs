@@ -13,8 +13,10 @@ use tonic::{Request, Response, Status};
 use super::convert;
 use super::leader::{Attempt, Leader, LeaderRunner, forwarded, was_forwarded};
 use super::report::{self, SelfInfo};
-use crate::consensus::settings::{ClusterSettings, SettingsChange};
+use super::settings_change;
+use crate::consensus::settings::ClusterSettings;
 use crate::consensus::snapshot::Snapshots;
+use crate::consensus::trusted_signers::{self, TrustedSigners};
 use crate::consensus::{Consensus, MachineStatus, ProposeError, ReadIndexError};
 use std::time::Duration;
 
@@ -44,9 +46,8 @@ pub struct ClusterService {
     pub view: SharedView,
     /// The node's snapshot file, for backups.
     pub snapshots: Snapshots,
-    /// `--plugin-signers`: when set, only plugins signed by one of these
-    /// keys are deployed.
-    pub signers: Option<Arc<Vec<crate::security::signing::Signer>>>,
+    /// `--plugin-signers`: checked only while the cluster cannot hold them.
+    pub flag_signers: Option<TrustedSigners>,
     /// Plugin uploads being received ([`crate::limits::DEPLOY_UPLOADS_MAX`]).
     pub uploads: Arc<tokio::sync::Semaphore>,
 }
@@ -261,13 +262,19 @@ impl proto::cluster_server::Cluster for ClusterService {
             return Err(Status::invalid_argument("the uploaded plugin is empty"));
         }
         let here = || async {
-            if let Some(signers) = &self.signers {
-                crate::security::signing::verify(&plugin, signers).map_err(|error| {
-                    Attempt::Final(Status::permission_denied(format!(
-                        "deploy refused: {error}"
-                    )))
-                })?;
-            }
+            // The cluster's setting (below level 3, this node's flag), which
+            // the apply checks again on every replica: refused here, the log
+            // stays unchanged.
+            let signers = {
+                let machine = self.machine.borrow();
+                let flag = self.flag_signers.as_ref();
+                trusted_signers::for_proposals(&machine.settings, &machine.signers, flag)
+            };
+            signers.verify(&plugin).map_err(|error| {
+                Attempt::Final(Status::permission_denied(format!(
+                    "deploy refused: {error}"
+                )))
+            })?;
             // Validated under this node's engine (which also fills its
             // compiled cache) before anything enters the log.
             self.engine
@@ -325,8 +332,9 @@ impl proto::cluster_server::Cluster for ClusterService {
         &self,
         _request: Request<proto::GetSettingsRequest>,
     ) -> Result<Response<proto::SettingsResponse>, Status> {
-        let settings = self.machine.borrow().settings;
-        Ok(Response::new(convert::settings_response(&settings, 0)))
+        let machine = self.machine.borrow();
+        let response = convert::settings_response(&machine.settings, &machine.signers, 0);
+        Ok(Response::new(response))
     }
 
     async fn set_setting(
@@ -337,16 +345,16 @@ impl proto::cluster_server::Cluster for ClusterService {
         let change = request.into_inner();
         let here = || async {
             let current = self.machine.borrow().settings;
-            let changed = current
-                .with(&change.name, &change.value)
-                .map_err(|error| Attempt::Final(Status::invalid_argument(error.to_string())))?;
+            let (request, changed) =
+                settings_change::proposal(&current, &change.name, &change.value)
+                    .map_err(Attempt::Final)?;
             self.check_setting_fits(&changed).map_err(Attempt::Final)?;
-            let request = SettingsChange::Set {
-                name: change.name.clone(),
-                value: change.value.clone(),
-            };
             match self.consensus.propose_settings(request).await {
-                Ok((index, Ok(applied))) => Ok(convert::settings_response(&applied, index)),
+                Ok((index, Ok(applied))) => {
+                    // Published before the proposer hears back.
+                    let signers = self.machine.borrow().signers.clone();
+                    Ok(convert::settings_response(&applied, &signers, index))
+                }
                 Ok((_, Err(reason))) => Err(Attempt::Final(Status::failed_precondition(reason))),
                 Err(ProposeError::NotLeader) => Err(Attempt::NotLeader),
                 Err(error) => Err(Attempt::Final(convert::propose_status(error))),
@@ -470,28 +478,17 @@ impl ClusterService {
     /// does not support.
     fn check_setting_fits(&self, changed: &ClusterSettings) -> Result<(), Status> {
         let peers = self.view.get().peers;
-        let behind: Vec<String> = self
-            .consensus
-            .view()
-            .members
-            .keys()
-            .filter(|id| **id != self.local.node_id)
-            .filter_map(|id| {
-                let supported = peers
+        let members = self.consensus.view().members;
+        let others = members.keys().filter(|id| **id != self.local.node_id);
+        settings_change::behind_members(
+            changed,
+            others.map(|id| {
+                let level = peers
                     .get(id)
                     .map_or(0, |peer| peer.announcement.protocol_level);
-                (supported < changed.protocol_level)
-                    .then(|| format!("node {id} supports level {supported}"))
-            })
-            .collect();
-        if behind.is_empty() {
-            return Ok(());
-        }
-        Err(Status::failed_precondition(format!(
-            "protocol_level {} needs every member to support it; {}: upgrade them first",
-            changed.protocol_level,
-            behind.join(", ")
-        )))
+                (*id, level)
+            }),
+        )
     }
 
     fn self_info(&self) -> SelfInfo {

@@ -9,6 +9,7 @@ use super::leader::{Attempt, not_leader, outcome_unknown};
 use crate::consensus::plugin_history::PluginHistory;
 use crate::consensus::sessions::{SessionRefusal, SessionStamp};
 use crate::consensus::settings::{ClusterSettings, Setting};
+use crate::consensus::trusted_signers::TrustedSigners;
 use crate::consensus::{CommandAnswer, DeployError, DeployReceipt, ProposeError};
 use crate::membership::operations::OperationError;
 use crate::plugin::{ApplyError, ApplyOutcome};
@@ -126,7 +127,11 @@ pub fn operation_status(error: OperationError) -> Status {
 }
 
 /// The cluster settings as the API answers them.
-pub fn settings_response(settings: &ClusterSettings, index: u64) -> proto::SettingsResponse {
+pub fn settings_response(
+    settings: &ClusterSettings,
+    signers: &TrustedSigners,
+    index: u64,
+) -> proto::SettingsResponse {
     proto::SettingsResponse {
         settings: Setting::ALL
             .into_iter()
@@ -136,6 +141,7 @@ pub fn settings_response(settings: &ClusterSettings, index: u64) -> proto::Setti
             })
             .collect(),
         index,
+        plugin_signers: signers.to_hex(),
     }
 }
 

@@ -7,6 +7,7 @@
 //! - [`routing`]: where a leader-only request goes, decided purely.
 //! - [`leader`]: the loop that follows those decisions, and forwarding.
 //! - [`report`]: status, members and health as pure functions.
+//! - [`settings_change`]: a settings request checked before it is proposed.
 //! - [`convert`]: node results to API messages and status codes.
 //! - [`grpc_metrics`]: requests counted and timed per method and code.
 //! - [`server`]: serving the port.
@@ -22,5 +23,6 @@ pub mod leader;
 pub mod report;
 pub mod routing;
 pub mod server;
+pub mod settings_change;
 
 pub use cluster_service::ClusterService;

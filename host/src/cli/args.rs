@@ -458,7 +458,8 @@ pub enum ConfigCommand {
         endpoint: EndpointArgs,
         /// The setting (see `config get`).
         name: String,
-        /// Its new value.
+        /// Its new value; for `plugin_signers`, a file of ed25519 public
+        /// keys, one per line (`none`: any plugin may be deployed).
         value: String,
     },
 }

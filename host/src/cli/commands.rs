@@ -12,6 +12,7 @@ use super::{CliError, ExitCode};
 use clusterhost_client::proto;
 use clusterhost_client::{Client, Cluster, cluster};
 
+use crate::consensus::trusted_signers;
 use crate::embed::{EmbedError, NodeBuilder};
 use crate::limits::PROMOTION_LAG_ENTRIES_MAX;
 use crate::membership::reconcile::Policy;
@@ -100,21 +101,32 @@ async fn config(command: ConfigCommand) -> Result<(), CliError> {
             name,
             value,
         } => {
+            let sent = super::signing::setting_value(&name, &value)?;
             let mut client = connect(&endpoint).await?;
-            let response = client.set_setting(&name, &value).await?;
-            say!(
-                "{name} = {value} from index {} on every replica",
-                response.index
-            );
+            let response = client.set_setting(&name, &sent).await?;
+            if name == trusted_signers::SETTING_NAME {
+                let shown = super::signing::signers_text(&response.plugin_signers);
+                say!(
+                    "{name} = {shown} from index {} on every replica",
+                    response.index
+                );
+            } else {
+                say!(
+                    "{name} = {value} from index {} on every replica",
+                    response.index
+                );
+            }
             return Ok(());
         }
     };
     if json {
-        let settings: serde_json::Map<String, serde_json::Value> = response
+        let mut settings: serde_json::Map<String, serde_json::Value> = response
             .settings
             .iter()
             .map(|setting| (setting.name.clone(), setting.value.into()))
             .collect();
+        let signers = response.plugin_signers.clone().into();
+        settings.insert(trusted_signers::SETTING_NAME.to_string(), signers);
         let text = serde_json::to_string_pretty(&settings)
             .map_err(|error| CliError::new(ExitCode::Failure, error.to_string()))?;
         say!("{text}");
@@ -122,6 +134,8 @@ async fn config(command: ConfigCommand) -> Result<(), CliError> {
         for setting in &response.settings {
             say!("{} = {}", setting.name, setting.value);
         }
+        let signers = super::signing::signers_text(&response.plugin_signers);
+        say!("{} = {signers}", trusted_signers::SETTING_NAME);
     }
     Ok(())
 }

@@ -1,12 +1,16 @@
-//! `clusterhost plugin keygen|sign`, and reading `--plugin-signers`.
+//! `clusterhost plugin keygen|sign`, and reading `--plugin-signers` and
+//! `config set plugin_signers FILE`.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
-use std::sync::Arc;
 
 use super::{CliError, ExitCode};
-use crate::security::signing::{self, Signer};
+use crate::consensus::trusted_signers::{self, TrustedSigners};
+use crate::security::signing;
+
+/// The `config set plugin_signers` value that trusts any plugin.
+const SIGNERS_NONE: &str = "none";
 
 fn invalid(message: String) -> CliError {
     CliError::new(ExitCode::InvalidInput, message)
@@ -45,7 +49,7 @@ pub fn sign(key: &Path, out: &Path, file: &Path) -> Result<(), CliError> {
 }
 
 /// The signers in `path`, if given.
-pub fn load_signers(path: Option<&Path>) -> Result<Option<Arc<Vec<Signer>>>, CliError> {
+pub fn load_signers(path: Option<&Path>) -> Result<Option<TrustedSigners>, CliError> {
     let Some(path) = path else {
         return Ok(None);
     };
@@ -56,5 +60,39 @@ pub fn load_signers(path: Option<&Path>) -> Result<Option<Arc<Vec<Signer>>>, Cli
     if signers.is_empty() {
         return Err(invalid(format!("{}: no signer keys", path.display())));
     }
-    Ok(Some(Arc::new(signers)))
+    TrustedSigners::new(signers)
+        .map(Some)
+        .map_err(|error| invalid(format!("{}: {error}", path.display())))
+}
+
+/// What `config set NAME VALUE` sends: for `plugin_signers`, the text of
+/// the signers file VALUE names (`none`: any plugin); others as given.
+pub fn setting_value(name: &str, value: &str) -> Result<String, CliError> {
+    if name != trusted_signers::SETTING_NAME {
+        return Ok(value.to_string());
+    }
+    if value == SIGNERS_NONE {
+        return Ok(String::new());
+    }
+    let text = std::fs::read_to_string(value)
+        .map_err(|error| invalid(format!("cannot read {value}: {error}")))?;
+    // Checked here too, so a typo is named with its file.
+    let signers =
+        TrustedSigners::parse(&text).map_err(|error| invalid(format!("{value}: {error}")))?;
+    if signers.is_empty() {
+        return Err(invalid(format!(
+            "{value}: no signer keys (to trust any plugin: config set {} {SIGNERS_NONE})",
+            trusted_signers::SETTING_NAME
+        )));
+    }
+    Ok(text)
+}
+
+/// How `config get` shows the signers.
+pub fn signers_text(keys: &[String]) -> String {
+    if keys.is_empty() {
+        format!("{SIGNERS_NONE} (any plugin)")
+    } else {
+        keys.join(", ")
+    }
 }

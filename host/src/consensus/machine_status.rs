@@ -9,6 +9,7 @@ use super::digest::DigestBytes;
 use super::host_state::HostState;
 use super::plugin_history::PluginHistory;
 use super::settings::ClusterSettings;
+use super::trusted_signers::TrustedSigners;
 
 /// What the state machine publishes for status reports.
 #[derive(Debug, Clone, Default)]
@@ -26,6 +27,8 @@ pub struct MachineStatus {
     pub snapshot_size_bytes: Option<u64>,
     /// The cluster settings in force.
     pub settings: ClusterSettings,
+    /// The plugin signers in force (a cluster setting kept beside them).
+    pub signers: TrustedSigners,
     /// The applied digest (hex) and the index it covers.
     pub applied_digest: (String, u64),
     /// Recent checkpoints of the applied digest.

@@ -33,6 +33,7 @@ pub mod snapshot_builder;
 pub mod state_machine;
 pub mod swap;
 pub mod transport;
+pub mod trusted_signers;
 pub mod types;
 pub mod view;
 

@@ -13,6 +13,7 @@
 //! | `command_bytes_max` | which commands the cluster accepts at all |
 //! | `state_quota_bytes` | when the cluster stops taking writes |
 //! | `protocol_level` | which kinds of entries and features may be used |
+//! | `plugin_signers` | which deploys apply (kept beside these: [`super::trusted_signers`]) |
 //!
 //! Node flags with the same names only seed a new cluster; afterwards the
 //! cluster's values win (`clusterhost config get|set`).
@@ -32,10 +33,15 @@ use crate::limits::{
 ///   A cluster created by this binary starts here; one upgraded from level
 ///   0 moves here with `clusterhost config set protocol_level 1` once every
 ///   node runs a binary that supports it.
-pub const PROTOCOL_LEVEL_SUPPORTED: u32 = 2;
+/// - Level 2: client sessions.
+/// - Level 3: the `plugin_signers` setting, checked when a deploy applies.
+pub const PROTOCOL_LEVEL_SUPPORTED: u32 = 3;
 
 /// The level from which client sessions (exactly-once writes) may be used.
 pub const PROTOCOL_LEVEL_SESSIONS: u32 = 2;
+
+/// The level from which the cluster may hold trusted plugin signers.
+pub const PROTOCOL_LEVEL_SIGNERS: u32 = 3;
 
 /// The level of a cluster whose log never set one.
 pub const PROTOCOL_LEVEL_LEGACY: u32 = 0;
@@ -90,6 +96,16 @@ pub enum SettingsChange {
         /// Its new value, as given.
         value: String,
     },
+    /// [`SettingsChange::Initial`] with the plugin signers the
+    /// bootstrapping node's `--plugin-signers` names (protocol level 3).
+    InitialWithSigners {
+        /// The settings.
+        settings: ClusterSettings,
+        /// The keys deployed plugins must be signed by.
+        signers: super::trusted_signers::TrustedSigners,
+    },
+    // New kinds of changes go last: entries already in logs are decoded by
+    // their position in this list.
 }
 
 impl ClusterSettings {
@@ -97,7 +113,10 @@ impl ClusterSettings {
     /// changes then). Pure: every replica reaches the same answer.
     pub fn after(&self, change: &SettingsChange) -> Result<ClusterSettings, String> {
         match change {
-            SettingsChange::Initial(initial) => {
+            SettingsChange::Initial(initial)
+            | SettingsChange::InitialWithSigners {
+                settings: initial, ..
+            } => {
                 if *self != ClusterSettings::default() {
                     return Err("the cluster's settings are already set".to_string());
                 }
@@ -187,7 +206,11 @@ impl Setting {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SettingsError {
     /// No setting has that name.
-    #[error("there is no cluster setting `{0}` (settings: {names})", names = Setting::ALL.map(Setting::name).join(", "))]
+    #[error(
+        "there is no cluster setting `{0}` (settings: {names}, {signers})",
+        names = Setting::ALL.map(Setting::name).join(", "),
+        signers = super::trusted_signers::SETTING_NAME
+    )]
     Unknown(String),
     /// The value is not a number in range.
     #[error("{setting} must be a number from {min} to {max}, not `{value}`")]

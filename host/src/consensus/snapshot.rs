@@ -8,8 +8,9 @@
 //! stays readable; bodies without the tag are the first format (before
 //! versions), which had only the plugin and its deploy history. A cluster
 //! writes the format of its protocol level (0: the first, 1: the second,
-//! before client sessions), so binaries of that level can read it (a rolling
-//! upgrade, or a roll back before the level is raised).
+//! before client sessions, 2: the third, before plugin signers), so
+//! binaries of that level can read it (a rolling upgrade, or a roll back
+//! before the level is raised).
 
 use std::io;
 use std::path::Path;
@@ -18,7 +19,10 @@ use super::alarms::Alarms;
 use super::digest::AppliedDigest;
 use super::host_state::HostState;
 use super::plugin_history::PluginHistory;
-use super::settings::{ClusterSettings, PROTOCOL_LEVEL_LEGACY, PROTOCOL_LEVEL_SESSIONS};
+use super::sessions::Sessions;
+use super::settings::{
+    ClusterSettings, PROTOCOL_LEVEL_LEGACY, PROTOCOL_LEVEL_SESSIONS, PROTOCOL_LEVEL_SIGNERS,
+};
 use super::types::SnapshotMeta;
 use crate::plugin::EntryPosition;
 use crate::storage::{Saved, SnapshotFile};
@@ -26,9 +30,11 @@ use crate::storage::{Saved, SnapshotFile};
 /// Marks a versioned encoding.
 pub(crate) const FORMAT_TAG: &[u8; 4] = b"CHSB";
 /// The format this binary writes.
-pub const SNAPSHOT_FORMAT: u16 = 3;
+pub const SNAPSHOT_FORMAT: u16 = 4;
 /// The format of protocol level 1: host state without client sessions.
 const SNAPSHOT_FORMAT_BEFORE_SESSIONS: u16 = 2;
+/// The format of protocol level 2: host state without plugin signers.
+const SNAPSHOT_FORMAT_BEFORE_SIGNERS: u16 = 3;
 
 /// The body of a snapshot.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -144,11 +150,88 @@ struct StoredSnapshotV2 {
     body: SnapshotBodyV2,
 }
 
+/// The third format's host state (protocol level 2): before signers.
+#[derive(serde::Serialize)]
+struct HostStateV3Ref<'a> {
+    history: &'a PluginHistory,
+    settings: &'a ClusterSettings,
+    digest: &'a AppliedDigest,
+    alarms: &'a Alarms,
+    sessions: &'a Sessions,
+}
+
+#[derive(serde::Serialize)]
+struct SnapshotBodyV3Ref<'a> {
+    plugin: &'a Option<PluginState>,
+    host: HostStateV3Ref<'a>,
+}
+
+impl<'a> From<&'a SnapshotBody> for SnapshotBodyV3Ref<'a> {
+    fn from(body: &'a SnapshotBody) -> Self {
+        let host = &body.host;
+        Self {
+            plugin: &body.plugin,
+            host: HostStateV3Ref {
+                history: &host.history,
+                settings: &host.settings,
+                digest: &host.digest,
+                alarms: &host.alarms,
+                sessions: &host.sessions,
+            },
+        }
+    }
+}
+
+#[derive(serde::Serialize)]
+struct StoredSnapshotV3Ref<'a> {
+    meta: &'a SnapshotMeta,
+    body: SnapshotBodyV3Ref<'a>,
+}
+
+#[derive(serde::Deserialize)]
+struct HostStateV3 {
+    history: PluginHistory,
+    settings: ClusterSettings,
+    digest: AppliedDigest,
+    alarms: Alarms,
+    sessions: Sessions,
+}
+
+#[derive(serde::Deserialize)]
+struct SnapshotBodyV3 {
+    plugin: Option<PluginState>,
+    host: HostStateV3,
+}
+
+impl From<SnapshotBodyV3> for SnapshotBody {
+    fn from(v3: SnapshotBodyV3) -> Self {
+        let host = v3.host;
+        Self {
+            plugin: v3.plugin,
+            host: HostState {
+                history: host.history,
+                settings: host.settings,
+                digest: host.digest,
+                alarms: host.alarms,
+                sessions: host.sessions,
+                ..HostState::default()
+            },
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct StoredSnapshotV3 {
+    meta: SnapshotMeta,
+    body: SnapshotBodyV3,
+}
+
 /// The format a body's cluster writes, by its protocol level.
 fn format_for(body: &SnapshotBody) -> u16 {
     match body.host.settings.protocol_level {
         PROTOCOL_LEVEL_LEGACY => 1,
         level if level < PROTOCOL_LEVEL_SESSIONS => SNAPSHOT_FORMAT_BEFORE_SESSIONS,
+        level if level < PROTOCOL_LEVEL_SIGNERS => SNAPSHOT_FORMAT_BEFORE_SIGNERS,
         _ => SNAPSHOT_FORMAT,
     }
 }
@@ -167,6 +250,10 @@ pub fn encode_body(body: &SnapshotBody) -> io::Result<Vec<u8>> {
         SNAPSHOT_FORMAT_BEFORE_SESSIONS => encode_tagged(
             SNAPSHOT_FORMAT_BEFORE_SESSIONS,
             &SnapshotBodyV2Ref::from(body),
+        ),
+        SNAPSHOT_FORMAT_BEFORE_SIGNERS => encode_tagged(
+            SNAPSHOT_FORMAT_BEFORE_SIGNERS,
+            &SnapshotBodyV3Ref::from(body),
         ),
         _ => encode_tagged(SNAPSHOT_FORMAT, body),
     }
@@ -188,6 +275,13 @@ pub fn encode_stored(stored: &StoredSnapshot) -> io::Result<Vec<u8>> {
                 body: SnapshotBodyV2Ref::from(&stored.body),
             };
             encode_tagged(SNAPSHOT_FORMAT_BEFORE_SESSIONS, &v2)
+        }
+        SNAPSHOT_FORMAT_BEFORE_SIGNERS => {
+            let v3 = StoredSnapshotV3Ref {
+                meta: &stored.meta,
+                body: SnapshotBodyV3Ref::from(&stored.body),
+            };
+            encode_tagged(SNAPSHOT_FORMAT_BEFORE_SIGNERS, &v3)
         }
         _ => encode_tagged(SNAPSHOT_FORMAT, stored),
     }
@@ -211,6 +305,9 @@ pub fn decode_body(bytes: &[u8]) -> io::Result<SnapshotBody> {
         (SNAPSHOT_FORMAT_BEFORE_SESSIONS, rest) => {
             from_postcard::<SnapshotBodyV2>(rest).map(SnapshotBody::from)
         }
+        (SNAPSHOT_FORMAT_BEFORE_SIGNERS, rest) => {
+            from_postcard::<SnapshotBodyV3>(rest).map(SnapshotBody::from)
+        }
         (SNAPSHOT_FORMAT, rest) => from_postcard(rest),
         (version, _) => Err(newer_format(version)),
     }
@@ -227,6 +324,12 @@ pub fn decode_stored(bytes: &[u8]) -> io::Result<StoredSnapshot> {
             from_postcard::<StoredSnapshotV2>(rest).map(|v2| StoredSnapshot {
                 meta: v2.meta,
                 body: v2.body.into(),
+            })
+        }
+        (SNAPSHOT_FORMAT_BEFORE_SIGNERS, rest) => {
+            from_postcard::<StoredSnapshotV3>(rest).map(|v3| StoredSnapshot {
+                meta: v3.meta,
+                body: v3.body.into(),
             })
         }
         (SNAPSHOT_FORMAT, rest) => from_postcard(rest),
@@ -393,16 +496,31 @@ mod tests {
         assert_eq!(decode_body(&bytes).expect("decode"), body);
     }
 
-    #[test]
-    fn the_current_format_round_trips_and_a_newer_one_is_refused() {
+    fn with_a_session(level: u32) -> SnapshotBody {
         let mut body = SnapshotBody::default();
-        body.host.settings.protocol_level = PROTOCOL_LEVEL_SESSIONS;
+        body.host.settings.protocol_level = level;
         body.host.sessions.advance_clock(1_000);
         body.host
             .sessions
             .open(5, std::time::Duration::from_secs(60));
+        body
+    }
+
+    #[test]
+    fn a_level_2_cluster_writes_the_format_before_signers() {
+        let body = with_a_session(PROTOCOL_LEVEL_SESSIONS);
         let bytes = encode_body(&body).expect("encode");
-        assert!(bytes.starts_with(FORMAT_TAG));
+        assert_eq!(format_of(&bytes).expect("tagged").0, 3);
+        assert_eq!(decode_body(&bytes).expect("decode"), body);
+    }
+
+    #[test]
+    fn the_current_format_round_trips_and_a_newer_one_is_refused() {
+        let mut body = with_a_session(PROTOCOL_LEVEL_SIGNERS);
+        body.host.signers =
+            super::super::trusted_signers::TrustedSigners::new(vec![[7; 32]]).expect("signers");
+        let bytes = encode_body(&body).expect("encode");
+        assert_eq!(format_of(&bytes).expect("tagged").0, SNAPSHOT_FORMAT);
         assert_eq!(decode_body(&bytes).expect("decode"), body);
         let mut newer = bytes.clone();
         newer[4] = 99;

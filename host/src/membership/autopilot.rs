@@ -17,8 +17,9 @@ use super::reconcile::{
 };
 use super::unknown::{Ignored, UnknownPeers};
 use super::verified::IdentityCheck;
-use crate::consensus::settings::{ClusterSettings, Setting, SettingsChange};
 use crate::consensus::settings::{PROTOCOL_LEVEL_LEGACY, PROTOCOL_LEVEL_SUPPORTED};
+use crate::consensus::settings::{Setting, SettingsChange};
+use crate::consensus::trusted_signers::{self, TrustedSigners};
 use crate::consensus::{Consensus, ConsensusView, MachineStatus, NodeId, Role};
 use crate::discovery::{Announcement, Discovery, Peer};
 use crate::limits::{CHECKPOINTS_GOSSIPED, MEMBERSHIP_CHANGE_TIMEOUT, RECONCILE_INTERVAL};
@@ -62,12 +63,14 @@ pub struct AutopilotConfig {
     pub bootstrap_expect: usize,
     /// The plugin the first leader of a `--bootstrap-expect` cluster deploys.
     pub first_plugin: Option<Vec<u8>>,
-    /// The settings the first leader of a `--bootstrap-expect` cluster
-    /// proposes before its plugin.
-    pub first_settings: ClusterSettings,
+    /// The settings (and plugin signers) the first leader of a
+    /// `--bootstrap-expect` cluster proposes before its plugin.
+    pub first_settings: SettingsChange,
     /// Cluster settings this node's flags name explicitly: (flag, setting,
     /// value), compared with the cluster's once it has them.
     pub flagged_settings: Vec<(&'static str, Setting, u64)>,
+    /// `--plugin-signers`, compared with the cluster's `plugin_signers`.
+    pub flag_signers: Option<TrustedSigners>,
 }
 
 /// What the loop works with.
@@ -168,6 +171,12 @@ impl Autopilot {
             // settings (they come before the first deploy).
             rounds.warned = true;
             for warning in machine.settings.warnings_for(&self.config.flagged_settings) {
+                tracing::warn!("{warning}");
+            }
+            let flag = self.config.flag_signers.as_ref();
+            if let Some(warning) =
+                trusted_signers::flag_warning(&machine.settings, &machine.signers, flag)
+            {
                 tracing::warn!("{warning}");
             }
         }
@@ -360,7 +369,7 @@ impl Autopilot {
         let Some(plugin) = &self.config.first_plugin else {
             return;
         };
-        let initial = SettingsChange::Initial(self.config.first_settings);
+        let initial = self.config.first_settings.clone();
         match self.consensus.propose_settings(initial).await {
             Ok((_, Ok(_))) => {}
             // Another leader set them first: the cluster keeps those.

@@ -8,6 +8,7 @@ use clusterhost_client::ClientTls;
 
 use crate::consensus::NodeId;
 use crate::consensus::settings::Setting;
+use crate::consensus::trusted_signers::TrustedSigners;
 use crate::limits::{
     DEAD_GRACE_DEFAULT_TIME, LOG_ENTRIES_KEPT_BEHIND_SNAPSHOT, PROMOTION_LAG_ENTRIES_MAX,
     PluginLimits, SNAPSHOT_EVERY_ENTRIES_DEFAULT, STABILIZATION_DEFAULT_TIME, VOTER_CAP_DEFAULT,
@@ -73,8 +74,10 @@ pub struct NodeConfig {
     pub reflection: bool,
     /// Seal gossip with these keys; `None`: plaintext gossip.
     pub gossip_keyring: Option<std::sync::Arc<crate::discovery::Keyring>>,
-    /// Only deploy plugins signed by one of these keys; `None`: any.
-    pub plugin_signers: Option<std::sync::Arc<Vec<crate::security::signing::Signer>>>,
+    /// `--plugin-signers`: the keys a new cluster's `plugin_signers`
+    /// setting starts with (afterwards the cluster's setting decides, on
+    /// every node alike), and the keys `--plugin` must be signed by.
+    pub plugin_signers: Option<TrustedSigners>,
 }
 
 impl NodeConfig {

@@ -29,6 +29,7 @@ use crate::api::leader::LeaderRunner;
 use crate::api::server::{ServeOptions, serve};
 use crate::consensus::settings::{ClusterSettings, SettingsChange};
 use crate::consensus::snapshot::Snapshots;
+use crate::consensus::trusted_signers;
 use crate::consensus::{
     self, AddressBook, Consensus, ConsensusConfig, LogStore, MachineStatus, NodeId,
     StateMachineStore,
@@ -268,7 +269,7 @@ impl Wiring {
             machine: core.machine.clone(),
             view: view.clone(),
             snapshots: core.snapshots.clone(),
-            signers: self.config.plugin_signers.clone(),
+            flag_signers: self.config.plugin_signers.clone(),
             uploads: Arc::new(tokio::sync::Semaphore::new(
                 crate::limits::DEPLOY_UPLOADS_MAX,
             )),
@@ -308,13 +309,12 @@ impl Wiring {
         let Some(first_plugin) = first_plugin.filter(|_| self.config.bootstrap) else {
             return Ok(());
         };
-        let settings = ClusterSettings::from_flags(&self.config.plugin_limits);
         bootstrap(
             &core.consensus,
             &core.machine,
             &self.rpc_addr,
             first_plugin,
-            settings,
+            self.first_settings(),
         )
         .await?;
         self.data_dir.write_identity(&NodeIdentity {
@@ -347,6 +347,13 @@ impl Wiring {
         )
     }
 
+    /// The settings a new cluster starts with, from this node's flags.
+    fn first_settings(&self) -> SettingsChange {
+        let settings = ClusterSettings::from_flags(&self.config.plugin_limits);
+        let signers = self.config.plugin_signers.clone().unwrap_or_default();
+        trusted_signers::initial_change(settings, signers)
+    }
+
     fn autopilot_config(&self, bootstrap_plugin: Option<&PluginCode>) -> AutopilotConfig {
         AutopilotConfig {
             policy: self.config.policy,
@@ -356,8 +363,9 @@ impl Wiring {
             first_plugin: bootstrap_plugin
                 .filter(|_| self.config.bootstrap_expect > 0)
                 .map(|code| code.bytes().to_vec()),
-            first_settings: ClusterSettings::from_flags(&self.config.plugin_limits),
+            first_settings: self.first_settings(),
             flagged_settings: self.config.flagged_settings.clone(),
+            flag_signers: self.config.plugin_signers.clone(),
         }
     }
 
@@ -473,7 +481,8 @@ async fn load_bootstrap_plugin(
         source,
     })?;
     if let Some(signers) = &config.plugin_signers {
-        crate::security::signing::verify(&bytes, signers)
+        signers
+            .verify(&bytes)
             .map_err(|error| StartError::Conflict(format!("{}: {error}", path.display())))?;
     }
     engine
@@ -509,7 +518,7 @@ async fn bootstrap(
     machine: &tokio::sync::watch::Receiver<MachineStatus>,
     rpc_addr: &str,
     plugin: Vec<u8>,
-    settings: ClusterSettings,
+    settings: SettingsChange,
 ) -> Result<(), StartError> {
     let initialized = consensus
         .is_initialized()
@@ -532,7 +541,7 @@ async fn bootstrap(
     // The settings every replica applies with come first, from this node's
     // flags; the plugin after them.
     let (_, outcome) = consensus
-        .propose_settings(SettingsChange::Initial(settings))
+        .propose_settings(settings)
         .await
         .map_err(|error| StartError::other("cannot set the cluster settings", error))?;
     if let Err(reason) = outcome {

@@ -150,7 +150,13 @@ fn log() -> Vec<Entry> {
     entries
 }
 
-async fn machine() -> (TempDir, StateMachineStore) {
+/// The marker a cluster of [`machine`]s deploys first.
+pub(super) fn echo_marker() -> std::sync::Arc<[u8]> {
+    NativeMachine::new("echo", Box::new(Echo)).code()
+}
+
+/// A state machine running the native `Echo`, as a replica would.
+pub(super) async fn machine() -> (TempDir, StateMachineStore) {
     let directory = tempfile::tempdir().expect("temp dir");
     let native = NativeMachine::new("echo", Box::new(Echo));
     let code = native.code();

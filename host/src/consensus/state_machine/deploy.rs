@@ -31,6 +31,21 @@ impl StateMachineStore {
             time_ms,
             failure: None,
         };
+        // Checked here, against the replicated setting, so an entry that
+        // reached the log past the API's check (another node's flags, an
+        // older leader) is refused alike on every replica. A native
+        // machine's marker is no code to trust: each node runs its own.
+        let verified = match native_name(&bytes) {
+            Some(_) => Ok(()),
+            None => self.host.signers.verify(&bytes),
+        };
+        if let Err(error) = verified {
+            let reason = format!("deploy refused: {error}");
+            tracing::warn!(index, "{reason}; the running plugin stays");
+            let outcome = swap::conclude(&mut self.host.history, record, None, Err(reason));
+            self.publish_history();
+            return Ok(outcome);
+        }
         if self.deploys_own_native(&bytes, index)? {
             return Ok(self.deploy_native(record));
         }

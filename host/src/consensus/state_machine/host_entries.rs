@@ -6,8 +6,10 @@ use std::io;
 use super::{StateMachineStore, effective_limits, set_limits};
 use crate::consensus::digest::{Applied, AppliedDigest};
 use crate::consensus::settings::{
-    ClusterSettings, PROTOCOL_LEVEL_LEGACY, PROTOCOL_LEVEL_SUPPORTED, SettingsChange,
+    ClusterSettings, PROTOCOL_LEVEL_LEGACY, PROTOCOL_LEVEL_SIGNERS, PROTOCOL_LEVEL_SUPPORTED,
+    SettingsChange,
 };
+use crate::consensus::trusted_signers;
 
 impl StateMachineStore {
     /// Apply `change` at entry `index`: the settings after it, or why every
@@ -19,15 +21,16 @@ impl StateMachineStore {
         index: u64,
         term: u64,
     ) -> io::Result<Result<ClusterSettings, String>> {
-        let settings = match self.host.settings.after(change) {
-            Ok(settings) => settings,
-            Err(reason) => {
-                self.host
-                    .digest
-                    .apply(index, term, Applied::Host(b"settings refused"));
-                return Ok(Err(reason));
-            }
-        };
+        let (settings, signers) =
+            match trusted_signers::after(&self.host.settings, &self.host.signers, change) {
+                Ok(changed) => changed,
+                Err(reason) => {
+                    self.host
+                        .digest
+                        .apply(index, term, Applied::Host(b"settings refused"));
+                    return Ok(Err(reason));
+                }
+            };
         if settings.protocol_level > PROTOCOL_LEVEL_SUPPORTED {
             // Applying past this entry would guess at entries this
             // binary cannot read: stop here, the same on every run.
@@ -47,10 +50,23 @@ impl StateMachineStore {
             self.host.digest = AppliedDigest::default();
         }
         self.host.settings = settings;
+        self.host.signers = signers;
         set_limits(&self.plugin, effective_limits(&settings, &self.flag_limits)).await?;
-        let encoded = postcard::to_stdvec(&settings).map_err(io::Error::other)?;
+        // Below the signers' level the digest folds what binaries without
+        // signers fold, so replicas of both agree during an upgrade.
+        let encoded = if settings.protocol_level < PROTOCOL_LEVEL_SIGNERS {
+            postcard::to_stdvec(&settings)
+        } else {
+            postcard::to_stdvec(&(&settings, &self.host.signers))
+        }
+        .map_err(io::Error::other)?;
         self.host.digest.apply(index, term, Applied::Host(&encoded));
-        tracing::info!(index, "cluster settings changed:\n{settings}");
+        tracing::info!(
+            index,
+            "cluster settings changed:\n{settings}{} = {:?}",
+            trusted_signers::SETTING_NAME,
+            self.host.signers.to_hex()
+        );
         // Visible before the proposer hears back.
         self.publish_replicated();
         Ok(Ok(settings))

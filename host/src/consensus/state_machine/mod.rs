@@ -11,6 +11,8 @@
 #[cfg(test)]
 mod batching_tests;
 mod deploy;
+#[cfg(test)]
+mod deploy_trust_tests;
 mod host_entries;
 
 use deploy::install_body;
@@ -108,6 +110,7 @@ impl StateMachineStore {
             plugin_size_bytes: running.map_or(0, <[u8]>::len),
             snapshot_size_bytes: snapshots.size_bytes(),
             settings,
+            signers: host.signers.clone(),
             applied_digest,
             checkpoints,
             alarms,
@@ -324,6 +327,9 @@ impl StateMachineStore {
         let (settings, applied_digest, checkpoints, alarms) = MachineStatus::replicated(&self.host);
         self.status.send_modify(|status| {
             status.settings = settings;
+            if status.signers != self.host.signers {
+                status.signers = self.host.signers.clone();
+            }
             status.applied_digest = applied_digest;
             status.checkpoints = checkpoints;
             status.alarms = alarms;
