@@ -84,6 +84,8 @@ pub struct Autopilot {
     pub view: SharedView,
     /// Its settings.
     pub config: AutopilotConfig,
+    /// Where the node names verified for members are kept.
+    pub bindings_file: std::path::PathBuf,
 }
 
 /// What the loop carries from one round to the next.
@@ -119,7 +121,8 @@ impl Autopilot {
                 self.local.node_id,
                 self.consensus.peer_tls().cloned().map(std::sync::Arc::new),
                 self.consensus.metrics().clone(),
-            ),
+            )
+            .with_bindings_file(self.bindings_file.clone()),
         };
         loop {
             tokio::select! {

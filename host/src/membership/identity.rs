@@ -8,9 +8,12 @@
 //! Raft ids are not derived from names (a replaced disk must rejoin as a new
 //! node, not as a voter with an empty log). Instead each node binds names to
 //! members' ids:
-//! - a member's name is learned only at the address its membership records
-//!   (an address the cluster already trusted when it added or moved it), and
-//!   the binding lasts while it is a member;
+//! - a member's name is learned at the address its membership records (an
+//!   address the cluster already trusted when it added or moved it), or, for
+//!   a member with no name bound at all, at the first new address where its
+//!   certificate is read while no other entry claims its id and the name is
+//!   no other id's (trust on first use); the binding lasts while it is a
+//!   member, and survives restarts (see [`super::bindings_file`]);
 //! - a node not yet a member is believed where its certificate names it,
 //!   unless that name is a member's: nothing is bound for it (gossip before
 //!   it is added must not decide what the member will be called);
@@ -32,6 +35,9 @@ pub struct Claim<'a> {
     pub name: Option<&'a str>,
     /// The gRPC address it advertises.
     pub rpc_addr: &'a str,
+    /// Another gossip entry of the same round claims this id at another
+    /// address: then a member with no bound name is not named by either.
+    pub contested: bool,
 }
 
 /// Names bound to Raft ids, as this node verified them.
@@ -50,6 +56,13 @@ impl Bindings {
             .iter()
             .find(|(_, bound)| bound.as_str() == name)
             .map(|(node_id, _)| *node_id)
+    }
+
+    /// Every (id, name) bound.
+    pub fn iter(&self) -> impl Iterator<Item = (NodeId, &str)> {
+        self.0
+            .iter()
+            .map(|(node_id, name)| (*node_id, name.as_str()))
     }
 
     /// Bind `name` to `node_id`.
@@ -124,11 +137,11 @@ pub enum Mismatch {
         /// The claimed id.
         node_id: NodeId,
     },
-    /// A member whose name is not known yet claims a new address: its name
-    /// can only be learned at the address its membership records.
+    /// A member whose name is not known yet claims a new address while
+    /// another entry claims its id too: which one is the member is unknown.
     #[error(
         "member {node_id} (name not yet verified) claims {rpc_addr} instead of its recorded {recorded} \
-         ({presented} presents there); if it moved, remove it and let it rejoin"
+         ({presented} presents there), and another gossip entry claims the same id"
     )]
     UnverifiedMemberMoved {
         /// The claimed id.
@@ -187,6 +200,12 @@ pub fn judge(
     match recorded_addr {
         None => Verdict::Accept,
         Some(recorded) if recorded == claim.rpc_addr => Verdict::AcceptAndBind(presented),
+        // Trust on first use: a member known to no binding (its data dir,
+        // or this node's, predates bindings) that the whole cluster sees
+        // restarted elsewhere must be found again, or a cluster whose
+        // every node moved never regains quorum. Only when its name is no
+        // other id's (checked above) and nothing else claims the id.
+        Some(_) if !claim.contested => Verdict::AcceptAndBind(presented),
         Some(recorded) => Verdict::Refuse(Mismatch::UnverifiedMemberMoved {
             node_id: claim.node_id,
             recorded: recorded.to_string(),

@@ -5,12 +5,14 @@
 //! then starts from a verified one. Without TLS every entry is believed.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 use clusterhost_client::ClientTls;
 use tokio::task::JoinSet;
 
+use super::bindings_file;
 use super::identity::{Bindings, Claim, Verdict, judge};
 use crate::consensus::NodeId;
 use crate::consensus::view::MemberView;
@@ -35,6 +37,8 @@ pub struct IdentityCheck {
     tls: Option<Arc<ClientTls>>,
     own_name: Option<String>,
     bindings: Bindings,
+    /// Where the bindings are kept across restarts (`None`: in memory only).
+    bindings_file: Option<PathBuf>,
     presented: HashMap<String, Presented>,
     /// Refusals already logged (once per id and address).
     refused: HashSet<(NodeId, String)>,
@@ -54,11 +58,37 @@ impl IdentityCheck {
             tls,
             own_name,
             bindings: Bindings::default(),
+            bindings_file: None,
             presented: HashMap::new(),
             refused: HashSet::new(),
             dials: JoinSet::new(),
             dialing: HashSet::new(),
             metrics,
+        }
+    }
+
+    /// Keep the bindings in `path`, starting from the ones stored there. An
+    /// unreadable file is logged and treated as none: names are then
+    /// learned again (at recorded addresses, or on first use).
+    pub fn with_bindings_file(mut self, path: PathBuf) -> Self {
+        match bindings_file::load(&path) {
+            Ok(bindings) => self.bindings = bindings,
+            Err(error) => tracing::warn!("node names verified before are forgotten: {error}"),
+        }
+        self.bindings_file = Some(path);
+        self
+    }
+
+    /// Store the bindings if they changed since `before`.
+    fn persist_if_changed(&self, before: &Bindings) {
+        let Some(path) = &self.bindings_file else {
+            return;
+        };
+        if self.bindings == *before {
+            return;
+        }
+        if let Err(error) = bindings_file::store(path, &self.bindings) {
+            tracing::warn!("cannot keep the verified node names: {error}");
         }
     }
 
@@ -78,9 +108,14 @@ impl IdentityCheck {
             return newest(candidates);
         };
         let node_id = self.node_id;
-        // A removed (or replaced) node's name is free again.
-        self.bindings
-            .retain(|id| id == node_id || members.contains_key(&id));
+        let before = self.bindings.clone();
+        // A removed (or replaced) node's name is free again. Not before the
+        // membership is known (at start, or outside any cluster): that
+        // would forget every stored name.
+        if !members.is_empty() {
+            self.bindings
+                .retain(|id| id == node_id || members.contains_key(&id));
+        }
         if let Some(own) = self.own_name.clone() {
             self.bindings.bind(node_id, own);
         }
@@ -100,10 +135,12 @@ impl IdentityCheck {
             let recorded = at_recorded_address(peer, members);
             (!recorded, std::cmp::Reverse(peer.generation))
         });
+        let contested = contested_ids(&candidates);
         let believed: Vec<Peer> = candidates
             .into_iter()
-            .filter(|peer| self.believe(peer, members))
+            .filter(|peer| self.believe(peer, members, contested.contains(&peer.node_id)))
             .collect();
+        self.persist_if_changed(&before);
         newest(believed)
     }
 
@@ -179,7 +216,12 @@ impl IdentityCheck {
     /// member's id and address but another certificate's name (another
     /// process speaking for that member) is ignored, and the member's own
     /// entry stands.
-    fn believe(&mut self, peer: &Peer, members: &BTreeMap<NodeId, MemberView>) -> bool {
+    fn believe(
+        &mut self,
+        peer: &Peer,
+        members: &BTreeMap<NodeId, MemberView>,
+        contested: bool,
+    ) -> bool {
         let recorded = members
             .get(&peer.node_id)
             .map(|member| member.rpc_addr.as_str());
@@ -197,6 +239,7 @@ impl IdentityCheck {
             node_id: peer.node_id,
             name,
             rpc_addr,
+            contested,
         };
         match judge(claim, identity, recorded, &self.bindings) {
             Verdict::Accept => {
@@ -238,6 +281,22 @@ impl Presented {
         };
         now.saturating_duration_since(self.checked_at) >= after
     }
+}
+
+/// The ids gossip claims at more than one gRPC address this round.
+fn contested_ids(candidates: &[Peer]) -> HashSet<NodeId> {
+    let mut addresses: HashMap<NodeId, HashSet<&str>> = HashMap::new();
+    for peer in candidates {
+        addresses
+            .entry(peer.node_id)
+            .or_default()
+            .insert(peer.announcement.rpc_addr.as_str());
+    }
+    addresses
+        .into_iter()
+        .filter(|(_, addresses)| addresses.len() > 1)
+        .map(|(node_id, _)| node_id)
+        .collect()
 }
 
 fn at_recorded_address(peer: &Peer, members: &BTreeMap<NodeId, MemberView>) -> bool {

@@ -18,6 +18,7 @@ fn claim(node_id: NodeId, name: Option<&'static str>, rpc_addr: &'static str) ->
         node_id,
         name,
         rpc_addr,
+        contested: false,
     }
 }
 
@@ -109,7 +110,7 @@ fn another_nodes_address_is_refused() {
 }
 
 #[test]
-fn an_unbound_member_is_named_only_at_its_recorded_address() {
+fn an_unbound_member_is_named_at_its_recorded_address() {
     // An existing cluster: members recorded before names were checked.
     let verdict = judge(
         claim(2, Some("n2"), ADDR),
@@ -118,16 +119,42 @@ fn an_unbound_member_is_named_only_at_its_recorded_address() {
         &bound(&[]),
     );
     assert_eq!(verdict, Verdict::AcceptAndBind("n2".into()));
+}
+
+#[test]
+fn an_unbound_member_that_moved_is_named_on_first_use_when_uncontested() {
+    // A whole cluster restarted elsewhere from data dirs without bindings.
     let verdict = judge(
-        claim(2, Some("n4"), OTHER_ADDR),
-        &node("n4"),
+        claim(2, Some("n2"), OTHER_ADDR),
+        &node("n2"),
         Some(ADDR),
-        &bound(&[]),
+        &bound(&[(1, "n1")]),
     );
+    assert_eq!(verdict, Verdict::AcceptAndBind("n2".into()));
+}
+
+#[test]
+fn first_use_is_refused_when_the_id_is_contested_or_the_name_taken() {
+    let mut contested = claim(2, Some("n4"), OTHER_ADDR);
+    contested.contested = true;
+    let verdict = judge(contested, &node("n4"), Some(ADDR), &bound(&[]));
     assert!(
         matches!(
             verdict,
             Verdict::Refuse(Mismatch::UnverifiedMemberMoved { .. })
+        ),
+        "{verdict:?}"
+    );
+    let verdict = judge(
+        claim(2, Some("n1"), OTHER_ADDR),
+        &node("n1"),
+        Some(ADDR),
+        &bound(&[(1, "n1")]),
+    );
+    assert!(
+        matches!(
+            verdict,
+            Verdict::Refuse(Mismatch::NameBoundToOther { holder: 1, .. })
         ),
         "{verdict:?}"
     );
