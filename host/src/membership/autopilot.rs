@@ -438,6 +438,7 @@ fn observe(
                     voter: member.voter,
                     rpc_addr: member.rpc_addr.clone(),
                     matched_index: consensus.matched.get(id).copied().flatten(),
+                    raft_heard_ago: consensus.heartbeat_age.get(id).copied().flatten(),
                 },
             )
         })
