@@ -105,6 +105,9 @@ struct Rounds {
     ignored_unknown: usize,
     /// Which gossiped addresses proved the node they claim (with TLS).
     identity: IdentityCheck,
+    /// Whether `--bootstrap-expect` is waiting for the unknown bound to
+    /// leave nobody out (logged once per wait).
+    bootstrap_held: bool,
 }
 
 impl Autopilot {
@@ -117,6 +120,7 @@ impl Autopilot {
             warned: false,
             unknown: UnknownPeers::default(),
             ignored_unknown: 0,
+            bootstrap_held: false,
             identity: IdentityCheck::new(
                 self.local.node_id,
                 self.consensus.peer_tls().cloned().map(std::sync::Arc::new),
@@ -180,7 +184,10 @@ impl Autopilot {
                 .lead(&consensus, &machine, &peers, &mut rounds.tracker)
                 .await;
         } else if !consensus.initialized() && self.config.bootstrap_expect > 0 {
-            self.bootstrap_expect(&peers).await;
+            let left_out = ignored.over_cap.len();
+            rounds.bootstrap_held = self
+                .bootstrap_expect(&peers, left_out, rounds.bootstrap_held)
+                .await;
         }
         self.view.set(ClusterView {
             peers,
@@ -281,22 +288,40 @@ impl Autopilot {
         self.consensus.metrics().autopilot_action(action, outcome);
     }
 
-    async fn bootstrap_expect(&self, peers: &BTreeMap<NodeId, Peer>) {
+    /// Form the cluster if this node is the one to. Returns whether the
+    /// bound on unknown members holds it back (`held`: it did last round,
+    /// so it was logged).
+    async fn bootstrap_expect(
+        &self,
+        peers: &BTreeMap<NodeId, Peer>,
+        left_out: usize,
+        held: bool,
+    ) -> bool {
+        if left_out > 0 && !held {
+            tracing::warn!(
+                left_out,
+                "bootstrap-expect waits: {left_out} gossip members are left out (more than {} outside a cluster), \
+                 so the nodes may not agree on who forms it",
+                crate::limits::GOSSIP_UNKNOWN_MEMBERS_MAX
+            );
+        }
         let Some(voters) = bootstrap::initial_voters(
             self.local.node_id,
             &self.local.rpc_addr,
             peers,
             self.config.bootstrap_expect,
+            left_out,
         ) else {
-            return;
+            return left_out > 0;
         };
         if self.consensus.is_initialized().await != Ok(false) {
-            return;
+            return false;
         }
         tracing::info!(voters = ?voters.keys().collect::<Vec<_>>(), "bootstrap-expect reached: initializing the cluster");
         if let Err(error) = self.consensus.initialize(voters).await {
             tracing::warn!("bootstrap-expect initialize: {error}");
         }
+        false
     }
 
     /// A corrupt replica must never lead: stop it campaigning (handing over
