@@ -14,9 +14,11 @@
 //!   certificate is read while no other entry claims its id and the name is
 //!   no other id's (trust on first use); the binding lasts while it is a
 //!   member, and survives restarts (see [`super::bindings_file`]);
-//! - a node not yet a member is believed where its certificate names it,
-//!   unless that name is a member's: nothing is bound for it (gossip before
-//!   it is added must not decide what the member will be called);
+//! - a node not yet a member is believed where its certificate names it and
+//!   its gossip names the same name, unless that name is a member's, or
+//!   another new id is claimed at that address or name too: nothing is
+//!   bound for it (gossip before it is added must not decide what the
+//!   member will be called);
 //! - a name bound to one id is refused for another, so a spoofer's id
 //!   cannot take over a member's name, nor its address.
 
@@ -38,6 +40,10 @@ pub struct Claim<'a> {
     /// Another gossip entry of the same round claims this id at another
     /// address: then a member with no bound name is not named by either.
     pub contested: bool,
+    /// Another id outside the membership is claimed this round at the same
+    /// address, or where the same certificate name is presented: then none
+    /// of those ids is believed (which one is the node is unknown).
+    pub shared: bool,
 }
 
 /// Names bound to Raft ids, as this node verified them.
@@ -137,6 +143,29 @@ pub enum Mismatch {
         /// The claimed id.
         node_id: NodeId,
     },
+    /// A node not yet a member gossips no name: it must name its own
+    /// certificate, or anyone could claim a new id at its address.
+    #[error("new node {node_id} gossips no name ({presented} presents at {rpc_addr})")]
+    NewNodeUnnamed {
+        /// The claimed id.
+        node_id: NodeId,
+        /// The name in the certificate.
+        presented: String,
+        /// The address dialed.
+        rpc_addr: String,
+    },
+    /// More than one new id is claimed at this address or certificate name.
+    #[error(
+        "{presented} at {rpc_addr} stands behind more than one new node id, node {node_id} among them"
+    )]
+    SharedByNewIds {
+        /// The claimed id.
+        node_id: NodeId,
+        /// The name in the certificate.
+        presented: String,
+        /// The address dialed.
+        rpc_addr: String,
+    },
     /// A member whose name is not known yet claims a new address while
     /// another entry claims its id too: which one is the member is unknown.
     #[error(
@@ -198,7 +227,7 @@ pub fn judge(
         });
     }
     match recorded_addr {
-        None => Verdict::Accept,
+        None => judge_new_node(claim, presented),
         Some(recorded) if recorded == claim.rpc_addr => Verdict::AcceptAndBind(presented),
         // Trust on first use: a member known to no binding (its data dir,
         // or this node's, predates bindings) that the whole cluster sees
@@ -213,6 +242,29 @@ pub fn judge(
             presented,
         }),
     }
+}
+
+/// A node outside the membership, whose certificate names `presented`
+/// (not a member's name): believed only if its gossip names that name and
+/// no other new id stands behind the same address or name.
+fn judge_new_node(claim: Claim<'_>, presented: String) -> Verdict {
+    let rpc_addr = claim.rpc_addr.to_string();
+    let node_id = claim.node_id;
+    if claim.name.is_none() {
+        return Verdict::Refuse(Mismatch::NewNodeUnnamed {
+            node_id,
+            presented,
+            rpc_addr,
+        });
+    }
+    if claim.shared {
+        return Verdict::Refuse(Mismatch::SharedByNewIds {
+            node_id,
+            presented,
+            rpc_addr,
+        });
+    }
+    Verdict::Accept
 }
 
 #[cfg(test)]

@@ -135,10 +135,13 @@ impl IdentityCheck {
             let recorded = at_recorded_address(peer, members);
             (!recorded, std::cmp::Reverse(peer.generation))
         });
-        let contested = contested_ids(&candidates);
+        let crowding = Crowding {
+            contested: contested_ids(&candidates),
+            shared: self.shared_new_ids(&candidates, members),
+        };
         let believed: Vec<Peer> = candidates
             .into_iter()
-            .filter(|peer| self.believe(peer, members, contested.contains(&peer.node_id)))
+            .filter(|peer| self.believe(peer, members, &crowding))
             .collect();
         self.persist_if_changed(&before);
         newest(believed)
@@ -209,6 +212,39 @@ impl IdentityCheck {
         }
     }
 
+    /// The live ids outside the membership that share their address, or
+    /// the certificate name read there, with another such id this round.
+    fn shared_new_ids(
+        &self,
+        candidates: &[Peer],
+        members: &BTreeMap<NodeId, MemberView>,
+    ) -> HashSet<NodeId> {
+        let mut by_addr: HashMap<&str, HashSet<NodeId>> = HashMap::new();
+        let mut by_name: HashMap<&str, HashSet<NodeId>> = HashMap::new();
+        let new_nodes = candidates
+            .iter()
+            .filter(|peer| peer.alive && !members.contains_key(&peer.node_id));
+        for peer in new_nodes {
+            let rpc_addr = peer.announcement.rpc_addr.as_str();
+            by_addr.entry(rpc_addr).or_default().insert(peer.node_id);
+            let name = self.presented.get(rpc_addr).and_then(|seen| {
+                seen.identity
+                    .as_ref()
+                    .ok()
+                    .and_then(|identity| identity.node_name.as_deref())
+            });
+            if let Some(name) = name {
+                by_name.entry(name).or_default().insert(peer.node_id);
+            }
+        }
+        by_addr
+            .into_values()
+            .chain(by_name.into_values())
+            .filter(|ids| ids.len() > 1)
+            .flatten()
+            .collect()
+    }
+
     /// Whether to believe `peer`'s entry, binding or logging as judged. An
     /// entry at the address its membership records is believed until its
     /// certificate was read (it changes no address); once read, every
@@ -220,7 +256,7 @@ impl IdentityCheck {
         &mut self,
         peer: &Peer,
         members: &BTreeMap<NodeId, MemberView>,
-        contested: bool,
+        crowding: &Crowding,
     ) -> bool {
         let recorded = members
             .get(&peer.node_id)
@@ -239,7 +275,8 @@ impl IdentityCheck {
             node_id: peer.node_id,
             name,
             rpc_addr,
-            contested,
+            contested: crowding.contested.contains(&peer.node_id),
+            shared: crowding.shared.contains(&peer.node_id),
         };
         match judge(claim, identity, recorded, &self.bindings) {
             Verdict::Accept => {
@@ -297,6 +334,14 @@ fn contested_ids(candidates: &[Peer]) -> HashSet<NodeId> {
         .filter(|(_, addresses)| addresses.len() > 1)
         .map(|(node_id, _)| node_id)
         .collect()
+}
+
+/// What other entries of the round say about an entry's id.
+struct Crowding {
+    /// Ids claimed at more than one address.
+    contested: HashSet<NodeId>,
+    /// New ids sharing an address or certificate name with another.
+    shared: HashSet<NodeId>,
 }
 
 fn at_recorded_address(peer: &Peer, members: &BTreeMap<NodeId, MemberView>) -> bool {

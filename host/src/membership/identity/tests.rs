@@ -19,6 +19,7 @@ fn claim(node_id: NodeId, name: Option<&'static str>, rpc_addr: &'static str) ->
         name,
         rpc_addr,
         contested: false,
+        shared: false,
     }
 }
 
@@ -199,4 +200,32 @@ fn a_removed_nodes_name_is_free_again() {
     assert_eq!(bindings.holder_of("n2"), None);
     let verdict = judge(claim(9, Some("n2"), ADDR), &node("n2"), None, &bindings);
     assert_eq!(verdict, Verdict::Accept);
+}
+
+#[test]
+fn a_new_node_gossiping_no_name_is_refused() {
+    // A key holder claiming a made-up id at a joining node's address, with
+    // no name, would otherwise be added there in its place.
+    let verdict = judge(claim(3, None, ADDR), &node("n5"), None, &bound(&[]));
+    assert!(
+        matches!(
+            verdict,
+            Verdict::Refuse(Mismatch::NewNodeUnnamed { node_id: 3, .. })
+        ),
+        "{verdict:?}"
+    );
+}
+
+#[test]
+fn new_ids_sharing_an_address_or_name_are_all_refused() {
+    let mut shared = claim(3, Some("n5"), ADDR);
+    shared.shared = true;
+    let verdict = judge(shared, &node("n5"), None, &bound(&[]));
+    assert!(
+        matches!(
+            verdict,
+            Verdict::Refuse(Mismatch::SharedByNewIds { node_id: 3, .. })
+        ),
+        "{verdict:?}"
+    );
 }
