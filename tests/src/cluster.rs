@@ -534,9 +534,7 @@ impl TestCluster {
     /// Give (stopped) node `n` fresh loopback gRPC and gossip ports for its
     /// next start.
     pub fn move_to_new_addresses(&mut self, n: usize) {
-        let (listen, gossip) = free_addresses();
-        self.nodes[n].listen = listen;
-        self.nodes[n].gossip = gossip;
+        (self.nodes[n].listen, self.nodes[n].gossip) = free_addresses();
     }
 
     /// Wait (at most `timeout`) for node `n`'s process to exit on its own,
