@@ -527,10 +527,14 @@ impl TestCluster {
     /// Start node `n` again on its data dir but at fresh loopback gRPC and
     /// gossip ports, and wait until it is ready.
     pub async fn restart_at_new_addresses(&mut self, n: usize) {
-        let (listen, gossip) = free_addresses();
-        self.nodes[n].listen = listen;
-        self.nodes[n].gossip = gossip;
+        self.move_to_new_addresses(n);
         self.restart(n).await;
+    }
+
+    /// Give (stopped) node `n` fresh loopback gRPC and gossip ports for its
+    /// next start.
+    pub fn move_to_new_addresses(&mut self, n: usize) {
+        (self.nodes[n].listen, self.nodes[n].gossip) = free_addresses();
     }
 
     /// Wait (at most `timeout`) for node `n`'s process to exit on its own,

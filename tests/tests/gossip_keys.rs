@@ -135,6 +135,28 @@ async fn reload(cluster: &TestCluster, n: usize, count: usize) {
         !log.contains("gossip keyring not reloaded"),
         "node {n} refused its key file"
     );
+    let line = log.lines().rfind(|line| line.contains(RELOADED));
+    assert!(
+        line.is_some_and(|line| line.contains("fingerprints")),
+        "node {n} logs the fingerprints of its keys: {line:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sighup_without_a_key_file_changes_nothing() {
+    // Goal: SIGHUP (systemctl reload, logrotate) never ends a node that has
+    // no gossip key file: it logs that there is nothing to reload and
+    // keeps serving.
+    let cluster = TestCluster::start_bootstrap_with(&kv_plugin(), fast(1)).await;
+    cluster.hangup(0);
+    wait_for("node 0 to log the SIGHUP", RELOAD_TIMEOUT, || {
+        let log = cluster.node(0).log();
+        async move { log.contains("SIGHUP: nothing to reload").then_some(()) }
+    })
+    .await;
+    assert!(cluster.node(0).is_running(), "SIGHUP ended the node");
+    let mut client = cluster.client(0).await;
+    kv::apply_ok(&mut client, kv::put("after-hangup", "yes")).await;
 }
 
 /// A write made now reaches every node's gossip view of every other node:

@@ -191,3 +191,48 @@ async fn a_process_speaking_for_a_member_at_its_address_is_ignored() {
     assert_eq!(recorded_members(&cluster, leader).await, before);
     cluster.kill9(spoofer);
 }
+
+/// Wait until every node of `cluster` logged the names of the two others
+/// as verified (the bindings a restart must keep).
+async fn wait_for_all_bindings(cluster: &TestCluster) {
+    for n in 0..3 {
+        for other in (0..3).filter(|other| *other != n) {
+            let needle = format!("node {} is node-{other}", cluster.id_of(other));
+            wait_for(
+                &format!("node {n} to verify node {other}"),
+                MEMBERSHIP_TIMEOUT,
+                || {
+                    let found = cluster.node(n).log().contains(&needle);
+                    async move { found.then_some(()) }
+                },
+            )
+            .await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_restarted_with_every_node_at_a_new_address_regains_quorum() {
+    // Goal: the names verified survive a restart: once every node verified
+    // the others, all stop and start again on new ports (same data dirs);
+    // each recognises the others at their new addresses, a leader is
+    // elected and writes commit.
+    let (mut cluster, leader) = three_tls_nodes().await;
+    apply_ok(&mut cluster.client(leader).await, kv::put("before", "yes")).await;
+    wait_for_all_bindings(&cluster).await;
+    for n in 0..3 {
+        cluster.terminate(n).await;
+    }
+    for n in 0..3 {
+        cluster.move_to_new_addresses(n);
+    }
+    for n in 0..3 {
+        let others: Vec<usize> = (0..3).filter(|other| *other != n).collect();
+        cluster.set_join(n, &others);
+    }
+    for n in 0..3 {
+        cluster.restart_without_waiting(n).await;
+    }
+    let leader = cluster.wait_for_leader().await;
+    apply_ok(&mut cluster.client(leader).await, kv::put("after", "yes")).await;
+}

@@ -219,12 +219,7 @@ async fn run(args: RunArgs) -> Result<(), CliError> {
         .map_err(|error| CliError::new(ExitCode::InvalidInput, error.to_string()))?;
     let gossip_keyring = super::gossip::load_keyring(args.gossip_key_file.as_deref())?;
     #[cfg(unix)]
-    if let (Some(path), Some(keyring)) = (&args.gossip_key_file, &gossip_keyring) {
-        tokio::spawn(super::gossip::reload_on_hangup(
-            path.clone(),
-            keyring.clone(),
-        ));
-    }
+    super::gossip::reload_on_hangup(args.gossip_key_file.clone(), gossip_keyring.clone());
     let plugin_signers = super::signing::load_signers(args.plugin_signers.as_deref())?;
     let config = NodeConfig {
         data_dir: args.data_dir,

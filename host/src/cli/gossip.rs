@@ -34,11 +34,15 @@ pub fn load_keyring(path: Option<&Path>) -> Result<Option<Arc<Keyring>>, CliErro
     Ok(Some(Arc::new(keyring)))
 }
 
-/// Until the process ends: on every SIGHUP, read `path` again and use its
-/// keys; a file that does not parse is logged and the keys in use stay.
+/// Listen for SIGHUP from now on (before the node serves, so that a
+/// SIGHUP, which would otherwise end the process, never does), and on each
+/// read `path` again and use its keys. Without a key file there is nothing
+/// to reload: that is logged. Must run inside the runtime.
 #[cfg(unix)]
-pub async fn reload_on_hangup(path: std::path::PathBuf, keyring: Arc<Keyring>) {
+pub fn reload_on_hangup(path: Option<std::path::PathBuf>, keyring: Option<Arc<Keyring>>) {
     use tokio::signal::unix::{SignalKind, signal};
+    // Registered here, not in the task: a task may first run after the
+    // node already serves.
     let mut hangups = match signal(SignalKind::hangup()) {
         Ok(hangups) => hangups,
         Err(error) => {
@@ -46,24 +50,37 @@ pub async fn reload_on_hangup(path: std::path::PathBuf, keyring: Arc<Keyring>) {
             return;
         }
     };
-    while hangups.recv().await.is_some() {
-        let loaded = tokio::fs::read_to_string(&path)
-            .await
-            .map_err(|error| error.to_string())
-            .and_then(|text| Keyring::parse(&text).map_err(|error| error.to_string()));
-        match loaded {
-            Ok(newer) => {
-                keyring.replace_keys(newer);
-                tracing::info!(
-                    keys = keyring.len(),
-                    "gossip keyring reloaded from {}",
-                    path.display()
-                );
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            match (&path, &keyring) {
+                (Some(path), Some(keyring)) => reload(path, keyring).await,
+                _ => tracing::info!("SIGHUP: nothing to reload (no --gossip-key-file)"),
             }
-            Err(error) => tracing::warn!(
-                "gossip keyring not reloaded, the keys in use stay: {}: {error}",
-                path.display()
-            ),
         }
+    });
+}
+
+/// Read `path` again and use its keys; a file that does not parse is
+/// logged and the keys in use stay.
+#[cfg(unix)]
+async fn reload(path: &Path, keyring: &Keyring) {
+    let loaded = tokio::fs::read_to_string(path)
+        .await
+        .map_err(|error| error.to_string())
+        .and_then(|text| Keyring::parse(&text).map_err(|error| error.to_string()));
+    match loaded {
+        Ok(newer) => {
+            keyring.replace_keys(newer);
+            tracing::info!(
+                keys = keyring.len(),
+                fingerprints = ?keyring.fingerprints(),
+                "gossip keyring reloaded from {}",
+                path.display()
+            );
+        }
+        Err(error) => tracing::warn!(
+            "gossip keyring not reloaded, the keys in use stay: {}: {error}",
+            path.display()
+        ),
     }
 }

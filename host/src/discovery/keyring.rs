@@ -49,6 +49,9 @@ pub enum KeyringError {
 /// the gossip relays that share this keyring keep sealing and opening.
 pub struct Keyring {
     keys: RwLock<Vec<LessSafeKey>>,
+    /// Each key's fingerprint, in the same order (for logs: which keys are
+    /// in use, without the keys).
+    fingerprints: RwLock<Vec<String>>,
     random: SystemRandom,
 }
 
@@ -63,6 +66,7 @@ impl Keyring {
     /// lines and `#` comments are skipped.
     pub fn parse(text: &str) -> Result<Self, KeyringError> {
         let mut keys = Vec::new();
+        let mut fingerprints = Vec::new();
         for (number, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -73,6 +77,7 @@ impl Keyring {
             if bytes.len() != KEY_BYTES {
                 return Err(bad);
             }
+            fingerprints.push(fingerprint(&bytes));
             let key = UnboundKey::new(&CHACHA20_POLY1305, &bytes).map_err(|_| bad)?;
             keys.push(LessSafeKey::new(key));
         }
@@ -84,6 +89,7 @@ impl Keyring {
         }
         Ok(Self {
             keys: RwLock::new(keys),
+            fingerprints: RwLock::new(fingerprints),
             random: SystemRandom::new(),
         })
     }
@@ -105,7 +111,23 @@ impl Keyring {
             .keys
             .into_inner()
             .unwrap_or_else(PoisonError::into_inner);
+        let fingerprints = newer
+            .fingerprints
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner);
         *self.keys.write().unwrap_or_else(PoisonError::into_inner) = keys;
+        *self
+            .fingerprints
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = fingerprints;
+    }
+
+    /// The fingerprints of the keys in use, primary first: safe to log.
+    pub fn fingerprints(&self) -> Vec<String> {
+        self.fingerprints
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     fn keys(&self) -> std::sync::RwLockReadGuard<'_, Vec<LessSafeKey>> {
@@ -159,12 +181,43 @@ impl Keyring {
     }
 }
 
+/// Bytes of a key's fingerprint (of its SHA-256): enough to tell keys
+/// apart in logs, far too few to help guess one.
+const FINGERPRINT_BYTES: usize = 8;
+
+/// A key's fingerprint: the first bytes of the SHA-256 of a label and the
+/// key, in hex.
+fn fingerprint(key: &[u8]) -> String {
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    context.update(b"clusterhost gossip key fingerprint\0");
+    context.update(key);
+    hex::encode(&context.finish().as_ref()[..FINGERPRINT_BYTES])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn keyring(lines: &[&str]) -> Keyring {
         Keyring::parse(&lines.join("\n")).expect("keyring")
+    }
+
+    #[test]
+    fn fingerprints_tell_keys_apart_follow_a_reload_and_hide_the_key() {
+        let (old, new) = (Keyring::generate().unwrap(), Keyring::generate().unwrap());
+        let ring = keyring(&[&old]);
+        let before = ring.fingerprints();
+        assert_eq!(before.len(), 1);
+        assert_eq!(before[0].len(), FINGERPRINT_BYTES * 2);
+        assert!(
+            !old.contains(&before[0]),
+            "the fingerprint is not part of the key"
+        );
+        ring.replace_keys(keyring(&[&new, &old]));
+        let after = ring.fingerprints();
+        assert_eq!(after.len(), 2);
+        assert_ne!(after[0], before[0]);
+        assert_eq!(after[1], before[0], "the same key, the same fingerprint");
     }
 
     #[test]

@@ -87,6 +87,8 @@ pub struct Autopilot {
     pub view: SharedView,
     /// Its settings.
     pub config: AutopilotConfig,
+    /// Where the node names verified for members are kept.
+    pub bindings_file: std::path::PathBuf,
 }
 
 /// What the loop carries from one round to the next.
@@ -106,6 +108,9 @@ struct Rounds {
     ignored_unknown: usize,
     /// Which gossiped addresses proved the node they claim (with TLS).
     identity: IdentityCheck,
+    /// Whether `--bootstrap-expect` is waiting for the unknown bound to
+    /// leave nobody out (logged once per wait).
+    bootstrap_held: bool,
 }
 
 impl Autopilot {
@@ -118,11 +123,13 @@ impl Autopilot {
             warned: false,
             unknown: UnknownPeers::default(),
             ignored_unknown: 0,
+            bootstrap_held: false,
             identity: IdentityCheck::new(
                 self.local.node_id,
                 self.consensus.peer_tls().cloned().map(std::sync::Arc::new),
                 self.consensus.metrics().clone(),
-            ),
+            )
+            .with_bindings_file(self.bindings_file.clone()),
         };
         loop {
             tokio::select! {
@@ -186,7 +193,10 @@ impl Autopilot {
                 .lead(&consensus, &machine, &peers, &mut rounds.tracker)
                 .await;
         } else if !consensus.initialized() && self.config.bootstrap_expect > 0 {
-            self.bootstrap_expect(&peers).await;
+            let left_out = ignored.over_cap.len();
+            rounds.bootstrap_held = self
+                .bootstrap_expect(&peers, left_out, rounds.bootstrap_held)
+                .await;
         }
         self.view.set(ClusterView {
             peers,
@@ -287,22 +297,40 @@ impl Autopilot {
         self.consensus.metrics().autopilot_action(action, outcome);
     }
 
-    async fn bootstrap_expect(&self, peers: &BTreeMap<NodeId, Peer>) {
+    /// Form the cluster if this node is the one to. Returns whether the
+    /// bound on unknown members holds it back (`held`: it did last round,
+    /// so it was logged).
+    async fn bootstrap_expect(
+        &self,
+        peers: &BTreeMap<NodeId, Peer>,
+        left_out: usize,
+        held: bool,
+    ) -> bool {
+        if left_out > 0 && !held {
+            tracing::warn!(
+                left_out,
+                "bootstrap-expect waits: {left_out} gossip members are left out (more than {} outside a cluster), \
+                 so the nodes may not agree on who forms it",
+                crate::limits::GOSSIP_UNKNOWN_MEMBERS_MAX
+            );
+        }
         let Some(voters) = bootstrap::initial_voters(
             self.local.node_id,
             &self.local.rpc_addr,
             peers,
             self.config.bootstrap_expect,
+            left_out,
         ) else {
-            return;
+            return left_out > 0;
         };
         if self.consensus.is_initialized().await != Ok(false) {
-            return;
+            return false;
         }
         tracing::info!(voters = ?voters.keys().collect::<Vec<_>>(), "bootstrap-expect reached: initializing the cluster");
         if let Err(error) = self.consensus.initialize(voters).await {
             tracing::warn!("bootstrap-expect initialize: {error}");
         }
+        false
     }
 
     /// A corrupt replica must never lead: stop it campaigning (handing over
@@ -444,6 +472,7 @@ fn observe(
                     voter: member.voter,
                     rpc_addr: member.rpc_addr.clone(),
                     matched_index: consensus.matched.get(id).copied().flatten(),
+                    raft_heard_ago: consensus.heartbeat_age.get(id).copied().flatten(),
                 },
             )
         })

@@ -3,6 +3,12 @@
 //! cluster, the one with the smallest id initializes Raft with all N as
 //! voters. Every node computes the same choice, so exactly one initializes
 //! and there are never two clusters.
+//!
+//! That holds only while every node sees the same peers. Before the cluster
+//! exists every peer is outside Raft, so the bound on such peers
+//! ([`super::unknown`]) applies to all of them, and which ones it keeps (the
+//! first seen) can differ from node to node. So no node initializes while
+//! that bound leaves anyone out.
 
 use std::collections::BTreeMap;
 
@@ -10,13 +16,20 @@ use crate::consensus::NodeId;
 use crate::discovery::Peer;
 
 /// The voters (id → gRPC address) this node should initialize a cluster
-/// with, or `None` when it should not (yet, or ever).
+/// with, or `None` when it should not (yet, or ever). `left_out`: how many
+/// gossip members the bound on unknown members leaves out of `peers` for
+/// being too many.
 pub fn initial_voters(
     self_id: NodeId,
     self_rpc_addr: &str,
     peers: &BTreeMap<NodeId, Peer>,
     expect: usize,
+    left_out: usize,
 ) -> Option<BTreeMap<NodeId, String>> {
+    if left_out > 0 {
+        // Another node may have kept other peers: its choice could differ.
+        return None;
+    }
     if peers
         .values()
         .any(|peer| peer.alive && peer.announcement.initialized)
@@ -64,31 +77,46 @@ mod tests {
     #[test]
     fn the_smallest_id_initializes_once_enough_nodes_are_seen() {
         let peers = BTreeMap::from([peer(2, true, false, 3), peer(3, true, false, 3)]);
-        let voters = initial_voters(1, "n1:1", &peers, 3).expect("node 1 initializes");
+        let voters = initial_voters(1, "n1:1", &peers, 3, 0).expect("node 1 initializes");
         assert_eq!(voters.keys().copied().collect::<Vec<_>>(), vec![1, 2, 3]);
         assert_eq!(
-            initial_voters(4, "n4:1", &peers, 3),
+            initial_voters(4, "n4:1", &peers, 3, 0),
             None,
             "not the smallest"
         );
-        assert_eq!(initial_voters(1, "n1:1", &peers, 4), None, "not enough yet");
+        assert_eq!(
+            initial_voters(1, "n1:1", &peers, 4, 0),
+            None,
+            "not enough yet"
+        );
     }
 
     #[test]
     fn an_existing_cluster_or_dead_peers_prevent_initializing() {
         let peers = BTreeMap::from([peer(2, true, true, 3), peer(3, true, false, 3)]);
         assert_eq!(
-            initial_voters(1, "n1:1", &peers, 3),
+            initial_voters(1, "n1:1", &peers, 3, 0),
             None,
             "a cluster exists"
         );
         let peers = BTreeMap::from([peer(2, false, false, 3), peer(3, true, false, 3)]);
-        assert_eq!(initial_voters(1, "n1:1", &peers, 3), None, "node 2 is dead");
+        assert_eq!(
+            initial_voters(1, "n1:1", &peers, 3, 0),
+            None,
+            "node 2 is dead"
+        );
         let peers = BTreeMap::from([peer(2, true, false, 0), peer(3, true, false, 3)]);
         assert_eq!(
-            initial_voters(1, "n1:1", &peers, 3),
+            initial_voters(1, "n1:1", &peers, 3, 0),
             None,
             "node 2 does not expect"
         );
+    }
+
+    #[test]
+    fn nobody_initializes_while_the_unknown_bound_leaves_peers_out() {
+        let peers = BTreeMap::from([peer(2, true, false, 3), peer(3, true, false, 3)]);
+        assert!(initial_voters(1, "n1:1", &peers, 3, 0).is_some());
+        assert_eq!(initial_voters(1, "n1:1", &peers, 3, 1), None);
     }
 }

@@ -8,12 +8,17 @@
 //! Raft ids are not derived from names (a replaced disk must rejoin as a new
 //! node, not as a voter with an empty log). Instead each node binds names to
 //! members' ids:
-//! - a member's name is learned only at the address its membership records
-//!   (an address the cluster already trusted when it added or moved it), and
-//!   the binding lasts while it is a member;
-//! - a node not yet a member is believed where its certificate names it,
-//!   unless that name is a member's: nothing is bound for it (gossip before
-//!   it is added must not decide what the member will be called);
+//! - a member's name is learned at the address its membership records (an
+//!   address the cluster already trusted when it added or moved it), or, for
+//!   a member with no name bound at all, at the first new address where its
+//!   certificate is read while no other entry claims its id and the name is
+//!   no other id's (trust on first use); the binding lasts while it is a
+//!   member, and survives restarts (see [`super::bindings_file`]);
+//! - a node not yet a member is believed where its certificate names it and
+//!   its gossip names the same name, unless that name is a member's, or
+//!   another new id is claimed at that address or name too: nothing is
+//!   bound for it (gossip before it is added must not decide what the
+//!   member will be called);
 //! - a name bound to one id is refused for another, so a spoofer's id
 //!   cannot take over a member's name, nor its address.
 
@@ -32,6 +37,13 @@ pub struct Claim<'a> {
     pub name: Option<&'a str>,
     /// The gRPC address it advertises.
     pub rpc_addr: &'a str,
+    /// Another gossip entry of the same round claims this id at another
+    /// address: then a member with no bound name is not named by either.
+    pub contested: bool,
+    /// Another id outside the membership is claimed this round at the same
+    /// address, or where the same certificate name is presented: then none
+    /// of those ids is believed (which one is the node is unknown).
+    pub shared: bool,
 }
 
 /// Names bound to Raft ids, as this node verified them.
@@ -50,6 +62,13 @@ impl Bindings {
             .iter()
             .find(|(_, bound)| bound.as_str() == name)
             .map(|(node_id, _)| *node_id)
+    }
+
+    /// Every (id, name) bound.
+    pub fn iter(&self) -> impl Iterator<Item = (NodeId, &str)> {
+        self.0
+            .iter()
+            .map(|(node_id, name)| (*node_id, name.as_str()))
     }
 
     /// Bind `name` to `node_id`.
@@ -124,11 +143,34 @@ pub enum Mismatch {
         /// The claimed id.
         node_id: NodeId,
     },
-    /// A member whose name is not known yet claims a new address: its name
-    /// can only be learned at the address its membership records.
+    /// A node not yet a member gossips no name: it must name its own
+    /// certificate, or anyone could claim a new id at its address.
+    #[error("new node {node_id} gossips no name ({presented} presents at {rpc_addr})")]
+    NewNodeUnnamed {
+        /// The claimed id.
+        node_id: NodeId,
+        /// The name in the certificate.
+        presented: String,
+        /// The address dialed.
+        rpc_addr: String,
+    },
+    /// More than one new id is claimed at this address or certificate name.
+    #[error(
+        "{presented} at {rpc_addr} stands behind more than one new node id, node {node_id} among them"
+    )]
+    SharedByNewIds {
+        /// The claimed id.
+        node_id: NodeId,
+        /// The name in the certificate.
+        presented: String,
+        /// The address dialed.
+        rpc_addr: String,
+    },
+    /// A member whose name is not known yet claims a new address while
+    /// another entry claims its id too: which one is the member is unknown.
     #[error(
         "member {node_id} (name not yet verified) claims {rpc_addr} instead of its recorded {recorded} \
-         ({presented} presents there); if it moved, remove it and let it rejoin"
+         ({presented} presents there), and another gossip entry claims the same id"
     )]
     UnverifiedMemberMoved {
         /// The claimed id.
@@ -185,8 +227,14 @@ pub fn judge(
         });
     }
     match recorded_addr {
-        None => Verdict::Accept,
+        None => judge_new_node(claim, presented),
         Some(recorded) if recorded == claim.rpc_addr => Verdict::AcceptAndBind(presented),
+        // Trust on first use: a member known to no binding (its data dir,
+        // or this node's, predates bindings) that the whole cluster sees
+        // restarted elsewhere must be found again, or a cluster whose
+        // every node moved never regains quorum. Only when its name is no
+        // other id's (checked above) and nothing else claims the id.
+        Some(_) if !claim.contested => Verdict::AcceptAndBind(presented),
         Some(recorded) => Verdict::Refuse(Mismatch::UnverifiedMemberMoved {
             node_id: claim.node_id,
             recorded: recorded.to_string(),
@@ -194,6 +242,29 @@ pub fn judge(
             presented,
         }),
     }
+}
+
+/// A node outside the membership, whose certificate names `presented`
+/// (not a member's name): believed only if its gossip names that name and
+/// no other new id stands behind the same address or name.
+fn judge_new_node(claim: Claim<'_>, presented: String) -> Verdict {
+    let rpc_addr = claim.rpc_addr.to_string();
+    let node_id = claim.node_id;
+    if claim.name.is_none() {
+        return Verdict::Refuse(Mismatch::NewNodeUnnamed {
+            node_id,
+            presented,
+            rpc_addr,
+        });
+    }
+    if claim.shared {
+        return Verdict::Refuse(Mismatch::SharedByNewIds {
+            node_id,
+            presented,
+            rpc_addr,
+        });
+    }
+    Verdict::Accept
 }
 
 #[cfg(test)]

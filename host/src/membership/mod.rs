@@ -2,9 +2,10 @@
 //! [`bootstrap`] and [`identity`], the loop that observes and acts in
 //! [`autopilot`], operator operations in [`operations`] and [`leave`], this
 //! node's own state in [`local`], the gossip entries believed in
-//! [`verified`], and the bound on gossip members outside Raft in [`unknown`].
+//! [`verified`] (the names verified kept on disk by [`bindings_file`]), and the bound on gossip members outside Raft in [`unknown`].
 
 pub mod autopilot;
+pub mod bindings_file;
 pub mod bootstrap;
 pub mod divergence;
 pub mod identity;

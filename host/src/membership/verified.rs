@@ -5,12 +5,14 @@
 //! then starts from a verified one. Without TLS every entry is believed.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 use clusterhost_client::ClientTls;
 use tokio::task::JoinSet;
 
+use super::bindings_file;
 use super::identity::{Bindings, Claim, Verdict, judge};
 use crate::consensus::NodeId;
 use crate::consensus::view::MemberView;
@@ -35,6 +37,8 @@ pub struct IdentityCheck {
     tls: Option<Arc<ClientTls>>,
     own_name: Option<String>,
     bindings: Bindings,
+    /// Where the bindings are kept across restarts (`None`: in memory only).
+    bindings_file: Option<PathBuf>,
     presented: HashMap<String, Presented>,
     /// Refusals already logged (once per id and address).
     refused: HashSet<(NodeId, String)>,
@@ -54,11 +58,37 @@ impl IdentityCheck {
             tls,
             own_name,
             bindings: Bindings::default(),
+            bindings_file: None,
             presented: HashMap::new(),
             refused: HashSet::new(),
             dials: JoinSet::new(),
             dialing: HashSet::new(),
             metrics,
+        }
+    }
+
+    /// Keep the bindings in `path`, starting from the ones stored there. An
+    /// unreadable file is logged and treated as none: names are then
+    /// learned again (at recorded addresses, or on first use).
+    pub fn with_bindings_file(mut self, path: PathBuf) -> Self {
+        match bindings_file::load(&path) {
+            Ok(bindings) => self.bindings = bindings,
+            Err(error) => tracing::warn!("node names verified before are forgotten: {error}"),
+        }
+        self.bindings_file = Some(path);
+        self
+    }
+
+    /// Store the bindings if they changed since `before`.
+    fn persist_if_changed(&self, before: &Bindings) {
+        let Some(path) = &self.bindings_file else {
+            return;
+        };
+        if self.bindings == *before {
+            return;
+        }
+        if let Err(error) = bindings_file::store(path, &self.bindings) {
+            tracing::warn!("cannot keep the verified node names: {error}");
         }
     }
 
@@ -78,9 +108,14 @@ impl IdentityCheck {
             return newest(candidates);
         };
         let node_id = self.node_id;
-        // A removed (or replaced) node's name is free again.
-        self.bindings
-            .retain(|id| id == node_id || members.contains_key(&id));
+        let before = self.bindings.clone();
+        // A removed (or replaced) node's name is free again. Not before the
+        // membership is known (at start, or outside any cluster): that
+        // would forget every stored name.
+        if !members.is_empty() {
+            self.bindings
+                .retain(|id| id == node_id || members.contains_key(&id));
+        }
         if let Some(own) = self.own_name.clone() {
             self.bindings.bind(node_id, own);
         }
@@ -100,10 +135,15 @@ impl IdentityCheck {
             let recorded = at_recorded_address(peer, members);
             (!recorded, std::cmp::Reverse(peer.generation))
         });
+        let crowding = Crowding {
+            contested: contested_ids(&candidates),
+            shared: self.shared_new_ids(&candidates, members),
+        };
         let believed: Vec<Peer> = candidates
             .into_iter()
-            .filter(|peer| self.believe(peer, members))
+            .filter(|peer| self.believe(peer, members, &crowding))
             .collect();
+        self.persist_if_changed(&before);
         newest(believed)
     }
 
@@ -172,6 +212,39 @@ impl IdentityCheck {
         }
     }
 
+    /// The live ids outside the membership that share their address, or
+    /// the certificate name read there, with another such id this round.
+    fn shared_new_ids(
+        &self,
+        candidates: &[Peer],
+        members: &BTreeMap<NodeId, MemberView>,
+    ) -> HashSet<NodeId> {
+        let mut by_addr: HashMap<&str, HashSet<NodeId>> = HashMap::new();
+        let mut by_name: HashMap<&str, HashSet<NodeId>> = HashMap::new();
+        let new_nodes = candidates
+            .iter()
+            .filter(|peer| peer.alive && !members.contains_key(&peer.node_id));
+        for peer in new_nodes {
+            let rpc_addr = peer.announcement.rpc_addr.as_str();
+            by_addr.entry(rpc_addr).or_default().insert(peer.node_id);
+            let name = self.presented.get(rpc_addr).and_then(|seen| {
+                seen.identity
+                    .as_ref()
+                    .ok()
+                    .and_then(|identity| identity.node_name.as_deref())
+            });
+            if let Some(name) = name {
+                by_name.entry(name).or_default().insert(peer.node_id);
+            }
+        }
+        by_addr
+            .into_values()
+            .chain(by_name.into_values())
+            .filter(|ids| ids.len() > 1)
+            .flatten()
+            .collect()
+    }
+
     /// Whether to believe `peer`'s entry, binding or logging as judged. An
     /// entry at the address its membership records is believed until its
     /// certificate was read (it changes no address); once read, every
@@ -179,7 +252,12 @@ impl IdentityCheck {
     /// member's id and address but another certificate's name (another
     /// process speaking for that member) is ignored, and the member's own
     /// entry stands.
-    fn believe(&mut self, peer: &Peer, members: &BTreeMap<NodeId, MemberView>) -> bool {
+    fn believe(
+        &mut self,
+        peer: &Peer,
+        members: &BTreeMap<NodeId, MemberView>,
+        crowding: &Crowding,
+    ) -> bool {
         let recorded = members
             .get(&peer.node_id)
             .map(|member| member.rpc_addr.as_str());
@@ -197,6 +275,8 @@ impl IdentityCheck {
             node_id: peer.node_id,
             name,
             rpc_addr,
+            contested: crowding.contested.contains(&peer.node_id),
+            shared: crowding.shared.contains(&peer.node_id),
         };
         match judge(claim, identity, recorded, &self.bindings) {
             Verdict::Accept => {
@@ -238,6 +318,30 @@ impl Presented {
         };
         now.saturating_duration_since(self.checked_at) >= after
     }
+}
+
+/// The ids gossip claims at more than one gRPC address this round.
+fn contested_ids(candidates: &[Peer]) -> HashSet<NodeId> {
+    let mut addresses: HashMap<NodeId, HashSet<&str>> = HashMap::new();
+    for peer in candidates {
+        addresses
+            .entry(peer.node_id)
+            .or_default()
+            .insert(peer.announcement.rpc_addr.as_str());
+    }
+    addresses
+        .into_iter()
+        .filter(|(_, addresses)| addresses.len() > 1)
+        .map(|(node_id, _)| node_id)
+        .collect()
+}
+
+/// What other entries of the round say about an entry's id.
+struct Crowding {
+    /// Ids claimed at more than one address.
+    contested: HashSet<NodeId>,
+    /// New ids sharing an address or certificate name with another.
+    shared: HashSet<NodeId>,
 }
 
 fn at_recorded_address(peer: &Peer, members: &BTreeMap<NodeId, MemberView>) -> bool {

@@ -38,6 +38,7 @@ use crate::discovery::{Announcement, Discovery, DiscoveryConfig};
 use crate::limits::{PRECOMPILE_QUEUE_DEPTH, REQUEST_TIMEOUT};
 use crate::membership::LocalMember;
 use crate::membership::autopilot::{Autopilot, AutopilotConfig, SharedView};
+use crate::membership::bindings_file::BINDINGS_FILE_NAME;
 use crate::metrics::Metrics;
 use crate::ops::status::RateHistory;
 use crate::ops::{self, OpsHandle, OpsSources};
@@ -293,6 +294,7 @@ impl Wiring {
                 machine: core.machine.clone(),
                 view,
                 config: self.autopilot_config(bootstrap_plugin.as_ref()),
+                bindings_file: self.data_dir.root().join(BINDINGS_FILE_NAME),
             }
             .run()
             .in_current_span(),

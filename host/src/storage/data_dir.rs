@@ -6,6 +6,7 @@
 //! <data-dir>/raft.redb        Raft log, vote, commit marker
 //! <data-dir>/snapshots/       newest snapshot
 //! <data-dir>/compiled/        compiled plugin cache, by digest and engine
+//! <data-dir>/identity-bindings.json  node names verified for members (TLS)
 //! ```
 
 use std::fs;

@@ -18,6 +18,8 @@ fn claim(node_id: NodeId, name: Option<&'static str>, rpc_addr: &'static str) ->
         node_id,
         name,
         rpc_addr,
+        contested: false,
+        shared: false,
     }
 }
 
@@ -109,7 +111,7 @@ fn another_nodes_address_is_refused() {
 }
 
 #[test]
-fn an_unbound_member_is_named_only_at_its_recorded_address() {
+fn an_unbound_member_is_named_at_its_recorded_address() {
     // An existing cluster: members recorded before names were checked.
     let verdict = judge(
         claim(2, Some("n2"), ADDR),
@@ -118,16 +120,42 @@ fn an_unbound_member_is_named_only_at_its_recorded_address() {
         &bound(&[]),
     );
     assert_eq!(verdict, Verdict::AcceptAndBind("n2".into()));
+}
+
+#[test]
+fn an_unbound_member_that_moved_is_named_on_first_use_when_uncontested() {
+    // A whole cluster restarted elsewhere from data dirs without bindings.
     let verdict = judge(
-        claim(2, Some("n4"), OTHER_ADDR),
-        &node("n4"),
+        claim(2, Some("n2"), OTHER_ADDR),
+        &node("n2"),
         Some(ADDR),
-        &bound(&[]),
+        &bound(&[(1, "n1")]),
     );
+    assert_eq!(verdict, Verdict::AcceptAndBind("n2".into()));
+}
+
+#[test]
+fn first_use_is_refused_when_the_id_is_contested_or_the_name_taken() {
+    let mut contested = claim(2, Some("n4"), OTHER_ADDR);
+    contested.contested = true;
+    let verdict = judge(contested, &node("n4"), Some(ADDR), &bound(&[]));
     assert!(
         matches!(
             verdict,
             Verdict::Refuse(Mismatch::UnverifiedMemberMoved { .. })
+        ),
+        "{verdict:?}"
+    );
+    let verdict = judge(
+        claim(2, Some("n1"), OTHER_ADDR),
+        &node("n1"),
+        Some(ADDR),
+        &bound(&[(1, "n1")]),
+    );
+    assert!(
+        matches!(
+            verdict,
+            Verdict::Refuse(Mismatch::NameBoundToOther { holder: 1, .. })
         ),
         "{verdict:?}"
     );
@@ -172,4 +200,32 @@ fn a_removed_nodes_name_is_free_again() {
     assert_eq!(bindings.holder_of("n2"), None);
     let verdict = judge(claim(9, Some("n2"), ADDR), &node("n2"), None, &bindings);
     assert_eq!(verdict, Verdict::Accept);
+}
+
+#[test]
+fn a_new_node_gossiping_no_name_is_refused() {
+    // A key holder claiming a made-up id at a joining node's address, with
+    // no name, would otherwise be added there in its place.
+    let verdict = judge(claim(3, None, ADDR), &node("n5"), None, &bound(&[]));
+    assert!(
+        matches!(
+            verdict,
+            Verdict::Refuse(Mismatch::NewNodeUnnamed { node_id: 3, .. })
+        ),
+        "{verdict:?}"
+    );
+}
+
+#[test]
+fn new_ids_sharing_an_address_or_name_are_all_refused() {
+    let mut shared = claim(3, Some("n5"), ADDR);
+    shared.shared = true;
+    let verdict = judge(shared, &node("n5"), None, &bound(&[]));
+    assert!(
+        matches!(
+            verdict,
+            Verdict::Refuse(Mismatch::SharedByNewIds { node_id: 3, .. })
+        ),
+        "{verdict:?}"
+    );
 }

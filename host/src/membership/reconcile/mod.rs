@@ -9,6 +9,10 @@
 //!   the grace period is removed only if the voters still alive form a
 //!   quorum of the current configuration (so the change can commit and the
 //!   cluster stays writable), and never below the minimum voter count.
+//! - Gossip alone never removes a member as dead: the leader must also have
+//!   had no Raft response from it for the grace period. Gossip is only as
+//!   trustworthy as its shared key (a key holder can make a member look
+//!   dead); a member that answers Raft is alive whatever gossip says.
 //! - A node announcing that it is leaving is never (re-)added.
 //!
 //! One change at a time: Raft serializes membership changes anyway, and a
@@ -43,6 +47,9 @@ pub struct MemberView {
     pub rpc_addr: String,
     /// Highest log index the leader knows it replicated to the node.
     pub matched_index: Option<u64>,
+    /// How long ago the node last answered the leader's Raft heartbeats or
+    /// replication (`None`: not since this node leads).
+    pub raft_heard_ago: Option<Duration>,
 }
 
 /// A node as gossip reports it.
@@ -224,6 +231,29 @@ fn is_leaving(observation: &Observation, node_id: NodeId) -> bool {
         .is_some_and(|gossip| gossip.leaving)
 }
 
+/// Whether `node_id` answered Raft within the grace period: then it is
+/// never removed as dead, and counts as alive for quorum.
+fn answers_raft(observation: &Observation, node_id: NodeId, policy: &Policy) -> bool {
+    observation
+        .members
+        .get(&node_id)
+        .and_then(|member| member.raft_heard_ago)
+        .is_some_and(|ago| ago < policy.dead_grace)
+}
+
+/// Dead past the grace period both in gossip and for Raft.
+fn dead_past_grace(
+    observation: &Observation,
+    tracker: &Tracker,
+    policy: &Policy,
+    node_id: NodeId,
+) -> bool {
+    let gossip_dead = tracker
+        .dead_for(node_id, observation.now)
+        .is_some_and(|dead| dead >= policy.dead_grace);
+    gossip_dead && !answers_raft(observation, node_id, policy)
+}
+
 fn voters(observation: &Observation) -> BTreeSet<NodeId> {
     observation
         .members
@@ -256,9 +286,7 @@ fn remove_departed_learner(
         .iter()
         .filter(|(node_id, member)| !member.voter && **node_id != observation.leader_id)
         .find(|(node_id, _)| {
-            let dead_long = tracker
-                .dead_for(**node_id, observation.now)
-                .is_some_and(|dead| dead >= policy.dead_grace);
+            let dead_long = dead_past_grace(observation, tracker, policy, **node_id);
             is_leaving(observation, **node_id) || dead_long
         })
         .map(|(node_id, _)| Action::RemoveLearner { node_id: *node_id })
@@ -275,17 +303,14 @@ fn remove_dead_voter(
     let voters = voters(observation);
     let alive_voters = voters
         .iter()
-        .filter(|id| is_alive(observation, **id))
+        .filter(|id| is_alive(observation, **id) || answers_raft(observation, **id, policy))
         .count();
     let quorum = quorum_size(voters.len());
     for node_id in &voters {
         if *node_id == observation.leader_id {
             continue;
         }
-        let dead_past_grace = tracker
-            .dead_for(*node_id, observation.now)
-            .is_some_and(|dead| dead >= policy.dead_grace);
-        if !dead_past_grace {
+        if !dead_past_grace(observation, tracker, policy, *node_id) {
             continue;
         }
         if alive_voters < quorum {

@@ -72,6 +72,7 @@ fn member(voter: bool) -> MemberView {
         voter,
         rpc_addr: "127.0.0.1:1".to_string(),
         matched_index: Some(100),
+        raft_heard_ago: None,
     }
 }
 
@@ -262,4 +263,51 @@ fn every_action_maps_to_one_membership_change() {
             rpc_addr: "a:1".to_string()
         }
     );
+}
+
+#[test]
+fn a_member_answering_raft_is_never_removed_as_dead() {
+    // A gossip-key holder can make a member look dead in gossip (its entry
+    // outranked, then silent): the Raft responses the leader gets decide.
+    let mut scenario = Scenario::new(&[1, 2, 3, 4, 5], &[6]);
+    scenario.at(0);
+    for id in [5, 6] {
+        scenario.set_alive(id, false);
+        let member = scenario.observation.members.get_mut(&id).expect("member");
+        member.raft_heard_ago = Some(Duration::from_secs(1));
+    }
+    scenario.at(1);
+    assert_eq!(scenario.at(120).0, None, "both answer Raft");
+    // Raft silent for less than the grace period: still kept.
+    for id in [5, 6] {
+        let member = scenario.observation.members.get_mut(&id).expect("member");
+        member.raft_heard_ago = Some(Duration::from_secs(59));
+    }
+    assert_eq!(scenario.at(121).0, None, "Raft silent 59 s only");
+    // Silent for Raft too: removed (the learner first, it costs nothing).
+    for id in [5, 6] {
+        let member = scenario.observation.members.get_mut(&id).expect("member");
+        member.raft_heard_ago = Some(Duration::from_secs(60));
+    }
+    assert_eq!(
+        scenario.at(122).0,
+        Some(Action::RemoveLearner { node_id: 6 })
+    );
+    scenario.observation.members.remove(&6);
+    scenario.observation.gossip.remove(&6);
+    assert_eq!(scenario.at(123).0, Some(Action::RemoveVoter { node_id: 5 }));
+}
+
+#[test]
+fn a_voter_answering_raft_counts_towards_quorum() {
+    // Voters 2 and 3 look dead in gossip but 3 answers Raft: 1 and 3 are a
+    // quorum of 3, so 2 (silent everywhere) can be removed.
+    let mut scenario = Scenario::new(&[1, 2, 3], &[]);
+    scenario.at(0);
+    scenario.set_alive(2, false);
+    scenario.set_alive(3, false);
+    let member = scenario.observation.members.get_mut(&3).expect("member");
+    member.raft_heard_ago = Some(Duration::from_secs(1));
+    scenario.at(1);
+    assert_eq!(scenario.at(120).0, Some(Action::RemoveVoter { node_id: 2 }));
 }

@@ -98,3 +98,26 @@ async fn without_tls_the_newest_entry_is_believed() {
     let peers = check.select(candidates.to_vec(), &BTreeMap::new());
     assert_eq!(peers[&2].announcement.rpc_addr, "b:1");
 }
+
+#[tokio::test]
+async fn new_ids_at_one_address_or_certificate_are_none_of_them_believed() {
+    // A key holder claims a made-up id 3 at joining node 5's address (the
+    // dial there shows node 5's certificate): neither id is believed, so
+    // id 3 is never added in node 5's place.
+    let ca = certs::new_ca().expect("CA");
+    let own = certs::node_cert(&ca, "n1", &[LOOPBACK], &[]).expect("n1");
+    let joining = node_server(&ca, "n5").await;
+    let members = BTreeMap::from([(OWN_ID, member("own:1"))]);
+    let tls = Some(Arc::new(tls_of(&ca, &own)));
+    let mut check = IdentityCheck::new(OWN_ID, tls, Metrics::default());
+    let candidates = [entry(5, 1, &joining, "n5"), entry(3, 1, &joining, "n5")];
+    let peers = believed(&mut check, &candidates, &members).await;
+    assert!(peers.is_empty(), "{peers:?}");
+    // With a name left out it is refused alone, and node 5 is believed.
+    let candidates = [entry(5, 1, &joining, "n5")];
+    let peers = believed(&mut check, &candidates, &members).await;
+    assert_eq!(peers.keys().copied().collect::<Vec<_>>(), vec![5]);
+    let unnamed = [entry(3, 1, &joining, "")];
+    let peers = believed(&mut check, &unnamed, &members).await;
+    assert!(peers.is_empty(), "{peers:?}");
+}
