@@ -101,6 +101,40 @@ impl TestCluster {
         self.cli(n, &["members", "--json"]).await.success_json()
     }
 
+    /// Wait (up to `timeout`) until every running node reports the same
+    /// applied digest at the same index; that index.
+    pub async fn wait_for_same_applied_digest(&self, timeout: Duration) -> u64 {
+        let running = self.running();
+        wait_for(
+            "every replica to report the same applied digest",
+            timeout,
+            || async {
+                let mut seen = Vec::new();
+                for &n in &running {
+                    let status = self.try_status(n).await?;
+                    seen.push((status.applied_digest_index, status.applied_digest));
+                }
+                if seen.iter().all(|view| view == &seen[0]) {
+                    Ok(seen[0].0)
+                } else {
+                    Err(format!("(digest index, digest) per node: {seen:?}"))
+                }
+            },
+        )
+        .await
+    }
+
+    /// The member ids node `n` lists.
+    pub async fn member_ids(&self, n: usize) -> Vec<u64> {
+        let members = self.members(n).await;
+        members["members"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no members list: {members}"))
+            .iter()
+            .filter_map(|member| member["id"].as_u64())
+            .collect()
+    }
+
     /// The index of the node whose id is `node_id`, among nodes seen ready.
     pub fn index_of(&self, node_id: u64) -> Option<usize> {
         self.nodes

@@ -31,23 +31,7 @@ async fn every_node_has(cluster: &TestCluster, signers: &serde_json::Value) -> u
         )
         .await;
     }
-    wait_for(
-        "every replica to report the same applied digest",
-        AGREE_TIMEOUT,
-        || async {
-            let mut seen = Vec::new();
-            for n in 0..cluster.nodes().len() {
-                let status = cluster.try_status(n).await?;
-                seen.push((status.applied_digest_index, status.applied_digest));
-            }
-            if seen.iter().all(|view| view == &seen[0]) {
-                Ok(seen[0].0)
-            } else {
-                Err(format!("(digest index, digest) per node: {seen:?}"))
-            }
-        },
-    )
-    .await
+    cluster.wait_for_same_applied_digest(AGREE_TIMEOUT).await
 }
 
 /// Deploy `file` through node `n` and expect a refusal that leaves the log

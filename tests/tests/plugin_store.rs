@@ -57,29 +57,6 @@ async fn assert_every_node_holds(cluster: &TestCluster, prefix: &str, expected: 
     }
 }
 
-/// Wait until every running node reports the same applied digest at the
-/// same index; that index.
-async fn assert_same_applied_digest(cluster: &TestCluster) -> u64 {
-    let running = cluster.running();
-    wait_for(
-        "every replica to report the same applied digest",
-        DIGEST_TIMEOUT,
-        || async {
-            let mut seen = Vec::new();
-            for &n in &running {
-                let status = cluster.try_status(n).await?;
-                seen.push((status.applied_digest_index, status.applied_digest));
-            }
-            if seen.iter().all(|view| view == &seen[0]) {
-                Ok(seen[0].0)
-            } else {
-                Err(format!("(digest index, digest) per node: {seen:?}"))
-            }
-        },
-    )
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn kv_disk_replicates_and_every_key_reads_back_on_every_node() {
     // Goal: three nodes running kv_disk take writes through any node, and
@@ -92,7 +69,7 @@ async fn kv_disk_replicates_and_every_key_reads_back_on_every_node() {
     }
     assert_every_node_holds(&cluster, "node", &acknowledged).await;
     assert_replicas_agree(&cluster).await;
-    assert_same_applied_digest(&cluster).await;
+    cluster.wait_for_same_applied_digest(DIGEST_TIMEOUT).await;
     for n in 0..3 {
         let state_files = std::fs::read_dir(cluster.node(n).data_dir())
             .expect("data dir")
@@ -137,7 +114,7 @@ async fn a_node_joining_by_snapshot_gets_the_store_and_the_same_digest() {
         "the joiner holds no snapshot: {status}"
     );
     assert_every_node_holds(&cluster, "old", &acknowledged).await;
-    assert_same_applied_digest(&cluster).await;
+    cluster.wait_for_same_applied_digest(DIGEST_TIMEOUT).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -192,7 +169,7 @@ async fn a_trapped_entrys_store_writes_vanish_on_every_replica() {
             .collect();
         assert_eq!(answers, expected, "node {n}");
     }
-    assert_same_applied_digest(&cluster).await;
+    cluster.wait_for_same_applied_digest(DIGEST_TIMEOUT).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -230,5 +207,5 @@ async fn kill_9_and_restart_loses_nothing_acknowledged() {
         cluster.restart(victim).await;
     }
     assert_every_node_holds(&cluster, "", &acknowledged).await;
-    assert_same_applied_digest(&cluster).await;
+    cluster.wait_for_same_applied_digest(DIGEST_TIMEOUT).await;
 }
