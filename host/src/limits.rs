@@ -410,6 +410,14 @@ pub const FORWARD_BATCH_BYTES_MAX: usize = COMMAND_BYTES_MAX + FORWARD_COMMAND_O
 /// answers come back.
 pub const FORWARD_BATCHES_IN_FLIGHT_MAX: usize = 2;
 
+/// Longest a follower waits for every answer of a forwarded batch: as long
+/// as a single forwarded call may take (its channel's timeout); commands
+/// still unanswered then have an unknown outcome.
+pub const FORWARD_BATCH_TIMEOUT: Duration = Duration::from_secs(
+    DEPLOY_TIMEOUT.as_secs() + clusterhost_client::limits::CLIENT_GRACE.as_secs(),
+);
+
+const _: () = assert!(FORWARD_BATCH_TIMEOUT.as_secs() > REQUEST_TIMEOUT.as_secs());
 const _: () = assert!(FORWARD_BATCH_BYTES_MAX + 1024 < CLIENT_GRPC_MESSAGE_BYTES_MAX);
 const _: () = assert!(FORWARD_BATCH_COMMANDS_MAX <= u32::MAX as usize);
 const _: () = assert!(FORWARD_BATCHES_IN_FLIGHT_MAX >= 1);

@@ -31,6 +31,8 @@ pub enum BatchEnd {
     Finished,
     /// The call failed: refused, or broken (before or during the answers).
     Failed(Status),
+    /// The answers did not all come in time.
+    TimedOut,
 }
 
 /// The leader's answer for the command at `position`.
@@ -86,6 +88,9 @@ pub fn unanswered(end: &BatchEnd, answered_any: bool) -> Forwarded {
         BatchEnd::Failed(status) => Forwarded::Answer(Err(ClientError::Status(status.clone()))),
         BatchEnd::Finished => Forwarded::Answer(Err(ClientError::Status(outcome_unknown(
             "the leader ended the batch without answering this command",
+        )))),
+        BatchEnd::TimedOut => Forwarded::Answer(Err(ClientError::Status(outcome_unknown(
+            "the leader did not answer in time",
         )))),
     }
 }
@@ -214,14 +219,14 @@ mod tests {
     }
 
     #[test]
-    fn a_stream_closed_early_leaves_the_rest_unknown_never_unavailable() {
-        let Forwarded::Answer(Err(ClientError::Status(status))) =
-            unanswered(&BatchEnd::Finished, true)
-        else {
-            panic!("expected an error status");
-        };
-        assert_eq!(status.code(), Code::Unknown);
-        assert!(status.metadata().contains_key(OUTCOME));
+    fn a_stream_closed_early_or_late_leaves_the_rest_unknown_never_unavailable() {
+        for end in [BatchEnd::Finished, BatchEnd::TimedOut] {
+            let Forwarded::Answer(Err(ClientError::Status(status))) = unanswered(&end, true) else {
+                panic!("expected an error status");
+            };
+            assert_eq!(status.code(), Code::Unknown);
+            assert!(status.metadata().contains_key(OUTCOME));
+        }
     }
 
     #[test]

@@ -17,6 +17,7 @@ use tracing::Instrument;
 use super::batch_lane::{Lane, Queued};
 use super::forward_codec::{BatchEnd, Forwarded, decode_answer, unanswered};
 use super::leader::{forwarded, outcome_unknown};
+use crate::limits::FORWARD_BATCH_TIMEOUT;
 
 /// A forwarded command waiting for its batch.
 struct Pending {
@@ -108,50 +109,58 @@ impl Forwarder {
             let Some((batch, client)) = next else {
                 return;
             };
-            if let Some(end) = send(client, batch).await {
-                if matches!(end, Forwarded::SendAlone) {
-                    lock(&self.without_batches).insert(rpc_addr.clone());
-                }
+            if send(client, batch).await {
+                lock(&self.without_batches).insert(rpc_addr.clone());
             }
         }
     }
 }
 
-/// Send one batch and deliver every command's answer; what the commands
-/// the leader never answered got, when there were any.
-async fn send(mut client: ClusterClient<Channel>, batch: Vec<Pending>) -> Option<Forwarded> {
+/// Send one batch and deliver every command's answer. True when the leader
+/// turned out to take no batches (its commands are then sent alone).
+async fn send(mut client: ClusterClient<Channel>, batch: Vec<Pending>) -> bool {
     let (commands, mut replies): (Vec<_>, Vec<_>) = batch
         .into_iter()
         .map(|pending| (pending.command, Some(pending.reply)))
         .unzip();
     let request = forwarded(proto::ForwardBatchRequest { commands });
-    let end = match client.forward_batch(request).await {
-        Err(status) => BatchEnd::Failed(status),
-        Ok(response) => {
-            let mut answers = response.into_inner();
-            loop {
-                match answers.message().await {
-                    Ok(Some(answer)) => {
-                        let (position, result) = decode_answer(answer);
-                        // A position out of range or answered twice is
-                        // ignored; its command stays unanswered.
-                        if let Some(reply) = replies.get_mut(position).and_then(Option::take) {
-                            let _ = reply.send(Forwarded::Answer(result));
-                        }
-                    }
-                    Ok(None) => break BatchEnd::Finished,
-                    Err(status) => break BatchEnd::Failed(status),
-                }
-            }
-        }
-    };
+    // Headers come back at once on a stream, so the channel's own timeout
+    // does not bound the answers: this does, as it bounds a single call.
+    let receiving = receive(&mut client, request, &mut replies);
+    let end = tokio::time::timeout(FORWARD_BATCH_TIMEOUT, receiving)
+        .await
+        .unwrap_or(BatchEnd::TimedOut);
     let answered_any = replies.iter().any(Option::is_none);
-    let mut fate = None;
     for reply in replies.into_iter().flatten() {
         let _ = reply.send(unanswered(&end, answered_any));
-        fate = Some(unanswered(&end, answered_any));
     }
-    fate
+    matches!(unanswered(&end, answered_any), Forwarded::SendAlone)
+}
+
+/// Make the call and deliver each answer as it streams in; how it ended.
+async fn receive(
+    client: &mut ClusterClient<Channel>,
+    request: tonic::Request<proto::ForwardBatchRequest>,
+    replies: &mut [Option<oneshot::Sender<Forwarded>>],
+) -> BatchEnd {
+    let mut answers = match client.forward_batch(request).await {
+        Ok(response) => response.into_inner(),
+        Err(status) => return BatchEnd::Failed(status),
+    };
+    loop {
+        match answers.message().await {
+            Ok(Some(answer)) => {
+                let (position, result) = decode_answer(answer);
+                // A position out of range or answered twice is ignored;
+                // its command stays unanswered.
+                if let Some(reply) = replies.get_mut(position).and_then(Option::take) {
+                    let _ = reply.send(Forwarded::Answer(result));
+                }
+            }
+            Ok(None) => return BatchEnd::Finished,
+            Err(status) => return BatchEnd::Failed(status),
+        }
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
