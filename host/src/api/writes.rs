@@ -52,11 +52,12 @@ impl Writer {
         session: Option<proto::SessionStamp>,
     ) -> Result<proto::ApplyResponse, Status> {
         let stamp = session.map(convert::session_stamp);
-        let machine = self.machine.borrow().clone();
-        let command_bytes_max =
-            usize::try_from(machine.settings.command_bytes_max).unwrap_or(COMMAND_BYTES_MAX);
+        // Borrowed, not cloned: the status carries the plugin history and
+        // checkpoints, and this runs for every command (twice when forwarded).
+        let command_bytes_max = self.machine.borrow().settings.command_bytes_max;
+        let command_bytes_max = usize::try_from(command_bytes_max).unwrap_or(COMMAND_BYTES_MAX);
         super::cluster_service::check_size("command", command.len(), command_bytes_max)?;
-        self.check_serving(&machine)?;
+        self.check_serving(&self.machine.borrow())?;
         let here = || async {
             self.check_quota().map_err(Attempt::Final)?;
             let answered = match stamp {
