@@ -387,6 +387,42 @@ const _: () = assert!(VOTER_CAP_DEFAULT <= VOTERS_MAX);
 const _: () = assert!(CHECKPOINTS_GOSSIPED <= CHECKPOINTS_KEPT);
 const _: () = assert!(STEP_DOWN_TIMEOUT.as_millis() > 2 * RAFT_ELECTION_TIMEOUT_MAX.as_millis());
 
+// ---- Forwarded commands ----------------------------------------------------
+
+/// Most commands a follower sends the leader in one `ForwardBatch` call:
+/// enough to carry everything that arrives during one leader round trip at
+/// the load one node serves, few enough that each batch stays small.
+pub const FORWARD_BATCH_COMMANDS_MAX: usize = 64;
+
+/// Bytes a forwarded command's encoding adds to its command bytes in a
+/// batch at most (field tags, length prefixes, the session stamp's three
+/// varints): counted with each command so a batch's size is bounded.
+pub const FORWARD_COMMAND_OVERHEAD_BYTES: usize = 64;
+
+/// Most bytes of commands (with their overhead) one batch carries; a single
+/// larger command still goes, alone. Room for the largest command, and the
+/// whole batch fits the leader's request size limit.
+pub const FORWARD_BATCH_BYTES_MAX: usize = COMMAND_BYTES_MAX + FORWARD_COMMAND_OVERHEAD_BYTES;
+
+/// Batches in flight to one leader at a time: a command arriving with a
+/// slot free leaves at once (no added latency for one client); the others
+/// queue and leave together when the batch in flight comes back (one slot
+/// made larger batches, and fewer calls, than two in a 64-client bench).
+pub const FORWARD_BATCHES_IN_FLIGHT_MAX: usize = 1;
+
+/// Longest a follower waits for every answer of a forwarded batch: as long
+/// as a single forwarded call may take (its channel's timeout); commands
+/// still unanswered then have an unknown outcome.
+pub const FORWARD_BATCH_TIMEOUT: Duration = Duration::from_secs(
+    DEPLOY_TIMEOUT.as_secs() + clusterhost_client::limits::CLIENT_GRACE.as_secs(),
+);
+
+const _: () = assert!(FORWARD_BATCH_TIMEOUT.as_secs() > REQUEST_TIMEOUT.as_secs());
+const _: () = assert!(FORWARD_BATCH_BYTES_MAX + 1024 < CLIENT_GRPC_MESSAGE_BYTES_MAX);
+const _: () = assert!(FORWARD_BATCH_COMMANDS_MAX <= u32::MAX as usize);
+const _: () = assert!(FORWARD_BATCHES_IN_FLIGHT_MAX >= 1);
+const _: () = assert!(FORWARD_BATCH_COMMANDS_MAX >= 1);
+
 // ---- Backups --------------------------------------------------------------
 
 /// Bytes of a backup file per streamed chunk.

@@ -14,6 +14,7 @@ use super::convert;
 use super::leader::{Attempt, Leader, LeaderRunner, forwarded, was_forwarded};
 use super::report::{self, SelfInfo};
 use super::settings_change;
+use super::writes::{AnswerStream, Writer};
 use crate::consensus::settings::ClusterSettings;
 use crate::consensus::snapshot::Snapshots;
 use crate::consensus::trusted_signers::{self, TrustedSigners};
@@ -21,7 +22,8 @@ use crate::consensus::{Consensus, MachineStatus, ProposeError, ReadIndexError};
 use std::time::Duration;
 
 use crate::limits::{
-    COMMAND_BYTES_MAX, PLUGIN_BYTES_MAX, QUERY_BYTES_MAX, REQUEST_TIMEOUT, SESSION_TIMEOUT_DEFAULT,
+    FORWARD_BATCH_COMMANDS_MAX, PLUGIN_BYTES_MAX, QUERY_BYTES_MAX, REQUEST_TIMEOUT,
+    SESSION_TIMEOUT_DEFAULT,
 };
 use crate::membership::autopilot::SharedView;
 use crate::membership::leave::{self, LeaderCalls};
@@ -35,7 +37,9 @@ pub struct ClusterService {
     /// Raft.
     pub consensus: Consensus,
     /// Leader-only requests from any node.
-    pub leader: LeaderRunner,
+    pub leader: Arc<LeaderRunner>,
+    /// Client commands (sharing [`Self::leader`]).
+    pub writer: Writer,
     /// The plugin, for queries.
     pub plugin: PluginHandle,
     /// The engine uploads are validated with.
@@ -52,7 +56,7 @@ pub struct ClusterService {
     pub uploads: Arc<tokio::sync::Semaphore>,
 }
 
-fn check_size(what: &str, bytes: usize, max: usize) -> Result<(), Status> {
+pub(super) fn check_size(what: &str, bytes: usize, max: usize) -> Result<(), Status> {
     if bytes > max {
         return Err(Status::resource_exhausted(format!(
             "{what} is {bytes} bytes, larger than the {max} byte limit"
@@ -71,6 +75,25 @@ fn answer<T>(reply: Result<tonic::Response<T>, Status>) -> Result<T, ClientError
 #[tonic::async_trait]
 impl proto::cluster_server::Cluster for ClusterService {
     type BackupStream = super::backup::BackupStream;
+    type ForwardBatchStream = AnswerStream;
+
+    async fn forward_batch(
+        &self,
+        request: Request<proto::ForwardBatchRequest>,
+    ) -> Result<Response<AnswerStream>, Status> {
+        if !was_forwarded(request.metadata()) {
+            return Err(Status::invalid_argument(
+                "ForwardBatch carries commands forwarded between nodes only",
+            ));
+        }
+        let commands = request.into_inner().commands;
+        if commands.len() > FORWARD_BATCH_COMMANDS_MAX {
+            return Err(Status::invalid_argument(format!(
+                "a forwarded batch holds at most {FORWARD_BATCH_COMMANDS_MAX} commands"
+            )));
+        }
+        Ok(Response::new(self.writer.answer_batch(commands)))
+    }
 
     async fn backup(
         &self,
@@ -87,7 +110,8 @@ impl proto::cluster_server::Cluster for ClusterService {
     ) -> Result<Response<proto::ApplyResponse>, Status> {
         let forwarded_here = was_forwarded(request.metadata());
         let command = request.into_inner().command;
-        self.apply_command(forwarded_here, command, None).await
+        let response = self.writer.apply_command(forwarded_here, command, None);
+        Ok(Response::new(response.await?))
     }
 
     async fn apply_in_session(
@@ -98,8 +122,10 @@ impl proto::cluster_server::Cluster for ClusterService {
         let proto::SessionApplyRequest { command, session } = request.into_inner();
         let stamp =
             session.ok_or_else(|| Status::invalid_argument("the session stamp is missing"))?;
-        self.apply_command(forwarded_here, command, Some(stamp))
-            .await
+        let response = self
+            .writer
+            .apply_command(forwarded_here, command, Some(stamp));
+        Ok(Response::new(response.await?))
     }
 
     async fn open_session(
@@ -389,89 +415,10 @@ impl ClusterService {
         }
     }
 
-    /// A command, in a session or not: checked, then proposed on the leader
-    /// (here, or forwarded with the same stamp).
-    async fn apply_command(
-        &self,
-        forwarded_here: bool,
-        command: Vec<u8>,
-        session: Option<proto::SessionStamp>,
-    ) -> Result<Response<proto::ApplyResponse>, Status> {
-        let stamp = session.map(convert::session_stamp);
-        let machine = self.machine.borrow().clone();
-        let command_bytes_max =
-            usize::try_from(machine.settings.command_bytes_max).unwrap_or(COMMAND_BYTES_MAX);
-        check_size("command", command.len(), command_bytes_max)?;
-        self.check_serving(&machine)?;
-        let here = || async {
-            self.check_quota().map_err(Attempt::Final)?;
-            let answered = match stamp {
-                None => self
-                    .consensus
-                    .propose_command(command.clone())
-                    .await
-                    .map(|(index, outcome)| Ok(convert::apply_response(index, outcome))),
-                Some(stamp) => self
-                    .consensus
-                    .propose_session_command(stamp, command.clone())
-                    .await
-                    .map(convert::command_answer),
-            };
-            match answered {
-                Ok(answer) => answer.map_err(Attempt::Final),
-                Err(ProposeError::NotLeader) => Err(Attempt::NotLeader),
-                Err(error) => Err(Attempt::Final(convert::propose_status(error))),
-            }
-        };
-        let there = |mut leader: Leader| {
-            let command = command.clone();
-            async move {
-                let reply = match session {
-                    None => {
-                        let request = forwarded(proto::ApplyRequest { command });
-                        leader.client.apply(request).await
-                    }
-                    Some(stamp) => {
-                        let request = forwarded(proto::SessionApplyRequest {
-                            command,
-                            session: Some(stamp),
-                        });
-                        leader.client.apply_in_session(request).await
-                    }
-                };
-                // The hint that lets the client skip this hop next time.
-                answer(reply).map(|response| proto::ApplyResponse {
-                    leader_addr: leader.rpc_addr,
-                    ..response
-                })
-            }
-        };
-        let response = self.leader.run(forwarded_here, here, there).await?;
-        Ok(Response::new(response))
-    }
-
     /// Refuse clients when this replica must not serve them: it is
     /// corrupt, or the replicas have no majority.
     fn check_serving(&self, machine: &MachineStatus) -> Result<(), Status> {
-        match machine.alarms.refusal(self.local.node_id) {
-            Some(why) => Err(Status::failed_precondition(why)),
-            None => Ok(()),
-        }
-    }
-
-    /// Refuse writes once the state has reached its quota (as etcd's
-    /// `--quota-backend-bytes`): reads are still served, and raising the
-    /// quota (`config set state_quota_bytes`) lets writes in again.
-    fn check_quota(&self) -> Result<(), Status> {
-        let quota = self.machine.borrow().settings.state_quota_bytes;
-        match self.plugin.state_size_bytes() {
-            Some(size) if size >= quota => Err(Status::resource_exhausted(format!(
-                "the state is {size} bytes, at its quota of {quota} (state_quota_bytes): the cluster \
-                 takes no writes until the quota is raised (clusterhost config set state_quota_bytes N); \
-                 reads are still served"
-            ))),
-            _ => Ok(()),
-        }
+        self.writer.check_serving(machine)
     }
 
     /// Refuse settings the running cluster cannot take: a level some member

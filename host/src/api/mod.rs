@@ -6,6 +6,11 @@
 //! - [`backup`]: streaming a backup from the leader.
 //! - [`routing`]: where a leader-only request goes, decided purely.
 //! - [`leader`]: the loop that follows those decisions, and forwarding.
+//! - [`writes`]: client commands, proposed here or forwarded; a forwarded
+//!   batch answered on the leader.
+//! - [`forwarder`]: forwarded commands sent in batches per leader;
+//!   [`batch_lane`] decides when and which, [`forward_codec`] maps each
+//!   command's answer both ways.
 //! - [`report`]: status, members and health as pure functions.
 //! - [`settings_change`]: a settings request checked before it is proposed.
 //! - [`convert`]: node results to API messages and status codes.
@@ -16,13 +21,17 @@
 
 pub mod authorize;
 pub mod backup;
+pub mod batch_lane;
 pub mod cluster_service;
 pub mod convert;
+pub mod forward_codec;
+pub mod forwarder;
 pub mod grpc_metrics;
 pub mod leader;
 pub mod report;
 pub mod routing;
 pub mod server;
 pub mod settings_change;
+pub mod writes;
 
 pub use cluster_service::ClusterService;

@@ -27,6 +27,7 @@ pub use identity::decide_identity;
 use crate::api::ClusterService;
 use crate::api::leader::LeaderRunner;
 use crate::api::server::{ServeOptions, serve};
+use crate::api::writes::Writer;
 use crate::consensus::settings::{ClusterSettings, SettingsChange};
 use crate::consensus::snapshot::Snapshots;
 use crate::consensus::trusted_signers;
@@ -261,10 +262,20 @@ impl Wiring {
         core: &Core,
         view: &SharedView,
     ) -> ClusterService {
+        let leader = Arc::new(LeaderRunner::new(core.consensus.clone()));
+        let writer = Writer {
+            node_id: local.node_id,
+            consensus: core.consensus.clone(),
+            leader: leader.clone(),
+            forwarder: Arc::default(),
+            plugin: core.plugin.clone(),
+            machine: core.machine.clone(),
+        };
         ClusterService {
             local: local.clone(),
             consensus: core.consensus.clone(),
-            leader: LeaderRunner::new(core.consensus.clone()),
+            leader,
+            writer,
             plugin: core.plugin.clone(),
             engine: self.engine.clone(),
             machine: core.machine.clone(),

@@ -115,6 +115,8 @@ pub fn required_role(method: &str) -> Option<Role> {
         "clusterhost.v1.Cluster" => match name {
             "Query" | "Status" | "Members" | "PluginHistory" | "GetSettings" => Some(Role::Reader),
             "Apply" | "ApplyInSession" | "OpenSession" => Some(Role::Writer),
+            // Commands nodes forward to the leader in batches.
+            "ForwardBatch" => Some(Role::Node),
             // A backup carries the whole state, the plugin and its history.
             "Snapshot" | "Backup" | "RemoveMember" | "TransferLeader" | "Leave"
             | "DeployPlugin" | "RollbackPlugin" | "SetSetting" => Some(Role::Admin),

@@ -1,0 +1,168 @@
+//! Commands a follower forwards to the leader, sent in batches on the
+//! cached connection to it: one `ForwardBatch` call carries every command
+//! that arrived while earlier batches were in flight ([`super::batch_lane`]
+//! decides), and each command's answer is delivered as soon as it streams
+//! back. A leader without the method (an older version) gets each command
+//! in a call of its own, as before.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use clusterhost_client::ClientError;
+use clusterhost_client::proto::{self, cluster_client::ClusterClient};
+use tokio::sync::oneshot;
+use tonic::transport::Channel;
+use tracing::Instrument;
+
+use super::batch_lane::{Lane, Queued};
+use super::forward_codec::{BatchEnd, Forwarded, decode_answer, unanswered};
+use super::leader::{forwarded, outcome_unknown};
+use crate::limits::FORWARD_BATCH_TIMEOUT;
+
+/// A forwarded command waiting for its batch.
+struct Pending {
+    command: proto::ForwardedCommand,
+    reply: oneshot::Sender<Forwarded>,
+}
+
+impl Queued for Pending {
+    fn command_bytes(&self) -> usize {
+        self.command.command.len()
+    }
+
+    fn abandoned(&self) -> bool {
+        self.reply.is_closed()
+    }
+}
+
+/// The lane to one leader address and the connection its batches use.
+struct LaneState {
+    lane: Lane<Pending>,
+    client: ClusterClient<Channel>,
+}
+
+/// Batches forwarded commands per leader address.
+#[derive(Default)]
+pub struct Forwarder {
+    lanes: Mutex<HashMap<String, LaneState>>,
+    /// Leaders that answered `unimplemented`: commands go alone.
+    without_batches: Mutex<HashSet<String>>,
+}
+
+impl Forwarder {
+    /// Forward `command` to the leader at `rpc_addr` over `client`, in the
+    /// next batch to it.
+    pub async fn forward(
+        self: &Arc<Self>,
+        rpc_addr: &str,
+        client: ClusterClient<Channel>,
+        command: proto::ForwardedCommand,
+    ) -> Forwarded {
+        if lock(&self.without_batches).contains(rpc_addr) {
+            return Forwarded::SendAlone;
+        }
+        let (reply, answer) = oneshot::channel();
+        let start_sender = {
+            let mut lanes = lock(&self.lanes);
+            let state = lanes
+                .entry(rpc_addr.to_string())
+                .or_insert_with(|| LaneState {
+                    lane: Lane::default(),
+                    client: client.clone(),
+                });
+            // The runner's connection is the current one (it replaces a
+            // connection it found broken).
+            state.client = client;
+            state.lane.submit(Pending { command, reply })
+        };
+        if start_sender {
+            let forwarder = self.clone();
+            let rpc_addr = rpc_addr.to_string();
+            tokio::spawn(forwarder.send_batches(rpc_addr).in_current_span());
+        }
+        answer.await.unwrap_or_else(|_| {
+            // The sender went away with the command: it may have been sent.
+            Forwarded::Answer(Err(ClientError::Status(outcome_unknown(
+                "the batch carrying it was dropped",
+            ))))
+        })
+    }
+
+    /// Send batches to `rpc_addr` until its queue is empty.
+    async fn send_batches(self: Arc<Self>, rpc_addr: String) {
+        loop {
+            let next = {
+                let mut lanes = lock(&self.lanes);
+                let Some(state) = lanes.get_mut(&rpc_addr) else {
+                    return;
+                };
+                let next = state
+                    .lane
+                    .next_batch()
+                    .map(|batch| (batch, state.client.clone()));
+                if next.is_none() && state.lane.in_flight() == 0 && state.lane.queued() == 0 {
+                    // Leaders come and go: keep lanes to current ones only.
+                    lanes.remove(&rpc_addr);
+                }
+                next
+            };
+            let Some((batch, client)) = next else {
+                return;
+            };
+            if send(client, batch).await {
+                lock(&self.without_batches).insert(rpc_addr.clone());
+            }
+        }
+    }
+}
+
+/// Send one batch and deliver every command's answer. True when the leader
+/// turned out to take no batches (its commands are then sent alone).
+async fn send(mut client: ClusterClient<Channel>, batch: Vec<Pending>) -> bool {
+    let (commands, mut replies): (Vec<_>, Vec<_>) = batch
+        .into_iter()
+        .map(|pending| (pending.command, Some(pending.reply)))
+        .unzip();
+    let request = forwarded(proto::ForwardBatchRequest { commands });
+    // Headers come back at once on a stream, so the channel's own timeout
+    // does not bound the answers: this does, as it bounds a single call.
+    let receiving = receive(&mut client, request, &mut replies);
+    let end = tokio::time::timeout(FORWARD_BATCH_TIMEOUT, receiving)
+        .await
+        .unwrap_or(BatchEnd::TimedOut);
+    let answered_any = replies.iter().any(Option::is_none);
+    for reply in replies.into_iter().flatten() {
+        let _ = reply.send(unanswered(&end, answered_any));
+    }
+    matches!(unanswered(&end, answered_any), Forwarded::SendAlone)
+}
+
+/// Make the call and deliver each answer as it streams in; how it ended.
+async fn receive(
+    client: &mut ClusterClient<Channel>,
+    request: tonic::Request<proto::ForwardBatchRequest>,
+    replies: &mut [Option<oneshot::Sender<Forwarded>>],
+) -> BatchEnd {
+    let mut answers = match client.forward_batch(request).await {
+        Ok(response) => response.into_inner(),
+        Err(status) => return BatchEnd::Failed(status),
+    };
+    loop {
+        match answers.message().await {
+            Ok(Some(answer)) => {
+                let (position, result) = decode_answer(answer);
+                // A position out of range or answered twice is ignored;
+                // its command stays unanswered.
+                if let Some(reply) = replies.get_mut(position).and_then(Option::take) {
+                    let _ = reply.send(Forwarded::Answer(result));
+                }
+            }
+            Ok(None) => return BatchEnd::Finished,
+            Err(status) => return BatchEnd::Failed(status),
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
