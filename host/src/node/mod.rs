@@ -8,6 +8,7 @@
 //! - [`restore`]: a new data dir seeded from a backup file.
 
 pub mod config;
+mod first_start;
 mod handle;
 pub mod identity;
 pub mod restore;
@@ -36,7 +37,7 @@ use crate::consensus::{
     StateMachineStore,
 };
 use crate::discovery::{Announcement, Discovery, DiscoveryConfig};
-use crate::limits::{PRECOMPILE_QUEUE_DEPTH, REQUEST_TIMEOUT};
+use crate::limits::PRECOMPILE_QUEUE_DEPTH;
 use crate::membership::LocalMember;
 use crate::membership::autopilot::{Autopilot, AutopilotConfig, SharedView};
 use crate::membership::bindings_file::BINDINGS_FILE_NAME;
@@ -45,6 +46,7 @@ use crate::ops::status::RateHistory;
 use crate::ops::{self, OpsHandle, OpsSources};
 use crate::plugin::{Machine, NativeMachine, PluginCode, PluginDigest, PluginEngine, PluginHandle};
 use crate::storage::{DataDir, DataDirError, NodeIdentity};
+use first_start::{bootstrap, load_bootstrap_plugin};
 
 /// Why a node could not start. Each is reported before anything changes.
 #[derive(Debug, thiserror::Error)]
@@ -481,33 +483,6 @@ impl Wiring {
     }
 }
 
-/// Read and validate `--plugin`, if given.
-async fn load_bootstrap_plugin(
-    config: &NodeConfig,
-    engine: &PluginEngine,
-) -> Result<Option<PluginCode>, StartError> {
-    let Some(path) = &config.plugin else {
-        return Ok(None);
-    };
-    let bytes = std::fs::read(path).map_err(|source| StartError::PluginFile {
-        path: path.clone(),
-        source,
-    })?;
-    if let Some(signers) = &config.plugin_signers {
-        signers
-            .verify(&bytes)
-            .map_err(|error| StartError::Conflict(format!("{}: {error}", path.display())))?;
-    }
-    engine
-        .load_off_thread(bytes)
-        .await
-        .map(Some)
-        .map_err(|source| StartError::InvalidPlugin {
-            path: path.clone(),
-            source,
-        })
-}
-
 /// The gRPC address others reach this node at.
 fn rpc_addr(config: &NodeConfig, listener: &TcpListener) -> Result<String, StartError> {
     let listen_addr = listener
@@ -522,52 +497,6 @@ fn rpc_addr(config: &NodeConfig, listener: &TcpListener) -> Result<String, Start
         ))),
         None => Ok(listen_addr.to_string()),
     }
-}
-
-/// Initialize a single-node cluster and deploy its plugin (or a native
-/// machine's marker) through the log.
-async fn bootstrap(
-    consensus: &Consensus,
-    machine: &tokio::sync::watch::Receiver<MachineStatus>,
-    rpc_addr: &str,
-    plugin: Vec<u8>,
-    settings: SettingsChange,
-) -> Result<(), StartError> {
-    let initialized = consensus
-        .is_initialized()
-        .await
-        .map_err(|error| StartError::other("raft", error))?;
-    if !initialized {
-        let voters = [(consensus.node_id(), rpc_addr.to_string())].into();
-        consensus
-            .initialize(voters)
-            .await
-            .map_err(|error| StartError::other("cannot initialize the cluster", error))?;
-    }
-    consensus
-        .wait_leading(REQUEST_TIMEOUT)
-        .await
-        .map_err(|error| StartError::other("did not become leader", error))?;
-    if machine.borrow().plugin_digest.is_some() {
-        return Ok(());
-    }
-    // The settings every replica applies with come first, from this node's
-    // flags; the plugin after them.
-    let (_, outcome) = consensus
-        .propose_settings(settings)
-        .await
-        .map_err(|error| StartError::other("cannot set the cluster settings", error))?;
-    if let Err(reason) = outcome {
-        // A restart after the settings entry but before the deploy: the
-        // cluster keeps the settings it has.
-        tracing::info!("{reason}");
-    }
-    let receipt = consensus
-        .propose_deploy(plugin)
-        .await
-        .map_err(|error| StartError::other("cannot deploy the plugin", error))?;
-    tracing::info!(digest = %receipt.digest, version = receipt.version, "cluster bootstrapped");
-    Ok(())
 }
 
 /// Compile plugins from deploy entries as they arrive (filling the on-disk
