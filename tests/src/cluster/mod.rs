@@ -87,9 +87,14 @@ impl TestCluster {
             .prefix("clusterhost-e2e-")
             .tempdir()
             .expect("create the cluster's temp dir");
+        Self::at(Root::Temporary(root))
+    }
+
+    /// A cluster with no node yet, its files under `root`.
+    fn at(root: Root) -> Self {
         Self {
             nodes: Vec::new(),
-            root: Root::Temporary(root),
+            root,
             #[cfg(target_os = "linux")]
             network: None,
             pki: None,
@@ -169,16 +174,7 @@ impl TestCluster {
     /// `directory` (created if missing) after it is dropped.
     pub fn in_directory(directory: &Path) -> Self {
         std::fs::create_dir_all(directory).expect("create the cluster's directory");
-        Self {
-            nodes: Vec::new(),
-            root: Root::Kept(directory.to_path_buf()),
-            #[cfg(target_os = "linux")]
-            network: None,
-            pki: None,
-            admin_tls: None,
-            gossip_key: None,
-            admin_cert: ADMIN_CERT.to_string(),
-        }
+        Self::at(Root::Kept(directory.to_path_buf()))
     }
 
     /// A one-node cluster bootstrapped with `plugin` and default flags,
