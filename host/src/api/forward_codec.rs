@@ -76,7 +76,7 @@ pub fn unanswered(end: &BatchEnd, answered_any: bool) -> Forwarded {
     match end {
         // Said by a leader that lacks the method, before anything ran.
         BatchEnd::Failed(status)
-            if status.code() == Code::Unimplemented
+            if lacks_the_method(status)
                 && !answered_any
                 && std::error::Error::source(status).is_none() =>
         {
@@ -94,6 +94,21 @@ pub fn unanswered(end: &BatchEnd, answered_any: bool) -> Forwarded {
         )))),
     }
 }
+
+/// Whether the leader refused the call for not knowing the method: without
+/// TLS an older leader answers `unimplemented`; with TLS its role check
+/// refuses a method it has no role for before the service sees it (a node
+/// certificate covers every method a current leader has).
+fn lacks_the_method(status: &Status) -> bool {
+    match status.code() {
+        Code::Unimplemented => true,
+        Code::PermissionDenied => status.message().contains(UNKNOWN_METHOD_REFUSAL),
+        _ => false,
+    }
+}
+
+/// How an older leader's role check words a method it does not know.
+const UNKNOWN_METHOD_REFUSAL: &str = "unknown method";
 
 /// `status` with its code, message, details and ASCII metadata.
 pub fn encode_status(status: &Status) -> proto::ForwardedStatus {
@@ -209,6 +224,23 @@ mod tests {
 
     #[test]
     fn a_leader_without_batches_sends_each_command_alone() {
+        // With TLS an older leader's role check refuses the unknown method
+        // (its own words, from the security module).
+        let refused_by_role = Status::permission_denied(
+            crate::security::roles::Refusal::UnknownMethod {
+                method: "/clusterhost.v1.Cluster/ForwardBatch".to_string(),
+            }
+            .to_string(),
+        );
+        let end = BatchEnd::Failed(refused_by_role);
+        assert!(matches!(unanswered(&end, false), Forwarded::SendAlone));
+        let other_refusal = BatchEnd::Failed(Status::permission_denied(
+            "permission denied: only role node may send forwarded requests",
+        ));
+        assert!(matches!(
+            unanswered(&other_refusal, false),
+            Forwarded::Answer(Err(ClientError::Status(_)))
+        ));
         let end = BatchEnd::Failed(Status::unimplemented("no such method"));
         assert!(matches!(unanswered(&end, false), Forwarded::SendAlone));
         // Once anything was answered the method exists: never resend.
