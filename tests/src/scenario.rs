@@ -98,6 +98,23 @@ pub async fn member_ids(cluster: &TestCluster, n: usize) -> BTreeSet<u64> {
         .collect()
 }
 
+/// Ask node `asker` to hand leadership to node `target` (`leader transfer`)
+/// and wait until `target` leads.
+pub async fn transfer_leadership(cluster: &TestCluster, asker: usize, target: usize) {
+    let target_id = cluster.id_of(target).to_string();
+    cluster
+        .cli(asker, &["leader", "transfer", "--to", &target_id])
+        .await
+        .success();
+    wait_for("leadership at the target", ELECTION_TIMEOUT, || async {
+        match cluster.leader_index().await {
+            Ok(leader) if leader == target => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+}
+
 /// Wait until the running nodes agree on a leader other than `old` and
 /// return its index.
 pub async fn wait_for_new_leader(cluster: &TestCluster, old: usize) -> usize {

@@ -5,7 +5,7 @@
 use clusterhost_client::{Cluster, Consistency, Error};
 use clusterhost_tests::cluster::free_addresses;
 use clusterhost_tests::scenario::*;
-use clusterhost_tests::{TestCluster, wait_for};
+use clusterhost_tests::TestCluster;
 
 /// Writes in the failover test; the leader dies after a third of them.
 const WRITES: i64 = 45;
@@ -108,18 +108,7 @@ async fn a_forwarded_answer_points_the_client_at_the_new_leader() {
     let leader = cluster.leader_index().await.expect("a leader");
     assert_eq!(client.preferred_endpoint(), cluster.node(leader).endpoint());
     let target = (leader + 1) % 3;
-    let target_id = cluster.id_of(target).to_string();
-    cluster
-        .cli(leader, &["leader", "transfer", "--to", &target_id])
-        .await
-        .success();
-    wait_for("leadership at the target", ELECTION_TIMEOUT, || async {
-        match cluster.leader_index().await {
-            Ok(now) if now == target => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
-    .await;
+    transfer_leadership(&cluster, leader, target).await;
     assert_eq!(
         client.preferred_endpoint(),
         cluster.node(leader).endpoint(),

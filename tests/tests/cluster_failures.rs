@@ -319,18 +319,7 @@ async fn leader_transfer_and_sigterm_on_the_leader() {
     let leader = cluster.leader_index().await.expect("a leader");
     let target = (leader + 1) % 3;
     let asker = (leader + 2) % 3;
-    let target_id = cluster.id_of(target).to_string();
-    cluster
-        .cli(asker, &["leader", "transfer", "--to", &target_id])
-        .await
-        .success();
-    wait_for("leadership at the target", ELECTION_TIMEOUT, || async {
-        match cluster.leader_index().await {
-            Ok(leader) if leader == target => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
-    .await;
+    transfer_leadership(&cluster, asker, target).await;
     for n in 0..3 {
         let status = cluster.status(n).await;
         assert_eq!(status["leader_id"], cluster.id_of(target), "{status}");
