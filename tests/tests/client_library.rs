@@ -3,9 +3,9 @@
 //! exactly once, and errors typed by what they mean for the command.
 
 use clusterhost_client::{Cluster, Consistency, Error};
+use clusterhost_tests::TestCluster;
 use clusterhost_tests::cluster::free_addresses;
 use clusterhost_tests::scenario::*;
-use clusterhost_tests::TestCluster;
 
 /// Writes in the failover test; the leader dies after a third of them.
 const WRITES: i64 = 45;
