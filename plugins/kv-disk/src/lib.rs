@@ -5,16 +5,32 @@
 //!
 //! Commands: `{"put":{"key":K,"value":V}}` → `{"prev":…}`,
 //! `{"delete":{"key":K}}` → `{"prev":…}`,
-//! `{"cas":{"key":K,"expected":E,"value":V}}` → `{"ok":…,"current":…}`.
+//! `{"cas":{"key":K,"expected":E,"value":V}}` → `{"ok":…,"current":…}`,
+//! `"migrate"` → `{"pending":N}` (one migration step and nothing else).
 //! Queries: `{"get":{"key":K}}` → `{"value":…}`,
 //! `{"scan":{"prefix":P,"limit":N}}` → `{"items":[[K,V],…]}`,
-//! `"plugin_version"` → `"kv_disk/1"`.
+//! `"migration"` → `{"pending":N,"stored":M}`,
+//! `"plugin_version"` → `"kv_disk/2"`.
+//!
+//! **Deploy `kv → kv_disk`.** `restore` receives kv's snapshot and keeps its
+//! pairs in memory as pending ([`pending`]); every command first moves the
+//! next few of them into the store, so the migration spreads over many
+//! small entries. Reads see the store, then the pending pairs; a command
+//! that writes or deletes a key takes it out of the pending pairs, so it
+//! wins over the old value. The snapshot carries what is still pending
+//! ([`snapshot`]), so a node that restarts or joins mid-migration goes on
+//! exactly as the others. An idle cluster finishes with `"migrate"`
+//! commands until one answers `{"pending":0}`.
+
+pub mod pending;
+pub mod snapshot;
 
 use clusterhost_sdk::scan::ScanLimits;
-use clusterhost_sdk::snapshot::VersionedJson;
 use clusterhost_sdk::store::Store;
 use clusterhost_sdk::{Entry, StateMachine};
+use pending::Pending;
 use serde::{Deserialize, Serialize};
+use std::cmp::Ordering;
 
 /// Items a scan returns when the request names no limit (as `kv`).
 pub const SCAN_LIMIT_DEFAULT: usize = 100;
@@ -22,18 +38,17 @@ pub const SCAN_LIMIT_DEFAULT: usize = 100;
 pub const SCAN_LIMIT_MAX: usize = 1_000;
 const SCAN_LIMITS: ScanLimits = ScanLimits::new(SCAN_LIMIT_DEFAULT, SCAN_LIMIT_MAX);
 
-/// The in-memory part's snapshot format.
-const SNAPSHOT_VERSION: u32 = 1;
-const SNAPSHOT: VersionedJson = VersionedJson::new("kv_disk", SNAPSHOT_VERSION);
-
 /// What `plugin_version` answers.
-pub const PLUGIN_VERSION: &str = "kv_disk/1";
+pub const PLUGIN_VERSION: &str = "kv_disk/2";
 
-/// The plugin keeps nothing in memory: every entry is in the store.
+/// The in-memory part: only the pairs of a migration still in progress;
+/// everything else is in the store.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct KvDisk;
+pub struct KvDisk {
+    pending: Pending,
+}
 
-/// A command, as `kv`'s.
+/// A command, as `kv`'s, plus `migrate`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Command {
@@ -50,9 +65,11 @@ pub enum Command {
         expected: Option<String>,
         value: String,
     },
+    /// Only the migration step every command makes.
+    Migrate,
 }
 
-/// A query, as `kv`'s.
+/// A query, as `kv`'s, plus `migration`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Query {
@@ -65,34 +82,28 @@ pub enum Query {
         #[serde(default)]
         limit: Option<usize>,
     },
+    /// How far a migration is.
+    Migration,
     PluginVersion,
 }
 
-/// What a command answers, as `kv`'s.
+/// What a command answers, as `kv`'s, plus `migrate`'s.
 #[derive(Debug, Serialize)]
 #[serde(untagged)]
 pub enum Response {
     Previous { prev: Option<String> },
     Swapped { ok: bool, current: Option<String> },
+    Migrated { pending: usize },
 }
 
-/// What a query answers, as `kv`'s.
+/// What a query answers, as `kv`'s, plus `migration`'s.
 #[derive(Debug, Serialize)]
 #[serde(untagged)]
 pub enum QueryResponse {
     Value { value: Option<String> },
     Items { items: Vec<(String, String)> },
+    Migration { pending: usize, stored: u64 },
     PluginVersion(&'static str),
-}
-
-#[derive(Serialize, Deserialize)]
-struct Snapshot {
-    version: u32,
-}
-
-/// The value under `key`. Only this plugin writes the store, always UTF-8.
-fn get(key: &str) -> Result<Option<String>, String> {
-    Store.get(key.as_bytes()).map(text).transpose()
 }
 
 fn text(bytes: Vec<u8>) -> Result<String, String> {
@@ -107,6 +118,36 @@ fn put(key: &str, value: &str) -> Result<(), String> {
         .map_err(|error| format!("cannot store {key:?}: {error}"))
 }
 
+impl KvDisk {
+    /// The value under `key`: the store's, else a pending one. Only this
+    /// plugin writes the store, always UTF-8.
+    fn get(&self, key: &str) -> Result<Option<String>, String> {
+        match Store.get(key.as_bytes()) {
+            Some(bytes) => text(bytes).map(Some),
+            None => Ok(self.pending.get(key).cloned()),
+        }
+    }
+
+    /// Set `key`, which then no longer migrates. The pending value is
+    /// dropped only once the store took the new one.
+    fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
+        put(key, value)?;
+        self.pending.forget(key);
+        Ok(())
+    }
+
+    /// Up to `limit` entries whose key starts with `prefix`, in key order:
+    /// the store's and the pending ones merged, the store's winning.
+    fn scan(&self, prefix: &str, limit: usize) -> Result<Vec<(String, String)>, String> {
+        let stored = scan_store(prefix, limit)?;
+        if self.pending.is_empty() {
+            return Ok(stored);
+        }
+        let pending = self.pending.prefixed(prefix, limit);
+        Ok(merge(stored, pending, limit))
+    }
+}
+
 impl StateMachine for KvDisk {
     type Command = Command;
     type Response = Response;
@@ -114,15 +155,19 @@ impl StateMachine for KvDisk {
     type QueryResponse = QueryResponse;
 
     fn apply(&mut self, _entry: &Entry, command: Command) -> Result<Response, String> {
+        // Every command moves the migration on, so a busy cluster finishes
+        // it without anyone asking.
+        self.pending.step()?;
         Ok(match command {
             Command::Put { key, value } => {
-                let prev = get(&key)?;
-                put(&key, &value)?;
+                let prev = self.get(&key)?;
+                self.set(&key, &value)?;
                 Response::Previous { prev }
             }
             Command::Delete { key } => {
-                let prev = get(&key)?;
+                let prev = self.get(&key)?;
                 Store.delete(key.as_bytes());
+                self.pending.forget(&key);
                 Response::Previous { prev }
             }
             Command::Cas {
@@ -130,51 +175,54 @@ impl StateMachine for KvDisk {
                 expected,
                 value,
             } => {
-                let current = get(&key)?;
+                let current = self.get(&key)?;
                 let ok = current == expected;
                 if ok {
-                    put(&key, &value)?;
+                    self.set(&key, &value)?;
                 }
                 Response::Swapped {
                     ok,
                     current: if ok { Some(value) } else { current },
                 }
             }
+            Command::Migrate => Response::Migrated {
+                pending: self.pending.len(),
+            },
         })
     }
 
     fn query(&self, query: Query) -> Result<QueryResponse, String> {
         match query {
-            Query::Get { key } => Ok(QueryResponse::Value { value: get(&key)? }),
+            Query::Get { key } => Ok(QueryResponse::Value {
+                value: self.get(&key)?,
+            }),
             Query::Scan { prefix, limit } => {
                 let limit = SCAN_LIMITS.resolve(limit)?;
                 Ok(QueryResponse::Items {
-                    items: scan(&prefix, limit)?,
+                    items: self.scan(&prefix, limit)?,
                 })
             }
+            Query::Migration => Ok(QueryResponse::Migration {
+                pending: self.pending.len(),
+                stored: Store.count(),
+            }),
             Query::PluginVersion => Ok(QueryResponse::PluginVersion(PLUGIN_VERSION)),
         }
     }
 
     fn snapshot(&self) -> Vec<u8> {
-        let snapshot = Snapshot {
-            version: SNAPSHOT_VERSION,
-        };
-        serde_json::to_vec(&snapshot).expect("kv_disk snapshot serializes")
+        snapshot::encode(self.pending.pairs())
     }
 
     fn restore(snapshot: &[u8]) -> Result<Self, String> {
-        let version = SNAPSHOT.read_version(snapshot)?;
-        if version != SNAPSHOT_VERSION {
-            return Err(SNAPSHOT.unsupported(version));
-        }
-        Ok(KvDisk)
+        let pending = Pending::new(snapshot::decode(snapshot)?)?;
+        Ok(KvDisk { pending })
     }
 }
 
-/// Up to `limit` entries whose key starts with `prefix`, in key order,
-/// gathered over as many store pages as that takes.
-fn scan(prefix: &str, limit: usize) -> Result<Vec<(String, String)>, String> {
+/// Up to `limit` store entries whose key starts with `prefix`, in key
+/// order, gathered over as many store pages as that takes.
+fn scan_store(prefix: &str, limit: usize) -> Result<Vec<(String, String)>, String> {
     let mut items = Vec::new();
     let mut start = prefix.as_bytes().to_vec();
     // Every page holds at least one entry, so `limit` pages always suffice.
@@ -195,7 +243,40 @@ fn scan(prefix: &str, limit: usize) -> Result<Vec<(String, String)>, String> {
     Ok(items)
 }
 
+/// The first `limit` of two key-ordered lists merged; on an equal key the
+/// `first`'s entry wins and the `second`'s is dropped.
+fn merge(
+    first: Vec<(String, String)>,
+    second: Vec<(String, String)>,
+    limit: usize,
+) -> Vec<(String, String)> {
+    let mut merged = Vec::with_capacity(limit.min(first.len() + second.len()));
+    let mut first = first.into_iter().peekable();
+    let mut second = second.into_iter().peekable();
+    while merged.len() < limit {
+        let order = match (first.peek(), second.peek()) {
+            (Some(a), Some(b)) => a.0.cmp(&b.0),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (None, None) => break,
+        };
+        if order == Ordering::Equal {
+            second.next();
+        }
+        let next = if order == Ordering::Greater {
+            second.next()
+        } else {
+            first.next()
+        };
+        merged.extend(next);
+    }
+    merged
+}
+
 clusterhost_sdk::export_state_machine!(KvDisk);
+
+#[cfg(test)]
+mod migration_tests;
 
 #[cfg(test)]
 mod tests {
