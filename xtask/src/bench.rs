@@ -1,4 +1,4 @@
-//! `cargo xtask bench [--quick] [--only metrics-overhead|tls-overhead] [--compare etcd] [--nodes N] [--clients 1,16,64,256] [--value-bytes B] [--duration 10s]`:
+//! `cargo xtask bench [--quick] [--only metrics-overhead|tls-overhead|growth] [--compare etcd] [--nodes N] [--clients 1,16,64,256] [--value-bytes B] [--duration 10s]`:
 //! builds in release, starts a cluster on loopback with the kv plugin,
 //! drives it with `clusterhost bench` (writes to the leader and spread over
 //! all nodes, linearizable and stale reads), measures a hot-swap under
@@ -25,7 +25,8 @@ use clusterhost_tests::{NodeOptions, TestCluster, paths};
 
 use crate::etcd::{self, EtcdCluster};
 use crate::{
-    ab_pairs, bench_report, command, failover, metrics_overhead, plugins, tls_overhead, toolchain,
+    ab_pairs, bench_report, command, failover, growth, metrics_overhead, plugins, tls_overhead,
+    toolchain,
 };
 
 /// Clients writing in the on/off overhead rows, as the issues' closing
@@ -35,7 +36,7 @@ const OVERHEAD_CLIENTS: u64 = 64;
 /// How long the cluster gets to reach an expected state.
 const WAIT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Learners vote after this long: a bench cluster forms quickly.
-const STABILIZATION: Duration = Duration::from_secs(1);
+pub const STABILIZATION: Duration = Duration::from_secs(1);
 /// Failover measurements taken per system, also with --quick (the median
 /// is reported).
 const FAILOVER_RUNS: usize = 5;
@@ -115,13 +116,11 @@ fn parse(args: &[String]) -> Result<Settings> {
 
 /// Entry point of `cargo xtask bench`.
 pub fn run(root: &Path, args: &[String]) -> Result<()> {
+    if growth::wanted(args) {
+        return growth::run(root, args);
+    }
     let settings = parse(args)?;
-    plugins::run(root, &[])?;
-    command::run(Command::new(toolchain::cargo()).current_dir(root).args([
-        "build",
-        "--release",
-        "--workspace",
-    ]))?;
+    plugins::build_release(root)?;
     let out_dir = root.join("target/bench");
     if out_dir.exists() {
         std::fs::remove_dir_all(&out_dir)?;
@@ -579,7 +578,7 @@ fn etcd_version(binary: &Path) -> String {
         .unwrap_or_default()
 }
 
-fn directory_bytes(path: &Path) -> u64 {
+pub fn directory_bytes(path: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(path) else {
         return 0;
     };

@@ -16,6 +16,10 @@ mod demo;
 mod etcd;
 mod failover;
 mod faults;
+mod growth;
+mod growth_load;
+mod growth_report;
+mod growth_state;
 mod js_plugins;
 mod metrics_overhead;
 mod plugin_tests;
@@ -56,7 +60,7 @@ const SUBCOMMANDS: &[Subcommand] = &[
     },
     Subcommand {
         name: "bench",
-        help: "release build; load a local cluster and the plugin path; write target/bench/report.md (--quick for a short run; --compare etcd side by side with etcd; --only metrics-overhead|tls-overhead)",
+        help: "release build; load a local cluster and the plugin path; write target/bench/report.md (--quick for a short run; --compare etcd side by side with etcd; --only metrics-overhead|tls-overhead|growth: how cost grows, target/bench/growth.md)",
         run: bench::run,
     },
     Subcommand {

@@ -103,6 +103,16 @@ struct Published {
 /// Copy `source` to `destination` unless it already holds the same bytes.
 /// Writes to a temporary file and renames it, so a reader (the host loading a
 /// plugin) never sees a half-written component.
+/// The plugins and a release build of the workspace (the benchmarks run it).
+pub fn build_release(root: &Path) -> Result<()> {
+    run(root, &[])?;
+    command::run(
+        std::process::Command::new(crate::toolchain::cargo())
+            .current_dir(root)
+            .args(["build", "--release", "--workspace"]),
+    )
+}
+
 fn publish(source: &Path, destination: &Path) -> Result<Published> {
     let bytes = std::fs::read(source)
         .with_context(|| format!("expected component {} was not built", source.display()))?;
