@@ -262,6 +262,12 @@ pub const IDENTITY_RECHECK_AFTER: Duration = Duration::from_secs(60);
 /// An address that gave no certificate is dialed again after this long.
 pub const IDENTITY_RETRY_AFTER: Duration = Duration::from_secs(2);
 
+/// A gossip entry outside the membership that is not alive (not yet, or
+/// no longer) still contends for its address and name this long after it
+/// was first seen or last alive: a joining node's first entry is often not
+/// alive yet, and a fake id at its address must not win that race.
+pub const IDENTITY_CONTENDER_MEMORY: Duration = Duration::from_secs(60);
+
 /// Most identity dials under way at once; further addresses wait for a
 /// later round (gossip can name many addresses, and each dial may take
 /// [`IDENTITY_DIAL_TIMEOUT`]).
