@@ -262,6 +262,12 @@ pub const IDENTITY_RECHECK_AFTER: Duration = Duration::from_secs(60);
 /// An address that gave no certificate is dialed again after this long.
 pub const IDENTITY_RETRY_AFTER: Duration = Duration::from_secs(2);
 
+/// A gossip entry outside the membership that is not alive (not yet, or
+/// no longer) still contends for its address and name this long after it
+/// was first seen or last alive: a joining node's first entry is often not
+/// alive yet, and a fake id at its address must not win that race.
+pub const IDENTITY_CONTENDER_MEMORY: Duration = Duration::from_secs(60);
+
 /// Most identity dials under way at once; further addresses wait for a
 /// later round (gossip can name many addresses, and each dial may take
 /// [`IDENTITY_DIAL_TIMEOUT`]).
@@ -577,10 +583,18 @@ pub const STORE_FUEL_PER_ENTRY: u64 = 200;
 /// Fuel per key or value byte a store call moves.
 pub const STORE_FUEL_PER_BYTE: u64 = 1;
 
-/// Keys written between durable commits of the state file. The file is
-/// never reopened, so durability buys nothing but page reuse: redb frees
-/// pages for reuse only at a durable commit.
+/// Keys written between durable commits of a store kept in memory: redb
+/// frees pages for reuse only at a durable commit.
 pub const STORE_DURABLE_COMMIT_EVERY_WRITES: u64 = 4096;
+
+/// A store plugin's state file is checkpointed (made durable with the rest
+/// of the state, so a restart resumes there) once this many entries, this
+/// many store bytes written or this much time have gone by since the last
+/// checkpoint; a restart replays about that much. Each costs an fsync and
+/// the plugin's `snapshot` of its in-memory part.
+pub const STORE_CHECKPOINT_EVERY_ENTRIES: u64 = 20_000;
+pub const STORE_CHECKPOINT_EVERY_BYTES: u64 = 64 * 1024 * 1024;
+pub const STORE_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
 const _: () = assert!(STORE_KEY_BYTES_MAX + STORE_VALUE_BYTES_MAX <= RESPONSE_BYTES_MAX);
 const _: () = assert!(STORE_VALUE_BYTES_MAX <= STORE_SCAN_BYTES_MAX);

@@ -50,6 +50,24 @@ pub async fn apply_ok(client: &mut Client, command: Vec<u8>) -> (u64, Value) {
     }
 }
 
+/// Put every pair, split over `clients` writing at once; panics unless
+/// each write is acknowledged.
+pub async fn put_concurrently(clients: Vec<Client>, pairs: &[(String, String)]) {
+    let share = pairs.len().div_ceil(clients.len().max(1)).max(1);
+    let mut writers = Vec::new();
+    for (mut client, chunk) in clients.into_iter().zip(pairs.chunks(share)) {
+        let chunk = chunk.to_vec();
+        writers.push(tokio::spawn(async move {
+            for (key, value) in chunk {
+                apply_ok(&mut client, put(&key, &value)).await;
+            }
+        }));
+    }
+    for writer in writers {
+        writer.await.expect("a writer task");
+    }
+}
+
 /// Run `request`; panics unless the plugin answered.
 pub async fn query_ok(client: &mut Client, request: Vec<u8>, consistency: Consistency) -> Value {
     let shown = String::from_utf8_lossy(&request).into_owned();

@@ -232,6 +232,7 @@ mod tests {
                         *id,
                         MemberView {
                             rpc_addr: format!("n{id}:1"),
+                            name: None,
                             voter: true,
                         },
                     )
@@ -330,6 +331,7 @@ mod tests {
             4,
             MemberView {
                 rpc_addr: "n4:1".to_string(),
+                name: None,
                 voter: false,
             },
         );

@@ -138,6 +138,7 @@ mod tests {
                 1,
                 MemberView {
                     rpc_addr: "m:1".to_string(),
+                    name: None,
                     voter: true,
                 },
             )]),

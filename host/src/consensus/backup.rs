@@ -134,9 +134,7 @@ pub fn info(stored: &StoredSnapshot) -> BackupInfo {
 /// (and voter) is `node_id` at `rpc_addr`: state, plugin, history and
 /// settings as they were; the old members are gone.
 pub fn reseed(mut stored: StoredSnapshot, node_id: NodeId, rpc_addr: &str) -> StoredSnapshot {
-    let member = Member {
-        rpc_addr: rpc_addr.to_string(),
-    };
+    let member = Member::at(rpc_addr);
     // One voter that is also in the node list: valid by construction.
     let membership = openraft::Membership::new(
         vec![BTreeSet::from([node_id])],

@@ -287,6 +287,12 @@ pub fn encode_stored(stored: &StoredSnapshot) -> io::Result<Vec<u8>> {
     }
 }
 
+/// A stored snapshot in the format this binary writes, whatever the
+/// cluster's level: for the node's own files, never sent to another node.
+pub fn encode_current(stored: &StoredSnapshot) -> io::Result<Vec<u8>> {
+    encode_tagged(SNAPSHOT_FORMAT, stored)
+}
+
 /// Split `bytes` into the format they were written in and their postcard.
 fn format_of(bytes: &[u8]) -> io::Result<(u16, &[u8])> {
     let Some(rest) = bytes.strip_prefix(FORMAT_TAG) else {
@@ -383,7 +389,7 @@ impl std::fmt::Debug for PluginState {
 }
 
 /// A snapshot as stored and sent: Raft metadata plus the body.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct StoredSnapshot {
     /// Last log id and membership the snapshot includes.
     pub meta: SnapshotMeta,

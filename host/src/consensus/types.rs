@@ -9,6 +9,8 @@ use openraft::alias;
 
 use super::alarms::Alarm;
 use super::sessions::{SessionRefusal, SessionStamp};
+#[cfg(doc)]
+use super::settings::PROTOCOL_LEVEL_NAMES;
 use super::settings::{ClusterSettings, PROTOCOL_LEVEL_SESSIONS, SettingsChange};
 use crate::plugin::ApplyOutcome;
 
@@ -154,15 +156,73 @@ pub struct DeployReceipt {
 }
 
 /// A cluster member as recorded in the Raft membership.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+///
+/// Encoded as one string, so that a record without a name is byte for byte
+/// what binaries from before names wrote (postcard has no optional fields:
+/// a second field would misread every older entry). A name is appended
+/// after [`MEMBER_NAME_SEPARATOR`], which no address contains; only a
+/// cluster at [`PROTOCOL_LEVEL_NAMES`] writes one, so no binary that would
+/// read it as part of the address is left in it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Member {
     /// Address of the member's gRPC endpoint, as other nodes reach it.
     pub rpc_addr: String,
+    /// The node name its certificate carries, as the leader verified it
+    /// when it added the member (`None`: no TLS, or a record written
+    /// before names were recorded).
+    pub name: Option<String>,
+}
+
+/// Between a member's address and its name in the encoded record.
+pub const MEMBER_NAME_SEPARATOR: char = '\u{0}';
+
+impl Member {
+    /// A record without a name.
+    pub fn at(rpc_addr: impl Into<String>) -> Self {
+        Self {
+            rpc_addr: rpc_addr.into(),
+            name: None,
+        }
+    }
+
+    fn encoded(&self) -> String {
+        match &self.name {
+            Some(name) => format!("{}{MEMBER_NAME_SEPARATOR}{name}", self.rpc_addr),
+            None => self.rpc_addr.clone(),
+        }
+    }
+
+    fn decoded(text: &str) -> Self {
+        match text.split_once(MEMBER_NAME_SEPARATOR) {
+            Some((rpc_addr, name)) => Self {
+                rpc_addr: rpc_addr.to_string(),
+                name: Some(name.to_string()),
+            },
+            None => Self::at(text),
+        }
+    }
+}
+
+impl serde::Serialize for Member {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.encoded())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Member {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        Ok(Self::decoded(&text))
+    }
 }
 
 impl fmt::Display for Member {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str(&self.rpc_addr)
+        formatter.write_str(&self.rpc_addr)?;
+        if let Some(name) = &self.name {
+            write!(formatter, " ({name})")?;
+        }
+        Ok(())
     }
 }
 
@@ -190,3 +250,43 @@ pub type Vote = alias::VoteOf<TypeConfig>;
 pub type StoredMembership = alias::StoredMembershipOf<TypeConfig>;
 /// Snapshot metadata.
 pub type SnapshotMeta = alias::SnapshotMetaOf<TypeConfig>;
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    /// A member as binaries before names encoded it.
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct LegacyMember {
+        rpc_addr: String,
+    }
+
+    // Goal: records written before names decode unchanged, a record without
+    // a name is written exactly as before (older binaries read it), and a
+    // name survives the log and snapshots.
+    #[test]
+    fn member_records_stay_compatible_and_carry_names() {
+        let legacy = postcard::to_stdvec(&LegacyMember {
+            rpc_addr: "10.0.0.1:7400".into(),
+        })
+        .expect("encode");
+        let read: Member = postcard::from_bytes(&legacy).expect("decode");
+        assert_eq!(read, Member::at("10.0.0.1:7400"));
+        assert_eq!(postcard::to_stdvec(&read).expect("encode"), legacy);
+        let named = Member {
+            rpc_addr: "10.0.0.1:7400".into(),
+            name: Some("n1".into()),
+        };
+        let bytes = postcard::to_stdvec(&named).expect("encode");
+        assert_eq!(
+            postcard::from_bytes::<Member>(&bytes).expect("decode"),
+            named
+        );
+        let nodes = BTreeMap::from([(1_u64, named.clone()), (2, Member::at("b:1"))]);
+        let bytes = postcard::to_stdvec(&nodes).expect("encode");
+        let read: BTreeMap<u64, Member> = postcard::from_bytes(&bytes).expect("decode");
+        assert_eq!(read, nodes);
+    }
+}

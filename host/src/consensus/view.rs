@@ -41,6 +41,9 @@ impl Role {
 pub struct MemberView {
     /// Its gRPC address as the membership records it.
     pub rpc_addr: String,
+    /// Its node name as the membership records it (see
+    /// [`super::types::Member::name`]).
+    pub name: Option<String>,
     /// Voter or learner.
     pub voter: bool,
 }

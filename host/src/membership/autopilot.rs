@@ -17,7 +17,9 @@ use super::reconcile::{
 };
 use super::unknown::{Ignored, UnknownPeers};
 use super::verified::IdentityCheck;
-use crate::consensus::settings::{PROTOCOL_LEVEL_LEGACY, PROTOCOL_LEVEL_SUPPORTED};
+use crate::consensus::settings::{
+    PROTOCOL_LEVEL_LEGACY, PROTOCOL_LEVEL_NAMES, PROTOCOL_LEVEL_SUPPORTED,
+};
 use crate::consensus::settings::{Setting, SettingsChange};
 use crate::consensus::trusted_signers::{self, TrustedSigners};
 use crate::consensus::{Consensus, ConsensusView, MachineStatus, NodeId, Role};
@@ -189,8 +191,21 @@ impl Autopilot {
         }
         let mut holding = Vec::new();
         if is_leader {
+            // Names go into membership records only once no binary that
+            // would misread them is left (see `Member`).
+            let mut names = BTreeMap::new();
+            if machine.settings.protocol_level >= PROTOCOL_LEVEL_NAMES {
+                names = rounds.identity.verified_names(&peers);
+                if let Some(own) = rounds.identity.own_name() {
+                    names.insert(self.local.node_id, own.to_string());
+                }
+            }
+            let seen = Seen {
+                peers: &peers,
+                names: &names,
+            };
             holding = self
-                .lead(&consensus, &machine, &peers, &mut rounds.tracker)
+                .lead(&consensus, &machine, &seen, &mut rounds.tracker)
                 .await;
         } else if !consensus.initialized() && self.config.bootstrap_expect > 0 {
             let left_out = ignored.over_cap.len();
@@ -244,9 +259,10 @@ impl Autopilot {
         &self,
         consensus: &ConsensusView,
         machine: &MachineStatus,
-        peers: &BTreeMap<NodeId, Peer>,
+        seen: &Seen<'_>,
         tracker: &mut Tracker,
     ) -> Vec<String> {
+        let peers = seen.peers;
         if machine.plugin_digest.is_none() && machine.history.records.is_empty() {
             // Only while no deploy was ever attempted: a first deploy
             // that failed on every replica is not retried forever.
@@ -255,7 +271,7 @@ impl Autopilot {
         if machine.settings.protocol_level > PROTOCOL_LEVEL_LEGACY {
             self.compare_replicas(consensus, machine, peers).await;
         }
-        let observation = observe(&self.local, consensus, machine, peers);
+        let observation = observe(&self.local, consensus, machine, seen);
         tracker.observe(&observation);
         let (action, held) = reconcile::decide(&observation, tracker, &self.config.policy);
         if let Some(action) = action {
@@ -456,11 +472,20 @@ fn announcement(
     }
 }
 
+/// What gossip showed the leader this round.
+struct Seen<'a> {
+    /// The peers whose entries were believed.
+    peers: &'a BTreeMap<NodeId, Peer>,
+    /// The names their certificates presented, to record (empty below
+    /// [`PROTOCOL_LEVEL_NAMES`]).
+    names: &'a BTreeMap<NodeId, String>,
+}
+
 fn observe(
     local: &LocalMember,
     consensus: &ConsensusView,
     machine: &MachineStatus,
-    peers: &BTreeMap<NodeId, Peer>,
+    seen: &Seen<'_>,
 ) -> Observation {
     let members = consensus
         .members
@@ -471,13 +496,15 @@ fn observe(
                 MemberView {
                     voter: member.voter,
                     rpc_addr: member.rpc_addr.clone(),
+                    name: member.name.clone(),
                     matched_index: consensus.matched.get(id).copied().flatten(),
                     raft_heard_ago: consensus.heartbeat_age.get(id).copied().flatten(),
                 },
             )
         })
         .collect();
-    let mut gossip: BTreeMap<NodeId, GossipView> = peers
+    let mut gossip: BTreeMap<NodeId, GossipView> = seen
+        .peers
         .iter()
         .map(|(id, peer)| {
             (
@@ -487,6 +514,7 @@ fn observe(
                     alive: peer.alive,
                     leaving: peer.announcement.leaving,
                     protocol_level: peer.announcement.protocol_level,
+                    verified_name: seen.names.get(id).cloned(),
                 },
             )
         })
@@ -500,6 +528,7 @@ fn observe(
             alive: true,
             leaving: false,
             protocol_level: PROTOCOL_LEVEL_SUPPORTED,
+            verified_name: seen.names.get(&local.node_id).cloned(),
         },
     );
     Observation {

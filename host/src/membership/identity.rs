@@ -8,12 +8,17 @@
 //! Raft ids are not derived from names (a replaced disk must rejoin as a new
 //! node, not as a voter with an empty log). Instead each node binds names to
 //! members' ids:
-//! - a member's name is learned at the address its membership records (an
-//!   address the cluster already trusted when it added or moved it), or, for
-//!   a member with no name bound at all, at the first new address where its
-//!   certificate is read while no other entry claims its id and the name is
-//!   no other id's (trust on first use); the binding lasts while it is a
-//!   member, and survives restarts (see [`super::bindings_file`]);
+//! - a member whose membership record carries a name (the leader wrote the
+//!   name it verified when it added the member) is bound to it on every
+//!   replica, from the log: nothing gossip says can change it;
+//! - a member recorded without a name (by an older binary) has its name
+//!   learned at the address its membership records (an address the cluster
+//!   already trusted when it added or moved it), or, with no name bound at
+//!   all, at the first new address where its certificate is read while no
+//!   other entry claims its id and the name is no other id's (trust on
+//!   first use; never while this node's bindings file is unusable); the
+//!   binding lasts while it is a member, and survives restarts (see
+//!   [`super::bindings_file`]);
 //! - a node not yet a member is believed where its certificate names it and
 //!   its gossip names the same name, unless that name is a member's, or
 //!   another new id is claimed at that address or name too: nothing is
@@ -44,6 +49,10 @@ pub struct Claim<'a> {
     /// address, or where the same certificate name is presented: then none
     /// of those ids is believed (which one is the node is unknown).
     pub shared: bool,
+    /// Whether a member with no bound name may be named at a new address
+    /// on first use (not when this node's bindings cannot be read: the name
+    /// it had bound may be another).
+    pub first_use_allowed: bool,
 }
 
 /// Names bound to Raft ids, as this node verified them.
@@ -74,6 +83,17 @@ impl Bindings {
     /// Bind `name` to `node_id`.
     pub fn bind(&mut self, node_id: NodeId, name: String) {
         self.0.insert(node_id, name);
+    }
+
+    /// Bind the names the membership records (`recorded`: id → name), over
+    /// whatever was bound before: a name recorded for one id is unbound
+    /// from any other.
+    pub fn take_recorded<'a>(&mut self, recorded: impl IntoIterator<Item = (NodeId, &'a str)>) {
+        for (node_id, name) in recorded {
+            self.0
+                .retain(|other, bound| *other == node_id || bound.as_str() != name);
+            self.0.insert(node_id, name.to_string());
+        }
     }
 
     /// Forget the ids `keep` refuses (nodes no longer members), so a
@@ -170,7 +190,8 @@ pub enum Mismatch {
     /// another entry claims its id too: which one is the member is unknown.
     #[error(
         "member {node_id} (name not yet verified) claims {rpc_addr} instead of its recorded {recorded} \
-         ({presented} presents there), and another gossip entry claims the same id"
+         ({presented} presents there), and another gossip entry claims the same id, or this node's \
+         bindings file is unusable (names are then not bound on first use)"
     )]
     UnverifiedMemberMoved {
         /// The claimed id.
@@ -234,7 +255,7 @@ pub fn judge(
         // restarted elsewhere must be found again, or a cluster whose
         // every node moved never regains quorum. Only when its name is no
         // other id's (checked above) and nothing else claims the id.
-        Some(_) if !claim.contested => Verdict::AcceptAndBind(presented),
+        Some(_) if !claim.contested && claim.first_use_allowed => Verdict::AcceptAndBind(presented),
         Some(recorded) => Verdict::Refuse(Mismatch::UnverifiedMemberMoved {
             node_id: claim.node_id,
             recorded: recorded.to_string(),

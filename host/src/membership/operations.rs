@@ -133,6 +133,7 @@ mod tests {
             .map(|id| {
                 let member = MemberView {
                     rpc_addr: format!("n{id}:1"),
+                    name: None,
                     voter: true,
                 };
                 (id, member)

@@ -18,8 +18,8 @@ use crate::consensus::NodeId;
 use crate::consensus::view::MemberView;
 use crate::discovery::{Peer, newest};
 use crate::limits::{
-    IDENTITY_DIAL_TIMEOUT, IDENTITY_DIALS_IN_FLIGHT_MAX, IDENTITY_RECHECK_AFTER,
-    IDENTITY_RETRY_AFTER,
+    IDENTITY_CONTENDER_MEMORY, IDENTITY_DIAL_TIMEOUT, IDENTITY_DIALS_IN_FLIGHT_MAX,
+    IDENTITY_RECHECK_AFTER, IDENTITY_RETRY_AFTER,
 };
 use crate::metrics::Metrics;
 use crate::security::peer::PeerIdentity;
@@ -39,6 +39,15 @@ pub struct IdentityCheck {
     bindings: Bindings,
     /// Where the bindings are kept across restarts (`None`: in memory only).
     bindings_file: Option<PathBuf>,
+    /// What the file holds (a failed write is tried again next round).
+    persisted: Bindings,
+    /// Whether the last write failed (logged once per failure streak).
+    store_failing: bool,
+    /// Whether members with no bound name may be named on first use: not
+    /// when the stored bindings could not be read.
+    first_use_allowed: bool,
+    /// Ids outside the membership: when each was first seen or last alive.
+    contenders_seen: HashMap<NodeId, Instant>,
     presented: HashMap<String, Presented>,
     /// Refusals already logged (once per id and address).
     refused: HashSet<(NodeId, String)>,
@@ -59,6 +68,10 @@ impl IdentityCheck {
             own_name,
             bindings: Bindings::default(),
             bindings_file: None,
+            persisted: Bindings::default(),
+            store_failing: false,
+            first_use_allowed: true,
+            contenders_seen: HashMap::new(),
             presented: HashMap::new(),
             refused: HashSet::new(),
             dials: JoinSet::new(),
@@ -68,28 +81,72 @@ impl IdentityCheck {
     }
 
     /// Keep the bindings in `path`, starting from the ones stored there. An
-    /// unreadable file is logged and treated as none: names are then
-    /// learned again (at recorded addresses, or on first use).
+    /// unreadable file fails closed: it is left as it is (for the operator
+    /// to inspect), no name is bound on first use while this node runs, and
+    /// names are learned only from the membership records and at recorded
+    /// addresses, and kept in memory.
     pub fn with_bindings_file(mut self, path: PathBuf) -> Self {
         match bindings_file::load(&path) {
-            Ok(bindings) => self.bindings = bindings,
-            Err(error) => tracing::warn!("node names verified before are forgotten: {error}"),
+            Ok(bindings) => {
+                self.persisted = bindings.clone();
+                self.bindings = bindings;
+                self.bindings_file = Some(path);
+            }
+            Err(error) => {
+                tracing::error!(
+                    "the node names verified before cannot be read ({error}); until the file is \
+                     repaired or removed, members recorded without a name are believed only at \
+                     their recorded address (no name is bound on first use)"
+                );
+                self.first_use_allowed = false;
+            }
         }
-        self.bindings_file = Some(path);
         self
     }
 
-    /// Store the bindings if they changed since `before`.
-    fn persist_if_changed(&self, before: &Bindings) {
+    /// Store the bindings if they differ from what the file holds: a
+    /// failed write is tried again next round.
+    fn persist(&mut self) {
         let Some(path) = &self.bindings_file else {
             return;
         };
-        if self.bindings == *before {
+        if self.bindings == self.persisted {
             return;
         }
-        if let Err(error) = bindings_file::store(path, &self.bindings) {
-            tracing::warn!("cannot keep the verified node names: {error}");
+        match bindings_file::store(path, &self.bindings) {
+            Ok(()) => {
+                self.persisted = self.bindings.clone();
+                if std::mem::take(&mut self.store_failing) {
+                    tracing::info!("the verified node names are kept again");
+                }
+            }
+            Err(error) if !self.store_failing => {
+                self.store_failing = true;
+                tracing::warn!(
+                    "cannot keep the verified node names (tried again each round): {error}"
+                );
+            }
+            Err(_) => {}
         }
+    }
+
+    /// The names the certificates of `peers` (entries [`Self::select`]
+    /// believed) presented at their addresses: what the leader records.
+    pub fn verified_names(&self, peers: &BTreeMap<NodeId, Peer>) -> BTreeMap<NodeId, String> {
+        peers
+            .iter()
+            .filter_map(|(id, peer)| {
+                let name = self.presented_name(&peer.announcement.rpc_addr)?;
+                Some((*id, name.to_string()))
+            })
+            .collect()
+    }
+
+    /// The node name the certificate at `rpc_addr` presented when last
+    /// read (`None` without TLS, or before it was read).
+    pub fn presented_name(&self, rpc_addr: &str) -> Option<&str> {
+        let seen = self.presented.get(rpc_addr)?;
+        seen.identity.as_ref().ok()?.node_name.as_deref()
     }
 
     /// The node name this node's certificate carries, to gossip.
@@ -108,7 +165,6 @@ impl IdentityCheck {
             return newest(candidates);
         };
         let node_id = self.node_id;
-        let before = self.bindings.clone();
         // A removed (or replaced) node's name is free again. Not before the
         // membership is known (at start, or outside any cluster): that
         // would forget every stored name.
@@ -116,6 +172,11 @@ impl IdentityCheck {
             self.bindings
                 .retain(|id| id == node_id || members.contains_key(&id));
         }
+        self.bindings.take_recorded(
+            members
+                .iter()
+                .filter_map(|(id, member)| Some((*id, member.name.as_deref()?))),
+        );
         if let Some(own) = self.own_name.clone() {
             self.bindings.bind(node_id, own);
         }
@@ -135,15 +196,16 @@ impl IdentityCheck {
             let recorded = at_recorded_address(peer, members);
             (!recorded, std::cmp::Reverse(peer.generation))
         });
+        let contenders = self.contenders(&candidates, members, Instant::now());
         let crowding = Crowding {
             contested: contested_ids(&candidates),
-            shared: self.shared_new_ids(&candidates, members),
+            shared: self.shared_new_ids(&contenders),
         };
         let believed: Vec<Peer> = candidates
             .into_iter()
             .filter(|peer| self.believe(peer, members, &crowding))
             .collect();
-        self.persist_if_changed(&before);
+        self.persist();
         newest(believed)
     }
 
@@ -212,28 +274,53 @@ impl IdentityCheck {
         }
     }
 
-    /// The live ids outside the membership that share their address, or
-    /// the certificate name read there, with another such id this round.
-    fn shared_new_ids(
-        &self,
-        candidates: &[Peer],
+    /// The entries outside the membership that contend for an address or
+    /// a name this round: the live ones, and the others first seen or last
+    /// alive within [`IDENTITY_CONTENDER_MEMORY`].
+    fn contenders<'a>(
+        &mut self,
+        candidates: &'a [Peer],
         members: &BTreeMap<NodeId, MemberView>,
-    ) -> HashSet<NodeId> {
+        now: Instant,
+    ) -> Vec<&'a Peer> {
+        let outside: Vec<&Peer> = candidates
+            .iter()
+            .filter(|peer| !members.contains_key(&peer.node_id))
+            .collect();
+        let ids: HashSet<NodeId> = outside.iter().map(|peer| peer.node_id).collect();
+        self.contenders_seen.retain(|id, _| ids.contains(id));
+        for peer in &outside {
+            let seen = self.contenders_seen.entry(peer.node_id).or_insert(now);
+            if peer.alive {
+                *seen = now;
+            }
+        }
+        outside
+            .into_iter()
+            .filter(|peer| {
+                peer.alive
+                    || self.contenders_seen.get(&peer.node_id).is_some_and(|seen| {
+                        now.saturating_duration_since(*seen) < IDENTITY_CONTENDER_MEMORY
+                    })
+            })
+            .collect()
+    }
+
+    /// The ids among `contenders` that share their address, or a name (the
+    /// certificate's read there; for an entry not alive, the one it
+    /// gossips), with another id.
+    fn shared_new_ids(&self, contenders: &[&Peer]) -> HashSet<NodeId> {
         let mut by_addr: HashMap<&str, HashSet<NodeId>> = HashMap::new();
         let mut by_name: HashMap<&str, HashSet<NodeId>> = HashMap::new();
-        let new_nodes = candidates
-            .iter()
-            .filter(|peer| peer.alive && !members.contains_key(&peer.node_id));
-        for peer in new_nodes {
+        for peer in contenders {
             let rpc_addr = peer.announcement.rpc_addr.as_str();
             by_addr.entry(rpc_addr).or_default().insert(peer.node_id);
-            let name = self.presented.get(rpc_addr).and_then(|seen| {
-                seen.identity
-                    .as_ref()
-                    .ok()
-                    .and_then(|identity| identity.node_name.as_deref())
-            });
-            if let Some(name) = name {
+            let gossiped = Some(peer.announcement.node_name.as_str())
+                .filter(|name| !peer.alive && !name.is_empty());
+            for name in [self.presented_name(rpc_addr), gossiped]
+                .into_iter()
+                .flatten()
+            {
                 by_name.entry(name).or_default().insert(peer.node_id);
             }
         }
@@ -277,6 +364,7 @@ impl IdentityCheck {
             rpc_addr,
             contested: crowding.contested.contains(&peer.node_id),
             shared: crowding.shared.contains(&peer.node_id),
+            first_use_allowed: self.first_use_allowed,
         };
         match judge(claim, identity, recorded, &self.bindings) {
             Verdict::Accept => {

@@ -403,8 +403,9 @@ impl Wiring {
         let node_id = self.identity.node_id;
         let native_code = native.as_ref().map(NativeMachine::code);
         let running = native.map(Machine::Native);
-        // The plugin store's state files live beside the Raft log; they are
-        // rebuilt from the snapshot and the log, so old ones are dropped.
+        // The plugin store's state file lives beside the Raft log; the
+        // machine resumes from it if it can. Fresh files a crash left
+        // behind were never in use.
         let store_dir = self.data_dir.root().to_path_buf();
         crate::plugin::store::StateFile::remove_stale(&store_dir);
         let plugin = PluginHandle::spawn_recording(
@@ -412,17 +413,22 @@ impl Wiring {
             self.config.plugin_limits,
             node_id.to_string(),
             self.metrics.clone(),
-            Some(store_dir),
+            Some(store_dir.clone()),
         )
         .map_err(|error| StartError::other("cannot start the plugin worker", error))?;
         let snapshots = Snapshots::open(&self.data_dir.snapshot_dir())
             .map_err(|error| StartError::other("snapshot dir", error))?;
-        let machine = StateMachineStore::open(
+        let durable = consensus::DurableStore {
+            dir: store_dir,
+            log: log.clone(),
+        };
+        let machine = StateMachineStore::open_with(
             plugin.clone(),
             self.engine.clone(),
             snapshots.clone(),
             self.config.plugin_limits,
             native_code,
+            Some(durable),
         )
         .await
         .map_err(|error| StartError::other("cannot restore the newest snapshot", error))?;

@@ -84,6 +84,7 @@ mod tests {
                 1,
                 MemberView {
                     rpc_addr: "a:1".to_string(),
+                    name: None,
                     voter: true,
                 },
             )]),

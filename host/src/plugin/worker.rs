@@ -16,6 +16,7 @@ use super::code::PluginCode;
 use super::instance::{EntryPosition, Fault, PluginResult};
 use super::machine::Machine;
 use super::runtime::{ApplyError, FsmRuntime, RebuildError, RestoreError};
+use super::store::durable::Stored;
 use crate::limits::{PLUGIN_QUEUE_DEPTH, PluginLimits, READER_CATCH_UP_SLICE_ENTRIES};
 use crate::metrics::{CallOutcome, Metrics};
 
@@ -71,6 +72,17 @@ enum Job {
         state: Vec<u8>,
         reply: oneshot::Sender<Result<(), RestoreError>>,
     },
+    Checkpoint {
+        index: u64,
+        host: Vec<u8>,
+        reply: oneshot::Sender<Result<bool, RebuildError>>,
+    },
+    Resume {
+        code: PluginCode,
+        stored: Box<Stored>,
+        limits: PluginLimits,
+        reply: oneshot::Sender<Result<(), RestoreError>>,
+    },
 }
 
 /// The running plugin's code and state at a position.
@@ -92,6 +104,9 @@ pub struct PluginHandle {
     /// The machine's [`Machine::state_size_bytes`], as of its last job
     /// ([`STATE_SIZE_UNKNOWN`] for `None`).
     state_size_bytes: Arc<AtomicU64>,
+    /// Store write bytes since the last checkpoint, as of the last job
+    /// ([`STATE_SIZE_UNKNOWN`]: the machine has no state file).
+    unsaved_write_bytes: Arc<AtomicU64>,
 }
 
 /// What `state_size_bytes` holds while no size is known.
@@ -122,6 +137,8 @@ impl PluginHandle {
         let state_size_bytes = Arc::new(AtomicU64::new(STATE_SIZE_UNKNOWN));
         publish_state_size(runtime.as_ref(), &state_size_bytes);
         let published = state_size_bytes.clone();
+        let unsaved_write_bytes = Arc::new(AtomicU64::new(STATE_SIZE_UNKNOWN));
+        let unsaved = unsaved_write_bytes.clone();
         std::thread::Builder::new()
             .name(format!("plugin-{node_label}"))
             .spawn(move || {
@@ -130,6 +147,7 @@ impl PluginHandle {
                 let _entered = span.enter();
                 let context = WorkerContext {
                     state_size_bytes: &published,
+                    unsaved_write_bytes: &unsaved,
                     metrics: &metrics,
                     store_dir: store_dir.as_deref(),
                 };
@@ -138,7 +156,46 @@ impl PluginHandle {
         Ok(Self {
             jobs,
             state_size_bytes,
+            unsaved_write_bytes,
         })
+    }
+
+    /// Store write bytes since the running plugin's last checkpoint; `None`
+    /// when it keeps no state file (nothing to checkpoint).
+    pub fn unsaved_write_bytes(&self) -> Option<u64> {
+        match self.unsaved_write_bytes.load(Ordering::Relaxed) {
+            STATE_SIZE_UNKNOWN => None,
+            bytes => Some(bytes),
+        }
+    }
+
+    /// Make the plugin's state file durable with `host` (the host's part)
+    /// at Raft index `index`, the last entry applied; whether a checkpoint
+    /// was written (see [`FsmRuntime::checkpoint`]).
+    pub async fn checkpoint(&self, index: u64, host: Vec<u8>) -> Result<bool, WorkerError> {
+        let (reply, response) = oneshot::channel();
+        self.send(Job::Checkpoint { index, host, reply }).await?;
+        Ok(response.await.map_err(|_| WorkerError::Stopped)??)
+    }
+
+    /// Run `code` on the state file in `stored`, under `limits` (see
+    /// [`FsmRuntime::resume`]). On error nothing changed.
+    pub async fn resume(
+        &self,
+        code: PluginCode,
+        stored: Stored,
+        limits: PluginLimits,
+    ) -> Result<Result<(), RestoreError>, WorkerError> {
+        let (reply, response) = oneshot::channel();
+        let stored = Box::new(stored);
+        self.send(Job::Resume {
+            code,
+            stored,
+            limits,
+            reply,
+        })
+        .await?;
+        response.await.map_err(|_| WorkerError::Stopped)
     }
 
     /// How large the running plugin's state was last seen, in bytes: its
@@ -236,6 +293,7 @@ fn publish_state_size(runtime: Option<&Machine>, state_size_bytes: &AtomicU64) {
 /// What the worker thread works with besides its machine.
 struct WorkerContext<'a> {
     state_size_bytes: &'a AtomicU64,
+    unsaved_write_bytes: &'a AtomicU64,
     metrics: &'a Metrics,
     store_dir: Option<&'a Path>,
 }
@@ -297,11 +355,54 @@ impl WorkerThread<'_> {
             } => {
                 let _ = reply.send(self.restore_native(position, &state));
             }
+            Job::Checkpoint { index, host, reply } => {
+                let _ = reply.send(self.checkpoint(index, host));
+            }
+            Job::Resume {
+                code,
+                stored,
+                limits,
+                reply,
+            } => {
+                let _ = reply.send(self.resume(code, *stored, limits));
+            }
         }
     }
 
     fn publish_state_size(&self) {
         publish_state_size(self.runtime.as_ref(), self.context.state_size_bytes);
+        let unsaved = match &self.runtime {
+            Some(Machine::Plugin(runtime)) if runtime.has_durable_store() => {
+                runtime.unsaved_write_bytes()
+            }
+            _ => STATE_SIZE_UNKNOWN,
+        };
+        self.context
+            .unsaved_write_bytes
+            .store(unsaved, Ordering::Relaxed);
+    }
+
+    fn checkpoint(&mut self, index: u64, host: Vec<u8>) -> Result<bool, RebuildError> {
+        let written = match &mut self.runtime {
+            Some(Machine::Plugin(runtime)) => runtime.checkpoint(index, host),
+            _ => Ok(false),
+        };
+        self.publish_state_size();
+        written
+    }
+
+    /// Replace the machine by one resumed from the state file in `stored`.
+    fn resume(
+        &mut self,
+        code: PluginCode,
+        stored: Stored,
+        limits: PluginLimits,
+    ) -> Result<(), RestoreError> {
+        let resumed = FsmRuntime::resume(code, limits, stored)?;
+        self.limits = limits;
+        self.runtime = Some(Machine::Plugin(Box::new(resumed)));
+        self.publish_state_size();
+        Ok(())
     }
 
     fn record_usage(&mut self, export: &'static str) {
@@ -355,8 +456,11 @@ impl WorkerThread<'_> {
             }
             None => FsmRuntime::new_in(code, self.limits, store_dir).map_err(RestoreError::Fault),
         };
-        let installed =
-            installed.map(|fresh| self.runtime = Some(Machine::Plugin(Box::new(fresh))));
+        let installed = installed.map(|mut fresh| {
+            // Before the old runtime closes its file: the new one replaces it.
+            fresh.promote_store();
+            self.runtime = Some(Machine::Plugin(Box::new(fresh)));
+        });
         let outcome = match &installed {
             Ok(()) => CallOutcome::Ok,
             Err(RestoreError::Refused(_)) => CallOutcome::Rejected,

@@ -107,6 +107,8 @@ pub enum MembershipChange {
         node_id: NodeId,
         /// Its gRPC address.
         rpc_addr: String,
+        /// Its verified node name, recorded with it.
+        name: Option<String>,
     },
     /// Make a learner a voter.
     AddVoter(NodeId),
@@ -120,6 +122,8 @@ pub enum MembershipChange {
         node_id: NodeId,
         /// Its new address.
         rpc_addr: String,
+        /// Its verified node name, recorded with it.
+        name: Option<String>,
     },
     /// Leave a committed joint configuration for its target (the second
     /// step of a change that was interrupted after the first).
@@ -350,9 +354,13 @@ impl Consensus {
     /// Make one membership change (on the leader) and wait until it commits.
     pub async fn change_membership(&self, change: MembershipChange) -> Result<(), String> {
         let result = match change {
-            MembershipChange::AddLearner { node_id, rpc_addr } => {
+            MembershipChange::AddLearner {
+                node_id,
+                rpc_addr,
+                name,
+            } => {
                 self.raft
-                    .add_learner(node_id, Member { rpc_addr }, false)
+                    .add_learner(node_id, Member { rpc_addr, name }, false)
                     .await
             }
             MembershipChange::AddVoter(node_id) => {
@@ -371,8 +379,12 @@ impl Consensus {
                 self.change(ChangeMembers::AddVoterIds(BTreeSet::new()))
                     .await
             }
-            MembershipChange::SetAddress { node_id, rpc_addr } => {
-                let nodes = BTreeMap::from([(node_id, Member { rpc_addr })]);
+            MembershipChange::SetAddress {
+                node_id,
+                rpc_addr,
+                name,
+            } => {
+                let nodes = BTreeMap::from([(node_id, Member { rpc_addr, name })]);
                 self.change(ChangeMembers::SetNodes(nodes)).await
             }
         };
@@ -410,7 +422,7 @@ impl Consensus {
     pub async fn initialize(&self, voters: BTreeMap<NodeId, String>) -> Result<(), String> {
         let members: BTreeMap<NodeId, Member> = voters
             .into_iter()
-            .map(|(id, rpc_addr)| (id, Member { rpc_addr }))
+            .map(|(id, rpc_addr)| (id, Member::at(rpc_addr)))
             .collect();
         self.raft
             .initialize(members)
@@ -486,6 +498,7 @@ fn view_of(metrics: &openraft::RaftMetrics<TypeConfig>) -> ConsensusView {
                 *id,
                 MemberView {
                     rpc_addr: member.rpc_addr.clone(),
+                    name: member.name.clone(),
                     voter: voters.contains(id),
                 },
             )

@@ -59,6 +59,8 @@ impl StateMachineStore {
             return Ok(Ok(receipt));
         }
         let (installed, previous) = self.swap_in(bytes, index).await?;
+        // A new plugin's state file holds no checkpoint until the next.
+        self.checkpoints.force();
         let (digest, size_bytes) = (record.digest.clone(), record.size_bytes as usize);
         let outcome = swap::conclude(&mut self.host.history, record, previous, installed);
         match &outcome {

@@ -3,7 +3,9 @@
 //!
 //! The machine is transient: the plugin's state lives in its instance, and
 //! on start the node restores the newest snapshot ([`StateMachineStore::open`])
-//! and openraft re-applies the committed log after it.
+//! and openraft re-applies the committed log after it. A store plugin's
+//! state file is the exception: checkpointed now and then, it is resumed
+//! from at start when it can be (`durable`).
 //!
 //! `deploy` switches plugins at a deploy entry and installs snapshots;
 //! `host_entries` applies settings changes.
@@ -13,7 +15,11 @@ mod batching_tests;
 mod deploy;
 #[cfg(test)]
 mod deploy_trust_tests;
+mod durable;
 mod host_entries;
+
+use durable::CheckpointClock;
+pub use durable::DurableStore;
 
 use deploy::install_body;
 
@@ -71,6 +77,8 @@ pub struct StateMachineStore {
     status: Arc<watch::Sender<MachineStatus>>,
     /// The session commands among those waiting for the plugin.
     session_batch: SessionBatch,
+    /// What has been applied since the plugin store's last checkpoint.
+    checkpoints: CheckpointClock,
 }
 
 impl StateMachineStore {
@@ -84,30 +92,50 @@ impl StateMachineStore {
         flag_limits: PluginLimits,
         native: Option<Arc<[u8]>>,
     ) -> io::Result<Self> {
+        Self::open_with(plugin, engine, snapshots, flag_limits, native, None).await
+    }
+
+    /// [`StateMachineStore::open`], resuming from the plugin's state file
+    /// in `durable` instead of the snapshot where it can.
+    pub async fn open_with(
+        plugin: PluginHandle,
+        engine: PluginEngine,
+        snapshots: Snapshots,
+        flag_limits: PluginLimits,
+        native: Option<Arc<[u8]>>,
+        durable: Option<DurableStore>,
+    ) -> io::Result<Self> {
         let restored = snapshots.load()?;
-        if let Some(snapshot) = &restored {
-            let settings = &snapshot.body.host.settings;
-            set_limits(&plugin, effective_limits(settings, &flag_limits)).await?;
-            install_body(&engine, &plugin, &snapshot.body, native.as_deref()).await?;
-        }
-        let (last_applied, last_membership, host) = match &restored {
-            Some(snapshot) => (
-                snapshot.meta.last_log_id,
-                snapshot.meta.last_membership.clone(),
-                snapshot.body.host.clone(),
-            ),
-            None => (None, StoredMembership::default(), HostState::default()),
+        let resumed = match &durable {
+            Some(durable) if native.is_none() => {
+                durable::resume(&plugin, &engine, &flag_limits, durable, restored.as_ref()).await?
+            }
+            _ => None,
         };
-        let running = restored
-            .as_ref()
-            .and_then(|snapshot| snapshot.body.plugin.as_ref())
-            .map(|plugin| plugin.code.as_slice());
+        let (start, running) = match resumed {
+            Some(resumed) => (resumed.snapshot, Some(resumed.code)),
+            None => {
+                if let Some(snapshot) = &restored {
+                    let settings = &snapshot.body.host.settings;
+                    set_limits(&plugin, effective_limits(settings, &flag_limits)).await?;
+                    install_body(&engine, &plugin, &snapshot.body, native.as_deref()).await?;
+                }
+                let running = restored
+                    .as_ref()
+                    .and_then(|snapshot| snapshot.body.plugin.as_ref())
+                    .map(|plugin| plugin.code.clone());
+                (restored.unwrap_or_default(), running)
+            }
+        };
+        let host = start.body.host;
         let (settings, applied_digest, checkpoints, alarms) = MachineStatus::replicated(&host);
         let status = MachineStatus {
             history: host.history.without_bytes(),
             rollback_plugin: rollback_bytes(&host.history),
-            plugin_digest: running.map(|code| PluginDigest::of(code).to_hex()),
-            plugin_size_bytes: running.map_or(0, <[u8]>::len),
+            plugin_digest: running
+                .as_deref()
+                .map(|code| PluginDigest::of(code).to_hex()),
+            plugin_size_bytes: running.as_ref().map_or(0, Vec::len),
             snapshot_size_bytes: snapshots.size_bytes(),
             settings,
             signers: host.signers.clone(),
@@ -124,10 +152,11 @@ impl StateMachineStore {
             host,
             engine,
             snapshots,
-            last_applied,
-            last_membership,
+            last_applied: start.meta.last_log_id,
+            last_membership: start.meta.last_membership,
             status: Arc::new(watch::channel(status).0),
             session_batch: SessionBatch::default(),
+            checkpoints: CheckpointClock::start(),
         })
     }
 
@@ -369,6 +398,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             let (entry, responder) = item?;
             let log_id = entry.log_id;
             self.last_applied = Some(log_id);
+            self.checkpoints.applied(1);
             match entry.payload {
                 EntryPayload::Normal(Request::Command { time_ms, bytes }) => {
                     pending.push(PendingCommand {
@@ -404,14 +434,18 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         }
         self.apply_commands(&mut pending).await?;
         self.publish_replicated();
-        Ok(())
+        self.checkpoint_if_due().await
     }
 
     async fn try_create_snapshot_builder(&mut self, _force: bool) -> Option<Self::SnapshotBuilder> {
         // The plugin snapshot is taken here, between two applies, so it is
         // exactly the state at `last_applied`; only the file write is left to
         // the builder. A plugin whose snapshot fails skips this snapshot
-        // instead of stopping the node.
+        // instead of stopping the node. The state file is checkpointed at
+        // the same point, so a restart never needs the log before it.
+        if let Err(error) = self.checkpoint().await {
+            tracing::error!("cannot checkpoint the plugin store: {error}");
+        }
         match self.plugin.snapshot().await {
             Ok(Ok(plugin)) => Some(SnapshotBuilder {
                 snapshot: StoredSnapshot {
@@ -467,7 +501,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             status.plugin_size_bytes = plugin.map_or(0, |plugin| plugin.code.len());
             status.snapshot_size_bytes = self.snapshots.size_bytes();
         });
-        Ok(())
+        self.checkpoint().await
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {

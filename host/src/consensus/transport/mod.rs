@@ -4,11 +4,13 @@
 //!
 //! - [`codec`]: the wire form (postcard inside one generic call).
 //! - [`service`]: incoming messages to the local Raft.
+//! - [`sender`]: whether a message may claim the node it claims.
 //! - [`peer`]: outgoing messages (openraft's network traits), peer addresses.
 //! - [`sizing`]: how much fits in one message, and how long it may take.
 
 pub mod codec;
 pub mod peer;
+pub mod sender;
 pub mod service;
 pub mod sizing;
 

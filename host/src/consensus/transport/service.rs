@@ -1,5 +1,6 @@
-//! The internal `Raft` service: decode an openraft message, hand it to the
-//! local Raft, encode the answer. Nodes only.
+//! The internal `Raft` service: decode an openraft message, check that the
+//! caller may speak for the node it claims (see [`super::sender`]), hand it
+//! to the local Raft, encode the answer. Nodes only.
 
 use std::fmt::Display;
 use std::future::Future;
@@ -11,12 +12,18 @@ use serde::de::DeserializeOwned;
 use tonic::{Request, Response, Status};
 
 use super::proto::{self, RaftCall, RaftReply, RaftRequest, SnapshotChunk};
+use super::sender::{self, Sender};
 use super::{codec, sizing};
 use crate::consensus::Raft;
 use crate::consensus::handle::read_index;
 use crate::consensus::snapshot::SnapshotBody;
 use crate::consensus::types::{NodeId, SnapshotMeta, TypeConfig, Vote};
 use crate::limits::RAFT_SNAPSHOT_BYTES_MAX;
+use crate::security::peer::identity_of;
+
+/// The node name in a caller's certificate: `None` without TLS, `Some(None)`
+/// for a certificate that names no node.
+type CallerName = Option<Option<String>>;
 
 type Snapshot = openraft::alias::SnapshotOf<TypeConfig, SnapshotBody>;
 
@@ -43,16 +50,18 @@ impl RaftService {
     async fn serve<Req, Resp, E, F, Fut>(
         &self,
         request: &RaftRequest,
+        caller: &CallerName,
         handle: F,
     ) -> Result<RaftReply, Status>
     where
-        Req: DeserializeOwned,
+        Req: DeserializeOwned + Sender,
         Resp: Serialize,
         E: Display,
         F: FnOnce(Req) -> Fut,
         Fut: Future<Output = Result<Resp, E>>,
     {
-        let message = codec::decode_request(request, self.node_id)?;
+        let message: Req = codec::decode_request(request, self.node_id)?;
+        self.check_sender(message.sender(), caller)?;
         let response = handle(message)
             .await
             .map_err(|error| Status::unavailable(error.to_string()))?;
@@ -61,9 +70,14 @@ impl RaftService {
 
     /// AppendEntries, refused whole if an entry is larger than any leader
     /// proposes.
-    async fn append_entries(&self, request: &RaftRequest) -> Result<RaftReply, Status> {
+    async fn append_entries(
+        &self,
+        request: &RaftRequest,
+        caller: &CallerName,
+    ) -> Result<RaftReply, Status> {
         let append: AppendEntriesRequest<TypeConfig> =
             codec::decode_request(request, self.node_id)?;
+        self.check_sender(append.sender(), caller)?;
         if let Some(refusal) = sizing::oversized_entry(&append.entries) {
             return Err(Status::invalid_argument(refusal));
         }
@@ -74,22 +88,58 @@ impl RaftService {
             .map_err(|error| Status::unavailable(error.to_string()))?;
         codec::reply(&response)
     }
+
+    /// Refuse a message claiming `sender` from a caller whose certificate
+    /// is not the one its membership record names. Nothing is changed.
+    fn check_sender(&self, sender: Option<NodeId>, caller: &CallerName) -> Result<(), Status> {
+        let (Some(presented), Some(node_id)) = (caller, sender) else {
+            return Ok(());
+        };
+        use openraft::async_runtime::WatchReceiver;
+        let metrics = self.raft.metrics();
+        let recorded = metrics
+            .borrow_watched()
+            .membership_config
+            .membership()
+            .get_node(&node_id)
+            .and_then(|member| member.name.clone());
+        sender::check_sender(sender, recorded.as_deref(), presented.as_deref()).map_err(|refusal| {
+            tracing::warn!("{refusal}");
+            Status::permission_denied(refusal.to_string())
+        })
+    }
+}
+
+/// The node name in the certificate `request` came with.
+fn caller_name<T>(request: &Request<T>) -> CallerName {
+    let certificates = request.peer_certs()?;
+    Some(
+        certificates
+            .first()
+            .and_then(|leaf| identity_of(leaf).node_name),
+    )
 }
 
 #[tonic::async_trait]
 impl proto::raft_server::Raft for RaftService {
     async fn call(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        let caller = &caller_name(&request);
         let request = request.into_inner();
         let raft = &self.raft;
         let reply = match RaftCall::try_from(request.call) {
-            Ok(RaftCall::Vote) => self.serve(&request, |vote| raft.vote(vote)).await,
-            Ok(RaftCall::PreVote) => self.serve(&request, |vote| raft.pre_vote(vote)).await,
-            Ok(RaftCall::AppendEntries) => self.append_entries(&request).await,
-            Ok(RaftCall::TransferLeader) => {
-                self.serve(&request, |transfer| raft.handle_transfer_leader(transfer))
+            Ok(RaftCall::Vote) => self.serve(&request, caller, |vote| raft.vote(vote)).await,
+            Ok(RaftCall::PreVote) => {
+                self.serve(&request, caller, |vote| raft.pre_vote(vote))
                     .await
             }
-            Ok(RaftCall::ReadIndex) => self.serve(&request, |()| read_index(raft)).await,
+            Ok(RaftCall::AppendEntries) => self.append_entries(&request, caller).await,
+            Ok(RaftCall::TransferLeader) => {
+                self.serve(&request, caller, |transfer| {
+                    raft.handle_transfer_leader(transfer)
+                })
+                .await
+            }
+            Ok(RaftCall::ReadIndex) => self.serve(&request, caller, |()| read_index(raft)).await,
             Ok(RaftCall::Unspecified) | Err(_) => Err(Status::invalid_argument(format!(
                 "unknown raft call {}",
                 request.call
@@ -105,6 +155,7 @@ impl proto::raft_server::Raft for RaftService {
         let _one_at_a_time = self.installing.try_acquire().map_err(|_| {
             Status::resource_exhausted("a snapshot is already being received; try again")
         })?;
+        let caller = caller_name(&request);
         let mut chunks = request.into_inner();
         let first = chunks
             .message()
@@ -113,6 +164,7 @@ impl proto::raft_server::Raft for RaftService {
         codec::check_addressee(first.to_node, self.node_id)?;
         codec::check_format(first.format)?;
         let (vote, meta): (Vote, SnapshotMeta) = codec::decode(&first.header)?;
+        self.check_sender(Some(sender::voted_for(&vote)), &caller)?;
         let mut body = Vec::new();
         append_chunk(&mut body, &first.data)?;
         while let Some(chunk) = chunks.message().await? {

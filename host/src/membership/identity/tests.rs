@@ -20,6 +20,7 @@ fn claim(node_id: NodeId, name: Option<&'static str>, rpc_addr: &'static str) ->
         rpc_addr,
         contested: false,
         shared: false,
+        first_use_allowed: true,
     }
 }
 
@@ -156,6 +157,50 @@ fn first_use_is_refused_when_the_id_is_contested_or_the_name_taken() {
         matches!(
             verdict,
             Verdict::Refuse(Mismatch::NameBoundToOther { holder: 1, .. })
+        ),
+        "{verdict:?}"
+    );
+}
+
+#[test]
+fn first_use_is_refused_while_the_bindings_file_is_unusable() {
+    let mut unbacked = claim(2, Some("n2"), OTHER_ADDR);
+    unbacked.first_use_allowed = false;
+    let verdict = judge(unbacked, &node("n2"), Some(ADDR), &bound(&[]));
+    assert!(
+        matches!(
+            verdict,
+            Verdict::Refuse(Mismatch::UnverifiedMemberMoved { .. })
+        ),
+        "{verdict:?}"
+    );
+    // At its recorded address it is still named.
+    let at_home = Claim {
+        rpc_addr: ADDR,
+        ..unbacked
+    };
+    let verdict = judge(at_home, &node("n2"), Some(ADDR), &bound(&[]));
+    assert_eq!(verdict, Verdict::AcceptAndBind("n2".into()));
+}
+
+#[test]
+fn recorded_names_override_names_bound_before() {
+    // A name bound on first use to the wrong id gives way to the record.
+    let mut bindings = bound(&[(7, "n2"), (1, "n1")]);
+    bindings.take_recorded([(2, "n2")]);
+    assert_eq!(bindings.name_of(2), Some("n2"));
+    assert_eq!(bindings.name_of(7), None);
+    assert_eq!(bindings.name_of(1), Some("n1"));
+    let verdict = judge(
+        claim(7, Some("n2"), ADDR),
+        &node("n2"),
+        Some(ADDR),
+        &bindings,
+    );
+    assert!(
+        matches!(
+            verdict,
+            Verdict::Refuse(Mismatch::NameBoundToOther { holder: 2, .. })
         ),
         "{verdict:?}"
     );

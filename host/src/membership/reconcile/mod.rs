@@ -13,7 +13,15 @@
 //!   had no Raft response from it for the grace period. Gossip is only as
 //!   trustworthy as its shared key (a key holder can make a member look
 //!   dead); a member that answers Raft is alive whatever gossip says.
-//! - A node announcing that it is leaving is never (re-)added.
+//! - A node announcing that it is leaving is never (re-)added. A learner
+//!   announcing it is removed only once it has announced it, and been
+//!   silent on Raft, for the grace period (a forged `leaving` entry alone
+//!   must not remove a live learner; a real `clusterhost leave` removes
+//!   itself through the leader at once).
+//! - With TLS, a member is recorded with the name its certificate presents
+//!   (see [`crate::consensus::types::Member`]): a new node when it is
+//!   added, an older record without a name when its certificate is read at
+//!   the address recorded for it.
 //!
 //! One change at a time: Raft serializes membership changes anyway, and a
 //! single step is easy to reason about.
@@ -45,6 +53,8 @@ pub struct MemberView {
     pub voter: bool,
     /// gRPC address recorded in the membership.
     pub rpc_addr: String,
+    /// Node name recorded in the membership.
+    pub name: Option<String>,
     /// Highest log index the leader knows it replicated to the node.
     pub matched_index: Option<u64>,
     /// How long ago the node last answered the leader's Raft heartbeats or
@@ -63,6 +73,9 @@ pub struct GossipView {
     pub leaving: bool,
     /// The highest protocol level its binary supports.
     pub protocol_level: u32,
+    /// The node name the certificate at its address presents, when names
+    /// are recorded (TLS on, and the cluster's protocol level allows it).
+    pub verified_name: Option<String>,
 }
 
 /// Everything the decision looks at, observed at `now`.
@@ -98,6 +111,8 @@ pub enum Action {
         node_id: NodeId,
         /// Its gRPC address.
         rpc_addr: String,
+        /// Its verified node name.
+        name: Option<String>,
     },
     /// Make a learner a voter.
     Promote {
@@ -116,12 +131,15 @@ pub enum Action {
     },
     /// Finish a membership change left in a committed joint configuration.
     FinishChange,
-    /// Record a member's new gRPC address (it restarted elsewhere).
+    /// Record a member's new gRPC address (it restarted elsewhere), or
+    /// its verified name.
     UpdateAddress {
         /// Its id.
         node_id: NodeId,
         /// Its new gRPC address.
         rpc_addr: String,
+        /// Its node name.
+        name: Option<String>,
     },
 }
 
@@ -152,6 +170,7 @@ pub enum Holding {
 pub struct Tracker {
     alive_since: BTreeMap<NodeId, Instant>,
     dead_since: BTreeMap<NodeId, Instant>,
+    leaving_since: BTreeMap<NodeId, Instant>,
 }
 
 impl Tracker {
@@ -169,6 +188,15 @@ impl Tracker {
                 .gossip
                 .get(&node_id)
                 .is_some_and(|gossip| gossip.alive);
+            let leaving = observation
+                .gossip
+                .get(&node_id)
+                .is_some_and(|gossip| gossip.leaving);
+            if leaving {
+                self.leaving_since.entry(node_id).or_insert(observation.now);
+            } else {
+                self.leaving_since.remove(&node_id);
+            }
             if alive {
                 self.dead_since.remove(&node_id);
                 self.alive_since.entry(node_id).or_insert(observation.now);
@@ -190,6 +218,12 @@ impl Tracker {
             .get(&node_id)
             .map(|since| now.saturating_duration_since(*since))
     }
+
+    fn leaving_for(&self, node_id: NodeId, now: Instant) -> Option<Duration> {
+        self.leaving_since
+            .get(&node_id)
+            .map(|since| now.saturating_duration_since(*since))
+    }
 }
 
 /// The next change to make, if any, and what is being held back. The rules
@@ -207,6 +241,7 @@ pub fn decide(
         return (finish, holding);
     }
     let action = record_moved_member(observation)
+        .or_else(|| record_member_name(observation))
         .or_else(|| remove_departed_learner(observation, tracker, policy))
         .or_else(|| remove_dead_voter(observation, tracker, policy, &mut holding))
         .or_else(|| add_new_node(observation, &mut holding))
@@ -254,6 +289,21 @@ fn dead_past_grace(
     gossip_dead && !answers_raft(observation, node_id, policy)
 }
 
+/// Leaving past the grace period in gossip, and silent for Raft as long:
+/// a node that still answers Raft has not left, whatever gossip says.
+fn departed_past_grace(
+    observation: &Observation,
+    tracker: &Tracker,
+    policy: &Policy,
+    node_id: NodeId,
+) -> bool {
+    let leaving_long = is_leaving(observation, node_id)
+        && tracker
+            .leaving_for(node_id, observation.now)
+            .is_some_and(|leaving| leaving >= policy.dead_grace);
+    leaving_long && !answers_raft(observation, node_id, policy)
+}
+
 fn voters(observation: &Observation) -> BTreeSet<NodeId> {
     observation
         .members
@@ -271,6 +321,24 @@ fn record_moved_member(observation: &Observation) -> Option<Action> {
         (gossip.alive && gossip.rpc_addr != member.rpc_addr).then(|| Action::UpdateAddress {
             node_id: *node_id,
             rpc_addr: gossip.rpc_addr.clone(),
+            name: member.name.clone(),
+        })
+    })
+}
+
+/// A member recorded without a name (added by an older binary, or before
+/// the cluster's level allowed names) gets the one its certificate presents
+/// at its recorded address: from then on every replica binds it from the
+/// log, not on first use.
+fn record_member_name(observation: &Observation) -> Option<Action> {
+    observation.members.iter().find_map(|(node_id, member)| {
+        let gossip = observation.gossip.get(node_id)?;
+        let name = gossip.verified_name.as_ref()?;
+        let unnamed_here = member.name.is_none() && gossip.rpc_addr == member.rpc_addr;
+        (gossip.alive && unnamed_here).then(|| Action::UpdateAddress {
+            node_id: *node_id,
+            rpc_addr: member.rpc_addr.clone(),
+            name: Some(name.clone()),
         })
     })
 }
@@ -286,8 +354,8 @@ fn remove_departed_learner(
         .iter()
         .filter(|(node_id, member)| !member.voter && **node_id != observation.leader_id)
         .find(|(node_id, _)| {
-            let dead_long = dead_past_grace(observation, tracker, policy, **node_id);
-            is_leaving(observation, **node_id) || dead_long
+            dead_past_grace(observation, tracker, policy, **node_id)
+                || departed_past_grace(observation, tracker, policy, **node_id)
         })
         .map(|(node_id, _)| Action::RemoveLearner { node_id: *node_id })
 }
@@ -352,6 +420,7 @@ fn add_new_node(observation: &Observation, holding: &mut Vec<Holding>) -> Option
         return Some(Action::AddLearner {
             node_id: *node_id,
             rpc_addr: gossip.rpc_addr.clone(),
+            name: gossip.verified_name.clone(),
         });
     }
     None
@@ -385,17 +454,27 @@ fn promote_learner(
 /// The Raft membership change that carries out `action`.
 pub fn membership_change(action: &Action) -> MembershipChange {
     match action {
-        Action::AddLearner { node_id, rpc_addr } => MembershipChange::AddLearner {
+        Action::AddLearner {
+            node_id,
+            rpc_addr,
+            name,
+        } => MembershipChange::AddLearner {
             node_id: *node_id,
             rpc_addr: rpc_addr.clone(),
+            name: name.clone(),
         },
         Action::Promote { node_id } => MembershipChange::AddVoter(*node_id),
         Action::RemoveVoter { node_id } => MembershipChange::RemoveVoter(*node_id),
         Action::RemoveLearner { node_id } => MembershipChange::RemoveNode(*node_id),
         Action::FinishChange => MembershipChange::FinishJoint,
-        Action::UpdateAddress { node_id, rpc_addr } => MembershipChange::SetAddress {
+        Action::UpdateAddress {
+            node_id,
+            rpc_addr,
+            name,
+        } => MembershipChange::SetAddress {
             node_id: *node_id,
             rpc_addr: rpc_addr.clone(),
+            name: name.clone(),
         },
     }
 }

@@ -71,6 +71,7 @@ fn member(voter: bool) -> MemberView {
     MemberView {
         voter,
         rpc_addr: "127.0.0.1:1".to_string(),
+        name: None,
         matched_index: Some(100),
         raft_heard_ago: None,
     }
@@ -84,7 +85,8 @@ fn a_member_that_moved_gets_its_new_address_recorded() {
         scenario.at(0).0,
         Some(Action::UpdateAddress {
             node_id: 2,
-            rpc_addr: "127.0.0.1:2".to_string()
+            rpc_addr: "127.0.0.1:2".to_string(),
+            name: None,
         })
     );
 }
@@ -95,6 +97,7 @@ fn gossip(alive: bool) -> GossipView {
         alive,
         leaving: false,
         protocol_level: 1,
+        verified_name: None,
     }
 }
 
@@ -123,7 +126,8 @@ fn a_new_live_node_is_added_as_learner() {
         scenario.at(0).0,
         Some(Action::AddLearner {
             node_id: 2,
-            rpc_addr: "127.0.0.1:1".to_string()
+            rpc_addr: "127.0.0.1:1".to_string(),
+            name: None,
         })
     );
 }
@@ -219,9 +223,87 @@ fn leaving_nodes_are_not_added_and_leaving_learners_are_removed() {
         },
     );
     scenario.observation.gossip.get_mut(&3).unwrap().leaving = true;
-    assert_eq!(scenario.at(0).0, Some(Action::RemoveLearner { node_id: 3 }));
+    assert_eq!(scenario.at(0).0, None, "leaving for no time yet");
+    assert_eq!(
+        scenario.at(60).0,
+        Some(Action::RemoveLearner { node_id: 3 })
+    );
     scenario.observation.members.remove(&3);
-    assert_eq!(scenario.at(1).0, None);
+    assert_eq!(scenario.at(61).0, None);
+}
+
+#[test]
+fn a_learner_answering_raft_is_not_removed_for_gossiping_leaving() {
+    // A gossip-key holder can forge a `leaving` entry at a learner's
+    // address: while the learner answers Raft it stays.
+    let mut scenario = Scenario::new(&[LEADER], &[3]);
+    scenario.observation.gossip.get_mut(&3).unwrap().leaving = true;
+    let member = scenario.observation.members.get_mut(&3).expect("member");
+    member.raft_heard_ago = Some(Duration::from_secs(1));
+    scenario.at(0);
+    assert_eq!(scenario.at(600).0, None, "it answers Raft");
+    // Leaving stopped and started again: the grace restarts.
+    scenario.observation.gossip.get_mut(&3).unwrap().leaving = false;
+    scenario.at(601);
+    scenario.observation.gossip.get_mut(&3).unwrap().leaving = true;
+    let member = scenario.observation.members.get_mut(&3).expect("member");
+    member.raft_heard_ago = None;
+    assert_eq!(scenario.at(602).0, None, "leaving for 1 s only");
+    assert_eq!(
+        scenario.at(662).0,
+        Some(Action::RemoveLearner { node_id: 3 })
+    );
+}
+
+#[test]
+fn a_new_node_is_recorded_with_its_verified_name() {
+    let mut scenario = Scenario::new(&[LEADER], &[]);
+    scenario.set_alive(2, true);
+    scenario
+        .observation
+        .gossip
+        .get_mut(&2)
+        .unwrap()
+        .verified_name = Some("n2".into());
+    assert_eq!(
+        scenario.at(0).0,
+        Some(Action::AddLearner {
+            node_id: 2,
+            rpc_addr: "127.0.0.1:1".to_string(),
+            name: Some("n2".into()),
+        })
+    );
+}
+
+#[test]
+fn an_unnamed_record_is_named_at_its_recorded_address_and_a_move_keeps_the_name() {
+    let mut scenario = Scenario::new(&[LEADER, 2], &[]);
+    scenario
+        .observation
+        .gossip
+        .get_mut(&2)
+        .unwrap()
+        .verified_name = Some("n2".into());
+    let named = Action::UpdateAddress {
+        node_id: 2,
+        rpc_addr: "127.0.0.1:1".to_string(),
+        name: Some("n2".into()),
+    };
+    assert_eq!(scenario.at(0).0, Some(named));
+    scenario.observation.members.get_mut(&2).unwrap().name = Some("n2".into());
+    assert_eq!(scenario.at(1).0, None, "named already");
+    // Seen at a new address: the move keeps the recorded name.
+    let gossip = scenario.observation.gossip.get_mut(&2).unwrap();
+    gossip.rpc_addr = "127.0.0.1:2".to_string();
+    gossip.verified_name = Some("other".into());
+    assert_eq!(
+        scenario.at(2).0,
+        Some(Action::UpdateAddress {
+            node_id: 2,
+            rpc_addr: "127.0.0.1:2".to_string(),
+            name: Some("n2".into()),
+        })
+    );
 }
 
 #[test]
@@ -256,11 +338,13 @@ fn every_action_maps_to_one_membership_change() {
     assert_eq!(
         membership_change(&Action::UpdateAddress {
             node_id: 4,
-            rpc_addr: "a:1".to_string()
+            rpc_addr: "a:1".to_string(),
+            name: Some("n4".to_string()),
         }),
         MembershipChange::SetAddress {
             node_id: 4,
-            rpc_addr: "a:1".to_string()
+            rpc_addr: "a:1".to_string(),
+            name: Some("n4".to_string()),
         }
     );
 }

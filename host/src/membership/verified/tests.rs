@@ -29,6 +29,7 @@ fn entry(node_id: NodeId, generation: u64, rpc_addr: &str, name: &str) -> Peer {
 fn member(rpc_addr: &str) -> MemberView {
     MemberView {
         rpc_addr: rpc_addr.to_string(),
+        name: None,
         voter: true,
     }
 }

@@ -1,6 +1,15 @@
 //! The state file: one redb database holding the store of the running
-//! plugin, created fresh for each runtime (see the module docs of
-//! [`super`] for why it is never reopened) and deleted when dropped.
+//! plugin. A fresh one is created under a temporary name for each runtime
+//! built from a snapshot (or empty), and takes the stable name
+//! [`STATE_FILE_NAME`] once that runtime runs ([`StateFile::promote`]); a
+//! node restarting reopens the stable one (see [`super::durable`]).
+//!
+//! Beside the store, a `meta` table holds the applied index of the last
+//! commit (written with every commit), the plugin's code (written once),
+//! and the last checkpoint (written by durable commits only). redb reverts
+//! to the last durable commit after a crash, but makes pending ones durable
+//! on a clean close, so a reopened file is usable only where the applied
+//! index and the checkpoint's agree.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,13 +29,30 @@ use crate::limits::STORE_DURABLE_COMMIT_EVERY_WRITES;
 /// The store's keys and values.
 const STORE_TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("store");
 
+/// What the host keeps beside the store.
+const META_TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+/// The index of the last entry whose writes the store holds, or of the last
+/// checkpoint if later (u64 LE).
+const APPLIED_KEY: &str = "applied";
+
+/// The last checkpoint ([`super::durable::Checkpoint`]).
+const CHECKPOINT_KEY: &str = "checkpoint";
+
+/// The running plugin's code.
+const CODE_KEY: &str = "code";
+
 /// The store's table in one consistent read transaction.
 pub type StoreTable = ReadOnlyTable<&'static [u8], &'static [u8]>;
 
-/// File names of state files start with this.
+/// File names of state files start with this; a binary from before the
+/// file was reopened deletes every one at start.
 const FILE_PREFIX: &str = "plugin-store-";
 
-/// Tells the state files of one process apart.
+/// The state file of the running plugin, reopened at start.
+pub const STATE_FILE_NAME: &str = "plugin-store-state.redb";
+
+/// Tells the fresh state files of one process apart.
 static NEXT_FILE: AtomicU64 = AtomicU64::new(0);
 
 /// A consistent, immutable view of the store at one point: redb's MVCC
@@ -51,62 +77,118 @@ impl StoreSnapshot {
     }
 }
 
+/// Where a state file lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Location {
+    /// In memory: nothing survives the process.
+    Memory,
+    /// A fresh file not yet in use, deleted on drop.
+    Fresh(PathBuf),
+    /// The node's state file, [`STATE_FILE_NAME`] in its directory.
+    Stable(PathBuf),
+}
+
 /// The redb database behind a runtime's store.
 pub struct StateFile {
     database: Database,
-    /// The file, deleted on drop; `None` for an in-memory store.
-    path: Option<PathBuf>,
-    /// Commits since the last durable one (redb reuses freed pages only
-    /// after a durable commit).
+    location: Location,
+    /// Writes since the last durable commit, for a store in memory (redb
+    /// reuses freed pages only after a durable commit).
     lazy_commits: u64,
 }
 
 impl StateFile {
     /// A fresh, empty store in a new file in `dir` (`None`: in memory).
     pub fn create(dir: Option<&Path>) -> Result<Self, StoreError> {
-        let (database, path) = match dir {
+        let (database, location) = match dir {
             Some(dir) => {
                 let number = NEXT_FILE.fetch_add(1, Ordering::Relaxed);
-                let name = format!("{FILE_PREFIX}{}-{number}.redb", std::process::id());
+                let name = format!("{FILE_PREFIX}new-{}-{number}.redb", std::process::id());
                 let path = dir.join(name);
                 // A leftover of the same name is from a dead process.
                 let _ = std::fs::remove_file(&path);
                 let database = Database::create(&path).map_err(StoreError::from_redb)?;
-                (database, Some(path))
+                (database, Location::Fresh(path))
             }
             None => {
                 let database = Database::builder()
                     .create_with_backend(InMemoryBackend::new())
                     .map_err(StoreError::from_redb)?;
-                (database, None)
+                (database, Location::Memory)
             }
         };
         let file = Self {
             database,
-            path,
+            location,
             lazy_commits: 0,
         };
-        // Create the table, so every snapshot can open it.
-        let transaction = file.database.begin_write().map_err(StoreError::from_redb)?;
+        // Create the tables, so every snapshot can open them.
+        let transaction = file.begin(Durability::None)?;
         transaction
             .open_table(STORE_TABLE)
+            .map_err(StoreError::from_redb)?;
+        transaction
+            .open_table(META_TABLE)
             .map_err(StoreError::from_redb)?;
         transaction.commit().map_err(StoreError::from_redb)?;
         Ok(file)
     }
 
-    /// Remove the state files a previous process left in `dir`: a store is
-    /// always rebuilt from the snapshot and the log, never reopened.
+    /// The node's state file in `dir`, if there is one, opened as it was
+    /// last made durable (redb repairs a file a crash left behind).
+    pub fn open_stable(dir: &Path) -> Result<Option<Self>, StoreError> {
+        let path = dir.join(STATE_FILE_NAME);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let database = Database::open(&path).map_err(StoreError::from_redb)?;
+        Ok(Some(Self {
+            database,
+            location: Location::Stable(path),
+            lazy_commits: 0,
+        }))
+    }
+
+    /// Make this fresh file the node's state file: renamed over the old one
+    /// in one step, so a crash leaves either whole.
+    pub fn promote(&mut self) -> Result<(), StoreError> {
+        let Location::Fresh(path) = &self.location else {
+            return Ok(());
+        };
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let stable = dir.join(STATE_FILE_NAME);
+        std::fs::rename(path, &stable).map_err(|error| StoreError::Io(error.to_string()))?;
+        // The rename itself must survive a crash.
+        std::fs::File::open(dir)
+            .and_then(|dir| dir.sync_all())
+            .map_err(|error| StoreError::Io(error.to_string()))?;
+        self.location = Location::Stable(stable);
+        Ok(())
+    }
+
+    /// Whether the store is in a file (not in memory).
+    pub fn is_on_disk(&self) -> bool {
+        self.location != Location::Memory
+    }
+
+    /// Remove the fresh state files a previous process left in `dir`; the
+    /// node's state file stays, for [`super::durable`] to judge.
     pub fn remove_stale(dir: &Path) {
         let Ok(entries) = std::fs::read_dir(dir) else {
             return;
         };
         for entry in entries.flatten() {
             let name = entry.file_name();
-            if name.to_string_lossy().starts_with(FILE_PREFIX) {
+            let name = name.to_string_lossy();
+            if name.starts_with(FILE_PREFIX) && name != STATE_FILE_NAME {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
+    }
+
+    /// Remove the node's state file in `dir`: it cannot be resumed from.
+    pub fn discard(dir: &Path) {
+        let _ = std::fs::remove_file(dir.join(STATE_FILE_NAME));
     }
 
     /// The store as of the last commit.
@@ -117,12 +199,13 @@ impl StateFile {
         })
     }
 
-    /// Apply `writes` (a value, or `None` for a removal) in one transaction.
-    pub fn commit(&mut self, writes: &Writes) -> Result<(), StoreError> {
+    /// Apply `writes` (a value, or `None` for a removal), the writes of
+    /// the entry at `index`, in one transaction.
+    pub fn commit(&mut self, index: u64, writes: &Writes) -> Result<(), StoreError> {
         if writes.is_empty() {
             return Ok(());
         }
-        let transaction = self.begin_write(writes.len() as u64)?;
+        let transaction = self.begin_lazy(writes.len() as u64)?;
         {
             let mut table = transaction
                 .open_table(STORE_TABLE)
@@ -134,14 +217,16 @@ impl StateFile {
                 }
                 .map_err(StoreError::from_redb)?;
             }
+            put_meta(&transaction, APPLIED_KEY, &index.to_le_bytes())?;
         }
         transaction.commit().map_err(StoreError::from_redb)
     }
 
     /// Put every one of `entries` (a fresh store's contents) in one
-    /// transaction, without holding them in memory again.
-    pub fn fill(&mut self, entries: &Entries<'_>) -> Result<(), StoreError> {
-        let transaction = self.begin_write(entries.len() as u64)?;
+    /// transaction, without holding them in memory again, with the code of
+    /// the plugin that runs on them.
+    pub fn fill(&mut self, entries: &Entries<'_>, code: &[u8]) -> Result<(), StoreError> {
+        let transaction = self.begin_lazy(entries.len() as u64)?;
         {
             let mut table = transaction
                 .open_table(STORE_TABLE)
@@ -149,26 +234,81 @@ impl StateFile {
             for (key, value) in entries.iter() {
                 table.insert(key, value).map_err(StoreError::from_redb)?;
             }
+            put_meta(&transaction, CODE_KEY, code)?;
         }
         transaction.commit().map_err(StoreError::from_redb)
     }
 
-    /// A write transaction for `writes` more writes.
-    fn begin_write(&mut self, writes: u64) -> Result<redb::WriteTransaction, StoreError> {
+    /// Make everything committed so far durable, with `checkpoint` (the
+    /// state besides the store after the entry at `index`); `None` removes
+    /// the last one (it no longer matches).
+    pub fn checkpoint(&mut self, index: u64, checkpoint: Option<&[u8]>) -> Result<(), StoreError> {
+        let mut transaction = self.begin(Durability::Immediate)?;
+        // Records the allocator state, so a reopen after a crash need not
+        // walk the whole file.
+        transaction.set_quick_repair(true);
+        {
+            put_meta(&transaction, APPLIED_KEY, &index.to_le_bytes())?;
+            let mut table = transaction
+                .open_table(META_TABLE)
+                .map_err(StoreError::from_redb)?;
+            match checkpoint {
+                Some(bytes) => table.insert(CHECKPOINT_KEY, bytes).map(|_| ()),
+                None => table.remove(CHECKPOINT_KEY).map(|_| ()),
+            }
+            .map_err(StoreError::from_redb)?;
+        }
+        self.lazy_commits = 0;
+        transaction.commit().map_err(StoreError::from_redb)
+    }
+
+    /// The applied index, the last checkpoint and the code, as stored
+    /// (each `None` if missing).
+    pub fn stored_meta(&self) -> Result<StoredMeta, StoreError> {
+        let transaction = self.database.begin_read().map_err(StoreError::from_redb)?;
+        let table = transaction
+            .open_table(META_TABLE)
+            .map_err(StoreError::from_redb)?;
+        let read = |key: &str| -> Result<Option<Vec<u8>>, StoreError> {
+            let value = table.get(key).map_err(StoreError::from_redb)?;
+            Ok(value.map(|guard| guard.value().to_vec()))
+        };
+        let applied = read(APPLIED_KEY)?
+            .map(|bytes| {
+                <[u8; 8]>::try_from(bytes.as_slice())
+                    .map(u64::from_le_bytes)
+                    .map_err(|_| StoreError::Malformed("applied index".to_string()))
+            })
+            .transpose()?;
+        Ok(StoredMeta {
+            applied,
+            checkpoint: read(CHECKPOINT_KEY)?,
+            code: read(CODE_KEY)?,
+        })
+    }
+
+    /// A write transaction with `durability`.
+    fn begin(&self, durability: Durability) -> Result<redb::WriteTransaction, StoreError> {
         let mut transaction = self.database.begin_write().map_err(StoreError::from_redb)?;
+        transaction
+            .set_durability(durability)
+            .map_err(|error| StoreError::Io(error.to_string()))?;
+        Ok(transaction)
+    }
+
+    /// A write transaction for `writes` more writes, durable only at a
+    /// checkpoint (a file) or now and then (in memory, for page reuse).
+    fn begin_lazy(&mut self, writes: u64) -> Result<redb::WriteTransaction, StoreError> {
         self.lazy_commits += writes;
-        // Nothing needs this on disk (the file is never reopened); a durable
-        // commit now and then lets redb reuse the pages later ones free.
-        let durability = if self.lazy_commits >= STORE_DURABLE_COMMIT_EVERY_WRITES {
+        let durability = if self.location == Location::Memory
+            && self.lazy_commits >= STORE_DURABLE_COMMIT_EVERY_WRITES
+        {
             self.lazy_commits = 0;
             Durability::Immediate
         } else {
             Durability::None
         };
-        transaction
-            .set_durability(durability)
-            .map_err(|error| StoreError::Io(error.to_string()))?;
-        Ok(transaction)
+        self.begin(durability)
     }
 
     /// Every key and value, in key order, as of `snapshot`.
@@ -183,9 +323,33 @@ impl StateFile {
     }
 }
 
+/// The host's records in a state file, as stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoredMeta {
+    /// The index of the last entry whose writes the store holds.
+    pub applied: Option<u64>,
+    /// The last checkpoint, encoded.
+    pub checkpoint: Option<Vec<u8>>,
+    /// The plugin's code.
+    pub code: Option<Vec<u8>>,
+}
+
+/// Write `value` under `key` in the meta table of `transaction`.
+fn put_meta(
+    transaction: &redb::WriteTransaction,
+    key: &str,
+    value: &[u8],
+) -> Result<(), StoreError> {
+    let mut table = transaction
+        .open_table(META_TABLE)
+        .map_err(StoreError::from_redb)?;
+    table.insert(key, value).map_err(StoreError::from_redb)?;
+    Ok(())
+}
+
 impl Drop for StateFile {
     fn drop(&mut self) {
-        if let Some(path) = &self.path {
+        if let Location::Fresh(path) = &self.location {
             let _ = std::fs::remove_file(path);
         }
     }
@@ -205,7 +369,7 @@ mod tests {
         let bytes = envelope::encode(b"plugin part", &entries);
         let (_, decoded) = envelope::decode(&bytes).expect("an envelope");
         let mut file = StateFile::create(None).expect("a store");
-        file.fill(&decoded).expect("filled");
+        file.fill(&decoded, b"code").expect("filled");
         let stored = StateFile::entries(&file.snapshot().expect("snapshot")).expect("entries");
         assert_eq!(stored, entries);
     }

@@ -49,6 +49,7 @@
 //! result of the entry, so it never becomes a (replicated) trap: the worker
 //! stops, and the node with it.
 
+pub mod durable;
 pub mod envelope;
 pub mod file;
 pub mod link;

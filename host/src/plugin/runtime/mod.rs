@@ -43,6 +43,8 @@
 //! entries as they come; under a steady stream of writes and no reads it
 //! replays a budget's worth at once when the base is due.
 
+mod durable;
+
 use super::code::PluginCode;
 use super::instance::{EntryPosition, Fault, PluginInstance, PluginResult};
 use std::path::Path;
@@ -128,6 +130,8 @@ pub struct FsmRuntime {
     store_bytes: usize,
     /// The digest of the last applied entry's store writes.
     last_writes_digest: Option<[u8; 32]>,
+    /// Store write bytes since the last checkpoint.
+    unsaved_write_bytes: u64,
     /// Fuel and rebuilds since [`FsmRuntime::take_usage`] last ran.
     usage: Usage,
 }
@@ -234,6 +238,7 @@ impl FsmRuntime {
             store: None,
             store_bytes: 0,
             last_writes_digest: None,
+            unsaved_write_bytes: 0,
             usage: Usage::default(),
         }
     }
@@ -306,7 +311,8 @@ impl FsmRuntime {
             // The entry's kept writes go to the file; a trap kept none.
             let view = applier.store_view_mut();
             write_bytes = crate::plugin::store::writes_bytes(view.layer());
-            fatal(file.commit(view.layer()));
+            self.unsaved_write_bytes = self.unsaved_write_bytes.saturating_add(write_bytes as u64);
+            fatal(file.commit(position.index, view.layer()));
             fatal(view.rebase(&fatal(file.snapshot())));
         }
         if let Err(fault) = &result {
@@ -542,8 +548,6 @@ impl FsmRuntime {
     }
 }
 
-/// A fresh state file holding `entries`, with `applier` reading it, if the
-/// plugin uses the store.
 /// The plugin's own `restore` of its part of a snapshot.
 fn restore_plugin_part(
     applier: &mut PluginInstance,
@@ -556,6 +560,8 @@ fn restore_plugin_part(
         .map_err(RestoreError::Refused)
 }
 
+/// A fresh state file holding `entries`, with `applier` reading it, if the
+/// plugin uses the store.
 fn open_store(
     code: &PluginCode,
     store_dir: Option<&Path>,
@@ -566,7 +572,7 @@ fn open_store(
         return None;
     }
     let mut file = fatal(StateFile::create(store_dir));
-    fatal(file.fill(entries));
+    fatal(file.fill(entries, code.bytes()));
     *applier.store_view_mut() = fatal(StoreView::at(&fatal(file.snapshot())));
     Some(file)
 }

@@ -1,0 +1,280 @@
+//! A store plugin's state file as the durable copy of the machine: the
+//! machine checkpoints it now and then (the host's part written with the
+//! plugin's, see [`crate::plugin::store::durable`]), and on start resumes
+//! from it instead of the newest snapshot when the log still holds every
+//! entry after it. Anything doubtful falls back to the snapshot.
+
+use std::io;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use openraft::storage::{RaftLogReader, RaftLogStorage};
+
+use super::{StateMachineStore, effective_limits};
+use crate::consensus::LogStore;
+use crate::consensus::snapshot::{SnapshotBody, StoredSnapshot, decode_stored, encode_current};
+use crate::consensus::types::{LogId, SnapshotMeta};
+use crate::limits::{
+    PluginLimits, STORE_CHECKPOINT_EVERY_BYTES, STORE_CHECKPOINT_EVERY_ENTRIES,
+    STORE_CHECKPOINT_INTERVAL,
+};
+use crate::plugin::store::{StateFile, durable};
+use crate::plugin::{PluginEngine, PluginHandle};
+
+/// Where a node keeps its state file, and its log, to judge it by.
+pub struct DurableStore {
+    /// The directory of the state file.
+    pub dir: PathBuf,
+    /// The node's Raft log.
+    pub log: LogStore,
+}
+
+/// What has been applied since the last checkpoint.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct CheckpointClock {
+    since: Instant,
+    entries: u64,
+    /// Due at the next chance whatever the counts (after a deploy).
+    forced: bool,
+}
+
+impl CheckpointClock {
+    pub(super) fn start() -> Self {
+        Self {
+            since: Instant::now(),
+            entries: 0,
+            forced: false,
+        }
+    }
+
+    pub(super) fn applied(&mut self, entries: u64) {
+        self.entries = self.entries.saturating_add(entries);
+    }
+
+    pub(super) fn force(&mut self) {
+        self.forced = true;
+    }
+}
+
+/// Whether a checkpoint is due after `entries` applied entries and
+/// `write_bytes` store bytes written over `elapsed` since the last one.
+fn checkpoint_due(clock: &CheckpointClock, write_bytes: u64, elapsed: Duration) -> bool {
+    clock.entries > 0
+        && (clock.forced
+            || clock.entries >= STORE_CHECKPOINT_EVERY_ENTRIES
+            || write_bytes >= STORE_CHECKPOINT_EVERY_BYTES
+            || elapsed >= STORE_CHECKPOINT_INTERVAL)
+}
+
+impl StateMachineStore {
+    /// Checkpoint the plugin's state file if one is due.
+    pub(super) async fn checkpoint_if_due(&mut self) -> io::Result<()> {
+        let Some(write_bytes) = self.plugin.unsaved_write_bytes() else {
+            return Ok(());
+        };
+        if checkpoint_due(
+            &self.checkpoints,
+            write_bytes,
+            self.checkpoints.since.elapsed(),
+        ) {
+            self.checkpoint().await?;
+        }
+        Ok(())
+    }
+
+    /// Make the plugin's state file durable with the whole state at the
+    /// last applied entry (nothing without a state file).
+    pub(super) async fn checkpoint(&mut self) -> io::Result<()> {
+        let Some(last_applied) = self.last_applied else {
+            return Ok(());
+        };
+        if self.plugin.unsaved_write_bytes().is_none() {
+            return Ok(());
+        }
+        let host = encode_current(&StoredSnapshot {
+            meta: SnapshotMeta {
+                last_log_id: self.last_applied,
+                last_membership: self.last_membership.clone(),
+            },
+            body: SnapshotBody {
+                plugin: None,
+                host: self.host.clone(),
+            },
+        })?;
+        let started = Instant::now();
+        self.plugin
+            .checkpoint(last_applied.index, host)
+            .await
+            .map_err(io::Error::other)?;
+        tracing::debug!(
+            index = last_applied.index,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "checkpointed the plugin store"
+        );
+        self.checkpoints = CheckpointClock::start();
+        Ok(())
+    }
+}
+
+/// The log as a resume needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct LogBounds {
+    last_purged: Option<LogId>,
+    /// The id of the log's entry at the checkpoint's index, if it holds one.
+    at_checkpoint: Option<LogId>,
+}
+
+impl LogBounds {
+    async fn read(log: &LogStore, index: u64) -> io::Result<Self> {
+        let mut log = log.clone();
+        let state = log.get_log_state().await?;
+        let entries = log.try_get_log_entries(index..index + 1).await?;
+        Ok(Self {
+            last_purged: state.last_purged_log_id,
+            at_checkpoint: entries.first().map(|entry| entry.log_id),
+        })
+    }
+}
+
+/// Why a checkpoint at `checkpoint` cannot be resumed from, with the newest
+/// snapshot at `snapshot_index` and the log as in `log`; `None`: it can.
+fn refusal(checkpoint: Option<LogId>, snapshot_index: u64, log: &LogBounds) -> Option<String> {
+    let Some(checkpoint) = checkpoint else {
+        return Some("the checkpoint holds no applied entry".to_string());
+    };
+    let index = checkpoint.index;
+    if snapshot_index > index {
+        return Some(format!(
+            "the newest snapshot ({snapshot_index}) is past the checkpoint ({index})"
+        ));
+    }
+    let purged = log.last_purged.map_or(0, |log_id| log_id.index);
+    if purged > index {
+        return Some(format!(
+            "the log is purged to {purged}, past the checkpoint ({index})"
+        ));
+    }
+    // The entry the checkpoint ends with must be the log's (same term), as
+    // an applied entry always is.
+    if log.last_purged != Some(checkpoint) && log.at_checkpoint != Some(checkpoint) {
+        return Some(format!(
+            "the log does not hold the checkpoint's entry {index} as applied"
+        ));
+    }
+    None
+}
+
+/// What a machine resumed from its state file starts with.
+pub(super) struct Resumed {
+    /// The Raft state and host state at the checkpoint.
+    pub snapshot: StoredSnapshot,
+    /// The running plugin's code.
+    pub code: Vec<u8>,
+}
+
+/// Resume `plugin` from the node's state file in `durable` if it can be,
+/// with `newest` the newest snapshot; `None` when it cannot (the file is
+/// removed, and the caller restores the snapshot).
+pub(super) async fn resume(
+    plugin: &PluginHandle,
+    engine: &PluginEngine,
+    flag_limits: &PluginLimits,
+    durable: &DurableStore,
+    newest: Option<&StoredSnapshot>,
+) -> io::Result<Option<Resumed>> {
+    let opened = tokio::task::block_in_place(|| durable::open(&durable.dir));
+    let stored = match opened {
+        Ok(None) => return Ok(None),
+        Ok(Some(stored)) => stored,
+        Err(error) => return Ok(fall_back(durable, &error.to_string())),
+    };
+    let saved = match decode_stored(&stored.checkpoint.host) {
+        Ok(saved) => saved,
+        Err(error) => return Ok(fall_back(durable, &error.to_string())),
+    };
+    let checkpoint = saved.meta.last_log_id;
+    let index = checkpoint.map_or(0, |log_id| log_id.index);
+    let log = LogBounds::read(&durable.log, index).await?;
+    let snapshot_index = newest.map_or(0, StoredSnapshot::index);
+    if let Some(reason) = refusal(checkpoint, snapshot_index, &log) {
+        return Ok(fall_back(durable, &reason));
+    }
+    let code_bytes = stored.code.clone();
+    let code = match engine.load_to_apply(code_bytes.clone()).await {
+        Ok(code) => code,
+        Err(error) => return Ok(fall_back(durable, &format!("its plugin: {error}"))),
+    };
+    let limits = effective_limits(&saved.body.host.settings, flag_limits);
+    let resumed = plugin.resume(code, stored, limits).await;
+    if let Err(error) = resumed.map_err(io::Error::other)? {
+        return Ok(fall_back(durable, &error.to_string()));
+    }
+    tracing::info!(
+        resumed_index = index,
+        snapshot_index,
+        "resumed the plugin store from its state file; replaying only the entries after it"
+    );
+    Ok(Some(Resumed {
+        snapshot: saved,
+        code: code_bytes,
+    }))
+}
+
+fn fall_back(durable: &DurableStore, reason: &str) -> Option<Resumed> {
+    tracing::info!("rebuilding the plugin store from the newest snapshot: the state file {reason}");
+    StateFile::discard(&durable.dir);
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    //! Goal: a checkpoint is resumed from only when the log holds every
+    //! entry after it and its last entry as applied, and no snapshot is
+    //! newer; checkpoints come due by entries, bytes or time.
+    use super::*;
+
+    fn log_id(term: u64, index: u64) -> LogId {
+        LogId {
+            leader_id: openraft::impls::leader_id_adv::LeaderId { term, node_id: 1 },
+            index,
+        }
+    }
+
+    #[test]
+    fn a_checkpoint_is_resumed_only_where_the_log_continues_it() {
+        let at = |purged: Option<LogId>, entry: Option<LogId>| LogBounds {
+            last_purged: purged,
+            at_checkpoint: entry,
+        };
+        let checkpoint = Some(log_id(2, 50));
+        assert_eq!(refusal(checkpoint, 40, &at(None, checkpoint)), None);
+        assert_eq!(refusal(checkpoint, 50, &at(checkpoint, None)), None);
+        let refused = [
+            refusal(None, 0, &at(None, None)),
+            refusal(checkpoint, 60, &at(None, checkpoint)),
+            refusal(checkpoint, 40, &at(Some(log_id(2, 51)), None)),
+            refusal(checkpoint, 40, &at(None, None)),
+            refusal(checkpoint, 40, &at(None, Some(log_id(3, 50)))),
+        ];
+        for (case, reason) in refused.iter().enumerate() {
+            assert!(reason.is_some(), "case {case} was resumed");
+        }
+    }
+
+    #[test]
+    fn checkpoints_come_due_by_entries_bytes_or_time() {
+        let mut clock = CheckpointClock::start();
+        let soon = Duration::from_millis(1);
+        assert!(!checkpoint_due(&clock, u64::MAX, STORE_CHECKPOINT_INTERVAL));
+        clock.applied(1);
+        assert!(!checkpoint_due(&clock, 0, soon));
+        assert!(checkpoint_due(&clock, STORE_CHECKPOINT_EVERY_BYTES, soon));
+        assert!(checkpoint_due(&clock, 0, STORE_CHECKPOINT_INTERVAL));
+        clock.applied(STORE_CHECKPOINT_EVERY_ENTRIES);
+        assert!(checkpoint_due(&clock, 0, soon));
+        let mut forced = CheckpointClock::start();
+        forced.applied(1);
+        forced.force();
+        assert!(checkpoint_due(&forced, 0, soon));
+    }
+}

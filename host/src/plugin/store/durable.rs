@@ -1,0 +1,180 @@
+//! The state file as the durable copy of a store plugin's state: at a
+//! checkpoint, one durable commit holds the store and a [`Checkpoint`] of
+//! everything else at the same applied index, so a node restarting after a
+//! crash reopens the file ([`open`]) and replays only the entries after it.
+
+use std::path::Path;
+
+use super::StoreError;
+use super::file::{StateFile, StoredMeta};
+use crate::plugin::EntryPosition;
+
+/// Opens every encoded checkpoint; a changed layout gets a new one (an
+/// older checkpoint then only means a rebuild from the snapshot).
+const MAGIC: &[u8; 8] = b"chst-ck1";
+
+/// What a checkpoint holds besides the store, at applied index `index`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Checkpoint {
+    /// The Raft log index of the last entry applied.
+    pub index: u64,
+    /// The last command the plugin applied (`None`: none yet).
+    pub position: Option<EntryPosition>,
+    /// The plugin's own snapshot: its in-memory part.
+    #[serde(with = "serde_bytes")]
+    pub plugin_part: Vec<u8>,
+    /// The store's share of the last envelope, for the state's size.
+    pub store_bytes: u64,
+    /// The host's part, encoded by the consensus layer.
+    #[serde(with = "serde_bytes")]
+    pub host: Vec<u8>,
+}
+
+impl Checkpoint {
+    /// The checkpoint as stored.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut bytes = MAGIC.to_vec();
+        // Serializing plain bytes and integers into a Vec cannot fail.
+        bytes.extend(postcard::to_stdvec(self).unwrap_or_default());
+        bytes
+    }
+
+    /// A stored checkpoint.
+    pub fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
+        let rest = bytes
+            .strip_prefix(MAGIC)
+            .ok_or_else(|| StoreError::Malformed("no checkpoint marker".to_string()))?;
+        postcard::from_bytes(rest).map_err(|error| StoreError::Malformed(error.to_string()))
+    }
+}
+
+/// A state file that can be resumed from: its store and checkpoint agree.
+pub struct Stored {
+    pub file: StateFile,
+    pub checkpoint: Checkpoint,
+    /// The code of the plugin that ran on it.
+    pub code: Vec<u8>,
+}
+
+impl std::fmt::Debug for Stored {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Stored")
+            .field("index", &self.checkpoint.index)
+            .field("code_bytes", &self.code.len())
+            .finish()
+    }
+}
+
+/// The node's state file in `dir` if it can be resumed from (`Ok(None)`:
+/// there is none). An error says why one cannot be: the caller rebuilds
+/// the store from the snapshot instead.
+pub fn open(dir: &Path) -> Result<Option<Stored>, StoreError> {
+    let Some(file) = StateFile::open_stable(dir)? else {
+        return Ok(None);
+    };
+    let meta = file.stored_meta()?;
+    let (checkpoint, code) = judge(meta)?;
+    Ok(Some(Stored {
+        file,
+        checkpoint,
+        code,
+    }))
+}
+
+/// The checkpoint and code of a file whose store is exactly the store at
+/// the checkpoint; anything else is refused.
+fn judge(meta: StoredMeta) -> Result<(Checkpoint, Vec<u8>), StoreError> {
+    let refuse = |why: &str| StoreError::Malformed(why.to_string());
+    let bytes = meta.checkpoint.ok_or_else(|| refuse("no checkpoint"))?;
+    let checkpoint = Checkpoint::decode(&bytes)?;
+    let code = meta.code.ok_or_else(|| refuse("no plugin code"))?;
+    // Commits after the checkpoint made durable by a clean close: the store
+    // is past the checkpoint.
+    if meta.applied != Some(checkpoint.index) {
+        return Err(StoreError::Malformed(format!(
+            "the store holds writes up to entry {:?}, the checkpoint is at {}",
+            meta.applied, checkpoint.index
+        )));
+    }
+    Ok((checkpoint, code))
+}
+
+#[cfg(test)]
+mod tests {
+    //! Goal: a state file is resumed from only when its checkpoint is whole
+    //! and matches its store; anything else is refused, never half-used.
+    use super::super::envelope::Entries;
+    use super::*;
+
+    fn checkpoint(index: u64) -> Checkpoint {
+        Checkpoint {
+            index,
+            position: None,
+            plugin_part: b"part".to_vec(),
+            store_bytes: 3,
+            host: b"host".to_vec(),
+        }
+    }
+
+    fn promoted_file(dir: &Path) -> StateFile {
+        let mut file = StateFile::create(Some(dir)).expect("a file");
+        file.fill(&Entries::NONE, b"code").expect("filled");
+        file.promote().expect("promoted");
+        file
+    }
+
+    fn writes(key: &str) -> super::super::Writes {
+        [(key.as_bytes().to_vec(), Some(b"v".to_vec()))].into()
+    }
+
+    #[test]
+    fn a_file_with_a_matching_checkpoint_is_resumed() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut file = promoted_file(dir.path());
+        file.commit(5, &writes("a")).expect("commit");
+        file.checkpoint(7, Some(&checkpoint(7).encode()))
+            .expect("checkpoint");
+        drop(file);
+        let stored = open(dir.path()).expect("usable").expect("a file");
+        assert_eq!(stored.checkpoint, checkpoint(7));
+        assert_eq!(stored.code, b"code");
+        let entries = StateFile::entries(&stored.file.snapshot().expect("snapshot"));
+        assert_eq!(entries.expect("entries").len(), 1);
+    }
+
+    #[test]
+    fn a_missing_stale_or_corrupt_checkpoint_is_refused() {
+        let dir = tempfile::tempdir().expect("dir");
+        assert!(open(dir.path()).expect("no file").is_none());
+        // No checkpoint at all.
+        drop(promoted_file(dir.path()));
+        assert!(open(dir.path()).is_err());
+        // Writes committed after the checkpoint (a clean close kept them).
+        let mut file = promoted_file(dir.path());
+        file.checkpoint(7, Some(&checkpoint(7).encode()))
+            .expect("checkpoint");
+        file.commit(8, &writes("b")).expect("commit");
+        drop(file);
+        let error = open(dir.path()).expect_err("store past the checkpoint");
+        assert!(error.to_string().contains("entry Some(8)"), "{error}");
+        // A checkpoint that does not decode, and one removed.
+        let mut file = promoted_file(dir.path());
+        let mut damaged = checkpoint(9).encode();
+        damaged.truncate(damaged.len() - 2);
+        file.checkpoint(9, Some(&damaged)).expect("checkpoint");
+        drop(file);
+        assert!(open(dir.path()).is_err());
+        let mut file = promoted_file(dir.path());
+        file.checkpoint(9, None).expect("checkpoint");
+        drop(file);
+        assert!(open(dir.path()).is_err());
+        // Not a redb file at all.
+        std::fs::write(
+            dir.path().join(super::super::file::STATE_FILE_NAME),
+            b"junk",
+        )
+        .expect("write");
+        assert!(open(dir.path()).is_err());
+    }
+}

@@ -1,0 +1,91 @@
+//! State larger than a plugin's memory: with the plugin memory cap at
+//! 32 MiB, three nodes store 256 MiB through `kv_disk` (in the host store,
+//! not in the plugin's memory), and every key reads back on every node.
+
+use std::time::Duration;
+
+use clusterhost_client::proto::Consistency;
+use clusterhost_tests::kv::{get_value, put_concurrently};
+use clusterhost_tests::paths::plugin;
+use clusterhost_tests::scenario::{MEMBERSHIP_TIMEOUT, fast};
+use clusterhost_tests::{NodeOptions, TestCluster};
+
+/// The plugin memory cap of these nodes (`--plugin-memory-mib`).
+const MEMORY_CAP_MIB: u64 = 32;
+/// State stored: eight times the memory cap.
+const STATE_BYTES: usize = 256 * 1024 * 1024;
+/// Each value: as large as a command may carry with its JSON around it
+/// (commands are at most 1 MiB; the store takes values up to 1 MiB).
+const VALUE_BYTES: usize = 1024 * 1024 - 512;
+/// Clients writing at once.
+const WRITERS: usize = 4;
+/// How long replicas may take to report the same applied digest.
+const DIGEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn key(number: usize) -> String {
+    format!("big-{number:04}")
+}
+
+/// Value `number`: its number, then a letter that differs from its
+/// neighbours', so a value read under the wrong key is caught.
+fn value(number: usize) -> String {
+    let head = format!("{number}:");
+    let letter = char::from(b'a' + (number % 26) as u8);
+    let mut value = head.clone();
+    value.extend(std::iter::repeat_n(letter, VALUE_BYTES - head.len()));
+    value
+}
+
+async fn three_kv_disk_nodes_with_capped_memory() -> TestCluster {
+    let options = |id| NodeOptions {
+        plugin_memory_mib: Some(MEMORY_CAP_MIB),
+        ..fast(id)
+    };
+    let mut cluster = TestCluster::start_bootstrap_with(&plugin("kv_disk.wasm"), options(1)).await;
+    cluster.start_joining(0, options(2)).await;
+    cluster.start_joining(1, options(3)).await;
+    cluster.wait_for_voters(3, MEMBERSHIP_TIMEOUT).await;
+    cluster
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kv_disk_stores_256_mib_under_a_32_mib_memory_cap_and_every_node_reads_it_back() {
+    // Goal: the cluster runs with the 32 MiB cap (a cluster setting every
+    // node applies), takes 256 MiB of values, and every value reads back
+    // byte for byte from every node's own store, with one applied digest.
+    let cluster = three_kv_disk_nodes_with_capped_memory().await;
+    let settings = cluster
+        .cli(2, &["config", "get", "--json"])
+        .await
+        .success_json();
+    assert_eq!(
+        settings["memory_bytes_max"],
+        MEMORY_CAP_MIB * 1024 * 1024,
+        "{settings}"
+    );
+    let count = STATE_BYTES.div_ceil(VALUE_BYTES);
+    let pairs: Vec<(String, String)> = (0..count).map(|n| (key(n), value(n))).collect();
+    let leader = cluster.leader_index().await.expect("a leader");
+    let mut clients = Vec::new();
+    for _ in 0..WRITERS {
+        clients.push(cluster.client(leader).await);
+    }
+    put_concurrently(clients, &pairs).await;
+    drop(pairs);
+
+    cluster.wait_caught_up(MEMBERSHIP_TIMEOUT).await;
+    for n in 0..3 {
+        let mut client = cluster.client(n).await;
+        for number in 0..count {
+            let read = get_value(&mut client, &key(number), Consistency::Stale).await;
+            assert!(
+                read.as_deref() == Some(value(number).as_str()),
+                "node {n}: {} reads back {:?} bytes starting {:?}",
+                key(number),
+                read.as_ref().map(String::len),
+                read.as_ref().map(|read| &read[..read.len().min(16)])
+            );
+        }
+    }
+    cluster.wait_for_same_applied_digest(DIGEST_TIMEOUT).await;
+}
