@@ -13,7 +13,9 @@
 //! level is raised to 1 and a feature that needs it (a cluster setting) is
 //! used, then to 2 and a write within a client session is retried and
 //! answered from the session instead of applied twice, then to 3 and the
-//! cluster's `plugin_signers` set, after which an unsigned deploy is refused.
+//! cluster's `plugin_signers` set, after which an unsigned deploy is refused,
+//! then to 4 (membership records may carry node names; this cluster runs
+//! without TLS, so it records none) and the cluster still writes.
 //! No acknowledged write may be lost, and every client error must be the
 //! brief unavailability of an election.
 
@@ -226,5 +228,20 @@ async fn raise_to_signers_and_use_them(cluster: &TestCluster) -> Result<()> {
         .await;
     refused.failure(clusterhost_tests::exit::PERMISSION_DENIED, &["not signed"]);
     eprintln!("level 3: plugin_signers set through the log; an unsigned deploy was refused");
+    raise_to_names(cluster).await
+}
+
+/// Raise the level to 4 (names in membership records) and write through
+/// every node.
+async fn raise_to_names(cluster: &TestCluster) -> Result<()> {
+    cluster
+        .cli(0, &["config", "set", "protocol_level", "4"])
+        .await
+        .success();
+    for n in 0..NODES {
+        let put = format!(r#"{{"put":{{"key":"level4/{n}","value":"yes"}}}}"#);
+        cluster.cli(n, &["apply", &put]).await.success();
+    }
+    eprintln!("level 4: raised; every node still takes writes");
     Ok(())
 }

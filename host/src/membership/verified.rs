@@ -172,11 +172,7 @@ impl IdentityCheck {
             self.bindings
                 .retain(|id| id == node_id || members.contains_key(&id));
         }
-        self.bindings.take_recorded(
-            members
-                .iter()
-                .filter_map(|(id, member)| Some((*id, member.name.as_deref()?))),
-        );
+        self.take_recorded(members);
         if let Some(own) = self.own_name.clone() {
             self.bindings.bind(node_id, own);
         }
@@ -207,6 +203,23 @@ impl IdentityCheck {
             .collect();
         self.persist();
         newest(believed)
+    }
+
+    /// Bind the names the membership records, logging the new ones.
+    fn take_recorded(&mut self, members: &BTreeMap<NodeId, MemberView>) {
+        let recorded: Vec<(NodeId, &str)> = members
+            .iter()
+            .filter_map(|(id, member)| Some((*id, member.name.as_deref()?)))
+            .collect();
+        for (id, name) in &recorded {
+            if self.bindings.name_of(*id) != Some(*name) {
+                tracing::info!(
+                    node = id,
+                    "node {id} is {name} (recorded in the membership)"
+                );
+            }
+        }
+        self.bindings.take_recorded(recorded);
     }
 
     /// Take in the dials that finished, and start dials, in the background,
