@@ -91,16 +91,7 @@ impl StateMachineStore {
         if self.plugin.unsaved_write_bytes().is_none() {
             return Ok(());
         }
-        let host = encode_current(&StoredSnapshot {
-            meta: SnapshotMeta {
-                last_log_id: self.last_applied,
-                last_membership: self.last_membership.clone(),
-            },
-            body: SnapshotBody {
-                plugin: None,
-                host: self.host.clone(),
-            },
-        })?;
+        let host = self.host_record()?;
         let started = Instant::now();
         self.plugin
             .checkpoint(last_applied.index, host)
@@ -113,6 +104,43 @@ impl StateMachineStore {
         );
         self.checkpoints = CheckpointClock::start();
         Ok(())
+    }
+
+    /// The host's part of a checkpoint: everything a snapshot holds but
+    /// the plugin, at the last applied entry.
+    fn host_record(&self) -> io::Result<Vec<u8>> {
+        encode_current(&StoredSnapshot {
+            meta: SnapshotMeta {
+                last_log_id: self.last_applied,
+                last_membership: self.last_membership.clone(),
+            },
+            body: SnapshotBody {
+                plugin: None,
+                host: self.host.clone(),
+            },
+        })
+    }
+}
+
+/// A machine stopping cleanly checkpoints once more, so the next start
+/// resumes where it stopped: closing the state file makes its later commits
+/// durable, which a checkpoint from before would not match. Not while an
+/// apply or install was cut off half way (its host state and the plugin's
+/// may differ); then the next start rebuilds from the snapshot.
+impl Drop for StateMachineStore {
+    fn drop(&mut self) {
+        if self.in_flight || self.plugin.unsaved_write_bytes().is_none() {
+            return;
+        }
+        let Some(last_applied) = self.last_applied else {
+            return;
+        };
+        match self.host_record() {
+            Ok(host) => {
+                self.plugin.checkpoint_soon(last_applied.index, host);
+            }
+            Err(error) => tracing::warn!("cannot checkpoint the plugin store at stop: {error}"),
+        }
     }
 }
 
