@@ -38,8 +38,7 @@ fn history(runtime: &mut FsmRuntime, from: u64, to: u64) -> Vec<Option<[u8; 32]>
             r#"{"trap":{"key":"t","value":"x"}}"#.to_string()
         } else {
             let key = format!("k{:03}", index % 37);
-            serde_json::json!({"put": {"key": key, "value": format!("{index}{value}")}})
-                .to_string()
+            serde_json::json!({"put": {"key": key, "value": format!("{index}{value}")}}).to_string()
         };
         let _ = runtime
             .apply(position(index), command.into_bytes())
@@ -60,8 +59,15 @@ fn a_runtime_resumed_from_its_checkpoint_goes_on_as_one_that_never_stopped() {
     let mut stopped = FsmRuntime::new_in(code.clone(), limits, Some(dir.path())).expect("runtime");
     stopped.promote_store();
     let mut never_stopped = FsmRuntime::new(code.clone(), limits).expect("runtime");
-    assert_eq!(history(&mut stopped, 1, 33), history(&mut never_stopped, 1, 33));
-    assert!(stopped.checkpoint(33, b"host".to_vec()).expect("checkpoint"));
+    assert_eq!(
+        history(&mut stopped, 1, 33),
+        history(&mut never_stopped, 1, 33)
+    );
+    assert!(
+        stopped
+            .checkpoint(33, b"host".to_vec())
+            .expect("checkpoint")
+    );
     drop(stopped);
 
     let stored = durable::open(dir.path())
@@ -77,7 +83,13 @@ fn a_runtime_resumed_from_its_checkpoint_goes_on_as_one_that_never_stopped() {
         history(&mut never_stopped, 34, 80)
     );
     assert_eq!(
-        resumed.snapshot().expect("no rebuild failure").expect("snapshot"),
-        never_stopped.snapshot().expect("no rebuild failure").expect("snapshot"),
+        resumed
+            .snapshot()
+            .expect("no rebuild failure")
+            .expect("snapshot"),
+        never_stopped
+            .snapshot()
+            .expect("no rebuild failure")
+            .expect("snapshot"),
     );
 }

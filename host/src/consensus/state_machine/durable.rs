@@ -305,4 +305,54 @@ mod tests {
         forced.force();
         assert!(checkpoint_due(&forced, 0, soon));
     }
+
+    /// A machine opened on `dir` (empty log and snapshots, no plugin) with
+    /// its state file judged; whether the file is still there after.
+    async fn open_on(dir: &std::path::Path) -> bool {
+        let plugin =
+            PluginHandle::spawn(None, PluginLimits::default(), "durable".to_string()).unwrap();
+        let snapshots =
+            crate::consensus::snapshot::Snapshots::open(&dir.join("snapshots")).unwrap();
+        let durable = DurableStore {
+            dir: dir.to_path_buf(),
+            log: LogStore::open(&dir.join("raft.redb")).unwrap(),
+        };
+        let engine = PluginEngine::new(None).unwrap();
+        let limits = PluginLimits::default();
+        let machine =
+            StateMachineStore::open_with(plugin, engine, snapshots, limits, None, Some(durable))
+                .await
+                .expect("the machine starts");
+        assert_eq!(machine.last_applied, None, "started from nothing");
+        dir.join(crate::plugin::store::STATE_FILE_NAME).exists()
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_state_file_that_cannot_be_resumed_is_removed_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(crate::plugin::store::STATE_FILE_NAME);
+        std::fs::write(&path, b"not a database").unwrap();
+        assert!(!open_on(dir.path()).await, "a damaged file is removed");
+        // A whole checkpoint at entry 5, which the (empty) log does not hold.
+        let mut file = StateFile::create(Some(dir.path())).unwrap();
+        file.fill(&crate::plugin::store::envelope::Entries::NONE, b"code")
+            .unwrap();
+        file.promote().unwrap();
+        let mut saved = StoredSnapshot::default();
+        saved.meta.last_log_id = Some(log_id(1, 5));
+        let checkpoint = durable::Checkpoint {
+            index: 5,
+            position: None,
+            plugin_part: Vec::new(),
+            store_bytes: 0,
+            host: encode_current(&saved).unwrap(),
+        };
+        file.checkpoint(5, Some(&checkpoint.encode())).unwrap();
+        drop(file);
+        assert!(path.exists());
+        assert!(
+            !open_on(dir.path()).await,
+            "a checkpoint past the log is removed"
+        );
+    }
 }
