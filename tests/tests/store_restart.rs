@@ -1,8 +1,9 @@
 //! A store plugin's state file is the durable copy: a node killed with
 //! SIGKILL resumes from the file's last checkpoint (an index past its
 //! snapshot) and replays only the entries after it, ending with the same
-//! store and applied digest as nodes that never stopped; repeated kills
-//! under write load lose no acknowledged write.
+//! store and applied digest as nodes that never stopped; a clean stop
+//! resumes where it stopped; repeated kills under write load lose no
+//! acknowledged write.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -111,6 +112,18 @@ async fn a_killed_follower_resumes_from_its_state_file_past_its_snapshot() {
         resumed > snapshot_index && resumed <= applied_before,
         "resumed at {resumed}: snapshot at {snapshot_index}, applied {applied_before}"
     );
+    // A clean stop checkpoints at the last entry applied.
+    let applied_before = cluster.wait_caught_up(MEMBERSHIP_TIMEOUT).await;
+    cluster.terminate(follower).await;
+    cluster.restart(follower).await;
+    let log = cluster.node(follower).log();
+    assert!(!log.contains(REBUILT), "the follower rebuilt its store");
+    let resumed = last_resumed_index(&log).expect("resumed");
+    assert!(
+        resumed >= applied_before,
+        "resumed at {resumed} after a clean stop at {applied_before}"
+    );
+    cluster.wait_for_same_applied_digest(DIGEST_TIMEOUT).await;
 }
 
 /// Writes `load-N` keys round robin through `clients` until `stop`,

@@ -178,6 +178,16 @@ impl PluginHandle {
         Ok(response.await.map_err(|_| WorkerError::Stopped)??)
     }
 
+    /// [`PluginHandle::checkpoint`] without waiting, for a machine being
+    /// dropped: whether the job was queued (not when the queue is full).
+    pub fn checkpoint_soon(&self, index: u64, host: Vec<u8>) -> bool {
+        // Nobody waits for the answer.
+        let (reply, _) = oneshot::channel();
+        self.jobs
+            .try_send(Job::Checkpoint { index, host, reply })
+            .is_ok()
+    }
+
     /// Run `code` on the state file in `stored`, under `limits` (see
     /// [`FsmRuntime::resume`]). On error nothing changed.
     pub async fn resume(

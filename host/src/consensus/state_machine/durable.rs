@@ -91,16 +91,7 @@ impl StateMachineStore {
         if self.plugin.unsaved_write_bytes().is_none() {
             return Ok(());
         }
-        let host = encode_current(&StoredSnapshot {
-            meta: SnapshotMeta {
-                last_log_id: self.last_applied,
-                last_membership: self.last_membership.clone(),
-            },
-            body: SnapshotBody {
-                plugin: None,
-                host: self.host.clone(),
-            },
-        })?;
+        let host = self.host_record()?;
         let started = Instant::now();
         self.plugin
             .checkpoint(last_applied.index, host)
@@ -113,6 +104,43 @@ impl StateMachineStore {
         );
         self.checkpoints = CheckpointClock::start();
         Ok(())
+    }
+
+    /// The host's part of a checkpoint: everything a snapshot holds but
+    /// the plugin, at the last applied entry.
+    fn host_record(&self) -> io::Result<Vec<u8>> {
+        encode_current(&StoredSnapshot {
+            meta: SnapshotMeta {
+                last_log_id: self.last_applied,
+                last_membership: self.last_membership.clone(),
+            },
+            body: SnapshotBody {
+                plugin: None,
+                host: self.host.clone(),
+            },
+        })
+    }
+}
+
+/// A machine stopping cleanly checkpoints once more, so the next start
+/// resumes where it stopped: closing the state file makes its later commits
+/// durable, which a checkpoint from before would not match. Not while an
+/// apply or install was cut off half way (its host state and the plugin's
+/// may differ); then the next start rebuilds from the snapshot.
+impl Drop for StateMachineStore {
+    fn drop(&mut self) {
+        if self.in_flight || self.plugin.unsaved_write_bytes().is_none() {
+            return;
+        }
+        let Some(last_applied) = self.last_applied else {
+            return;
+        };
+        match self.host_record() {
+            Ok(host) => {
+                self.plugin.checkpoint_soon(last_applied.index, host);
+            }
+            Err(error) => tracing::warn!("cannot checkpoint the plugin store at stop: {error}"),
+        }
     }
 }
 
@@ -276,5 +304,55 @@ mod tests {
         forced.applied(1);
         forced.force();
         assert!(checkpoint_due(&forced, 0, soon));
+    }
+
+    /// A machine opened on `dir` (empty log and snapshots, no plugin) with
+    /// its state file judged; whether the file is still there after.
+    async fn open_on(dir: &std::path::Path) -> bool {
+        let plugin =
+            PluginHandle::spawn(None, PluginLimits::default(), "durable".to_string()).unwrap();
+        let snapshots =
+            crate::consensus::snapshot::Snapshots::open(&dir.join("snapshots")).unwrap();
+        let durable = DurableStore {
+            dir: dir.to_path_buf(),
+            log: LogStore::open(&dir.join("raft.redb")).unwrap(),
+        };
+        let engine = PluginEngine::new(None).unwrap();
+        let limits = PluginLimits::default();
+        let machine =
+            StateMachineStore::open_with(plugin, engine, snapshots, limits, None, Some(durable))
+                .await
+                .expect("the machine starts");
+        assert_eq!(machine.last_applied, None, "started from nothing");
+        dir.join(crate::plugin::store::STATE_FILE_NAME).exists()
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_state_file_that_cannot_be_resumed_is_removed_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(crate::plugin::store::STATE_FILE_NAME);
+        std::fs::write(&path, b"not a database").unwrap();
+        assert!(!open_on(dir.path()).await, "a damaged file is removed");
+        // A whole checkpoint at entry 5, which the (empty) log does not hold.
+        let mut file = StateFile::create(Some(dir.path())).unwrap();
+        file.fill(&crate::plugin::store::envelope::Entries::NONE, b"code")
+            .unwrap();
+        file.promote().unwrap();
+        let mut saved = StoredSnapshot::default();
+        saved.meta.last_log_id = Some(log_id(1, 5));
+        let checkpoint = durable::Checkpoint {
+            index: 5,
+            position: None,
+            plugin_part: Vec::new(),
+            store_bytes: 0,
+            host: encode_current(&saved).unwrap(),
+        };
+        file.checkpoint(5, Some(&checkpoint.encode())).unwrap();
+        drop(file);
+        assert!(path.exists());
+        assert!(
+            !open_on(dir.path()).await,
+            "a checkpoint past the log is removed"
+        );
     }
 }

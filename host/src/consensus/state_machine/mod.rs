@@ -79,6 +79,9 @@ pub struct StateMachineStore {
     session_batch: SessionBatch,
     /// What has been applied since the plugin store's last checkpoint.
     checkpoints: CheckpointClock,
+    /// An apply or install is under way (or was cut off): the host state
+    /// may not match the plugin's.
+    in_flight: bool,
 }
 
 impl StateMachineStore {
@@ -157,6 +160,7 @@ impl StateMachineStore {
             status: Arc::new(watch::channel(status).0),
             session_batch: SessionBatch::default(),
             checkpoints: CheckpointClock::start(),
+            in_flight: false,
         })
     }
 
@@ -393,6 +397,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     where
         Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + Send,
     {
+        self.in_flight = true;
         let mut pending = Vec::new();
         while let Some(item) = entries.next().await {
             let (entry, responder) = item?;
@@ -434,7 +439,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         }
         self.apply_commands(&mut pending).await?;
         self.publish_replicated();
-        self.checkpoint_if_due().await
+        self.checkpoint_if_due().await?;
+        self.in_flight = false;
+        Ok(())
     }
 
     async fn try_create_snapshot_builder(&mut self, _force: bool) -> Option<Self::SnapshotBuilder> {
@@ -481,6 +488,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         meta: &SnapshotMeta,
         body: SnapshotBody,
     ) -> Result<(), io::Error> {
+        self.in_flight = true;
         let limits = effective_limits(&body.host.settings, &self.flag_limits);
         set_limits(&self.plugin, limits).await?;
         install_body(&self.engine, &self.plugin, &body, self.native.as_deref()).await?;
@@ -501,7 +509,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             status.plugin_size_bytes = plugin.map_or(0, |plugin| plugin.code.len());
             status.snapshot_size_bytes = self.snapshots.size_bytes();
         });
-        self.checkpoint().await
+        self.checkpoint().await?;
+        self.in_flight = false;
+        Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {

@@ -35,7 +35,8 @@
 //! **The store.** For a plugin that imports the store, the applier's writes
 //! go to the state file after each entry, the journal's base carries a read
 //! snapshot of the store beside the plugin's, and a snapshot of the whole
-//! state is an envelope of both; see [`super::store`].
+//! state is an envelope of both. Checkpoints make the file durable, and a
+//! runtime can resume from one (`durable`); see [`super::store`].
 //!
 //! **Cost.** Every entry is applied twice: by the applier, and by the reader
 //! when the worker is idle, at the next read, or at the latest when the next

@@ -105,7 +105,8 @@ fn count(mut store: Caller<'_>, (): ()) -> wasmtime::Result<(u64,)> {
 /// The state file failed under a plugin call. Not a result of the entry
 /// (another replica's disk is fine), so it must not become a trap, which
 /// would be replicated: the worker stops, and with it the node; a restart
-/// rebuilds the store from the snapshot and the log.
+/// resumes from the last checkpoint or rebuilds the store from the snapshot
+/// and the log.
 fn fatal<T>(result: Result<T, super::StoreError>) -> T {
     match result {
         Ok(value) => value,

@@ -25,25 +25,32 @@
 //! file. Queries run on the reader, caught up: base plus layer is the store
 //! after the last applied entry, read-only.
 //!
-//! **Snapshots and restart.** The store is part of the plugin's state: for a
-//! plugin that imports the store, the state in a Raft snapshot is an
-//! [`envelope`] holding the plugin's own `snapshot` (its in-memory part) and
-//! every key and value of the store at the same position, read from one
-//! redb read transaction. Installing a snapshot (at start, from the leader,
-//! or the handover of a deploy) creates a fresh state file from the
-//! envelope; the old one stays in use until the new runtime has restored,
-//! and is deleted when dropped. The state file is never reopened: on start
-//! a node deletes any left behind and rebuilds the store from its newest
-//! snapshot, then replays the log after it, so no entry's writes can be
-//! applied twice or lost whatever point a crash hit. The store's content is
-//! thus strictly a function of the snapshot and the log, like the plugin's
-//! memory.
+//! **Snapshots.** The store is part of the plugin's state: for a plugin
+//! that imports the store, the state in a Raft snapshot is an [`envelope`]
+//! holding the plugin's own `snapshot` (its in-memory part) and every key
+//! and value of the store at the same position, read from one redb read
+//! transaction. Installing a snapshot (from the leader, the handover of a
+//! deploy, or at start) fills a fresh file under a temporary name; once the
+//! new runtime has restored, the file is renamed over the node's state file
+//! in one step ([`StateFile::promote`]), so a crash leaves one or the other.
 //!
-//! That makes this first version sound but not yet cheap: a snapshot carries
-//! the whole store in memory, and a restart re-reads it. Making the file
-//! itself the durable copy (the applied index and digest committed with each
-//! batch's writes, so a restart resumes at the stored index) and streaming
-//! the store in snapshot chunks are the next steps.
+//! **The file is the durable copy.** Entries commit to the file without
+//! fsync. At a checkpoint (see `consensus::state_machine::durable`: every
+//! so many entries, bytes or milliseconds, at each Raft snapshot, after an
+//! install and at a clean stop) one durable commit also writes a
+//! [`durable::Checkpoint`]: the applied index, the host's state and the
+//! plugin's in-memory part. After `kill -9` redb reverts to the last durable
+//! commit, so store and checkpoint agree at one index; a clean close makes
+//! later commits durable too, which the applied index written with every
+//! commit exposes. On start the node resumes from the file when its
+//! checkpoint matches its store, no snapshot is newer and the log holds
+//! every entry after it; openraft then replays only those. Otherwise the
+//! file is deleted and the store rebuilt from the newest snapshot, then the
+//! log replayed, as before: no entry's writes are applied twice or lost
+//! whatever point a crash hit.
+//!
+//! What remains: a snapshot carries the whole store in memory; streaming it
+//! from a read transaction in chunks is the next step.
 //!
 //! **Failures.** An I/O error of the state file under a plugin call is not a
 //! result of the entry, so it never becomes a (replicated) trap: the worker
@@ -57,7 +64,7 @@ pub mod view;
 
 use sha2::{Digest as _, Sha256};
 
-pub use file::{StateFile, StoreSnapshot};
+pub use file::{STATE_FILE_NAME, StateFile, StoreSnapshot};
 pub use view::{Access, StoreView, Writes};
 
 /// One key and its value.

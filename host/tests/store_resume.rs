@@ -1,0 +1,95 @@
+//! A runtime resumed from its state file's checkpoint goes on exactly as
+//! one that never stopped: the same write digests for every later entry
+//! (traps, rebuilds and new journal bases included) and the same state.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clusterhost::limits::PluginLimits;
+use clusterhost::plugin::store::durable;
+use clusterhost::plugin::{EntryPosition, FsmRuntime, PluginCode, PluginEngine};
+
+fn load(relative: &str) -> PluginCode {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/plugins")
+        .join(relative);
+    let bytes = std::fs::read(&path)
+        .unwrap_or_else(|_| panic!("{} is missing: run `cargo xtask plugins`", path.display()));
+    let engine = PluginEngine::new(None).expect("engine");
+    engine.load(Arc::from(bytes)).expect("a valid plugin")
+}
+
+fn position(index: u64) -> EntryPosition {
+    EntryPosition {
+        index,
+        term: 1,
+        time_ms: 1_700_000_000_000 + index,
+    }
+}
+
+/// Apply entries `from..=to`: puts of 64 KiB values (enough to take new
+/// journal bases), a trap every tenth entry, a read every seventh; the
+/// write digests of every entry.
+fn history(runtime: &mut FsmRuntime, from: u64, to: u64) -> Vec<Option<[u8; 32]>> {
+    let value = "v".repeat(64 * 1024);
+    let mut digests = Vec::new();
+    for index in from..=to {
+        let command = if index % 10 == 0 {
+            r#"{"trap":{"key":"t","value":"x"}}"#.to_string()
+        } else {
+            let key = format!("k{:03}", index % 37);
+            serde_json::json!({"put": {"key": key, "value": format!("{index}{value}")}}).to_string()
+        };
+        let _ = runtime
+            .apply(position(index), command.into_bytes())
+            .expect("no rebuild failure");
+        digests.push(runtime.last_writes_digest());
+        if index % 7 == 0 {
+            let _ = runtime.query(br#""count""#).expect("no rebuild failure");
+        }
+    }
+    digests
+}
+
+#[test]
+fn a_runtime_resumed_from_its_checkpoint_goes_on_as_one_that_never_stopped() {
+    let code = load("test/store_faults.wasm");
+    let limits = PluginLimits::default();
+    let dir = tempfile::tempdir().expect("dir");
+    let mut stopped = FsmRuntime::new_in(code.clone(), limits, Some(dir.path())).expect("runtime");
+    stopped.promote_store();
+    let mut never_stopped = FsmRuntime::new(code.clone(), limits).expect("runtime");
+    assert_eq!(
+        history(&mut stopped, 1, 33),
+        history(&mut never_stopped, 1, 33)
+    );
+    assert!(
+        stopped
+            .checkpoint(33, b"host".to_vec())
+            .expect("checkpoint")
+    );
+    drop(stopped);
+
+    let stored = durable::open(dir.path())
+        .expect("a usable state file")
+        .expect("the state file");
+    assert_eq!(stored.checkpoint.index, 33);
+    assert_eq!(stored.checkpoint.host, b"host");
+    assert_eq!(stored.checkpoint.position, Some(position(33)));
+    let mut resumed = FsmRuntime::resume(code, limits, stored).expect("resumed");
+    assert_eq!(resumed.last_applied(), Some(position(33)));
+    assert_eq!(
+        history(&mut resumed, 34, 80),
+        history(&mut never_stopped, 34, 80)
+    );
+    assert_eq!(
+        resumed
+            .snapshot()
+            .expect("no rebuild failure")
+            .expect("snapshot"),
+        never_stopped
+            .snapshot()
+            .expect("no rebuild failure")
+            .expect("snapshot"),
+    );
+}
