@@ -2,7 +2,7 @@
 //! 32 MiB, three nodes store 256 MiB through `kv_disk` (in the host store,
 //! not in the plugin's memory), and every key reads back on every node.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clusterhost_client::Client;
 use clusterhost_client::proto::Consistency;
@@ -71,10 +71,16 @@ async fn kv_disk_stores_256_mib_under_a_32_mib_memory_cap_and_every_node_reads_i
     for _ in 0..WRITERS {
         clients.push(cluster.client(leader).await);
     }
+    let started = Instant::now();
     put_concurrently(clients, &pairs).await;
     drop(pairs);
+    eprintln!(
+        "stored {count} values of {VALUE_BYTES} bytes in {:.1?}",
+        started.elapsed()
+    );
 
     cluster.wait_caught_up(MEMBERSHIP_TIMEOUT).await;
+    let started = Instant::now();
     let mut readers = Vec::new();
     for n in 0..3 {
         let client = cluster.client(n).await;
@@ -83,6 +89,7 @@ async fn kv_disk_stores_256_mib_under_a_32_mib_memory_cap_and_every_node_reads_i
     for reader in readers {
         reader.await.expect("a reader task");
     }
+    eprintln!("read back on 3 nodes in {:.1?}", started.elapsed());
     cluster.wait_for_same_applied_digest(DIGEST_TIMEOUT).await;
 }
 
