@@ -156,14 +156,17 @@ async fn kv_to_kv_disk_moves_every_key_and_later_writes_win_on_every_node() {
         "mid-migration: {pending}"
     );
 
-    // Node 2's newest snapshot carries pending pairs; it restarts from it.
-    cluster.cli(2, &["snapshot"]).await.success();
-    cluster.kill9(2);
-    let mut writer = cluster.client(0).await;
+    // A follower's newest snapshot carries pending pairs; it restarts from
+    // it (a follower, so the writes go on through the same leader).
+    let leader = cluster.leader_index().await.expect("a leader");
+    let victim = (leader + 1) % 3;
+    cluster.cli(victim, &["snapshot"]).await.success();
+    cluster.kill9(victim);
+    let mut writer = cluster.client(leader).await;
     apply_ok(&mut writer, kv::put("m-0993", "after-kill")).await;
     apply_ok(&mut writer, br#""migrate""#.to_vec()).await;
     expected.insert("m-0993".into(), "after-kill".into());
-    cluster.restart(2).await;
+    cluster.restart(victim).await;
     assert!(every_node_holds(&cluster, &expected).await > 0);
 
     migrate_to_the_end(&mut writer, KEYS).await;
