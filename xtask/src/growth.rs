@@ -145,6 +145,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
             "throughput": throughput,
             "state": state,
             "log": log,
+            "log_keys": LOG_KEYS,
             "machine": machine_report::machine(),
         })
     });
