@@ -155,7 +155,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         serde_json::to_string_pretty(&report)?,
     )?;
     let markdown = growth_report::render(&report);
-    std::fs::write(out_dir.join("growth.md"), &markdown)?;
+    std::fs::write(out_dir.join("growth.md"), format!("{markdown}\n"))?;
     println!("{markdown}");
     eprintln!(
         "wrote {} and growth.json",

@@ -41,7 +41,7 @@ pub fn format_bytes(bytes: u64) -> String {
     if bytes < 1_000 {
         return format!("{bytes} B");
     }
-    if bytes % 1024 == 0 && bytes < 1 << 20 {
+    if bytes.is_multiple_of(1024) && bytes < 1 << 20 {
         return format!("{} KiB", bytes / 1024);
     }
     let (value, unit) = if bytes >= 1_000_000_000 {
