@@ -28,6 +28,12 @@ use crate::growth_load::{self, Puts};
 use crate::growth_report::{self, parse_bytes};
 use crate::growth_state::{self, Plugin, merge, stop_and_clean};
 
+/// Measured time and warm-up of every throughput row (`--duration`
+/// overrides the first), and both with `--quick`.
+const DURATION: &str = "10s";
+const WARMUP: &str = "2s";
+const QUICK_DURATION: &str = "3s";
+const QUICK_WARMUP: &str = "1s";
 /// Clients of every throughput row, all writing to the leader.
 const CLIENTS: u64 = 64;
 /// Cluster sizes compared at [`SMALL_VALUE_BYTES`].
@@ -78,7 +84,7 @@ fn parse(args: &[String]) -> Result<Settings> {
     let mut settings = Settings {
         quick: false,
         state_max_bytes: u64::MAX,
-        duration: "10s".to_string(),
+        duration: DURATION.to_string(),
     };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -98,14 +104,14 @@ fn parse(args: &[String]) -> Result<Settings> {
     }
     if settings.quick {
         settings.state_max_bytes = settings.state_max_bytes.min(QUICK_STATE_BYTES_MAX);
-        settings.duration = "3s".to_string();
+        settings.duration = QUICK_DURATION.to_string();
     }
     Ok(settings)
 }
 
 impl Settings {
     fn warmup(&self) -> &'static str {
-        if self.quick { "1s" } else { "2s" }
+        if self.quick { QUICK_WARMUP } else { WARMUP }
     }
 
     fn log_lengths(&self) -> &'static [u64] {
@@ -145,6 +151,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
             "throughput": throughput,
             "state": state,
             "log": log,
+            "log_keys": LOG_KEYS,
             "machine": machine_report::machine(),
         })
     });
@@ -154,7 +161,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         serde_json::to_string_pretty(&report)?,
     )?;
     let markdown = growth_report::render(&report);
-    std::fs::write(out_dir.join("growth.md"), &markdown)?;
+    std::fs::write(out_dir.join("growth.md"), format!("{markdown}\n"))?;
     println!("{markdown}");
     eprintln!(
         "wrote {} and growth.json",

@@ -41,7 +41,7 @@ pub fn format_bytes(bytes: u64) -> String {
     if bytes < 1_000 {
         return format!("{bytes} B");
     }
-    if bytes % 1024 == 0 && bytes < 1 << 20 {
+    if bytes.is_multiple_of(1024) && bytes < 1 << 20 {
         return format!("{} KiB", bytes / 1024);
     }
     let (value, unit) = if bytes >= 1_000_000_000 {
@@ -92,9 +92,31 @@ pub fn render(report: &Value) -> String {
     lines.push(String::new());
     lines.extend(log_table(report));
     lines.push(String::new());
+    lines.push(notes(report));
+    lines.push(String::new());
     lines.push(format!("Settings: {}.", report["settings"]));
     lines.push(format!("Machine: {}.", report["machine"]));
     lines.join("\n")
+}
+
+/// How the state rows were measured, from what the first loaded row says.
+fn notes(report: &Value) -> String {
+    let loaded = rows(report, "state")
+        .into_iter()
+        .find(|row| row["load_value_bytes"].is_u64())
+        .unwrap_or_default();
+    format!(
+        "State loaded as puts of {} by {} clients to the leader of three nodes; \
+         `clusterhost snapshot` timed on the leader (then taken on every node), so a \
+         restart reads a snapshot and the log after it; restart and join count until \
+         the node has applied the leader's index; hot-swap: deploy time end to end and \
+         the longest of the writes four clients make across it; RSS from VmRSS, the \
+         new node included at the end. Log rows: puts of small values to {} keys, no \
+         snapshot taken.",
+        format_bytes(loaded["load_value_bytes"].as_u64().unwrap_or(0)),
+        loaded["load_clients"],
+        report["log_keys"],
+    )
 }
 
 fn rows(report: &Value, key: &str) -> Vec<Value> {
@@ -161,13 +183,13 @@ fn state_table(report: &Value) -> Vec<String> {
         lines.push(format!(
             "| {plugin} | {state} | {} | {} | {} | {} | {} | {} | {} | {} |",
             ms_cell(&row, "load_ms"),
-            ms_cell(&row, "snapshot_ms"),
-            row["snapshot_bytes"]
-                .as_u64()
-                .map_or("–".to_string(), format_bytes),
-            ms_cell(&row, "restart_ms"),
-            ms_cell(&row, "join_ms"),
-            hot_swap_cell(&row["hot_swap"]),
+            step_cell(&row["snapshot"], |step| ms_cell(step, "ms")),
+            step_cell(&row["snapshot"], |step| {
+                step["bytes"].as_u64().map_or("–".to_string(), format_bytes)
+            }),
+            step_cell(&row["restart"], |step| ms_cell(step, "ms")),
+            step_cell(&row["join"], |step| ms_cell(step, "ms")),
+            step_cell(&row["hot_swap"], hot_swap_cell),
             format_rss(&row["rss_kib_after_load"]),
             format_rss(&row["rss_kib_at_end"]),
         ));
@@ -175,13 +197,18 @@ fn state_table(report: &Value) -> Vec<String> {
     lines
 }
 
+/// A step's cell: `failed: …` when it failed, else what `show` makes of it.
+fn step_cell(step: &Value, show: impl Fn(&Value) -> String) -> String {
+    match step["error"].as_str() {
+        Some(error) => format!("failed: {error}"),
+        None => show(step),
+    }
+}
+
 /// `deploy ms / longest write ms (to …)`, or why there was no swap.
 fn hot_swap_cell(hot_swap: &Value) -> String {
     if let Some(skipped) = hot_swap["skipped"].as_str() {
         return format!("skipped: {skipped}");
-    }
-    if let Some(error) = hot_swap["error"].as_str() {
-        return format!("failed: {error}");
     }
     format!(
         "{} / {} (to {})",
@@ -257,9 +284,9 @@ mod tests {
                 "ops_per_second": 5000.4, "latency_us_p50": 9000, "latency_us_p99": 30000, "errors": 0}],
             "state": [
                 {"plugin": "kv", "state_bytes": 1_000_000_000u64, "not_possible": "memory cap"},
-                {"plugin": "kv_disk", "state_bytes": 10_000_000, "load_ms": 500, "snapshot_ms": 65,
-                 "snapshot_bytes": 10_100_000, "restart_ms": 230, "join_ms": 1100,
-                 "hot_swap": {"skipped": "no second build"},
+                {"plugin": "kv_disk", "state_bytes": 10_000_000, "load_ms": 500,
+                 "snapshot": {"ms": 65, "bytes": 10_100_000}, "restart": {"ms": 230},
+                 "join": {"error": "timed out"}, "hot_swap": {"skipped": "no second build"},
                  "rss_kib_after_load": [120_000, 130_000], "rss_kib_at_end": [140_000]},
             ],
             "log": [{"entries": 100_000, "append_ms": 15_000, "restart_ms": 2_000,
@@ -274,7 +301,7 @@ mod tests {
             markdown.contains("| kv | 1 GB | not possible: memory cap |"),
             "{markdown}"
         );
-        assert!(markdown.contains("| kv_disk | 10 MB | 500 ms | 65 ms | 10 MB | 230 ms | 1100 ms | skipped: no second build | 122–133 MB | 143 MB |"), "{markdown}");
+        assert!(markdown.contains("| kv_disk | 10 MB | 500 ms | 65 ms | 10 MB | 230 ms | failed: timed out | skipped: no second build | 122–133 MB | 143 MB |"), "{markdown}");
         assert!(
             markdown.contains("| 100000 | 15.0 s | 2000 ms | 51 MB |"),
             "{markdown}"

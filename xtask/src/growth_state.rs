@@ -104,25 +104,41 @@ async fn measure_on(
         growth_load::wait_caught_up(cluster, n, leader, limit).await?;
     }
     let rss_after_load = cluster.rss_kib();
-    let (snapshot_ms, snapshot_bytes) = snapshot_all(cluster, leader, limit).await?;
-    let restart = restart_follower(cluster, leader, limit).await?;
-    let join = join_new_node(cluster, leader, limit).await?;
-    let hot_swap = match hot_swap(cluster, leader, plugin, directory, limit).await {
-        Ok(swap) => swap,
-        Err(error) => json!({"error": format!("{error:#}")}),
-    };
+    // Each step on its own: one that fails (a snapshot past its time, say)
+    // is reported in its cell and the others are still measured.
+    let snapshot = outcome(snapshot_all(cluster, leader, limit).await);
+    let restart = outcome(
+        restart_follower(cluster, leader, limit)
+            .await
+            .map(milliseconds),
+    );
+    let join = outcome(
+        join_new_node(cluster, leader, limit)
+            .await
+            .map(milliseconds),
+    );
+    let hot_swap = outcome(hot_swap(cluster, leader, plugin, directory, limit).await);
     Ok(Measured::Done(json!({
         "load_ms": load.as_millis() as u64,
         "load_puts": puts.count,
         "load_value_bytes": LOAD_VALUE_BYTES,
-        "snapshot_ms": snapshot_ms,
-        "snapshot_bytes": snapshot_bytes,
-        "restart_ms": restart.as_millis() as u64,
-        "join_ms": join.as_millis() as u64,
+        "load_clients": LOAD_CLIENTS,
+        "snapshot": snapshot,
+        "restart": restart,
+        "join": join,
         "hot_swap": hot_swap,
         "rss_kib_after_load": rss_after_load,
         "rss_kib_at_end": cluster.rss_kib(),
     })))
+}
+
+/// A step's fields, or `{"error": …}`.
+fn outcome(result: Result<Value>) -> Value {
+    result.unwrap_or_else(|error| json!({"error": format!("{error:#}")}))
+}
+
+fn milliseconds(took: Duration) -> Value {
+    json!({"ms": took.as_millis() as u64})
 }
 
 /// Raise the cluster's state quota when its default is below what
@@ -148,8 +164,8 @@ async fn raise_quota(endpoint: &str, state_bytes: u64) -> Result<(), String> {
 }
 
 /// `clusterhost snapshot` on every node, the leader first: the leader's
-/// time (ms) and the size of its snapshot directory.
-async fn snapshot_all(cluster: &TestCluster, leader: usize, limit: Duration) -> Result<(u64, u64)> {
+/// time and the size of its snapshot directory.
+async fn snapshot_all(cluster: &TestCluster, leader: usize, limit: Duration) -> Result<Value> {
     let mut order = vec![leader];
     order.extend(cluster.running().into_iter().filter(|n| *n != leader));
     let mut leader_ms = 0;
@@ -161,7 +177,7 @@ async fn snapshot_all(cluster: &TestCluster, leader: usize, limit: Duration) -> 
         }
     }
     let bytes = directory_bytes(&cluster.node(leader).data_dir().join("snapshots"));
-    Ok((leader_ms, bytes))
+    Ok(json!({"ms": leader_ms, "bytes": bytes}))
 }
 
 /// kill -9 a follower and start it again: the time until it has applied
@@ -218,7 +234,7 @@ async fn hot_swap(
             let rebuilt = growth_load::with_custom_section(&bytes, "growth-bench", b"second build");
             let path = directory.join(format!("{}-second-build.wasm", plugin.name));
             std::fs::write(&path, rebuilt)?;
-            (path, format!("{} (second build)", plugin.name))
+            (path, format!("{}, second build", plugin.name))
         }
     };
     let endpoint = cluster.node(leader).endpoint();
