@@ -66,6 +66,36 @@ async fn recorded_members(cluster: &TestCluster, n: usize) -> Vec<(u64, String, 
     recorded
 }
 
+/// Wait until node `n` logged that it ignored gossip about `node_id`, and
+/// return that line; panics if the members node `leader` records change
+/// from `before` first (the spoof took effect).
+async fn wait_for_refusal(
+    cluster: &TestCluster,
+    n: usize,
+    node_id: u64,
+    (leader, before): (usize, &[(u64, String, String)]),
+) -> String {
+    let needle = format!("gossip about node {node_id} ignored");
+    let outcome = wait_for(
+        &format!("node {n} to ignore the spoofer"),
+        REFUSAL_TIMEOUT,
+        || {
+            let needle = needle.clone();
+            async move {
+                let members = recorded_members(cluster, leader).await;
+                if members != before {
+                    return Some(Err(members));
+                }
+                let log = cluster.node(n).log();
+                let refusal = log.lines().find(|line| line.contains(&needle));
+                refusal.map(|line| Ok(line.to_string()))
+            }
+        },
+    )
+    .await;
+    outcome.unwrap_or_else(|members| panic!("the spoof moved a member: {before:?} -> {members:?}"))
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_named_member_is_not_captured_after_the_bindings_files_are_lost() {
     // Goal: trust on first use cannot be captured. A follower is down and
@@ -98,30 +128,8 @@ async fn a_named_member_is_not_captured_after_the_bindings_files_are_lost() {
     let spoofer = cluster.add_node(fast(victim_id));
     cluster.set_join(spoofer, &survivors);
     cluster.restart_without_waiting(spoofer).await;
-    let needle = format!("gossip about node {victim_id} ignored");
     for n in &survivors {
-        let outcome = wait_for(
-            &format!("node {n} to ignore the spoofer"),
-            REFUSAL_TIMEOUT,
-            || {
-                let needle = needle.clone();
-                let cluster = &cluster;
-                let before = &before;
-                async move {
-                    let members = recorded_members(cluster, leader).await;
-                    if members != *before {
-                        return Some(Err(members));
-                    }
-                    let log = cluster.node(*n).log();
-                    let refusal = log.lines().find(|line| line.contains(&needle));
-                    refusal.map(|line| Ok(line.to_string()))
-                }
-            },
-        )
-        .await;
-        let refusal = outcome.unwrap_or_else(|members| {
-            panic!("the spoof moved a member: {before:?} -> {members:?}")
-        });
+        let refusal = wait_for_refusal(&cluster, *n, victim_id, (leader, &before)).await;
         assert!(
             refusal.contains("node-3") && refusal.contains(&format!("node-{victim}")),
             "{refusal}"
