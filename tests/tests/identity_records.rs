@@ -9,10 +9,12 @@ use std::time::Duration;
 use clusterhost::consensus::transport::codec;
 use clusterhost::consensus::transport::proto::RaftCall;
 use clusterhost::consensus::types::{TypeConfig, Vote};
+use clusterhost_tests::cli::{CLI_TIMEOUT, run_cli};
 use clusterhost_tests::kv::{self, apply_ok};
-use clusterhost_tests::paths::kv_plugin;
-use clusterhost_tests::scenario::{MEMBERSHIP_TIMEOUT, fast};
-use clusterhost_tests::{TestCluster, wait_for};
+use clusterhost_tests::paths::{clusterhost_binary, kv_plugin};
+use clusterhost_tests::process::Process;
+use clusterhost_tests::scenario::{LEAVE_TIMEOUT, MEMBERSHIP_TIMEOUT, fast};
+use clusterhost_tests::{TestCluster, exit, wait_for};
 use tonic::Code;
 
 /// How long a refusal may take to show up: a few gossip rounds, one dial.
@@ -64,6 +66,36 @@ async fn recorded_members(cluster: &TestCluster, n: usize) -> Vec<(u64, String, 
     recorded
 }
 
+/// Wait until node `n` logged that it ignored gossip about `node_id`, and
+/// return that line; panics if the members node `leader` records change
+/// from `before` first (the spoof took effect).
+async fn wait_for_refusal(
+    cluster: &TestCluster,
+    n: usize,
+    node_id: u64,
+    (leader, before): (usize, &[(u64, String, String)]),
+) -> String {
+    let needle = format!("gossip about node {node_id} ignored");
+    let outcome = wait_for(
+        &format!("node {n} to ignore the spoofer"),
+        REFUSAL_TIMEOUT,
+        || {
+            let needle = needle.clone();
+            async move {
+                let members = recorded_members(cluster, leader).await;
+                if members != before {
+                    return Some(Err(members));
+                }
+                let log = cluster.node(n).log();
+                let refusal = log.lines().find(|line| line.contains(&needle));
+                refusal.map(|line| Ok(line.to_string()))
+            }
+        },
+    )
+    .await;
+    outcome.unwrap_or_else(|members| panic!("the spoof moved a member: {before:?} -> {members:?}"))
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_named_member_is_not_captured_after_the_bindings_files_are_lost() {
     // Goal: trust on first use cannot be captured. A follower is down and
@@ -96,30 +128,8 @@ async fn a_named_member_is_not_captured_after_the_bindings_files_are_lost() {
     let spoofer = cluster.add_node(fast(victim_id));
     cluster.set_join(spoofer, &survivors);
     cluster.restart_without_waiting(spoofer).await;
-    let needle = format!("gossip about node {victim_id} ignored");
     for n in &survivors {
-        let outcome = wait_for(
-            &format!("node {n} to ignore the spoofer"),
-            REFUSAL_TIMEOUT,
-            || {
-                let needle = needle.clone();
-                let cluster = &cluster;
-                let before = &before;
-                async move {
-                    let members = recorded_members(cluster, leader).await;
-                    if members != *before {
-                        return Some(Err(members));
-                    }
-                    let log = cluster.node(*n).log();
-                    let refusal = log.lines().find(|line| line.contains(&needle));
-                    refusal.map(|line| Ok(line.to_string()))
-                }
-            },
-        )
-        .await;
-        let refusal = outcome.unwrap_or_else(|members| {
-            panic!("the spoof moved a member: {before:?} -> {members:?}")
-        });
+        let refusal = wait_for_refusal(&cluster, *n, victim_id, (leader, &before)).await;
         assert!(
             refusal.contains("node-3") && refusal.contains(&format!("node-{victim}")),
             "{refusal}"
@@ -199,4 +209,114 @@ async fn raft_messages_for_a_named_member_need_its_certificate() {
         "the log changed"
     );
     assert_eq!(after.leader_id, before.leader_id, "the leader changed");
+}
+
+/// The leader's dead grace in the leaving scenario: a forged `leaving`
+/// must outlast it without removing anyone.
+const DEAD_GRACE: Duration = Duration::from_secs(2);
+
+/// A process holding the gossip key but no certificate, gossiping node
+/// `node_id` at `advertise` (it joins through `seed`); logs to `dir`.
+fn keyholder(
+    dir: &std::path::Path,
+    node_id: u64,
+    advertise: &str,
+    seed: &str,
+    key: &str,
+) -> (Process, String) {
+    let (listen, gossip) = clusterhost_tests::cluster::free_addresses();
+    let data_dir = dir.join("data").to_string_lossy().into_owned();
+    let args = [
+        "run",
+        "--node-id",
+        &node_id.to_string(),
+        "--listen",
+        &listen.to_string(),
+        "--advertise",
+        advertise,
+        "--gossip",
+        &gossip.to_string(),
+        "--join",
+        seed,
+        "--gossip-key-file",
+        key,
+        "--data-dir",
+        &data_dir,
+    ];
+    let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
+    let process =
+        Process::spawn(clusterhost_binary(), &args, &dir.join("node.log")).expect("spawn");
+    (process, listen.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forged_leaving_entry_does_not_remove_a_live_learner() {
+    // Goal: a gossip-key holder (no certificate) gossiping a learner's id
+    // at the learner's own address with `leaving` set is believed by the
+    // leader (the certificate there is the learner's), yet the learner,
+    // answering Raft, is not removed past the grace period; writes go on.
+    // The learner's own `clusterhost leave` then removes it at once.
+    let mut cluster = TestCluster::with_tls().await;
+    let mut first = fast(1);
+    first.dead_grace = Some(DEAD_GRACE);
+    first.extra_args = vec!["--voter-cap".into(), "1".into()];
+    cluster.bootstrap_node(&kv_plugin(), first).await;
+    cluster.start_joining(0, fast(2)).await;
+    let learner = (2, cluster.node(1).endpoint(), "learner".to_string());
+    wait_for("node 2 to be a learner", MEMBERSHIP_TIMEOUT, || {
+        let cluster = &cluster;
+        let learner = learner.clone();
+        async move {
+            recorded_members(cluster, 0)
+                .await
+                .contains(&learner)
+                .then_some(())
+        }
+    })
+    .await;
+    let before = recorded_members(&cluster, 0).await;
+
+    let key = cluster.pki().expect("TLS").gossip_key("gossip.key").await;
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let seed = cluster.node(0).gossip_addr().to_string();
+    let (forger, forger_endpoint) =
+        keyholder(scratch.path(), 2, &learner.1, &seed, &key.to_string_lossy());
+    let env = [("CLUSTERHOST_ENDPOINT", forger_endpoint.as_str())];
+    wait_for("the forger to start", MEMBERSHIP_TIMEOUT, || async {
+        let log = std::fs::read_to_string(scratch.path().join("node.log")).unwrap_or_default();
+        log.contains("node started").then_some(())
+    })
+    .await;
+    // It cannot reach the leader without a certificate; its `leaving` is
+    // gossiped all the same.
+    run_cli(["leave"], &env, CLI_TIMEOUT).await;
+    wait_for(
+        "the leader to believe node 2 is leaving",
+        MEMBERSHIP_TIMEOUT,
+        || async {
+            let members = cluster.members(0).await;
+            let leaving = members["members"]
+                .as_array()
+                .and_then(|members| members.iter().find(|member| member["id"] == 2))
+                .is_some_and(|member| member["leaving"] == true);
+            leaving.then_some(())
+        },
+    )
+    .await;
+    let window = std::time::Instant::now() + DEAD_GRACE * 3;
+    while std::time::Instant::now() < window {
+        assert_eq!(
+            recorded_members(&cluster, 0).await,
+            before,
+            "a forged leave removed the learner"
+        );
+        apply_ok(&mut cluster.client(0).await, kv::put("during", "yes")).await;
+    }
+    forger.kill();
+
+    cluster.cli(1, &["leave"]).await.success();
+    let status = cluster.wait_exit(1, LEAVE_TIMEOUT).await;
+    assert_eq!(status.code(), Some(exit::OK), "learner leave: {status}");
+    let members = recorded_members(&cluster, 0).await;
+    assert!(members.iter().all(|(id, _, _)| *id != 2), "{members:?}");
 }

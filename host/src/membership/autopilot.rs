@@ -191,15 +191,7 @@ impl Autopilot {
         }
         let mut holding = Vec::new();
         if is_leader {
-            // Names go into membership records only once no binary that
-            // would misread them is left (see `Member`).
-            let mut names = BTreeMap::new();
-            if machine.settings.protocol_level >= PROTOCOL_LEVEL_NAMES {
-                names = rounds.identity.verified_names(&peers);
-                if let Some(own) = rounds.identity.own_name() {
-                    names.insert(self.local.node_id, own.to_string());
-                }
-            }
+            let names = self.names_to_record(&machine, &rounds.identity, &peers);
             let seen = Seen {
                 peers: &peers,
                 names: &names,
@@ -250,6 +242,25 @@ impl Autopilot {
                 .collect(),
         );
         (peers, ignored)
+    }
+
+    /// The verified names of `peers` and of this node, to record in the
+    /// membership: none below [`PROTOCOL_LEVEL_NAMES`] (a binary that would
+    /// misread them may still be a member, see `Member`).
+    fn names_to_record(
+        &self,
+        machine: &MachineStatus,
+        identity: &IdentityCheck,
+        peers: &BTreeMap<NodeId, Peer>,
+    ) -> BTreeMap<NodeId, String> {
+        if machine.settings.protocol_level < PROTOCOL_LEVEL_NAMES {
+            return BTreeMap::new();
+        }
+        let mut names = identity.verified_names(peers);
+        if let Some(own) = identity.own_name() {
+            names.insert(self.local.node_id, own.to_string());
+        }
+        names
     }
 
     /// The leader's part of a round: deploy the first plugin, compare the

@@ -122,3 +122,82 @@ async fn new_ids_at_one_address_or_certificate_are_none_of_them_believed() {
     let peers = believed(&mut check, &unnamed, &members).await;
     assert!(peers.is_empty(), "{peers:?}");
 }
+
+#[tokio::test]
+async fn a_joining_nodes_entry_not_yet_alive_still_contends_for_its_name() {
+    // The race: a key holder keeps made-up id 3 alive at joining node 5's
+    // address, gossiping its name, while node 5's own first entry is not
+    // alive yet. Id 3 must not be believed (it would be added, and named).
+    let ca = certs::new_ca().expect("CA");
+    let own = certs::node_cert(&ca, "n1", &[LOOPBACK], &[]).expect("n1");
+    let joining = node_server(&ca, "n5").await;
+    let members = BTreeMap::from([(OWN_ID, member("own:1"))]);
+    let tls = Some(Arc::new(tls_of(&ca, &own)));
+    let mut check = IdentityCheck::new(OWN_ID, tls, Metrics::default());
+    let real = Peer {
+        alive: false,
+        ..entry(5, 1, "10.0.0.5:7400", "n5")
+    };
+    let candidates = [entry(3, 1, &joining, "n5"), real];
+    let peers = believed(&mut check, &candidates, &members).await;
+    assert!(peers.is_empty(), "{peers:?}");
+}
+
+#[tokio::test]
+async fn a_name_recorded_in_the_membership_is_never_taken_on_first_use() {
+    // Member 2 is recorded as n2 and gone from gossip; this node has no
+    // binding for it (a lost bindings file). A spoofer (n4) claiming id 2
+    // at its own address, uncontested, is not believed.
+    let ca = certs::new_ca().expect("CA");
+    let own = certs::node_cert(&ca, "n1", &[LOOPBACK], &[]).expect("n1");
+    let spoofer = node_server(&ca, "n4").await;
+    let mut recorded = member("10.0.0.2:7400");
+    recorded.name = Some("n2".into());
+    let members = BTreeMap::from([(OWN_ID, member("own:1")), (2, recorded)]);
+    let tls = Some(Arc::new(tls_of(&ca, &own)));
+    let mut check = IdentityCheck::new(OWN_ID, tls, Metrics::default());
+    let candidates = [entry(2, 1, &spoofer, "n4")];
+    let peers = believed(&mut check, &candidates, &members).await;
+    assert!(peers.is_empty(), "{peers:?}");
+}
+
+#[tokio::test]
+async fn a_corrupt_bindings_file_stops_first_use_and_is_left_as_it_is() {
+    let ca = certs::new_ca().expect("CA");
+    let own = certs::node_cert(&ca, "n1", &[LOOPBACK], &[]).expect("n1");
+    let moved = node_server(&ca, "n2").await;
+    let directory = tempfile::tempdir().expect("temp dir");
+    let path = directory.path().join(bindings_file::BINDINGS_FILE_NAME);
+    std::fs::write(&path, "{corrupt").expect("write");
+    let members = BTreeMap::from([(OWN_ID, member("own:1")), (2, member("10.0.0.2:7400"))]);
+    let tls = Some(Arc::new(tls_of(&ca, &own)));
+    let mut check =
+        IdentityCheck::new(OWN_ID, tls, Metrics::default()).with_bindings_file(path.clone());
+    // Member 2 (unnamed record) at a new address, uncontested: with a
+    // readable file it would be named there on first use.
+    let candidates = [entry(2, 1, &moved, "n2")];
+    let peers = believed(&mut check, &candidates, &members).await;
+    assert!(peers.is_empty(), "{peers:?}");
+    assert_eq!(std::fs::read_to_string(&path).expect("read"), "{corrupt");
+}
+
+#[tokio::test]
+async fn a_failed_bindings_write_is_tried_again_next_round() {
+    let ca = certs::new_ca().expect("CA");
+    let own = certs::node_cert(&ca, "n1", &[LOOPBACK], &[]).expect("n1");
+    let two = node_server(&ca, "n2").await;
+    let directory = tempfile::tempdir().expect("temp dir");
+    let missing = directory.path().join("not-yet");
+    let path = missing.join(bindings_file::BINDINGS_FILE_NAME);
+    let members = BTreeMap::from([(OWN_ID, member("own:1")), (2, member(&two))]);
+    let tls = Some(Arc::new(tls_of(&ca, &own)));
+    let mut check =
+        IdentityCheck::new(OWN_ID, tls, Metrics::default()).with_bindings_file(path.clone());
+    let candidates = [entry(2, 1, &two, "n2")];
+    believed(&mut check, &candidates, &members).await;
+    assert!(!path.exists(), "its directory is missing: the write failed");
+    std::fs::create_dir(&missing).expect("create the directory");
+    check.select(candidates.to_vec(), &members);
+    let stored = bindings_file::load(&path).expect("stored now");
+    assert_eq!(stored.name_of(2), Some("n2"));
+}
