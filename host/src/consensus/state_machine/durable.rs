@@ -56,8 +56,8 @@ impl CheckpointClock {
     }
 }
 
-/// Whether a checkpoint is due after `entries` applied entries and
-/// `write_bytes` store bytes written over `elapsed` since the last one.
+/// Whether a checkpoint is due, with `clock` counting the entries applied
+/// since the last one, `write_bytes` store bytes written and `elapsed`.
 fn checkpoint_due(clock: &CheckpointClock, write_bytes: u64, elapsed: Duration) -> bool {
     clock.entries > 0
         && (clock.forced
@@ -249,7 +249,10 @@ pub(super) async fn resume(
 }
 
 fn fall_back(durable: &DurableStore, reason: &str) -> Option<Resumed> {
-    tracing::info!("rebuilding the plugin store from the newest snapshot: the state file {reason}");
+    tracing::info!(
+        "not resuming from the plugin store's state file ({reason}); rebuilding the plugin store \
+         from the newest snapshot"
+    );
     StateFile::discard(&durable.dir);
     None
 }

@@ -43,8 +43,10 @@ impl Checkpoint {
     pub fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
         let rest = bytes
             .strip_prefix(MAGIC)
-            .ok_or_else(|| StoreError::Malformed("no checkpoint marker".to_string()))?;
-        postcard::from_bytes(rest).map_err(|error| StoreError::Malformed(error.to_string()))
+            .ok_or_else(|| StoreError::NotResumable("no checkpoint marker".to_string()))?;
+        postcard::from_bytes(rest).map_err(|error| {
+            StoreError::NotResumable(format!("its checkpoint does not decode: {error}"))
+        })
     }
 }
 
@@ -85,14 +87,16 @@ pub fn open(dir: &Path) -> Result<Option<Stored>, StoreError> {
 /// The checkpoint and code of a file whose store is exactly the store at
 /// the checkpoint; anything else is refused.
 fn judge(meta: StoredMeta) -> Result<(Checkpoint, Vec<u8>), StoreError> {
-    let refuse = |why: &str| StoreError::Malformed(why.to_string());
-    let bytes = meta.checkpoint.ok_or_else(|| refuse("no checkpoint"))?;
+    let refuse = |why: &str| StoreError::NotResumable(why.to_string());
+    let bytes = meta
+        .checkpoint
+        .ok_or_else(|| refuse("it holds no checkpoint"))?;
     let checkpoint = Checkpoint::decode(&bytes)?;
-    let code = meta.code.ok_or_else(|| refuse("no plugin code"))?;
+    let code = meta.code.ok_or_else(|| refuse("it holds no plugin code"))?;
     // Commits after the checkpoint made durable by a clean close: the store
     // is past the checkpoint.
     if meta.applied != Some(checkpoint.index) {
-        return Err(StoreError::Malformed(format!(
+        return Err(StoreError::NotResumable(format!(
             "the store holds writes up to entry {:?}, the checkpoint is at {}",
             meta.applied, checkpoint.index
         )));

@@ -79,6 +79,9 @@ pub enum StoreError {
     /// A snapshot's store part does not decode.
     #[error("malformed store snapshot: {0}")]
     Malformed(String),
+    /// The node's state file cannot be resumed from.
+    #[error("{0}")]
+    NotResumable(String),
 }
 
 impl StoreError {
