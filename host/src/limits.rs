@@ -168,6 +168,14 @@ pub const RAFT_ELECTION_TIMEOUT_MAX: Duration = Duration::from_millis(450);
 pub const RAFT_INSTALL_SNAPSHOT_TIMEOUT: Duration =
     Duration::from_secs((RAFT_SNAPSHOT_BYTES_MAX / RAFT_TRANSFER_BYTES_PER_SECOND_MIN) as u64);
 
+/// How long a snapshot stream may go without its next chunk: a sender that
+/// stalls gives up the one-at-a-time receiving slot instead of holding it
+/// for the whole [`RAFT_INSTALL_SNAPSHOT_TIMEOUT`]. One chunk at the
+/// slowest transfer rate a node accepts, with room to spare.
+pub const RAFT_SNAPSHOT_CHUNK_IDLE_TIMEOUT: Duration = Duration::from_secs(
+    (4 * RAFT_SNAPSHOT_CHUNK_BYTES / RAFT_TRANSFER_BYTES_PER_SECOND_MIN) as u64 + 10,
+);
+
 /// Shortest time a Raft RPC is given before it counts as failed: openraft's
 /// own budgets (a heartbeat interval for appends) are tighter than a busy
 /// but healthy peer needs.

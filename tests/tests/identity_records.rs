@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use clusterhost::consensus::transport::codec;
-use clusterhost::consensus::transport::proto::RaftCall;
-use clusterhost::consensus::types::{TypeConfig, Vote};
+use clusterhost::consensus::transport::proto::{RaftCall, SnapshotChunk};
+use clusterhost::consensus::types::{SnapshotMeta, TypeConfig, Vote};
 use clusterhost_tests::cli::{CLI_TIMEOUT, run_cli};
 use clusterhost_tests::kv::{self, apply_ok};
 use clusterhost_tests::paths::{clusterhost_binary, kv_plugin};
@@ -160,8 +160,9 @@ async fn raft_messages_for_a_named_member_need_its_certificate() {
     // speak Raft in a named member's name: a pre-vote, a vote with a higher
     // term and an AppendEntries claiming the leader's id are refused with
     // `permission denied`, and the follower's term, log and leader stay as
-    // they were. The same certificate claiming an id no record names is
-    // still heard (the role allows Raft).
+    // they were. The same certificate claiming an id that is no member
+    // (a made-up leader 4242: a committed vote, entries, a snapshot, a
+    // pre-vote) is refused too: openraft itself checks no membership.
     let (cluster, leader) = three_named_tls_nodes().await;
     let follower = (leader + 1) % 3;
     let leader_id = cluster.id_of(leader);
@@ -177,11 +178,8 @@ async fn raft_messages_for_a_named_member_need_its_certificate() {
         let vote = Vote::new(before.term + 100, candidate);
         openraft::raft::VoteRequest::<TypeConfig>::new(vote, None)
     };
-    let heard = codec::request(RaftCall::PreVote, &vote(4242), before.node_id).expect("encode");
-    raft.call(heard).await.expect("an unnamed id is heard");
-
-    let append = openraft::raft::AppendEntriesRequest::<TypeConfig> {
-        vote: Vote::new_committed(before.term + 100, leader_id),
+    let append = |leader| openraft::raft::AppendEntriesRequest::<TypeConfig> {
+        vote: Vote::new_committed(before.term + 1, leader),
         prev_log_id: None,
         entries: Vec::new(),
         leader_commit: None,
@@ -189,7 +187,7 @@ async fn raft_messages_for_a_named_member_need_its_certificate() {
     let forged = [
         codec::request(RaftCall::PreVote, &vote(leader_id), before.node_id),
         codec::request(RaftCall::Vote, &vote(leader_id), before.node_id),
-        codec::request(RaftCall::AppendEntries, &append, before.node_id),
+        codec::request(RaftCall::AppendEntries, &append(leader_id), before.node_id),
     ];
     for request in forged {
         let status = raft
@@ -202,6 +200,25 @@ async fn raft_messages_for_a_named_member_need_its_certificate() {
             "{status:?}"
         );
     }
+    let made_up = [
+        codec::request(RaftCall::PreVote, &vote(MADE_UP_ID), before.node_id),
+        codec::request(RaftCall::Vote, &vote(MADE_UP_ID), before.node_id),
+        codec::request(RaftCall::AppendEntries, &append(MADE_UP_ID), before.node_id),
+    ];
+    for request in made_up {
+        let status = raft
+            .call(request.expect("encode"))
+            .await
+            .expect_err("a made-up id was heard");
+        assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+        assert!(status.message().contains("not a member"), "{status:?}");
+    }
+    let snapshot = snapshot_from(MADE_UP_ID, before.term + 1, before.node_id);
+    let status = raft
+        .install_snapshot(futures::stream::iter([snapshot]))
+        .await
+        .expect_err("a snapshot from a made-up leader was taken");
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
     let after = cluster.try_status(follower).await.expect("status");
     assert_eq!(after.term, before.term, "a forged message moved the term");
     assert_eq!(
@@ -209,6 +226,22 @@ async fn raft_messages_for_a_named_member_need_its_certificate() {
         "the log changed"
     );
     assert_eq!(after.leader_id, before.leader_id, "the leader changed");
+}
+
+/// An id no member has: what a node certificate holder makes up.
+const MADE_UP_ID: u64 = 4242;
+
+/// The one chunk of a (tiny, empty) snapshot sent to node `to_node` by
+/// `leader` with a committed vote in `term`.
+fn snapshot_from(leader: u64, term: u64, to_node: u64) -> SnapshotChunk {
+    let vote = Vote::new_committed(term, leader);
+    let meta = SnapshotMeta::default();
+    SnapshotChunk {
+        to_node,
+        header: codec::encode(&(vote, meta)).expect("encode"),
+        data: Vec::new(),
+        format: codec::WIRE_FORMAT,
+    }
 }
 
 /// The leader's dead grace in the leaving scenario: a forged `leaving`

@@ -131,7 +131,8 @@ impl Autopilot {
                 self.consensus.peer_tls().cloned().map(std::sync::Arc::new),
                 self.consensus.metrics().clone(),
             )
-            .with_bindings_file(self.bindings_file.clone()),
+            .with_bindings_file(self.bindings_file.clone())
+            .publishing_to(self.consensus.vouched()),
         };
         loop {
             tokio::select! {

@@ -15,6 +15,7 @@ use tokio::task::JoinSet;
 use super::bindings_file;
 use super::identity::{Bindings, Claim, Verdict, judge};
 use crate::consensus::NodeId;
+use crate::consensus::transport::sender::Vouched;
 use crate::consensus::view::MemberView;
 use crate::discovery::{Peer, newest};
 use crate::limits::{
@@ -56,6 +57,8 @@ pub struct IdentityCheck {
     /// Their addresses.
     dialing: HashSet<String>,
     metrics: Metrics,
+    /// Where the names verified are published for the Raft service.
+    vouched: Option<Arc<tokio::sync::watch::Sender<Vouched>>>,
 }
 
 impl IdentityCheck {
@@ -77,7 +80,36 @@ impl IdentityCheck {
             dials: JoinSet::new(),
             dialing: HashSet::new(),
             metrics,
+            vouched: None,
         }
+    }
+
+    /// Publish the names verified each round to `vouched` (the Raft
+    /// service checks senders against them).
+    pub fn publishing_to(mut self, vouched: Arc<tokio::sync::watch::Sender<Vouched>>) -> Self {
+        self.vouched = Some(vouched);
+        self
+    }
+
+    /// Publish the names bound, and the ones read where `believed` entries
+    /// are, if they changed.
+    fn publish(&self, believed: &BTreeMap<NodeId, Peer>) {
+        let Some(vouched) = &self.vouched else {
+            return;
+        };
+        let now = Vouched {
+            bound: self
+                .bindings
+                .iter()
+                .map(|(id, name)| (id, name.to_string()))
+                .collect(),
+            believed: self.verified_names(believed),
+        };
+        vouched.send_if_modified(|published| {
+            let changed = *published != now;
+            *published = now;
+            changed
+        });
     }
 
     /// Keep the bindings in `path`, starting from the ones stored there. An
@@ -202,7 +234,9 @@ impl IdentityCheck {
             .filter(|peer| self.believe(peer, members, &crowding))
             .collect();
         self.persist();
-        newest(believed)
+        let believed = newest(believed);
+        self.publish(&believed);
+        believed
     }
 
     /// Bind the names the membership records, logging the new ones.

@@ -21,6 +21,7 @@ use super::sessions::SessionRefusal;
 use super::state_machine::MachineStatus;
 use super::transport::proto::RaftCall;
 use super::transport::proto::raft_server::RaftServer;
+use super::transport::sender::Vouched;
 use super::transport::{AddressBook, Connections, RaftService, peer};
 use super::types::{Member, NodeId, Request, Response, TypeConfig};
 use super::view::{ConsensusView, MemberView, Role};
@@ -140,6 +141,9 @@ pub struct Consensus {
     machine: watch::Receiver<MachineStatus>,
     metrics: Metrics,
     tls: Option<Arc<ClientTls>>,
+    /// The names this node's identity checks verified, for the Raft
+    /// service to check senders against.
+    vouched: Arc<watch::Sender<Vouched>>,
 }
 
 impl Consensus {
@@ -158,6 +162,7 @@ impl Consensus {
             machine,
             metrics: Metrics::default(),
             tls,
+            vouched: Arc::new(watch::Sender::new(Vouched::default())),
         }
     }
 
@@ -193,9 +198,15 @@ impl Consensus {
         &self.addresses
     }
 
+    /// Where the identity checks publish the names they verified.
+    pub fn vouched(&self) -> Arc<watch::Sender<Vouched>> {
+        self.vouched.clone()
+    }
+
     /// The internal gRPC service other nodes send Raft messages to.
     pub fn raft_service(&self) -> RaftServer<RaftService> {
-        RaftServer::new(RaftService::new(self.raft.clone(), self.node_id))
+        let vouched = self.vouched.subscribe();
+        RaftServer::new(RaftService::new(self.raft.clone(), self.node_id, vouched))
             .max_decoding_message_size(RAFT_GRPC_MESSAGE_BYTES_MAX)
             .max_encoding_message_size(RAFT_GRPC_MESSAGE_BYTES_MAX)
     }

@@ -12,13 +12,13 @@ use serde::de::DeserializeOwned;
 use tonic::{Request, Response, Status};
 
 use super::proto::{self, RaftCall, RaftReply, RaftRequest, SnapshotChunk};
-use super::sender::{self, Sender};
+use super::sender::{self, MessageKind, Record, Sender, Vouched};
 use super::{codec, sizing};
 use crate::consensus::Raft;
 use crate::consensus::handle::read_index;
 use crate::consensus::snapshot::SnapshotBody;
 use crate::consensus::types::{NodeId, SnapshotMeta, TypeConfig, Vote};
-use crate::limits::RAFT_SNAPSHOT_BYTES_MAX;
+use crate::limits::{RAFT_SNAPSHOT_BYTES_MAX, RAFT_SNAPSHOT_CHUNK_IDLE_TIMEOUT};
 use crate::security::peer::identity_of;
 
 /// The node name in a caller's certificate: `None` without TLS, `Some(None)`
@@ -34,15 +34,23 @@ pub struct RaftService {
     node_id: NodeId,
     /// One snapshot received at a time: each is held whole in memory.
     installing: Arc<tokio::sync::Semaphore>,
+    /// The names this node's identity checks verified.
+    vouched: tokio::sync::watch::Receiver<Vouched>,
 }
 
 impl RaftService {
-    /// Serve `raft`, which runs as node `node_id`.
-    pub fn new(raft: Raft, node_id: NodeId) -> Self {
+    /// Serve `raft`, which runs as node `node_id`, checking senders
+    /// against its membership and the names `vouched` for.
+    pub fn new(
+        raft: Raft,
+        node_id: NodeId,
+        vouched: tokio::sync::watch::Receiver<Vouched>,
+    ) -> Self {
         Self {
             raft,
             node_id,
             installing: Arc::new(tokio::sync::Semaphore::new(1)),
+            vouched,
         }
     }
 
@@ -61,7 +69,7 @@ impl RaftService {
         Fut: Future<Output = Result<Resp, E>>,
     {
         let message: Req = codec::decode_request(request, self.node_id)?;
-        self.check_sender(message.sender(), caller)?;
+        self.check_sender(message.kind(), message.sender(), caller)?;
         let response = handle(message)
             .await
             .map_err(|error| Status::unavailable(error.to_string()))?;
@@ -77,7 +85,7 @@ impl RaftService {
     ) -> Result<RaftReply, Status> {
         let append: AppendEntriesRequest<TypeConfig> =
             codec::decode_request(request, self.node_id)?;
-        self.check_sender(append.sender(), caller)?;
+        self.check_sender(append.kind(), append.sender(), caller)?;
         if let Some(refusal) = sizing::oversized_entry(&append.entries) {
             return Err(Status::invalid_argument(refusal));
         }
@@ -89,24 +97,38 @@ impl RaftService {
         codec::reply(&response)
     }
 
-    /// Refuse a message claiming `sender` from a caller whose certificate
-    /// is not the one its membership record names. Nothing is changed.
-    fn check_sender(&self, sender: Option<NodeId>, caller: &CallerName) -> Result<(), Status> {
+    /// Refuse a message claiming `sender` from a caller that may not speak
+    /// for it (see [`sender::check_sender`]). Nothing is changed. Without
+    /// TLS (no caller name) every message is taken, as before.
+    fn check_sender(
+        &self,
+        kind: MessageKind,
+        sender: Option<NodeId>,
+        caller: &CallerName,
+    ) -> Result<(), Status> {
         let (Some(presented), Some(node_id)) = (caller, sender) else {
             return Ok(());
         };
         use openraft::async_runtime::WatchReceiver;
         let metrics = self.raft.metrics();
-        let recorded = metrics
-            .borrow_watched()
-            .membership_config
-            .membership()
-            .get_node(&node_id)
-            .and_then(|member| member.name.clone());
-        sender::check_sender(sender, recorded.as_deref(), presented.as_deref()).map_err(|refusal| {
-            tracing::warn!("{refusal}");
-            Status::permission_denied(refusal.to_string())
-        })
+        let watched = metrics.borrow_watched();
+        let membership = watched.membership_config.membership();
+        let voters: std::collections::BTreeSet<NodeId> = membership.voter_ids().collect();
+        let records: Vec<Record<'_>> = membership
+            .nodes()
+            .map(|(id, member)| Record {
+                node_id: *id,
+                voter: voters.contains(id),
+                name: member.name.as_deref(),
+            })
+            .collect();
+        let vouched = self.vouched.borrow();
+        sender::check_sender(kind, node_id, presented.as_deref(), &records, &vouched).map_err(
+            |refusal| {
+                tracing::warn!("{refusal}");
+                Status::permission_denied(refusal.to_string())
+            },
+        )
     }
 }
 
@@ -152,22 +174,24 @@ impl proto::raft_server::Raft for RaftService {
         &self,
         request: Request<tonic::Streaming<SnapshotChunk>>,
     ) -> Result<Response<RaftReply>, Status> {
-        let _one_at_a_time = self.installing.try_acquire().map_err(|_| {
-            Status::resource_exhausted("a snapshot is already being received; try again")
-        })?;
         let caller = caller_name(&request);
         let mut chunks = request.into_inner();
-        let first = chunks
-            .message()
+        // The sender is checked on the first chunk, before the one receiving
+        // slot is taken: a caller that may not send snapshots holds nothing.
+        let first = next_chunk(&mut chunks)
             .await?
             .ok_or_else(|| Status::invalid_argument("an empty snapshot stream"))?;
         codec::check_addressee(first.to_node, self.node_id)?;
         codec::check_format(first.format)?;
         let (vote, meta): (Vote, SnapshotMeta) = codec::decode(&first.header)?;
-        self.check_sender(Some(sender::voted_for(&vote)), &caller)?;
+        let leader = Some(sender::voted_for(&vote));
+        self.check_sender(MessageKind::Replication, leader, &caller)?;
+        let _one_at_a_time = self.installing.try_acquire().map_err(|_| {
+            Status::resource_exhausted("a snapshot is already being received; try again")
+        })?;
         let mut body = Vec::new();
         append_chunk(&mut body, &first.data)?;
-        while let Some(chunk) = chunks.message().await? {
+        while let Some(chunk) = next_chunk(&mut chunks).await? {
             append_chunk(&mut body, &chunk.data)?;
         }
         let snapshot = crate::consensus::snapshot::decode_body(&body)
@@ -179,6 +203,21 @@ impl proto::raft_server::Raft for RaftService {
             .map_err(|error| Status::unavailable(error.to_string()))?;
         Ok(Response::new(codec::reply(&response)?))
     }
+}
+
+/// The next chunk of a snapshot stream, refused once the sender has been
+/// silent for [`RAFT_SNAPSHOT_CHUNK_IDLE_TIMEOUT`].
+async fn next_chunk(
+    chunks: &mut tonic::Streaming<SnapshotChunk>,
+) -> Result<Option<SnapshotChunk>, Status> {
+    tokio::time::timeout(RAFT_SNAPSHOT_CHUNK_IDLE_TIMEOUT, chunks.message())
+        .await
+        .map_err(|_| {
+            Status::deadline_exceeded(format!(
+                "no snapshot chunk for {} s",
+                RAFT_SNAPSHOT_CHUNK_IDLE_TIMEOUT.as_secs()
+            ))
+        })?
 }
 
 /// Add one received chunk to a snapshot being assembled, refusing one that
