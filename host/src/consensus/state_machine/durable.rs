@@ -17,8 +17,8 @@ use crate::consensus::plugin_history::{PluginHistory, RetainedPlugin};
 use crate::consensus::snapshot::{SnapshotBody, StoredSnapshot, decode_stored, encode_current};
 use crate::consensus::types::{LogId, SnapshotMeta};
 use crate::limits::{
-    PluginLimits, STORE_CHECKPOINT_EVERY_BYTES, STORE_CHECKPOINT_EVERY_ENTRIES,
-    STORE_CHECKPOINT_INTERVAL,
+    PluginLimits, STORE_CHECKPOINT_COST_MULTIPLE, STORE_CHECKPOINT_EVERY_BYTES,
+    STORE_CHECKPOINT_EVERY_ENTRIES, STORE_CHECKPOINT_INTERVAL,
 };
 use crate::plugin::store::{SideRecord, StateFile, durable};
 use crate::plugin::{PluginEngine, PluginHandle};
@@ -38,6 +38,8 @@ pub(super) struct CheckpointClock {
     entries: u64,
     /// Due at the next chance whatever the counts (after a deploy).
     forced: bool,
+    /// How long the last checkpoint took.
+    cost: Duration,
     /// The plugins kept for rollback as last encoded, by their versions and
     /// sizes: they change only at deploys, and may be large.
     retained: Option<(Vec<(u64, usize)>, SideRecord)>,
@@ -49,14 +51,16 @@ impl CheckpointClock {
             since: Instant::now(),
             entries: 0,
             forced: false,
+            cost: Duration::ZERO,
             retained: None,
         }
     }
 
-    /// A checkpoint was written: count from now.
-    fn restart(&mut self) {
+    /// A checkpoint taking `cost` was written: count from now.
+    fn restart(&mut self, cost: Duration) {
         *self = Self {
             retained: self.retained.take(),
+            cost,
             ..Self::start()
         };
     }
@@ -94,7 +98,8 @@ fn checkpoint_due(clock: &CheckpointClock, write_bytes: u64, elapsed: Duration) 
         && (clock.forced
             || clock.entries >= STORE_CHECKPOINT_EVERY_ENTRIES
             || write_bytes >= STORE_CHECKPOINT_EVERY_BYTES
-            || elapsed >= STORE_CHECKPOINT_INTERVAL)
+            || elapsed
+                >= STORE_CHECKPOINT_INTERVAL.max(clock.cost * STORE_CHECKPOINT_COST_MULTIPLE))
 }
 
 impl StateMachineStore {
@@ -122,8 +127,8 @@ impl StateMachineStore {
         if self.plugin.unsaved_write_bytes().is_none() {
             return Ok(());
         }
-        let (host, side) = self.host_record()?;
         let started = Instant::now();
+        let (host, side) = self.host_record()?;
         self.plugin
             .checkpoint(last_applied.index, host, side)
             .await
@@ -133,7 +138,7 @@ impl StateMachineStore {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "checkpointed the plugin store"
         );
-        self.checkpoints.restart();
+        self.checkpoints.restart(started.elapsed());
         Ok(())
     }
 
@@ -359,6 +364,14 @@ mod tests {
         assert!(checkpoint_due(&clock, 0, STORE_CHECKPOINT_INTERVAL));
         clock.applied(STORE_CHECKPOINT_EVERY_ENTRIES);
         assert!(checkpoint_due(&clock, 0, soon));
+        // A costly checkpoint stretches the interval, not the other bounds.
+        let mut slow = CheckpointClock::start();
+        slow.restart(STORE_CHECKPOINT_INTERVAL);
+        slow.applied(1);
+        assert!(!checkpoint_due(&slow, 0, 2 * STORE_CHECKPOINT_INTERVAL));
+        let stretched = STORE_CHECKPOINT_INTERVAL * STORE_CHECKPOINT_COST_MULTIPLE;
+        assert!(checkpoint_due(&slow, 0, stretched));
+        assert!(checkpoint_due(&slow, STORE_CHECKPOINT_EVERY_BYTES, soon));
         let mut forced = CheckpointClock::start();
         forced.applied(1);
         forced.force();
