@@ -603,6 +603,9 @@ pub const STORE_DURABLE_COMMIT_EVERY_WRITES: u64 = 4096;
 pub const STORE_CHECKPOINT_EVERY_ENTRIES: u64 = 20_000;
 pub const STORE_CHECKPOINT_EVERY_BYTES: u64 = 64 * 1024 * 1024;
 pub const STORE_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+/// The interval stretches to this multiple of the last checkpoint's time, so
+/// a large host state (sessions) costs a bounded share of the time.
+pub const STORE_CHECKPOINT_COST_MULTIPLE: u32 = 20;
 
 const _: () = assert!(STORE_KEY_BYTES_MAX + STORE_VALUE_BYTES_MAX <= RESPONSE_BYTES_MAX);
 const _: () = assert!(STORE_VALUE_BYTES_MAX <= STORE_SCAN_BYTES_MAX);

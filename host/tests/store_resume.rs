@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clusterhost::limits::PluginLimits;
-use clusterhost::plugin::store::durable;
+use clusterhost::plugin::store::{SideRecord, durable};
 use clusterhost::plugin::{EntryPosition, FsmRuntime, PluginCode, PluginEngine};
 
 fn load(relative: &str) -> PluginCode {
@@ -63,11 +63,9 @@ fn a_runtime_resumed_from_its_checkpoint_goes_on_as_one_that_never_stopped() {
         history(&mut stopped, 1, 33),
         history(&mut never_stopped, 1, 33)
     );
-    assert!(
-        stopped
-            .checkpoint(33, b"host".to_vec())
-            .expect("checkpoint")
-    );
+    let side = SideRecord::of(b"side".to_vec());
+    let written = stopped.checkpoint(33, b"host".to_vec(), &side);
+    assert!(written.expect("checkpoint"));
     drop(stopped);
 
     let stored = durable::open(dir.path())
@@ -75,6 +73,7 @@ fn a_runtime_resumed_from_its_checkpoint_goes_on_as_one_that_never_stopped() {
         .expect("the state file");
     assert_eq!(stored.checkpoint.index, 33);
     assert_eq!(stored.checkpoint.host, b"host");
+    assert_eq!(stored.side, b"side");
     assert_eq!(stored.checkpoint.position, Some(position(33)));
     let mut resumed = FsmRuntime::resume(code, limits, stored).expect("resumed");
     assert_eq!(resumed.last_applied(), Some(position(33)));

@@ -2,8 +2,9 @@
 //! SIGKILL resumes from the file's last checkpoint (an index past its
 //! snapshot) and replays only the entries after it, ending with the same
 //! store and applied digest as nodes that never stopped; a clean stop
-//! resumes where it stopped; repeated kills under write load lose no
-//! acknowledged write.
+//! resumes where it stopped; a node killed after a deploy resumes the new
+//! plugin and keeps the old one for rollback; repeated kills under write
+//! load lose no acknowledged write.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,8 +16,8 @@ use clusterhost_client::Client;
 use clusterhost_client::proto::{Consistency, apply_response};
 use clusterhost_tests::kv::{self, apply_ok, scan_all};
 use clusterhost_tests::paths::plugin;
-use clusterhost_tests::scenario::{MEMBERSHIP_TIMEOUT, fast};
-use clusterhost_tests::{Acknowledged, TestCluster, wait_for};
+use clusterhost_tests::scenario::{MEMBERSHIP_TIMEOUT, fast, transfer_leadership};
+use clusterhost_tests::{Acknowledged, TestCluster, exit, wait_for};
 
 /// How long replicas may take to report the same applied digest.
 const DIGEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -199,4 +200,50 @@ async fn repeated_kill_9_under_write_load_loses_no_acknowledged_write() {
         resumed.iter().all(Option::is_some),
         "every victim resumes from its state file: {resumed:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_killed_after_a_deploy_resumes_the_new_plugin_and_keeps_the_old() {
+    // Goal: after a hot swap kv_disk → store_faults (which takes over the
+    // store), a follower killed with SIGKILL resumes from its state file
+    // running store_faults on the same store, and still holds kv_disk for
+    // rollback: led by it, a rollback reaches kv_disk's restore (which
+    // refuses store_faults' state) instead of finding nothing to go back to.
+    let mut cluster = three_kv_disk_nodes().await;
+    let leader = cluster.leader_index().await.expect("a leader");
+    let follower = (leader + 1) % 3;
+    let mut client = cluster.client(leader).await;
+    apply_ok(&mut client, kv::put("before", "1")).await;
+    let store_faults = plugin("test/store_faults.wasm");
+    let deploy = ["plugin", "deploy", &store_faults.to_string_lossy()];
+    cluster.cli(leader, &deploy).await.success();
+    let put = |key: &str| format!(r#"{{"put":{{"key":"{key}","value":"x"}}}}"#).into_bytes();
+    apply_ok(&mut client, put("after")).await;
+    let deployed = cluster.wait_caught_up(MEMBERSHIP_TIMEOUT).await;
+    cluster.kill9(follower);
+    cluster.restart(follower).await;
+    apply_ok(&mut client, put("restarted")).await;
+    cluster.wait_caught_up(MEMBERSHIP_TIMEOUT).await;
+    let log = cluster.node(follower).log();
+    assert!(!log.contains(REBUILT), "the follower rebuilt its store");
+    let resumed = last_resumed_index(&log).expect("the follower resumed");
+    assert!(
+        resumed >= deployed - 1,
+        "resumed at {resumed}, deployed by {deployed}"
+    );
+    let mut at_follower = cluster.client(follower).await;
+    for key in ["before", "after", "restarted"] {
+        let query = format!(r#"{{"get":{{"key":"{key}"}}}}"#).into_bytes();
+        let answer = kv::query_ok(&mut at_follower, query, Consistency::Stale).await;
+        assert!(
+            answer["value"].is_string(),
+            "{key} on the follower: {answer}"
+        );
+    }
+    cluster.wait_for_same_applied_digest(DIGEST_TIMEOUT).await;
+    transfer_leadership(&cluster, leader, follower).await;
+    cluster
+        .cli(follower, &["plugin", "rollback"])
+        .await
+        .failure(exit::REJECTED, &["running plugin stays"]);
 }

@@ -12,13 +12,15 @@ use openraft::storage::{RaftLogReader, RaftLogStorage};
 
 use super::{StateMachineStore, effective_limits};
 use crate::consensus::LogStore;
+use crate::consensus::host_state::HostState;
+use crate::consensus::plugin_history::{PluginHistory, RetainedPlugin};
 use crate::consensus::snapshot::{SnapshotBody, StoredSnapshot, decode_stored, encode_current};
 use crate::consensus::types::{LogId, SnapshotMeta};
 use crate::limits::{
-    PluginLimits, STORE_CHECKPOINT_EVERY_BYTES, STORE_CHECKPOINT_EVERY_ENTRIES,
-    STORE_CHECKPOINT_INTERVAL,
+    PluginLimits, STORE_CHECKPOINT_COST_MULTIPLE, STORE_CHECKPOINT_EVERY_BYTES,
+    STORE_CHECKPOINT_EVERY_ENTRIES, STORE_CHECKPOINT_INTERVAL,
 };
-use crate::plugin::store::{StateFile, durable};
+use crate::plugin::store::{SideRecord, StateFile, durable};
 use crate::plugin::{PluginEngine, PluginHandle};
 
 /// Where a node keeps its state file, and its log, to judge it by.
@@ -30,12 +32,17 @@ pub struct DurableStore {
 }
 
 /// What has been applied since the last checkpoint.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(super) struct CheckpointClock {
     since: Instant,
     entries: u64,
     /// Due at the next chance whatever the counts (after a deploy).
     forced: bool,
+    /// How long the last checkpoint took.
+    cost: Duration,
+    /// The plugins kept for rollback as last encoded, by their versions and
+    /// sizes: they change only at deploys, and may be large.
+    retained: Option<(Vec<(u64, usize)>, SideRecord)>,
 }
 
 impl CheckpointClock {
@@ -44,7 +51,35 @@ impl CheckpointClock {
             since: Instant::now(),
             entries: 0,
             forced: false,
+            cost: Duration::ZERO,
+            retained: None,
         }
+    }
+
+    /// A checkpoint taking `cost` was written: count from now.
+    fn restart(&mut self, cost: Duration) {
+        *self = Self {
+            retained: self.retained.take(),
+            cost,
+            ..Self::start()
+        };
+    }
+
+    /// `retained` as a side record, encoded again only when it changed.
+    fn retained_record(&mut self, retained: &[RetainedPlugin]) -> io::Result<SideRecord> {
+        let key: Vec<(u64, usize)> = retained
+            .iter()
+            .map(|plugin| (plugin.version, plugin.bytes.len()))
+            .collect();
+        if let Some((cached, record)) = &self.retained
+            && *cached == key
+        {
+            return Ok(record.clone());
+        }
+        let bytes = postcard::to_stdvec(retained).map_err(io::Error::other)?;
+        let record = SideRecord::of(bytes);
+        self.retained = Some((key, record.clone()));
+        Ok(record)
     }
 
     pub(super) fn applied(&mut self, entries: u64) {
@@ -63,7 +98,8 @@ fn checkpoint_due(clock: &CheckpointClock, write_bytes: u64, elapsed: Duration) 
         && (clock.forced
             || clock.entries >= STORE_CHECKPOINT_EVERY_ENTRIES
             || write_bytes >= STORE_CHECKPOINT_EVERY_BYTES
-            || elapsed >= STORE_CHECKPOINT_INTERVAL)
+            || elapsed
+                >= STORE_CHECKPOINT_INTERVAL.max(clock.cost * STORE_CHECKPOINT_COST_MULTIPLE))
 }
 
 impl StateMachineStore {
@@ -91,10 +127,10 @@ impl StateMachineStore {
         if self.plugin.unsaved_write_bytes().is_none() {
             return Ok(());
         }
-        let host = self.host_record()?;
         let started = Instant::now();
+        let (host, side) = self.host_record()?;
         self.plugin
-            .checkpoint(last_applied.index, host)
+            .checkpoint(last_applied.index, host, side)
             .await
             .map_err(io::Error::other)?;
         tracing::debug!(
@@ -102,23 +138,39 @@ impl StateMachineStore {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "checkpointed the plugin store"
         );
-        self.checkpoints = CheckpointClock::start();
+        self.checkpoints.restart(started.elapsed());
         Ok(())
     }
 
-    /// The host's part of a checkpoint: everything a snapshot holds but
-    /// the plugin, at the last applied entry.
-    fn host_record(&self) -> io::Result<Vec<u8>> {
-        encode_current(&StoredSnapshot {
+    /// The host's part of a checkpoint: everything a snapshot holds but the
+    /// plugin, at the last applied entry; the plugins kept for rollback go
+    /// in the side record.
+    fn host_record(&mut self) -> io::Result<(Vec<u8>, SideRecord)> {
+        let host = &self.host;
+        let history = PluginHistory {
+            cluster_version: host.history.cluster_version,
+            records: host.history.records.clone(),
+            retained: Vec::new(),
+        };
+        let host = HostState {
+            history,
+            settings: host.settings,
+            digest: host.digest.clone(),
+            alarms: host.alarms.clone(),
+            sessions: host.sessions.clone(),
+            signers: host.signers.clone(),
+        };
+        let record = encode_current(&StoredSnapshot {
             meta: SnapshotMeta {
                 last_log_id: self.last_applied,
                 last_membership: self.last_membership.clone(),
             },
-            body: SnapshotBody {
-                plugin: None,
-                host: self.host.clone(),
-            },
-        })
+            body: SnapshotBody { plugin: None, host },
+        })?;
+        let side = self
+            .checkpoints
+            .retained_record(&self.host.history.retained)?;
+        Ok((record, side))
     }
 }
 
@@ -136,8 +188,8 @@ impl Drop for StateMachineStore {
             return;
         };
         match self.host_record() {
-            Ok(host) => {
-                self.plugin.checkpoint_soon(last_applied.index, host);
+            Ok((host, side)) => {
+                self.plugin.checkpoint_soon(last_applied.index, host, side);
             }
             Err(error) => tracing::warn!("cannot checkpoint the plugin store at stop: {error}"),
         }
@@ -216,7 +268,7 @@ pub(super) async fn resume(
         Ok(Some(stored)) => stored,
         Err(error) => return Ok(fall_back(durable, &error.to_string())),
     };
-    let saved = match decode_stored(&stored.checkpoint.host) {
+    let saved = match decode_saved(&stored) {
         Ok(saved) => saved,
         Err(error) => return Ok(fall_back(durable, &error.to_string())),
     };
@@ -246,6 +298,15 @@ pub(super) async fn resume(
         snapshot: saved,
         code: code_bytes,
     }))
+}
+
+/// The host's part of `stored`'s checkpoint, with the plugins kept for
+/// rollback from its side record.
+fn decode_saved(stored: &durable::Stored) -> io::Result<StoredSnapshot> {
+    let mut saved = decode_stored(&stored.checkpoint.host)?;
+    saved.body.host.history.retained = postcard::from_bytes(&stored.side)
+        .map_err(|error| io::Error::other(format!("its side record: {error}")))?;
+    Ok(saved)
 }
 
 fn fall_back(durable: &DurableStore, reason: &str) -> Option<Resumed> {
@@ -303,6 +364,14 @@ mod tests {
         assert!(checkpoint_due(&clock, 0, STORE_CHECKPOINT_INTERVAL));
         clock.applied(STORE_CHECKPOINT_EVERY_ENTRIES);
         assert!(checkpoint_due(&clock, 0, soon));
+        // A costly checkpoint stretches the interval, not the other bounds.
+        let mut slow = CheckpointClock::start();
+        slow.restart(STORE_CHECKPOINT_INTERVAL);
+        slow.applied(1);
+        assert!(!checkpoint_due(&slow, 0, 2 * STORE_CHECKPOINT_INTERVAL));
+        let stretched = STORE_CHECKPOINT_INTERVAL * STORE_CHECKPOINT_COST_MULTIPLE;
+        assert!(checkpoint_due(&slow, 0, stretched));
+        assert!(checkpoint_due(&slow, STORE_CHECKPOINT_EVERY_BYTES, soon));
         let mut forced = CheckpointClock::start();
         forced.applied(1);
         forced.force();
@@ -312,6 +381,10 @@ mod tests {
     /// A machine opened on `dir` (empty log and snapshots, no plugin) with
     /// its state file judged; whether the file is still there after.
     async fn open_on(dir: &std::path::Path) -> bool {
+        opened_on(dir).await.0
+    }
+
+    async fn opened_on(dir: &std::path::Path) -> (bool, StateMachineStore) {
         let plugin =
             PluginHandle::spawn(None, PluginLimits::default(), "durable".to_string()).unwrap();
         let snapshots =
@@ -327,7 +400,42 @@ mod tests {
                 .await
                 .expect("the machine starts");
         assert_eq!(machine.last_applied, None, "started from nothing");
-        dir.join(crate::plugin::store::STATE_FILE_NAME).exists()
+        let exists = dir.join(crate::plugin::store::STATE_FILE_NAME).exists();
+        (exists, machine)
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_checkpoints_host_part_and_side_record_give_back_the_host_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, mut machine) = opened_on(dir.path()).await;
+        machine.last_applied = Some(log_id(3, 12));
+        machine.host.history.cluster_version = 2;
+        machine.host.history.retained = vec![RetainedPlugin {
+            version: 1,
+            bytes: vec![7; 1000],
+        }];
+        let (host, side) = machine.host_record().unwrap();
+        assert!(
+            host.len() < 1000,
+            "the retained plugin is not in the host part"
+        );
+        let (_, again) = machine.host_record().unwrap();
+        assert_eq!(again, side, "an unchanged side record is reused");
+        let stored = durable::Stored {
+            file: StateFile::create(None).unwrap(),
+            checkpoint: durable::Checkpoint {
+                index: 12,
+                position: None,
+                plugin_part: Vec::new(),
+                store_bytes: 0,
+                host,
+            },
+            code: Vec::new(),
+            side: side.bytes.to_vec(),
+        };
+        let saved = decode_saved(&stored).unwrap();
+        assert_eq!(saved.body.host, machine.host);
+        assert_eq!(saved.meta.last_log_id, machine.last_applied);
     }
 
     #[tokio::test(flavor = "multi_thread")]
@@ -350,7 +458,9 @@ mod tests {
             store_bytes: 0,
             host: encode_current(&saved).unwrap(),
         };
-        file.checkpoint(5, Some(&checkpoint.encode())).unwrap();
+        let side = SideRecord::of(postcard::to_stdvec(&Vec::<RetainedPlugin>::new()).unwrap());
+        file.checkpoint(5, Some((&checkpoint.encode(), &side)))
+            .unwrap();
         drop(file);
         assert!(path.exists());
         assert!(

@@ -6,7 +6,7 @@ use crate::limits::PluginLimits;
 use crate::plugin::code::PluginCode;
 use crate::plugin::instance::{EntryPosition, PluginInstance};
 use crate::plugin::store::durable::{Checkpoint, Stored};
-use crate::plugin::store::{StateFile, StoreView};
+use crate::plugin::store::{SideRecord, StateFile, StoreView};
 
 /// Where a plugin that has applied no command yet restores its part.
 const START: EntryPosition = EntryPosition {
@@ -68,11 +68,17 @@ impl FsmRuntime {
 
     /// Make the store durable with everything else a restart needs at
     /// Raft index `index` (the last applied entry): the plugin's in-memory
-    /// part and `host`, the host's part. Whether a checkpoint was written:
+    /// part, `host`, the host's part, and `side`, the host's part that
+    /// rarely changes (written only when it did). Whether a checkpoint was written:
     /// none without a state file; when the plugin's snapshot fails, the
     /// commit is still durable but the old checkpoint is removed, so a
     /// restart rebuilds from the snapshot rather than resume a wrong state.
-    pub fn checkpoint(&mut self, index: u64, host: Vec<u8>) -> Result<bool, RebuildError> {
+    pub fn checkpoint(
+        &mut self,
+        index: u64,
+        host: Vec<u8>,
+        side: &SideRecord,
+    ) -> Result<bool, RebuildError> {
         if !self.has_durable_store() {
             return Ok(false);
         }
@@ -98,7 +104,8 @@ impl FsmRuntime {
         };
         if let Some(file) = &mut self.store {
             let encoded = checkpoint.as_ref().map(Checkpoint::encode);
-            fatal(file.checkpoint(index, encoded.as_deref()));
+            let record = encoded.as_deref().map(|bytes| (bytes, side));
+            fatal(file.checkpoint(index, record));
         }
         self.unsaved_write_bytes = 0;
         Ok(checkpoint.is_some())

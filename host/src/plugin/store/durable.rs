@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use super::StoreError;
-use super::file::{StateFile, StoredMeta};
+use super::file::{SideRecord, StateFile, StoredMeta};
 use crate::plugin::EntryPosition;
 
 /// Opens every encoded checkpoint; a changed layout gets a new one (an
@@ -56,6 +56,8 @@ pub struct Stored {
     pub checkpoint: Checkpoint,
     /// The code of the plugin that ran on it.
     pub code: Vec<u8>,
+    /// The checkpoint's side record.
+    pub side: Vec<u8>,
 }
 
 impl std::fmt::Debug for Stored {
@@ -76,23 +78,28 @@ pub fn open(dir: &Path) -> Result<Option<Stored>, StoreError> {
         return Ok(None);
     };
     let meta = file.stored_meta()?;
-    let (checkpoint, code) = judge(meta)?;
+    let (checkpoint, code, side) = judge(meta)?;
     Ok(Some(Stored {
         file,
         checkpoint,
         code,
+        side,
     }))
 }
 
-/// The checkpoint and code of a file whose store is exactly the store at
-/// the checkpoint; anything else is refused.
-fn judge(meta: StoredMeta) -> Result<(Checkpoint, Vec<u8>), StoreError> {
+/// The checkpoint, code and side record of a file whose store is exactly
+/// the store at the checkpoint; anything else is refused.
+fn judge(meta: StoredMeta) -> Result<(Checkpoint, Vec<u8>, Vec<u8>), StoreError> {
     let refuse = |why: &str| StoreError::NotResumable(why.to_string());
     let bytes = meta
         .checkpoint
         .ok_or_else(|| refuse("it holds no checkpoint"))?;
     let checkpoint = Checkpoint::decode(&bytes)?;
     let code = meta.code.ok_or_else(|| refuse("it holds no plugin code"))?;
+    let (digest, side) = meta.side.ok_or_else(|| refuse("it holds no side record"))?;
+    if digest != SideRecord::digest_of(&side) {
+        return Err(refuse("its side record does not match its digest"));
+    }
     // Commits after the checkpoint made durable by a clean close: the store
     // is past the checkpoint.
     if meta.applied != Some(checkpoint.index) {
@@ -101,7 +108,7 @@ fn judge(meta: StoredMeta) -> Result<(Checkpoint, Vec<u8>), StoreError> {
             meta.applied, checkpoint.index
         )));
     }
-    Ok((checkpoint, code))
+    Ok((checkpoint, code, side))
 }
 
 #[cfg(test)]
@@ -121,6 +128,10 @@ mod tests {
         }
     }
 
+    fn side() -> SideRecord {
+        SideRecord::of(b"retained".to_vec())
+    }
+
     fn promoted_file(dir: &Path) -> StateFile {
         let mut file = StateFile::create(Some(dir)).expect("a file");
         file.fill(&Entries::NONE, b"code").expect("filled");
@@ -137,12 +148,17 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let mut file = promoted_file(dir.path());
         file.commit(5, &writes("a")).expect("commit");
-        file.checkpoint(7, Some(&checkpoint(7).encode()))
-            .expect("checkpoint");
+        // The second checkpoint leaves the unchanged side record as it is.
+        for index in [6, 7] {
+            let encoded = checkpoint(index).encode();
+            file.checkpoint(index, Some((&encoded, &side())))
+                .expect("checkpoint");
+        }
         drop(file);
         let stored = open(dir.path()).expect("usable").expect("a file");
         assert_eq!(stored.checkpoint, checkpoint(7));
         assert_eq!(stored.code, b"code");
+        assert_eq!(stored.side, b"retained");
         let entries = StateFile::entries(&stored.file.snapshot().expect("snapshot"));
         assert_eq!(entries.expect("entries").len(), 1);
     }
@@ -156,7 +172,7 @@ mod tests {
         assert!(open(dir.path()).is_err());
         // Writes committed after the checkpoint (a clean close kept them).
         let mut file = promoted_file(dir.path());
-        file.checkpoint(7, Some(&checkpoint(7).encode()))
+        file.checkpoint(7, Some((&checkpoint(7).encode(), &side())))
             .expect("checkpoint");
         file.commit(8, &writes("b")).expect("commit");
         drop(file);
@@ -166,7 +182,8 @@ mod tests {
         let mut file = promoted_file(dir.path());
         let mut damaged = checkpoint(9).encode();
         damaged.truncate(damaged.len() - 2);
-        file.checkpoint(9, Some(&damaged)).expect("checkpoint");
+        file.checkpoint(9, Some((&damaged, &side())))
+            .expect("checkpoint");
         drop(file);
         assert!(open(dir.path()).is_err());
         let mut file = promoted_file(dir.path());

@@ -42,6 +42,9 @@ const CHECKPOINT_KEY: &str = "checkpoint";
 /// The running plugin's code.
 const CODE_KEY: &str = "code";
 
+/// The checkpoint's side record: its digest, then its bytes.
+const SIDE_KEY: &str = "side";
+
 /// The store's table in one consistent read transaction.
 pub type StoreTable = ReadOnlyTable<&'static [u8], &'static [u8]>;
 
@@ -95,6 +98,33 @@ pub struct StateFile {
     /// Writes since the last durable commit, for a store in memory (redb
     /// reuses freed pages only after a durable commit).
     lazy_commits: u64,
+    /// The digest of the side record the file holds, if known.
+    side_digest: Option<[u8; 32]>,
+}
+
+/// A part of a checkpoint that rarely changes (the plugins kept for
+/// rollback, which can be large), written only when its digest differs
+/// from the one the file holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SideRecord {
+    pub digest: [u8; 32],
+    pub bytes: Arc<Vec<u8>>,
+}
+
+impl SideRecord {
+    /// The record of `bytes`.
+    pub fn of(bytes: Vec<u8>) -> Self {
+        Self {
+            digest: Self::digest_of(&bytes),
+            bytes: Arc::new(bytes),
+        }
+    }
+
+    /// The digest a record of `bytes` has.
+    pub fn digest_of(bytes: &[u8]) -> [u8; 32] {
+        use sha2::{Digest as _, Sha256};
+        Sha256::digest(bytes).into()
+    }
 }
 
 impl StateFile {
@@ -121,6 +151,7 @@ impl StateFile {
             database,
             location,
             lazy_commits: 0,
+            side_digest: None,
         };
         // Create the tables, so every snapshot can open them.
         let transaction = file.begin(Durability::None)?;
@@ -142,11 +173,14 @@ impl StateFile {
             return Ok(None);
         }
         let database = Database::open(&path).map_err(StoreError::from_redb)?;
-        Ok(Some(Self {
+        let mut file = Self {
             database,
             location: Location::Stable(path),
             lazy_commits: 0,
-        }))
+            side_digest: None,
+        };
+        file.side_digest = file.stored_meta()?.side.map(|(digest, _)| digest);
+        Ok(Some(file))
     }
 
     /// Make this fresh file the node's state file: renamed over the old one
@@ -240,26 +274,49 @@ impl StateFile {
     }
 
     /// Make everything committed so far durable, with `checkpoint` (the
-    /// state besides the store after the entry at `index`); `None` removes
-    /// the last one (it no longer matches).
-    pub fn checkpoint(&mut self, index: u64, checkpoint: Option<&[u8]>) -> Result<(), StoreError> {
+    /// state besides the store after the entry at `index`) and its side
+    /// record; `None` removes the last checkpoint (it no longer matches).
+    pub fn checkpoint(
+        &mut self,
+        index: u64,
+        checkpoint: Option<(&[u8], &SideRecord)>,
+    ) -> Result<(), StoreError> {
         let mut transaction = self.begin(Durability::Immediate)?;
         // Records the allocator state, so a reopen after a crash need not
         // walk the whole file.
         transaction.set_quick_repair(true);
+        let mut side_written = None;
         {
             put_meta(&transaction, APPLIED_KEY, &index.to_le_bytes())?;
             let mut table = transaction
                 .open_table(META_TABLE)
                 .map_err(StoreError::from_redb)?;
             match checkpoint {
-                Some(bytes) => table.insert(CHECKPOINT_KEY, bytes).map(|_| ()),
-                None => table.remove(CHECKPOINT_KEY).map(|_| ()),
+                Some((bytes, side)) => {
+                    table
+                        .insert(CHECKPOINT_KEY, bytes)
+                        .map_err(StoreError::from_redb)?;
+                    if self.side_digest != Some(side.digest) {
+                        let record = [&side.digest[..], &side.bytes[..]].concat();
+                        table
+                            .insert(SIDE_KEY, record.as_slice())
+                            .map_err(StoreError::from_redb)?;
+                        side_written = Some(side.digest);
+                    }
+                }
+                None => {
+                    table
+                        .remove(CHECKPOINT_KEY)
+                        .map_err(StoreError::from_redb)?;
+                }
             }
-            .map_err(StoreError::from_redb)?;
         }
         self.lazy_commits = 0;
-        transaction.commit().map_err(StoreError::from_redb)
+        transaction.commit().map_err(StoreError::from_redb)?;
+        if side_written.is_some() {
+            self.side_digest = side_written;
+        }
+        Ok(())
     }
 
     /// The applied index, the last checkpoint and the code, as stored
@@ -280,10 +337,20 @@ impl StateFile {
                     .map_err(|_| StoreError::Malformed("applied index".to_string()))
             })
             .transpose()?;
+        let side = match read(SIDE_KEY)? {
+            Some(record) => {
+                let (digest, bytes) = record
+                    .split_first_chunk::<32>()
+                    .ok_or_else(|| StoreError::NotResumable("a truncated side record".into()))?;
+                Some((*digest, bytes.to_vec()))
+            }
+            None => None,
+        };
         Ok(StoredMeta {
             applied,
             checkpoint: read(CHECKPOINT_KEY)?,
             code: read(CODE_KEY)?,
+            side,
         })
     }
 
@@ -332,6 +399,8 @@ pub struct StoredMeta {
     pub checkpoint: Option<Vec<u8>>,
     /// The plugin's code.
     pub code: Option<Vec<u8>>,
+    /// The side record's digest and bytes.
+    pub side: Option<([u8; 32], Vec<u8>)>,
 }
 
 /// Write `value` under `key` in the meta table of `transaction`.

@@ -64,7 +64,7 @@ pub mod view;
 
 use sha2::{Digest as _, Sha256};
 
-pub use file::{STATE_FILE_NAME, StateFile, StoreSnapshot};
+pub use file::{STATE_FILE_NAME, SideRecord, StateFile, StoreSnapshot};
 pub use view::{Access, StoreView, Writes};
 
 /// One key and its value.

@@ -16,7 +16,10 @@ use super::code::PluginCode;
 use super::instance::{EntryPosition, Fault, PluginResult};
 use super::machine::Machine;
 use super::runtime::{ApplyError, FsmRuntime, RebuildError, RestoreError};
+use super::store::SideRecord;
 use super::store::durable::Stored;
+
+mod durable;
 use crate::limits::{PLUGIN_QUEUE_DEPTH, PluginLimits, READER_CATCH_UP_SLICE_ENTRIES};
 use crate::metrics::{CallOutcome, Metrics};
 
@@ -75,6 +78,7 @@ enum Job {
     Checkpoint {
         index: u64,
         host: Vec<u8>,
+        side: SideRecord,
         reply: oneshot::Sender<Result<bool, RebuildError>>,
     },
     Resume {
@@ -158,64 +162,6 @@ impl PluginHandle {
             state_size_bytes,
             unsaved_write_bytes,
         })
-    }
-
-    /// Store write bytes since the running plugin's last checkpoint; `None`
-    /// when it keeps no state file (nothing to checkpoint).
-    pub fn unsaved_write_bytes(&self) -> Option<u64> {
-        match self.unsaved_write_bytes.load(Ordering::Relaxed) {
-            STATE_SIZE_UNKNOWN => None,
-            bytes => Some(bytes),
-        }
-    }
-
-    /// Make the plugin's state file durable with `host` (the host's part)
-    /// at Raft index `index`, the last entry applied; whether a checkpoint
-    /// was written (see [`FsmRuntime::checkpoint`]).
-    pub async fn checkpoint(&self, index: u64, host: Vec<u8>) -> Result<bool, WorkerError> {
-        let (reply, response) = oneshot::channel();
-        self.send(Job::Checkpoint { index, host, reply }).await?;
-        Ok(response.await.map_err(|_| WorkerError::Stopped)??)
-    }
-
-    /// [`PluginHandle::checkpoint`] without waiting, for a machine being
-    /// dropped: whether the job was queued (not when the queue is full).
-    pub fn checkpoint_soon(&self, index: u64, host: Vec<u8>) -> bool {
-        // Nobody waits for the answer.
-        let (reply, _) = oneshot::channel();
-        self.jobs
-            .try_send(Job::Checkpoint { index, host, reply })
-            .is_ok()
-    }
-
-    /// Run `code` on the state file in `stored`, under `limits` (see
-    /// [`FsmRuntime::resume`]). On error nothing changed.
-    pub async fn resume(
-        &self,
-        code: PluginCode,
-        stored: Stored,
-        limits: PluginLimits,
-    ) -> Result<Result<(), RestoreError>, WorkerError> {
-        let (reply, response) = oneshot::channel();
-        let stored = Box::new(stored);
-        self.send(Job::Resume {
-            code,
-            stored,
-            limits,
-            reply,
-        })
-        .await?;
-        response.await.map_err(|_| WorkerError::Stopped)
-    }
-
-    /// How large the running plugin's state was last seen, in bytes: its
-    /// last snapshot (taken or restored), or one refused as too large.
-    /// `None` before the first, or with no plugin deployed.
-    pub fn state_size_bytes(&self) -> Option<u64> {
-        match self.state_size_bytes.load(Ordering::Relaxed) {
-            STATE_SIZE_UNKNOWN => None,
-            bytes => Some(bytes),
-        }
     }
 
     /// Apply committed commands in order; one outcome per command.
@@ -365,8 +311,13 @@ impl WorkerThread<'_> {
             } => {
                 let _ = reply.send(self.restore_native(position, &state));
             }
-            Job::Checkpoint { index, host, reply } => {
-                let _ = reply.send(self.checkpoint(index, host));
+            Job::Checkpoint {
+                index,
+                host,
+                side,
+                reply,
+            } => {
+                let _ = reply.send(self.checkpoint(index, host, &side));
             }
             Job::Resume {
                 code,
@@ -390,29 +341,6 @@ impl WorkerThread<'_> {
         self.context
             .unsaved_write_bytes
             .store(unsaved, Ordering::Relaxed);
-    }
-
-    fn checkpoint(&mut self, index: u64, host: Vec<u8>) -> Result<bool, RebuildError> {
-        let written = match &mut self.runtime {
-            Some(Machine::Plugin(runtime)) => runtime.checkpoint(index, host),
-            _ => Ok(false),
-        };
-        self.publish_state_size();
-        written
-    }
-
-    /// Replace the machine by one resumed from the state file in `stored`.
-    fn resume(
-        &mut self,
-        code: PluginCode,
-        stored: Stored,
-        limits: PluginLimits,
-    ) -> Result<(), RestoreError> {
-        let resumed = FsmRuntime::resume(code, limits, stored)?;
-        self.limits = limits;
-        self.runtime = Some(Machine::Plugin(Box::new(resumed)));
-        self.publish_state_size();
-        Ok(())
     }
 
     fn record_usage(&mut self, export: &'static str) {
