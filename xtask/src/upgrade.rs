@@ -13,7 +13,9 @@
 //! level is raised to 1 and a feature that needs it (a cluster setting) is
 //! used, then to 2 and a write within a client session is retried and
 //! answered from the session instead of applied twice, then to 3 and the
-//! cluster's `plugin_signers` set, after which an unsigned deploy is refused.
+//! cluster's `plugin_signers` set, after which an unsigned deploy is refused,
+//! then to 4, after which concurrent writes through a follower travel in
+//! batches (below it, during the upgrade, each was forwarded alone).
 //! No acknowledged write may be lost, and every client error must be the
 //! brief unavailability of an election.
 
@@ -226,5 +228,42 @@ async fn raise_to_signers_and_use_them(cluster: &TestCluster) -> Result<()> {
         .await;
     refused.failure(clusterhost_tests::exit::PERMISSION_DENIED, &["not signed"]);
     eprintln!("level 3: plugin_signers set through the log; an unsigned deploy was refused");
+    raise_to_batches_and_use_them(cluster).await
+}
+
+/// Writers sending at once through a follower at level 4.
+const BATCH_WRITERS: usize = 16;
+
+/// Raise the level to 4 and write through a follower from many clients at
+/// once: forwarded in batches, each write is acknowledged.
+async fn raise_to_batches_and_use_them(cluster: &TestCluster) -> Result<()> {
+    cluster
+        .cli(0, &["config", "set", "protocol_level", "4"])
+        .await
+        .success();
+    let leader = cluster.leader_index().await.map_err(anyhow::Error::msg)?;
+    let follower = (leader + 1) % NODES;
+    wait_for("the follower to apply level 4", STEP_TIMEOUT, || async {
+        let settings = cluster
+            .cli(follower, &["config", "get", "--json"])
+            .await
+            .success_json();
+        settings["protocol_level"] == 4
+    })
+    .await;
+    let mut writers = tokio::task::JoinSet::new();
+    for writer in 0..BATCH_WRITERS {
+        let mut client = cluster.client(follower).await;
+        writers.spawn(async move {
+            let key = format!("upgrade/batch-{writer}");
+            kv::apply_ok(&mut client, kv::put(&key, "batched")).await
+        });
+    }
+    let acknowledged = writers.join_all().await.len();
+    anyhow::ensure!(
+        acknowledged == BATCH_WRITERS,
+        "{acknowledged} writes acknowledged"
+    );
+    eprintln!("level 4: {BATCH_WRITERS} concurrent writes through a follower acknowledged");
     Ok(())
 }

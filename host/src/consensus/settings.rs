@@ -35,13 +35,19 @@ use crate::limits::{
 ///   node runs a binary that supports it.
 /// - Level 2: client sessions.
 /// - Level 3: the `plugin_signers` setting, checked when a deploy applies.
-pub const PROTOCOL_LEVEL_SUPPORTED: u32 = 3;
+/// - Level 4: followers forward client commands to the leader in
+///   `ForwardBatch` calls (no new entry kind: every member can answer one).
+pub const PROTOCOL_LEVEL_SUPPORTED: u32 = 4;
 
 /// The level from which client sessions (exactly-once writes) may be used.
 pub const PROTOCOL_LEVEL_SESSIONS: u32 = 2;
 
 /// The level from which the cluster may hold trusted plugin signers.
 pub const PROTOCOL_LEVEL_SIGNERS: u32 = 3;
+
+/// The level from which every member answers `ForwardBatch`, so followers
+/// may forward commands in batches.
+pub const PROTOCOL_LEVEL_FORWARD_BATCHES: u32 = 4;
 
 /// The level of a cluster whose log never set one.
 pub const PROTOCOL_LEVEL_LEGACY: u32 = 0;
