@@ -14,8 +14,10 @@
 //! used, then to 2 and a write within a client session is retried and
 //! answered from the session instead of applied twice, then to 3 and the
 //! cluster's `plugin_signers` set, after which an unsigned deploy is refused,
-//! then to 4 (membership records may carry node names; this cluster runs
-//! without TLS, so it records none) and the cluster still writes.
+//! then to 4 (membership records may carry node names — this cluster runs
+//! without TLS, so it records none — and concurrent writes through a
+//! follower travel in batches; below it each was forwarded alone), and
+//! every node still takes writes.
 //! No acknowledged write may be lost, and every client error must be the
 //! brief unavailability of an election.
 
@@ -228,12 +230,16 @@ async fn raise_to_signers_and_use_them(cluster: &TestCluster) -> Result<()> {
         .await;
     refused.failure(clusterhost_tests::exit::PERMISSION_DENIED, &["not signed"]);
     eprintln!("level 3: plugin_signers set through the log; an unsigned deploy was refused");
-    raise_to_names(cluster).await
+    raise_to_batches_and_use_them(cluster).await
 }
 
-/// Raise the level to 4 (names in membership records) and write through
-/// every node.
-async fn raise_to_names(cluster: &TestCluster) -> Result<()> {
+/// Writers sending at once through a follower at level 4.
+const BATCH_WRITERS: usize = 16;
+
+/// Raise the level to 4 (names in membership records, batched forwarding),
+/// write through every node, then through a follower from many clients at
+/// once: forwarded in batches, each write is acknowledged.
+async fn raise_to_batches_and_use_them(cluster: &TestCluster) -> Result<()> {
     cluster
         .cli(0, &["config", "set", "protocol_level", "4"])
         .await
@@ -243,5 +249,29 @@ async fn raise_to_names(cluster: &TestCluster) -> Result<()> {
         cluster.cli(n, &["apply", &put]).await.success();
     }
     eprintln!("level 4: raised; every node still takes writes");
+    let leader = cluster.leader_index().await.map_err(anyhow::Error::msg)?;
+    let follower = (leader + 1) % NODES;
+    wait_for("the follower to apply level 4", STEP_TIMEOUT, || async {
+        let settings = cluster
+            .cli(follower, &["config", "get", "--json"])
+            .await
+            .success_json();
+        settings["protocol_level"] == 4
+    })
+    .await;
+    let mut writers = tokio::task::JoinSet::new();
+    for writer in 0..BATCH_WRITERS {
+        let mut client = cluster.client(follower).await;
+        writers.spawn(async move {
+            let key = format!("upgrade/batch-{writer}");
+            kv::apply_ok(&mut client, kv::put(&key, "batched")).await
+        });
+    }
+    let acknowledged = writers.join_all().await.len();
+    anyhow::ensure!(
+        acknowledged == BATCH_WRITERS,
+        "{acknowledged} writes acknowledged"
+    );
+    eprintln!("level 4: {BATCH_WRITERS} concurrent writes through a follower acknowledged");
     Ok(())
 }

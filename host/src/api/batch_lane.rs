@@ -7,13 +7,16 @@
 //! as soon as a batch in flight comes back. A batch never exceeds
 //! [`FORWARD_BATCH_COMMANDS_MAX`] commands or [`FORWARD_BATCH_BYTES_MAX`]
 //! bytes, except that a single command always goes (it passed the command
-//! size limit already).
+//! size limit already). The queue holds at most
+//! [`FORWARD_LANE_QUEUED_BYTES_MAX`] bytes: when it is full, commands whose
+//! clients went away are dropped, and if it is still full the new command
+//! is handed back to go in a call of its own.
 
 use std::collections::VecDeque;
 
 use crate::limits::{
     FORWARD_BATCH_BYTES_MAX, FORWARD_BATCH_COMMANDS_MAX, FORWARD_BATCHES_IN_FLIGHT_MAX,
-    FORWARD_COMMAND_OVERHEAD_BYTES,
+    FORWARD_COMMAND_OVERHEAD_BYTES, FORWARD_LANE_QUEUED_BYTES_MAX,
 };
 
 /// A command waiting in a lane, as the lane needs to see it.
@@ -25,10 +28,24 @@ pub trait Queued {
     fn abandoned(&self) -> bool;
 }
 
+/// What became of a submitted command.
+#[derive(Debug, PartialEq)]
+pub enum Submitted<Item> {
+    /// Queued; the caller must start a new sender (which then calls
+    /// [`Lane::next_batch`] until it returns `None`).
+    StartSender,
+    /// Queued for a sender already running.
+    Queued,
+    /// Not queued: the queue is full. Nothing was sent.
+    Full(Item),
+}
+
 /// The commands queued for one leader and the batches in flight to it.
 #[derive(Debug)]
 pub struct Lane<Item> {
     queue: VecDeque<Item>,
+    /// Bytes of the queued commands, with their overhead.
+    queued_bytes: usize,
     in_flight: usize,
 }
 
@@ -36,22 +53,56 @@ impl<Item> Default for Lane<Item> {
     fn default() -> Self {
         Self {
             queue: VecDeque::new(),
+            queued_bytes: 0,
             in_flight: 0,
         }
     }
 }
 
+/// What a command counts for in a batch and in the queue.
+fn cost(item: &impl Queued) -> usize {
+    item.command_bytes() + FORWARD_COMMAND_OVERHEAD_BYTES
+}
+
 impl<Item: Queued> Lane<Item> {
-    /// Queue `item`. True when the caller must start a new sender (which
-    /// then calls [`Self::next_batch`] until it returns `None`).
-    pub fn submit(&mut self, item: Item) -> bool {
+    /// Queue `item`, unless the queue is full.
+    pub fn submit(&mut self, item: Item) -> Submitted<Item> {
+        let cost = cost(&item);
+        if self.queued_bytes + cost > FORWARD_LANE_QUEUED_BYTES_MAX {
+            self.drop_abandoned();
+        }
+        // An empty queue takes any command (it passed the size limit).
+        if !self.queue.is_empty() && self.queued_bytes + cost > FORWARD_LANE_QUEUED_BYTES_MAX {
+            return Submitted::Full(item);
+        }
+        self.queued_bytes += cost;
         self.queue.push_back(item);
         if self.in_flight < FORWARD_BATCHES_IN_FLIGHT_MAX {
             self.in_flight += 1;
-            true
+            Submitted::StartSender
         } else {
-            false
+            Submitted::Queued
         }
+    }
+
+    /// Drop every queued command whose client went away: never sent.
+    fn drop_abandoned(&mut self) {
+        let mut dropped_bytes = 0;
+        self.queue.retain(|item| {
+            let abandoned = item.abandoned();
+            if abandoned {
+                dropped_bytes += cost(item);
+            }
+            !abandoned
+        });
+        self.queued_bytes -= dropped_bytes;
+    }
+
+    /// The front command, taken off the queue.
+    fn pop(&mut self) -> Option<Item> {
+        let item = self.queue.pop_front()?;
+        self.queued_bytes -= cost(&item);
+        Some(item)
     }
 
     /// The next batch for a sender to send, or `None` when nothing is
@@ -61,17 +112,17 @@ impl<Item: Queued> Lane<Item> {
         let mut bytes = 0;
         while let Some(item) = self.queue.front() {
             if item.abandoned() {
-                self.queue.pop_front();
+                self.pop();
                 continue;
             }
-            let cost = item.command_bytes() + FORWARD_COMMAND_OVERHEAD_BYTES;
+            let cost = cost(item);
             let full = batch.len() >= FORWARD_BATCH_COMMANDS_MAX
                 || (!batch.is_empty() && bytes + cost > FORWARD_BATCH_BYTES_MAX);
             if full {
                 break;
             }
             bytes += cost;
-            batch.extend(self.queue.pop_front());
+            batch.extend(self.pop());
         }
         if batch.is_empty() {
             assert!(
@@ -92,6 +143,11 @@ impl<Item: Queued> Lane<Item> {
     /// Commands waiting for a sender.
     pub fn queued(&self) -> usize {
         self.queue.len()
+    }
+
+    /// Bytes of the commands waiting, with their overhead.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes
     }
 }
 
@@ -120,10 +176,29 @@ mod tests {
         Item { bytes, gone: false }
     }
 
+    /// The largest command one batch carries.
+    const LARGEST: usize = FORWARD_BATCH_BYTES_MAX - FORWARD_COMMAND_OVERHEAD_BYTES;
+
+    /// Queue largest commands until the next would not fit.
+    fn fill(lane: &mut Lane<Item>, gone: bool) {
+        let mut count = 0;
+        while lane.queued_bytes() + FORWARD_BATCH_BYTES_MAX <= FORWARD_LANE_QUEUED_BYTES_MAX {
+            let _ = lane.submit(Item {
+                bytes: LARGEST,
+                gone,
+            });
+            count += 1;
+            assert!(
+                count <= FORWARD_LANE_QUEUED_BYTES_MAX,
+                "the queue never fills"
+            );
+        }
+    }
+
     #[test]
     fn an_idle_lane_sends_the_first_command_alone_at_once() {
         let mut lane = Lane::default();
-        assert!(lane.submit(item(10)));
+        assert_eq!(lane.submit(item(10)), Submitted::StartSender);
         assert_eq!(lane.next_batch(), Some(vec![item(10)]));
         assert_eq!(lane.next_batch(), None);
         assert_eq!(lane.in_flight(), 0);
@@ -133,11 +208,15 @@ mod tests {
     fn commands_arriving_while_the_pipeline_is_full_leave_together() {
         let mut lane = Lane::default();
         for _ in 0..FORWARD_BATCHES_IN_FLIGHT_MAX {
-            assert!(lane.submit(item(1)));
+            assert_eq!(lane.submit(item(1)), Submitted::StartSender);
             assert!(lane.next_batch().is_some());
         }
         for _ in 0..5 {
-            assert!(!lane.submit(item(1)), "no sender beyond the pipeline");
+            assert_eq!(
+                lane.submit(item(1)),
+                Submitted::Queued,
+                "no sender beyond the pipeline"
+            );
         }
         assert_eq!(lane.queued(), 5);
         // The first sender comes back and takes all five in one batch.
@@ -194,5 +273,40 @@ mod tests {
         }
         assert_eq!(lane.in_flight(), 0);
         assert_eq!(lane.queued(), 0);
+    }
+
+    #[test]
+    fn a_full_queue_hands_the_command_back_unsent() {
+        let mut lane = Lane::default();
+        fill(&mut lane, false);
+        let queued = lane.queued();
+        assert_eq!(lane.submit(item(LARGEST)), Submitted::Full(item(LARGEST)));
+        assert_eq!(lane.queued(), queued, "nothing was queued");
+        // Taking a batch makes room again.
+        assert!(lane.next_batch().is_some());
+        assert_eq!(lane.submit(item(LARGEST)), Submitted::Queued);
+    }
+
+    #[test]
+    fn a_full_queue_drops_commands_whose_clients_went_away() {
+        let mut lane = Lane::default();
+        fill(&mut lane, true);
+        assert_eq!(lane.submit(item(LARGEST)), Submitted::Queued);
+        assert_eq!(lane.queued(), 1, "the abandoned commands were dropped");
+        assert_eq!(
+            lane.queued_bytes(),
+            FORWARD_BATCH_BYTES_MAX,
+            "their bytes with them"
+        );
+        assert_eq!(lane.next_batch(), Some(vec![item(LARGEST)]));
+        assert_eq!(lane.queued_bytes(), 0);
+    }
+
+    #[test]
+    fn an_empty_queue_takes_any_command() {
+        let mut lane = Lane::default();
+        let huge = FORWARD_LANE_QUEUED_BYTES_MAX * 2;
+        assert_eq!(lane.submit(item(huge)), Submitted::StartSender);
+        assert_eq!(lane.next_batch(), Some(vec![item(huge)]));
     }
 }

@@ -19,8 +19,8 @@ pub enum Forwarded {
     /// The leader's answer, or the call's failure, as a call of its own
     /// would have ended.
     Answer(Result<proto::ApplyResponse, ClientError>),
-    /// The leader does not take batches (an older version): nothing was
-    /// proposed; send the command with a call of its own.
+    /// The command goes in no batch (the leader takes none, or the queue
+    /// to it is full): nothing was sent; send it with a call of its own.
     SendAlone,
 }
 
@@ -95,20 +95,13 @@ pub fn unanswered(end: &BatchEnd, answered_any: bool) -> Forwarded {
     }
 }
 
-/// Whether the leader refused the call for not knowing the method: without
-/// TLS an older leader answers `unimplemented`; with TLS its role check
-/// refuses a method it has no role for before the service sees it (a node
-/// certificate covers every method a current leader has).
+/// Whether the leader refused the call for not knowing the method (the
+/// code an HTTP/2 gRPC server gives any method it lacks). Batches go only
+/// at a protocol level every member supports ([`super::forward_gate`]), so
+/// this is a safety net: nothing was proposed, send each command alone.
 fn lacks_the_method(status: &Status) -> bool {
-    match status.code() {
-        Code::Unimplemented => true,
-        Code::PermissionDenied => status.message().contains(UNKNOWN_METHOD_REFUSAL),
-        _ => false,
-    }
+    status.code() == Code::Unimplemented
 }
-
-/// How an older leader's role check words a method it does not know.
-const UNKNOWN_METHOD_REFUSAL: &str = "unknown method";
 
 /// `status` with its code, message, details and ASCII metadata.
 pub fn encode_status(status: &Status) -> proto::ForwardedStatus {
@@ -224,28 +217,20 @@ mod tests {
 
     #[test]
     fn a_leader_without_batches_sends_each_command_alone() {
-        // With TLS an older leader's role check refuses the unknown method
-        // (its own words, from the security module).
-        let refused_by_role = Status::permission_denied(
-            crate::security::roles::Refusal::UnknownMethod {
-                method: "/clusterhost.v1.Cluster/ForwardBatch".to_string(),
-            }
-            .to_string(),
-        );
-        let end = BatchEnd::Failed(refused_by_role);
-        assert!(matches!(unanswered(&end, false), Forwarded::SendAlone));
-        let other_refusal = BatchEnd::Failed(Status::permission_denied(
-            "permission denied: only role node may send forwarded requests",
-        ));
-        assert!(matches!(
-            unanswered(&other_refusal, false),
-            Forwarded::Answer(Err(ClientError::Status(_)))
-        ));
         let end = BatchEnd::Failed(Status::unimplemented("no such method"));
         assert!(matches!(unanswered(&end, false), Forwarded::SendAlone));
         // Once anything was answered the method exists: never resend.
         assert!(matches!(
             unanswered(&end, true),
+            Forwarded::Answer(Err(ClientError::Status(_)))
+        ));
+        // Any other refusal is the command's own answer, whatever its
+        // words (no message is read to decide).
+        let refused = BatchEnd::Failed(Status::permission_denied(
+            "permission denied: unknown method /clusterhost.v1.Cluster/ForwardBatch",
+        ));
+        assert!(matches!(
+            unanswered(&refused, false),
             Forwarded::Answer(Err(ClientError::Status(_)))
         ));
     }

@@ -2,11 +2,14 @@
 //! cached connection to it: one `ForwardBatch` call carries every command
 //! that arrived while earlier batches were in flight ([`super::batch_lane`]
 //! decides), and each command's answer is delivered as soon as it streams
-//! back. A leader without the method (an older version) gets each command
-//! in a call of its own, as before.
+//! back. Whether batches may go at all is the caller's to decide (the
+//! cluster's protocol level, [`super::forward_gate`]); a leader that still
+//! answers `unimplemented` gets each command in a call of its own for a
+//! while.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use clusterhost_client::ClientError;
 use clusterhost_client::proto::{self, cluster_client::ClusterClient};
@@ -14,8 +17,9 @@ use tokio::sync::oneshot;
 use tonic::transport::Channel;
 use tracing::Instrument;
 
-use super::batch_lane::{Lane, Queued};
+use super::batch_lane::{Lane, Queued, Submitted};
 use super::forward_codec::{BatchEnd, Forwarded, decode_answer, unanswered};
+use super::forward_gate::Refusals;
 use super::leader::{forwarded, outcome_unknown};
 use crate::limits::FORWARD_BATCH_TIMEOUT;
 
@@ -42,14 +46,24 @@ struct LaneState {
 }
 
 /// Batches forwarded commands per leader address.
-#[derive(Default)]
 pub struct Forwarder {
+    /// This node's id, for the senders' tracing span.
+    node_id: u64,
     lanes: Mutex<HashMap<String, LaneState>>,
-    /// Leaders that answered `unimplemented`: commands go alone.
-    without_batches: Mutex<HashSet<String>>,
+    /// Leaders that answered `unimplemented` lately: commands go alone.
+    refusals: Mutex<Refusals>,
 }
 
 impl Forwarder {
+    /// The forwarder of node `node_id`.
+    pub fn new(node_id: u64) -> Self {
+        Self {
+            node_id,
+            lanes: Mutex::default(),
+            refusals: Mutex::default(),
+        }
+    }
+
     /// Forward `command` to the leader at `rpc_addr` over `client`, in the
     /// next batch to it.
     pub async fn forward(
@@ -58,11 +72,11 @@ impl Forwarder {
         client: ClusterClient<Channel>,
         command: proto::ForwardedCommand,
     ) -> Forwarded {
-        if lock(&self.without_batches).contains(rpc_addr) {
+        if !lock(&self.refusals).takes_batches(rpc_addr, Instant::now()) {
             return Forwarded::SendAlone;
         }
         let (reply, answer) = oneshot::channel();
-        let start_sender = {
+        let submitted = {
             let mut lanes = lock(&self.lanes);
             let state = lanes
                 .entry(rpc_addr.to_string())
@@ -75,10 +89,22 @@ impl Forwarder {
             state.client = client;
             state.lane.submit(Pending { command, reply })
         };
-        if start_sender {
-            let forwarder = self.clone();
-            let rpc_addr = rpc_addr.to_string();
-            tokio::spawn(forwarder.send_batches(rpc_addr).in_current_span());
+        match submitted {
+            Submitted::StartSender => {
+                // Its own span: the sender serves every client whose command
+                // it carries, not the one that happened to start it.
+                let span = tracing::info_span!(
+                    parent: None,
+                    "forward_batches",
+                    node_id = self.node_id,
+                    leader = %rpc_addr
+                );
+                let forwarder = self.clone();
+                let rpc_addr = rpc_addr.to_string();
+                tokio::spawn(forwarder.send_batches(rpc_addr).instrument(span));
+            }
+            Submitted::Queued => {}
+            Submitted::Full(_) => return Forwarded::SendAlone,
         }
         answer.await.unwrap_or_else(|_| {
             // The sender went away with the command: it may have been sent.
@@ -110,7 +136,7 @@ impl Forwarder {
                 return;
             };
             if send(client, batch).await {
-                lock(&self.without_batches).insert(rpc_addr.clone());
+                lock(&self.refusals).record(&rpc_addr, Instant::now());
             }
         }
     }

@@ -7,10 +7,10 @@
 //! - [`routing`]: where a leader-only request goes, decided purely.
 //! - [`leader`]: the loop that follows those decisions, and forwarding.
 //! - [`writes`]: client commands, proposed here or forwarded; a forwarded
-//!   batch answered on the leader.
+//!   batch answered on the leader, within [`batch_answers`]' bounds.
 //! - [`forwarder`]: forwarded commands sent in batches per leader;
-//!   [`batch_lane`] decides when and which, [`forward_codec`] maps each
-//!   command's answer both ways.
+//!   [`forward_gate`] decides whether batches may go, [`batch_lane`] when
+//!   and which, [`forward_codec`] maps each command's answer both ways.
 //! - [`report`]: status, members and health as pure functions.
 //! - [`settings_change`]: a settings request checked before it is proposed.
 //! - [`convert`]: node results to API messages and status codes.
@@ -21,10 +21,12 @@
 
 pub mod authorize;
 pub mod backup;
+pub mod batch_answers;
 pub mod batch_lane;
 pub mod cluster_service;
 pub mod convert;
 pub mod forward_codec;
+pub mod forward_gate;
 pub mod forwarder;
 pub mod grpc_metrics;
 pub mod leader;

@@ -1,7 +1,8 @@
 //! Client commands, in a session or not, from any node: checked, then
 //! proposed on the leader — here, or forwarded in the next batch to it
-//! ([`super::forwarder`]) — and, on the leader, a forwarded batch answered
-//! command by command as each completes. A [`Writer`] is cheap to clone,
+//! ([`super::forwarder`]) once the cluster's protocol level allows batches
+//! ([`super::forward_gate`]), each alone before — and, on the leader, a
+//! forwarded batch answered command by command as each completes. A [`Writer`] is cheap to clone,
 //! so each command of a batch runs on its own, as a call of its own would.
 
 use std::pin::Pin;
@@ -9,12 +10,14 @@ use std::sync::Arc;
 
 use clusterhost_client::ClientError;
 use clusterhost_client::proto;
-use futures::stream::{FuturesUnordered, Stream, StreamExt};
+use futures::stream::{FuturesUnordered, Stream};
 use tokio::sync::watch;
 use tonic::Status;
 
+use super::batch_answers::{Bounds, bounded};
 use super::convert;
 use super::forward_codec::{Forwarded, encode_answer};
+use super::forward_gate::level_takes_batches;
 use super::forwarder::Forwarder;
 use super::leader::{Attempt, Leader, LeaderRunner, forwarded};
 use crate::consensus::{Consensus, MachineStatus, ProposeError};
@@ -95,18 +98,22 @@ impl Writer {
         self.leader.run(forwarded_here, here, there).await
     }
 
-    /// `command` on `leader`: in a batch, or alone when it takes none.
+    /// `command` on `leader`: in a batch when the cluster's level allows
+    /// them, alone otherwise (or when it goes in no batch).
     async fn forward(
         &self,
         leader: &Leader,
         command: proto::ForwardedCommand,
     ) -> Result<proto::ApplyResponse, ClientError> {
-        let sent = self
-            .forwarder
-            .forward(&leader.rpc_addr, leader.client.clone(), command.clone())
-            .await;
-        if let Forwarded::Answer(answer) = sent {
-            return answer;
+        let level = self.machine.borrow().settings.protocol_level;
+        if level_takes_batches(level) {
+            let sent = self
+                .forwarder
+                .forward(&leader.rpc_addr, leader.client.clone(), command.clone())
+                .await;
+            if let Forwarded::Answer(answer) = sent {
+                return answer;
+            }
         }
         let mut client = leader.client.clone();
         let proto::ForwardedCommand { command, session } = command;
@@ -127,7 +134,8 @@ impl Writer {
     }
 
     /// On the leader: each command of a forwarded batch proposed as if it
-    /// had come alone, all at once; the answers in the order they complete.
+    /// had come alone, all at once; the answers in the order they complete,
+    /// within [`Bounds::LIMITS`].
     pub fn answer_batch(&self, commands: Vec<proto::ForwardedCommand>) -> AnswerStream {
         let answers: FuturesUnordered<_> = commands
             .into_iter()
@@ -137,11 +145,11 @@ impl Writer {
                 async move {
                     let proto::ForwardedCommand { command, session } = forwarded_command;
                     let outcome = writer.apply_command(true, command, session).await;
-                    Ok(encode_answer(position, outcome))
+                    encode_answer(position, outcome)
                 }
             })
             .collect();
-        answers.boxed()
+        bounded(answers, Bounds::LIMITS)
     }
 
     /// Refuse clients when this replica must not serve them: it is

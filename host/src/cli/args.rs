@@ -12,7 +12,7 @@ use crate::loadgen::{
 };
 
 use super::security_args::{CertsCommand, ClientTlsArgs, GossipCommand, NodeTlsArgs};
-use crate::consensus::settings::Setting;
+use crate::consensus::settings::{PROTOCOL_LEVEL_SUPPORTED, Setting};
 use crate::limits::{
     DEAD_GRACE_DEFAULT, LOG_ENTRIES_KEPT_BEHIND_SNAPSHOT, PLUGIN_FUEL_PER_BULK_CALL,
     PLUGIN_FUEL_PER_CALL, PLUGIN_MEMORY_BYTES_MAX, PLUGIN_MEMORY_MIB_FLAG_MAX,
@@ -246,6 +246,13 @@ pub struct RunArgs {
     /// in MiB [default: 512]. A cluster setting, like --plugin-fuel.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=PLUGIN_MEMORY_MIB_FLAG_MAX))]
     pub plugin_memory_mib: Option<u64>,
+    /// The protocol level a new cluster starts at [default: the highest
+    /// this binary supports]. A lower one lets nodes whose binary supports
+    /// only that level join (and a rollback to such binaries); raise it
+    /// later with `clusterhost config set protocol_level`. Only seeds a new
+    /// cluster, like --plugin-fuel.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i64::from(PROTOCOL_LEVEL_SUPPORTED)))]
+    pub protocol_level: Option<u32>,
     /// Serve Prometheus metrics (`/metrics`), health checks (`/healthz`,
     /// `/readyz`) and a status page (`/`) over HTTP on this address
     /// (e.g. 127.0.0.1:7402). Off when omitted.

@@ -248,6 +248,9 @@ async fn run(args: RunArgs) -> Result<(), CliError> {
         reflection: args.reflection,
         gossip_keyring,
         plugin_signers,
+        protocol_level: args
+            .protocol_level
+            .unwrap_or(crate::consensus::settings::PROTOCOL_LEVEL_SUPPORTED),
     };
     let listener = node::bind(args.listen)
         .await

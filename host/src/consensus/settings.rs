@@ -36,7 +36,9 @@ use crate::limits::{
 /// - Level 2: client sessions.
 /// - Level 3: the `plugin_signers` setting, checked when a deploy applies.
 /// - Level 4: members' verified node names in the Raft membership record
-///   (see [`super::types::Member`]).
+///   (see [`super::types::Member`]), and followers forward client commands
+///   to the leader in `ForwardBatch` calls (no new entry kind: every member
+///   can answer one).
 pub const PROTOCOL_LEVEL_SUPPORTED: u32 = 4;
 
 /// The level from which client sessions (exactly-once writes) may be used.
@@ -48,6 +50,10 @@ pub const PROTOCOL_LEVEL_SIGNERS: u32 = 3;
 /// The level from which membership records may carry node names: a binary
 /// below it would read a name as part of the member's address.
 pub const PROTOCOL_LEVEL_NAMES: u32 = 4;
+
+/// The level from which every member answers `ForwardBatch`, so followers
+/// may forward commands in batches.
+pub const PROTOCOL_LEVEL_FORWARD_BATCHES: u32 = 4;
 
 /// The level of a cluster whose log never set one.
 pub const PROTOCOL_LEVEL_LEGACY: u32 = 0;

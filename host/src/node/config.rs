@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clusterhost_client::ClientTls;
 
 use crate::consensus::NodeId;
-use crate::consensus::settings::Setting;
+use crate::consensus::settings::{PROTOCOL_LEVEL_SUPPORTED, Setting};
 use crate::consensus::trusted_signers::TrustedSigners;
 use crate::limits::{
     DEAD_GRACE_DEFAULT_TIME, LOG_ENTRIES_KEPT_BEHIND_SNAPSHOT, PROMOTION_LAG_ENTRIES_MAX,
@@ -78,6 +78,9 @@ pub struct NodeConfig {
     /// setting starts with (afterwards the cluster's setting decides, on
     /// every node alike), and the keys `--plugin` must be signed by.
     pub plugin_signers: Option<TrustedSigners>,
+    /// `--protocol-level`: the level a new cluster starts at (afterwards
+    /// `clusterhost config set protocol_level` raises it).
+    pub protocol_level: u32,
 }
 
 impl NodeConfig {
@@ -159,6 +162,7 @@ impl Default for NodeConfig {
             reflection: false,
             gossip_keyring: None,
             plugin_signers: None,
+            protocol_level: PROTOCOL_LEVEL_SUPPORTED,
         }
     }
 }

@@ -26,12 +26,13 @@ pub use handle::NodeHandle;
 pub use identity::decide_identity;
 
 use crate::api::ClusterService;
+use crate::api::forwarder::Forwarder;
 use crate::api::leader::LeaderRunner;
 use crate::api::server::{ServeOptions, serve};
 use crate::api::writes::Writer;
-use crate::consensus::settings::{ClusterSettings, SettingsChange};
+use crate::consensus::settings::{ClusterSettings, PROTOCOL_LEVEL_SIGNERS, SettingsChange};
 use crate::consensus::snapshot::Snapshots;
-use crate::consensus::trusted_signers;
+use crate::consensus::trusted_signers::{self, TrustedSigners};
 use crate::consensus::{
     self, AddressBook, Consensus, ConsensusConfig, LogStore, MachineStatus, NodeId,
     StateMachineStore,
@@ -269,7 +270,7 @@ impl Wiring {
             node_id: local.node_id,
             consensus: core.consensus.clone(),
             leader: leader.clone(),
-            forwarder: Arc::default(),
+            forwarder: Arc::new(Forwarder::new(local.node_id)),
             plugin: core.plugin.clone(),
             machine: core.machine.clone(),
         };
@@ -364,8 +365,16 @@ impl Wiring {
 
     /// The settings a new cluster starts with, from this node's flags.
     fn first_settings(&self) -> SettingsChange {
-        let settings = ClusterSettings::from_flags(&self.config.plugin_limits);
-        let signers = self.config.plugin_signers.clone().unwrap_or_default();
+        let settings = ClusterSettings {
+            protocol_level: self.config.protocol_level,
+            ..ClusterSettings::from_flags(&self.config.plugin_limits)
+        };
+        // Below the signers' level the cluster holds none: the flag then
+        // checks this node's deploys only, as before the setting existed.
+        let signers = match settings.protocol_level {
+            level if level < PROTOCOL_LEVEL_SIGNERS => TrustedSigners::default(),
+            _ => self.config.plugin_signers.clone().unwrap_or_default(),
+        };
         trusted_signers::initial_change(settings, signers)
     }
 
