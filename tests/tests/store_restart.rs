@@ -2,9 +2,10 @@
 //! SIGKILL resumes from the file's last checkpoint (an index past its
 //! snapshot) and replays only the entries after it, ending with the same
 //! store and applied digest as nodes that never stopped; a clean stop
-//! resumes where it stopped; a node killed after a deploy resumes the new
-//! plugin and keeps the old one for rollback; repeated kills under write
-//! load lose no acknowledged write.
+//! resumes where it stopped; a node that joined by snapshot resumes from
+//! the installed store; a node killed after a deploy resumes the new plugin
+//! and keeps the old one for rollback; repeated kills under write load lose
+//! no acknowledged write.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,7 +18,7 @@ use clusterhost_client::proto::{Consistency, apply_response};
 use clusterhost_tests::kv::{self, apply_ok, scan_all};
 use clusterhost_tests::paths::plugin;
 use clusterhost_tests::scenario::{MEMBERSHIP_TIMEOUT, fast, transfer_leadership};
-use clusterhost_tests::{Acknowledged, TestCluster, exit, wait_for};
+use clusterhost_tests::{Acknowledged, NodeOptions, TestCluster, exit, wait_for};
 
 /// How long replicas may take to report the same applied digest.
 const DIGEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -246,4 +247,53 @@ async fn a_node_killed_after_a_deploy_resumes_the_new_plugin_and_keeps_the_old()
         .cli(follower, &["plugin", "rollback"])
         .await
         .failure(exit::REJECTED, &["running plugin stays"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_that_joined_by_snapshot_resumes_from_the_installed_store() {
+    // Goal: a node that caught up by installing a snapshot (the founders
+    // purged their logs) checkpoints the installed store, so when killed
+    // with SIGKILL it resumes from it rather than rebuilding, and ends with
+    // every key and the founders' applied digest.
+    let options = |id| NodeOptions {
+        snapshot_every: Some(50),
+        log_keep: Some(10),
+        ..fast(id)
+    };
+    let mut cluster = TestCluster::start_bootstrap_with(&plugin("kv_disk.wasm"), options(1)).await;
+    cluster.start_joining(0, options(2)).await;
+    cluster.start_joining(1, options(3)).await;
+    cluster.wait_for_voters(3, MEMBERSHIP_TIMEOUT).await;
+    let leader = cluster.leader_index().await.expect("a leader");
+    let mut client = cluster.client(leader).await;
+    let mut acknowledged = Acknowledged::new();
+    for number in 0..150 {
+        let (key, value) = (format!("old-{number:04}"), format!("{number}"));
+        apply_ok(&mut client, kv::put(&key, &value)).await;
+        acknowledged.insert(key, value);
+    }
+    for n in 0..3 {
+        cluster.cli(n, &["snapshot"]).await.success();
+    }
+    let joiner = cluster.start_joining(0, options(4)).await;
+    cluster.wait_for_voters(4, MEMBERSHIP_TIMEOUT).await;
+    let installed = cluster.status(joiner).await["snapshot_index"]
+        .as_u64()
+        .expect("snapshot_index");
+    assert!(
+        installed >= 100,
+        "the joiner caught up by snapshot at {installed}"
+    );
+    cluster.wait_caught_up(MEMBERSHIP_TIMEOUT).await;
+    cluster.kill9(joiner);
+    cluster.restart(joiner).await;
+    let log = cluster.node(joiner).log();
+    assert!(!log.contains(REBUILT), "the joiner rebuilt its store");
+    let resumed = last_resumed_index(&log).expect("the joiner resumed");
+    assert!(
+        resumed >= installed,
+        "resumed at {resumed}, installed {installed}"
+    );
+    assert_every_node_holds_all(&cluster, &acknowledged).await;
+    cluster.wait_for_same_applied_digest(DIGEST_TIMEOUT).await;
 }
