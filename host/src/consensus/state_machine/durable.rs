@@ -262,11 +262,17 @@ pub(super) async fn resume(
     durable: &DurableStore,
     newest: Option<&StoredSnapshot>,
 ) -> io::Result<Option<Resumed>> {
-    let opened = tokio::task::block_in_place(|| durable::open(&durable.dir));
+    // redb checks every page of a file it opens here, but a file damaged
+    // outside redb may still make it panic; that must cost the file, not
+    // the node (a panic here would repeat at every start).
+    let opened = tokio::task::block_in_place(|| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| durable::open(&durable.dir)))
+    });
     let stored = match opened {
-        Ok(None) => return Ok(None),
-        Ok(Some(stored)) => stored,
-        Err(error) => return Ok(fall_back(durable, &error.to_string())),
+        Ok(Ok(None)) => return Ok(None),
+        Ok(Ok(Some(stored))) => stored,
+        Ok(Err(error)) => return Ok(fall_back(durable, &error.to_string())),
+        Err(_) => return Ok(fall_back(durable, "reading it panicked")),
     };
     let saved = match decode_saved(&stored) {
         Ok(saved) => saved,
@@ -274,7 +280,10 @@ pub(super) async fn resume(
     };
     let checkpoint = saved.meta.last_log_id;
     let index = checkpoint.map_or(0, |log_id| log_id.index);
-    let log = LogBounds::read(&durable.log, index).await?;
+    let log = match LogBounds::read(&durable.log, index).await {
+        Ok(log) => log,
+        Err(error) => return Ok(fall_back(durable, &format!("reading the log: {error}"))),
+    };
     let snapshot_index = newest.map_or(0, StoredSnapshot::index);
     if let Some(reason) = refusal(checkpoint, snapshot_index, &log) {
         return Ok(fall_back(durable, &reason));

@@ -86,7 +86,11 @@ impl FsmRuntime {
         let fuel_before = self.usage.fuel_used;
         let plugin_part = self.plugin_snapshot();
         self.usage.fuel_used = fuel_before;
-        let checkpoint = match plugin_part? {
+        // A reader that cannot catch up, or a plugin whose snapshot fails,
+        // only costs this checkpoint (as it costs a Raft snapshot): the
+        // record says "none", so a restart rebuilds from the snapshot.
+        let plugin_part = plugin_part.map_err(|rebuild| rebuild.to_string());
+        let checkpoint = match plugin_part.and_then(|part| part.map_err(|f| f.to_string())) {
             Ok(plugin_part) => Some(Checkpoint {
                 index,
                 position: self.last_applied,

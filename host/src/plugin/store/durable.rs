@@ -44,9 +44,18 @@ impl Checkpoint {
         let rest = bytes
             .strip_prefix(MAGIC)
             .ok_or_else(|| StoreError::NotResumable("no checkpoint marker".to_string()))?;
-        postcard::from_bytes(rest).map_err(|error| {
+        let (checkpoint, left) = postcard::take_from_bytes(rest).map_err(|error| {
             StoreError::NotResumable(format!("its checkpoint does not decode: {error}"))
-        })
+        })?;
+        // Bytes left over are fields of a newer layout this binary would
+        // silently drop: not this binary's checkpoint.
+        if !left.is_empty() {
+            return Err(StoreError::NotResumable(format!(
+                "its checkpoint has {} bytes this binary does not know",
+                left.len()
+            )));
+        }
+        Ok(checkpoint)
     }
 }
 
@@ -197,5 +206,41 @@ mod tests {
         )
         .expect("write");
         assert!(open(dir.path()).is_err());
+    }
+
+    #[test]
+    fn a_checkpoint_with_fields_this_binary_does_not_know_is_refused() {
+        let mut newer = checkpoint(3).encode();
+        newer.extend_from_slice(b"a newer field");
+        let error = Checkpoint::decode(&newer).expect_err("trailing bytes");
+        assert!(error.to_string().contains("13 bytes"), "{error}");
+        assert_eq!(
+            Checkpoint::decode(&checkpoint(3).encode()).ok(),
+            Some(checkpoint(3))
+        );
+    }
+
+    #[test]
+    fn a_file_changed_after_a_clean_close_is_refused_not_trusted() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut file = promoted_file(dir.path());
+        let value = vec![0x5a_u8; 4096];
+        let marked: super::super::Writes = [(b"k".to_vec(), Some(value.clone()))].into();
+        file.commit(5, &marked).expect("commit");
+        file.checkpoint(5, Some((&checkpoint(5).encode(), &side())))
+            .expect("checkpoint");
+        drop(file);
+        let path = dir.path().join(super::super::file::STATE_FILE_NAME);
+        let mut bytes = std::fs::read(&path).expect("read");
+        let at = bytes
+            .windows(value.len())
+            .position(|window| window == value.as_slice())
+            .expect("the value is in the file");
+        bytes[at + 100] ^= 0xff;
+        std::fs::write(&path, bytes).expect("write");
+        assert!(
+            open(dir.path()).is_err(),
+            "a damaged page must not be resumed"
+        );
     }
 }

@@ -172,7 +172,12 @@ impl StateFile {
         if !path.exists() {
             return Ok(None);
         }
-        let database = Database::open(&path).map_err(StoreError::from_redb)?;
+        // Every page's checksum is verified: a plain open trusts a file
+        // closed cleanly, however it was changed since.
+        let database = Database::builder()
+            .set_check_integrity_on_open(true)
+            .open(&path)
+            .map_err(StoreError::from_redb)?;
         let mut file = Self {
             database,
             location: Location::Stable(path),
