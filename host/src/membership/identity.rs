@@ -16,7 +16,9 @@
 //!   already trusted when it added or moved it), or, with no name bound at
 //!   all, at the first new address where its certificate is read while no
 //!   other entry claims its id and the name is no other id's (trust on
-//!   first use; never while this node's bindings file is unusable); the
+//!   first use; never while this node's bindings file is unusable, nor
+//!   once the cluster records names: the leader would write it into the
+//!   record, and the operator removes and re-adds such a member); the
 //!   binding lasts while it is a member, and survives restarts (see
 //!   [`super::bindings_file`]);
 //! - a node not yet a member is believed where its certificate names it and
@@ -53,6 +55,10 @@ pub struct Claim<'a> {
     /// on first use (not when this node's bindings cannot be read: the name
     /// it had bound may be another).
     pub first_use_allowed: bool,
+    /// Whether the cluster records names (protocol level 4): then a member
+    /// recorded without a name is never named on first use, since the name
+    /// read at its new address would be written into its record for good.
+    pub names_recorded: bool,
 }
 
 /// Names bound to Raft ids, as this node verified them.
@@ -203,6 +209,23 @@ pub enum Mismatch {
         /// The name in the certificate at the claimed address.
         presented: String,
     },
+    /// A member recorded without a name claims a new address in a cluster
+    /// that records names: a first-use name would become its record.
+    #[error(
+        "member {node_id} is recorded without a name at {recorded} and claims {rpc_addr} ({presented} \
+         presents there); names are recorded in this cluster, so it is not named on first use: \
+         remove it (clusterhost members remove {node_id}) and let it join again"
+    )]
+    UnnamedMemberMoved {
+        /// The claimed id.
+        node_id: NodeId,
+        /// The address its membership records.
+        recorded: String,
+        /// The claimed address.
+        rpc_addr: String,
+        /// The name in the certificate at the claimed address.
+        presented: String,
+    },
 }
 
 /// Judge `claim`, given the identity `presented` at its address, the
@@ -250,6 +273,12 @@ pub fn judge(
     match recorded_addr {
         None => judge_new_node(claim, presented),
         Some(recorded) if recorded == claim.rpc_addr => Verdict::AcceptAndBind(presented),
+        Some(recorded) if claim.names_recorded => Verdict::Refuse(Mismatch::UnnamedMemberMoved {
+            node_id: claim.node_id,
+            recorded: recorded.to_string(),
+            rpc_addr,
+            presented,
+        }),
         // Trust on first use: a member known to no binding (its data dir,
         // or this node's, predates bindings) that the whole cluster sees
         // restarted elsewhere must be found again, or a cluster whose

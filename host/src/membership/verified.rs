@@ -47,6 +47,8 @@ pub struct IdentityCheck {
     /// Whether members with no bound name may be named on first use: not
     /// when the stored bindings could not be read.
     first_use_allowed: bool,
+    /// Whether the cluster records names (no first use then).
+    names_recorded: bool,
     /// Ids outside the membership: when each was first seen or last alive.
     contenders_seen: HashMap<NodeId, Instant>,
     presented: HashMap<String, Presented>,
@@ -74,6 +76,7 @@ impl IdentityCheck {
             persisted: Bindings::default(),
             store_failing: false,
             first_use_allowed: true,
+            names_recorded: false,
             contenders_seen: HashMap::new(),
             presented: HashMap::new(),
             refused: HashSet::new(),
@@ -82,6 +85,13 @@ impl IdentityCheck {
             metrics,
             vouched: None,
         }
+    }
+
+    /// Whether the cluster records names in its membership (protocol
+    /// level 4): then members recorded without one are not named on first
+    /// use (see [`super::identity`]).
+    pub fn set_names_recorded(&mut self, names_recorded: bool) {
+        self.names_recorded = names_recorded;
     }
 
     /// Publish the names verified each round to `vouched` (the Raft
@@ -412,6 +422,7 @@ impl IdentityCheck {
             contested: crowding.contested.contains(&peer.node_id),
             shared: crowding.shared.contains(&peer.node_id),
             first_use_allowed: self.first_use_allowed,
+            names_recorded: self.names_recorded,
         };
         match judge(claim, identity, recorded, &self.bindings) {
             Verdict::Accept => {
