@@ -27,7 +27,11 @@
 //!   bound for it (gossip before it is added must not decide what the
 //!   member will be called);
 //! - a name bound to one id is refused for another, so a spoofer's id
-//!   cannot take over a member's name, nor its address.
+//!   cannot take over a member's name, nor its address;
+//! - an entry is believed only where the node at its address reports its
+//!   id (asked over mutual TLS with the certificate), so an id gossiped at
+//!   another node's address neither takes that node's name nor keeps it
+//!   out as a contender.
 
 use std::collections::BTreeMap;
 
@@ -59,6 +63,9 @@ pub struct Claim<'a> {
     /// recorded without a name is never named on first use, since the name
     /// read at its new address would be written into its record for good.
     pub names_recorded: bool,
+    /// The id the node at `rpc_addr` reports for itself over mutual TLS:
+    /// an entry claiming another id there does not speak for that node.
+    pub answered_id: NodeId,
 }
 
 /// Names bound to Raft ids, as this node verified them.
@@ -134,6 +141,16 @@ pub enum Mismatch {
     /// The node certificate there names no node.
     #[error("the node certificate at {rpc_addr} names no node")]
     Unnamed {
+        /// The address dialed.
+        rpc_addr: String,
+    },
+    /// The node at the address reports another id.
+    #[error("gossip claims node {node_id} at {rpc_addr}, but the node there is node {answered}")]
+    OtherNodeId {
+        /// The claimed id.
+        node_id: NodeId,
+        /// The id the node at the address reports.
+        answered: NodeId,
         /// The address dialed.
         rpc_addr: String,
     },
@@ -245,6 +262,13 @@ pub fn judge(
     let Some(presented) = presented.node_name.clone() else {
         return Verdict::Refuse(Mismatch::Unnamed { rpc_addr });
     };
+    if claim.answered_id != claim.node_id {
+        return Verdict::Refuse(Mismatch::OtherNodeId {
+            node_id: claim.node_id,
+            answered: claim.answered_id,
+            rpc_addr,
+        });
+    }
     if let Some(claimed) = claim.name.filter(|claimed| *claimed != presented) {
         return Verdict::Refuse(Mismatch::OtherCertificate {
             claimed: claimed.to_string(),

@@ -22,6 +22,7 @@ fn claim(node_id: NodeId, name: Option<&'static str>, rpc_addr: &'static str) ->
         shared: false,
         first_use_allowed: true,
         names_recorded: false,
+        answered_id: node_id,
     }
 }
 
@@ -302,4 +303,24 @@ fn no_first_use_once_names_are_recorded() {
     };
     let verdict = judge(at_home, &node("n2"), Some(ADDR), &bound(&[]));
     assert_eq!(verdict, Verdict::AcceptAndBind("n2".into()));
+}
+
+// Goal: an entry claiming an id at an address whose node reports another
+// id is refused, whatever certificate is presented there.
+#[test]
+fn an_id_the_node_at_the_address_does_not_report_is_refused() {
+    let mut elsewhere = claim(3, Some("n5"), OTHER_ADDR);
+    elsewhere.answered_id = 5;
+    let verdict = judge(elsewhere, &node("n5"), None, &bound(&[]));
+    assert!(
+        matches!(
+            verdict,
+            Verdict::Refuse(Mismatch::OtherNodeId {
+                node_id: 3,
+                answered: 5,
+                ..
+            })
+        ),
+        "{verdict:?}"
+    );
 }
