@@ -353,3 +353,63 @@ async fn a_forged_leaving_entry_does_not_remove_a_live_learner() {
     let members = recorded_members(&cluster, 0).await;
     assert!(members.iter().all(|(id, _, _)| *id != 2), "{members:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_id_gossiped_at_a_joining_nodes_address_does_not_keep_it_out() {
+    // Goal: a gossip-key holder keeps a made-up id alive at a joining
+    // node's address before and while it joins. The leader asks the node
+    // there for its id: the made-up id is never added, and the real node
+    // joins (before, the two ids shared the address and neither was
+    // believed, locking the node out for as long as the forger ran).
+    let mut cluster = TestCluster::with_tls().await;
+    cluster.bootstrap_node(&kv_plugin(), fast(1)).await;
+    let joining = cluster.add_node(fast(2));
+    cluster.set_join(joining, &[0]);
+    let address = cluster.node(joining).endpoint();
+    let key = cluster.pki().expect("TLS").gossip_key("gossip.key").await;
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let seed = cluster.node(0).gossip_addr().to_string();
+    let (_forger, _) = keyholder(
+        scratch.path(),
+        MADE_UP_ID,
+        &address,
+        &seed,
+        &key.to_string_lossy(),
+    );
+    wait_for("the forger to start", MEMBERSHIP_TIMEOUT, || async {
+        let log = std::fs::read_to_string(scratch.path().join("node.log")).unwrap_or_default();
+        log.contains("node started").then_some(())
+    })
+    .await;
+    cluster.restart_without_waiting(joining).await;
+    cluster.wait_ready(joining).await;
+    let joined = cluster.id_of(joining);
+    wait_for("the real node to be a member", MEMBERSHIP_TIMEOUT, || {
+        let cluster = &cluster;
+        async move {
+            let members = recorded_members(cluster, 0).await;
+            members
+                .iter()
+                .any(|(id, _, _)| *id == joined)
+                .then_some(members)
+        }
+    })
+    .await;
+    let refusal = format!(
+        "gossip claims node {MADE_UP_ID} at {address}, but the node there is node {joined}"
+    );
+    wait_for(
+        "the leader to refuse the made-up id",
+        REFUSAL_TIMEOUT,
+        || {
+            let found = cluster.node(0).log().contains(&refusal);
+            async move { found.then_some(()) }
+        },
+    )
+    .await;
+    let members = recorded_members(&cluster, 0).await;
+    assert!(
+        members.iter().all(|(id, _, _)| *id != MADE_UP_ID),
+        "the made-up id was added: {members:?}"
+    );
+}

@@ -262,17 +262,17 @@ pub fn judge(
     let Some(presented) = presented.node_name.clone() else {
         return Verdict::Refuse(Mismatch::Unnamed { rpc_addr });
     };
-    if claim.answered_id != claim.node_id {
-        return Verdict::Refuse(Mismatch::OtherNodeId {
-            node_id: claim.node_id,
-            answered: claim.answered_id,
-            rpc_addr,
-        });
-    }
     if let Some(claimed) = claim.name.filter(|claimed| *claimed != presented) {
         return Verdict::Refuse(Mismatch::OtherCertificate {
             claimed: claimed.to_string(),
             presented,
+            rpc_addr,
+        });
+    }
+    if claim.answered_id != claim.node_id {
+        return Verdict::Refuse(Mismatch::OtherNodeId {
+            node_id: claim.node_id,
+            answered: claim.answered_id,
             rpc_addr,
         });
     }
