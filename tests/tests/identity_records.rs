@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+use futures::StreamExt;
+
 use clusterhost::consensus::transport::codec;
 use clusterhost::consensus::transport::proto::{RaftCall, SnapshotChunk};
 use clusterhost::consensus::types::{SnapshotMeta, TypeConfig, Vote};
@@ -352,4 +354,126 @@ async fn a_forged_leaving_entry_does_not_remove_a_live_learner() {
     assert_eq!(status.code(), Some(exit::OK), "learner leave: {status}");
     let members = recorded_members(&cluster, 0).await;
     assert!(members.iter().all(|(id, _, _)| *id != 2), "{members:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_id_gossiped_at_a_joining_nodes_address_does_not_keep_it_out() {
+    // Goal: a gossip-key holder keeps a made-up id alive at a joining
+    // node's address before and while it joins. The leader asks the node
+    // there for its id: the made-up id is never added, and the real node
+    // joins (before, the two ids shared the address and neither was
+    // believed, locking the node out for as long as the forger ran).
+    let mut cluster = TestCluster::with_tls().await;
+    cluster.bootstrap_node(&kv_plugin(), fast(1)).await;
+    let joining = cluster.add_node(fast(2));
+    cluster.set_join(joining, &[0]);
+    let address = cluster.node(joining).endpoint();
+    let key = cluster.pki().expect("TLS").gossip_key("gossip.key").await;
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let seed = cluster.node(0).gossip_addr().to_string();
+    let (_forger, _) = keyholder(
+        scratch.path(),
+        MADE_UP_ID,
+        &address,
+        &seed,
+        &key.to_string_lossy(),
+    );
+    wait_for("the forger to start", MEMBERSHIP_TIMEOUT, || async {
+        let log = std::fs::read_to_string(scratch.path().join("node.log")).unwrap_or_default();
+        log.contains("node started").then_some(())
+    })
+    .await;
+    cluster.restart_without_waiting(joining).await;
+    cluster.wait_ready(joining).await;
+    let joined = cluster.id_of(joining);
+    wait_for("the real node to be a member", MEMBERSHIP_TIMEOUT, || {
+        let cluster = &cluster;
+        async move {
+            let members = recorded_members(cluster, 0).await;
+            members
+                .iter()
+                .any(|(id, _, _)| *id == joined)
+                .then_some(members)
+        }
+    })
+    .await;
+    let refusal = format!(
+        "gossip claims node {MADE_UP_ID} at {address}, but the node there is node {joined}"
+    );
+    wait_for(
+        "the leader to refuse the made-up id",
+        REFUSAL_TIMEOUT,
+        || {
+            let found = cluster.node(0).log().contains(&refusal);
+            async move { found.then_some(()) }
+        },
+    )
+    .await;
+    let members = recorded_members(&cluster, 0).await;
+    assert!(
+        members.iter().all(|(id, _, _)| *id != MADE_UP_ID),
+        "the made-up id was added: {members:?}"
+    );
+}
+
+/// Most attempts at seeing the receiving slot taken.
+const SLOT_ATTEMPTS_MAX: usize = 200;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_snapshot_holds_the_slot_only_until_its_idle_limit() {
+    // Goal: while a member's snapshot stream holds the one receiving slot
+    // (it sent its first chunk and stalls), a snapshot from an id that is
+    // no member is refused as such (its sender is checked before the slot
+    // is asked for), and the stalled stream is cut after the idle limit.
+    let (cluster, leader) = three_named_tls_nodes().await;
+    let follower = (leader + 1) % 3;
+    let pki = cluster.pki().expect("a TLS cluster");
+    let ip = cluster.node(follower).gossip_addr().ip();
+    pki.node("node-3", ip).await;
+    let before = cluster.try_status(follower).await.expect("status");
+    let endpoint = cluster.node(follower).endpoint();
+    let leader_tls = pki.load(&format!("node-{leader}"));
+    let as_leader = codec::raft_client(&endpoint, Some(&leader_tls)).expect("client");
+    let mut outsider = codec::raft_client(&endpoint, Some(&pki.load("node-3"))).expect("client");
+    let leader_id = cluster.id_of(leader);
+
+    let mut stalled_client = as_leader.clone();
+    let first = snapshot_from(leader_id, before.term, before.node_id);
+    let stalled = tokio::spawn(async move {
+        let chunks = futures::stream::iter([first]).chain(futures::stream::pending());
+        stalled_client.install_snapshot(chunks).await
+    });
+    // The slot is taken once another stream of the leader's is told so.
+    let mut taken = false;
+    for _ in 0..SLOT_ATTEMPTS_MAX {
+        let mut probe = as_leader.clone();
+        let chunk = snapshot_from(leader_id, before.term, before.node_id);
+        let status = probe
+            .install_snapshot(futures::stream::iter([chunk]))
+            .await
+            .expect_err("an empty snapshot body is refused");
+        if status.code() == Code::ResourceExhausted {
+            taken = true;
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(taken, "the stalled stream never held the receiving slot");
+    let made_up = snapshot_from(MADE_UP_ID, before.term + 1, before.node_id);
+    let status = outsider
+        .install_snapshot(futures::stream::iter([made_up]))
+        .await
+        .expect_err("a snapshot from a made-up leader was taken");
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+
+    let limit = clusterhost::limits::RAFT_SNAPSHOT_CHUNK_IDLE_TIMEOUT;
+    let ended = tokio::time::timeout(limit * 2, stalled)
+        .await
+        .expect("the stalled stream outlived twice its idle limit")
+        .expect("task");
+    let status = ended.expect_err("a stalled snapshot was installed");
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    let after = cluster.try_status(follower).await.expect("status");
+    assert_eq!(after.term, before.term, "the term moved");
+    assert_eq!(after.leader_id, before.leader_id, "the leader changed");
 }

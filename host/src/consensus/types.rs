@@ -176,12 +176,46 @@ pub struct Member {
 /// Between a member's address and its name in the encoded record.
 pub const MEMBER_NAME_SEPARATOR: char = '\u{0}';
 
+/// A member record that must not be written: an address (or name) with a
+/// control character. A NUL in an address would be read back as the
+/// separator, turning the rest into a recorded name; other control
+/// characters would forge log lines.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a member's {field} {value:?} holds a control character: refused")]
+pub struct ControlCharacter {
+    /// `address` or `name`.
+    pub field: &'static str,
+    /// The text refused.
+    pub value: String,
+}
+
+/// Refuse `value` (a member's `field`) if it holds a control character.
+pub fn check_printable(field: &'static str, value: &str) -> Result<(), ControlCharacter> {
+    if value.chars().any(char::is_control) {
+        return Err(ControlCharacter {
+            field,
+            value: value.to_string(),
+        });
+    }
+    Ok(())
+}
+
 impl Member {
     /// A record without a name.
     pub fn at(rpc_addr: impl Into<String>) -> Self {
         Self {
             rpc_addr: rpc_addr.into(),
             name: None,
+        }
+    }
+
+    /// Refuse a record whose address or name holds a control character
+    /// (see [`ControlCharacter`]); checked before any record is proposed.
+    pub fn check(&self) -> Result<(), ControlCharacter> {
+        check_printable("address", &self.rpc_addr)?;
+        match &self.name {
+            Some(name) => check_printable("name", name),
+            None => Ok(()),
         }
     }
 
@@ -288,5 +322,21 @@ mod tests {
         let bytes = postcard::to_stdvec(&nodes).expect("encode");
         let read: BTreeMap<u64, Member> = postcard::from_bytes(&bytes).expect("decode");
         assert_eq!(read, nodes);
+    }
+
+    // Goal: an address with a NUL (which would be read back as a name) or
+    // another control character is refused before it is recorded.
+    #[test]
+    fn control_characters_in_a_record_are_refused() {
+        assert_eq!(Member::at("10.0.0.1:7400").check(), Ok(()));
+        let smuggled = Member::at("10.0.0.1:7400\u{0}n1");
+        let refused = smuggled.check().expect_err("a NUL in the address");
+        assert_eq!(refused.field, "address");
+        assert!(Member::at("10.0.0.1:7400\nforged").check().is_err());
+        let named = Member {
+            rpc_addr: "10.0.0.1:7400".into(),
+            name: Some("n1\u{1b}[31m".into()),
+        };
+        assert_eq!(named.check().expect_err("escape in a name").field, "name");
     }
 }

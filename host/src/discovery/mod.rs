@@ -285,8 +285,18 @@ fn announcement_pairs(announcement: &Announcement) -> Vec<(String, String)> {
     ]
 }
 
+/// `value`, unless it holds a control character: a NUL in an address would
+/// be recorded as an address and a name (see
+/// [`crate::consensus::types::Member`]), others would forge log lines. Such
+/// an entry is dropped at intake, like an incomplete one.
+fn printable(value: &str) -> Option<&str> {
+    crate::consensus::types::check_printable("gossip value", value)
+        .ok()
+        .map(|()| value)
+}
+
 /// Parse a peer from its gossip state; `None` for states that are not (yet)
-/// complete or not from a clusterhost node.
+/// complete, not from a clusterhost node, or hold control characters.
 fn read_peer(chitchat_id: &ChitchatId, state: &NodeState, alive: bool) -> Option<Peer> {
     let node_id: NodeId = state.get(keys::NODE_ID)?.parse().ok()?;
     let flag = |key: &str| state.get(key) == Some("true");
@@ -296,7 +306,7 @@ fn read_peer(chitchat_id: &ChitchatId, state: &NodeState, alive: bool) -> Option
         alive,
         generation: chitchat_id.generation_id,
         announcement: Announcement {
-            rpc_addr: state.get(keys::RPC_ADDR)?.to_string(),
+            rpc_addr: printable(state.get(keys::RPC_ADDR)?)?.to_string(),
             role: state.get(keys::ROLE).unwrap_or_default().to_string(),
             ready: flag(keys::READY),
             plugin_digest: state.get(keys::PLUGIN).unwrap_or_default().to_string(),
@@ -319,8 +329,21 @@ fn read_peer(chitchat_id: &ChitchatId, state: &NodeState, alive: bool) -> Option
                 .and_then(|value| value.parse().ok())
                 .unwrap_or(0),
             checkpoints: state.get(keys::CHECKPOINTS).unwrap_or_default().to_string(),
-            node_name: state.get(keys::NODE_NAME).unwrap_or_default().to_string(),
+            node_name: printable(state.get(keys::NODE_NAME).unwrap_or_default())?.to_string(),
         },
         version: state.get(keys::VERSION).unwrap_or_default().to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    // Goal: gossip values with a NUL or another control character are
+    // dropped at intake; ordinary ones pass unchanged.
+    #[test]
+    fn control_characters_are_dropped_at_intake() {
+        assert_eq!(super::printable("10.0.0.1:7400"), Some("10.0.0.1:7400"));
+        assert_eq!(super::printable(""), Some(""));
+        assert_eq!(super::printable("10.0.0.1:7400\u{0}n1"), None);
+        assert_eq!(super::printable("n1\r\nforged"), None);
+    }
 }

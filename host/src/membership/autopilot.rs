@@ -233,6 +233,7 @@ impl Autopilot {
         announcement.node_name = identity.own_name().unwrap_or_default().to_string();
         self.discovery.announce(&announcement).await;
         let candidates = self.discovery.candidates().await;
+        identity.set_names_recorded(machine.settings.protocol_level >= PROTOCOL_LEVEL_NAMES);
         let mut peers = identity.select(candidates, &consensus.members);
         let ignored = leave_out_unknown(&mut peers, consensus, unknown, Instant::now());
         self.consensus.addresses().update(
@@ -551,6 +552,8 @@ fn observe(
         change_in_flight: consensus.change_in_flight,
         joint_committed: consensus.joint_committed,
         protocol_level: machine.settings.protocol_level,
+        // The leader's own name is there only with TLS at the names level.
+        names_recorded: seen.names.contains_key(&local.node_id),
         gossip,
     }
 }

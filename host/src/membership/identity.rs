@@ -16,7 +16,9 @@
 //!   already trusted when it added or moved it), or, with no name bound at
 //!   all, at the first new address where its certificate is read while no
 //!   other entry claims its id and the name is no other id's (trust on
-//!   first use; never while this node's bindings file is unusable); the
+//!   first use; never while this node's bindings file is unusable, nor
+//!   once the cluster records names: the leader would write it into the
+//!   record, and the operator removes and re-adds such a member); the
 //!   binding lasts while it is a member, and survives restarts (see
 //!   [`super::bindings_file`]);
 //! - a node not yet a member is believed where its certificate names it and
@@ -25,7 +27,11 @@
 //!   bound for it (gossip before it is added must not decide what the
 //!   member will be called);
 //! - a name bound to one id is refused for another, so a spoofer's id
-//!   cannot take over a member's name, nor its address.
+//!   cannot take over a member's name, nor its address;
+//! - an entry is believed only where the node at its address reports its
+//!   id (asked over mutual TLS with the certificate), so an id gossiped at
+//!   another node's address neither takes that node's name nor keeps it
+//!   out as a contender.
 
 use std::collections::BTreeMap;
 
@@ -53,6 +59,13 @@ pub struct Claim<'a> {
     /// on first use (not when this node's bindings cannot be read: the name
     /// it had bound may be another).
     pub first_use_allowed: bool,
+    /// Whether the cluster records names (protocol level 4): then a member
+    /// recorded without a name is never named on first use, since the name
+    /// read at its new address would be written into its record for good.
+    pub names_recorded: bool,
+    /// The id the node at `rpc_addr` reports for itself over mutual TLS:
+    /// an entry claiming another id there does not speak for that node.
+    pub answered_id: NodeId,
 }
 
 /// Names bound to Raft ids, as this node verified them.
@@ -131,6 +144,16 @@ pub enum Mismatch {
         /// The address dialed.
         rpc_addr: String,
     },
+    /// The node at the address reports another id.
+    #[error("gossip claims node {node_id} at {rpc_addr}, but the node there is node {answered}")]
+    OtherNodeId {
+        /// The claimed id.
+        node_id: NodeId,
+        /// The id the node at the address reports.
+        answered: NodeId,
+        /// The address dialed.
+        rpc_addr: String,
+    },
     /// Gossip claims one name, the address presents another.
     #[error("gossip claims name {claimed}, but {rpc_addr} presents the certificate of {presented}")]
     OtherCertificate {
@@ -203,6 +226,23 @@ pub enum Mismatch {
         /// The name in the certificate at the claimed address.
         presented: String,
     },
+    /// A member recorded without a name claims a new address in a cluster
+    /// that records names: a first-use name would become its record.
+    #[error(
+        "member {node_id} is recorded without a name at {recorded} and claims {rpc_addr} ({presented} \
+         presents there); names are recorded in this cluster, so it is not named on first use: \
+         remove it (clusterhost members remove {node_id}) and let it join again"
+    )]
+    UnnamedMemberMoved {
+        /// The claimed id.
+        node_id: NodeId,
+        /// The address its membership records.
+        recorded: String,
+        /// The claimed address.
+        rpc_addr: String,
+        /// The name in the certificate at the claimed address.
+        presented: String,
+    },
 }
 
 /// Judge `claim`, given the identity `presented` at its address, the
@@ -229,6 +269,13 @@ pub fn judge(
             rpc_addr,
         });
     }
+    if claim.answered_id != claim.node_id {
+        return Verdict::Refuse(Mismatch::OtherNodeId {
+            node_id: claim.node_id,
+            answered: claim.answered_id,
+            rpc_addr,
+        });
+    }
     if let Some(bound) = bindings.name_of(claim.node_id) {
         if bound == presented {
             return Verdict::Accept;
@@ -250,6 +297,12 @@ pub fn judge(
     match recorded_addr {
         None => judge_new_node(claim, presented),
         Some(recorded) if recorded == claim.rpc_addr => Verdict::AcceptAndBind(presented),
+        Some(recorded) if claim.names_recorded => Verdict::Refuse(Mismatch::UnnamedMemberMoved {
+            node_id: claim.node_id,
+            recorded: recorded.to_string(),
+            rpc_addr,
+            presented,
+        }),
         // Trust on first use: a member known to no binding (its data dir,
         // or this node's, predates bindings) that the whole cluster sees
         // restarted elsewhere must be found again, or a cluster whose

@@ -24,12 +24,33 @@ use crate::limits::{
 };
 use crate::metrics::Metrics;
 use crate::security::peer::PeerIdentity;
-use crate::security::presented::{own_identity, presented_identity};
+use crate::security::presented::{answered_node_id, own_identity, presented_identity};
 
-/// What an address presented when last dialed.
+/// What an address presented when last dialed: the certificate, and the
+/// node id its server reports for itself.
 struct Presented {
     identity: Result<PeerIdentity, String>,
+    node_id: Option<NodeId>,
     checked_at: Instant,
+}
+
+/// How the id of the node at an address is asked, over mutual TLS (see
+/// [`answered_node_id`]); tests, whose servers only complete handshakes,
+/// answer from a table.
+pub type AskNodeId = Arc<
+    dyn Fn(String, Arc<ClientTls>) -> futures::future::BoxFuture<'static, Result<NodeId, String>>
+        + Send
+        + Sync,
+>;
+
+/// One finished dial: the address, and what it presented.
+type Dialed = (String, Result<(PeerIdentity, NodeId), String>);
+
+/// The production [`AskNodeId`].
+fn ask_status() -> AskNodeId {
+    Arc::new(|addr: String, tls: Arc<ClientTls>| {
+        Box::pin(async move { answered_node_id(&addr, &tls, IDENTITY_DIAL_TIMEOUT).await })
+    })
 }
 
 /// The identity checks one node keeps between rounds.
@@ -47,13 +68,17 @@ pub struct IdentityCheck {
     /// Whether members with no bound name may be named on first use: not
     /// when the stored bindings could not be read.
     first_use_allowed: bool,
+    /// Whether the cluster records names (no first use then).
+    names_recorded: bool,
     /// Ids outside the membership: when each was first seen or last alive.
     contenders_seen: HashMap<NodeId, Instant>,
     presented: HashMap<String, Presented>,
     /// Refusals already logged (once per id and address).
     refused: HashSet<(NodeId, String)>,
     /// Dials under way (dropped with this, which aborts them).
-    dials: JoinSet<(String, Result<PeerIdentity, String>)>,
+    dials: JoinSet<Dialed>,
+    /// How a dial asks the id of the node at an address.
+    ask_node_id: AskNodeId,
     /// Their addresses.
     dialing: HashSet<String>,
     metrics: Metrics,
@@ -74,14 +99,30 @@ impl IdentityCheck {
             persisted: Bindings::default(),
             store_failing: false,
             first_use_allowed: true,
+            names_recorded: false,
             contenders_seen: HashMap::new(),
             presented: HashMap::new(),
             refused: HashSet::new(),
             dials: JoinSet::new(),
+            ask_node_id: ask_status(),
             dialing: HashSet::new(),
             metrics,
             vouched: None,
         }
+    }
+
+    /// Ask node ids with `ask` instead of a `Status` call.
+    #[cfg(test)]
+    fn asking_with(mut self, ask: AskNodeId) -> Self {
+        self.ask_node_id = ask;
+        self
+    }
+
+    /// Whether the cluster records names in its membership (protocol
+    /// level 4): then members recorded without one are not named on first
+    /// use (see [`super::identity`]).
+    pub fn set_names_recorded(&mut self, names_recorded: bool) {
+        self.names_recorded = names_recorded;
     }
 
     /// Publish the names verified each round to `vouched` (the Raft
@@ -280,36 +321,51 @@ impl IdentityCheck {
         let room = IDENTITY_DIALS_IN_FLIGHT_MAX.saturating_sub(self.dialing.len());
         for addr in due.into_iter().take(room) {
             let tls = tls.clone();
+            let ask = self.ask_node_id.clone();
             self.dialing.insert(addr.clone());
             self.dials.spawn(async move {
-                let identity = presented_identity(&addr, &tls, IDENTITY_DIAL_TIMEOUT)
-                    .await
-                    .map_err(|error| error.to_string());
+                let identity = match presented_identity(&addr, &tls, IDENTITY_DIAL_TIMEOUT).await {
+                    Ok(identity) => ask(addr.clone(), tls)
+                        .await
+                        .map(|node_id| (identity, node_id)),
+                    Err(error) => Err(error.to_string()),
+                };
                 (addr, identity)
             });
         }
     }
 
     /// Record what a finished dial read.
-    fn take_in(
-        &mut self,
-        finished: Result<(String, Result<PeerIdentity, String>), tokio::task::JoinError>,
-    ) {
-        let Ok((addr, identity)) = finished else {
+    fn take_in(&mut self, finished: Result<Dialed, tokio::task::JoinError>) {
+        let Ok((addr, dialed)) = finished else {
             return;
         };
-        if let Err(error) = &identity {
-            tracing::debug!("no certificate read at {addr}: {error}");
+        if let Err(error) = &dialed {
+            tracing::debug!("no certificate or node id read at {addr}: {error}");
         }
         self.dialing.remove(&addr);
+        let (identity, node_id) = match dialed {
+            Ok((identity, node_id)) => (Ok(identity), Some(node_id)),
+            Err(error) => (Err(error), None),
+        };
         let checked_at = Instant::now();
         self.presented.insert(
             addr,
             Presented {
                 identity,
+                node_id,
                 checked_at,
             },
         );
+    }
+
+    /// Whether the server at `peer`'s address reported `peer`'s id: only
+    /// then does its entry speak for the node there.
+    fn at_verified_address(&self, peer: &Peer) -> bool {
+        self.presented
+            .get(&peer.announcement.rpc_addr)
+            .and_then(|seen| seen.node_id)
+            == Some(peer.node_id)
     }
 
     /// Wait for every dial under way (each is bounded by
@@ -355,11 +411,17 @@ impl IdentityCheck {
 
     /// The ids among `contenders` that share their address, or a name (the
     /// certificate's read there; for an entry not alive, the one it
-    /// gossips), with another id.
+    /// gossips), with another id. Only entries whose address answered
+    /// their id count: an entry at another node's address, or one never
+    /// alive, would otherwise keep that node out for as long as it is
+    /// gossiped.
     fn shared_new_ids(&self, contenders: &[&Peer]) -> HashSet<NodeId> {
         let mut by_addr: HashMap<&str, HashSet<NodeId>> = HashMap::new();
         let mut by_name: HashMap<&str, HashSet<NodeId>> = HashMap::new();
-        for peer in contenders {
+        let verified = contenders
+            .iter()
+            .filter(|peer| self.at_verified_address(peer));
+        for peer in verified {
             let rpc_addr = peer.announcement.rpc_addr.as_str();
             by_addr.entry(rpc_addr).or_default().insert(peer.node_id);
             let gossiped = Some(peer.announcement.node_name.as_str())
@@ -399,6 +461,7 @@ impl IdentityCheck {
         let rpc_addr = peer.announcement.rpc_addr.as_str();
         let Some(Presented {
             identity: Ok(identity),
+            node_id: Some(answered_id),
             ..
         }) = self.presented.get(rpc_addr)
         else {
@@ -412,6 +475,8 @@ impl IdentityCheck {
             contested: crowding.contested.contains(&peer.node_id),
             shared: crowding.shared.contains(&peer.node_id),
             first_use_allowed: self.first_use_allowed,
+            names_recorded: self.names_recorded,
+            answered_id: *answered_id,
         };
         match judge(claim, identity, recorded, &self.bindings) {
             Verdict::Accept => {

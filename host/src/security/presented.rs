@@ -79,6 +79,27 @@ pub async fn presented_identity(
     Ok(identity_of(leaf.as_ref()))
 }
 
+/// The node id the server at `rpc_addr` reports for itself (its `Status`)
+/// to a client holding `tls`, over mutual TLS, within `timeout`. Read with
+/// the certificate, so an address is believed for the id its own server
+/// answers, never for another id gossip claims there.
+pub async fn answered_node_id(
+    rpc_addr: &str,
+    tls: &ClientTls,
+    timeout: Duration,
+) -> Result<u64, String> {
+    let ask = async {
+        let mut client = clusterhost_client::Client::connect_with(rpc_addr, Some(tls))
+            .await
+            .map_err(|error| error.to_string())?;
+        let status = client.status().await.map_err(|error| error.to_string())?;
+        Ok(status.node_id)
+    };
+    tokio::time::timeout(timeout, ask)
+        .await
+        .map_err(|_| format!("no status from {rpc_addr} within {timeout:?}"))?
+}
+
 /// The identity this node's own certificate names.
 pub fn own_identity(tls: &ClientTls) -> PeerIdentity {
     CertificateDer::pem_slice_iter(&tls.cert_pem)

@@ -363,6 +363,7 @@ impl Consensus {
     }
 
     /// Make one membership change (on the leader) and wait until it commits.
+    /// A record with a control character is refused (nothing proposed).
     pub async fn change_membership(&self, change: MembershipChange) -> Result<(), String> {
         let result = match change {
             MembershipChange::AddLearner {
@@ -370,9 +371,9 @@ impl Consensus {
                 rpc_addr,
                 name,
             } => {
-                self.raft
-                    .add_learner(node_id, Member { rpc_addr, name }, false)
-                    .await
+                let member = Member { rpc_addr, name };
+                member.check().map_err(|error| error.to_string())?;
+                self.raft.add_learner(node_id, member, false).await
             }
             MembershipChange::AddVoter(node_id) => {
                 self.change(ChangeMembers::AddVoterIds(BTreeSet::from([node_id])))
@@ -395,7 +396,9 @@ impl Consensus {
                 rpc_addr,
                 name,
             } => {
-                let nodes = BTreeMap::from([(node_id, Member { rpc_addr, name })]);
+                let member = Member { rpc_addr, name };
+                member.check().map_err(|error| error.to_string())?;
+                let nodes = BTreeMap::from([(node_id, member)]);
                 self.change(ChangeMembers::SetNodes(nodes)).await
             }
         };
@@ -435,6 +438,9 @@ impl Consensus {
             .into_iter()
             .map(|(id, rpc_addr)| (id, Member::at(rpc_addr)))
             .collect();
+        for member in members.values() {
+            member.check().map_err(|error| error.to_string())?;
+        }
         self.raft
             .initialize(members)
             .await

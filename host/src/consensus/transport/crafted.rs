@@ -145,3 +145,32 @@ fn a_snapshot_is_refused_once_its_chunks_pass_the_limit() {
         "exactly the limit"
     );
 }
+
+// Goal: entries from a leader that record a member whose address holds a
+// NUL or another control character are refused whole; ordinary ones pass.
+#[test]
+fn members_with_control_characters_are_refused_on_arrival() {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use crate::consensus::types::{Entry, Member};
+
+    let entry = |rpc_addr: &str| Entry {
+        log_id: log_id::<TypeConfig>(2, 1, 7),
+        payload: openraft::EntryPayload::Membership(
+            openraft::Membership::new(
+                vec![BTreeSet::from([1])],
+                BTreeMap::from([(1, Member::at(rpc_addr))]),
+            )
+            .expect("valid membership"),
+        ),
+    };
+    assert_eq!(
+        super::service::unprintable_member(&[entry("10.0.0.1:7400")]),
+        None
+    );
+    for smuggled in ["10.0.0.1:7400\u{0}n1\u{0}x", "10.0.0.1:7400\nforged"] {
+        let refusal =
+            super::service::unprintable_member(&[entry(smuggled)]).expect("a control character");
+        assert!(refusal.contains("entry 7"), "{refusal}");
+    }
+}

@@ -6,6 +6,7 @@ use std::fmt::Display;
 use std::future::Future;
 use std::sync::Arc;
 
+use openraft::EntryPayload;
 use openraft::raft::AppendEntriesRequest;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -17,7 +18,7 @@ use super::{codec, sizing};
 use crate::consensus::Raft;
 use crate::consensus::handle::read_index;
 use crate::consensus::snapshot::SnapshotBody;
-use crate::consensus::types::{NodeId, SnapshotMeta, TypeConfig, Vote};
+use crate::consensus::types::{Entry, NodeId, SnapshotMeta, TypeConfig, Vote};
 use crate::limits::{RAFT_SNAPSHOT_BYTES_MAX, RAFT_SNAPSHOT_CHUNK_IDLE_TIMEOUT};
 use crate::security::peer::identity_of;
 
@@ -87,6 +88,9 @@ impl RaftService {
             codec::decode_request(request, self.node_id)?;
         self.check_sender(append.kind(), append.sender(), caller)?;
         if let Some(refusal) = sizing::oversized_entry(&append.entries) {
+            return Err(Status::invalid_argument(refusal));
+        }
+        if let Some(refusal) = unprintable_member(&append.entries) {
             return Err(Status::invalid_argument(refusal));
         }
         let response = self
@@ -203,6 +207,23 @@ impl proto::raft_server::Raft for RaftService {
             .map_err(|error| Status::unavailable(error.to_string()))?;
         Ok(Response::new(codec::reply(&response)?))
     }
+}
+
+/// Why `entries` are refused, if one records a member whose address or name
+/// holds a control character (no leader of this binary proposes one).
+pub(super) fn unprintable_member(entries: &[Entry]) -> Option<String> {
+    entries.iter().find_map(|entry| {
+        let EntryPayload::Membership(membership) = &entry.payload else {
+            return None;
+        };
+        membership.nodes().find_map(|(node_id, member)| {
+            let refusal = member.check().err()?;
+            Some(format!(
+                "entry {} records node {node_id}: {refusal}",
+                entry.log_id.index
+            ))
+        })
+    })
 }
 
 /// The next chunk of a snapshot stream, refused once the sender has been

@@ -21,6 +21,8 @@ fn claim(node_id: NodeId, name: Option<&'static str>, rpc_addr: &'static str) ->
         contested: false,
         shared: false,
         first_use_allowed: true,
+        names_recorded: false,
+        answered_id: node_id,
     }
 }
 
@@ -270,6 +272,54 @@ fn new_ids_sharing_an_address_or_name_are_all_refused() {
         matches!(
             verdict,
             Verdict::Refuse(Mismatch::SharedByNewIds { node_id: 3, .. })
+        ),
+        "{verdict:?}"
+    );
+}
+
+// Goal: once the cluster records names, a member recorded without a name
+// is not named at a new address on first use (the leader would write that
+// name into its record for good); at its recorded address it still is.
+#[test]
+fn no_first_use_once_names_are_recorded() {
+    let mut moved = claim(2, Some("evil"), OTHER_ADDR);
+    moved.names_recorded = true;
+    let verdict = judge(moved, &node("evil"), Some(ADDR), &bound(&[]));
+    let Verdict::Refuse(mismatch) = verdict else {
+        panic!("named on first use: {verdict:?}");
+    };
+    assert!(
+        matches!(mismatch, Mismatch::UnnamedMemberMoved { node_id: 2, .. }),
+        "{mismatch:?}"
+    );
+    assert!(
+        mismatch.to_string().contains("members remove 2"),
+        "{mismatch}"
+    );
+    let at_home = Claim {
+        rpc_addr: ADDR,
+        name: Some("n2"),
+        ..moved
+    };
+    let verdict = judge(at_home, &node("n2"), Some(ADDR), &bound(&[]));
+    assert_eq!(verdict, Verdict::AcceptAndBind("n2".into()));
+}
+
+// Goal: an entry claiming an id at an address whose node reports another
+// id is refused, whatever certificate is presented there.
+#[test]
+fn an_id_the_node_at_the_address_does_not_report_is_refused() {
+    let mut elsewhere = claim(3, Some("n5"), OTHER_ADDR);
+    elsewhere.answered_id = 5;
+    let verdict = judge(elsewhere, &node("n5"), None, &bound(&[]));
+    assert!(
+        matches!(
+            verdict,
+            Verdict::Refuse(Mismatch::OtherNodeId {
+                node_id: 3,
+                answered: 5,
+                ..
+            })
         ),
         "{verdict:?}"
     );

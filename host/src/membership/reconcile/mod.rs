@@ -98,6 +98,9 @@ pub struct Observation {
     /// The protocol level the cluster runs at: a node whose binary
     /// supports less is not added.
     pub protocol_level: u32,
+    /// Whether names are recorded (TLS, protocol level 4): then a member
+    /// recorded without a name is not moved (see [`record_moved_member`]).
+    pub names_recorded: bool,
     /// Nodes gossip knows of (the leader included, at its own address).
     pub gossip: BTreeMap<NodeId, GossipView>,
 }
@@ -314,9 +317,15 @@ fn voters(observation: &Observation) -> BTreeSet<NodeId> {
 }
 
 /// A member that came back at a new address is unreachable until the
-/// membership says where it is.
+/// membership says where it is. Once names are recorded, not a member
+/// recorded without one: its name is recorded only where it was read at
+/// the address recorded before any move (a name read at the new address
+/// would be believed for good); the operator removes and re-adds it.
 fn record_moved_member(observation: &Observation) -> Option<Action> {
     observation.members.iter().find_map(|(node_id, member)| {
+        if observation.names_recorded && member.name.is_none() {
+            return None;
+        }
         let gossip = observation.gossip.get(node_id)?;
         (gossip.alive && gossip.rpc_addr != member.rpc_addr).then(|| Action::UpdateAddress {
             node_id: *node_id,

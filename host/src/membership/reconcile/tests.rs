@@ -47,6 +47,7 @@ impl Scenario {
                 change_in_flight: false,
                 joint_committed: false,
                 protocol_level: 1,
+                names_recorded: false,
                 gossip,
             },
         }
@@ -302,6 +303,29 @@ fn an_unnamed_record_is_named_at_its_recorded_address_and_a_move_keeps_the_name(
             node_id: 2,
             rpc_addr: "127.0.0.1:2".to_string(),
             name: Some("n2".into()),
+        })
+    );
+}
+
+// Goal: once names are recorded, a member recorded without a name that
+// shows up at a new address is neither moved nor named there (that name
+// would stay in its record for good); without recorded names it is moved,
+// as before.
+#[test]
+fn an_unnamed_record_is_not_moved_once_names_are_recorded() {
+    let mut scenario = Scenario::new(&[LEADER, 2], &[]);
+    scenario.observation.names_recorded = true;
+    let gossip = scenario.observation.gossip.get_mut(&2).unwrap();
+    gossip.rpc_addr = "127.0.0.1:2".to_string();
+    gossip.verified_name = Some("evil".into());
+    assert_eq!(scenario.at(0).0, None, "moved or named at a new address");
+    scenario.observation.names_recorded = false;
+    assert_eq!(
+        scenario.at(1).0,
+        Some(Action::UpdateAddress {
+            node_id: 2,
+            rpc_addr: "127.0.0.1:2".to_string(),
+            name: None,
         })
     );
 }

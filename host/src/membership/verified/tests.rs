@@ -40,6 +40,21 @@ async fn node_server(ca: &Pem, name: &str) -> String {
     serve(tls_of(ca, &pem)).await
 }
 
+/// Node ids answered at addresses, as the nodes there would report them.
+fn answering(pairs: &[(&str, NodeId)]) -> AskNodeId {
+    let table: HashMap<String, NodeId> = pairs
+        .iter()
+        .map(|(addr, node_id)| (addr.to_string(), *node_id))
+        .collect();
+    Arc::new(move |addr: String, _tls| {
+        let answered = table
+            .get(&addr)
+            .copied()
+            .ok_or_else(|| format!("no node id at {addr}"));
+        Box::pin(async move { answered })
+    })
+}
+
 /// `select` twice around the dials it starts: what it believes once the
 /// certificates are read.
 async fn believed(
@@ -60,7 +75,8 @@ async fn a_spoofers_newer_entry_for_a_member_is_passed_over() {
     let spoofer = node_server(&ca, "n4").await;
     let members = BTreeMap::from([(OWN_ID, member("own:1")), (2, member(&real))]);
     let tls = Some(Arc::new(tls_of(&ca, &own)));
-    let mut check = IdentityCheck::new(OWN_ID, tls, Metrics::default());
+    let mut check = IdentityCheck::new(OWN_ID, tls, Metrics::default())
+        .asking_with(answering(&[(&real, 2), (&spoofer, 4)]));
     assert_eq!(check.own_name(), Some("n1"));
     // The spoofer's entry is newer, names its own certificate and address.
     let candidates = [entry(2, 1, &real, "n2"), entry(2, 2, &spoofer, "n4")];
@@ -80,7 +96,8 @@ async fn a_new_node_is_believed_at_its_own_address_only() {
     let newcomer = node_server(&ca, "n5").await;
     let members = BTreeMap::from([(OWN_ID, member("own:1")), (2, member(&member_two))]);
     let tls = Some(Arc::new(tls_of(&ca, &own)));
-    let mut check = IdentityCheck::new(OWN_ID, tls, Metrics::default());
+    let mut check = IdentityCheck::new(OWN_ID, tls, Metrics::default())
+        .asking_with(answering(&[(&member_two, 2), (&newcomer, 5)]));
     let candidates = [
         entry(2, 1, &member_two, "n2"),
         entry(5, 1, &newcomer, "n5"),
@@ -101,25 +118,39 @@ async fn without_tls_the_newest_entry_is_believed() {
 }
 
 #[tokio::test]
-async fn new_ids_at_one_address_or_certificate_are_none_of_them_believed() {
+async fn an_id_at_another_nodes_address_is_refused_and_keeps_no_one_out() {
     // A key holder claims a made-up id 3 at joining node 5's address (the
-    // dial there shows node 5's certificate): neither id is believed, so
-    // id 3 is never added in node 5's place.
+    // dial there shows node 5's certificate, and node 5 reports id 5): id
+    // 3 is refused and does not keep node 5 out.
     let ca = certs::new_ca().expect("CA");
     let own = certs::node_cert(&ca, "n1", &[LOOPBACK], &[]).expect("n1");
     let joining = node_server(&ca, "n5").await;
     let members = BTreeMap::from([(OWN_ID, member("own:1"))]);
     let tls = Some(Arc::new(tls_of(&ca, &own)));
-    let mut check = IdentityCheck::new(OWN_ID, tls, Metrics::default());
+    let mut check = IdentityCheck::new(OWN_ID, tls, Metrics::default())
+        .asking_with(answering(&[(&joining, 5)]));
     let candidates = [entry(5, 1, &joining, "n5"), entry(3, 1, &joining, "n5")];
-    let peers = believed(&mut check, &candidates, &members).await;
-    assert!(peers.is_empty(), "{peers:?}");
-    // With a name left out it is refused alone, and node 5 is believed.
-    let candidates = [entry(5, 1, &joining, "n5")];
     let peers = believed(&mut check, &candidates, &members).await;
     assert_eq!(peers.keys().copied().collect::<Vec<_>>(), vec![5]);
     let unnamed = [entry(3, 1, &joining, "")];
     let peers = believed(&mut check, &unnamed, &members).await;
+    assert!(peers.is_empty(), "{peers:?}");
+}
+
+#[tokio::test]
+async fn new_ids_behind_one_certificate_are_none_of_them_believed() {
+    // One certificate (n5) served at two addresses, each reporting its own
+    // new id: which one is n5 is unknown, so neither is believed.
+    let ca = certs::new_ca().expect("CA");
+    let own = certs::node_cert(&ca, "n1", &[LOOPBACK], &[]).expect("n1");
+    let first = node_server(&ca, "n5").await;
+    let second = node_server(&ca, "n5").await;
+    let members = BTreeMap::from([(OWN_ID, member("own:1"))]);
+    let tls = Some(Arc::new(tls_of(&ca, &own)));
+    let mut check = IdentityCheck::new(OWN_ID, tls, Metrics::default())
+        .asking_with(answering(&[(&first, 5), (&second, 3)]));
+    let candidates = [entry(5, 1, &first, "n5"), entry(3, 1, &second, "n5")];
+    let peers = believed(&mut check, &candidates, &members).await;
     assert!(peers.is_empty(), "{peers:?}");
 }
 
@@ -133,7 +164,8 @@ async fn a_joining_nodes_entry_not_yet_alive_still_contends_for_its_name() {
     let joining = node_server(&ca, "n5").await;
     let members = BTreeMap::from([(OWN_ID, member("own:1"))]);
     let tls = Some(Arc::new(tls_of(&ca, &own)));
-    let mut check = IdentityCheck::new(OWN_ID, tls, Metrics::default());
+    let mut check = IdentityCheck::new(OWN_ID, tls, Metrics::default())
+        .asking_with(answering(&[(&joining, 5)]));
     let real = Peer {
         alive: false,
         ..entry(5, 1, "10.0.0.5:7400", "n5")
@@ -155,7 +187,8 @@ async fn a_name_recorded_in_the_membership_is_never_taken_on_first_use() {
     recorded.name = Some("n2".into());
     let members = BTreeMap::from([(OWN_ID, member("own:1")), (2, recorded)]);
     let tls = Some(Arc::new(tls_of(&ca, &own)));
-    let mut check = IdentityCheck::new(OWN_ID, tls, Metrics::default());
+    let mut check = IdentityCheck::new(OWN_ID, tls, Metrics::default())
+        .asking_with(answering(&[(&spoofer, 4)]));
     let candidates = [entry(2, 1, &spoofer, "n4")];
     let peers = believed(&mut check, &candidates, &members).await;
     assert!(peers.is_empty(), "{peers:?}");
@@ -171,8 +204,9 @@ async fn a_corrupt_bindings_file_stops_first_use_and_is_left_as_it_is() {
     std::fs::write(&path, "{corrupt").expect("write");
     let members = BTreeMap::from([(OWN_ID, member("own:1")), (2, member("10.0.0.2:7400"))]);
     let tls = Some(Arc::new(tls_of(&ca, &own)));
-    let mut check =
-        IdentityCheck::new(OWN_ID, tls, Metrics::default()).with_bindings_file(path.clone());
+    let mut check = IdentityCheck::new(OWN_ID, tls, Metrics::default())
+        .asking_with(answering(&[(&moved, 2)]))
+        .with_bindings_file(path.clone());
     // Member 2 (unnamed record) at a new address, uncontested: with a
     // readable file it would be named there on first use.
     let candidates = [entry(2, 1, &moved, "n2")];
@@ -191,8 +225,9 @@ async fn a_failed_bindings_write_is_tried_again_next_round() {
     let path = missing.join(bindings_file::BINDINGS_FILE_NAME);
     let members = BTreeMap::from([(OWN_ID, member("own:1")), (2, member(&two))]);
     let tls = Some(Arc::new(tls_of(&ca, &own)));
-    let mut check =
-        IdentityCheck::new(OWN_ID, tls, Metrics::default()).with_bindings_file(path.clone());
+    let mut check = IdentityCheck::new(OWN_ID, tls, Metrics::default())
+        .asking_with(answering(&[(&two, 2)]))
+        .with_bindings_file(path.clone());
     let candidates = [entry(2, 1, &two, "n2")];
     believed(&mut check, &candidates, &members).await;
     assert!(!path.exists(), "its directory is missing: the write failed");
@@ -200,4 +235,24 @@ async fn a_failed_bindings_write_is_tried_again_next_round() {
     check.select(candidates.to_vec(), &members);
     let stored = bindings_file::load(&path).expect("stored now");
     assert_eq!(stored.name_of(2), Some("n2"));
+}
+
+#[tokio::test]
+async fn never_alive_ids_gossiping_a_joining_nodes_name_do_not_keep_it_out() {
+    // Churned ids, never alive and never verified at any address, gossip
+    // joining node 5's name: node 5, alive at its own address, is believed.
+    let ca = certs::new_ca().expect("CA");
+    let own = certs::node_cert(&ca, "n1", &[LOOPBACK], &[]).expect("n1");
+    let joining = node_server(&ca, "n5").await;
+    let members = BTreeMap::from([(OWN_ID, member("own:1"))]);
+    let tls = Some(Arc::new(tls_of(&ca, &own)));
+    let mut check = IdentityCheck::new(OWN_ID, tls, Metrics::default())
+        .asking_with(answering(&[(&joining, 5)]));
+    let churned = |node_id| Peer {
+        alive: false,
+        ..entry(node_id, 1, "10.0.0.9:7400", "n5")
+    };
+    let candidates = [entry(5, 1, &joining, "n5"), churned(6), churned(7)];
+    let peers = believed(&mut check, &candidates, &members).await;
+    assert_eq!(peers.keys().copied().collect::<Vec<_>>(), vec![5]);
 }
