@@ -198,6 +198,11 @@ pub const CHECKPOINTS_GOSSIPED: usize = 4;
 /// (so the data dir can be opened again in the same process).
 pub const LOG_RELEASE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a stopping node waits, once Raft has stopped applying, for the
+/// plugin store's final checkpoint; past it the node stops anyway and the
+/// next start replays from the last checkpoint before.
+pub const STORE_STOP_CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How long shutdown waits for the gossip socket to close, so a node
 /// restarted in the same process can bind the port again.
 pub const GOSSIP_RELEASE_TIMEOUT: Duration = Duration::from_secs(5);

@@ -49,7 +49,7 @@ pub use handle::{
     ReadIndexError, now_ms,
 };
 pub use log_store::LogStore;
-pub use state_machine::{DurableStore, MachineStatus, StateMachineStore};
+pub use state_machine::{DurableStore, MachineStatus, StateMachineStore, StopCheckpoint};
 pub use transport::AddressBook;
 pub use types::{DeployReceipt, NodeId, Request, Response};
 pub use view::{ConsensusView, Role, quorum_size};

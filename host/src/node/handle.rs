@@ -1,6 +1,6 @@
 //! A running node: waiting on it, and taking it down in order (Raft steps
-//! down, the server stops, gossip leaves, and the files and ports it held
-//! are released before `shutdown` returns).
+//! down, the server stops, the plugin store is checkpointed, gossip leaves,
+//! and the files and ports it held are released before `shutdown` returns).
 
 use std::sync::Arc;
 
@@ -8,7 +8,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::api::server::ServerTask;
-use crate::consensus::{Consensus, NodeId};
+use crate::consensus::{Consensus, NodeId, StopCheckpoint};
 use crate::discovery::Discovery;
 use crate::limits::{GOSSIP_RELEASE_TIMEOUT, LOG_RELEASE_TIMEOUT, RELEASE_POLL_INTERVAL};
 use crate::membership::{LocalMember, operations};
@@ -26,6 +26,8 @@ pub struct NodeHandle {
     /// Tells when the Raft log's file is closed after shutdown.
     pub(super) log_released: LogRelease,
     pub(super) ops: Option<OpsHandle>,
+    /// The plugin store's final checkpoint, written once Raft has stopped.
+    pub(super) stop_checkpoint: StopCheckpoint,
 }
 
 impl NodeHandle {
@@ -54,6 +56,9 @@ impl NodeHandle {
         }
         let _ = self.stop_server.send(());
         self.consensus.shutdown().await;
+        // Raft applies nothing more: make the state file durable at the
+        // last applied entry before the worker and the process stop.
+        self.stop_checkpoint.write().await;
         self.server.await??;
         drop(self.consensus);
         drop(self.local);

@@ -201,6 +201,7 @@ struct Core {
     machine: tokio::sync::watch::Receiver<MachineStatus>,
     plugin: PluginHandle,
     snapshots: Snapshots,
+    stop_checkpoint: consensus::StopCheckpoint,
 }
 
 impl Wiring {
@@ -255,6 +256,7 @@ impl Wiring {
             autopilot,
             log_released,
             ops,
+            stop_checkpoint: core.stop_checkpoint,
         })
     }
 
@@ -431,7 +433,7 @@ impl Wiring {
             dir: store_dir,
             log: log.clone(),
         };
-        let machine = StateMachineStore::open_with(
+        let mut machine = StateMachineStore::open_with(
             plugin.clone(),
             self.engine.clone(),
             snapshots.clone(),
@@ -442,6 +444,7 @@ impl Wiring {
         .await
         .map_err(|error| StartError::other("cannot restore the newest snapshot", error))?;
         let status = machine.status();
+        let stop_checkpoint = machine.stop_checkpoint();
         let consensus = consensus::start(
             &ConsensusConfig {
                 node_id,
@@ -461,6 +464,7 @@ impl Wiring {
             machine: status,
             plugin,
             snapshots,
+            stop_checkpoint,
         })
     }
 

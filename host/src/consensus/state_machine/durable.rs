@@ -145,7 +145,7 @@ impl StateMachineStore {
     /// The host's part of a checkpoint: everything a snapshot holds but the
     /// plugin, at the last applied entry; the plugins kept for rollback go
     /// in the side record.
-    fn host_record(&mut self) -> io::Result<(Vec<u8>, SideRecord)> {
+    pub(super) fn host_record(&mut self) -> io::Result<(Vec<u8>, SideRecord)> {
         let host = &self.host;
         let history = PluginHistory {
             cluster_version: host.history.cluster_version,
@@ -174,34 +174,14 @@ impl StateMachineStore {
     }
 }
 
-/// A machine stopping cleanly checkpoints once more, so the next start
-/// resumes where it stopped: closing the state file makes its later commits
-/// durable, which a checkpoint from before would not match. Not while an
-/// apply or install was cut off half way (its host state and the plugin's
-/// may differ); then the next start rebuilds from the snapshot.
-impl Drop for StateMachineStore {
-    fn drop(&mut self) {
-        if self.in_flight || self.plugin.unsaved_write_bytes().is_none() {
-            return;
-        }
-        let Some(last_applied) = self.last_applied else {
-            return;
-        };
-        match self.host_record() {
-            Ok((host, side)) => {
-                self.plugin.checkpoint_soon(last_applied.index, host, side);
-            }
-            Err(error) => tracing::warn!("cannot checkpoint the plugin store at stop: {error}"),
-        }
-    }
-}
-
 /// The log as a resume needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct LogBounds {
     last_purged: Option<LogId>,
     /// The id of the log's entry at the checkpoint's index, if it holds one.
     at_checkpoint: Option<LogId>,
+    /// The index of the log's last entry (0 when empty).
+    last_index: u64,
 }
 
 impl LogBounds {
@@ -212,6 +192,7 @@ impl LogBounds {
         Ok(Self {
             last_purged: state.last_purged_log_id,
             at_checkpoint: entries.first().map(|entry| entry.log_id),
+            last_index: state.last_log_id.map_or(0, |log_id| log_id.index),
         })
     }
 }
@@ -301,6 +282,7 @@ pub(super) async fn resume(
     tracing::info!(
         resumed_index = index,
         snapshot_index,
+        log_entries_after = log.last_index.saturating_sub(index),
         "resumed the plugin store from its state file; replaying only the entries after it"
     );
     Ok(Some(Resumed {
@@ -346,6 +328,7 @@ mod tests {
         let at = |purged: Option<LogId>, entry: Option<LogId>| LogBounds {
             last_purged: purged,
             at_checkpoint: entry,
+            last_index: 50,
         };
         let checkpoint = Some(log_id(2, 50));
         assert_eq!(refusal(checkpoint, 40, &at(None, checkpoint)), None);

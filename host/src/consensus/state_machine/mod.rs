@@ -17,9 +17,11 @@ mod deploy;
 mod deploy_trust_tests;
 mod durable;
 mod host_entries;
+mod stop_checkpoint;
 
 use durable::CheckpointClock;
 pub use durable::DurableStore;
+pub use stop_checkpoint::StopCheckpoint;
 
 use deploy::install_body;
 
@@ -82,6 +84,9 @@ pub struct StateMachineStore {
     /// An apply or install is under way (or was cut off): the host state
     /// may not match the plugin's.
     in_flight: bool,
+    /// Where the machine hands its state over when it stops, if a node
+    /// waits to write the final checkpoint.
+    at_stop: Option<stop_checkpoint::AtStop>,
 }
 
 impl StateMachineStore {
@@ -161,6 +166,7 @@ impl StateMachineStore {
             session_batch: SessionBatch::default(),
             checkpoints: CheckpointClock::start(),
             in_flight: false,
+            at_stop: None,
         })
     }
 
