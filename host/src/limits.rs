@@ -426,7 +426,10 @@ pub const FORWARD_BATCH_BYTES_MAX: usize = COMMAND_BYTES_MAX + FORWARD_COMMAND_O
 /// Batches in flight to one leader at a time: a command arriving with a
 /// slot free leaves at once (no added latency for one client); the others
 /// queue and leave together when the batch in flight comes back (one slot
-/// made larger batches, and fewer calls, than two in a 64-client bench).
+/// made larger batches, and fewer calls, than two in a 64-client bench;
+/// measured again with writes through a follower at 1-64 clients, two
+/// alternating runs each: two slots gave no consistent gain in throughput
+/// or p50, though a command queued behind a batch waits for all of it).
 pub const FORWARD_BATCHES_IN_FLIGHT_MAX: usize = 1;
 
 /// Longest a follower waits for every answer of a forwarded batch: as long
