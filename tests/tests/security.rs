@@ -23,6 +23,15 @@ use tonic::Code;
 async fn tls_node_with(key: &str, value: &str) -> TestCluster {
     let mut cluster = TestCluster::with_tls().await;
     cluster.bootstrap_node(&kv_plugin(), fast(1)).await;
+    // The node records its own name in the membership (an entry) soon
+    // after it leads: wait for it, so no test sees it land mid-way.
+    wait_for("node-0's name to be recorded", MEMBERSHIP_TIMEOUT, || {
+        let recorded = cluster.node(0).log().lines().any(|line| {
+            line.contains("membership change committed") && line.contains("Some(\"node-0\")")
+        });
+        async move { recorded.then_some(()) }
+    })
+    .await;
     apply_ok(&mut cluster.client(0).await, kv::put(key, value)).await;
     cluster
 }
