@@ -318,3 +318,96 @@ async fn a_node_that_joined_by_snapshot_resumes_from_the_installed_store() {
     assert_every_node_holds_all(&cluster, &acknowledged).await;
     cluster.wait_for_same_applied_digest(DIGEST_TIMEOUT).await;
 }
+
+/// What a node logs when a snapshot stream's first chunk is accepted...
+const RECEIVING: &str = "receiving a snapshot";
+
+/// ...and when the whole snapshot arrived and is being installed.
+const INSTALLING: &str = "installing a received snapshot";
+
+/// Values of the state the cut transfers carry: large enough that
+/// receiving and installing take a while, so the kill lands inside them.
+const TRANSFER_VALUE_BYTES: usize = 64 * 1024;
+const TRANSFER_KEYS: usize = 384;
+
+/// How often the joiner's log is read for the line to kill at: far below
+/// the time a transfer of the state above takes.
+const CUT_POLL_INTERVAL: Duration = Duration::from_millis(2);
+
+/// Kill node `n` with SIGKILL as soon as its log holds `line` more often
+/// than `seen` times; returns whether a fresh (not yet promoted) state file
+/// was in its data dir at that moment.
+async fn kill_at(cluster: &mut TestCluster, n: usize, line: &str, seen: usize) -> bool {
+    let deadline = Instant::now() + MEMBERSHIP_TIMEOUT;
+    while cluster.node(n).log().matches(line).count() <= seen {
+        assert!(Instant::now() < deadline, "node {n} never logged {line:?}");
+        tokio::time::sleep(CUT_POLL_INTERVAL).await;
+    }
+    cluster.kill9(n);
+    !fresh_state_files(&cluster.node(n).data_dir()).is_empty()
+}
+
+/// State files in `dir` (and below) other than the node's state file: a
+/// store being filled that no runtime has taken over yet.
+fn fresh_state_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if path.is_dir() {
+                pending.push(path);
+            } else if name.starts_with("plugin-store-") && name != "plugin-store-state.redb" {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_snapshot_transfer_cut_by_kill_9_leaves_no_half_installed_store() {
+    // Goal: a new node killed with SIGKILL while it receives the founders'
+    // snapshot, and again while it installs one, starts over cleanly each
+    // time: no half-filled state file survives, and it ends with every key
+    // and the founders' applied digest.
+    let options = |id| NodeOptions {
+        snapshot_every: Some(50),
+        log_keep: Some(10),
+        ..fast(id)
+    };
+    let mut cluster = TestCluster::start_bootstrap_with(&plugin("kv_disk.wasm"), options(1)).await;
+    cluster.start_joining(0, options(2)).await;
+    cluster.start_joining(1, options(3)).await;
+    cluster.wait_for_voters(3, MEMBERSHIP_TIMEOUT).await;
+    let leader = cluster.leader_index().await.expect("a leader");
+    let mut client = cluster.client(leader).await;
+    let mut acknowledged = Acknowledged::new();
+    for number in 0..TRANSFER_KEYS {
+        let key = format!("big-{number:04}");
+        let value = format!("{number:0width$}", width = TRANSFER_VALUE_BYTES);
+        apply_ok(&mut client, kv::put(&key, &value)).await;
+        acknowledged.insert(key, value);
+    }
+    for n in 0..3 {
+        cluster.cli(n, &["snapshot"]).await.success();
+    }
+    let joiner = cluster.add_node(options(4));
+    cluster.set_join(joiner, &[0]);
+    cluster.restart_without_waiting(joiner).await;
+    kill_at(&mut cluster, joiner, RECEIVING, 0).await;
+    cluster.restart_without_waiting(joiner).await;
+    let installs_before = cluster.node(joiner).log().matches(INSTALLING).count();
+    let cut_mid_install = kill_at(&mut cluster, joiner, INSTALLING, installs_before).await;
+    cluster.restart(joiner).await;
+    cluster.wait_for_voters(4, MEMBERSHIP_TIMEOUT).await;
+    assert_every_node_holds_all(&cluster, &acknowledged).await;
+    cluster.wait_for_same_applied_digest(DIGEST_TIMEOUT).await;
+    let left = fresh_state_files(&cluster.node(joiner).data_dir());
+    assert!(left.is_empty(), "half-filled state files left: {left:?}");
+    eprintln!("the second kill landed mid-install: {cut_mid_install}");
+}

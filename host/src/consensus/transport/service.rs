@@ -193,6 +193,7 @@ impl proto::raft_server::Raft for RaftService {
         let _one_at_a_time = self.installing.try_acquire().map_err(|_| {
             Status::resource_exhausted("a snapshot is already being received; try again")
         })?;
+        tracing::info!(index = ?meta.last_log_id, ?leader, "receiving a snapshot");
         let mut body = Vec::new();
         append_chunk(&mut body, &first.data)?;
         while let Some(chunk) = next_chunk(&mut chunks).await? {
@@ -200,6 +201,7 @@ impl proto::raft_server::Raft for RaftService {
         }
         let snapshot = crate::consensus::snapshot::decode_body(&body)
             .map_err(|error| Status::invalid_argument(error.to_string()))?;
+        tracing::info!(bytes = body.len(), "installing a received snapshot");
         let response = self
             .raft
             .install_full_snapshot(vote, Snapshot { meta, snapshot })
