@@ -99,7 +99,7 @@ pub struct Observation {
     /// supports less is not added.
     pub protocol_level: u32,
     /// Whether names are recorded (TLS, protocol level 4): then a member
-    /// recorded without a name is not moved (see [`record_moved_member`]).
+    /// recorded without a name is not moved (see `record_moved_member`).
     pub names_recorded: bool,
     /// Nodes gossip knows of (the leader included, at its own address).
     pub gossip: BTreeMap<NodeId, GossipView>,
