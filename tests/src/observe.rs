@@ -184,6 +184,9 @@ impl TestCluster {
                         .map(|member| (member.id, member.suffrage.clone()))
                         .collect();
                     members.sort();
+                    if status.membership_changing {
+                        return Err(format!("node {n}: a membership change is in progress"));
+                    }
                     views.push((n, status.leader_id, members));
                 }
                 let (_, _, first) = views.first().ok_or("no running node")?;

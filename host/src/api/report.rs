@@ -112,6 +112,7 @@ pub fn status(
         applied_digest_index: machine.applied_digest.1,
         corrupt_since: machine.alarms.corrupt_since(me.node_id),
         sessions_open: machine.sessions_open as u64,
+        membership_changing: consensus.change_in_flight,
     }
 }
 

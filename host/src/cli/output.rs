@@ -64,6 +64,9 @@ pub struct StatusJson {
     pub corrupt_since: Option<u64>,
     /// Client sessions open.
     pub sessions_open: u64,
+    /// A membership change is not finished (a joint configuration, or one
+    /// not committed yet).
+    pub membership_changing: bool,
 }
 
 /// The running plugin, in status JSON.
@@ -124,6 +127,7 @@ impl From<proto::StatusResponse> for StatusJson {
             applied_digest_index: status.applied_digest_index,
             corrupt_since: status.corrupt_since,
             sessions_open: status.sessions_open,
+            membership_changing: status.membership_changing,
         }
     }
 }
@@ -160,7 +164,11 @@ pub fn render_status(status: &StatusJson) -> String {
             status.plugin.size_bytes
         ),
         format!("sessions    {} open", status.sessions_open),
-        "members".to_string(),
+        if status.membership_changing {
+            "members     (a membership change is in progress)".to_string()
+        } else {
+            "members".to_string()
+        },
     ];
     lines.push(format!("  {:<20} {:<8} {}", "ID", "SUFFRAGE", "ADDRESS"));
     for member in &status.members {
