@@ -11,6 +11,7 @@ use clusterhost_client::proto::cluster_client::ClusterClient;
 use clusterhost_client::{Client, ClientError, connect_channel_with};
 use clusterhost_tests::cli::{CLI_TIMEOUT, run_cli};
 use clusterhost_tests::kv::{self, apply_ok};
+use clusterhost_tests::ops::{free_ops_addr, scrape, value_or_zero, with_ops};
 use clusterhost_tests::paths::{clusterhost_binary, kv_plugin};
 use clusterhost_tests::process::Process;
 use clusterhost_tests::scenario::{MEMBERSHIP_TIMEOUT, fast};
@@ -18,6 +19,9 @@ use clusterhost_tests::signing::sign_kv_plugins;
 use clusterhost_tests::tls::TestPki;
 use clusterhost_tests::{TestCluster, exit, wait_for};
 use tonic::Code;
+
+/// Gossip datagrams a node dropped unread (no key opened them).
+const GOSSIP_DROPPED: &str = "clusterhost_gossip_datagrams_dropped_total";
 
 /// A one-node TLS cluster running kv, with `key` = `value` written.
 async fn tls_node_with(key: &str, value: &str) -> TestCluster {
@@ -305,14 +309,55 @@ async fn a_real_network_without_tls_needs_insecure() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_gossip_advertise_address_is_refused() {
+    // Goal: a --gossip-advertise address peers cannot send to (every
+    // address, or port 0) is refused by name before anything is written.
+    let scratch = tempfile::tempdir().unwrap();
+    let (listen, gossip) = clusterhost_tests::cluster::free_addresses();
+    for (name, advertise) in [
+        ("every-address", format!("0.0.0.0:{}", gossip.port())),
+        ("port-0", "127.0.0.1:0".to_string()),
+    ] {
+        let data_dir = scratch.path().join(name);
+        let args = [
+            "run".to_string(),
+            "--listen".to_string(),
+            listen.to_string(),
+            "--gossip".to_string(),
+            gossip.to_string(),
+            "--gossip-advertise".to_string(),
+            advertise.clone(),
+            "--data-dir".to_string(),
+            data_dir.to_string_lossy().into_owned(),
+            "--bootstrap".to_string(),
+            "--plugin".to_string(),
+            kv_plugin().to_string_lossy().into_owned(),
+        ];
+        let output = run_cli(&args, &[], CLI_TIMEOUT).await;
+        output.failure(
+            exit::FAILURE,
+            &[
+                &format!("--gossip-advertise {advertise}"),
+                "other nodes can reach",
+            ],
+        );
+        assert!(!data_dir.exists(), "a refused start created its data dir");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_node_with_another_gossip_key_never_joins_and_is_counted() {
     // Goal: gossip is sealed: a node with valid TLS certificates but a
     // different gossip key is never added, and the datagrams it sends are
-    // dropped and counted (logged) by the node it tries to join.
+    // dropped and counted by the node it tries to join: in its metrics
+    // (`clusterhost_gossip_datagrams_dropped_total`) and its log.
     let mut cluster = TestCluster::with_tls().await;
-    cluster.bootstrap_node(&kv_plugin(), fast(1)).await;
+    let ops = free_ops_addr();
+    cluster.bootstrap_node(&kv_plugin(), with_ops(1, ops)).await;
     cluster.start_joining(0, fast(2)).await;
     cluster.wait_for_voters(2, MEMBERSHIP_TIMEOUT).await;
+    let before = value_or_zero(&scrape(ops).await.unwrap(), GOSSIP_DROPPED);
+    assert_eq!(before, 0.0, "nodes sharing the key drop nothing");
 
     let wrong_key = cluster.pki().unwrap().gossip_key("wrong.key").await;
     let mut options = fast(3);
@@ -325,13 +370,22 @@ async fn a_node_with_another_gossip_key_never_joins_and_is_counted() {
     cluster.restart_without_waiting(intruder).await;
     // 8 dropped datagrams are several gossip rounds: ample time to join.
     wait_for(
-        "node 0 to count the intruder's datagrams",
+        "node 0 to count the intruder's datagrams in its metrics",
         Duration::from_secs(30),
-        || {
-            let log = cluster.node(0).log();
-            async move { log.contains("gossip_datagrams_dropped=8").then_some(()) }
+        || async move {
+            let dropped = value_or_zero(&scrape(ops).await?, GOSSIP_DROPPED);
+            if dropped >= 8.0 {
+                Ok(())
+            } else {
+                Err(format!("{GOSSIP_DROPPED} is {dropped}"))
+            }
         },
     )
+    .await;
+    wait_for("node 0 to log the count", Duration::from_secs(10), || {
+        let log = cluster.node(0).log();
+        async move { log.contains("gossip_datagrams_dropped=8") }
+    })
     .await;
     let ids = cluster.member_ids(0).await;
     assert_eq!(ids.len(), 2, "{ids:?}");

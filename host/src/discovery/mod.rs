@@ -24,7 +24,7 @@ pub mod sealed;
 pub mod wire_check;
 
 pub use keyring::Keyring;
-pub use sealed::DroppedDatagrams;
+pub use sealed::DatagramCounters;
 
 use crate::consensus::NodeId;
 use crate::limits::{
@@ -67,6 +67,8 @@ pub struct DiscoveryConfig {
     pub generation: u64,
     /// Seal every datagram with these keys; `None`: plaintext gossip.
     pub keyring: Option<Arc<Keyring>>,
+    /// Where datagrams the transport refuses or cannot send are counted.
+    pub counters: DatagramCounters,
 }
 
 /// What a node says about itself.
@@ -121,7 +123,6 @@ pub struct Peer {
 pub struct Discovery {
     handle: ChitchatHandle,
     node_id: NodeId,
-    dropped: DroppedDatagrams,
     public_socket: sealed::PublicSocketWatch,
 }
 
@@ -161,13 +162,12 @@ impl Discovery {
             ),
         ];
         initial.extend(announcement_pairs(announcement));
-        let dropped = DroppedDatagrams::default();
         let public_socket = sealed::PublicSocketWatch::default();
         // Always through the relay, so every datagram is checked before
         // chitchat reads it (see `wire_check`), sealed or not.
         let transport: Box<dyn Transport> = Box::new(sealed::SealedTransport {
             keyring: config.keyring.clone(),
-            dropped: dropped.clone(),
+            counters: config.counters.clone(),
             public_socket: public_socket.clone(),
         });
         let handle = spawn_chitchat(chitchat_config, initial, transport.as_ref())
@@ -178,15 +178,8 @@ impl Discovery {
         Ok(Self {
             handle,
             node_id: config.node_id,
-            dropped,
             public_socket,
         })
-    }
-
-    /// Datagrams dropped since start because no gossip key opened them or
-    /// chitchat could not safely read them.
-    pub fn dropped_datagrams(&self) -> u64 {
-        self.dropped.count()
     }
 
     /// Update what this node announces.
@@ -220,6 +213,18 @@ impl Discovery {
                 read_peer(chitchat_id, state, live.contains(chitchat_id))
             })
             .filter(|peer| peer.node_id != self.node_id)
+            .filter(|peer| match unreachable_address(peer) {
+                None => true,
+                Some(address) => {
+                    // Debug only: gossip is read every autopilot tick.
+                    tracing::debug!(
+                        node_id = peer.node_id,
+                        %address,
+                        "gossip member ignored: it advertises an address nobody can reach"
+                    );
+                    false
+                }
+            })
             .collect()
     }
 
@@ -285,6 +290,28 @@ fn announcement_pairs(announcement: &Announcement) -> Vec<(String, String)> {
     ]
 }
 
+/// Whether other nodes can send to `addr`: a particular host (not 0.0.0.0
+/// or ::) and a port.
+pub fn is_reachable(addr: SocketAddr) -> bool {
+    !addr.ip().is_unspecified() && addr.port() != 0
+}
+
+/// The address `peer` advertises that nobody can reach, if any: its gossip
+/// address or its gRPC address naming 0.0.0.0, :: or port 0. Dialing one
+/// would reach the dialer itself (or nothing), so Raft traffic and
+/// forwarded writes meant for the peer would go astray; such a member is
+/// not used. A gRPC address given as a host name is left to the dialer.
+pub fn unreachable_address(peer: &Peer) -> Option<String> {
+    if !is_reachable(peer.gossip_addr) {
+        return Some(peer.gossip_addr.to_string());
+    }
+    let rpc_addr = &peer.announcement.rpc_addr;
+    match rpc_addr.parse::<SocketAddr>() {
+        Ok(addr) if !is_reachable(addr) => Some(rpc_addr.clone()),
+        _ => None,
+    }
+}
+
 /// `value`, unless it holds a control character: a NUL in an address would
 /// be recorded as an address and a name (see
 /// [`crate::consensus::types::Member`]), others would forge log lines. Such
@@ -337,6 +364,44 @@ fn read_peer(chitchat_id: &ChitchatId, state: &NodeState, alive: bool) -> Option
 
 #[cfg(test)]
 mod tests {
+    use super::{Announcement, Peer, unreachable_address};
+
+    fn peer_at(gossip_addr: &str, rpc_addr: &str) -> Peer {
+        Peer {
+            node_id: 2,
+            gossip_addr: gossip_addr.parse().expect("address"),
+            alive: true,
+            generation: 1,
+            announcement: Announcement {
+                rpc_addr: rpc_addr.to_string(),
+                ..Announcement::default()
+            },
+            version: String::new(),
+        }
+    }
+
+    // Goal: a gossip member advertising 0.0.0.0, :: or port 0 (for gossip
+    // or gRPC) is not usable; real addresses and host names are.
+    #[test]
+    fn members_advertising_unspecified_addresses_are_not_used() {
+        for (gossip, rpc, unreachable) in [
+            ("0.0.0.0:7401", "10.0.0.2:7400", Some("0.0.0.0:7401")),
+            ("[::]:7401", "10.0.0.2:7400", Some("[::]:7401")),
+            ("10.0.0.2:0", "10.0.0.2:7400", Some("10.0.0.2:0")),
+            ("10.0.0.2:7401", "0.0.0.0:7400", Some("0.0.0.0:7400")),
+            ("10.0.0.2:7401", "[::]:7400", Some("[::]:7400")),
+            ("10.0.0.2:7401", "10.0.0.2:0", Some("10.0.0.2:0")),
+            ("10.0.0.2:7401", "10.0.0.2:7400", None),
+            ("10.0.0.2:7401", "n2.example:7400", None),
+        ] {
+            assert_eq!(
+                unreachable_address(&peer_at(gossip, rpc)).as_deref(),
+                unreachable,
+                "{gossip} {rpc}"
+            );
+        }
+    }
+
     // Goal: gossip values with a NUL or another control character are
     // dropped at intake; ordinary ones pass unchanged.
     #[test]

@@ -25,20 +25,37 @@ use super::keyring::Keyring;
 use super::wire_check;
 use crate::limits::{GOSSIP_DATAGRAM_BYTES_MAX, GOSSIP_RELAY_PEERS_MAX};
 
-/// Datagrams dropped because no key opened them or chitchat could not
-/// safely read them, since start.
+/// What the transport refused since start, shared with whoever reports it
+/// (the ops listener's metrics). Cloning shares the counts.
 #[derive(Debug, Clone, Default)]
-pub struct DroppedDatagrams(Arc<AtomicU64>);
+pub struct DatagramCounters(Arc<Counts>);
 
-impl DroppedDatagrams {
-    /// How many so far.
-    pub fn count(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+#[derive(Debug, Default)]
+struct Counts {
+    dropped: AtomicU64,
+    oversized: AtomicU64,
+}
+
+impl DatagramCounters {
+    /// Datagrams received and dropped unread: no key opened them, or
+    /// chitchat could not safely read them.
+    pub fn dropped(&self) -> u64 {
+        self.0.dropped.load(Ordering::Relaxed)
     }
 
-    /// Count one more; returns the new total.
-    fn add(&self) -> u64 {
-        self.0.fetch_add(1, Ordering::Relaxed) + 1
+    /// Datagrams chitchat wrote that were not sent: too large once sealed.
+    pub fn oversized(&self) -> u64 {
+        self.0.oversized.load(Ordering::Relaxed)
+    }
+
+    /// Count one more dropped datagram; returns the new total.
+    fn add_dropped(&self) -> u64 {
+        self.0.dropped.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Count one more oversized datagram; returns the new total.
+    fn add_oversized(&self) -> u64 {
+        self.0.oversized.fetch_add(1, Ordering::Relaxed) + 1
     }
 }
 
@@ -64,8 +81,8 @@ impl PublicSocketWatch {
 pub struct SealedTransport {
     /// The keys; `None` sends and accepts datagrams unsealed.
     pub keyring: Option<Arc<Keyring>>,
-    /// Where refused datagrams are counted.
-    pub dropped: DroppedDatagrams,
+    /// Where refused and oversized datagrams are counted.
+    pub counters: DatagramCounters,
     /// Told when the public socket closes.
     pub public_socket: PublicSocketWatch,
 }
@@ -87,12 +104,9 @@ impl Transport for SealedTransport {
             keyring: self.keyring.clone(),
             inner_addr: inner.local_addr()?,
             peers: Mutex::default(),
+            counters: self.counters.clone(),
         });
-        let receiver = tokio::spawn(receive_sealed(
-            public.clone(),
-            relays.clone(),
-            self.dropped.clone(),
-        ));
+        let receiver = tokio::spawn(receive_sealed(public.clone(), relays.clone()));
         Ok(Box::new(SealedSocket {
             inner,
             public_addr: public.local_addr()?,
@@ -153,6 +167,7 @@ struct Relays {
     keyring: Option<Arc<Keyring>>,
     inner_addr: SocketAddr,
     peers: Mutex<HashMap<SocketAddr, Relay>>,
+    counters: DatagramCounters,
 }
 
 struct Relay {
@@ -188,8 +203,8 @@ impl Relays {
             socket.clone(),
             self.public.clone(),
             self.keyring.clone(),
-            self.inner_addr,
-            peer,
+            (self.inner_addr, peer),
+            self.counters.clone(),
         ));
         peers.insert(
             peer,
@@ -219,13 +234,14 @@ impl Relays {
     }
 }
 
-/// What chitchat sends to `peer`'s relay: sealed, out of the public socket.
+/// What chitchat (at `inner_addr`) sends to `peer`'s relay: sealed, out of
+/// the public socket.
 async fn seal_outgoing(
     relay: Arc<UdpSocket>,
     public: Arc<UdpSocket>,
     keyring: Option<Arc<Keyring>>,
-    inner_addr: SocketAddr,
-    peer: SocketAddr,
+    (inner_addr, peer): (SocketAddr, SocketAddr),
+    counters: DatagramCounters,
 ) {
     let mut buffer = vec![0u8; GOSSIP_DATAGRAM_BYTES_MAX];
     loop {
@@ -240,33 +256,67 @@ async fn seal_outgoing(
         if from != inner_addr {
             continue;
         }
-        let sealed = match &keyring {
-            Some(keyring) => keyring.seal(&buffer[..length]),
-            None => Ok(buffer[..length].to_vec()),
+        let sealed = match outgoing(keyring.as_deref(), &buffer[..length]) {
+            Ok(sealed) => sealed,
+            Err(Unsendable::SealFailed) => {
+                tracing::warn!("cannot seal a gossip datagram");
+                continue;
+            }
+            Err(Unsendable::Oversized { bytes }) => {
+                // Counted, and logged at powers of two: chitchat may fill
+                // every round's reply to this peer alike.
+                let total = counters.add_oversized();
+                if total.is_power_of_two() {
+                    tracing::warn!(
+                        %peer,
+                        bytes,
+                        gossip_datagrams_oversized = total,
+                        "a sealed gossip datagram is too large to send; skipped"
+                    );
+                }
+                continue;
+            }
         };
-        let Ok(sealed) = sealed else {
-            tracing::warn!("cannot seal a gossip datagram");
-            continue;
-        };
-        if sealed.len() > GOSSIP_DATAGRAM_BYTES_MAX {
-            // chitchat fills datagrams up to the UDP maximum; sealing adds
-            // a few bytes. Skipping one round's message is harmless: the
-            // next round sends a fresh one.
-            tracing::warn!(
-                bytes = sealed.len(),
-                "a sealed gossip datagram is too large; skipped"
-            );
-            continue;
-        }
         if let Err(error) = public.send_to(&sealed, peer).await {
             tracing::debug!(%peer, "gossip send failed: {error}");
         }
     }
 }
 
+/// Why a datagram chitchat wrote is not sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unsendable {
+    /// The system's random source failed to make a nonce.
+    SealFailed,
+    /// Larger than one UDP datagram once sealed.
+    Oversized { bytes: usize },
+}
+
+/// What goes on the wire for `plaintext`: sealed when keyed. chitchat
+/// fills a reply's delta up to the UDP maximum (stopping at the first
+/// key-value that does not fit), so sealing, which adds
+/// [`super::keyring::SEAL_OVERHEAD_BYTES`], can take a full one past it:
+/// that one is not sent. chitchat does not resend; a later round computes
+/// a fresh delta from the peer's digest (see README, Security).
+fn outgoing(keyring: Option<&Keyring>, plaintext: &[u8]) -> Result<Vec<u8>, Unsendable> {
+    let sealed = match keyring {
+        Some(keyring) => keyring
+            .seal(plaintext)
+            .map_err(|_| Unsendable::SealFailed)?,
+        None => plaintext.to_vec(),
+    };
+    if sealed.len() > GOSSIP_DATAGRAM_BYTES_MAX {
+        return Err(Unsendable::Oversized {
+            bytes: sealed.len(),
+        });
+    }
+    Ok(sealed)
+}
+
 /// What arrives on the public socket: opened, and handed to chitchat from
 /// the sender's relay; or dropped and counted.
-async fn receive_sealed(public: Arc<UdpSocket>, relays: Arc<Relays>, dropped: DroppedDatagrams) {
+async fn receive_sealed(public: Arc<UdpSocket>, relays: Arc<Relays>) {
+    let dropped = &relays.counters;
     let mut buffer = vec![0u8; GOSSIP_DATAGRAM_BYTES_MAX];
     loop {
         let (length, from) = match public.recv_from(&mut buffer).await {
@@ -282,12 +332,12 @@ async fn receive_sealed(public: Arc<UdpSocket>, relays: Arc<Relays>, dropped: Dr
             None => Some(buffer[..length].to_vec()),
         };
         let Some(plaintext) = opened else {
-            count_dropped(&dropped, from, "gossip datagram that no key opens dropped");
+            count_dropped(dropped, from, "gossip datagram that no key opens dropped");
             continue;
         };
         if let Err(refusal) = wire_check::check(&plaintext) {
             count_dropped(
-                &dropped,
+                dropped,
                 from,
                 &format!("gossip datagram refused: {refusal}"),
             );
@@ -304,8 +354,8 @@ async fn receive_sealed(public: Arc<UdpSocket>, relays: Arc<Relays>, dropped: Dr
 
 /// Count a dropped datagram; logged at powers of two: visible, yet a flood
 /// cannot fill the log.
-fn count_dropped(dropped: &DroppedDatagrams, from: SocketAddr, what: &str) {
-    let total = dropped.add();
+fn count_dropped(counters: &DatagramCounters, from: SocketAddr, what: &str) {
+    let total = counters.add_dropped();
     if total.is_power_of_two() {
         tracing::warn!(%from, gossip_datagrams_dropped = total, "{what}");
     }
@@ -321,4 +371,42 @@ fn is_transient(error: &std::io::Error) -> bool {
             | std::io::ErrorKind::OutOfMemory
             | std::io::ErrorKind::Interrupted
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::discovery::keyring::SEAL_OVERHEAD_BYTES;
+
+    // Goal: a datagram chitchat filled to within the seal's overhead of the
+    // UDP maximum is refused as oversized once sealed (the caller counts
+    // it); one that still fits is sent; unsealed gossip never grows.
+    #[test]
+    fn a_full_datagram_is_too_large_once_sealed() {
+        let keyring = Keyring::parse(&Keyring::generate().expect("key")).expect("keyring");
+        let fits = vec![7u8; GOSSIP_DATAGRAM_BYTES_MAX - SEAL_OVERHEAD_BYTES];
+        let sealed = outgoing(Some(&keyring), &fits).expect("fits");
+        assert_eq!(sealed.len(), GOSSIP_DATAGRAM_BYTES_MAX);
+
+        let full = vec![7u8; GOSSIP_DATAGRAM_BYTES_MAX - SEAL_OVERHEAD_BYTES + 1];
+        assert_eq!(
+            outgoing(Some(&keyring), &full),
+            Err(Unsendable::Oversized {
+                bytes: GOSSIP_DATAGRAM_BYTES_MAX + 1
+            })
+        );
+        let unsealed = vec![7u8; GOSSIP_DATAGRAM_BYTES_MAX];
+        assert_eq!(outgoing(None, &unsealed).expect("sent as is"), unsealed);
+    }
+
+    // Goal: clones share the counts the metrics read.
+    #[test]
+    fn counters_are_shared_by_clones() {
+        let counters = DatagramCounters::default();
+        let reporter = counters.clone();
+        assert_eq!(counters.add_dropped(), 1);
+        assert_eq!(counters.add_oversized(), 1);
+        assert_eq!(counters.add_oversized(), 2);
+        assert_eq!((reporter.dropped(), reporter.oversized()), (1, 2));
+    }
 }

@@ -102,7 +102,7 @@ pub const GOSSIP_FAILURE_DETECTOR_MAX_INTERVAL: Duration = Duration::from_secs(1
 
 /// Largest gossip datagram, sealed, in bytes: the most a UDP datagram
 /// carries over IPv4 (chitchat fills its datagrams up to this much too, so
-/// a full one no longer fits once sealed and is skipped for that round).
+/// a full one no longer fits once sealed: it is not sent, and counted).
 pub const GOSSIP_DATAGRAM_BYTES_MAX: usize = 65_507;
 
 /// Most bytes one gossip datagram's compressed blocks may expand to before

@@ -63,6 +63,23 @@ pub const PLUGIN_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// dropped (and counted) so a chatty plugin cannot flood the host.
 pub const PLUGIN_OUTPUT_BYTES_PER_CALL_MAX: usize = 16 * 1024;
 
+/// Bytes of plugin stdout/stderr a node forwards to its log per second,
+/// across every call of every plugin instance it runs: the per-call cap
+/// alone allows 160 MB/s at 10,000 applies/s, per replica. Output past it
+/// is dropped and counted.
+pub const PLUGIN_OUTPUT_BYTES_PER_SECOND: usize = 64 * 1024;
+
+/// Bytes of plugin output a node forwards at once before the rate applies
+/// (the token bucket's size): a few full calls of debugging output pass.
+pub const PLUGIN_OUTPUT_BURST_BYTES: usize = 256 * 1024;
+
+/// At most one warning that plugin output was dropped per this interval
+/// (the counter counts every byte).
+pub const PLUGIN_OUTPUT_DROPPED_WARNING_INTERVAL: Duration = Duration::from_secs(10);
+
+const _: () = assert!(PLUGIN_OUTPUT_BURST_BYTES >= PLUGIN_OUTPUT_BYTES_PER_CALL_MAX);
+const _: () = assert!(PLUGIN_OUTPUT_BURST_BYTES >= PLUGIN_OUTPUT_BYTES_PER_SECOND);
+
 /// Deploy attempts remembered in the replicated plugin history.
 pub const PLUGIN_HISTORY_RECORDS_MAX: usize = 64;
 

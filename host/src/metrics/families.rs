@@ -13,7 +13,7 @@ use prometheus_client::registry::{Registry, Unit};
 use super::labels::{
     ActionLabels, ExportLabels, ExportOutcomeLabels, InstanceLabels, LivenessLabels,
     MethodCodeLabels, MethodLabels, OutcomeLabels, PeerCallLabels, PeerCallOutcomeLabels,
-    PeerLabels, RoleLabels,
+    PeerLabels, ReasonLabels, RoleLabels,
 };
 
 pub(super) type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
@@ -103,6 +103,11 @@ pub(super) struct Sampled {
     pub(super) sessions_open: Gauge,
     pub(super) corrupt_replicas: Gauge,
     pub(super) no_majority_digest: Gauge,
+    // Counters kept where they happen (the gossip transport, the plugin's
+    // output gate), brought up to their totals at scrape time.
+    pub(super) gossip_datagrams_dropped: Counter,
+    pub(super) gossip_datagrams_oversized: Counter,
+    pub(super) plugin_output_dropped: Family<ReasonLabels, Counter>,
 }
 
 /// Register every family (but the process's) in `registry`.
@@ -289,6 +294,12 @@ fn register_plugin_state(registry: &mut Registry, recorded: &Recorded, sampled: 
         Unit::Bytes,
         sampled.plugin_state.clone(),
     );
+    registry.register_with_unit(
+        "plugin_output_dropped",
+        "Plugin stdout/stderr not forwarded to the log, by reason (call_cap: past one call's bytes or writes; rate: past the node's rate)",
+        Unit::Bytes,
+        sampled.plugin_output_dropped.clone(),
+    );
     registry.register(
         "plugin_cluster_version",
         "Successful plugin deploys (the cluster version)",
@@ -307,6 +318,16 @@ fn register_membership(registry: &mut Registry, recorded: &Recorded, sampled: &S
         "gossip_members",
         "Cluster members gossip sees, by liveness",
         sampled.gossip_members.clone(),
+    );
+    registry.register(
+        "gossip_datagrams_dropped",
+        "Gossip datagrams received and dropped unread: no gossip key opened them, or chitchat could not safely read them",
+        sampled.gossip_datagrams_dropped.clone(),
+    );
+    registry.register(
+        "gossip_datagrams_oversized",
+        "Gossip datagrams not sent: larger than one UDP datagram once sealed",
+        sampled.gossip_datagrams_oversized.clone(),
     );
     registry.register(
         "autopilot_actions",

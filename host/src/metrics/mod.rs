@@ -25,7 +25,7 @@ use families::{Recorded, Sampled};
 use labels::{
     ActionLabels, ExportLabels, ExportOutcomeLabels, InstanceLabels, LivenessLabels,
     MethodCodeLabels, MethodLabels, OutcomeLabels, PeerCallLabels, PeerCallOutcomeLabels,
-    PeerLabels, RoleLabels,
+    PeerLabels, ReasonLabels, RoleLabels,
 };
 pub use labels::{CallOutcome, ProposalOutcome, ROLES};
 
@@ -68,6 +68,15 @@ pub struct Sample {
     pub corrupt_replicas: u64,
     /// Whether the voters had no majority digest at a checkpoint.
     pub no_majority_digest: bool,
+    /// Gossip datagrams dropped unread since start (no key opened them, or
+    /// chitchat could not safely read them).
+    pub gossip_datagrams_dropped: u64,
+    /// Gossip datagrams not sent since start: too large once sealed.
+    pub gossip_datagrams_oversized: u64,
+    /// Plugin output bytes dropped since start past a call's cap.
+    pub plugin_output_dropped_call_cap_bytes: u64,
+    /// Plugin output bytes dropped since start past the node's rate.
+    pub plugin_output_dropped_rate_bytes: u64,
 }
 
 struct Inner {
@@ -427,6 +436,25 @@ impl Metrics {
         sampled
             .no_majority_digest
             .set(i64::from(sample.no_majority_digest));
+        advance(
+            &sampled.gossip_datagrams_dropped,
+            sample.gossip_datagrams_dropped,
+        );
+        advance(
+            &sampled.gossip_datagrams_oversized,
+            sample.gossip_datagrams_oversized,
+        );
+        for (reason, bytes) in [
+            ("call_cap", sample.plugin_output_dropped_call_cap_bytes),
+            ("rate", sample.plugin_output_dropped_rate_bytes),
+        ] {
+            advance(
+                &sampled
+                    .plugin_output_dropped
+                    .get_or_create(&ReasonLabels { reason }),
+                bytes,
+            );
+        }
         for (outcome, count) in [
             ("ok", sample.cluster_version),
             ("failed", sample.deploys_failed),
@@ -437,6 +465,13 @@ impl Metrics {
                 .set(gauge_value(count));
         }
     }
+}
+
+/// Bring `counter` up to `total`, a count kept elsewhere since start
+/// (scrapes are serialized, so nothing else moves it meanwhile); never
+/// backwards.
+fn advance(counter: &prometheus_client::metrics::counter::Counter, total: u64) {
+    counter.inc_by(total.saturating_sub(counter.get()));
 }
 
 /// Entries committed but not yet applied here.
@@ -479,6 +514,9 @@ mod tests {
                 sessions_open: 2,
                 corrupt_replicas: 1,
                 gossip_ignored: 3,
+                gossip_datagrams_dropped: 8,
+                gossip_datagrams_oversized: 1,
+                plugin_output_dropped_rate_bytes: 4096,
                 ..Sample::default()
             })
             .expect("encode");
@@ -490,6 +528,10 @@ mod tests {
             "clusterhost_client_sessions_open 2",
             "clusterhost_divergence_corrupt_replicas 1",
             "clusterhost_gossip_members{liveness=\"ignored\"} 3",
+            "clusterhost_gossip_datagrams_dropped_total 8",
+            "clusterhost_gossip_datagrams_oversized_total 1",
+            "clusterhost_plugin_output_dropped_bytes_total{reason=\"rate\"} 4096",
+            "clusterhost_plugin_output_dropped_bytes_total{reason=\"call_cap\"} 0",
             "clusterhost_divergence_no_majority 0",
             "clusterhost_log_fsyncs_total 1",
             "clusterhost_plugin_fuel_used_total{export=\"apply\"} 520",
@@ -502,6 +544,25 @@ mod tests {
         }
         assert!(text.contains("clusterhost_grpc_request_duration_seconds_bucket"));
         assert!(text.contains("clusterhost_process_resident_memory_bytes"));
+    }
+
+    // Goal: counters kept elsewhere are reported at their totals however
+    // often the node is scraped, and never go backwards.
+    #[test]
+    fn counters_sampled_at_scrape_time_follow_their_totals() {
+        let metrics = Metrics::new();
+        let scrape = |dropped| {
+            metrics
+                .encode(&Sample {
+                    gossip_datagrams_dropped: dropped,
+                    ..Sample::default()
+                })
+                .expect("encode")
+        };
+        for (total, shown) in [(3, 3), (3, 3), (10, 10), (4, 10)] {
+            let line = format!("clusterhost_gossip_datagrams_dropped_total {shown}\n");
+            assert!(scrape(total).contains(&line), "{total}: missing {line}");
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@ use clusterhost_client::ClientTls;
 use crate::consensus::NodeId;
 use crate::consensus::settings::{PROTOCOL_LEVEL_SUPPORTED, Setting};
 use crate::consensus::trusted_signers::TrustedSigners;
+use crate::discovery::is_reachable;
 use crate::limits::{
     DEAD_GRACE_DEFAULT_TIME, LOG_ENTRIES_KEPT_BEHIND_SNAPSHOT, PROMOTION_LAG_ENTRIES_MAX,
     PluginLimits, SNAPSHOT_EVERY_ENTRIES_DEFAULT, STABILIZATION_DEFAULT_TIME, VOTER_CAP_DEFAULT,
@@ -121,12 +122,30 @@ impl NodeConfig {
                 "--advertise {advertise} is not an address others can reach; name this node's address"
             ));
         }
-        if self.gossip_advertise.is_none() && self.gossip_listen.ip().is_unspecified() {
-            return Err(format!(
-                "--gossip {} listens on every address; give --gossip-advertise with the one \
-                 other nodes should use",
-                self.gossip_listen
-            ));
+        match self.gossip_advertise {
+            // Peers would be told to gossip to 0.0.0.0 (themselves) or to
+            // port 0 (nowhere).
+            Some(advertise) if !is_reachable(advertise) => {
+                return Err(format!(
+                    "--gossip-advertise {advertise} is not an address other nodes can reach; \
+                     name this node's gossip address and port"
+                ));
+            }
+            Some(_) => {}
+            None if self.gossip_listen.ip().is_unspecified() => {
+                return Err(format!(
+                    "--gossip {} listens on every address; give --gossip-advertise with the one \
+                     other nodes should use",
+                    self.gossip_listen
+                ));
+            }
+            None if self.gossip_listen.port() == 0 => {
+                return Err(format!(
+                    "--gossip {} has no fixed port; other nodes could not reach it: name one",
+                    self.gossip_listen
+                ));
+            }
+            None => {}
         }
         Ok(())
     }
@@ -167,10 +186,11 @@ impl Default for NodeConfig {
     }
 }
 
-/// Whether `addr` (host:port) names no particular host (0.0.0.0 or ::).
+/// Whether `addr` (host:port) names no particular host (0.0.0.0 or ::) or
+/// port 0. A host name is left to whoever dials it.
 fn advertise_is_unspecified(addr: &str) -> bool {
     addr.parse::<SocketAddr>()
-        .is_ok_and(|addr| addr.ip().is_unspecified())
+        .is_ok_and(|addr| !is_reachable(addr))
 }
 
 /// A valid configuration for unit tests.
@@ -234,14 +254,16 @@ mod tests {
                 .contains("--plugin-bulk-fuel")
         );
 
-        let mut advertise = example();
-        advertise.advertise = Some("0.0.0.0:7400".to_string());
-        assert!(
-            advertise
-                .validate()
-                .expect_err("refused")
-                .contains("--advertise")
-        );
+        for unreachable in ["0.0.0.0:7400", "[::]:7400", "10.0.0.1:0"] {
+            let mut advertise = example();
+            advertise.advertise = Some(unreachable.to_string());
+            assert!(
+                advertise
+                    .validate()
+                    .expect_err("refused")
+                    .contains("--advertise")
+            );
+        }
 
         let mut gossip = example();
         gossip.gossip_listen = "0.0.0.0:7401".parse().expect("address");
@@ -251,5 +273,34 @@ mod tests {
                 .expect_err("refused")
                 .contains("--gossip-advertise")
         );
+
+        let mut no_port = example();
+        no_port.gossip_listen = "127.0.0.1:0".parse().expect("address");
+        assert!(
+            no_port
+                .validate()
+                .expect_err("refused")
+                .contains("--gossip")
+        );
+    }
+
+    // Goal: a gossip address others cannot send to is refused by name,
+    // whether it listens on every address or has no port; a real one passes.
+    #[test]
+    fn an_unreachable_gossip_advertise_address_is_refused() {
+        for unreachable in ["0.0.0.0:7401", "[::]:7401", "10.0.0.1:0"] {
+            let mut config = example();
+            config.gossip_listen = "0.0.0.0:7401".parse().expect("address");
+            config.gossip_advertise = Some(unreachable.parse().expect("address"));
+            let refusal = config.validate().expect_err(unreachable);
+            assert!(
+                refusal.contains(&format!("--gossip-advertise {unreachable}")),
+                "{refusal}"
+            );
+        }
+        let mut config = example();
+        config.gossip_listen = "0.0.0.0:7401".parse().expect("address");
+        config.gossip_advertise = Some("10.0.0.1:7401".parse().expect("address"));
+        assert_eq!(config.validate(), Ok(()));
     }
 }

@@ -37,7 +37,7 @@ use crate::consensus::{
     self, AddressBook, Consensus, ConsensusConfig, LogStore, MachineStatus, NodeId,
     StateMachineStore,
 };
-use crate::discovery::{Announcement, Discovery, DiscoveryConfig};
+use crate::discovery::{Announcement, DatagramCounters, Discovery, DiscoveryConfig};
 use crate::limits::PRECOMPILE_QUEUE_DEPTH;
 use crate::membership::LocalMember;
 use crate::membership::autopilot::{Autopilot, AutopilotConfig, SharedView};
@@ -155,6 +155,7 @@ pub async fn start_with(
         } else {
             Metrics::off()
         },
+        gossip_counters: DatagramCounters::default(),
     };
     wiring
         .start(listener, ops_listener, bootstrap_plugin, native)
@@ -192,6 +193,9 @@ struct Wiring {
     identity: NodeIdentity,
     rpc_addr: String,
     metrics: Metrics,
+    /// Counted by the gossip transport, read by the ops listener (which
+    /// starts first).
+    gossip_counters: DatagramCounters,
 }
 
 /// The replicated core of a node: Raft, the state machine it drives and the
@@ -361,6 +365,8 @@ impl Wiring {
                 metrics: self.metrics.clone(),
                 plugin: core.plugin.clone(),
                 rates: RateHistory::default(),
+                gossip: self.gossip_counters.clone(),
+                plugin_output: self.engine.output_gate().clone(),
             },
         )
     }
@@ -482,6 +488,7 @@ impl Wiring {
                 cluster_name: self.config.cluster_name.clone(),
                 generation: generation(),
                 keyring: self.config.gossip_keyring.clone(),
+                counters: self.gossip_counters.clone(),
             },
             &Announcement {
                 rpc_addr: self.rpc_addr.clone(),

@@ -31,11 +31,13 @@ use tracing::Instrument;
 
 use crate::api::report::{self, SelfInfo};
 use crate::consensus::{Consensus, MachineStatus, Role};
+use crate::discovery::DatagramCounters;
 use crate::limits::{OPS_HTTP_CONNECTIONS_MAX, OPS_HTTP_HEADER_TIMEOUT, STATUS_SAMPLE_INTERVAL};
 use crate::membership::LocalMember;
 use crate::membership::autopilot::SharedView;
 use crate::metrics::{self, Metrics, Sample};
 use crate::plugin::PluginHandle;
+use crate::plugin::output_gate::OutputGate;
 use status::{RateHistory, RatePoint};
 
 /// The status page, served as it is.
@@ -60,6 +62,10 @@ pub struct OpsSources {
     pub plugin: PluginHandle,
     /// Write and read counters over the last minutes.
     pub rates: RateHistory,
+    /// Gossip datagrams the transport dropped or could not send.
+    pub gossip: DatagramCounters,
+    /// Plugin output dropped by the node's gate.
+    pub plugin_output: OutputGate,
 }
 
 /// The running listener and its helper tasks. Dropping it does not stop
@@ -253,6 +259,7 @@ fn sample(sources: &OpsSources) -> Sample {
     let peers = cluster.peers;
     let alive = peers.values().filter(|peer| peer.alive).count() as u64;
     let machine = sources.machine.borrow();
+    let plugin_output = sources.plugin_output.dropped();
     Sample {
         term: view.term,
         role: view.role.name(),
@@ -276,6 +283,10 @@ fn sample(sources: &OpsSources) -> Sample {
         sessions_open: machine.sessions_open as u64,
         corrupt_replicas: machine.alarms.corrupt.len() as u64,
         no_majority_digest: machine.alarms.no_majority.is_some(),
+        gossip_datagrams_dropped: sources.gossip.dropped(),
+        gossip_datagrams_oversized: sources.gossip.oversized(),
+        plugin_output_dropped_call_cap_bytes: plugin_output.call_cap_bytes,
+        plugin_output_dropped_rate_bytes: plugin_output.rate_bytes,
     }
 }
 

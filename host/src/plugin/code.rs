@@ -18,6 +18,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::cache::ArtifactCache;
 use super::limiter::PluginLimiter;
+use super::output_gate::OutputGate;
 use super::sandbox::{CallContext, MonotonicClockView, VirtualMonotonicClockHost};
 use super::store::StoreView;
 use super::store::link::STORE_INTERFACE;
@@ -150,6 +151,9 @@ pub struct PluginEngine {
     /// then reads its compiled artifact from the cache instead of compiling
     /// it again.
     in_flight: Arc<Mutex<HashMap<PluginDigest, Arc<tokio::sync::Mutex<()>>>>>,
+    /// The rate every instance of every plugin this engine loads shares
+    /// for its output: one engine per node, so one gate per node.
+    output: OutputGate,
 }
 
 impl PluginEngine {
@@ -194,12 +198,18 @@ impl PluginEngine {
             compiles: Arc::new(tokio::sync::Semaphore::new(PLUGIN_COMPILES_MAX)),
             applying: Arc::new(tokio::sync::Semaphore::new(PLUGIN_APPLY_COMPILES_MAX)),
             in_flight: Arc::default(),
+            output: OutputGate::default(),
         })
     }
 
     /// The wasmtime engine.
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// The node's gate on plugin output, for its counts.
+    pub fn output_gate(&self) -> &OutputGate {
+        &self.output
     }
 
     /// [`PluginEngine::load`] on a blocking thread: compiling takes
@@ -298,6 +308,7 @@ impl PluginEngine {
             bytes,
             component,
             pre,
+            output: self.output.clone(),
         })
     }
 
@@ -444,6 +455,8 @@ pub struct PluginCode {
     bytes: Arc<[u8]>,
     component: Component,
     pre: StateMachinePre<InstanceState>,
+    /// The loading engine's output gate.
+    output: OutputGate,
 }
 
 impl PluginCode {
@@ -469,6 +482,11 @@ impl PluginCode {
 
     pub(super) fn pre(&self) -> &StateMachinePre<InstanceState> {
         &self.pre
+    }
+
+    /// The gate its instances' output passes (the loading engine's).
+    pub(super) fn output_gate(&self) -> &OutputGate {
+        &self.output
     }
 }
 

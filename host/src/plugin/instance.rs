@@ -70,7 +70,7 @@ impl PluginInstance {
         let call = CallContext::default();
         let label = code.digest().short();
         let state = InstanceState {
-            wasi: build_wasi(&call, &label),
+            wasi: build_wasi(&call, &label, code.output_gate()),
             table: ResourceTable::new(),
             limiter: PluginLimiter::new(limits.memory_bytes_max),
             call: call.clone(),
@@ -246,13 +246,8 @@ impl PluginInstance {
     fn finish<T>(&mut self, result: wasmtime::Result<T>, fuel: u64) -> Result<T, Fault> {
         // Fuel is always enabled on our engine; a failed read counts as none left.
         self.fuel_used = fuel.saturating_sub(self.store.get_fuel().unwrap_or(0));
-        let dropped = self.call.output_dropped_bytes();
-        if dropped > 0 {
-            tracing::warn!(
-                dropped_bytes = dropped,
-                "plugin output past the per-call cap was dropped"
-            );
-        }
+        // Output dropped past the call's cap is counted and warned about,
+        // at a bounded rate, by the node's output gate.
         result.map_err(|error| classify(error, &self.limits, fuel))
     }
 }

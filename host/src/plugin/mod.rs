@@ -6,6 +6,8 @@
 //! - [`check`]: `plugin check`: determinism, snapshot and upgrade checks of
 //!   a plugin run through a command file, with no cluster.
 //! - [`sandbox`]: the virtual WASI world (clocks, randomness, output).
+//! - [`output`], [`output_gate`]: what of a plugin's output reaches the
+//!   log: per call, and per node over time.
 //! - [`rng`]: the randomness algorithm we own.
 //! - [`limiter`]: what one instance may allocate, totalled over all its
 //!   memories and tables.
@@ -30,6 +32,7 @@ pub mod limiter;
 pub mod machine;
 pub mod native;
 pub mod output;
+pub mod output_gate;
 pub mod rng;
 pub mod runtime;
 pub mod sandbox;

@@ -25,6 +25,7 @@ use wasmtime_wasi::p2::{DynPollable, OutputStream, Pollable, StreamResult, subsc
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder};
 
 use super::output::{OutputBudget, escape_for_log};
+use super::output_gate::OutputGate;
 use super::rng::{CallKind, LogSeededRng};
 use crate::limits::PLUGIN_OUTPUT_BYTES_PER_CALL_MAX;
 
@@ -62,11 +63,6 @@ impl CallContext {
         state.output = OutputBudget::default();
     }
 
-    /// Bytes of output the current call tried to write past the cap.
-    pub fn output_dropped_bytes(&self) -> usize {
-        self.lock().output.dropped_bytes()
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, CallState> {
         // The state is plain data; a panic while holding the lock cannot leave
         // it half-written in a way that matters, so poisoning is ignored.
@@ -75,8 +71,8 @@ impl CallContext {
 }
 
 /// Build the WASI context for one instance: empty, with virtual clocks,
-/// random and output bound to `call`.
-pub fn build_wasi(call: &CallContext, plugin_label: &str) -> WasiCtx {
+/// random and output bound to `call`, its output through the node's `gate`.
+pub fn build_wasi(call: &CallContext, plugin_label: &str, gate: &OutputGate) -> WasiCtx {
     let mut builder = WasiCtxBuilder::new();
     builder
         .wall_clock(VirtualWallClock(call.clone()))
@@ -87,8 +83,8 @@ pub fn build_wasi(call: &CallContext, plugin_label: &str) -> WasiCtx {
         // protect inside a replicated state machine, and must not differ
         // between replicas.
         .insecure_random_seed(0)
-        .stdout(LogOutput::new(call, plugin_label, "stdout"))
-        .stderr(LogOutput::new(call, plugin_label, "stderr"))
+        .stdout(LogOutput::new(call, plugin_label, gate, "stdout"))
+        .stderr(LogOutput::new(call, plugin_label, gate, "stderr"))
         .allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false);
@@ -202,26 +198,36 @@ impl rand_core::TryRng for VirtualRandom {
 }
 
 /// Plugin stdout or stderr: forwarded to `tracing`, capped per call and
-/// escaped ([`super::output`]). Always
-/// accepts every byte, so a plugin's behaviour never depends on the cap.
+/// per node over time ([`super::output`], [`super::output_gate`]) and
+/// escaped. It always accepts every byte, so a plugin's behaviour never
+/// depends on either cap: which writes reach the log may differ between
+/// replicas (the node's rate follows the real clock), its results cannot.
 #[derive(Clone)]
 struct LogOutput {
     call: CallContext,
     plugin_label: Arc<str>,
+    gate: OutputGate,
     stream_name: &'static str,
 }
 
 impl LogOutput {
-    fn new(call: &CallContext, plugin_label: &str, stream_name: &'static str) -> Self {
+    fn new(
+        call: &CallContext,
+        plugin_label: &str,
+        gate: &OutputGate,
+        stream_name: &'static str,
+    ) -> Self {
         Self {
             call: call.clone(),
             plugin_label: Arc::from(plugin_label),
+            gate: gate.clone(),
             stream_name,
         }
     }
 
     fn record(&self, bytes: &[u8]) {
-        let shown = self.call.lock().output.admit(bytes.len());
+        let call_shown = self.call.lock().output.admit(bytes.len());
+        let shown = self.gate.admit(bytes.len(), call_shown);
         if shown > 0 {
             tracing::info!(
                 plugin = %self.plugin_label,
