@@ -10,6 +10,7 @@ mod common;
 use std::sync::Arc;
 
 use clusterhost::limits::PluginLimits;
+use clusterhost::plugin::cache::{ArtifactCache, CacheKey};
 use clusterhost::plugin::{EntryPosition, FsmRuntime, Machine, PluginEngine, PluginHandle};
 use clusterhost_sdk::{Entry, RawStateMachine};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
@@ -164,7 +165,12 @@ fn load(criterion: &mut Criterion) {
         bench.iter(|| FsmRuntime::new(code.clone(), PluginLimits::default()).expect("instance"))
     });
     let cache = tempfile::tempdir().expect("temp dir");
-    let cached_engine = PluginEngine::new(Some(cache.path().join("compiled"))).expect("engine");
+    let artifacts = ArtifactCache::open(
+        &cache.path().join("compiled"),
+        CacheKey::random().expect("key"),
+    )
+    .expect("cache");
+    let cached_engine = PluginEngine::new(Some(artifacts)).expect("engine");
     cached_engine.load(bytes.clone()).expect("warm the cache");
     group.bench_function("load_from_compiled_cache", |bench| {
         bench.iter(|| cached_engine.load(bytes.clone()).expect("load"))

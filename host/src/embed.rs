@@ -166,15 +166,17 @@ impl NodeBuilder {
     }
 
     /// Serve beyond loopback without TLS or gossip keys. Without this, a
-    /// node whose gRPC or gossip address is not loopback and unprotected
-    /// refuses to start.
+    /// node whose gRPC, gossip or ops address is not loopback and
+    /// unprotected refuses to start.
     pub fn insecure(mut self) -> Self {
         self.insecure = true;
         self
     }
 
     /// Serve Prometheus metrics, health checks and the status page over
-    /// HTTP on `addr`.
+    /// HTTP on `addr`: over mutual TLS (any certificate from the cluster's
+    /// CA) when [`Self::tls`] is given, else plaintext, which beyond
+    /// loopback needs [`Self::insecure`].
     pub fn metrics_listen(mut self, addr: SocketAddr) -> Self {
         self.config.metrics_listen = Some(addr);
         self
@@ -201,6 +203,7 @@ impl NodeBuilder {
         check_exposure(&Exposure {
             grpc: listen_addr,
             gossip: self.config.gossip_listen,
+            ops: self.config.metrics_listen,
             tls: self.config.tls.is_some(),
             gossip_key: self.config.gossip_keyring.is_some(),
             insecure: self.insecure,

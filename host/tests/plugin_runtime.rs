@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clusterhost::limits::{PluginLimits, RESPONSE_BYTES_MAX};
+use clusterhost::plugin::cache::{ArtifactCache, CacheKey};
 use clusterhost::plugin::{
     ApplyError, EntryPosition, Fault, FsmRuntime, LoadError, Machine, PluginCode, PluginEngine,
     PluginHandle,
@@ -319,14 +320,22 @@ fn malformed_plugins_are_rejected_with_clear_errors() {
     ));
 }
 
-// Goal: compiled plugins are cached by digest, so a restart loads without
-// compiling (the cached artifact is what gets loaded the second time); a
-// cached artifact with one byte flipped is not loaded but compiled again.
+/// An engine caching in `dir` under the key a node with TLS private key
+/// `tls_key` uses.
+fn cached_engine(dir: &std::path::Path, tls_key: &[u8]) -> PluginEngine {
+    let cache = ArtifactCache::open(dir, CacheKey::derived_from(tls_key)).expect("cache");
+    PluginEngine::new(Some(cache)).expect("engine")
+}
+
+// Goal: compiled plugins are cached by digest, so a restart (of a node with
+// the same TLS key) loads without compiling (the cached artifact is what
+// gets loaded the second time); a cached artifact with one byte flipped is
+// not loaded but compiled again, and so is one tagged under another key.
 #[test]
 fn compiled_plugins_are_cached_on_disk() {
     let root = tempfile::tempdir().expect("temp dir");
     let cache = root.path().join("compiled");
-    let engine = PluginEngine::new(Some(cache.clone())).expect("engine");
+    let engine = cached_engine(&cache, b"node key");
     let code = load(&engine, "counter.wasm");
     let cached: Vec<_> = std::fs::read_dir(&cache)
         .expect("cache dir")
@@ -336,7 +345,7 @@ fn compiled_plugins_are_cached_on_disk() {
     assert_eq!(cached.len(), 1, "{cached:?}");
     assert!(cached[0].starts_with(&code.digest().to_hex()), "{cached:?}");
 
-    let reloaded_engine = PluginEngine::new(Some(cache.clone())).expect("engine");
+    let reloaded_engine = cached_engine(&cache, b"node key");
     let reloaded = load(&reloaded_engine, "counter.wasm");
     let mut runtime = FsmRuntime::new(reloaded, PluginLimits::default()).expect("instance");
     assert_eq!(
@@ -360,6 +369,50 @@ fn compiled_plugins_are_cached_on_disk() {
         rewritten, tampered,
         "the tampered artifact was kept, so it was loaded"
     );
+
+    // A node with another key (or none: a random one) does not trust it.
+    let other_engine = cached_engine(&cache, b"another node key");
+    let recompiled = load(&other_engine, "counter.wasm");
+    let mut runtime = FsmRuntime::new(recompiled, PluginLimits::default()).expect("instance");
+    assert_eq!(
+        apply_ok(&mut runtime, 1, r#"{"add":3}"#),
+        serde_json::json!({"value": 3})
+    );
+    assert_ne!(
+        std::fs::read(&artifact).expect("artifact"),
+        rewritten,
+        "an artifact tagged under another key was loaded"
+    );
+}
+
+// Goal: pruning keeps the artifacts of the plugins named (the running and
+// retained versions) and of those loaded since the last prune, and removes
+// the rest.
+#[test]
+fn pruning_the_cache_keeps_only_retained_plugins() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let cache = root.path().join("compiled");
+    let engine = cached_engine(&cache, b"node key");
+    let counter = load(&engine, "counter.wasm").digest();
+    let kv = load(&engine, "kv.wasm").digest();
+    let cached = || -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&cache)
+            .expect("cache dir")
+            .flatten()
+            .map(|entry| entry.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(cached().len(), 2, "{:?}", cached());
+    // Both were just loaded: the first prune keeps them.
+    engine.prune_cache(&[kv]);
+    assert_eq!(cached().len(), 2, "{:?}", cached());
+    engine.prune_cache(&[kv]);
+    let left = cached();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].starts_with(&kv.to_hex()), "{left:?}");
+    assert!(!left.iter().any(|name| name.starts_with(&counter.to_hex())));
 }
 
 // Goal: an entry whose response was too large still ran (and changed the

@@ -1,12 +1,19 @@
 //! A node's ops listener (`run --metrics-listen`) as the operating tests
-//! use it: nodes started with one, plain HTTP requests to it, and
-//! `/metrics` scraped and parsed with a Prometheus text-format parser.
+//! use it: nodes started with one, plain HTTP requests to it (HTTPS to a
+//! node with TLS), and `/metrics` scraped and parsed with a Prometheus
+//! text-format parser.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use clusterhost_client::ClientTls;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 
 use crate::paths::kv_plugin;
 use crate::scenario::{MEMBERSHIP_TIMEOUT, fast};
@@ -48,31 +55,92 @@ pub async fn three_nodes_with_ops() -> (TestCluster, Vec<SocketAddr>) {
 /// `GET path` over HTTP/1.1: the status code and body.
 pub async fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
     let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(addr)
+        let stream = tokio::net::TcpStream::connect(addr)
             .await
             .map_err(|error| format!("connect {addr}: {error}"))?;
-        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        stream
-            .write_all(request.as_bytes())
-            .await
-            .map_err(|error| error.to_string())?;
-        let mut bytes = Vec::new();
-        stream
-            .read_to_end(&mut bytes)
-            .await
-            .map_err(|error| error.to_string())?;
-        let text = String::from_utf8(bytes).map_err(|error| error.to_string())?;
-        let (head, body) = text.split_once("\r\n\r\n").ok_or("no end of headers")?;
-        let code = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|code| code.parse().ok())
-            .ok_or_else(|| format!("bad status line in {head}"))?;
-        Ok((code, body.to_string()))
+        get(stream, addr, path).await
     };
     tokio::time::timeout(HTTP_TIMEOUT, exchange)
         .await
         .map_err(|_| format!("GET {path} on {addr} timed out"))?
+}
+
+/// `GET path` over HTTPS to a node with TLS: the server is checked against
+/// `tls`'s CA (and must be valid for `addr`'s IP); `tls`'s certificate is
+/// presented when `present_certificate`.
+pub async fn https_get(
+    addr: SocketAddr,
+    path: &str,
+    tls: &ClientTls,
+    present_certificate: bool,
+) -> Result<(u16, String), String> {
+    let config = client_config(tls, present_certificate)?;
+    let exchange = async {
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|error| format!("connect {addr}: {error}"))?;
+        let stream = TlsConnector::from(Arc::new(config))
+            .connect(ServerName::IpAddress(addr.ip().into()), stream)
+            .await
+            .map_err(|error| format!("TLS handshake with {addr}: {error}"))?;
+        get(stream, addr, path).await
+    };
+    tokio::time::timeout(HTTP_TIMEOUT, exchange)
+        .await
+        .map_err(|_| format!("GET {path} on {addr} timed out"))?
+}
+
+fn client_config(tls: &ClientTls, present_certificate: bool) -> Result<ClientConfig, String> {
+    let text = |error: &dyn std::fmt::Display| error.to_string();
+    let mut roots = RootCertStore::empty();
+    for ca in CertificateDer::pem_slice_iter(&tls.ca_pem) {
+        roots
+            .add(ca.map_err(|error| text(&error))?)
+            .map_err(|error| text(&error))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|error| text(&error))?
+        .with_root_certificates(roots);
+    if !present_certificate {
+        return Ok(builder.with_no_client_auth());
+    }
+    let chain = CertificateDer::pem_slice_iter(&tls.cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| text(&error))?;
+    let key = PrivateKeyDer::from_pem_slice(&tls.key_pem).map_err(|error| text(&error))?;
+    builder
+        .with_client_auth_cert(chain, key)
+        .map_err(|error| text(&error))
+}
+
+/// One `GET path` on an open connection, read to its end.
+async fn get<S>(mut stream: S, addr: SocketAddr, path: &str) -> Result<(u16, String), String>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|error| error.to_string())?;
+    let mut bytes = Vec::new();
+    match stream.read_to_end(&mut bytes).await {
+        Ok(_) => {}
+        // A TLS peer that closes without close_notify after a whole
+        // response: the response counts.
+        Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof && !bytes.is_empty() => {}
+        Err(error) => return Err(error.to_string()),
+    }
+    let text = String::from_utf8(bytes).map_err(|error| error.to_string())?;
+    let (head, body) = text.split_once("\r\n\r\n").ok_or("no end of headers")?;
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| format!("bad status line in {head}"))?;
+    Ok((code, body.to_string()))
 }
 
 /// Scrape `/metrics` and parse it with a Prometheus text-format parser.

@@ -1,6 +1,7 @@
 //! End-to-end scenarios of a cluster running mutual TLS: who is refused at
-//! the handshake, what each role may do, that refusals change nothing, and
-//! that a node serving a real network without TLS refuses to start.
+//! the handshake (on the gRPC port and the ops listener), what each role
+//! may do, that refusals change nothing, and that a node serving a real
+//! network without TLS refuses to start.
 
 use std::time::Duration;
 
@@ -8,10 +9,10 @@ use clusterhost::consensus::transport::codec;
 use clusterhost::consensus::transport::proto::RaftCall;
 use clusterhost::consensus::types::{TypeConfig, Vote};
 use clusterhost_client::proto::cluster_client::ClusterClient;
-use clusterhost_client::{Client, ClientError, connect_channel_with};
+use clusterhost_client::{Client, ClientError, ClientTls, connect_channel_with};
 use clusterhost_tests::cli::{CLI_TIMEOUT, run_cli};
 use clusterhost_tests::kv::{self, apply_ok};
-use clusterhost_tests::ops::{free_ops_addr, scrape, value_or_zero, with_ops};
+use clusterhost_tests::ops::{free_ops_addr, http_get, https_get, scrape, value_or_zero, with_ops};
 use clusterhost_tests::paths::{clusterhost_binary, kv_plugin};
 use clusterhost_tests::process::Process;
 use clusterhost_tests::scenario::{MEMBERSHIP_TIMEOUT, fast};
@@ -343,6 +344,88 @@ async fn an_unreachable_gossip_advertise_address_is_refused() {
         );
         assert!(!data_dir.exists(), "a refused start created its data dir");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ops_listener_beyond_loopback_without_tls_needs_insecure() {
+    // Goal: `--metrics-listen` follows the rule gRPC and gossip do: beyond
+    // loopback without TLS it is refused before anything is written, naming
+    // the flag and the way out.
+    let scratch = tempfile::tempdir().unwrap();
+    let data_dir = scratch.path().join("data");
+    let (listen, gossip) = clusterhost_tests::cluster::free_addresses();
+    let everywhere = format!("0.0.0.0:{}", free_ops_addr().port());
+    let args = [
+        "run",
+        "--listen",
+        &listen.to_string(),
+        "--gossip",
+        &gossip.to_string(),
+        "--metrics-listen",
+        &everywhere,
+        "--data-dir",
+        &data_dir.to_string_lossy(),
+        "--bootstrap",
+        "--plugin",
+        &kv_plugin().to_string_lossy(),
+    ]
+    .map(|arg| arg.to_string());
+    let output = run_cli(&args, &[], CLI_TIMEOUT).await;
+    output.failure(
+        exit::INVALID_INPUT,
+        &[
+            "the ops listener (--metrics-listen) on",
+            &everywhere,
+            "needs TLS",
+            "--insecure",
+        ],
+    );
+    assert!(!output.stderr.contains("gRPC on"), "{output}");
+    assert!(!data_dir.exists(), "a refused start created its data dir");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_ops_listener_of_a_tls_node_serves_only_certificates_of_its_ca() {
+    // Goal: with TLS on, the ops listener serves HTTPS only, loopback
+    // included: a plaintext request, a client presenting no certificate
+    // and one presenting another CA's get nothing; a reader's certificate
+    // (what Prometheus would present) gets the metrics and health checks.
+    let ops = free_ops_addr();
+    let mut cluster = TestCluster::with_tls().await;
+    cluster.bootstrap_node(&kv_plugin(), with_ops(1, ops)).await;
+    let pki = cluster.pki().expect("a TLS cluster");
+    let prometheus = pki.client("prometheus", "reader").await;
+
+    let plaintext = http_get(ops, "/metrics").await;
+    assert!(plaintext.is_err(), "plain HTTP was answered: {plaintext:?}");
+    let anonymous = https_get(ops, "/metrics", &prometheus, false).await;
+    assert!(
+        anonymous.is_err(),
+        "no certificate was answered: {anonymous:?}"
+    );
+    let other = tempfile::tempdir().unwrap();
+    let foreign = TestPki::create(other.path()).await;
+    let intruder = foreign.client("intruder", "admin").await;
+    let forged = ClientTls {
+        // It trusts this cluster's CA, and presents another's certificate.
+        ca_pem: prometheus.ca_pem.clone(),
+        ..intruder
+    };
+    let forged = https_get(ops, "/metrics", &forged, true).await;
+    assert!(
+        forged.is_err(),
+        "another CA's certificate was answered: {forged:?}"
+    );
+
+    let (code, body) = https_get(ops, "/metrics", &prometheus, true)
+        .await
+        .expect("a scrape over TLS");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("clusterhost_raft_term"), "{body}");
+    let (code, body) = https_get(ops, "/healthz", &prometheus, true)
+        .await
+        .expect("healthz over TLS");
+    assert_eq!(code, 200, "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -255,7 +255,10 @@ pub struct RunArgs {
     pub protocol_level: Option<u32>,
     /// Serve Prometheus metrics (`/metrics`), health checks (`/healthz`,
     /// `/readyz`) and a status page (`/`) over HTTP on this address
-    /// (e.g. 127.0.0.1:7402). Off when omitted.
+    /// (e.g. 127.0.0.1:7402). Off when omitted. With --tls-* it serves
+    /// HTTPS only (loopback too), and a client must present a certificate
+    /// from the cluster's CA (any role); without TLS it serves plain HTTP,
+    /// only on loopback unless --insecure.
     #[arg(long)]
     pub metrics_listen: Option<SocketAddr>,
     /// Log format on stderr (level via RUST_LOG, default info).
@@ -273,8 +276,10 @@ pub struct RunArgs {
     /// all open, so keys rotate without downtime. Read again on SIGHUP.
     #[arg(long)]
     pub gossip_key_file: Option<PathBuf>,
-    /// Serve gRPC or gossip on a non-loopback address without TLS: anyone
-    /// who reaches the ports controls the cluster.
+    /// Serve gRPC, gossip or --metrics-listen on a non-loopback address
+    /// without TLS (or, for gossip, a gossip key): anyone who reaches the
+    /// gRPC or gossip port controls the cluster, and anyone who reaches the
+    /// ops port reads its state.
     #[arg(long)]
     pub insecure: bool,
     /// Serve gRPC server reflection (for grpcurl and the like).

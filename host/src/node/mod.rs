@@ -45,6 +45,7 @@ use crate::membership::bindings_file::BINDINGS_FILE_NAME;
 use crate::metrics::Metrics;
 use crate::ops::status::RateHistory;
 use crate::ops::{self, OpsHandle, OpsSources};
+use crate::plugin::cache::{ArtifactCache, CacheKey};
 use crate::plugin::{Machine, NativeMachine, PluginCode, PluginDigest, PluginEngine, PluginHandle};
 use crate::storage::{DataDir, DataDirError, NodeIdentity};
 use first_start::{bootstrap, load_bootstrap_plugin};
@@ -112,7 +113,7 @@ pub async fn start_with(
     config.validate().map_err(StartError::Conflict)?;
     check_native(&config, native.as_ref())?;
     let data_dir = DataDir::open(&config.data_dir)?;
-    let engine = PluginEngine::new(Some(data_dir.compiled_dir()))
+    let engine = PluginEngine::new(Some(compiled_cache(&config, &data_dir)?))
         .map_err(|error| StartError::other("cannot configure the plugin engine", error))?;
     // Every check that can refuse the flags runs before anything is written.
     let bootstrap_plugin = load_bootstrap_plugin(&config, &engine).await?;
@@ -138,7 +139,11 @@ pub async fn start_with(
         ))
     })?;
     let ops_listener = match config.metrics_listen {
-        Some(addr) => Some(crate::ops::bind(addr).await.map_err(StartError::Other)?),
+        Some(addr) => Some(
+            crate::ops::bind(addr, config.tls.as_ref())
+                .await
+                .map_err(StartError::Other)?,
+        ),
         None => None,
     };
     // Everything this node spawns logs inside a span carrying its id.
@@ -161,6 +166,18 @@ pub async fn start_with(
         .start(listener, ops_listener, bootstrap_plugin, native)
         .instrument(span)
         .await
+}
+
+/// The compiled-plugin cache in the data dir, its key derived from this
+/// node's TLS private key (kept outside the data dir) or, without TLS,
+/// random for this process only (see [`crate::plugin::cache`]).
+fn compiled_cache(config: &NodeConfig, data_dir: &DataDir) -> Result<ArtifactCache, StartError> {
+    let key = match &config.tls {
+        Some(tls) => CacheKey::derived_from(&tls.key_pem),
+        None => CacheKey::random().map_err(|error| StartError::other("plugin cache", error))?,
+    };
+    ArtifactCache::open(&data_dir.compiled_dir(), key)
+        .map_err(|error| StartError::other("cannot open the compiled-plugin cache", error))
 }
 
 /// A native machine replaces plugins entirely, and only a single node
@@ -212,7 +229,7 @@ impl Wiring {
     async fn start(
         self,
         listener: TcpListener,
-        ops_listener: Option<TcpListener>,
+        ops_listener: Option<ops::OpsListener>,
         bootstrap_plugin: Option<PluginCode>,
         native: Option<NativeMachine>,
     ) -> Result<NodeHandle, StartError> {
@@ -349,7 +366,7 @@ impl Wiring {
     /// Serve metrics, health checks and the status page on `listener`.
     fn start_ops(
         &self,
-        listener: TcpListener,
+        listener: ops::OpsListener,
         local: &Arc<LocalMember>,
         core: &Core,
         view: &SharedView,

@@ -1,5 +1,11 @@
 //! The ops listener (`run --metrics-listen ADDR`): a small HTTP/1.1 server
-//! beside the gRPC port for what operators point tools at.
+//! beside the gRPC port for what operators point tools at. When the node
+//! has TLS (`--tls-*`), it serves HTTPS only, on every address loopback
+//! included, and every client must present a certificate from the
+//! cluster's CA (any role: Prometheus scrapes with a client certificate);
+//! without TLS it serves plain HTTP, which `check_exposure`
+//! (`crate::security::exposure`) allows only on loopback unless
+//! `--insecure`.
 //!
 //! - `GET /metrics`: Prometheus metrics ([`crate::metrics`]).
 //! - `GET /healthz`, `GET /readyz`: 200 or 503 ([`health`]).
@@ -20,19 +26,25 @@ use std::convert::Infallible;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use clusterhost_client::ClientTls;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
 use crate::api::report::{self, SelfInfo};
 use crate::consensus::{Consensus, MachineStatus, Role};
 use crate::discovery::DatagramCounters;
-use crate::limits::{OPS_HTTP_CONNECTIONS_MAX, OPS_HTTP_HEADER_TIMEOUT, STATUS_SAMPLE_INTERVAL};
+use crate::limits::{
+    OPS_HTTP_CONNECTIONS_MAX, OPS_HTTP_HEADER_TIMEOUT, STATUS_SAMPLE_INTERVAL,
+    TLS_HANDSHAKE_TIMEOUT,
+};
 use crate::membership::LocalMember;
 use crate::membership::autopilot::SharedView;
 use crate::metrics::{self, Metrics, Sample};
@@ -87,8 +99,14 @@ impl OpsHandle {
     }
 }
 
+/// The bound ops port, and the TLS it serves when the node has TLS.
+pub struct OpsListener {
+    tcp: TcpListener,
+    tls: Option<TlsAcceptor>,
+}
+
 /// Serve the ops endpoints on `listener` and count leader changes.
-pub fn spawn(listener: TcpListener, sources: OpsSources) -> OpsHandle {
+pub fn spawn(listener: OpsListener, sources: OpsSources) -> OpsHandle {
     let (stop, stopped) = watch::channel(false);
     let leader_watch = tokio::spawn(count_leader_changes(sources.clone()).in_current_span());
     let sampler = tokio::spawn(sample_rates(sources.clone()).in_current_span());
@@ -137,9 +155,10 @@ async fn count_leader_changes(sources: OpsSources) {
 }
 
 /// Accept connections until `stopped` turns true, at most
-/// [`OPS_HTTP_CONNECTIONS_MAX`] served at once.
+/// [`OPS_HTTP_CONNECTIONS_MAX`] served at once (a TLS handshake holds its
+/// slot, for at most [`TLS_HANDSHAKE_TIMEOUT`]).
 async fn serve(
-    listener: TcpListener,
+    listener: OpsListener,
     sources: Arc<OpsSources>,
     mut stopped: watch::Receiver<bool>,
 ) {
@@ -154,7 +173,7 @@ async fn serve(
             return;
         };
         let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
+            accepted = listener.tcp.accept() => accepted,
             _ = stopped.wait_for(|stop| *stop) => return,
         };
         let stream = match accepted {
@@ -164,26 +183,46 @@ async fn serve(
                 continue;
             }
         };
-        let sources = sources.clone();
+        let (sources, tls) = (sources.clone(), listener.tls.clone());
         tokio::spawn(
             async move {
-                let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-                    let sources = sources.clone();
-                    let method = request.method().clone();
-                    let path = request.uri().path().to_string();
-                    async move { Ok::<_, Infallible>(route(&sources, &method, &path).await) }
-                });
-                let connection = hyper::server::conn::http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(OPS_HTTP_HEADER_TIMEOUT)
-                    .serve_connection(TokioIo::new(stream), service);
-                if let Err(error) = connection.await {
-                    tracing::debug!("ops connection: {error}");
+                match tls {
+                    None => serve_connection(stream, sources).await,
+                    Some(acceptor) => {
+                        let handshake =
+                            tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+                        match handshake.await {
+                            Ok(Ok(stream)) => serve_connection(stream, sources).await,
+                            // Plaintext, no certificate, another CA's.
+                            Ok(Err(error)) => tracing::debug!("ops TLS handshake: {error}"),
+                            Err(_) => tracing::debug!("ops TLS handshake timed out"),
+                        }
+                    }
                 }
                 drop(slot);
             }
             .in_current_span(),
         );
+    }
+}
+
+/// Serve HTTP/1.1 requests on one connection, plain or TLS, until it ends.
+async fn serve_connection<S>(stream: S, sources: Arc<OpsSources>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+        let sources = sources.clone();
+        let method = request.method().clone();
+        let path = request.uri().path().to_string();
+        async move { Ok::<_, Infallible>(route(&sources, &method, &path).await) }
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(OPS_HTTP_HEADER_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service);
+    if let Err(error) = connection.await {
+        tracing::debug!("ops connection: {error}");
     }
 }
 
@@ -312,9 +351,21 @@ fn respond(status: StatusCode, content_type: &str, body: String) -> Response<Ful
     response
 }
 
-/// Bind the ops listener, with a clear error when the port is taken.
-pub async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, String> {
-    TcpListener::bind(addr)
+/// Bind the ops listener, serving mutual TLS when `tls` is given, with a
+/// clear error when the port is taken or the TLS files are unusable.
+pub async fn bind(
+    addr: std::net::SocketAddr,
+    tls: Option<&ClientTls>,
+) -> Result<OpsListener, String> {
+    let tls = tls
+        .map(|tls| {
+            crate::security::rustls_config::server_config(tls)
+                .map(|config| TlsAcceptor::from(Arc::new(config)))
+                .map_err(|error| format!("cannot serve metrics over TLS: {error}"))
+        })
+        .transpose()?;
+    let tcp = TcpListener::bind(addr)
         .await
-        .map_err(|error| format!("cannot serve metrics on {addr}: {error}"))
+        .map_err(|error| format!("cannot serve metrics on {addr}: {error}"))?;
+    Ok(OpsListener { tcp, tls })
 }

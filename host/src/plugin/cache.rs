@@ -1,13 +1,21 @@
 //! The on-disk cache of compiled plugins, authenticated. wasmtime loads a
 //! cached artifact as native code without checking it, so a file changed
 //! in the data dir would run as this node. Each artifact is stored after
-//! an HMAC-SHA256 tag under a key kept beside the cache directory (not in
-//! it); a file whose tag does not verify is never loaded and the plugin is
-//! compiled again. Files are written 0600 under a 0700 directory, through
-//! a unique temporary name, fsynced, then renamed.
+//! an HMAC-SHA256 tag; a file whose tag does not verify is never loaded and
+//! the plugin is compiled again. Files are written 0600 under a 0700
+//! directory, through a unique temporary name, fsynced, then renamed.
+//!
+//! The key is never stored in the data dir: whoever can plant a file there
+//! could read it there too and tag their own. A node with TLS derives it
+//! from its TLS private key, which lives elsewhere and is as secret as it
+//! needs to be; a node without TLS uses a random key held in memory only,
+//! so its artifacts are compiled again after a restart (kv compiles in
+//! about 160 ms). [`ArtifactCache::prune`] removes what no retained plugin
+//! version uses.
 
+use std::collections::HashSet;
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -16,8 +24,13 @@ use ring::rand::{SecureRandom, SystemRandom};
 
 /// Bytes of the tag in front of every artifact.
 const TAG_BYTES: usize = 32;
-/// Bytes of the cache key.
+/// Bytes of a random cache key.
 const KEY_BYTES: usize = 32;
+/// What a key derived from a secret is for, so the same secret used for
+/// anything else never yields this key.
+const DERIVATION_DOMAIN: &[u8] = b"clusterhost compiled-plugin cache key v1";
+/// The file name ending of a write in progress.
+const TEMPORARY_SUFFIX: &str = ".tmp";
 
 /// Why the cache could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -30,12 +43,35 @@ pub enum CacheError {
         /// Why.
         source: std::io::Error,
     },
-    /// The key file holds no key of the right size.
-    #[error("compiled-plugin cache key {0} is damaged; delete it (and the cache) to start over")]
-    BadKey(PathBuf),
     /// The system random generator failed.
     #[error("cannot make a compiled-plugin cache key")]
     Random,
+}
+
+/// The key artifacts are tagged under.
+pub struct CacheKey(hmac::Key);
+
+impl CacheKey {
+    /// Derived from `secret` (the node's TLS private key file): the same
+    /// across restarts, so the cache outlives the process. A new TLS key
+    /// means artifacts compiled again, nothing worse.
+    pub fn derived_from(secret: &[u8]) -> Self {
+        let derived = hmac::sign(
+            &hmac::Key::new(hmac::HMAC_SHA256, secret),
+            DERIVATION_DOMAIN,
+        );
+        Self(hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref()))
+    }
+
+    /// Random and never written anywhere: the cache lasts as long as the
+    /// process.
+    pub fn random() -> Result<Self, CacheError> {
+        let mut key = [0u8; KEY_BYTES];
+        SystemRandom::new()
+            .fill(&mut key)
+            .map_err(|_| CacheError::Random)?;
+        Ok(Self(hmac::Key::new(hmac::HMAC_SHA256, &key)))
+    }
 }
 
 /// A directory of authenticated compiled artifacts.
@@ -43,6 +79,10 @@ pub enum CacheError {
 pub struct ArtifactCache {
     dir: PathBuf,
     key: hmac::Key,
+    /// In this cache's temporary file names, so [`Self::prune`] tells its
+    /// own writes in progress from leftovers of earlier processes (a pid
+    /// would not: in a container the node is pid 1 every time).
+    writer: u64,
 }
 
 impl std::fmt::Debug for ArtifactCache {
@@ -55,34 +95,31 @@ impl std::fmt::Debug for ArtifactCache {
 static TEMPORARY_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 impl ArtifactCache {
-    /// Open (creating) `dir`, with its key in `<dir>.key` (made on first use).
-    pub fn open(dir: &Path) -> Result<Self, CacheError> {
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| CacheError::Io { path, source }
-        };
+    /// Open (creating) `dir`, made private to this user whatever its mode
+    /// was, with artifacts tagged under `key`. The key file earlier
+    /// versions kept beside the directory (`<dir>.key`) is deleted.
+    pub fn open(dir: &Path, key: CacheKey) -> Result<Self, CacheError> {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(dir)
             .map_err(io(dir))?;
-        let key_path = dir.with_extension("key");
-        let key = match std::fs::read(&key_path) {
-            Ok(bytes) if bytes.len() == KEY_BYTES => bytes,
-            Ok(_) => return Err(CacheError::BadKey(key_path)),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                let mut key = vec![0u8; KEY_BYTES];
-                SystemRandom::new()
-                    .fill(&mut key)
-                    .map_err(|_| CacheError::Random)?;
-                write_private(&key_path, &key).map_err(io(&key_path))?;
-                key
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
+        let old_key = dir.with_extension("key");
+        match std::fs::remove_file(&old_key) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io(&old_key)(error));
             }
-            Err(error) => return Err(io(&key_path)(error)),
-        };
+            _ => {}
+        }
+        let mut writer = [0u8; 8];
+        SystemRandom::new()
+            .fill(&mut writer)
+            .map_err(|_| CacheError::Random)?;
         Ok(Self {
             dir: dir.to_path_buf(),
-            key: hmac::Key::new(hmac::HMAC_SHA256, &key),
+            key: key.0,
+            writer: u64::from_le_bytes(writer),
         })
     }
 
@@ -101,8 +138,8 @@ impl ArtifactCache {
     pub fn write(&self, name: &str, artifact: &[u8]) -> std::io::Result<()> {
         let path = self.dir.join(name);
         let temporary = self.dir.join(format!(
-            "{name}.{}.{}.tmp",
-            std::process::id(),
+            "{name}.{}.{}{TEMPORARY_SUFFIX}",
+            self.writer_tag(),
             TEMPORARY_COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
         let written = write_private(&temporary, &tagged(&self.key, artifact))
@@ -113,6 +150,56 @@ impl ArtifactCache {
         }
         written
     }
+
+    /// Remove every file but the artifacts named in `keep`: artifacts of
+    /// plugins no longer retained, of other engine versions, and temporary
+    /// files earlier processes left. This cache's own writes in progress
+    /// are left to finish. Returns how many files were removed; a file
+    /// that cannot be removed is logged and left (it is never loaded
+    /// unless its tag verifies anyway).
+    pub fn prune(&self, keep: &[String]) -> usize {
+        let keep: HashSet<&str> = keep.iter().map(String::as_str).collect();
+        let own_writes = format!(".{}.", self.writer_tag());
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(error) => {
+                tracing::warn!(dir = %self.dir.display(), "cannot list the compiled-plugin cache: {error}");
+                return 0;
+            }
+        };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let writing = name.ends_with(TEMPORARY_SUFFIX) && name.contains(&own_writes);
+            if keep.contains(name.as_str()) || writing {
+                continue;
+            }
+            let path = entry.path();
+            // The entry's own type: a symlink is removed, never followed.
+            let is_dir = entry.file_type().is_ok_and(|kind| kind.is_dir());
+            let outcome = if is_dir {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            match outcome {
+                Ok(()) => removed += 1,
+                Err(error) => {
+                    tracing::warn!(path = %path.display(), "cannot prune the compiled-plugin cache: {error}")
+                }
+            }
+        }
+        removed
+    }
+
+    fn writer_tag(&self) -> String {
+        format!("{:016x}", self.writer)
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CacheError {
+    let path = path.to_path_buf();
+    move |source| CacheError::Io { path, source }
 }
 
 /// `artifact` with its tag in front.
@@ -164,27 +251,38 @@ mod tests {
         assert_eq!(verify(&key, &file[..TAG_BYTES - 1]), None);
     }
 
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path)
+            .expect("metadata")
+            .permissions()
+            .mode()
+            & 0o777
+    }
+
+    fn files(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .expect("cache dir")
+            .flatten()
+            .map(|entry| entry.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
     #[test]
     fn artifacts_round_trip_privately_and_tampering_is_caught() {
-        use std::os::unix::fs::PermissionsExt;
         let root = tempfile::tempdir().expect("temp dir");
         let dir = root.path().join("compiled");
-        let cache = ArtifactCache::open(&dir).expect("open");
+        let cache = ArtifactCache::open(&dir, CacheKey::derived_from(b"tls key")).expect("open");
         cache.write("a.cwasm", b"artifact").expect("write");
         assert_eq!(cache.read("a.cwasm").as_deref(), Some(&b"artifact"[..]));
-        let mode = |path: &Path| {
-            std::fs::metadata(path)
-                .expect("metadata")
-                .permissions()
-                .mode()
-                & 0o777
-        };
         assert_eq!(mode(&dir), 0o700);
         assert_eq!(mode(&dir.join("a.cwasm")), 0o600);
-        assert_eq!(mode(&root.path().join("compiled.key")), 0o600);
 
-        // The key survives a reopen; a changed byte does not.
-        let reopened = ArtifactCache::open(&dir).expect("reopen");
+        // The same secret gives the same key after a restart; a changed
+        // byte does not verify.
+        let reopened =
+            ArtifactCache::open(&dir, CacheKey::derived_from(b"tls key")).expect("reopen");
         assert_eq!(reopened.read("a.cwasm").as_deref(), Some(&b"artifact"[..]));
         let path = dir.join("a.cwasm");
         let mut bytes = std::fs::read(&path).expect("read");
@@ -193,5 +291,57 @@ mod tests {
         std::fs::write(&path, bytes).expect("tamper");
         assert_eq!(reopened.read("a.cwasm"), None);
         assert_eq!(reopened.read("missing.cwasm"), None);
+    }
+
+    #[test]
+    fn a_file_tagged_under_another_key_is_refused() {
+        let root = tempfile::tempdir().expect("temp dir");
+        let dir = root.path().join("compiled");
+        let planted = ArtifactCache::open(&dir, CacheKey::derived_from(b"attacker")).expect("open");
+        planted.write("a.cwasm", b"evil").expect("write");
+        let node = ArtifactCache::open(&dir, CacheKey::derived_from(b"tls key")).expect("open");
+        assert_eq!(node.read("a.cwasm"), None);
+        // Without TLS, each process has a key of its own: what the last
+        // one wrote is compiled again.
+        let before = ArtifactCache::open(&dir, CacheKey::random().expect("key")).expect("open");
+        before.write("b.cwasm", b"artifact").expect("write");
+        assert_eq!(before.read("b.cwasm").as_deref(), Some(&b"artifact"[..]));
+        let after = ArtifactCache::open(&dir, CacheKey::random().expect("key")).expect("open");
+        assert_eq!(after.read("b.cwasm"), None);
+    }
+
+    #[test]
+    fn opening_makes_the_directory_private_and_drops_the_old_key_file() {
+        let root = tempfile::tempdir().expect("temp dir");
+        let dir = root.path().join("compiled");
+        std::fs::create_dir(&dir).expect("dir");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let old_key = root.path().join("compiled.key");
+        std::fs::write(&old_key, [7u8; KEY_BYTES]).expect("old key");
+        ArtifactCache::open(&dir, CacheKey::random().expect("key")).expect("open");
+        assert_eq!(mode(&dir), 0o700);
+        assert!(!old_key.exists(), "the key stayed beside the artifacts");
+    }
+
+    #[test]
+    fn prune_keeps_only_the_named_artifacts_and_removes_leftovers() {
+        let root = tempfile::tempdir().expect("temp dir");
+        let dir = root.path().join("compiled");
+        let cache = ArtifactCache::open(&dir, CacheKey::random().expect("key")).expect("open");
+        for name in ["kept.cwasm", "old.cwasm", "other-engine.cwasm"] {
+            cache.write(name, name.as_bytes()).expect("write");
+        }
+        // A crashed write of an earlier process, and one of this cache's
+        // own under way.
+        std::fs::write(dir.join("old.cwasm.00000000000000aa.3.tmp"), b"half").expect("leftover");
+        let writing = format!("new.cwasm.{}.9.tmp", cache.writer_tag());
+        std::fs::write(dir.join(&writing), b"half").expect("in progress");
+        let removed = cache.prune(&["kept.cwasm".to_string(), "never-written.cwasm".to_string()]);
+        assert_eq!(removed, 3);
+        assert_eq!(files(&dir), vec!["kept.cwasm".to_string(), writing]);
+        assert_eq!(
+            cache.read("kept.cwasm").as_deref(),
+            Some(&b"kept.cwasm"[..])
+        );
     }
 }

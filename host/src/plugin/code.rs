@@ -2,11 +2,10 @@
 //! component against the contract, a digest, and an on-disk cache of
 //! compiled artifacts so a restart does not recompile.
 
-use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use sha2::{Digest as _, Sha256};
@@ -55,6 +54,13 @@ impl PluginDigest {
     /// Lower-case hex, as shown to users.
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
+    }
+
+    /// The digest `text` names, in the hex [`Self::to_hex`] writes.
+    pub fn from_hex(text: &str) -> Option<Self> {
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(text, &mut bytes).ok()?;
+        Some(Self(bytes))
     }
 
     /// The first 12 hex digits, for logs.
@@ -154,13 +160,17 @@ pub struct PluginEngine {
     /// The rate every instance of every plugin this engine loads shares
     /// for its output: one engine per node, so one gate per node.
     output: OutputGate,
+    /// Plugins loaded since the cache was last pruned: [`Self::prune_cache`]
+    /// keeps their artifacts once more, so a plugin compiled ahead of its
+    /// deploy entry (the `--plugin` of a first start, a precompiled
+    /// upload) is still cached when that entry applies.
+    loaded_since_prune: Arc<Mutex<HashSet<PluginDigest>>>,
 }
 
 impl PluginEngine {
     /// An engine configured for deterministic execution; compiled artifacts
-    /// are cached under `cache_dir` when given (authenticated with a key in
-    /// `<cache_dir>.key`, see [`ArtifactCache`]).
-    pub fn new(cache_dir: Option<PathBuf>) -> anyhow::Result<Self> {
+    /// are kept in `cache` when given (see [`ArtifactCache`]).
+    pub fn new(cache: Option<ArtifactCache>) -> anyhow::Result<Self> {
         let mut config = Config::new();
         config
             .wasm_component_model(true)
@@ -190,7 +200,6 @@ impl PluginEngine {
         linker.allow_shadowing(false);
         // Linked for every plugin; only those that call it import it.
         super::store::link::add_to_linker(&mut linker).map_err(wasm_error)?;
-        let cache = cache_dir.as_deref().map(ArtifactCache::open).transpose()?;
         Ok(Self {
             engine,
             linker: Arc::new(linker),
@@ -199,7 +208,39 @@ impl PluginEngine {
             applying: Arc::new(tokio::sync::Semaphore::new(PLUGIN_APPLY_COMPILES_MAX)),
             in_flight: Arc::default(),
             output: OutputGate::default(),
+            loaded_since_prune: Arc::default(),
         })
+    }
+
+    /// Remove from the cache every artifact but those of `keep` (the
+    /// running plugin and the versions retained for rollback) and of the
+    /// plugins loaded since the last prune, and any leftover temporary
+    /// file. Blocking file I/O on a small directory.
+    pub fn prune_cache(&self, keep: &[PluginDigest]) {
+        let Some(cache) = &self.cache else {
+            return;
+        };
+        let recent: Vec<PluginDigest> = std::mem::take(
+            &mut *self
+                .loaded_since_prune
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
+        .into_iter()
+        .collect();
+        let names: Vec<String> = keep
+            .iter()
+            .chain(&recent)
+            .map(|digest| self.cache_name(digest))
+            .collect();
+        let removed = cache.prune(&names);
+        if removed > 0 {
+            tracing::info!(
+                removed,
+                kept = names.len(),
+                "pruned the compiled-plugin cache"
+            );
+        }
     }
 
     /// The wasmtime engine.
@@ -314,6 +355,12 @@ impl PluginEngine {
 
     fn compile(&self, bytes: &[u8], digest: &PluginDigest) -> Result<Component, LoadError> {
         let name = self.cache_name(digest);
+        if self.cache.is_some() {
+            self.loaded_since_prune
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(*digest);
+        }
         if let Some(cache) = &self.cache
             && let Some(artifact) = cache.read(&name)
         {
@@ -538,8 +585,13 @@ mod tests {
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugins/kv.wasm"),
         )
         .expect("target/plugins/kv.wasm (cargo xtask plugins)");
-        let cache = tempfile::tempdir().expect("cache dir");
-        let engine = PluginEngine::new(Some(cache.path().join("compiled"))).expect("engine");
+        let root = tempfile::tempdir().expect("cache dir");
+        let cache = ArtifactCache::open(
+            &root.path().join("compiled"),
+            crate::plugin::cache::CacheKey::random().expect("key"),
+        )
+        .expect("cache");
+        let engine = PluginEngine::new(Some(cache)).expect("engine");
         let digest = PluginDigest::of(&kv);
         let precompiling = engine.in_flight_entry(digest);
         let held = precompiling.lock().await;

@@ -1,6 +1,7 @@
-//! Secure by default: a node that would serve gRPC beyond loopback without
-//! TLS, or gossip beyond loopback without a gossip key, refuses to start,
-//! unless told `--insecure`.
+//! Secure by default: a node that would serve gRPC or the ops listener
+//! (`--metrics-listen`) beyond loopback without TLS, or gossip beyond
+//! loopback without a gossip key, refuses to start, unless told
+//! `--insecure`.
 
 use std::net::SocketAddr;
 
@@ -11,7 +12,9 @@ pub struct Exposure {
     pub grpc: SocketAddr,
     /// The gossip listen address.
     pub gossip: SocketAddr,
-    /// Whether gRPC runs with mutual TLS.
+    /// The ops listener's address (`--metrics-listen`), if it serves.
+    pub ops: Option<SocketAddr>,
+    /// Whether gRPC and the ops listener run with mutual TLS.
     pub tls: bool,
     /// Whether gossip is sealed with a key.
     pub gossip_key: bool,
@@ -25,32 +28,42 @@ pub fn check_exposure(exposure: &Exposure) -> Result<(), String> {
     if exposure.insecure {
         return Ok(());
     }
-    let open: Vec<String> = [
-        (
-            "gRPC",
-            exposure.grpc,
-            exposure.tls,
-            "TLS (--tls-ca, --tls-cert, --tls-key; see `clusterhost certs`)",
-        ),
-        (
+    const TLS: &str = "TLS (--tls-ca, --tls-cert, --tls-key; see `clusterhost certs`)";
+    const CONTROL: &str = "run any plugin and rewrite the cluster";
+    const READ: &str = "read its members and state";
+    let listeners = [
+        Some(("gRPC", exposure.grpc, exposure.tls, TLS, CONTROL)),
+        Some((
             "gossip",
             exposure.gossip,
             exposure.gossip_key,
             "a gossip key (--gossip-key-file; see `clusterhost gossip keygen`)",
-        ),
-    ]
-    .into_iter()
-    .filter(|(_, addr, protected, _)| !protected && !addr.ip().is_loopback())
-    .map(|(what, addr, _, fix)| format!("{what} on {addr} needs {fix}"))
-    .collect();
+            CONTROL,
+        )),
+        exposure.ops.map(|addr| {
+            let what = "the ops listener (--metrics-listen)";
+            (what, addr, exposure.tls, TLS, READ)
+        }),
+    ];
+    let open: Vec<_> = listeners
+        .into_iter()
+        .flatten()
+        .filter(|(_, addr, protected, _, _)| !protected && !addr.ip().is_loopback())
+        .collect();
     if open.is_empty() {
         return Ok(());
     }
+    let needs: Vec<String> = open
+        .iter()
+        .map(|(what, addr, _, fix, _)| format!("{what} on {addr} needs {fix}"))
+        .collect();
+    let mut risks: Vec<&str> = open.iter().map(|(.., risk)| *risk).collect();
+    risks.dedup();
     Err(format!(
         "refusing to serve unprotected beyond loopback: {}. Anyone who reaches \
-         these ports could run any plugin and rewrite the cluster; give \
-         --insecure to run unprotected anyway",
-        open.join("; ")
+         these ports could {}; give --insecure to run unprotected anyway",
+        needs.join("; "),
+        risks.join(" or ")
     ))
 }
 
@@ -62,6 +75,7 @@ mod tests {
         Exposure {
             grpc: grpc.parse().expect("address"),
             gossip: gossip.parse().expect("address"),
+            ops: None,
             tls: protected,
             gossip_key: protected,
             insecure,
@@ -100,5 +114,30 @@ mod tests {
             check_exposure(&exposure("10.0.0.1:1", "10.0.0.1:2", false, true)),
             Ok(())
         );
+    }
+
+    #[test]
+    fn the_ops_listener_beyond_loopback_needs_tls_or_insecure() {
+        let with_ops = |ops: &str, tls: bool, insecure: bool| Exposure {
+            ops: Some(ops.parse().expect("address")),
+            gossip_key: true,
+            ..exposure("127.0.0.1:1", "127.0.0.1:2", tls, insecure)
+        };
+        // Loopback stays plaintext without TLS, as it always was.
+        assert_eq!(
+            check_exposure(&with_ops("127.0.0.1:3", false, false)),
+            Ok(())
+        );
+        assert_eq!(check_exposure(&with_ops("[::1]:3", false, false)), Ok(()));
+        let error = check_exposure(&with_ops("0.0.0.0:3", false, false)).expect_err("refused");
+        assert!(
+            error.contains("the ops listener (--metrics-listen) on 0.0.0.0:3 needs TLS"),
+            "{error}"
+        );
+        assert!(error.contains("--insecure"), "{error}");
+        assert!(!error.contains("gRPC on"), "{error}");
+        // With TLS configured it serves TLS, so any address is fine.
+        assert_eq!(check_exposure(&with_ops("10.0.0.1:3", true, false)), Ok(()));
+        assert_eq!(check_exposure(&with_ops("10.0.0.1:3", false, true)), Ok(()));
     }
 }

@@ -7,6 +7,8 @@
 //! - [`peer`]: reading the role out of the certificate a peer presented.
 //! - [`presented`]: dialing a node to read the certificate it presents.
 //! - [`exposure`]: refusing to serve a real network without TLS (pure).
+//! - [`rustls_config`]: rustls client and server configurations from the
+//!   node's TLS files (the ops listener's, and dialing a peer's).
 //! - [`signing`]: ed25519 signatures carried inside plugins (pure).
 
 pub mod certs;
@@ -14,6 +16,7 @@ pub mod exposure;
 pub mod peer;
 pub mod presented;
 pub mod roles;
+pub mod rustls_config;
 pub mod signing;
 
 pub use roles::{Refusal, Role, authorize};

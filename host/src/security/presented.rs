@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use clusterhost_client::ClientTls;
 use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::ClientConfig;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 
 use super::peer::{PeerIdentity, identity_of};
 
@@ -110,24 +110,7 @@ pub fn own_identity(tls: &ClientTls) -> PeerIdentity {
 }
 
 fn client_config(tls: &ClientTls) -> Result<ClientConfig, DialError> {
-    let own = |error: &dyn std::fmt::Display| DialError::OwnTls(error.to_string());
-    let mut roots = RootCertStore::empty();
-    for ca in CertificateDer::pem_slice_iter(&tls.ca_pem) {
-        roots
-            .add(ca.map_err(|error| own(&error))?)
-            .map_err(|error| own(&error))?;
-    }
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&tls.cert_pem)
-        .collect::<Result<_, _>>()
-        .map_err(|error| own(&error))?;
-    let key = PrivateKeyDer::from_pem_slice(&tls.key_pem).map_err(|error| own(&error))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|error| own(&error))?
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain, key)
-        .map_err(|error| own(&error))
+    super::rustls_config::client_config(tls).map_err(|error| DialError::OwnTls(error.to_string()))
 }
 
 /// The name the server's certificate must be valid for: the host part of

@@ -76,7 +76,31 @@ impl StateMachineStore {
             }
         }
         self.publish_history();
+        self.prune_compiled().await;
         Ok(outcome)
+    }
+
+    /// Remove the compiled artifacts of plugins this replica neither runs
+    /// nor keeps for rollback: at start, after a deploy or rollback (a
+    /// deploy entry too) and after installing a snapshot.
+    pub(super) async fn prune_compiled(&self) {
+        let running = self.status.borrow().plugin_digest.clone();
+        let keep: Vec<PluginDigest> = running
+            .as_deref()
+            .and_then(PluginDigest::from_hex)
+            .into_iter()
+            .chain(
+                self.host
+                    .history
+                    .retained
+                    .iter()
+                    .map(|plugin| PluginDigest::of(&plugin.bytes)),
+            )
+            .collect();
+        let engine = self.engine.clone();
+        if let Err(error) = tokio::task::spawn_blocking(move || engine.prune_cache(&keep)).await {
+            tracing::warn!("pruning the compiled-plugin cache failed: {error}");
+        }
     }
 
     /// Whether the deployed `bytes` are this node's own native machine's

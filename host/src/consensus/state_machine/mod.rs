@@ -153,7 +153,7 @@ impl StateMachineStore {
             sessions_open: host.sessions.open_count(),
             native: native.as_deref().and_then(native_name).map(str::to_string),
         };
-        Ok(Self {
+        let machine = Self {
             plugin,
             flag_limits,
             native,
@@ -167,7 +167,9 @@ impl StateMachineStore {
             checkpoints: CheckpointClock::start(),
             in_flight: false,
             at_stop: None,
-        })
+        };
+        machine.prune_compiled().await;
+        Ok(machine)
     }
 
     /// Status updates published by the machine.
@@ -515,6 +517,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             status.plugin_size_bytes = plugin.map_or(0, |plugin| plugin.code.len());
             status.snapshot_size_bytes = self.snapshots.size_bytes();
         });
+        self.prune_compiled().await;
         self.checkpoint().await?;
         self.in_flight = false;
         Ok(())

@@ -6,8 +6,6 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
-use tokio_rustls::rustls::ServerConfig;
-use tokio_rustls::rustls::server::WebPkiClientVerifier;
 
 use super::*;
 use crate::security::certs::{self, Pem};
@@ -27,24 +25,7 @@ pub(crate) fn tls_of(ca: &Pem, own: &Pem) -> ClientTls {
 /// in `tls`, which client certificates must chain to); it completes
 /// handshakes and holds nothing.
 pub(crate) async fn serve(tls: ClientTls) -> String {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = RootCertStore::empty();
-    for ca in CertificateDer::pem_slice_iter(&tls.ca_pem) {
-        roots.add(ca.expect("CA")).expect("CA");
-    }
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .build()
-        .expect("client verifier");
-    let chain = CertificateDer::pem_slice_iter(&tls.cert_pem)
-        .collect::<Result<Vec<_>, _>>()
-        .expect("chain");
-    let key = PrivateKeyDer::from_pem_slice(&tls.key_pem).expect("key");
-    let config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(chain, key)
-        .expect("server config");
+    let config = crate::security::rustls_config::server_config(&tls).expect("server config");
     let acceptor = TlsAcceptor::from(Arc::new(config));
     let listener = TcpListener::bind((LOOPBACK, 0)).await.expect("bind");
     let addr = listener.local_addr().expect("address").to_string();
