@@ -145,7 +145,16 @@ where
 
 /// Scrape `/metrics` and parse it with a Prometheus text-format parser.
 pub async fn scrape(addr: SocketAddr) -> Result<Scraped, String> {
-    let (code, body) = http_get(addr, "/metrics").await?;
+    parse_scrape(http_get(addr, "/metrics").await?)
+}
+
+/// Scrape `/metrics` of a node with TLS, presenting `tls`'s certificate.
+pub async fn scrape_tls(addr: SocketAddr, tls: &ClientTls) -> Result<Scraped, String> {
+    parse_scrape(https_get(addr, "/metrics", tls, true).await?)
+}
+
+/// A `/metrics` answer, parsed.
+fn parse_scrape((code, body): (u16, String)) -> Result<Scraped, String> {
     if code != 200 {
         return Err(format!("/metrics answered {code}: {body}"));
     }

@@ -12,7 +12,9 @@ use clusterhost_client::proto::cluster_client::ClusterClient;
 use clusterhost_client::{Client, ClientError, ClientTls, connect_channel_with};
 use clusterhost_tests::cli::{CLI_TIMEOUT, run_cli};
 use clusterhost_tests::kv::{self, apply_ok};
-use clusterhost_tests::ops::{free_ops_addr, http_get, https_get, scrape, value_or_zero, with_ops};
+use clusterhost_tests::ops::{
+    free_ops_addr, http_get, https_get, scrape_tls, value_or_zero, with_ops,
+};
 use clusterhost_tests::paths::{clusterhost_binary, kv_plugin};
 use clusterhost_tests::process::Process;
 use clusterhost_tests::scenario::{MEMBERSHIP_TIMEOUT, fast};
@@ -435,11 +437,12 @@ async fn a_node_with_another_gossip_key_never_joins_and_is_counted() {
     // dropped and counted by the node it tries to join: in its metrics
     // (`clusterhost_gossip_datagrams_dropped_total`) and its log.
     let mut cluster = TestCluster::with_tls().await;
+    let tls = cluster.client_tls().expect("a client certificate").clone();
     let ops = free_ops_addr();
     cluster.bootstrap_node(&kv_plugin(), with_ops(1, ops)).await;
     cluster.start_joining(0, fast(2)).await;
     cluster.wait_for_voters(2, MEMBERSHIP_TIMEOUT).await;
-    let before = value_or_zero(&scrape(ops).await.unwrap(), GOSSIP_DROPPED);
+    let before = value_or_zero(&scrape_tls(ops, &tls).await.unwrap(), GOSSIP_DROPPED);
     assert_eq!(before, 0.0, "nodes sharing the key drop nothing");
 
     let wrong_key = cluster.pki().unwrap().gossip_key("wrong.key").await;
@@ -455,12 +458,15 @@ async fn a_node_with_another_gossip_key_never_joins_and_is_counted() {
     wait_for(
         "node 0 to count the intruder's datagrams in its metrics",
         Duration::from_secs(30),
-        || async move {
-            let dropped = value_or_zero(&scrape(ops).await?, GOSSIP_DROPPED);
-            if dropped >= 8.0 {
-                Ok(())
-            } else {
-                Err(format!("{GOSSIP_DROPPED} is {dropped}"))
+        || {
+            let tls = tls.clone();
+            async move {
+                let dropped = value_or_zero(&scrape_tls(ops, &tls).await?, GOSSIP_DROPPED);
+                if dropped >= 8.0 {
+                    Ok(())
+                } else {
+                    Err(format!("{GOSSIP_DROPPED} is {dropped}"))
+                }
             }
         },
     )
