@@ -2,8 +2,6 @@
 
 use std::time::Duration;
 
-use super::*;
-
 // ---- Serving clients -------------------------------------------------------
 
 /// Longest pause between attempts to reach a leader while a request waits

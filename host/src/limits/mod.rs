@@ -7,8 +7,6 @@
 //! compile time. Bounds the public API's two sides share are defined by the
 //! client crate and re-exported here.
 
-use std::time::Duration;
-
 pub use clusterhost_client::limits::{
     CLIENT_GRPC_MESSAGE_BYTES_MAX, CLIENT_GRPC_RESPONSE_BYTES_MAX, COMMAND_BYTES_MAX,
     DEPLOY_TIMEOUT, PLUGIN_UPLOAD_CHUNK_BYTES, QUERY_BYTES_MAX, REQUEST_TIMEOUT,

@@ -2,8 +2,6 @@
 
 use std::time::Duration;
 
-use super::*;
-
 // ---- `plugin check` ----------------------------------------------------------
 
 /// Most steps one command file may hold: the round-trip check replays the
