@@ -51,8 +51,8 @@ pub const FORWARD_BATCH_ANSWERS_WAITING_BYTES_MAX: usize = 4 * RESPONSE_BYTES_MA
 
 /// Longest the leader waits, with [`FORWARD_BATCH_ANSWERS_WAITING_BYTES_MAX`]
 /// bytes of answers waiting, for the caller to take one; then the stream
-/// ends (a follower reads its answers as they come: it stalls only when
-/// it is stuck itself).
+/// ends and the answers waiting are dropped (a follower reads its answers
+/// as they come: it stalls only when it is stuck itself).
 pub const FORWARD_BATCH_CALLER_STALL_MAX: Duration = REQUEST_TIMEOUT;
 
 /// Most bytes of commands (with their overhead) queued on a follower for
