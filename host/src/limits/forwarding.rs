@@ -62,7 +62,8 @@ pub const FORWARD_BATCH_CALLER_STALL_MAX: Duration = REQUEST_TIMEOUT;
 /// bound.
 pub const FORWARD_LANE_QUEUED_BYTES_MAX: usize = 8 * FORWARD_BATCH_BYTES_MAX;
 
-/// How long a leader that answered a batch with `unimplemented` gets each
+/// How long a leader that refused the batch method (`unimplemented`, or
+/// `permission denied` from an older binary's role check) gets each
 /// command in a call of its own before batches are tried again (a safety
 /// net: below [`crate::consensus::settings::PROTOCOL_LEVEL_FORWARD_BATCHES`]
 /// no batch is sent, and a member without the method cannot run at it).
