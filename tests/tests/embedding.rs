@@ -296,18 +296,23 @@ async fn calls_a_peer_holds_open_do_not_hold_shutdown() {
     let chunk = || PluginChunk {
         data: vec![0; 1024],
     };
-    let held: Vec<_> = (0..DEPLOY_UPLOADS_MAX)
-        .map(|_| {
-            let stalled = futures::stream::iter([chunk()]).chain(futures::stream::pending());
-            let mut uploader = client.clone();
-            tokio::spawn(async move { uploader.deploy_plugin(stalled).await })
-        })
-        .collect();
+    let hold = || {
+        let stalled = futures::stream::iter([chunk()]).chain(futures::stream::pending());
+        let mut uploader = client.clone();
+        tokio::spawn(async move { uploader.deploy_plugin(stalled).await })
+    };
+    let mut held: Vec<_> = (0..DEPLOY_UPLOADS_MAX).map(|_| hold()).collect();
     // Every upload slot taken: the held uploads reached the node.
     wait_for(
         "the held uploads to take every slot",
         MEMBERSHIP_TIMEOUT,
         || {
+            // One refused because a probe had the slot is held again.
+            for upload in &mut held {
+                if upload.is_finished() {
+                    *upload = hold();
+                }
+            }
             let mut client = client.clone();
             async move {
                 let refused = client.deploy_plugin(futures::stream::iter([chunk()])).await;
