@@ -5,12 +5,17 @@
 
 use std::time::Duration;
 
+use clusterhost::limits::{DEPLOY_UPLOADS_MAX, GRPC_CALL_TIMEOUT, SERVER_DRAIN_TIMEOUT};
 use clusterhost::{Consistency, Entry, Node, StateMachine};
+use clusterhost_client::connect_channel_with;
+use clusterhost_client::proto::PluginChunk;
+use clusterhost_client::proto::cluster_client::ClusterClient;
 use clusterhost_tests::cluster::free_addresses;
 use clusterhost_tests::kv;
 use clusterhost_tests::paths::kv_plugin;
 use clusterhost_tests::scenario::*;
 use clusterhost_tests::{TestCluster, wait_for};
+use futures::StreamExt as _;
 
 /// Learners become voters after this long in these tests.
 const STABILIZATION: Duration = Duration::from_secs(1);
@@ -270,6 +275,71 @@ async fn a_node_running_another_state_machine_stops_instead_of_diverging() {
 }
 
 /// The gossip address of an embedded node, from its status.
+#[tokio::test(flavor = "multi_thread")]
+async fn calls_a_peer_holds_open_do_not_hold_shutdown() {
+    // Goal: stopping waits for the calls still open only so long: uploads
+    // that send one chunk and fall silent would keep their calls and
+    // connection open until the call timeout (GRPC_CALL_TIMEOUT); the node
+    // cuts them after SERVER_DRAIN_TIMEOUT and stops soon after.
+    /// Room for the rest of the shutdown after the drain (stepping down,
+    /// the store's checkpoint, releasing the log and gossip).
+    const REST_OF_SHUTDOWN: Duration = Duration::from_secs(40);
+    const _: () = assert!(
+        SERVER_DRAIN_TIMEOUT.as_secs() + REST_OF_SHUTDOWN.as_secs() < GRPC_CALL_TIMEOUT.as_secs()
+    );
+    let directory = tempfile::tempdir().expect("temp dir");
+    let node = embedded(directory.path(), "n1", None).await;
+    let channel = connect_channel_with(node.endpoint(), None)
+        .await
+        .expect("connect");
+    let client = ClusterClient::new(channel);
+    let chunk = || PluginChunk {
+        data: vec![0; 1024],
+    };
+    let hold = || {
+        let stalled = futures::stream::iter([chunk()]).chain(futures::stream::pending());
+        let mut uploader = client.clone();
+        tokio::spawn(async move { uploader.deploy_plugin(stalled).await })
+    };
+    let mut held: Vec<_> = (0..DEPLOY_UPLOADS_MAX).map(|_| hold()).collect();
+    // Every upload slot taken: the held uploads reached the node.
+    wait_for(
+        "the held uploads to take every slot",
+        MEMBERSHIP_TIMEOUT,
+        || {
+            // One refused because a probe had the slot is held again.
+            for upload in &mut held {
+                if upload.is_finished() {
+                    *upload = hold();
+                }
+            }
+            let mut client = client.clone();
+            async move {
+                let refused = client.deploy_plugin(futures::stream::iter([chunk()])).await;
+                match refused {
+                    Err(status) if status.code() == tonic::Code::ResourceExhausted => Ok(()),
+                    other => Err(format!("{other:?}")),
+                }
+            }
+        },
+    )
+    .await;
+    let stopping = std::time::Instant::now();
+    tokio::time::timeout(SERVER_DRAIN_TIMEOUT + REST_OF_SHUTDOWN, node.shutdown())
+        .await
+        .expect("shutdown is not held by the open calls")
+        .expect("clean shutdown");
+    assert!(
+        stopping.elapsed() >= SERVER_DRAIN_TIMEOUT,
+        "the calls were waited for"
+    );
+    for upload in held {
+        let ended = tokio::time::timeout(REST_OF_SHUTDOWN, upload).await;
+        let outcome = ended.expect("the cut ends the call").expect("upload task");
+        assert!(outcome.is_err(), "a held upload was accepted: {outcome:?}");
+    }
+}
+
 async fn gossip_of(node: &Node) -> String {
     let mut client = clusterhost_client::Client::connect(node.endpoint())
         .await

@@ -4,19 +4,26 @@
 //! taking answers or its time is up, so a caller that never reads cannot
 //! hold a batch's answers (up to 64 of 4 MiB) for ever.
 //!
-//! Ending the stream drops the commands still running: those already
-//! proposed apply all the same, and the caller reads every command it got
-//! no answer for as "outcome unknown" (see [`super::forward_codec`]).
+//! Ending the stream drops the commands still running and the answers
+//! handed but not yet taken (the transport polls the stream only as the
+//! caller reads, so a caller that reads nothing would otherwise keep them
+//! for as long as its connection lives): those already proposed apply all
+//! the same, and the caller reads every command it got no answer for as
+//! "outcome unknown" (the stream's last item says so, and see
+//! [`super::forward_codec`]).
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use clusterhost_client::proto;
 use futures::stream::{Stream, StreamExt};
 use prost::Message;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
+use tonic::Status;
 use tracing::Instrument;
 
+use super::leader::outcome_unknown;
 use super::writes::AnswerStream;
 use crate::limits::{
     FORWARD_BATCH_ANSWERS_WAITING_BYTES_MAX, FORWARD_BATCH_CALLER_STALL_MAX,
@@ -56,31 +63,118 @@ pub fn bounded<Answers>(answers: Answers, bounds: Bounds) -> AnswerStream
 where
     Answers: Stream<Item = proto::ForwardedAnswer> + Send + 'static,
 {
-    // Unbounded in count only: one item per command of the batch (at most
-    // FORWARD_BATCH_COMMANDS_MAX), and its bytes are bounded by `room`.
-    let (sender, receiver) = mpsc::unbounded_channel();
+    start(answers, bounds).0
+}
+
+/// [`bounded`], with the allowance the answers waiting hold permits of
+/// (whole again once none waits).
+fn start<Answers>(answers: Answers, bounds: Bounds) -> (AnswerStream, Arc<Semaphore>)
+where
+    Answers: Stream<Item = proto::ForwardedAnswer> + Send + 'static,
+{
+    let handed = Arc::new(Handed::default());
     let room = Arc::new(Semaphore::new(bounds.waiting_bytes.max(1)));
+    // Dropped with the stream: the caller went away.
+    let (reading, caller_gone) = oneshot::channel::<()>();
     let span = tracing::debug_span!("forward_batch_answers");
-    tokio::spawn(deliver(answers, sender, room, bounds).instrument(span));
-    futures::stream::unfold(receiver, |mut receiver| async move {
-        let (answer, permit): (proto::ForwardedAnswer, OwnedSemaphorePermit) =
-            receiver.recv().await?;
-        // Taken by the transport: its bytes no longer wait.
-        drop(permit);
-        Some((Ok(answer), receiver))
-    })
-    .boxed()
+    let delivery = deliver(answers, handed.clone(), room.clone(), bounds, caller_gone);
+    tokio::spawn(delivery.instrument(span));
+    let stream = futures::stream::unfold((handed, reading), |(handed, reading)| async move {
+        let item = handed.take().await?;
+        Some((item, (handed, reading)))
+    });
+    (stream.boxed(), room)
 }
 
 type Delivery = (proto::ForwardedAnswer, OwnedSemaphorePermit);
 
+/// The answers handed to the caller and not yet taken, and how delivery
+/// ended. Shared by the delivering task and the caller's stream, so the
+/// task can drop what waits without the caller polling.
+#[derive(Default)]
+struct Handed {
+    state: Mutex<HandedState>,
+    /// One waiter only (the stream); a notice given while it is not
+    /// waiting is kept for its next wait.
+    changed: Notify,
+}
+
+#[derive(Default)]
+struct HandedState {
+    // Unbounded in count only: one item per command of the batch (at most
+    // FORWARD_BATCH_COMMANDS_MAX), and its bytes are bounded by `room`.
+    waiting: VecDeque<Delivery>,
+    ended: Option<Ended>,
+}
+
+enum Ended {
+    /// Every answer was handed: the stream ends once they are taken.
+    Finished,
+    /// Delivery gave up: what waited was dropped; the caller reads why
+    /// next (taken then), then the stream ends.
+    GaveUp(Option<Status>),
+}
+
+impl Handed {
+    fn state(&self) -> std::sync::MutexGuard<'_, HandedState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn hand(&self, delivery: Delivery) {
+        self.state().waiting.push_back(delivery);
+        self.changed.notify_one();
+    }
+
+    fn finish(&self) {
+        self.state().ended = Some(Ended::Finished);
+        self.changed.notify_one();
+    }
+
+    /// Drop every answer waiting (and its permit) and end the stream
+    /// with `status`.
+    fn give_up(&self, status: Status) {
+        let dropped = {
+            let mut state = self.state();
+            state.ended = Some(Ended::GaveUp(Some(status)));
+            std::mem::take(&mut state.waiting)
+        };
+        drop(dropped);
+        self.changed.notify_one();
+    }
+
+    /// The caller's next item: an answer, why delivery gave up, or the
+    /// end of the stream.
+    async fn take(&self) -> Option<Result<proto::ForwardedAnswer, Status>> {
+        loop {
+            {
+                let mut state = self.state();
+                if let Some(Ended::GaveUp(why)) = &mut state.ended {
+                    // Said once, then the stream ends.
+                    return why.take().map(Err);
+                }
+                if let Some((answer, permit)) = state.waiting.pop_front() {
+                    // Taken by the transport: its bytes no longer wait.
+                    drop(permit);
+                    return Some(Ok(answer));
+                }
+                if state.ended.is_some() {
+                    return None;
+                }
+            }
+            self.changed.notified().await;
+        }
+    }
+}
+
 /// Hand each answer to the caller as it completes, until all are handed,
-/// the caller went away, stalled, or the stream's time is up.
+/// the caller went away, stalled, or the stream's time is up; in the last
+/// two cases, drop what the caller was handed and did not take.
 async fn deliver<Answers>(
     answers: Answers,
-    sender: mpsc::UnboundedSender<Delivery>,
+    handed: Arc<Handed>,
     room: Arc<Semaphore>,
     bounds: Bounds,
+    caller_gone: oneshot::Receiver<()>,
 ) where
     Answers: Stream<Item = proto::ForwardedAnswer> + Send + 'static,
 {
@@ -93,31 +187,45 @@ async fn deliver<Answers>(
                     "a forwarded batch's caller took no answer for {:?}: its stream ends",
                     bounds.stall_time
                 );
-                return;
+                return Some(outcome_unknown(&format!(
+                    "the leader ended the batch: its answers were not taken for {:?}",
+                    bounds.stall_time
+                )));
             };
-            if sender.send((answer, permit)).is_err() {
-                return;
-            }
+            handed.hand((answer, permit));
         }
+        None
     };
-    tokio::select! {
-        () = handing => {}
-        () = sender.closed() => {}
+    let gave_up = tokio::select! {
+        gave_up = handing => gave_up,
+        // Nothing to tell: what waits goes with the last handle.
+        _ = caller_gone => None,
         () = tokio::time::sleep(bounds.stream_time) => {
             tracing::warn!(
                 "a forwarded batch was not answered within {:?}: its stream ends",
                 bounds.stream_time
             );
+            Some(outcome_unknown(&format!(
+                "the leader ended the batch: it was not answered within {:?}",
+                bounds.stream_time
+            )))
         }
+    };
+    match gave_up {
+        Some(status) => handed.give_up(status),
+        None => handed.finish(),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    //! Goal: a reading caller gets every answer however large in all; one
-    //! that reads nothing sees its stream end after the stall time, and a
-    //! command that never completes ends the stream at the stream time.
+    //! Goal: a reading caller gets every answer however large in all; for
+    //! one that reads nothing, the answers waiting for it are dropped after
+    //! the stall time (their bytes no longer held) and its stream ends with
+    //! "outcome unknown"; a command that never completes ends the stream at
+    //! the stream time.
     use super::*;
+    use clusterhost_client::headers::OUTCOME;
     use proto::forwarded_answer::Outcome;
 
     /// Bounds small enough for a test to see them act.
@@ -141,36 +249,68 @@ mod tests {
         }
     }
 
-    async fn positions(stream: AnswerStream) -> Vec<u32> {
-        let read = stream.map(|answer| answer.expect("an answer").position);
-        tokio::time::timeout(TEST_WAIT, read.collect::<Vec<_>>())
+    /// Every item until the stream ends: the answers' positions, and the
+    /// status it ended with, if any.
+    async fn read_all(mut stream: AnswerStream) -> (Vec<u32>, Option<Status>) {
+        let reading = async {
+            let mut positions = Vec::new();
+            while let Some(item) = stream.next().await {
+                match item {
+                    Ok(answer) => positions.push(answer.position),
+                    Err(status) => {
+                        assert!(stream.next().await.is_none(), "nothing after the status");
+                        return (positions, Some(status));
+                    }
+                }
+            }
+            (positions, None)
+        };
+        tokio::time::timeout(TEST_WAIT, reading)
             .await
             .expect("the stream ends")
+    }
+
+    fn assert_outcome_unknown(status: Option<Status>) {
+        let status = status.expect("the stream ends with a status");
+        assert_eq!(status.code(), tonic::Code::Unknown);
+        assert!(status.metadata().contains_key(OUTCOME), "{status:?}");
     }
 
     #[tokio::test]
     async fn a_reading_caller_gets_every_answer_beyond_the_waiting_bytes() {
         let answers = (0..10).map(|position| answer(position, 600));
         let stream = bounded(futures::stream::iter(answers), SMALL);
-        assert_eq!(positions(stream).await, (0..10).collect::<Vec<_>>());
+        let (positions, ended) = read_all(stream).await;
+        assert_eq!(positions, (0..10).collect::<Vec<_>>());
+        assert!(ended.is_none(), "{ended:?}");
     }
 
     #[tokio::test]
-    async fn a_caller_that_reads_nothing_sees_its_stream_end_after_the_stall_time() {
-        let answers = (0..10).map(|position| answer(position, 600));
-        let mut stream = bounded(futures::stream::iter(answers), SMALL);
-        // Reading nothing is the point: time passes, well past the stall.
-        tokio::time::sleep(SMALL.stall_time * 3).await;
-        let mut read = Vec::new();
-        while let Some(answer) = tokio::time::timeout(TEST_WAIT, stream.next())
-            .await
-            .expect("the stream ends")
-        {
-            read.push(answer.expect("an answer").position);
-        }
-        // Only what fitted the waiting bytes was handed: one answer (the
-        // second did not fit beside it), then the stream ended.
-        assert_eq!(read, vec![0]);
+    async fn the_answers_a_caller_never_reads_are_dropped_after_the_stall_time() {
+        // The first answer is handed; the second does not fit beside it.
+        let (second_pulled, pulled) = oneshot::channel();
+        let second = futures::stream::once(async move {
+            let _ = second_pulled.send(());
+            answer(1, 600)
+        });
+        let answers = futures::stream::iter([answer(0, 600)]).chain(second);
+        let started = std::time::Instant::now();
+        let (stream, room) = start(answers, SMALL);
+        // Delivery pulls the second answer once the first is handed.
+        pulled.await.expect("delivery runs");
+        // The first answer's bytes are held (the rest of the allowance goes
+        // to the second as it waits).
+        assert!(room.available_permits() < SMALL.waiting_bytes);
+        // Without the caller reading anything, the whole allowance comes
+        // back: the answer handed was dropped with its permit.
+        let whole = u32::try_from(SMALL.waiting_bytes).expect("small");
+        let released = tokio::time::timeout(TEST_WAIT, room.acquire_many(whole)).await;
+        assert!(released.expect("released in time").is_ok());
+        assert!(started.elapsed() >= SMALL.stall_time);
+        // Reading now: no answer waits, only why the stream ended.
+        let (positions, ended) = read_all(stream).await;
+        assert_eq!(positions, Vec::<u32>::new());
+        assert_outcome_unknown(ended);
     }
 
     #[tokio::test]
@@ -178,8 +318,30 @@ mod tests {
         let first = futures::stream::iter([answer(0, 10)]);
         let stream = bounded(first.chain(futures::stream::pending()), SMALL);
         let started = std::time::Instant::now();
-        assert_eq!(positions(stream).await, vec![0]);
+        let (positions, ended) = read_all(stream).await;
+        assert_eq!(positions, vec![0]);
+        assert_outcome_unknown(ended);
         assert!(started.elapsed() >= SMALL.stream_time);
+    }
+
+    #[tokio::test]
+    async fn a_caller_that_goes_away_releases_the_waiting_answers() {
+        let answers = (0..10).map(|position| answer(position, 600));
+        let (mut stream, room) = start(
+            futures::stream::iter(answers).chain(futures::stream::pending()),
+            SMALL,
+        );
+        // Taking the first makes room for the second, handed next.
+        let first = tokio::time::timeout(TEST_WAIT, stream.next()).await;
+        let first = first
+            .expect("in time")
+            .expect("an item")
+            .expect("an answer");
+        assert_eq!(first.position, 0);
+        drop(stream);
+        let whole = u32::try_from(SMALL.waiting_bytes).expect("small");
+        let released = tokio::time::timeout(TEST_WAIT, room.acquire_many(whole)).await;
+        assert!(released.expect("released in time").is_ok());
     }
 
     #[test]

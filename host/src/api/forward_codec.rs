@@ -29,7 +29,11 @@ pub enum Forwarded {
 pub enum BatchEnd {
     /// The leader closed the stream.
     Finished,
-    /// The call failed: refused, or broken (before or during the answers).
+    /// The call failed before any answer could stream: refused (by the
+    /// leader, before it ran anything) or not sent or broken (by this
+    /// side's transport, with the transport error as the source).
+    Refused(Status),
+    /// The call failed once its answers had started to stream.
     Failed(Status),
     /// The answers did not all come in time.
     TimedOut,
@@ -70,22 +74,55 @@ pub fn decode_answer(
     (position, result)
 }
 
+/// Why a leader refused a whole batch before running any of it: each
+/// command then goes in a call of its own.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// It takes no batches: it lacks the method (`unimplemented`), or,
+    /// with TLS, its role check does not know the method and refuses it
+    /// (`permission denied`). Batches to it stop for a while
+    /// ([`super::forward_gate::Refusals`]).
+    NoBatches,
+    /// This batch broke the leader's limits on one (too many commands,
+    /// too many bytes): the next batch may not.
+    BatchLimits,
+}
+
+/// Whether the batch that ended with `end` was refused whole by the
+/// leader before it ran anything; `answered_any`: some command of the
+/// batch was answered. Only a status the leader sent at the call's start
+/// counts (nothing was answered, and no transport error is behind it):
+/// then nothing was proposed, and sending each command alone applies none
+/// twice. Batches go only at a protocol level every member supports
+/// ([`super::forward_gate`]), so this is a safety net.
+pub fn refusal(end: &BatchEnd, answered_any: bool) -> Option<Refusal> {
+    let BatchEnd::Refused(status) = end else {
+        return None;
+    };
+    if answered_any || std::error::Error::source(status).is_some() {
+        return None;
+    }
+    match status.code() {
+        Code::Unimplemented | Code::PermissionDenied => Some(Refusal::NoBatches),
+        // The leader's checks of the batch and of its message size.
+        Code::InvalidArgument | Code::OutOfRange => Some(Refusal::BatchLimits),
+        _ => None,
+    }
+}
+
 /// What a command the leader did not answer gets when the batch ended
 /// with `end`; `answered_any`: some command of the batch was answered.
 pub fn unanswered(end: &BatchEnd, answered_any: bool) -> Forwarded {
+    if refusal(end, answered_any).is_some() {
+        return Forwarded::SendAlone;
+    }
     match end {
-        // Said by a leader that lacks the method, before anything ran.
-        BatchEnd::Failed(status)
-            if lacks_the_method(status)
-                && !answered_any
-                && std::error::Error::source(status).is_none() =>
-        {
-            Forwarded::SendAlone
-        }
         // Every command sees the call's failure as its own call would
         // have: not reached (retried), refused, or broken mid-call
         // (outcome unknown); the leader's retry rules classify it.
-        BatchEnd::Failed(status) => Forwarded::Answer(Err(ClientError::Status(status.clone()))),
+        BatchEnd::Refused(status) | BatchEnd::Failed(status) => {
+            Forwarded::Answer(Err(ClientError::Status(status.clone())))
+        }
         BatchEnd::Finished => Forwarded::Answer(Err(ClientError::Status(outcome_unknown(
             "the leader ended the batch without answering this command",
         )))),
@@ -93,14 +130,6 @@ pub fn unanswered(end: &BatchEnd, answered_any: bool) -> Forwarded {
             "the leader did not answer in time",
         )))),
     }
-}
-
-/// Whether the leader refused the call for not knowing the method (the
-/// code an HTTP/2 gRPC server gives any method it lacks). Batches go only
-/// at a protocol level every member supports ([`super::forward_gate`]), so
-/// this is a safety net: nothing was proposed, send each command alone.
-fn lacks_the_method(status: &Status) -> bool {
-    status.code() == Code::Unimplemented
 }
 
 /// `status` with its code, message, details and ASCII metadata.
@@ -215,24 +244,65 @@ mod tests {
         assert!(status.metadata().contains_key(OUTCOME));
     }
 
+    fn is_answer(forwarded: &Forwarded) -> bool {
+        matches!(forwarded, Forwarded::Answer(Err(ClientError::Status(_))))
+    }
+
     #[test]
     fn a_leader_without_batches_sends_each_command_alone() {
-        let end = BatchEnd::Failed(Status::unimplemented("no such method"));
-        assert!(matches!(unanswered(&end, false), Forwarded::SendAlone));
-        // Once anything was answered the method exists: never resend.
-        assert!(matches!(
-            unanswered(&end, true),
-            Forwarded::Answer(Err(ClientError::Status(_)))
-        ));
-        // Any other refusal is the command's own answer, whatever its
-        // words (no message is read to decide).
-        let refused = BatchEnd::Failed(Status::permission_denied(
+        let lacking = Status::unimplemented("no such method");
+        // With TLS, an older leader's role check refuses a method it does
+        // not know before it is routed.
+        let unknown_to_roles = Status::permission_denied(
             "permission denied: unknown method /clusterhost.v1.Cluster/ForwardBatch",
-        ));
-        assert!(matches!(
-            unanswered(&refused, false),
-            Forwarded::Answer(Err(ClientError::Status(_)))
-        ));
+        );
+        for status in [lacking, unknown_to_roles] {
+            let end = BatchEnd::Refused(status.clone());
+            assert_eq!(refusal(&end, false), Some(Refusal::NoBatches));
+            assert!(matches!(unanswered(&end, false), Forwarded::SendAlone));
+            // Once anything was answered the method exists: never resend.
+            assert_eq!(refusal(&end, true), None);
+            assert!(is_answer(&unanswered(&end, true)));
+            // Said after answers started to stream: not a refusal.
+            assert!(is_answer(&unanswered(&BatchEnd::Failed(status), false)));
+        }
+    }
+
+    #[test]
+    fn a_batch_over_the_leaders_limits_sends_each_command_alone() {
+        let too_many = Status::invalid_argument("a forwarded batch holds at most 64 commands");
+        let too_large = Status::out_of_range("decoded message length too large");
+        for status in [too_many, too_large] {
+            let end = BatchEnd::Refused(status);
+            // Alone, without stopping batches to that leader.
+            assert_eq!(refusal(&end, false), Some(Refusal::BatchLimits));
+            assert!(matches!(unanswered(&end, false), Forwarded::SendAlone));
+        }
+    }
+
+    #[test]
+    fn other_refusals_and_transport_failures_are_each_commands_answer() {
+        // Whatever its words (no message is read to decide).
+        let others = [
+            Status::unavailable("this node is no longer the leader"),
+            Status::resource_exhausted("unimplemented"),
+            Status::unknown("permission denied"),
+        ];
+        for status in others {
+            assert!(is_answer(&unanswered(&BatchEnd::Refused(status), false)));
+        }
+        // Made by this side's transport, not said by the leader.
+        for code in [
+            Code::PermissionDenied,
+            Code::Unimplemented,
+            Code::InvalidArgument,
+        ] {
+            let mut status = Status::new(code, "from the transport");
+            status.set_source(std::sync::Arc::new(std::io::Error::other("reset")));
+            let end = BatchEnd::Refused(status);
+            assert_eq!(refusal(&end, false), None);
+            assert!(is_answer(&unanswered(&end, false)));
+        }
     }
 
     #[test]

@@ -20,9 +20,9 @@ pub fn level_takes_batches(protocol_level: u32) -> bool {
     protocol_level >= PROTOCOL_LEVEL_FORWARD_BATCHES
 }
 
-/// Leaders that answered a batch with `unimplemented`, and when: their
-/// commands go alone for [`FORWARD_BATCH_RETRY_AFTER`], then batches are
-/// tried again.
+/// Leaders that refused the method (`unimplemented`, or with TLS a role
+/// check that does not know it), and when: their commands go alone for
+/// [`FORWARD_BATCH_RETRY_AFTER`], then batches are tried again.
 #[derive(Debug, Default)]
 pub struct Refusals {
     refused_at: HashMap<String, Instant>,

@@ -4,8 +4,9 @@
 //! decides), and each command's answer is delivered as soon as it streams
 //! back. Whether batches may go at all is the caller's to decide (the
 //! cluster's protocol level, [`super::forward_gate`]); a leader that still
-//! answers `unimplemented` gets each command in a call of its own for a
-//! while.
+//! refuses the method gets each command in a call of its own for a while,
+//! and a batch the leader refuses whole before running it goes again as
+//! single calls.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -18,7 +19,7 @@ use tonic::transport::Channel;
 use tracing::Instrument;
 
 use super::batch_lane::{Lane, Queued, Submitted};
-use super::forward_codec::{BatchEnd, Forwarded, decode_answer, unanswered};
+use super::forward_codec::{BatchEnd, Forwarded, Refusal, decode_answer, refusal, unanswered};
 use super::forward_gate::Refusals;
 use super::leader::{forwarded, outcome_unknown};
 use crate::limits::FORWARD_BATCH_TIMEOUT;
@@ -50,7 +51,7 @@ pub struct Forwarder {
     /// This node's id, for the senders' tracing span.
     node_id: u64,
     lanes: Mutex<HashMap<String, LaneState>>,
-    /// Leaders that answered `unimplemented` lately: commands go alone.
+    /// Leaders that refused the method lately: commands go alone.
     refusals: Mutex<Refusals>,
 }
 
@@ -143,7 +144,8 @@ impl Forwarder {
 }
 
 /// Send one batch and deliver every command's answer. True when the leader
-/// turned out to take no batches (its commands are then sent alone).
+/// turned out to take no batches (its commands are then sent alone, as
+/// are those of a batch it refused whole).
 async fn send(mut client: ClusterClient<Channel>, batch: Vec<Pending>) -> bool {
     let (commands, mut replies): (Vec<_>, Vec<_>) = batch
         .into_iter()
@@ -157,10 +159,18 @@ async fn send(mut client: ClusterClient<Channel>, batch: Vec<Pending>) -> bool {
         .await
         .unwrap_or(BatchEnd::TimedOut);
     let answered_any = replies.iter().any(Option::is_none);
+    let refused = refusal(&end, answered_any);
+    if let Some(refused) = &refused {
+        tracing::info!(
+            ?refused,
+            ?end,
+            "the leader refused a batch: its commands go alone"
+        );
+    }
     for reply in replies.into_iter().flatten() {
         let _ = reply.send(unanswered(&end, answered_any));
     }
-    matches!(unanswered(&end, answered_any), Forwarded::SendAlone)
+    refused == Some(Refusal::NoBatches)
 }
 
 /// Make the call and deliver each answer as it streams in; how it ended.
@@ -171,7 +181,7 @@ async fn receive(
 ) -> BatchEnd {
     let mut answers = match client.forward_batch(request).await {
         Ok(response) => response.into_inner(),
-        Err(status) => return BatchEnd::Failed(status),
+        Err(status) => return BatchEnd::Refused(status),
     };
     loop {
         match answers.message().await {

@@ -25,6 +25,7 @@ pub mod batch_answers;
 pub mod batch_lane;
 pub mod cluster_service;
 pub mod convert;
+pub mod cut_connections;
 pub mod forward_codec;
 pub mod forward_gate;
 pub mod forwarder;

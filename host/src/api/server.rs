@@ -10,23 +10,57 @@ use std::future::Future;
 use clusterhost_client::ClientTls;
 use clusterhost_client::proto::{FILE_DESCRIPTOR_SET, cluster_server::ClusterServer};
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinError, JoinHandle};
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tracing::Instrument;
 
 use super::ClusterService;
 use super::authorize::AuthorizeLayer;
+use super::cut_connections::{Cutter, cuttable};
 use super::grpc_metrics::GrpcMetricsLayer;
 use crate::consensus::Consensus;
 use crate::limits::{
     CLIENT_GRPC_MESSAGE_BYTES_MAX, CLIENT_GRPC_RESPONSE_BYTES_MAX, GRPC_CALL_TIMEOUT,
     GRPC_HEADER_LIST_BYTES_MAX, GRPC_KEEPALIVE_INTERVAL, GRPC_KEEPALIVE_TIMEOUT,
     GRPC_STREAMS_PER_CONNECTION_MAX, GRPC_TCP_KEEPALIVE, REFLECTION_REQUEST_BYTES_MAX,
-    TLS_HANDSHAKE_TIMEOUT,
+    SERVER_DRAIN_TIMEOUT, TLS_HANDSHAKE_TIMEOUT,
 };
 
-/// The task serving gRPC; it ends when the server stops.
-pub type ServerTask = JoinHandle<Result<(), tonic::transport::Error>>;
+/// The task serving gRPC, which ends when the server stops, and the means
+/// to cut the connections it serves.
+pub struct ServerTask {
+    task: JoinHandle<Result<(), tonic::transport::Error>>,
+    cutter: Cutter,
+}
+
+impl ServerTask {
+    /// Once the server was told to stop (it accepts no more): wait for its
+    /// connections to finish their calls and close, at most
+    /// [`SERVER_DRAIN_TIMEOUT`]; then cut those still open and wait as
+    /// long again; then give up on the task (logged; it is aborted).
+    pub async fn stopped(self) -> Result<Result<(), tonic::transport::Error>, JoinError> {
+        let Self { mut task, cutter } = self;
+        if let Ok(served) = tokio::time::timeout(SERVER_DRAIN_TIMEOUT, &mut task).await {
+            return served;
+        }
+        tracing::warn!(
+            "the gRPC server still had calls open {SERVER_DRAIN_TIMEOUT:?} after it was told to \
+             stop: cutting their connections"
+        );
+        cutter.cut();
+        if let Ok(served) = tokio::time::timeout(SERVER_DRAIN_TIMEOUT, &mut task).await {
+            return served;
+        }
+        tracing::warn!(
+            "the gRPC server had not stopped {SERVER_DRAIN_TIMEOUT:?} after its connections were \
+             cut: aborting it"
+        );
+        task.abort();
+        // Cancelled, or it ended just now: either way it is done.
+        let _ = task.await;
+        Ok(Ok(()))
+    }
+}
 
 /// How the port is served.
 #[derive(Debug, Clone, Default)]
@@ -65,6 +99,7 @@ pub fn serve(
     let incoming = tonic::transport::server::TcpIncoming::from(listener)
         .with_nodelay(Some(true))
         .with_keepalive(Some(GRPC_TCP_KEEPALIVE));
+    let (incoming, cutter) = cuttable(incoming);
     let mut builder = bounded(tonic::transport::Server::builder());
     if let Some(tls) = &options.tls {
         // A client certificate is required (not optional) once a CA is
@@ -79,7 +114,7 @@ pub fn serve(
             .tls_config(config)
             .map_err(|error| format!("TLS: {error}"))?;
     }
-    Ok(tokio::spawn(
+    let task = tokio::spawn(
         builder
             // Outermost, so refusals are counted too.
             .layer(GrpcMetricsLayer::new(consensus.metrics().clone()))
@@ -91,7 +126,8 @@ pub fn serve(
             .add_optional_service(reflection)
             .serve_with_incoming_shutdown(incoming, shutdown)
             .in_current_span(),
-    ))
+    );
+    Ok(ServerTask { task, cutter })
 }
 
 /// The server with every per-connection and per-call bound set: a peer can

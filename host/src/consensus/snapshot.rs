@@ -22,6 +22,7 @@ use super::plugin_history::PluginHistory;
 use super::sessions::Sessions;
 use super::settings::{
     ClusterSettings, PROTOCOL_LEVEL_LEGACY, PROTOCOL_LEVEL_SESSIONS, PROTOCOL_LEVEL_SIGNERS,
+    PROTOCOL_LEVEL_SUPPORTED,
 };
 use super::types::SnapshotMeta;
 use crate::plugin::EntryPosition;
@@ -319,8 +320,15 @@ pub fn decode_body(bytes: &[u8]) -> io::Result<SnapshotBody> {
     }
 }
 
-/// A stored snapshot in any format this binary reads.
+/// A stored snapshot in any format this binary reads, of a cluster at a
+/// protocol level it supports ([`refuse_unsupported_level`]).
 pub fn decode_stored(bytes: &[u8]) -> io::Result<StoredSnapshot> {
+    let stored = decode_stored_any_level(bytes)?;
+    refuse_unsupported_level(&stored.body)?;
+    Ok(stored)
+}
+
+fn decode_stored_any_level(bytes: &[u8]) -> io::Result<StoredSnapshot> {
     match format_of(bytes)? {
         (1, rest) => from_postcard::<StoredSnapshotV1>(rest).map(|v1| StoredSnapshot {
             meta: v1.meta,
@@ -352,6 +360,26 @@ fn invalid(reason: &str) -> io::Error {
         io::ErrorKind::InvalidData,
         format!("malformed snapshot: {reason}"),
     )
+}
+
+/// Refuse `body` if its cluster runs at a protocol level above the one
+/// this binary supports: running on from it would guess at entries and
+/// rules this binary does not know, as applying the settings entry that
+/// raised the level would (which stops the node). The error is of kind
+/// [`io::ErrorKind::Unsupported`], so callers can tell it from damage.
+pub fn refuse_unsupported_level(body: &SnapshotBody) -> io::Result<()> {
+    let level = body.host.settings.protocol_level;
+    if level <= PROTOCOL_LEVEL_SUPPORTED {
+        return Ok(());
+    }
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        format!(
+            "the snapshot is of a cluster at protocol level {level}; this clusterhost ({}) \
+             supports up to {PROTOCOL_LEVEL_SUPPORTED}: upgrade this node's binary",
+            env!("CARGO_PKG_VERSION")
+        ),
+    ))
 }
 
 fn newer_format(version: u16) -> io::Error {
@@ -532,5 +560,23 @@ mod tests {
         newer[4] = 99;
         let error = decode_body(&newer).expect_err("newer");
         assert!(error.to_string().contains("format 99, newer"), "{error}");
+    }
+
+    #[test]
+    fn a_snapshot_above_the_supported_level_is_refused() {
+        let mut stored = StoredSnapshot::default();
+        stored.body.host.settings.protocol_level = PROTOCOL_LEVEL_SUPPORTED;
+        let bytes = encode_stored(&stored).expect("encode");
+        assert_eq!(decode_stored(&bytes).expect("decode").body, stored.body);
+        stored.body.host.settings.protocol_level = PROTOCOL_LEVEL_SUPPORTED + 1;
+        let bytes = encode_stored(&stored).expect("encode");
+        let error = decode_stored(&bytes).expect_err("refused");
+        assert_eq!(error.kind(), io::ErrorKind::Unsupported);
+        let expected = format!("protocol level {}", PROTOCOL_LEVEL_SUPPORTED + 1);
+        assert!(error.to_string().contains(&expected), "{error}");
+        assert!(
+            error.to_string().contains("upgrade this node's binary"),
+            "{error}"
+        );
     }
 }

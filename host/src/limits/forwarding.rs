@@ -51,8 +51,8 @@ pub const FORWARD_BATCH_ANSWERS_WAITING_BYTES_MAX: usize = 4 * RESPONSE_BYTES_MA
 
 /// Longest the leader waits, with [`FORWARD_BATCH_ANSWERS_WAITING_BYTES_MAX`]
 /// bytes of answers waiting, for the caller to take one; then the stream
-/// ends (a follower reads its answers as they come: it stalls only when
-/// it is stuck itself).
+/// ends and the answers waiting are dropped (a follower reads its answers
+/// as they come: it stalls only when it is stuck itself).
 pub const FORWARD_BATCH_CALLER_STALL_MAX: Duration = REQUEST_TIMEOUT;
 
 /// Most bytes of commands (with their overhead) queued on a follower for
@@ -62,7 +62,8 @@ pub const FORWARD_BATCH_CALLER_STALL_MAX: Duration = REQUEST_TIMEOUT;
 /// bound.
 pub const FORWARD_LANE_QUEUED_BYTES_MAX: usize = 8 * FORWARD_BATCH_BYTES_MAX;
 
-/// How long a leader that answered a batch with `unimplemented` gets each
+/// How long a leader that refused the batch method (`unimplemented`, or
+/// `permission denied` from an older binary's role check) gets each
 /// command in a call of its own before batches are tried again (a safety
 /// net: below [`crate::consensus::settings::PROTOCOL_LEVEL_FORWARD_BATCHES`]
 /// no batch is sent, and a member without the method cannot run at it).

@@ -61,6 +61,13 @@ pub const GRPC_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 /// FIN is noticed by the kernel too.
 pub const GRPC_TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 
+/// How long a stopping node waits for the gRPC server's connections to
+/// close once it stopped accepting (each finishes the calls it has open);
+/// then the rest are cut, and the server gets as long again to end. A peer
+/// that keeps a call open (an upload that never ends, a stream it never
+/// reads) must not hold shutdown until the call's own timeout.
+pub const SERVER_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How long a connection to the gRPC port may take to complete its TLS
 /// handshake before it is closed.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -95,5 +102,6 @@ pub const PLUGIN_OUTPUT_WRITES_PER_CALL_MAX: usize = 64;
 const _: () = assert!(GRPC_CALL_TIMEOUT.as_secs() > DEPLOY_TIMEOUT.as_secs());
 const _: () = assert!(GRPC_CALL_TIMEOUT.as_secs() > RAFT_INSTALL_SNAPSHOT_TIMEOUT.as_secs());
 const _: () = assert!(GRPC_KEEPALIVE_INTERVAL.as_secs() < GRPC_KEEPALIVE_TIMEOUT.as_secs());
+const _: () = assert!(SERVER_DRAIN_TIMEOUT.as_secs() < GRPC_CALL_TIMEOUT.as_secs());
 const _: () =
     assert!(DEPLOY_UPLOADS_MAX >= 1 && PLUGIN_COMPILES_MAX >= 1 && PLUGIN_APPLY_COMPILES_MAX >= 1);

@@ -59,7 +59,8 @@ impl NodeHandle {
         // Raft applies nothing more: make the state file durable at the
         // last applied entry before the worker and the process stop.
         self.stop_checkpoint.write().await;
-        self.server.await??;
+        // Bounded: a peer holding a call open cannot hold shutdown.
+        self.server.stopped().await??;
         drop(self.consensus);
         drop(self.local);
         // Gossip stops last, once nothing serving holds it; its socket

@@ -257,6 +257,10 @@ pub(super) async fn resume(
     };
     let saved = match decode_saved(&stored) {
         Ok(saved) => saved,
+        // Of a cluster past this binary's protocol level: not damage, so
+        // the file stays (a binary that supports the level resumes from
+        // it) and this one does not start.
+        Err(error) if error.kind() == io::ErrorKind::Unsupported => return Err(error),
         Err(error) => return Ok(fall_back(durable, &error.to_string())),
     };
     let checkpoint = saved.meta.last_log_id;
@@ -377,6 +381,13 @@ mod tests {
     }
 
     async fn opened_on(dir: &std::path::Path) -> (bool, StateMachineStore) {
+        let machine = try_open(dir).await.expect("the machine starts");
+        assert_eq!(machine.last_applied, None, "started from nothing");
+        let exists = dir.join(crate::plugin::store::STATE_FILE_NAME).exists();
+        (exists, machine)
+    }
+
+    async fn try_open(dir: &std::path::Path) -> io::Result<StateMachineStore> {
         let plugin =
             PluginHandle::spawn(None, PluginLimits::default(), "durable".to_string()).unwrap();
         let snapshots =
@@ -387,13 +398,7 @@ mod tests {
         };
         let engine = PluginEngine::new(None).unwrap();
         let limits = PluginLimits::default();
-        let machine =
-            StateMachineStore::open_with(plugin, engine, snapshots, limits, None, Some(durable))
-                .await
-                .expect("the machine starts");
-        assert_eq!(machine.last_applied, None, "started from nothing");
-        let exists = dir.join(crate::plugin::store::STATE_FILE_NAME).exists();
-        (exists, machine)
+        StateMachineStore::open_with(plugin, engine, snapshots, limits, None, Some(durable)).await
     }
 
     #[tokio::test(flavor = "multi_thread")]
@@ -437,11 +442,22 @@ mod tests {
         std::fs::write(&path, b"not a database").unwrap();
         assert!(!open_on(dir.path()).await, "a damaged file is removed");
         // A whole checkpoint at entry 5, which the (empty) log does not hold.
-        let mut file = StateFile::create(Some(dir.path())).unwrap();
+        write_checkpoint(dir.path(), &StoredSnapshot::default());
+        assert!(path.exists());
+        assert!(
+            !open_on(dir.path()).await,
+            "a checkpoint past the log is removed"
+        );
+    }
+
+    /// A whole state file in `dir` with a checkpoint at entry 5 whose host
+    /// part is `saved`'s.
+    fn write_checkpoint(dir: &std::path::Path, saved: &StoredSnapshot) {
+        let mut file = StateFile::create(Some(dir)).unwrap();
         file.fill(&crate::plugin::store::envelope::Entries::NONE, b"code")
             .unwrap();
         file.promote().unwrap();
-        let mut saved = StoredSnapshot::default();
+        let mut saved = saved.clone();
         saved.meta.last_log_id = Some(log_id(1, 5));
         let checkpoint = durable::Checkpoint {
             index: 5,
@@ -453,11 +469,21 @@ mod tests {
         let side = SideRecord::of(postcard::to_stdvec(&Vec::<RetainedPlugin>::new()).unwrap());
         file.checkpoint(5, Some((&checkpoint.encode(), &side)))
             .unwrap();
-        drop(file);
-        assert!(path.exists());
-        assert!(
-            !open_on(dir.path()).await,
-            "a checkpoint past the log is removed"
-        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_checkpoint_above_the_supported_level_stops_the_start_and_is_kept() {
+        use crate::consensus::settings::PROTOCOL_LEVEL_SUPPORTED;
+        let dir = tempfile::tempdir().unwrap();
+        let mut saved = StoredSnapshot::default();
+        saved.body.host.settings.protocol_level = PROTOCOL_LEVEL_SUPPORTED + 1;
+        write_checkpoint(dir.path(), &saved);
+        let error = try_open(dir.path())
+            .await
+            .err()
+            .expect("the start is refused");
+        assert_eq!(error.kind(), io::ErrorKind::Unsupported, "{error}");
+        let path = dir.path().join(crate::plugin::store::STATE_FILE_NAME);
+        assert!(path.exists(), "kept for a binary that supports the level");
     }
 }

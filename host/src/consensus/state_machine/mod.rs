@@ -17,6 +17,8 @@ mod deploy;
 mod deploy_trust_tests;
 mod durable;
 mod host_entries;
+#[cfg(test)]
+mod level_tests;
 mod stop_checkpoint;
 
 use durable::CheckpointClock;
@@ -40,7 +42,9 @@ use super::plugin_history::PluginHistory;
 use super::session_batch::SessionBatch;
 use super::sessions::{Admission, SessionStamp};
 use super::settings::{ClusterSettings, PROTOCOL_LEVEL_LEGACY};
-use super::snapshot::{PluginState, SnapshotBody, Snapshots, StoredSnapshot};
+use super::snapshot::{
+    PluginState, SnapshotBody, Snapshots, StoredSnapshot, refuse_unsupported_level,
+};
 use super::snapshot_builder::SnapshotBuilder;
 use super::types::{LogId, Payload, Request, Response, SnapshotMeta, StoredMembership, TypeConfig};
 use crate::limits::PluginLimits;
@@ -496,6 +500,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         meta: &SnapshotMeta,
         body: SnapshotBody,
     ) -> Result<(), io::Error> {
+        // Refused before anything changes; the error stops the node, as
+        // the settings entry that raised the level would have.
+        refuse_unsupported_level(&body)?;
         self.in_flight = true;
         let limits = effective_limits(&body.host.settings, &self.flag_limits);
         set_limits(&self.plugin, limits).await?;
