@@ -28,7 +28,7 @@ const TAG_BYTES: usize = 32;
 const KEY_BYTES: usize = 32;
 /// What a key derived from a secret is for, so the same secret used for
 /// anything else never yields this key.
-const DERIVATION_DOMAIN: &[u8] = b"clusterhost compiled-plugin cache key v1";
+const DERIVATION_DOMAIN: &[u8] = b"clusterhost compiled-plugin cache key v2";
 /// The file name ending of a write in progress.
 const TEMPORARY_SUFFIX: &str = ".tmp";
 
@@ -127,7 +127,7 @@ impl ArtifactCache {
     pub fn read(&self, name: &str) -> Option<Vec<u8>> {
         let path = self.dir.join(name);
         let mut file = std::fs::read(&path).ok()?;
-        if verify(&self.key, &file).is_none() {
+        if verify(&self.key, name, &file).is_none() {
             tracing::warn!(path = %path.display(), "compiled plugin fails its integrity check; recompiling");
             return None;
         }
@@ -142,7 +142,7 @@ impl ArtifactCache {
             self.writer_tag(),
             TEMPORARY_COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
-        let written = write_private(&temporary, &tagged(&self.key, artifact))
+        let written = write_private(&temporary, &tagged(&self.key, name, artifact))
             .and_then(|()| std::fs::rename(&temporary, &path))
             .and_then(|()| std::fs::File::open(&self.dir)?.sync_all());
         if written.is_err() {
@@ -202,22 +202,30 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CacheError {
     move |source| CacheError::Io { path, source }
 }
 
-/// `artifact` with its tag in front.
-fn tagged(key: &hmac::Key, artifact: &[u8]) -> Vec<u8> {
-    let tag = hmac::sign(key, artifact);
+/// The key that tags the artifact stored as `name`: the tag then vouches
+/// for the name too, so a valid artifact copied or renamed onto another
+/// plugin's name (an older version's onto the running one's) fails its
+/// check instead of running as the wrong plugin.
+fn name_key(key: &hmac::Key, name: &str) -> hmac::Key {
+    hmac::Key::new(hmac::HMAC_SHA256, hmac::sign(key, name.as_bytes()).as_ref())
+}
+
+/// `artifact`, stored as `name`, with its tag in front.
+fn tagged(key: &hmac::Key, name: &str, artifact: &[u8]) -> Vec<u8> {
+    let tag = hmac::sign(&name_key(key, name), artifact);
     let mut file = Vec::with_capacity(TAG_BYTES + artifact.len());
     file.extend_from_slice(tag.as_ref());
     file.extend_from_slice(artifact);
     file
 }
 
-/// The artifact of a tagged file, if its tag verifies.
-fn verify<'a>(key: &hmac::Key, file: &'a [u8]) -> Option<&'a [u8]> {
+/// The artifact of a tagged file stored as `name`, if its tag verifies.
+fn verify<'a>(key: &hmac::Key, name: &str, file: &'a [u8]) -> Option<&'a [u8]> {
     if file.len() < TAG_BYTES {
         return None;
     }
     let (tag, artifact) = file.split_at(TAG_BYTES);
-    hmac::verify(key, artifact, tag).ok()?;
+    hmac::verify(&name_key(key, name), artifact, tag).ok()?;
     Some(artifact)
 }
 
@@ -239,16 +247,35 @@ mod tests {
     #[test]
     fn a_flipped_byte_anywhere_fails_the_check() {
         let key = hmac::Key::new(hmac::HMAC_SHA256, &[7; KEY_BYTES]);
-        let file = tagged(&key, b"native code");
-        assert_eq!(verify(&key, &file), Some(&b"native code"[..]));
+        let file = tagged(&key, "a.cwasm", b"native code");
+        assert_eq!(verify(&key, "a.cwasm", &file), Some(&b"native code"[..]));
         for index in 0..file.len() {
             let mut flipped = file.clone();
             flipped[index] ^= 0x80;
-            assert_eq!(verify(&key, &flipped), None, "byte {index}");
+            assert_eq!(verify(&key, "a.cwasm", &flipped), None, "byte {index}");
         }
         let other = hmac::Key::new(hmac::HMAC_SHA256, &[8; KEY_BYTES]);
-        assert_eq!(verify(&other, &file), None, "another key verified it");
-        assert_eq!(verify(&key, &file[..TAG_BYTES - 1]), None);
+        assert_eq!(
+            verify(&other, "a.cwasm", &file),
+            None,
+            "another key verified it"
+        );
+        assert_eq!(verify(&key, "a.cwasm", &file[..TAG_BYTES - 1]), None);
+    }
+
+    #[test]
+    fn an_artifact_copied_onto_another_plugins_name_fails_the_check() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cache = ArtifactCache::open(
+            &dir.path().join("compiled"),
+            CacheKey::derived_from(b"tls key"),
+        )
+        .expect("cache");
+        cache.write("a.cwasm", b"old plugin").expect("write");
+        let compiled = dir.path().join("compiled");
+        std::fs::copy(compiled.join("a.cwasm"), compiled.join("b.cwasm")).expect("copy");
+        assert_eq!(cache.read("b.cwasm"), None, "the copy ran as b");
+        assert_eq!(cache.read("a.cwasm").as_deref(), Some(&b"old plugin"[..]));
     }
 
     fn mode(path: &Path) -> u32 {
