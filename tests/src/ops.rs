@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use clusterhost_client::ClientTls;
@@ -27,12 +28,30 @@ pub const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 pub type Scraped = BTreeMap<String, f64>;
 
 /// A free loopback port for a node's ops listener (released before the
-/// node binds it; the harness's own ports are picked the same way).
+/// node binds it).
+///
+/// The port comes from below the kernel's ephemeral range (32768 and up by
+/// default): a port the kernel hands out as free is free only until an
+/// outgoing connection takes it as its source port, and a node cannot move
+/// its ops listener the way the harness moves a colliding gRPC port (the
+/// test already holds the address). Each test process starts at its own
+/// point of the range and walks it, taking the first port it can bind.
 pub fn free_ops_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("an ephemeral port")
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(7919);
+    for _ in 0..OPS_PORT_SPAN {
+        let step = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = OPS_PORT_FLOOR + (start.wrapping_add(step) % OPS_PORT_SPAN) as u16;
+        if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            return listener.local_addr().expect("a bound address");
+        }
+    }
+    panic!("no free port in {OPS_PORT_FLOOR}..+{OPS_PORT_SPAN}")
 }
+
+/// The ops ports tests use: below the kernel's ephemeral range.
+const OPS_PORT_FLOOR: u16 = 20_000;
+const OPS_PORT_SPAN: u32 = 12_000;
 
 /// `fast(id)` with the ops listener on `ops`.
 pub fn with_ops(id: u64, ops: SocketAddr) -> NodeOptions {
