@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use clusterhost::limits::{PluginLimits, RESPONSE_BYTES_MAX};
+use clusterhost::limits::{LOADED_ARTIFACT_PRUNES_KEPT, PluginLimits, RESPONSE_BYTES_MAX};
 use clusterhost::plugin::cache::{ArtifactCache, CacheKey};
 use clusterhost::plugin::{
     ApplyError, EntryPosition, Fault, FsmRuntime, LoadError, Machine, PluginCode, PluginEngine,
@@ -386,8 +386,8 @@ fn compiled_plugins_are_cached_on_disk() {
 }
 
 // Goal: pruning keeps the artifacts of the plugins named (the running and
-// retained versions) and of those loaded since the last prune, and removes
-// the rest.
+// retained versions) and of those loaded during the last few prunes, and
+// removes the rest.
 #[test]
 fn pruning_the_cache_keeps_only_retained_plugins() {
     let root = tempfile::tempdir().expect("temp dir");
@@ -405,9 +405,12 @@ fn pruning_the_cache_keeps_only_retained_plugins() {
         names
     };
     assert_eq!(cached().len(), 2, "{:?}", cached());
-    // Both were just loaded: the first prune keeps them.
-    engine.prune_cache(&[kv]);
-    assert_eq!(cached().len(), 2, "{:?}", cached());
+    // Both were just loaded: prunes keep them for as long as a lagging
+    // follower's queue of precompiled deploys may take to apply.
+    for _ in 0..LOADED_ARTIFACT_PRUNES_KEPT {
+        engine.prune_cache(&[kv]);
+        assert_eq!(cached().len(), 2, "{:?}", cached());
+    }
     engine.prune_cache(&[kv]);
     let left = cached();
     assert_eq!(left.len(), 1, "{left:?}");

@@ -105,6 +105,11 @@ pub const REPLAY_JOURNAL_ENTRY_OVERHEAD_BYTES: usize = 48;
 /// apply time instead.
 pub const PRECOMPILE_QUEUE_DEPTH: usize = 4;
 
+/// Cache prunes a compiled plugin's artifact outlives before its deploy
+/// applies: each applied deploy prunes once, and a lagging follower may
+/// have the whole precompile queue compiled ahead of it.
+pub const LOADED_ARTIFACT_PRUNES_KEPT: usize = PRECOMPILE_QUEUE_DEPTH + 1;
+
 /// Jobs queued for the plugin worker thread before callers wait.
 pub const PLUGIN_QUEUE_DEPTH: usize = 1024;
 

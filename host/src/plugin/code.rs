@@ -2,8 +2,8 @@
 //! component against the contract, a digest, and an on-disk cache of
 //! compiled artifacts so a restart does not recompile.
 
+use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -21,7 +21,9 @@ use super::output_gate::OutputGate;
 use super::sandbox::{CallContext, MonotonicClockView, VirtualMonotonicClockHost};
 use super::store::StoreView;
 use super::store::link::STORE_INTERFACE;
-use crate::limits::{PLUGIN_APPLY_COMPILES_MAX, PLUGIN_BYTES_MAX, PLUGIN_COMPILES_MAX};
+use crate::limits::{
+    LOADED_ARTIFACT_PRUNES_KEPT, PLUGIN_APPLY_COMPILES_MAX, PLUGIN_BYTES_MAX, PLUGIN_COMPILES_MAX,
+};
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -161,10 +163,12 @@ pub struct PluginEngine {
     /// for its output: one engine per node, so one gate per node.
     output: OutputGate,
     /// Plugins loaded since the cache was last pruned: [`Self::prune_cache`]
-    /// keeps their artifacts once more, so a plugin compiled ahead of its
-    /// deploy entry (the `--plugin` of a first start, a precompiled
-    /// upload) is still cached when that entry applies.
-    loaded_since_prune: Arc<Mutex<HashSet<PluginDigest>>>,
+    /// keeps their artifacts, so a plugin compiled ahead of its deploy
+    /// entry (the `--plugin` of a first start, a precompiled upload, a
+    /// lagging follower's queue of deploys) is still cached when that entry
+    /// applies. Each counts the prunes it outlived; it leaves the set once
+    /// retained or after [`LOADED_ARTIFACT_PRUNES_KEPT`] prunes.
+    loaded_since_prune: Arc<Mutex<HashMap<PluginDigest, usize>>>,
 }
 
 impl PluginEngine {
@@ -220,14 +224,17 @@ impl PluginEngine {
         let Some(cache) = &self.cache else {
             return;
         };
-        let recent: Vec<PluginDigest> = std::mem::take(
-            &mut *self
+        let recent: Vec<PluginDigest> = {
+            let mut loaded = self
                 .loaded_since_prune
                 .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-        )
-        .into_iter()
-        .collect();
+                .unwrap_or_else(PoisonError::into_inner);
+            loaded.retain(|digest, prunes| {
+                *prunes += 1;
+                !keep.contains(digest) && *prunes <= LOADED_ARTIFACT_PRUNES_KEPT
+            });
+            loaded.keys().copied().collect()
+        };
         let names: Vec<String> = keep
             .iter()
             .chain(&recent)
@@ -359,7 +366,7 @@ impl PluginEngine {
             self.loaded_since_prune
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .insert(*digest);
+                .insert(*digest, 0);
         }
         if let Some(cache) = &self.cache
             && let Some(artifact) = cache.read(&name)
