@@ -213,7 +213,32 @@ async fn deliver<Answers>(
     };
     match gave_up {
         Some(status) => handed.give_up(status),
-        None => handed.finish(),
+        None => {
+            handed.finish();
+            drop_untaken(&handed, bounds.stall_time).await;
+        }
+    }
+}
+
+/// Once every answer was handed: drop what still waits when the caller
+/// takes none of it for `stall_time`, as while handing (the transport
+/// polls the stream only as the caller reads, so a caller that never reads
+/// would otherwise hold it for as long as its connection lives).
+async fn drop_untaken(handed: &Handed, stall_time: Duration) {
+    let mut waiting = handed.state().waiting.len();
+    while waiting > 0 {
+        tokio::time::sleep(stall_time).await;
+        let now = handed.state().waiting.len();
+        if now == waiting {
+            tracing::warn!(
+                "a forwarded batch's caller took no answer for {stall_time:?}: its stream ends"
+            );
+            handed.give_up(outcome_unknown(&format!(
+                "the leader ended the batch: its answers were not taken for {stall_time:?}"
+            )));
+            return;
+        }
+        waiting = now;
     }
 }
 
@@ -308,6 +333,28 @@ mod tests {
         assert!(released.expect("released in time").is_ok());
         assert!(started.elapsed() >= SMALL.stall_time);
         // Reading now: no answer waits, only why the stream ended.
+        let (positions, ended) = read_all(stream).await;
+        assert_eq!(positions, Vec::<u32>::new());
+        assert_outcome_unknown(ended);
+    }
+
+    #[tokio::test]
+    async fn answers_all_handed_but_never_read_are_dropped_after_the_stall_time() {
+        // One small answer: handed at once, and delivery is done (it
+        // looks for a next one only once the first is handed).
+        let (handed_first, first_handed) = oneshot::channel();
+        let end = futures::stream::once(async move {
+            let _ = handed_first.send(());
+        })
+        .filter_map(|()| async { None });
+        let started = std::time::Instant::now();
+        let (stream, room) = start(futures::stream::iter([answer(0, 10)]).chain(end), SMALL);
+        first_handed.await.expect("delivery runs");
+        assert!(room.available_permits() < SMALL.waiting_bytes);
+        let whole = u32::try_from(SMALL.waiting_bytes).expect("small");
+        let released = tokio::time::timeout(TEST_WAIT, room.acquire_many(whole)).await;
+        assert!(released.expect("released in time").is_ok());
+        assert!(started.elapsed() >= SMALL.stall_time);
         let (positions, ended) = read_all(stream).await;
         assert_eq!(positions, Vec::<u32>::new());
         assert_outcome_unknown(ended);
