@@ -1,4 +1,4 @@
-//! `cargo xtask bench [--quick] [--only metrics-overhead|tls-overhead|growth] [--compare etcd] [--nodes N] [--clients 1,16,64,256] [--value-bytes B] [--duration 10s]`:
+//! `cargo xtask bench [--quick] [--only metrics-overhead|tls-overhead|cluster|growth] [--compare etcd] [--nodes N] [--clients 1,16,64,256] [--value-bytes B] [--duration 10s]`:
 //! builds in release, starts a cluster on loopback with the kv plugin,
 //! drives it with `clusterhost bench` (writes to the leader and spread over
 //! all nodes, linearizable and stale reads), measures a hot-swap under
@@ -7,7 +7,8 @@
 //! the overhead of metrics on writes ([`crate::metrics_overhead`]) and of
 //! mutual TLS ([`crate::tls_overhead`]), and writes `target/bench/report.md`
 //! and `report.json` ([`crate::bench_report`]). `--only metrics-overhead`
-//! and `--only tls-overhead` measure one of those overheads alone.
+//! and `--only tls-overhead` measure one of those overheads alone; `--only
+//! cluster` the cluster rows alone (no criterion, no overheads).
 //!
 //! `--compare etcd` also starts an etcd cluster of the same size (see
 //! [`crate::etcd`]) and runs each load row on it right after the same
@@ -56,6 +57,9 @@ enum Only {
     MetricsOverhead,
     /// Write throughput with mutual TLS on and off ([`tls_overhead`]).
     TlsOverhead,
+    /// The cluster's load rows, hot-swap and failover (with `--compare
+    /// etcd`, side by side), without the criterion run and the overheads.
+    Cluster,
 }
 
 struct Settings {
@@ -90,8 +94,11 @@ fn parse(args: &[String]) -> Result<Settings> {
             "--only" => match value()?.as_str() {
                 "metrics-overhead" => settings.only = Some(Only::MetricsOverhead),
                 "tls-overhead" => settings.only = Some(Only::TlsOverhead),
+                "cluster" => settings.only = Some(Only::Cluster),
                 other => {
-                    bail!("--only knows `metrics-overhead` and `tls-overhead`, not `{other}`")
+                    bail!(
+                        "--only knows `metrics-overhead`, `tls-overhead`, `cluster` and `growth`, not `{other}`"
+                    )
                 }
             },
             "--nodes" => settings.nodes = value()?.parse()?,
@@ -128,6 +135,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     paths::use_binary(&root.join("target/release/clusterhost")).map_err(anyhow::Error::msg)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let mut report = match settings.only {
+        Some(Only::Cluster) => runtime.block_on(measure_cluster(root, &out_dir, &settings))?,
         Some(_) => json!({}),
         None => {
             let mut report = runtime.block_on(measure_cluster(root, &out_dir, &settings))?;
@@ -144,14 +152,14 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         quick: settings.quick,
     };
     let kv = root.join("target/plugins/kv.wasm");
-    if settings.only != Some(Only::TlsOverhead) {
+    if settings.only.is_none() || settings.only == Some(Only::MetricsOverhead) {
         report["metrics_overhead"] = runtime.block_on(metrics_overhead::measure(
             &kv,
             &out_dir,
             &load(OVERHEAD_CLIENTS),
         ))?;
     }
-    if settings.only != Some(Only::MetricsOverhead) {
+    if settings.only.is_none() || settings.only == Some(Only::TlsOverhead) {
         report["tls_overhead"] = runtime.block_on(tls_overhead::measure(
             &kv,
             &out_dir,
@@ -161,7 +169,11 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
             runtime.block_on(tls_overhead::measure(&kv, &out_dir, &load(1)))?;
     }
     report["machine"] = bench_report::machine();
-    write_report(&out_dir, &report, settings.only.is_some())
+    let overheads_only = matches!(
+        settings.only,
+        Some(Only::MetricsOverhead | Only::TlsOverhead)
+    );
+    write_report(&out_dir, &report, overheads_only)
 }
 
 /// The plugin-path criterion benchmarks.

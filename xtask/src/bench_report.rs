@@ -125,6 +125,10 @@ fn load_table(report: &Value) -> Vec<String> {
 
 /// The criterion estimates of the plugin path.
 fn plugin_path_lines(plugin: &Value) -> Vec<String> {
+    // `--only cluster` runs no criterion.
+    if plugin.is_null() {
+        return Vec::new();
+    }
     let component = plugin["apply_component"].as_f64().unwrap_or(0.0);
     let native = plugin["apply_native"].as_f64().unwrap_or(0.0);
     vec![

@@ -60,7 +60,7 @@ const SUBCOMMANDS: &[Subcommand] = &[
     },
     Subcommand {
         name: "bench",
-        help: "release build; load a local cluster and the plugin path; write target/bench/report.md (--quick for a short run; --compare etcd side by side with etcd; --only metrics-overhead|tls-overhead|growth: how cost grows, target/bench/growth.md)",
+        help: "release build; load a local cluster and the plugin path; write target/bench/report.md (--quick for a short run; --compare etcd side by side with etcd; --only metrics-overhead|tls-overhead|cluster|growth: one part alone; growth: how cost grows, target/bench/growth.md)",
         run: bench::run,
     },
     Subcommand {
