@@ -38,11 +38,27 @@ const REBUILT: &str = "rebuilding the plugin store from the newest snapshot";
 
 /// Three voters running kv_disk (ids 1, 2, 3).
 async fn three_kv_disk_nodes() -> TestCluster {
-    let mut cluster = TestCluster::start_bootstrap_with(&plugin("kv_disk.wasm"), fast(1)).await;
-    cluster.start_joining(0, fast(2)).await;
-    cluster.start_joining(1, fast(3)).await;
+    three_kv_disk_nodes_with(fast).await
+}
+
+/// Three voters running kv_disk (ids 1, 2, 3), each started with
+/// `options(id)`.
+async fn three_kv_disk_nodes_with(options: impl Fn(u64) -> NodeOptions) -> TestCluster {
+    let mut cluster = TestCluster::start_bootstrap_with(&plugin("kv_disk.wasm"), options(1)).await;
+    cluster.start_joining(0, options(2)).await;
+    cluster.start_joining(1, options(3)).await;
     cluster.wait_for_voters(3, MEMBERSHIP_TIMEOUT).await;
     cluster
+}
+
+/// Options under which the founders snapshot and purge their logs soon,
+/// so a new node can only catch up by snapshot.
+fn snapshotting(id: u64) -> NodeOptions {
+    NodeOptions {
+        snapshot_every: Some(50),
+        log_keep: Some(10),
+        ..fast(id)
+    }
 }
 
 /// What the log after the checkpoint held when the node last resumed.
@@ -277,15 +293,7 @@ async fn a_node_that_joined_by_snapshot_resumes_from_the_installed_store() {
     // purged their logs) checkpoints the installed store, so when killed
     // with SIGKILL it resumes from it rather than rebuilding, and ends with
     // every key and the founders' applied digest.
-    let options = |id| NodeOptions {
-        snapshot_every: Some(50),
-        log_keep: Some(10),
-        ..fast(id)
-    };
-    let mut cluster = TestCluster::start_bootstrap_with(&plugin("kv_disk.wasm"), options(1)).await;
-    cluster.start_joining(0, options(2)).await;
-    cluster.start_joining(1, options(3)).await;
-    cluster.wait_for_voters(3, MEMBERSHIP_TIMEOUT).await;
+    let mut cluster = three_kv_disk_nodes_with(snapshotting).await;
     let leader = cluster.leader_index().await.expect("a leader");
     let mut client = cluster.client(leader).await;
     let mut acknowledged = Acknowledged::new();
@@ -297,7 +305,7 @@ async fn a_node_that_joined_by_snapshot_resumes_from_the_installed_store() {
     for n in 0..3 {
         cluster.cli(n, &["snapshot"]).await.success();
     }
-    let joiner = cluster.start_joining(0, options(4)).await;
+    let joiner = cluster.start_joining(0, snapshotting(4)).await;
     cluster.wait_for_voters(4, MEMBERSHIP_TIMEOUT).await;
     let installed = cluster.status(joiner).await["snapshot_index"]
         .as_u64()
@@ -408,15 +416,7 @@ async fn a_snapshot_transfer_cut_by_kill_9_leaves_no_half_installed_store() {
     // snapshot, and again while it installs one, starts over cleanly each
     // time: no half-filled state file survives, and it ends with every key
     // and the founders' applied digest.
-    let options = |id| NodeOptions {
-        snapshot_every: Some(50),
-        log_keep: Some(10),
-        ..fast(id)
-    };
-    let mut cluster = TestCluster::start_bootstrap_with(&plugin("kv_disk.wasm"), options(1)).await;
-    cluster.start_joining(0, options(2)).await;
-    cluster.start_joining(1, options(3)).await;
-    cluster.wait_for_voters(3, MEMBERSHIP_TIMEOUT).await;
+    let mut cluster = three_kv_disk_nodes_with(snapshotting).await;
     let leader = cluster.leader_index().await.expect("a leader");
     let mut client = cluster.client(leader).await;
     let mut acknowledged = Acknowledged::new();
@@ -429,7 +429,7 @@ async fn a_snapshot_transfer_cut_by_kill_9_leaves_no_half_installed_store() {
     for n in 0..3 {
         cluster.cli(n, &["snapshot"]).await.success();
     }
-    let joiner = cluster.add_node(options(4));
+    let joiner = cluster.add_node(snapshotting(4));
     cluster.set_join(joiner, &[0]);
     cluster.restart_without_waiting(joiner).await;
     kill_at(&mut cluster, joiner, RECEIVING, 0, false).await;

@@ -326,13 +326,22 @@ mod tests {
         // The first answer's bytes are held (the rest of the allowance goes
         // to the second as it waits).
         assert!(room.available_permits() < SMALL.waiting_bytes);
-        // Without the caller reading anything, the whole allowance comes
-        // back: the answer handed was dropped with its permit.
+        assert_dropped_unread(stream, &room, started).await;
+    }
+
+    /// Without the caller reading anything, the whole allowance comes back
+    /// (what was handed was dropped with its permits) no sooner than the
+    /// stall time after `started`; reading then gives no answer, only why
+    /// the stream ended.
+    async fn assert_dropped_unread(
+        stream: AnswerStream,
+        room: &Semaphore,
+        started: std::time::Instant,
+    ) {
         let whole = u32::try_from(SMALL.waiting_bytes).expect("small");
         let released = tokio::time::timeout(TEST_WAIT, room.acquire_many(whole)).await;
         assert!(released.expect("released in time").is_ok());
         assert!(started.elapsed() >= SMALL.stall_time);
-        // Reading now: no answer waits, only why the stream ended.
         let (positions, ended) = read_all(stream).await;
         assert_eq!(positions, Vec::<u32>::new());
         assert_outcome_unknown(ended);
@@ -351,13 +360,7 @@ mod tests {
         let (stream, room) = start(futures::stream::iter([answer(0, 10)]).chain(end), SMALL);
         first_handed.await.expect("delivery runs");
         assert!(room.available_permits() < SMALL.waiting_bytes);
-        let whole = u32::try_from(SMALL.waiting_bytes).expect("small");
-        let released = tokio::time::timeout(TEST_WAIT, room.acquire_many(whole)).await;
-        assert!(released.expect("released in time").is_ok());
-        assert!(started.elapsed() >= SMALL.stall_time);
-        let (positions, ended) = read_all(stream).await;
-        assert_eq!(positions, Vec::<u32>::new());
-        assert_outcome_unknown(ended);
+        assert_dropped_unread(stream, &room, started).await;
     }
 
     #[tokio::test]
