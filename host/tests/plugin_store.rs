@@ -4,29 +4,12 @@
 //! query cannot write, snapshots carry the store, replays see the store as
 //! it was, and equal histories give equal write digests.
 
-use std::path::PathBuf;
-use std::sync::Arc;
-
 use clusterhost::limits::{PluginLimits, STORE_CALL_WRITE_BYTES_MAX};
-use clusterhost::plugin::{ApplyError, EntryPosition, Fault, FsmRuntime, PluginCode, PluginEngine};
+use clusterhost::plugin::{ApplyError, Fault, FsmRuntime};
 
-fn load(relative: &str) -> PluginCode {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/plugins")
-        .join(relative);
-    let bytes = std::fs::read(&path)
-        .unwrap_or_else(|_| panic!("{} is missing: run `cargo xtask plugins`", path.display()));
-    let engine = PluginEngine::new(None).expect("engine");
-    engine.load(Arc::from(bytes)).expect("a valid plugin")
-}
+mod common;
 
-fn position(index: u64) -> EntryPosition {
-    EntryPosition {
-        index,
-        term: 1,
-        time_ms: 1_700_000_000_000 + index,
-    }
-}
+use common::{load, position};
 
 fn apply(runtime: &mut FsmRuntime, index: u64, command: &str) -> Result<Vec<u8>, ApplyError> {
     runtime

@@ -2,30 +2,13 @@
 //! one that never stopped: the same write digests for every later entry
 //! (traps, rebuilds and new journal bases included) and the same state.
 
-use std::path::PathBuf;
-use std::sync::Arc;
-
 use clusterhost::limits::PluginLimits;
+use clusterhost::plugin::FsmRuntime;
 use clusterhost::plugin::store::{SideRecord, durable};
-use clusterhost::plugin::{EntryPosition, FsmRuntime, PluginCode, PluginEngine};
 
-fn load(relative: &str) -> PluginCode {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/plugins")
-        .join(relative);
-    let bytes = std::fs::read(&path)
-        .unwrap_or_else(|_| panic!("{} is missing: run `cargo xtask plugins`", path.display()));
-    let engine = PluginEngine::new(None).expect("engine");
-    engine.load(Arc::from(bytes)).expect("a valid plugin")
-}
+mod common;
 
-fn position(index: u64) -> EntryPosition {
-    EntryPosition {
-        index,
-        term: 1,
-        time_ms: 1_700_000_000_000 + index,
-    }
-}
+use common::{load, position};
 
 /// Apply entries `from..=to`: puts of 64 KiB values (enough to take new
 /// journal bases), a trap every tenth entry, a read every seventh; the

@@ -202,6 +202,22 @@ impl TestCluster {
         .await
     }
 
+    /// (id, gRPC address, suffrage) of every member of the Raft
+    /// membership, as node `n` records them, sorted.
+    pub async fn recorded_members(&self, n: usize) -> Vec<(u64, String, String)> {
+        let status = self
+            .try_status(n)
+            .await
+            .unwrap_or_else(|error| panic!("status of node {n}: {error}"));
+        let mut recorded: Vec<(u64, String, String)> = status
+            .members
+            .into_iter()
+            .map(|member| (member.id, member.rpc_addr, member.suffrage))
+            .collect();
+        recorded.sort();
+        recorded
+    }
+
     /// A gRPC client connected to node `n`.
     pub async fn client(&self, n: usize) -> Client {
         let endpoint = self.node(n).endpoint();

@@ -25,22 +25,6 @@ async fn three_tls_nodes() -> (TestCluster, usize) {
     (cluster, leader)
 }
 
-/// (id, gRPC address, suffrage) of every member of the Raft membership, as
-/// node `n` records them.
-async fn recorded_members(cluster: &TestCluster, n: usize) -> Vec<(u64, String, String)> {
-    let status = cluster
-        .try_status(n)
-        .await
-        .unwrap_or_else(|error| panic!("status of node {n}: {error}"));
-    let mut recorded: Vec<(u64, String, String)> = status
-        .members
-        .into_iter()
-        .map(|member| (member.id, member.rpc_addr, member.suffrage))
-        .collect();
-    recorded.sort();
-    recorded
-}
-
 /// Wait until node `n` logged that it ignored gossip about `node_id`, and
 /// return that line; panics if the members node `n` records change from
 /// `before` first (the spoof took effect).
@@ -57,7 +41,7 @@ async fn wait_for_refusal(
         || {
             let needle = needle.clone();
             async move {
-                let members = recorded_members(cluster, n).await;
+                let members = cluster.recorded_members(n).await;
                 if members != before {
                     return Some(Err(members));
                 }
@@ -93,7 +77,7 @@ async fn a_spoofed_member_id_is_ignored_and_a_real_move_is_followed() {
     let (mut cluster, leader) = three_tls_nodes().await;
     let victim = (leader + 1) % 3;
     let victim_id = cluster.id_of(victim);
-    let before = recorded_members(&cluster, leader).await;
+    let before = cluster.recorded_members(leader).await;
 
     let spoofer = cluster.add_node(fast(victim_id));
     cluster.set_join(spoofer, &[leader]);
@@ -109,7 +93,7 @@ async fn a_spoofed_member_id_is_ignored_and_a_real_move_is_followed() {
     // over the address book) proves later rounds passed too.
     apply_ok(&mut cluster.client(victim).await, kv::put("spoofed", "no")).await;
     apply_ok(&mut cluster.client(leader).await, kv::put("after", "yes")).await;
-    assert_eq!(recorded_members(&cluster, leader).await, before);
+    assert_eq!(cluster.recorded_members(leader).await, before);
     assert_never_recorded(&cluster, &spoofer_endpoint);
     cluster.kill9(spoofer);
 
@@ -123,7 +107,7 @@ async fn a_spoofed_member_id_is_ignored_and_a_real_move_is_followed() {
             let cluster = &cluster;
             let moved_to = moved_to.clone();
             async move {
-                let members = recorded_members(cluster, leader).await;
+                let members = cluster.recorded_members(leader).await;
                 members
                     .iter()
                     .any(|(id, addr, _)| *id == victim_id && *addr == moved_to)
@@ -142,7 +126,7 @@ async fn a_node_advertising_another_nodes_address_is_not_added() {
     // added; the members stay as they were.
     let (mut cluster, leader) = three_tls_nodes().await;
     let other = (leader + 1) % 3;
-    let before = recorded_members(&cluster, leader).await;
+    let before = cluster.recorded_members(leader).await;
 
     let mut options = fast(9);
     options.extra_args = vec!["--advertise".into(), cluster.node(other).endpoint()];
@@ -155,7 +139,7 @@ async fn a_node_advertising_another_nodes_address_is_not_added() {
         "the refusal names both certificates: {refusal}"
     );
     apply_ok(&mut cluster.client(other).await, kv::put("after", "yes")).await;
-    assert_eq!(recorded_members(&cluster, leader).await, before);
+    assert_eq!(cluster.recorded_members(leader).await, before);
     let ids: Vec<u64> = before.iter().map(|(id, _, _)| *id).collect();
     assert_eq!(ids, vec![1, 2, 3]);
     cluster.kill9(intruder);
@@ -171,7 +155,7 @@ async fn a_process_speaking_for_a_member_at_its_address_is_ignored() {
     let (mut cluster, leader) = three_tls_nodes().await;
     let victim = (leader + 1) % 3;
     let victim_id = cluster.id_of(victim);
-    let before = recorded_members(&cluster, leader).await;
+    let before = cluster.recorded_members(leader).await;
 
     let mut options = fast(victim_id);
     options.extra_args = vec!["--advertise".into(), cluster.node(victim).endpoint()];
@@ -188,7 +172,7 @@ async fn a_process_speaking_for_a_member_at_its_address_is_ignored() {
         .map(|member| member["gossip_addr"].clone());
     let own = cluster.node(victim).gossip_addr().to_string();
     assert_eq!(seen, Some(own.as_str().into()), "{members}");
-    assert_eq!(recorded_members(&cluster, leader).await, before);
+    assert_eq!(cluster.recorded_members(leader).await, before);
     cluster.kill9(spoofer);
 }
 

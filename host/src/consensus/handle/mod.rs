@@ -371,8 +371,7 @@ impl Consensus {
                 rpc_addr,
                 name,
             } => {
-                let member = Member { rpc_addr, name };
-                member.check().map_err(|error| error.to_string())?;
+                let member = checked_member(rpc_addr, name)?;
                 self.raft.add_learner(node_id, member, false).await
             }
             MembershipChange::AddVoter(node_id) => {
@@ -396,9 +395,7 @@ impl Consensus {
                 rpc_addr,
                 name,
             } => {
-                let member = Member { rpc_addr, name };
-                member.check().map_err(|error| error.to_string())?;
-                let nodes = BTreeMap::from([(node_id, member)]);
+                let nodes = BTreeMap::from([(node_id, checked_member(rpc_addr, name)?)]);
                 self.change(ChangeMembers::SetNodes(nodes)).await
             }
         };
@@ -502,6 +499,14 @@ pub(super) async fn read_index(raft: &Raft) -> Result<u64, ReadIndexError> {
                 }
             })?;
     Ok(read_log_id.index())
+}
+
+/// The member record of `rpc_addr` and `name`, refused when either holds
+/// a control character (nothing is proposed then).
+fn checked_member(rpc_addr: String, name: Option<String>) -> Result<Member, String> {
+    let member = Member { rpc_addr, name };
+    member.check().map_err(|error| error.to_string())?;
+    Ok(member)
 }
 
 /// The plain view of `metrics`.
