@@ -20,6 +20,7 @@ use crate::limits::{
     PluginLimits, STORE_CHECKPOINT_COST_MULTIPLE, STORE_CHECKPOINT_EVERY_BYTES,
     STORE_CHECKPOINT_EVERY_ENTRIES, STORE_CHECKPOINT_INTERVAL,
 };
+use crate::plugin::code::PluginDigest;
 use crate::plugin::store::{SideRecord, StateFile, durable};
 use crate::plugin::{PluginEngine, PluginHandle};
 
@@ -225,6 +226,26 @@ fn refusal(checkpoint: Option<LogId>, snapshot_index: u64, log: &LogBounds) -> O
     None
 }
 
+/// Why `code`, the plugin in a state file, is not the plugin `history`
+/// (the checkpoint's) says the cluster ran at the checkpoint; `None`: it
+/// is, or no successful deploy is on record to compare with. Resuming a
+/// store under other code than the log's would apply the entries after it
+/// differently from every other replica.
+fn code_refusal(history: &PluginHistory, code: &[u8]) -> Option<String> {
+    let running = history
+        .records
+        .iter()
+        .rev()
+        .find(|record| record.version.is_some())?;
+    let digest = PluginDigest::of(code).to_hex();
+    (running.digest != digest).then(|| {
+        format!(
+            "its plugin code ({digest}) is not the plugin the cluster ran at the checkpoint ({})",
+            running.digest
+        )
+    })
+}
+
 /// What a machine resumed from its state file starts with.
 pub(super) struct Resumed {
     /// The Raft state and host state at the checkpoint.
@@ -271,6 +292,9 @@ pub(super) async fn resume(
     };
     let snapshot_index = newest.map_or(0, StoredSnapshot::index);
     if let Some(reason) = refusal(checkpoint, snapshot_index, &log) {
+        return Ok(fall_back(durable, &reason));
+    }
+    if let Some(reason) = code_refusal(&saved.body.host.history, &stored.code) {
         return Ok(fall_back(durable, &reason));
     }
     let code_bytes = stored.code.clone();
@@ -347,6 +371,33 @@ mod tests {
         for (case, reason) in refused.iter().enumerate() {
             assert!(reason.is_some(), "case {case} was resumed");
         }
+    }
+
+    #[test]
+    fn a_state_file_is_resumed_only_under_the_plugin_its_checkpoint_ran() {
+        use crate::consensus::plugin_history::DeployRecord;
+        let deployed = |code: &[u8], version: Option<u64>| DeployRecord {
+            version,
+            digest: PluginDigest::of(code).to_hex(),
+            size_bytes: code.len() as u64,
+            index: 3,
+            time_ms: 0,
+            failure: version.is_none().then(|| "refused".to_string()),
+        };
+        let mut history = PluginHistory::default();
+        assert_eq!(code_refusal(&history, b"v1"), None, "nothing on record");
+        history.records.push(deployed(b"v1", Some(1)));
+        assert_eq!(code_refusal(&history, b"v1"), None);
+        // A failed deploy after it leaves v1 running.
+        history.records.push(deployed(b"v2", None));
+        assert_eq!(code_refusal(&history, b"v1"), None);
+        let refused = code_refusal(&history, b"v2").expect("v2 never ran");
+        assert!(
+            refused.contains("not the plugin the cluster ran"),
+            "{refused}"
+        );
+        history.records.push(deployed(b"v2", Some(2)));
+        assert!(code_refusal(&history, b"v1").is_some(), "v1 was replaced");
     }
 
     #[test]
