@@ -180,21 +180,67 @@ fn a_write_from_a_query_traps_and_changes_nothing() {
 /// with a trap every tenth entry and a read every seventh; the writes
 /// digests of every entry.
 fn history(runtime: &mut FsmRuntime, count: u64) -> Vec<Option<[u8; 32]>> {
+    history_in_batches(runtime, count, 1)
+        .into_iter()
+        .map(|(_, digest)| digest)
+        .collect()
+}
+
+/// How an entry ended: its result and its writes digest.
+type EntryEnd = (Result<Vec<u8>, ApplyError>, Option<[u8; 32]>);
+
+/// [`history`], committing the store after every `batch` entries as the
+/// worker does after each batch; each entry's result and writes digest.
+fn history_in_batches(
+    runtime: &mut FsmRuntime,
+    count: u64,
+    batch: u64,
+) -> Vec<EntryEnd> {
     let value = "v".repeat(64 * 1024);
-    let mut digests = Vec::new();
+    let mut outcomes = Vec::new();
     for index in 1..=count {
         let command = if index % 10 == 0 {
             r#"{"trap":{"key":"t","value":"x"}}"#.to_string()
         } else {
             put(&format!("k{:03}", index % 37), &format!("{index}{value}"))
         };
-        let _ = apply(runtime, index, &command);
-        digests.push(runtime.last_writes_digest());
+        let result = apply(runtime, index, &command);
+        outcomes.push((result, runtime.last_writes_digest()));
         if index % 7 == 0 {
             query(runtime, r#""count""#);
         }
+        if index % batch == 0 {
+            runtime.commit_store_writes();
+        }
     }
-    digests
+    outcomes
+}
+
+#[test]
+fn committing_the_store_a_batch_at_a_time_changes_no_result() {
+    // Goal: the worker commits the state file once per batch of entries;
+    // every entry must end exactly as when each is committed on its own —
+    // also the entries before a trap in the same batch (the rebuild must
+    // not lose their uncommitted writes) and across journal bases.
+    let code = load("test/store_faults.wasm");
+    let count = 60;
+    let mut runs = Vec::new();
+    for batch in [1, 7, count] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut runtime =
+            FsmRuntime::new_in(code.clone(), PluginLimits::default(), Some(dir.path())).unwrap();
+        let outcomes = history_in_batches(&mut runtime, count, batch);
+        let count = query(&mut runtime, r#""count""#);
+        let snapshot = runtime.snapshot().unwrap().unwrap();
+        runs.push((batch, outcomes, count, snapshot));
+    }
+    let (_, outcomes, count, snapshot) = &runs[0];
+    assert_eq!(*count, serde_json::json!({"count": 36}));
+    for (batch, other_outcomes, other_count, other_snapshot) in &runs[1..] {
+        assert_eq!(other_outcomes, outcomes, "batches of {batch}");
+        assert_eq!(other_count, count, "batches of {batch}");
+        assert!(other_snapshot == snapshot, "batches of {batch}");
+    }
 }
 
 #[test]

@@ -9,7 +9,7 @@ use super::code::{InstanceState, PluginCode, StateMachine, WitEntry};
 use super::limiter::{LimitExceeded, PluginLimiter};
 use super::rng::CallKind;
 use super::sandbox::{CallContext, build_wasi};
-use super::store::{Access, StoreView, envelope, writes_digest};
+use super::store::{Access, StoreView, envelope, writes_bytes, writes_digest};
 use crate::limits::PluginLimits;
 
 /// Where an entry sits in the log and when the leader stamped it.
@@ -62,6 +62,8 @@ pub struct PluginInstance {
     fuel_used: u64,
     /// The digest of the store writes the last completed `apply` kept.
     last_writes_digest: Option<[u8; 32]>,
+    /// Key and value bytes of those writes.
+    last_write_bytes: usize,
 }
 
 impl PluginInstance {
@@ -91,6 +93,7 @@ impl PluginInstance {
             limits,
             fuel_used: 0,
             last_writes_digest: None,
+            last_write_bytes: 0,
         })
     }
 
@@ -116,6 +119,7 @@ impl PluginInstance {
             time_ms: position.time_ms,
         };
         self.last_writes_digest = None;
+        self.last_write_bytes = 0;
         self.store.data_mut().store.access = Access::ReadWrite;
         let result = self.bindings.call_apply(&mut self.store, entry, command);
         let result = self
@@ -127,7 +131,11 @@ impl PluginInstance {
         view.access = Access::Closed;
         match &result {
             Err(fault) if fault.poisons_instance() => view.drop_call(),
-            _ => self.last_writes_digest = writes_digest(&view.keep_call()),
+            _ => {
+                let kept = view.keep_call();
+                self.last_write_bytes = writes_bytes(&kept);
+                self.last_writes_digest = writes_digest(&kept);
+            }
         }
         result
     }
@@ -135,6 +143,11 @@ impl PluginInstance {
     /// The sha256 of the store writes the last `apply` kept (`None`: none).
     pub fn last_writes_digest(&self) -> Option<[u8; 32]> {
         self.last_writes_digest
+    }
+
+    /// Key and value bytes of the store writes the last `apply` kept.
+    pub fn last_write_bytes(&self) -> usize {
+        self.last_write_bytes
     }
 
     /// The instance's view of the store.

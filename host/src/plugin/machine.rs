@@ -31,6 +31,14 @@ impl Machine {
         }
     }
 
+    /// Commit the store writes of the entries applied since the last
+    /// commit (see [`FsmRuntime::commit_store_writes`]).
+    pub fn commit_store_writes(&mut self) {
+        if let Machine::Plugin(runtime) = self {
+            runtime.commit_store_writes();
+        }
+    }
+
     /// The digest of the last applied entry's store writes, if any.
     pub fn last_writes_digest(&self) -> Option<[u8; 32]> {
         match self {

@@ -82,6 +82,7 @@ impl FsmRuntime {
         if !self.has_durable_store() {
             return Ok(false);
         }
+        self.commit_store_writes();
         // A checkpoint is the runtime's own work, not a call's.
         let fuel_before = self.usage.fuel_used;
         let plugin_part = self.plugin_snapshot();

@@ -33,7 +33,7 @@
 //! next waits until the journal has grown by another budget.
 //!
 //! **The store.** For a plugin that imports the store, the applier's writes
-//! go to the state file after each entry, the journal's base carries a read
+//! go to the state file after each batch of entries, the journal's base carries a read
 //! snapshot of the store beside the plugin's, and a snapshot of the whole
 //! state is an envelope of both. Checkpoints make the file durable, and a
 //! runtime can resume from one (`durable`); see [`super::store`].
@@ -133,6 +133,9 @@ pub struct FsmRuntime {
     last_writes_digest: Option<[u8; 32]>,
     /// Store write bytes since the last checkpoint.
     unsaved_write_bytes: u64,
+    /// The last entry whose store writes are in the applier's layer but
+    /// not yet in the state file (see [`FsmRuntime::commit_store_writes`]).
+    uncommitted_index: Option<u64>,
     /// Fuel and rebuilds since [`FsmRuntime::take_usage`] last ran.
     usage: Usage,
 }
@@ -240,6 +243,7 @@ impl FsmRuntime {
             store_bytes: 0,
             last_writes_digest: None,
             unsaved_write_bytes: 0,
+            uncommitted_index: None,
             usage: Usage::default(),
         }
     }
@@ -299,22 +303,22 @@ impl FsmRuntime {
                 last.index
             );
         }
-        let (result, writes_digest, fuel) = {
+        let (result, writes_digest, write_bytes, fuel) = {
             let applier = self.applier()?;
             let result = applier.apply(position, &command);
-            (result, applier.last_writes_digest(), applier.fuel_used())
+            let written = (applier.last_writes_digest(), applier.last_write_bytes());
+            (result, written.0, written.1, applier.fuel_used())
         };
         self.usage.fuel_used += fuel;
         self.last_writes_digest = writes_digest;
         self.last_applied = Some(position);
-        let mut write_bytes = 0;
-        if let (Some(file), Some(applier)) = (&mut self.store, &mut self.applier) {
-            // The entry's kept writes go to the file; a trap kept none.
-            let view = applier.store_view_mut();
-            write_bytes = crate::plugin::store::writes_bytes(view.layer());
+        if self.store.is_some() {
+            // The entry's kept writes wait in the applier's layer for the
+            // batch's commit; a trap kept none.
             self.unsaved_write_bytes = self.unsaved_write_bytes.saturating_add(write_bytes as u64);
-            fatal(file.commit(position.index, view.layer()));
-            fatal(view.rebase(&fatal(file.snapshot())));
+            if writes_digest.is_some() {
+                self.uncommitted_index = Some(position.index);
+            }
         }
         if let Err(fault) = &result {
             tracing::warn!(
@@ -362,6 +366,7 @@ impl FsmRuntime {
             Ok(bytes) => bytes,
             Err(fault) => return Ok(Err(fault)),
         };
+        self.commit_store_writes();
         let Some(file) = &self.store else {
             return Ok(Ok(plugin_part));
         };
@@ -435,6 +440,8 @@ impl FsmRuntime {
     /// Replace the applier by base + journal replay. The old one is dropped
     /// first: whatever happens, it never runs another call.
     fn rebuild_applier(&mut self) -> Result<(), RebuildError> {
+        // The writes of the entries before the trap are only in its layer.
+        self.commit_store_writes();
         self.applier = None;
         let started = std::time::Instant::now();
         let mut applier = self.journal.rebuild(&self.code, self.limits)?;
@@ -450,6 +457,24 @@ impl FsmRuntime {
         );
         self.applier = Some(applier);
         Ok(())
+    }
+
+    /// Commit the store writes the applier kept since the last commit to
+    /// the state file, in one transaction, and move the applier's base to
+    /// it. The worker calls this once per batch of entries, before it
+    /// answers for them; everything that reads the file or replaces the
+    /// applier (snapshots, checkpoints, bases, rebuilds) commits first.
+    /// Until then the applier reads its own writes from its layer, so an
+    /// entry sees the same store whichever batch it came in.
+    pub fn commit_store_writes(&mut self) {
+        let Some(index) = self.uncommitted_index.take() else {
+            return;
+        };
+        if let (Some(file), Some(applier)) = (&mut self.store, &mut self.applier) {
+            let view = applier.store_view_mut();
+            fatal(file.commit(index, view.layer()));
+            fatal(view.rebase(&fatal(file.snapshot())));
+        }
     }
 
     /// Fuel and rebuilds since the last call of this (which starts them
@@ -522,6 +547,7 @@ impl FsmRuntime {
             return;
         }
         let position = self.read_position();
+        self.commit_store_writes();
         // A base is the runtime's own work, not a call's: its fuel is not
         // the call's.
         let fuel_before = self.usage.fuel_used;

@@ -11,11 +11,16 @@
 //! output) keeps its pending writes in the layer; a call that traps, runs
 //! out of fuel or memory drops them, so a failed entry leaves no trace.
 //!
-//! **The applier writes through.** After each entry the applier's layer is
-//! committed to the state file in one transaction and its base moved to the
-//! new commit, so the file always holds the store after the last applied
-//! entry. The entry's writes are hashed ([`writes_digest`]) into the applied
-//! digest, so replicas whose stores differ have different digests.
+//! **The applier writes through, a batch at a time.** The applier's layer
+//! gathers the writes of the entries the worker applies in one batch; at
+//! the end of the batch, before their results are answered, the layer is
+//! committed to the state file in one transaction and the applier's base
+//! moved to the new commit, so between batches the file holds the store
+//! after the last applied entry. Anything that reads the file or replaces
+//! the applier commits first. An entry sees the same store whichever batch
+//! it came in: base and layer answer alike. Each entry's own writes are
+//! hashed ([`writes_digest`]) into the applied digest, so replicas whose
+//! stores differ have different digests.
 //!
 //! **Replays see the past.** The runtime's replay journal (see
 //! [`super::runtime`]) keeps, with its base snapshot of the plugin, a redb

@@ -479,6 +479,11 @@ fn apply_all(
     metrics: &Metrics,
 ) -> Result<Vec<AppliedEntry>, RebuildError> {
     let applied = apply_each(runtime.as_deref_mut(), entries, metrics);
+    // One commit of the state file for the whole batch, before anyone
+    // hears of its results.
+    if let Some(runtime) = runtime.as_deref_mut() {
+        runtime.commit_store_writes();
+    }
     // Also when a rebuild failed part way: the entries before it burned fuel.
     record_usage(runtime, "apply", metrics);
     applied
