@@ -5,7 +5,7 @@
 //! it was, and equal histories give equal write digests.
 
 use clusterhost::limits::{PluginLimits, STORE_CALL_WRITE_BYTES_MAX};
-use clusterhost::plugin::{ApplyError, Fault, FsmRuntime};
+use clusterhost::plugin::{ApplyError, Fault, FsmRuntime, RestoreError};
 
 mod common;
 
@@ -191,11 +191,7 @@ type EntryEnd = (Result<Vec<u8>, ApplyError>, Option<[u8; 32]>);
 
 /// [`history`], committing the store after every `batch` entries as the
 /// worker does after each batch; each entry's result and writes digest.
-fn history_in_batches(
-    runtime: &mut FsmRuntime,
-    count: u64,
-    batch: u64,
-) -> Vec<EntryEnd> {
+fn history_in_batches(runtime: &mut FsmRuntime, count: u64, batch: u64) -> Vec<EntryEnd> {
     let value = "v".repeat(64 * 1024);
     let mut outcomes = Vec::new();
     for index in 1..=count {
@@ -273,4 +269,34 @@ fn replays_from_older_bases_see_the_store_as_the_applier_did() {
     assert_eq!(files(), 1, "one state file");
     drop(on_disk);
     assert_eq!(files(), 0, "the state file goes with its runtime");
+}
+
+#[test]
+fn a_plain_state_that_starts_like_an_envelope_reaches_the_plugin_whole() {
+    // Goal: whether a state carries the store is decided by the plugin that
+    // wrote it, never by its first bytes: a plugin without the store whose
+    // state happens to start with the envelope's marker gets it whole on
+    // every replica, not unwrapped on the ones that restore it.
+    use clusterhost::plugin::store::envelope;
+    let kv = || load("kv.wasm");
+    let mut runtime = FsmRuntime::new(kv(), PluginLimits::default()).unwrap();
+    apply(&mut runtime, 1, &put("k", "v")).unwrap();
+    let state = runtime.snapshot().unwrap().unwrap();
+    let looks_enveloped = envelope::encode(&state, &[]);
+    let restored =
+        FsmRuntime::from_snapshot(kv(), PluginLimits::default(), position(1), looks_enveloped);
+    assert!(
+        matches!(restored, Err(RestoreError::Refused(_))),
+        "kv must be handed the bytes as written, marker and all"
+    );
+    let store_plugin = FsmRuntime::from_snapshot(
+        load("kv_disk.wasm"),
+        PluginLimits::default(),
+        position(1),
+        b"not an envelope".to_vec(),
+    );
+    assert!(
+        matches!(store_plugin, Err(RestoreError::Refused(_))),
+        "a store plugin's state is always an envelope"
+    );
 }

@@ -6,7 +6,7 @@
 
 use super::plugin_history::{DeployRecord, PluginHistory};
 use super::types::DeployReceipt;
-use crate::plugin::{EntryPosition, PluginSnapshot, RestoreError};
+use crate::plugin::{EntryPosition, PluginSnapshot, RestoreError, SavedState};
 
 /// Position used for a plugin that has applied nothing yet.
 pub const GENESIS_POSITION: EntryPosition = EntryPosition {
@@ -41,7 +41,7 @@ pub fn plan(running: Option<&str>, incoming: &str, history: &PluginHistory, inde
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Handover {
     /// State and the position it includes; `None`: no plugin ran before.
-    pub state: Option<(EntryPosition, Vec<u8>)>,
+    pub state: Option<SavedState>,
     /// The bytes of the plugin that ran before, kept for rollback.
     pub previous: Option<Vec<u8>>,
 }
@@ -60,10 +60,11 @@ pub fn handover(
             previous: None,
         }),
         Ok(Some(snapshot)) => Ok(Handover {
-            state: Some((
-                snapshot.position.unwrap_or(GENESIS_POSITION),
-                snapshot.state,
-            )),
+            state: Some(SavedState {
+                position: snapshot.position.unwrap_or(GENESIS_POSITION),
+                bytes: snapshot.state,
+                enveloped: snapshot.enveloped,
+            }),
             previous: Some(snapshot.code.to_vec()),
         }),
     }

@@ -39,6 +39,14 @@ impl Machine {
         }
     }
 
+    /// Whether its snapshots are envelopes with the store.
+    pub fn uses_store(&self) -> bool {
+        match self {
+            Machine::Plugin(runtime) => runtime.code().uses_store(),
+            Machine::Native(_) => false,
+        }
+    }
+
     /// The digest of the last applied entry's store writes, if any.
     pub fn last_writes_digest(&self) -> Option<[u8; 32]> {
         match self {

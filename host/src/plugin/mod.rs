@@ -43,5 +43,5 @@ pub use code::{LoadError, PluginCode, PluginDigest, PluginEngine, PluginReport};
 pub use instance::{EntryPosition, Fault, PluginResult};
 pub use machine::Machine;
 pub use native::{NativeMachine, StateMachine};
-pub use runtime::{ApplyError, FsmRuntime, RebuildError, RestoreError, Usage};
+pub use runtime::{ApplyError, FsmRuntime, RebuildError, RestoreError, SavedState, Usage};
 pub use worker::{AppliedEntry, ApplyOutcome, PluginHandle, PluginSnapshot, WorkerError};

@@ -8,6 +8,7 @@ use crate::consensus::plugin_history::DeployRecord;
 use crate::consensus::snapshot::SnapshotBody;
 use crate::consensus::swap::{self, GENESIS_POSITION, Plan};
 use crate::consensus::types::DeployReceipt;
+use crate::plugin::SavedState;
 use crate::plugin::native::native_name;
 use crate::plugin::{PluginDigest, PluginEngine, PluginHandle};
 
@@ -213,8 +214,10 @@ pub(super) async fn install_body(
         .map_err(|error| {
             io::Error::other(format!("cannot run the plugin in the snapshot: {error}"))
         })?;
+    // The snapshot's state was written by the snapshot's plugin.
+    let saved = SavedState::written_by(&code, position, state.state.clone());
     plugin
-        .install(code, Some((position, state.state.clone())))
+        .install(code, Some(saved))
         .await
         .map_err(io::Error::other)?
         .map_err(|error| io::Error::other(format!("cannot restore the snapshot: {error}")))

@@ -55,6 +55,29 @@ use super::store::envelope::{self, Entries};
 use super::store::{StateFile, StoreError, StoreView};
 use crate::limits::PluginLimits;
 
+/// A state to start a runtime from: a snapshot taken after `position`,
+/// and whether it is an envelope of the plugin's part and the store, which
+/// the code that wrote it decides ([`SavedState::written_by`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedState {
+    pub position: EntryPosition,
+    pub bytes: Vec<u8>,
+    /// The writer used the store, so `bytes` is an envelope.
+    pub enveloped: bool,
+}
+
+impl SavedState {
+    /// `bytes`, written after `position` by a runtime of `code`: a store
+    /// plugin's runtime writes envelopes, any other its plain state.
+    pub fn written_by(code: &PluginCode, position: EntryPosition, bytes: Vec<u8>) -> Self {
+        Self {
+            position,
+            bytes,
+            enveloped: code.uses_store(),
+        }
+    }
+}
+
 /// Why an entry produced no response from the plugin.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum ApplyError {
@@ -170,33 +193,40 @@ impl FsmRuntime {
         Ok(runtime)
     }
 
-    /// A runtime whose state is `snapshot`, taken after `position` (a store
-    /// it holds is kept in memory).
+    /// A runtime whose state is `snapshot`, taken after `position` by a
+    /// runtime of the same `code` (a store it holds is kept in memory).
     pub fn from_snapshot(
         code: PluginCode,
         limits: PluginLimits,
         position: EntryPosition,
         snapshot: Vec<u8>,
     ) -> Result<Self, RestoreError> {
-        Self::from_snapshot_in(code, limits, position, snapshot, None)
+        let state = SavedState::written_by(&code, position, snapshot);
+        Self::from_snapshot_in(code, limits, state, None)
     }
 
-    /// [`FsmRuntime::from_snapshot`], with the state file of a plugin that
-    /// uses the store in `store_dir` (`None`: in memory).
+    /// A runtime whose state is `state`, with the state file of a plugin
+    /// that uses the store in `store_dir` (`None`: in memory).
     pub fn from_snapshot_in(
         code: PluginCode,
         limits: PluginLimits,
-        position: EntryPosition,
-        snapshot: Vec<u8>,
+        state: SavedState,
         store_dir: Option<&Path>,
     ) -> Result<Self, RestoreError> {
+        let SavedState {
+            position,
+            bytes: snapshot,
+            enveloped,
+        } = state;
         let mut applier = PluginInstance::new(&code, limits).map_err(RestoreError::Fault)?;
         // A store plugin's state is an envelope of its own part and the
         // store; a plain snapshot (from a version without the store) is
         // the plugin's part alone, with an empty store. A plugin without
         // the store takes over an envelope only while the store is empty.
+        // Whether it is an envelope is the writer's to say, never the
+        // bytes': a plain state may start like one.
         let snapshot_len = snapshot.len();
-        let (plugin_part, store) = if envelope::is_envelope(&snapshot) {
+        let (plugin_part, store) = if enveloped {
             let (plugin_part, entries) =
                 envelope::split_for(code.uses_store(), &snapshot).map_err(RestoreError::Refused)?;
             restore_plugin_part(&mut applier, position, plugin_part)?;

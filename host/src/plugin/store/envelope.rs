@@ -86,16 +86,12 @@ impl<'a> Entries<'a> {
     }
 }
 
-/// What a plugin restores from `snapshot` and the store entries it takes
-/// over. A plain snapshot is the plugin's part with an empty store. An
-/// envelope is split; a plugin that does not import the store may take one
-/// over only while the store is empty (a swap away from a store plugin that
-/// holds keys would drop them silently), else the restore is refused with
-/// this message, the same on every replica.
+/// What a plugin restores from the envelope `snapshot` and the store
+/// entries it takes over. A plugin that does not import the store may take
+/// one over only while the store is empty (a swap away from a store plugin
+/// that holds keys would drop them silently), else the restore is refused
+/// with this message, the same on every replica.
 pub fn split_for(uses_store: bool, snapshot: &[u8]) -> Result<(&[u8], Entries<'_>), String> {
-    if !is_envelope(snapshot) {
-        return Ok((snapshot, Entries::NONE));
-    }
     let (plugin_part, entries) = decode(snapshot).map_err(|error| error.to_string())?;
     if !uses_store && !entries.is_empty() {
         return Err(format!(
@@ -167,8 +163,7 @@ mod tests {
 
     #[test]
     fn a_plugin_without_the_store_takes_over_only_an_empty_store() {
-        let plain = b"kv state".to_vec();
-        assert_eq!(split_for(false, &plain), Ok((&plain[..], Entries::NONE)));
+        assert!(split_for(false, b"kv state").is_err(), "not an envelope");
         let empty = encode(b"memory", &[]);
         let (part, entries) = split_for(false, &empty).expect("an empty store");
         assert_eq!((part, entries.len()), (&b"memory"[..], 0));

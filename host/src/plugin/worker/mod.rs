@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::code::PluginCode;
 use super::instance::{EntryPosition, Fault, PluginResult};
 use super::machine::Machine;
-use super::runtime::{ApplyError, FsmRuntime, RebuildError, RestoreError};
+use super::runtime::{ApplyError, FsmRuntime, RebuildError, RestoreError, SavedState};
 use super::store::SideRecord;
 use super::store::durable::Stored;
 
@@ -67,7 +67,7 @@ enum Job {
     },
     Install {
         code: PluginCode,
-        state: Option<(EntryPosition, Vec<u8>)>,
+        state: Option<SavedState>,
         reply: oneshot::Sender<Result<(), RestoreError>>,
     },
     RestoreNative {
@@ -98,6 +98,8 @@ pub struct PluginSnapshot {
     pub position: Option<EntryPosition>,
     /// The plugin's serialized state.
     pub state: Vec<u8>,
+    /// Whether `state` is an envelope with the store (the plugin uses it).
+    pub enveloped: bool,
 }
 
 /// Cheap, cloneable handle to the plugin worker thread. The thread exits
@@ -202,7 +204,7 @@ impl PluginHandle {
     pub async fn install(
         &self,
         code: PluginCode,
-        state: Option<(EntryPosition, Vec<u8>)>,
+        state: Option<SavedState>,
     ) -> Result<Result<(), RestoreError>, WorkerError> {
         let (reply, response) = oneshot::channel();
         self.send(Job::Install { code, state, reply }).await?;
@@ -381,17 +383,11 @@ impl WorkerThread<'_> {
     }
 
     /// Replace the machine with `code`; on error the previous one stays.
-    fn install(
-        &mut self,
-        code: PluginCode,
-        state: Option<(EntryPosition, Vec<u8>)>,
-    ) -> Result<(), RestoreError> {
+    fn install(&mut self, code: PluginCode, state: Option<SavedState>) -> Result<(), RestoreError> {
         let started = Instant::now();
         let store_dir = self.context.store_dir;
         let installed = match state {
-            Some((position, bytes)) => {
-                FsmRuntime::from_snapshot_in(code, self.limits, position, bytes, store_dir)
-            }
+            Some(state) => FsmRuntime::from_snapshot_in(code, self.limits, state, store_dir),
             None => FsmRuntime::new_in(code, self.limits, store_dir).map_err(RestoreError::Fault),
         };
         let installed = installed.map(|mut fresh| {
@@ -466,6 +462,7 @@ fn snapshot(
             code: runtime.code(),
             position: runtime.last_applied(),
             state,
+            enveloped: runtime.uses_store(),
         })
     }))
 }
