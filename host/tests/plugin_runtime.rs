@@ -445,6 +445,37 @@ fn a_trap_after_an_oversized_response_rebuilds_and_keeps_applying() {
     assert_eq!(apply_ok(&mut runtime, 5, r#""incr""#), serde_json::json!(3));
 }
 
+// Goal: the cluster's limits change at a point of the log; entries before
+// it ended under the old limits, and a replay (a read's reader, a trap's
+// rebuild) must end them the same way — here an entry refused as too large
+// under a 1 KiB response cap that the raised cap would have accepted.
+#[test]
+fn replays_run_each_entry_under_the_limits_it_first_ran_under() {
+    let engine = engine();
+    let code = load(&engine, "test/misbehave.wasm");
+    let small = PluginLimits {
+        response_bytes_max: 1024,
+        ..PluginLimits::default()
+    };
+    let mut runtime = FsmRuntime::new(code, PluginLimits::default()).expect("instance");
+    assert_eq!(apply_ok(&mut runtime, 1, r#""incr""#), serde_json::json!(1));
+    runtime.set_limits(small);
+    assert_fault(&mut runtime, 2, r#"{"respond_bytes":2048}"#, |fault| {
+        matches!(fault, Fault::OversizedOutput { .. })
+    });
+    runtime.set_limits(PluginLimits::default());
+    // The reader replays entry 2 under the cap it ran under, not the one
+    // before or after it (a refused response still ran: it counted).
+    assert_eq!(query_ok(&mut runtime, r#""count""#), serde_json::json!(2));
+    // So does the applier's rebuild after a trap; and today's cap holds now.
+    assert_fault(&mut runtime, 3, r#""panic""#, |fault| {
+        matches!(fault, Fault::Trapped { .. })
+    });
+    let answer = apply_ok(&mut runtime, 4, r#"{"respond_bytes":2048}"#);
+    assert_eq!(answer.as_str().map(str::len), Some(2048));
+    assert_eq!(query_ok(&mut runtime, r#""count""#), serde_json::json!(3));
+}
+
 /// A memory cap under which `{"alloc_mib":ALLOC_NEAR_CAP_MIB}` fits in a
 /// fresh misbehave instance but not once queries have cached
 /// `QUERY_CACHE_MIB` in it.

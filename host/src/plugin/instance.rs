@@ -97,6 +97,11 @@ impl PluginInstance {
         })
     }
 
+    /// The limits calls run under.
+    pub fn limits(&self) -> PluginLimits {
+        self.limits
+    }
+
     /// Run every later call under `limits`.
     pub fn set_limits(&mut self, limits: PluginLimits) {
         self.limits = limits;

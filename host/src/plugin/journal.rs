@@ -47,6 +47,9 @@ pub struct JournalEntry {
     pub outcome: Outcome,
     /// The digest of the store writes it kept the first time (`None`: none).
     pub writes: Option<[u8; 32]>,
+    /// The limits it first ran under: a replay runs it under the same, so
+    /// a change of the cluster's limits since cannot change how it ends.
+    pub limits: PluginLimits,
 }
 
 /// A base snapshot and the entries applied since.
@@ -58,6 +61,10 @@ pub struct Journal {
     /// The plugin store at the base, for a plugin that uses one: replays
     /// read it (plus their own writes), never the live store.
     store_base: Option<StoreSnapshot>,
+    /// The limits the base was taken under, to restore it under the same.
+    base_limits: PluginLimits,
+    /// The limits in force now, recorded with every entry pushed.
+    limits: PluginLimits,
     entries: Vec<JournalEntry>,
     /// What the entries cost, counted as in [`Journal::push`].
     bytes: usize,
@@ -66,16 +73,25 @@ pub struct Journal {
 }
 
 impl Journal {
-    /// An empty journal over `base` (`None`: a fresh instance's state).
-    pub fn new(base: Option<(EntryPosition, Vec<u8>)>) -> Self {
+    /// An empty journal over `base` (`None`: a fresh instance's state),
+    /// with `limits` in force.
+    pub fn new(base: Option<(EntryPosition, Vec<u8>)>, limits: PluginLimits) -> Self {
         let base_bytes = base.as_ref().map_or(0, |(_, bytes)| bytes.len());
         Self {
             base,
             store_base: None,
+            base_limits: limits,
+            limits,
             entries: Vec::new(),
             bytes: 0,
             base_due_at_bytes: budget_bytes(base_bytes),
         }
+    }
+
+    /// Entries pushed from now on run under `limits` (the cluster's
+    /// settings changed at this point of the log).
+    pub fn set_limits(&mut self, limits: PluginLimits) {
+        self.limits = limits;
     }
 
     /// The store at the base is `snapshot` (set with every base).
@@ -114,6 +130,7 @@ impl Journal {
             command,
             outcome,
             writes,
+            limits: self.limits,
         });
     }
 
@@ -132,6 +149,7 @@ impl Journal {
     pub fn rebase(&mut self, position: EntryPosition, snapshot: Vec<u8>) {
         self.base_due_at_bytes = budget_bytes(snapshot.len());
         self.base = Some((position, snapshot));
+        self.base_limits = self.limits;
         self.entries.clear();
         self.bytes = 0;
     }
@@ -146,14 +164,11 @@ impl Journal {
         self.base_due_at_bytes = self.bytes + budget_bytes(state_bytes);
     }
 
-    /// A fresh instance holding the base state.
-    fn restore_base(
-        &self,
-        code: &PluginCode,
-        limits: PluginLimits,
-    ) -> Result<PluginInstance, RebuildError> {
-        let mut instance =
-            PluginInstance::new(code, limits).map_err(|fault| RebuildError(fault.to_string()))?;
+    /// A fresh instance holding the base state, restored under the limits
+    /// it was taken under.
+    fn restore_base(&self, code: &PluginCode) -> Result<PluginInstance, RebuildError> {
+        let mut instance = PluginInstance::new(code, self.base_limits)
+            .map_err(|fault| RebuildError(fault.to_string()))?;
         if let Some(snapshot) = &self.store_base {
             *instance.store_view_mut() = StoreView::at(snapshot)
                 .map_err(|error| RebuildError(format!("reading the store's base: {error}")))?;
@@ -167,14 +182,16 @@ impl Journal {
         Ok(instance)
     }
 
-    /// A fresh instance holding the state after the last journaled entry.
+    /// A fresh instance holding the state after the last journaled entry,
+    /// running under `limits` from then on.
     pub fn rebuild(
         &self,
         code: &PluginCode,
         limits: PluginLimits,
     ) -> Result<PluginInstance, RebuildError> {
-        let mut instance = self.restore_base(code, limits)?;
+        let mut instance = self.restore_base(code)?;
         replay(&mut instance, &self.entries)?;
+        instance.set_limits(limits);
         Ok(instance)
     }
 }
@@ -189,10 +206,26 @@ fn budget_bytes(state_bytes: usize) -> usize {
         .clamp(REPLAY_JOURNAL_BYTES_MIN, REPLAY_JOURNAL_BYTES_MAX)
 }
 
-/// Apply `entries` to `instance`, checking that each ends as it did the
-/// first time.
+/// Apply `entries` to `instance`, each under the limits it first ran
+/// under, checking that each ends as it did the first time. The instance
+/// runs under its own limits again afterwards.
 pub fn replay(instance: &mut PluginInstance, entries: &[JournalEntry]) -> Result<(), RebuildError> {
+    let own_limits = instance.limits();
+    let replayed = replay_each(instance, entries);
+    if instance.limits() != own_limits {
+        instance.set_limits(own_limits);
+    }
+    replayed
+}
+
+fn replay_each(
+    instance: &mut PluginInstance,
+    entries: &[JournalEntry],
+) -> Result<(), RebuildError> {
     for entry in entries {
+        if instance.limits() != entry.limits {
+            instance.set_limits(entry.limits);
+        }
         // The response was reported when the entry first applied.
         let replayed = instance.apply(entry.position, &entry.command);
         check_replay(entry, &replayed)?;
@@ -242,6 +275,7 @@ mod tests {
             command: b"c".to_vec(),
             outcome,
             writes: None,
+            limits: PluginLimits::default(),
         }
     }
 
@@ -288,7 +322,7 @@ mod tests {
     #[test]
     fn a_new_base_is_due_once_the_journal_outgrows_its_budget() {
         let per_entry = 1000 + REPLAY_JOURNAL_ENTRY_OVERHEAD_BYTES;
-        let mut journal = Journal::new(None);
+        let mut journal = Journal::new(None, PluginLimits::default());
         let pushed = fill_until_due(&mut journal);
         assert_eq!(pushed, REPLAY_JOURNAL_BYTES_MIN.div_ceil(per_entry));
         let last = journal.entries().last().expect("entries").position;
@@ -301,7 +335,7 @@ mod tests {
     #[test]
     fn after_a_failed_base_the_next_waits_for_another_budget() {
         let per_entry = 1000 + REPLAY_JOURNAL_ENTRY_OVERHEAD_BYTES;
-        let mut journal = Journal::new(None);
+        let mut journal = Journal::new(None, PluginLimits::default());
         let first = fill_until_due(&mut journal);
         journal.base_failed(None);
         assert!(!journal.wants_base(), "retried on the very next entry");
@@ -318,7 +352,7 @@ mod tests {
     fn store_writes_count_toward_the_budget() {
         let per_entry = 1000 + REPLAY_JOURNAL_ENTRY_OVERHEAD_BYTES;
         let write_bytes = 9 * per_entry;
-        let mut journal = Journal::new(None);
+        let mut journal = Journal::new(None, PluginLimits::default());
         let mut pushed = 0;
         while !journal.wants_base() {
             let position = EntryPosition {

@@ -268,7 +268,7 @@ impl FsmRuntime {
             reader: None,
             last_applied: base.as_ref().map(|(position, _)| *position),
             state_size_bytes: base.as_ref().map(|(_, bytes)| bytes.len()),
-            journal: Journal::new(base),
+            journal: Journal::new(base, limits),
             store: None,
             store_bytes: 0,
             last_writes_digest: None,
@@ -298,6 +298,8 @@ impl FsmRuntime {
     /// `limits`: the cluster's settings changed at this point of the log.
     pub fn set_limits(&mut self, limits: PluginLimits) {
         self.limits = limits;
+        // Entries journaled before keep the limits they ran under.
+        self.journal.set_limits(limits);
         if let Some(applier) = &mut self.applier {
             applier.set_limits(limits);
         }
