@@ -382,6 +382,18 @@ pub fn refuse_unsupported_level(body: &SnapshotBody) -> io::Result<()> {
     ))
 }
 
+/// Why `body` cannot be the state at `meta`'s last log entry, if it
+/// cannot: its plugin state includes an entry past that one. No node of
+/// this binary writes such a snapshot; installing one would make the next
+/// entry's apply go backwards.
+pub fn position_refusal(meta: &SnapshotMeta, body: &SnapshotBody) -> Option<String> {
+    let applied = body.plugin.as_ref()?.position?.index;
+    let last = meta.last_log_id.map_or(0, |log_id| log_id.index);
+    (applied > last).then(|| {
+        format!("the snapshot's plugin state includes entry {applied}, past its last entry {last}")
+    })
+}
+
 fn newer_format(version: u16) -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidData,
@@ -480,6 +492,42 @@ impl Snapshots {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // Goal: a snapshot whose plugin state includes an entry past its last
+    // log entry (no node writes one) is refused on arrival.
+    #[test]
+    fn a_plugin_state_past_the_snapshots_last_entry_is_refused() {
+        use crate::consensus::types::TypeConfig;
+        let at = |index: u64| EntryPosition {
+            index,
+            term: 1,
+            time_ms: 0,
+        };
+        let body = |position: Option<EntryPosition>| SnapshotBody {
+            plugin: Some(PluginState {
+                code: b"plugin".to_vec(),
+                position,
+                state: Vec::new(),
+            }),
+            ..SnapshotBody::default()
+        };
+        let meta = |index: Option<u64>| SnapshotMeta {
+            last_log_id: index.map(|index| openraft::testing::log_id::<TypeConfig>(1, 1, index)),
+            ..SnapshotMeta::default()
+        };
+        assert_eq!(position_refusal(&meta(Some(10)), &body(Some(at(10)))), None);
+        assert_eq!(position_refusal(&meta(Some(10)), &body(None)), None);
+        assert_eq!(
+            position_refusal(&meta(None), &SnapshotBody::default()),
+            None
+        );
+        let refused = position_refusal(&meta(Some(10)), &body(Some(at(11)))).expect("refused");
+        assert!(
+            refused.contains("entry 11, past its last entry 10"),
+            "{refused}"
+        );
+        assert!(position_refusal(&meta(None), &body(Some(at(1)))).is_some());
+    }
 
     // Goal: a snapshot written before formats were versioned still reads,
     // with default settings and an empty digest.

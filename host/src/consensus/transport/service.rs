@@ -201,6 +201,9 @@ impl proto::raft_server::Raft for RaftService {
         }
         let snapshot = crate::consensus::snapshot::decode_body(&body)
             .map_err(|error| Status::invalid_argument(error.to_string()))?;
+        if let Some(refusal) = crate::consensus::snapshot::position_refusal(&meta, &snapshot) {
+            return Err(Status::invalid_argument(refusal));
+        }
         tracing::info!(bytes = body.len(), "installing a received snapshot");
         let response = self
             .raft
