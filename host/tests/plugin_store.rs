@@ -136,6 +136,37 @@ fn the_store_counts_in_the_state_size_and_in_the_snapshot_bound() {
 }
 
 #[test]
+fn the_state_size_follows_the_store_entry_by_entry() {
+    // Goal: the state quota sees the store as it is now, not as of the
+    // last snapshot: the size grows and shrinks with every applied entry,
+    // from the first one on, and is exactly what the next snapshot holds.
+    let mut runtime = FsmRuntime::new(load("kv_disk.wasm"), PluginLimits::default()).unwrap();
+    let size = |runtime: &FsmRuntime| runtime.state_size_bytes().expect("a store plugin's size");
+    let empty = size(&runtime);
+    apply(&mut runtime, 1, &put("k1", &"x".repeat(1000))).unwrap();
+    let one = size(&runtime);
+    assert!(one >= empty + 1000, "{empty} -> {one}");
+    apply(&mut runtime, 2, &put("k2", &"y".repeat(3000))).unwrap();
+    apply(&mut runtime, 3, &put("k1", "short")).unwrap();
+    let delete = serde_json::json!({"delete": {"key": "k2"}}).to_string();
+    apply(&mut runtime, 4, &delete).unwrap();
+    let after = size(&runtime);
+    assert!(
+        after < one,
+        "an overwrite and a delete shrink it: {one} -> {after}"
+    );
+    let snapshot = runtime.snapshot().unwrap().unwrap();
+    assert_eq!(
+        size(&runtime),
+        snapshot.len(),
+        "exactly the snapshot's bytes"
+    );
+    apply(&mut runtime, 5, &put("k3", &"z".repeat(500))).unwrap();
+    let grown = size(&runtime);
+    assert_eq!(grown, runtime.snapshot().unwrap().unwrap().len());
+}
+
+#[test]
 fn an_entry_writing_past_the_per_call_bound_traps_and_leaves_nothing() {
     // Goal: an entry's writes wait in host memory, outside the plugin's
     // memory cap, so one call may write at most STORE_CALL_WRITE_BYTES_MAX;

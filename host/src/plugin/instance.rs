@@ -64,6 +64,8 @@ pub struct PluginInstance {
     last_writes_digest: Option<[u8; 32]>,
     /// Key and value bytes of those writes.
     last_write_bytes: usize,
+    /// How much those writes grew the store's part of an envelope.
+    last_store_size_delta: i64,
 }
 
 impl PluginInstance {
@@ -94,6 +96,7 @@ impl PluginInstance {
             fuel_used: 0,
             last_writes_digest: None,
             last_write_bytes: 0,
+            last_store_size_delta: 0,
         })
     }
 
@@ -125,6 +128,8 @@ impl PluginInstance {
         };
         self.last_writes_digest = None;
         self.last_write_bytes = 0;
+        self.last_store_size_delta = 0;
+        let size_before = self.store.data().store.size_delta();
         self.store.data_mut().store.access = Access::ReadWrite;
         let result = self.bindings.call_apply(&mut self.store, entry, command);
         let result = self
@@ -140,6 +145,7 @@ impl PluginInstance {
                 let kept = view.keep_call();
                 self.last_write_bytes = writes_bytes(&kept);
                 self.last_writes_digest = writes_digest(&kept);
+                self.last_store_size_delta = view.size_delta() - size_before;
             }
         }
         result
@@ -153,6 +159,12 @@ impl PluginInstance {
     /// Key and value bytes of the store writes the last `apply` kept.
     pub fn last_write_bytes(&self) -> usize {
         self.last_write_bytes
+    }
+
+    /// How much the store writes the last `apply` kept grew the store's
+    /// part of an envelope (negative: shrank it).
+    pub fn last_store_size_delta(&self) -> i64 {
+        self.last_store_size_delta
     }
 
     /// The instance's view of the store.

@@ -36,12 +36,10 @@ impl FsmRuntime {
         let position = checkpoint.position.unwrap_or(START);
         restore_plugin_part(&mut applier, position, &checkpoint.plugin_part)?;
         let restore_fuel = applier.fuel_used();
-        let part_bytes = checkpoint.plugin_part.len();
         let base = Some((position, checkpoint.plugin_part));
         let mut runtime = Self::with_applier(code, limits, applier, base);
         runtime.usage.fuel_used = restore_fuel;
         runtime.store_bytes = usize::try_from(checkpoint.store_bytes).unwrap_or(usize::MAX);
-        runtime.state_size_bytes = Some(part_bytes.saturating_add(runtime.store_bytes));
         runtime.attach_store(Some(file));
         Ok(runtime)
     }

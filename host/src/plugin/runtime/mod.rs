@@ -145,12 +145,14 @@ pub struct FsmRuntime {
     reader: Option<Reader>,
     journal: Journal,
     last_applied: Option<EntryPosition>,
-    /// Bytes of the last snapshot, or of the one refused as too large.
-    state_size_bytes: Option<usize>,
+    /// Bytes of the plugin's own part in the last snapshot, or in the one
+    /// refused as too large.
+    plugin_part_bytes: Option<usize>,
     /// The store's file, for a plugin that imports the store.
     store: Option<StateFile>,
-    /// Bytes the store added to the last envelope, counted in the state's
-    /// size between envelopes (so the state quota sees the store).
+    /// The bytes the store takes in an envelope, kept up to date with every
+    /// applied entry, so the state quota and the snapshot bound see the
+    /// store as it is now (0: the plugin has no store).
     store_bytes: usize,
     /// The digest of the last applied entry's store writes.
     last_writes_digest: Option<[u8; 32]>,
@@ -189,6 +191,10 @@ impl FsmRuntime {
         let mut applier = PluginInstance::new(&code, limits)?;
         let store = open_store(&code, store_dir, &Entries::NONE, &mut applier);
         let mut runtime = Self::with_applier(code, limits, applier, None);
+        if store.is_some() {
+            // An envelope of an empty store.
+            runtime.store_bytes = envelope::HEADER_BYTES;
+        }
         runtime.attach_store(store);
         Ok(runtime)
     }
@@ -237,12 +243,15 @@ impl FsmRuntime {
             let store = open_store(&code, store_dir, &Entries::NONE, &mut applier);
             (snapshot, store)
         };
-        let store_bytes = snapshot_len.saturating_sub(plugin_part.len());
+        let store_bytes = match (code.uses_store(), enveloped) {
+            (false, _) => 0,
+            (true, true) => snapshot_len.saturating_sub(plugin_part.len()),
+            (true, false) => envelope::HEADER_BYTES,
+        };
         let restore_fuel = applier.fuel_used();
         let mut runtime = Self::with_applier(code, limits, applier, Some((position, plugin_part)));
         runtime.usage.fuel_used = restore_fuel;
         runtime.store_bytes = store_bytes;
-        runtime.state_size_bytes = Some(snapshot_len);
         runtime.attach_store(store);
         Ok(runtime)
     }
@@ -267,7 +276,7 @@ impl FsmRuntime {
             applier: Some(applier),
             reader: None,
             last_applied: base.as_ref().map(|(position, _)| *position),
-            state_size_bytes: base.as_ref().map(|(_, bytes)| bytes.len()),
+            plugin_part_bytes: base.as_ref().map(|(_, bytes)| bytes.len()),
             journal: Journal::new(base, limits),
             store: None,
             store_bytes: 0,
@@ -313,11 +322,19 @@ impl FsmRuntime {
         self.last_applied
     }
 
-    /// How large the plugin's state was last seen: the bytes of the last
-    /// snapshot taken or restored, or of one refused as too large; `None`
-    /// before the first.
+    /// How large the plugin's state is: its own part as of the last
+    /// snapshot taken or restored (or refused as too large), and its store
+    /// as it is now; `None` before the first snapshot of a plugin without
+    /// the store.
     pub fn state_size_bytes(&self) -> Option<usize> {
-        self.state_size_bytes
+        if self.store.is_none() {
+            return self.plugin_part_bytes;
+        }
+        Some(
+            self.plugin_part_bytes
+                .unwrap_or(0)
+                .saturating_add(self.store_bytes),
+        )
     }
 
     /// Apply one committed command. The runtime keeps the bytes for its
@@ -335,11 +352,18 @@ impl FsmRuntime {
                 last.index
             );
         }
-        let (result, writes_digest, write_bytes, fuel) = {
+        let (result, writes_digest, write_bytes, size_delta, fuel) = {
             let applier = self.applier()?;
             let result = applier.apply(position, &command);
             let written = (applier.last_writes_digest(), applier.last_write_bytes());
-            (result, written.0, written.1, applier.fuel_used())
+            let size_delta = applier.last_store_size_delta();
+            (
+                result,
+                written.0,
+                written.1,
+                size_delta,
+                applier.fuel_used(),
+            )
         };
         self.usage.fuel_used += fuel;
         self.last_writes_digest = writes_digest;
@@ -348,6 +372,8 @@ impl FsmRuntime {
             // The entry's kept writes wait in the applier's layer for the
             // batch's commit; a trap kept none.
             self.unsaved_write_bytes = self.unsaved_write_bytes.saturating_add(write_bytes as u64);
+            let size_delta = isize::try_from(size_delta).unwrap_or(0);
+            self.store_bytes = self.store_bytes.saturating_add_signed(size_delta);
             if writes_digest.is_some() {
                 self.uncommitted_index = Some(position.index);
             }
@@ -402,14 +428,24 @@ impl FsmRuntime {
         let Some(file) = &self.store else {
             return Ok(Ok(plugin_part));
         };
+        // The same bound as a plugin's own snapshot: a larger one could
+        // never be sent to a lagging or new node. Judged before the store
+        // is read, from its size as kept up to date.
+        let expected = plugin_part.len().saturating_add(self.store_bytes);
+        if expected > self.limits.snapshot_bytes_max {
+            return Ok(Err(Fault::OversizedOutput {
+                bytes: expected,
+                max: self.limits.snapshot_bytes_max,
+            }));
+        }
         // The file holds the store after the last applied entry, the
         // position the reader's snapshot was taken at.
-        let entries = fatal(StateFile::entries(&fatal(file.snapshot())));
-        let bytes = envelope::encode(&plugin_part, &entries);
+        let bytes = fatal(StateFile::envelope(
+            &fatal(file.snapshot()),
+            &plugin_part,
+            expected,
+        ));
         self.store_bytes = bytes.len() - plugin_part.len();
-        self.state_size_bytes = Some(bytes.len());
-        // The same bound as a plugin's own snapshot: a larger one could
-        // never be sent to a lagging or new node.
         if bytes.len() > self.limits.snapshot_bytes_max {
             return Ok(Err(Fault::OversizedOutput {
                 bytes: bytes.len(),
@@ -438,12 +474,11 @@ impl FsmRuntime {
             self.usage.fuel_used += fuel;
             self.discard_reader_after(&result);
         }
-        // A store plugin's state is its part and the store, as of the last
-        // envelope.
+        // The size of the plugin's own part, for the state's size.
         match &result {
-            Ok(bytes) => self.state_size_bytes = Some(bytes.len() + self.store_bytes),
+            Ok(bytes) => self.plugin_part_bytes = Some(bytes.len()),
             Err(Fault::OversizedOutput { bytes, .. }) => {
-                self.state_size_bytes = Some(*bytes + self.store_bytes);
+                self.plugin_part_bytes = Some(*bytes);
             }
             Err(_) => {}
         }
@@ -603,7 +638,7 @@ impl FsmRuntime {
             Err(error) => error.to_string(),
         };
         tracing::warn!("could not take a rebuild snapshot, keeping the journal: {failure}");
-        self.journal.base_failed(self.state_size_bytes);
+        self.journal.base_failed(self.state_size_bytes());
     }
 }
 

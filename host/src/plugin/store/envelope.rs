@@ -12,27 +12,60 @@ use super::{KeyValue, StoreError};
 /// (a deploy from a version without the store) gets that snapshot as is.
 pub const MAGIC: &[u8; 16] = b"clusterhost-st1\0";
 
+/// The bytes an envelope holds besides the plugin part and the entries.
+pub const HEADER_BYTES: usize = MAGIC.len() + 8;
+
+/// The bytes one entry of `key` and `value` bytes takes in an envelope.
+pub fn entry_bytes(key: usize, value: usize) -> usize {
+    8 + key + value
+}
+
 /// An envelope of `plugin` and `entries`.
 pub fn encode(plugin: &[u8], entries: &[KeyValue]) -> Vec<u8> {
-    let size = MAGIC.len()
-        + 8
+    let size = HEADER_BYTES
         + plugin.len()
         + entries
             .iter()
-            .map(|(key, value)| 8 + key.len() + value.len())
+            .map(|(key, value)| entry_bytes(key.len(), value.len()))
             .sum::<usize>();
-    let mut bytes = Vec::with_capacity(size);
-    bytes.extend_from_slice(MAGIC);
-    bytes.extend_from_slice(&(plugin.len() as u64).to_le_bytes());
-    bytes.extend_from_slice(plugin);
+    let mut writer = Writer::new(plugin, size);
     for (key, value) in entries {
+        writer.push(key, value);
+    }
+    writer.finish()
+}
+
+/// Writes an envelope entry by entry, so a store read from its table is
+/// held once, as the envelope.
+pub struct Writer {
+    bytes: Vec<u8>,
+}
+
+impl Writer {
+    /// An envelope of `plugin` and no entries yet, with room for
+    /// `capacity` bytes in all.
+    pub fn new(plugin: &[u8], capacity: usize) -> Self {
+        let mut bytes = Vec::with_capacity(capacity.max(HEADER_BYTES + plugin.len()));
+        bytes.extend_from_slice(MAGIC);
+        bytes.extend_from_slice(&(plugin.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(plugin);
+        Self { bytes }
+    }
+
+    /// Add the next entry (keys in ascending order).
+    pub fn push(&mut self, key: &[u8], value: &[u8]) {
         for part in [key, value] {
             // Keys and values are bounded far below 4 GiB by the limits.
-            bytes.extend_from_slice(&(part.len() as u32).to_le_bytes());
-            bytes.extend_from_slice(part);
+            self.bytes
+                .extend_from_slice(&(part.len() as u32).to_le_bytes());
+            self.bytes.extend_from_slice(part);
         }
     }
-    bytes
+
+    /// The envelope.
+    pub fn finish(self) -> Vec<u8> {
+        self.bytes
+    }
 }
 
 /// Whether `bytes` is an envelope.

@@ -21,7 +21,7 @@ use redb::{
     TableDefinition,
 };
 
-use super::envelope::Entries;
+use super::envelope::{self, Entries};
 use super::view::Writes;
 use super::{KeyValue, StoreError};
 use crate::limits::STORE_DURABLE_COMMIT_EVERY_WRITES;
@@ -381,6 +381,23 @@ impl StateFile {
             Durability::None
         };
         self.begin(durability)
+    }
+
+    /// The envelope of `plugin` and every key and value as of `snapshot`,
+    /// written straight from the table (the store is held once, as the
+    /// envelope), with room for `size_hint` bytes.
+    pub fn envelope(
+        snapshot: &StoreSnapshot,
+        plugin: &[u8],
+        size_hint: usize,
+    ) -> Result<Vec<u8>, StoreError> {
+        let table = snapshot.table()?;
+        let mut writer = envelope::Writer::new(plugin, size_hint);
+        for item in table.range::<&[u8]>(..).map_err(StoreError::from_redb)? {
+            let (key, value) = item.map_err(StoreError::from_redb)?;
+            writer.push(key.value(), value.value());
+        }
+        Ok(writer.finish())
     }
 
     /// Every key and value, in key order, as of `snapshot`.

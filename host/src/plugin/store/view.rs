@@ -12,7 +12,7 @@ use std::ops::Bound;
 use redb::ReadableTableMetadata;
 
 use super::file::{StoreSnapshot, StoreTable};
-use super::{KeyValue, StoreError};
+use super::{KeyValue, StoreError, envelope};
 use crate::limits::{STORE_SCAN_BYTES_MAX, STORE_SCAN_ENTRIES_MAX};
 
 /// Writes not in the base: a value, or `None` for a removed key.
@@ -50,6 +50,11 @@ pub struct StoreView {
     count_delta: i64,
     /// `count_delta` before the call in progress.
     layer_count_delta: i64,
+    /// How many bytes the store's part of an envelope grew by (see
+    /// [`envelope::entry_bytes`]), by `layer` and `pending` together.
+    size_delta: i64,
+    /// `size_delta` before the call in progress.
+    layer_size_delta: i64,
     pub access: Access,
 }
 
@@ -64,6 +69,8 @@ impl StoreView {
             pending_bytes: 0,
             count_delta: 0,
             layer_count_delta: 0,
+            size_delta: 0,
+            layer_size_delta: 0,
             access: Access::Closed,
         }
     }
@@ -82,6 +89,10 @@ impl StoreView {
     /// A store in memory holding `entries` (in key order, keys unique).
     pub fn from_entries(entries: Vec<KeyValue>) -> Self {
         let count = entries.len() as i64;
+        let size = entries
+            .iter()
+            .map(|(key, value)| envelope::entry_bytes(key.len(), value.len()) as i64)
+            .sum();
         let layer: Writes = entries
             .into_iter()
             .map(|(key, value)| (key, Some(value)))
@@ -90,6 +101,8 @@ impl StoreView {
             layer,
             count_delta: count,
             layer_count_delta: count,
+            size_delta: size,
+            layer_size_delta: size,
             ..Self::empty()
         }
     }
@@ -132,6 +145,7 @@ impl StoreView {
             self.layer.insert(key.clone(), value.clone());
         }
         self.layer_count_delta = self.count_delta;
+        self.layer_size_delta = self.size_delta;
         pending
     }
 
@@ -140,6 +154,13 @@ impl StoreView {
         self.pending.clear();
         self.pending_bytes = 0;
         self.count_delta = self.layer_count_delta;
+        self.size_delta = self.layer_size_delta;
+    }
+
+    /// How many bytes the store's part of an envelope grew by since the
+    /// base (negative: shrank), the call in progress included.
+    pub fn size_delta(&self) -> i64 {
+        self.size_delta
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
@@ -160,7 +181,12 @@ impl StoreView {
 
     /// Write `value` (`None`: remove) under `key`; whether the key existed.
     pub fn write(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<bool, StoreError> {
-        let existed = self.get(key)?.is_some();
+        let old = self.get(key)?;
+        let existed = old.is_some();
+        let size = |value: Option<usize>| {
+            value.map_or(0, |value| envelope::entry_bytes(key.len(), value) as i64)
+        };
+        self.size_delta += size(value.map(<[u8]>::len)) - size(old.as_ref().map(Vec::len));
         self.pending_bytes = self
             .pending_bytes
             .saturating_add(key.len() + value.map_or(0, <[u8]>::len));
