@@ -75,3 +75,35 @@ fn a_runtime_resumed_from_its_checkpoint_goes_on_as_one_that_never_stopped() {
             .expect("snapshot"),
     );
 }
+
+#[test]
+fn a_snapshot_is_refused_as_too_large_only_on_the_stores_real_size() {
+    // Goal: the store's size kept entry by entry only spares reading a
+    // store that is too large; whether a snapshot is refused (a deploy's
+    // handover records it on every replica) is decided on the size counted
+    // from the file. A checkpoint whose recorded size is off must not make
+    // this node refuse what the others take.
+    let code = load("test/store_faults.wasm");
+    let limits = PluginLimits::default();
+    let dir = tempfile::tempdir().expect("dir");
+    let mut runtime = FsmRuntime::new_in(code.clone(), limits, Some(dir.path())).expect("runtime");
+    runtime.promote_store();
+    history(&mut runtime, 1, 5);
+    let side = SideRecord::of(Vec::new());
+    assert!(
+        runtime
+            .checkpoint(5, b"host".to_vec(), &side)
+            .expect("checkpoint")
+    );
+    let expected = runtime
+        .snapshot()
+        .expect("no rebuild failure")
+        .expect("snapshot");
+    drop(runtime);
+    let mut stored = durable::open(dir.path()).expect("usable").expect("a file");
+    stored.checkpoint.store_bytes = limits.snapshot_bytes_max as u64 + 1;
+    let mut resumed = FsmRuntime::resume(code, limits, stored).expect("resumed");
+    let snapshot = resumed.snapshot().expect("no rebuild failure");
+    assert_eq!(snapshot.expect("not refused on a wrong estimate"), expected);
+    assert_eq!(resumed.state_size_bytes(), Some(expected.len()));
+}

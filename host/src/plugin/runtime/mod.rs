@@ -433,10 +433,18 @@ impl FsmRuntime {
         // is read, from its size as kept up to date.
         let expected = plugin_part.len().saturating_add(self.store_bytes);
         if expected > self.limits.snapshot_bytes_max {
-            return Ok(Err(Fault::OversizedOutput {
-                bytes: expected,
-                max: self.limits.snapshot_bytes_max,
-            }));
+            // The refusal can be replicated (a deploy's handover records
+            // it), so its size is counted from the file, not taken from the
+            // running estimate: this reads the store once, not into memory.
+            let store_bytes = fatal(StateFile::envelope_store_bytes(&fatal(file.snapshot())));
+            self.store_bytes = store_bytes;
+            let exact = plugin_part.len().saturating_add(store_bytes);
+            if exact > self.limits.snapshot_bytes_max {
+                return Ok(Err(Fault::OversizedOutput {
+                    bytes: exact,
+                    max: self.limits.snapshot_bytes_max,
+                }));
+            }
         }
         // The file holds the store after the last applied entry, the
         // position the reader's snapshot was taken at.
@@ -634,11 +642,22 @@ impl FsmRuntime {
                 }
                 return;
             }
-            Ok(Err(fault)) => fault.to_string(),
-            Err(error) => error.to_string(),
+            Ok(Err(fault)) => fault,
+            Err(error) => {
+                tracing::warn!("could not take a rebuild snapshot, keeping the journal: {error}");
+                self.journal.base_failed(None);
+                return;
+            }
         };
         tracing::warn!("could not take a rebuild snapshot, keeping the journal: {failure}");
-        self.journal.base_failed(self.state_size_bytes());
+        // When the next base is due must depend on the log alone, as the
+        // base does: only this attempt's size counts, not the sizes that
+        // this node's own Raft snapshots and checkpoints have seen.
+        let attempted_bytes = match failure {
+            Fault::OversizedOutput { bytes, .. } => Some(bytes),
+            _ => None,
+        };
+        self.journal.base_failed(attempted_bytes);
     }
 }
 

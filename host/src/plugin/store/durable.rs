@@ -9,9 +9,11 @@ use super::StoreError;
 use super::file::{SideRecord, StateFile, StoredMeta};
 use crate::plugin::EntryPosition;
 
-/// Opens every encoded checkpoint; a changed layout gets a new one (an
-/// older checkpoint then only means a rebuild from the snapshot).
-const MAGIC: &[u8; 8] = b"chst-ck1";
+/// Opens every encoded checkpoint; a changed layout or meaning gets a new
+/// one (an older checkpoint then only means a rebuild from the snapshot).
+/// `ck2`: `store_bytes` is the store's size at the checkpoint (in `ck1` it
+/// was the size as of the last snapshot).
+const MAGIC: &[u8; 8] = b"chst-ck2";
 
 /// What a checkpoint holds besides the store, at applied index `index`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -23,7 +25,7 @@ pub struct Checkpoint {
     /// The plugin's own snapshot: its in-memory part.
     #[serde(with = "serde_bytes")]
     pub plugin_part: Vec<u8>,
-    /// The store's share of the last envelope, for the state's size.
+    /// The bytes the store takes in an envelope, at `index`.
     pub store_bytes: u64,
     /// The host's part, encoded by the consensus layer.
     #[serde(with = "serde_bytes")]

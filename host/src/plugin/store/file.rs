@@ -400,6 +400,21 @@ impl StateFile {
         Ok(writer.finish())
     }
 
+    /// The bytes the store as of `snapshot` takes in an envelope (the
+    /// envelope's header included), counted without holding it.
+    pub fn envelope_store_bytes(snapshot: &StoreSnapshot) -> Result<usize, StoreError> {
+        let table = snapshot.table()?;
+        let mut bytes = envelope::HEADER_BYTES;
+        for item in table.range::<&[u8]>(..).map_err(StoreError::from_redb)? {
+            let (key, value) = item.map_err(StoreError::from_redb)?;
+            bytes = bytes.saturating_add(envelope::entry_bytes(
+                key.value().len(),
+                value.value().len(),
+            ));
+        }
+        Ok(bytes)
+    }
+
     /// Every key and value, in key order, as of `snapshot`.
     pub fn entries(snapshot: &StoreSnapshot) -> Result<Vec<KeyValue>, StoreError> {
         let table = snapshot.table()?;
