@@ -64,6 +64,8 @@ pub struct PluginInstance {
     last_writes_digest: Option<[u8; 32]>,
     /// Key and value bytes of those writes.
     last_write_bytes: usize,
+    /// Whether the code imports the store (its snapshots are envelopes).
+    uses_store: bool,
     /// How much those writes grew the store's part of an envelope.
     last_store_size_delta: i64,
 }
@@ -97,6 +99,7 @@ impl PluginInstance {
             last_writes_digest: None,
             last_write_bytes: 0,
             last_store_size_delta: 0,
+            uses_store: code.uses_store(),
         })
     }
 
@@ -203,10 +206,14 @@ impl PluginInstance {
     }
 
     /// [`PluginInstance::snapshot`], enveloped with the store's contents
-    /// when it holds any: for `plugin check`, whose instances keep their
-    /// store in memory (the runtime snapshots its state file instead).
+    /// when the plugin uses the store (as the runtime's snapshots are): for
+    /// `plugin check`, whose instances keep their store in memory (the
+    /// runtime snapshots its state file instead).
     pub fn snapshot_with_store(&mut self, position: EntryPosition) -> Result<Vec<u8>, Fault> {
         let bytes = self.snapshot(position)?;
+        if !self.uses_store {
+            return Ok(bytes);
+        }
         let entries = self
             .store
             .data()
@@ -215,27 +222,25 @@ impl PluginInstance {
             .map_err(|error| Fault::Trapped {
                 message: error.to_string(),
             })?;
-        if entries.is_empty() {
-            return Ok(bytes);
-        }
         Ok(envelope::encode(&bytes, &entries))
     }
 
     /// [`PluginInstance::restore`] of what
     /// [`PluginInstance::snapshot_with_store`] wrote: the store's contents
-    /// go into this instance's store, in memory.
-    /// `uses_store`: whether this instance's code imports the store (as the
-    /// cluster decides, see [`envelope::split_for`]).
+    /// go into this instance's store, in memory. `written_by_store`:
+    /// whether the code that wrote `snapshot` imports the store, so it is an
+    /// envelope (decided by the writer, never by the bytes, as the cluster
+    /// does; see [`envelope::split_for`] for what a plugin takes over).
     pub fn restore_with_store(
         &mut self,
         position: EntryPosition,
         snapshot: &[u8],
-        uses_store: bool,
+        written_by_store: bool,
     ) -> Result<Result<(), String>, Fault> {
-        if !envelope::is_envelope(snapshot) {
+        if !written_by_store {
             return self.restore(position, snapshot);
         }
-        let (plugin_part, entries) = match envelope::split_for(uses_store, snapshot) {
+        let (plugin_part, entries) = match envelope::split_for(self.uses_store, snapshot) {
             Ok(split) => split,
             Err(refusal) => return Ok(Err(refusal)),
         };

@@ -245,7 +245,7 @@ fn upgrade(
     };
     let at = position(applied_before(steps, steps.len()));
     let mut new_instance = fresh(code, limits)?;
-    match new_instance.restore_with_store(at, snapshot, code.uses_store()) {
+    match new_instance.restore_with_store(at, snapshot, old.uses_store()) {
         Ok(Ok(())) => {}
         Ok(Err(message)) => {
             return Ok(CheckResult::failed(

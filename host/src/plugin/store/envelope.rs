@@ -68,11 +68,6 @@ impl Writer {
     }
 }
 
-/// Whether `bytes` is an envelope.
-pub fn is_envelope(bytes: &[u8]) -> bool {
-    bytes.starts_with(MAGIC)
-}
-
 /// The store entries of a decoded envelope, read in place from its bytes:
 /// restoring a store of many small keys holds no second copy of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -211,7 +206,7 @@ mod tests {
     fn envelopes_round_trip_and_refuse_damage() {
         let entries = vec![(b"a".to_vec(), b"1".to_vec()), (b"b".to_vec(), Vec::new())];
         let bytes = encode(b"memory", &entries);
-        assert!(is_envelope(&bytes));
+        assert!(bytes.starts_with(MAGIC));
         let (plugin, decoded) = decode(&bytes).unwrap();
         assert_eq!(plugin, b"memory");
         assert_eq!(decoded.len(), 2);
