@@ -80,11 +80,13 @@ impl FsmRuntime {
         if !self.has_durable_store() {
             return Ok(false);
         }
+        let started = std::time::Instant::now();
         self.commit_store_writes();
         // A checkpoint is the runtime's own work, not a call's.
         let fuel_before = self.usage.fuel_used;
         let plugin_part = self.plugin_snapshot();
         self.usage.fuel_used = fuel_before;
+        let snapshot_taken = started.elapsed();
         // A reader that cannot catch up, or a plugin whose snapshot fails,
         // only costs this checkpoint (as it costs a Raft snapshot): the
         // record says "none", so a restart rebuilds from the snapshot.
@@ -110,6 +112,12 @@ impl FsmRuntime {
             let record = encoded.as_deref().map(|bytes| (bytes, side));
             fatal(file.checkpoint(index, record));
         }
+        tracing::debug!(
+            index,
+            plugin_snapshot_ms = snapshot_taken.as_millis() as u64,
+            durable_commit_ms = (started.elapsed() - snapshot_taken).as_millis() as u64,
+            "plugin store checkpoint"
+        );
         self.unsaved_write_bytes = 0;
         Ok(checkpoint.is_some())
     }
