@@ -57,6 +57,37 @@ async fn put_when_ready(node: &Node, key: &str, value: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_start_that_fails_half_way_leaves_the_data_dir_free_to_start_again() {
+    // Goal: a start that fails once Raft is already running (here its
+    // gossip port is taken) stops what it started and lets go of the log,
+    // so the embedder can start a node on the same data dir again in the
+    // same process, and that node serves.
+    let directory = tempfile::tempdir().unwrap();
+    let builder = || {
+        Node::builder()
+            .data_dir(directory.path().join("node"))
+            .stabilization(STABILIZATION)
+            .bootstrap()
+            .plugin_file(kv_plugin())
+    };
+    let (listen, gossip) = free_addresses();
+    let taken = std::net::UdpSocket::bind(gossip).expect("hold the gossip port");
+    let failed = builder().listen(listen).gossip(gossip).start().await;
+    let error = failed.err().expect("the gossip port is taken");
+    assert!(error.to_string().contains("gossip"), "{error}");
+    drop(taken);
+    let (listen, gossip) = free_addresses();
+    let node = builder()
+        .listen(listen)
+        .gossip(gossip)
+        .start()
+        .await
+        .unwrap_or_else(|error| panic!("the second start on the same data dir: {error}"));
+    put_when_ready(&node, "k", "v").await;
+    node.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn three_embedded_nodes_form_a_cluster_in_one_process() {
     // Goal: the builder is all a Rust program needs: one node bootstraps
     // with the kv plugin, two join it by its gossip address; a write through

@@ -114,7 +114,10 @@ impl NodeHandle {
 }
 
 /// Poll `condition` until it holds or `timeout` passes; whether it held.
-async fn wait_for_condition(timeout: std::time::Duration, condition: impl Fn() -> bool) -> bool {
+pub(super) async fn wait_for_condition(
+    timeout: std::time::Duration,
+    condition: impl Fn() -> bool,
+) -> bool {
     let deadline = tokio::time::Instant::now() + timeout;
     while !condition() {
         if tokio::time::Instant::now() >= deadline {

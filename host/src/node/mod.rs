@@ -28,7 +28,7 @@ pub use identity::decide_identity;
 use crate::api::ClusterService;
 use crate::api::forwarder::Forwarder;
 use crate::api::leader::LeaderRunner;
-use crate::api::server::{ServeOptions, serve};
+use crate::api::server::{ServeOptions, ServerTask, serve};
 use crate::api::writes::Writer;
 use crate::consensus::settings::{ClusterSettings, PROTOCOL_LEVEL_SIGNERS, SettingsChange};
 use crate::consensus::snapshot::Snapshots;
@@ -38,7 +38,7 @@ use crate::consensus::{
     StateMachineStore,
 };
 use crate::discovery::{Announcement, DatagramCounters, Discovery, DiscoveryConfig};
-use crate::limits::PRECOMPILE_QUEUE_DEPTH;
+use crate::limits::{LOG_RELEASE_TIMEOUT, PRECOMPILE_QUEUE_DEPTH};
 use crate::membership::LocalMember;
 use crate::membership::autopilot::{Autopilot, AutopilotConfig, SharedView};
 use crate::membership::bindings_file::BINDINGS_FILE_NAME;
@@ -225,6 +225,18 @@ struct Core {
     stop_checkpoint: consensus::StopCheckpoint,
 }
 
+/// What [`Wiring::serve`] started on top of the core.
+struct Serving {
+    local: Arc<LocalMember>,
+    consensus: Consensus,
+    server: ServerTask,
+    stop_server: oneshot::Sender<()>,
+    discovery: Arc<Discovery>,
+    autopilot: tokio::task::JoinHandle<()>,
+    ops: Option<OpsHandle>,
+    stop_checkpoint: consensus::StopCheckpoint,
+}
+
 impl Wiring {
     async fn start(
         self,
@@ -233,12 +245,55 @@ impl Wiring {
         bootstrap_plugin: Option<PluginCode>,
         native: Option<NativeMachine>,
     ) -> Result<NodeHandle, StartError> {
-        let node_id = self.identity.node_id;
         let log = self.open_log()?;
         let log_released = log.release_watch();
         self.data_dir.write_identity(&self.identity)?;
         let native_code = native.as_ref().map(NativeMachine::code);
         let core = self.start_consensus(log, native).await?;
+        let consensus = core.consensus.clone();
+        let started = self
+            .serve(core, listener, ops_listener, bootstrap_plugin, native_code)
+            .await;
+        match started {
+            Ok(parts) => Ok(NodeHandle {
+                local: parts.local,
+                consensus: parts.consensus,
+                server: parts.server,
+                stop_server: parts.stop_server,
+                discovery: parts.discovery,
+                autopilot: parts.autopilot,
+                log_released,
+                ops: parts.ops,
+                stop_checkpoint: parts.stop_checkpoint,
+            }),
+            Err(error) => {
+                // A start that failed half way leaves nothing running: Raft
+                // stops and lets go of the log, so an embedder can start a
+                // node on this data dir again in the same process.
+                consensus.shutdown().await;
+                drop(consensus);
+                if !handle::wait_for_condition(LOG_RELEASE_TIMEOUT, || log_released.is_released())
+                    .await
+                {
+                    tracing::warn!("the raft log was still open after a failed start");
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Serve the API, join gossip, keep membership in step and bootstrap
+    /// the first plugin, on top of a running `core`. What this started is
+    /// stopped again when a later step fails; the caller stops `core`.
+    async fn serve(
+        &self,
+        core: Core,
+        listener: TcpListener,
+        ops_listener: Option<ops::OpsListener>,
+        bootstrap_plugin: Option<PluginCode>,
+        native_code: Option<Arc<[u8]>>,
+    ) -> Result<Serving, StartError> {
+        let node_id = self.identity.node_id;
         let gossip_addr = self
             .config
             .gossip_advertise
@@ -256,26 +311,48 @@ impl Wiring {
             reflection: self.config.reflection,
         };
         let service = self.cluster_service(&local, &core, &view);
-        let server = serve(listener, service, &core.consensus, &options, async {
+        // Dropping `stop_server` on a failure below stops the server.
+        let served = serve(listener, service, &core.consensus, &options, async {
             let _ = server_stopped.await;
         })
-        .map_err(StartError::Other)?;
-        let discovery = Arc::new(self.start_gossip(node_id, gossip_addr).await?);
+        .map_err(StartError::Other);
+        let gossip = match served {
+            Ok(server) => self
+                .start_gossip(node_id, gossip_addr)
+                .await
+                .map(|discovery| (server, Arc::new(discovery))),
+            Err(error) => Err(error),
+        };
+        let (server, discovery) = match gossip {
+            Ok(started) => started,
+            Err(error) => {
+                if let Some(ops) = ops {
+                    ops.shutdown().await;
+                }
+                return Err(error);
+            }
+        };
         let autopilot = self.spawn_autopilot(&local, &core, &discovery, view, &bootstrap_plugin);
         tracing::info!(node_id, rpc_addr = %self.rpc_addr, gossip = %gossip_addr, "node started");
         let first_plugin = bootstrap_plugin
             .as_ref()
             .map(|code| code.bytes().to_vec())
             .or(native_code.map(|code| code.to_vec()));
-        self.bootstrap_first_plugin(&core, first_plugin).await?;
-        Ok(NodeHandle {
+        if let Err(error) = self.bootstrap_first_plugin(&core, first_plugin).await {
+            local.request_stop();
+            let _ = autopilot.await;
+            if let Some(ops) = ops {
+                ops.shutdown().await;
+            }
+            return Err(error);
+        }
+        Ok(Serving {
             local,
             consensus: core.consensus,
             server,
             stop_server,
             discovery,
             autopilot,
-            log_released,
             ops,
             stop_checkpoint: core.stop_checkpoint,
         })
