@@ -3,8 +3,8 @@
 //! (traps, rebuilds and new journal bases included) and the same state.
 
 use clusterhost::limits::PluginLimits;
-use clusterhost::plugin::FsmRuntime;
 use clusterhost::plugin::store::{SideRecord, durable};
+use clusterhost::plugin::{FsmRuntime, PluginCode};
 
 mod common;
 
@@ -34,13 +34,20 @@ fn history(runtime: &mut FsmRuntime, from: u64, to: u64) -> Vec<Option<[u8; 32]>
     digests
 }
 
+/// A fresh runtime of `code` whose state file in `dir` is the node's own
+/// (so checkpoints make it durable).
+fn on_disk(code: &PluginCode, limits: PluginLimits, dir: &std::path::Path) -> FsmRuntime {
+    let mut runtime = FsmRuntime::new_in(code.clone(), limits, Some(dir)).expect("runtime");
+    runtime.promote_store();
+    runtime
+}
+
 #[test]
 fn a_runtime_resumed_from_its_checkpoint_goes_on_as_one_that_never_stopped() {
     let code = load("test/store_faults.wasm");
     let limits = PluginLimits::default();
     let dir = tempfile::tempdir().expect("dir");
-    let mut stopped = FsmRuntime::new_in(code.clone(), limits, Some(dir.path())).expect("runtime");
-    stopped.promote_store();
+    let mut stopped = on_disk(&code, limits, dir.path());
     let mut never_stopped = FsmRuntime::new(code.clone(), limits).expect("runtime");
     assert_eq!(
         history(&mut stopped, 1, 33),
@@ -86,8 +93,7 @@ fn a_snapshot_is_refused_as_too_large_only_on_the_stores_real_size() {
     let code = load("test/store_faults.wasm");
     let limits = PluginLimits::default();
     let dir = tempfile::tempdir().expect("dir");
-    let mut runtime = FsmRuntime::new_in(code.clone(), limits, Some(dir.path())).expect("runtime");
-    runtime.promote_store();
+    let mut runtime = on_disk(&code, limits, dir.path());
     history(&mut runtime, 1, 5);
     let side = SideRecord::of(Vec::new());
     assert!(

@@ -28,7 +28,7 @@ pub use identity::decide_identity;
 use crate::api::ClusterService;
 use crate::api::forwarder::Forwarder;
 use crate::api::leader::LeaderRunner;
-use crate::api::server::{ServeOptions, ServerTask, serve};
+use crate::api::server::{ServeOptions, serve};
 use crate::api::writes::Writer;
 use crate::consensus::settings::{ClusterSettings, PROTOCOL_LEVEL_SIGNERS, SettingsChange};
 use crate::consensus::snapshot::Snapshots;
@@ -47,7 +47,7 @@ use crate::ops::status::RateHistory;
 use crate::ops::{self, OpsHandle, OpsSources};
 use crate::plugin::cache::{ArtifactCache, CacheKey};
 use crate::plugin::{Machine, NativeMachine, PluginCode, PluginDigest, PluginEngine, PluginHandle};
-use crate::storage::{DataDir, DataDirError, NodeIdentity};
+use crate::storage::{DataDir, DataDirError, LogRelease, NodeIdentity};
 use first_start::{bootstrap, load_bootstrap_plugin};
 
 /// Why a node could not start. Each is reported before anything changes.
@@ -180,6 +180,13 @@ fn compiled_cache(config: &NodeConfig, data_dir: &DataDir) -> Result<ArtifactCac
         .map_err(|error| StartError::other("cannot open the compiled-plugin cache", error))
 }
 
+/// Stop the ops listener of a start that failed, if it was started.
+async fn stop_ops(ops: Option<OpsHandle>) {
+    if let Some(ops) = ops {
+        ops.shutdown().await;
+    }
+}
+
 /// A native machine replaces plugins entirely, and only a single node
 /// bootstraps it (with `bootstrap-expect`, the first leader would deploy a
 /// plugin).
@@ -225,18 +232,6 @@ struct Core {
     stop_checkpoint: consensus::StopCheckpoint,
 }
 
-/// What [`Wiring::serve`] started on top of the core.
-struct Serving {
-    local: Arc<LocalMember>,
-    consensus: Consensus,
-    server: ServerTask,
-    stop_server: oneshot::Sender<()>,
-    discovery: Arc<Discovery>,
-    autopilot: tokio::task::JoinHandle<()>,
-    ops: Option<OpsHandle>,
-    stop_checkpoint: consensus::StopCheckpoint,
-}
-
 impl Wiring {
     async fn start(
         self,
@@ -252,34 +247,27 @@ impl Wiring {
         let core = self.start_consensus(log, native).await?;
         let consensus = core.consensus.clone();
         let started = self
-            .serve(core, listener, ops_listener, bootstrap_plugin, native_code)
+            .serve(
+                core,
+                listener,
+                ops_listener,
+                bootstrap_plugin,
+                native_code,
+                log_released.clone(),
+            )
             .await;
-        match started {
-            Ok(parts) => Ok(NodeHandle {
-                local: parts.local,
-                consensus: parts.consensus,
-                server: parts.server,
-                stop_server: parts.stop_server,
-                discovery: parts.discovery,
-                autopilot: parts.autopilot,
-                log_released,
-                ops: parts.ops,
-                stop_checkpoint: parts.stop_checkpoint,
-            }),
-            Err(error) => {
-                // A start that failed half way leaves nothing running: Raft
-                // stops and lets go of the log, so an embedder can start a
-                // node on this data dir again in the same process.
-                consensus.shutdown().await;
-                drop(consensus);
-                if !handle::wait_for_condition(LOG_RELEASE_TIMEOUT, || log_released.is_released())
-                    .await
-                {
-                    tracing::warn!("the raft log was still open after a failed start");
-                }
-                Err(error)
+        if started.is_err() {
+            // A start that failed half way leaves nothing running: Raft
+            // stops and lets go of the log, so an embedder can start a node
+            // on this data dir again in the same process.
+            consensus.shutdown().await;
+            drop(consensus);
+            if !handle::wait_for_condition(LOG_RELEASE_TIMEOUT, || log_released.is_released()).await
+            {
+                tracing::warn!("the raft log was still open after a failed start");
             }
         }
+        started
     }
 
     /// Serve the API, join gossip, keep membership in step and bootstrap
@@ -292,7 +280,8 @@ impl Wiring {
         ops_listener: Option<ops::OpsListener>,
         bootstrap_plugin: Option<PluginCode>,
         native_code: Option<Arc<[u8]>>,
-    ) -> Result<Serving, StartError> {
+        log_released: LogRelease,
+    ) -> Result<NodeHandle, StartError> {
         let node_id = self.identity.node_id;
         let gossip_addr = self
             .config
@@ -312,23 +301,18 @@ impl Wiring {
         };
         let service = self.cluster_service(&local, &core, &view);
         // Dropping `stop_server` on a failure below stops the server.
-        let served = serve(listener, service, &core.consensus, &options, async {
-            let _ = server_stopped.await;
-        })
-        .map_err(StartError::Other);
-        let gossip = match served {
-            Ok(server) => self
-                .start_gossip(node_id, gossip_addr)
-                .await
-                .map(|discovery| (server, Arc::new(discovery))),
-            Err(error) => Err(error),
+        let started = async {
+            let server = serve(listener, service, &core.consensus, &options, async {
+                let _ = server_stopped.await;
+            })
+            .map_err(StartError::Other)?;
+            let discovery = self.start_gossip(node_id, gossip_addr).await?;
+            Ok((server, Arc::new(discovery)))
         };
-        let (server, discovery) = match gossip {
+        let (server, discovery) = match started.await {
             Ok(started) => started,
             Err(error) => {
-                if let Some(ops) = ops {
-                    ops.shutdown().await;
-                }
+                stop_ops(ops).await;
                 return Err(error);
             }
         };
@@ -341,12 +325,10 @@ impl Wiring {
         if let Err(error) = self.bootstrap_first_plugin(&core, first_plugin).await {
             local.request_stop();
             let _ = autopilot.await;
-            if let Some(ops) = ops {
-                ops.shutdown().await;
-            }
+            stop_ops(ops).await;
             return Err(error);
         }
-        Ok(Serving {
+        Ok(NodeHandle {
             local,
             consensus: core.consensus,
             server,
@@ -355,6 +337,7 @@ impl Wiring {
             autopilot,
             ops,
             stop_checkpoint: core.stop_checkpoint,
+            log_released,
         })
     }
 

@@ -60,14 +60,23 @@ pub struct PluginInstance {
     limits: PluginLimits,
     /// Fuel the last call burned, for `plugin check`'s limits report.
     fuel_used: u64,
-    /// The digest of the store writes the last completed `apply` kept.
-    last_writes_digest: Option<[u8; 32]>,
-    /// Key and value bytes of those writes.
-    last_write_bytes: usize,
+    /// The store writes the last completed `apply` kept.
+    last_kept: KeptWrites,
     /// Whether the code imports the store (its snapshots are envelopes).
     uses_store: bool,
-    /// How much those writes grew the store's part of an envelope.
-    last_store_size_delta: i64,
+}
+
+/// What the store writes of one `apply` amount to (all empty: none, or
+/// the call trapped).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeptWrites {
+    /// Their sha256 in key order, folded into the applied digest.
+    pub digest: Option<[u8; 32]>,
+    /// Key and value bytes written.
+    pub bytes: usize,
+    /// How much they grew the store's part of an envelope (negative:
+    /// shrank it).
+    pub size_delta: i64,
 }
 
 impl PluginInstance {
@@ -96,9 +105,7 @@ impl PluginInstance {
             call,
             limits,
             fuel_used: 0,
-            last_writes_digest: None,
-            last_write_bytes: 0,
-            last_store_size_delta: 0,
+            last_kept: KeptWrites::default(),
             uses_store: code.uses_store(),
         })
     }
@@ -129,10 +136,7 @@ impl PluginInstance {
             term: position.term,
             time_ms: position.time_ms,
         };
-        self.last_writes_digest = None;
-        self.last_write_bytes = 0;
-        self.last_store_size_delta = 0;
-        let size_before = self.store.data().store.size_delta();
+        self.last_kept = KeptWrites::default();
         self.store.data_mut().store.access = Access::ReadWrite;
         let result = self.bindings.call_apply(&mut self.store, entry, command);
         let result = self
@@ -146,9 +150,11 @@ impl PluginInstance {
             Err(fault) if fault.poisons_instance() => view.drop_call(),
             _ => {
                 let kept = view.keep_call();
-                self.last_write_bytes = writes_bytes(&kept);
-                self.last_writes_digest = writes_digest(&kept);
-                self.last_store_size_delta = view.size_delta() - size_before;
+                self.last_kept = KeptWrites {
+                    digest: writes_digest(&kept.writes),
+                    bytes: writes_bytes(&kept.writes),
+                    size_delta: kept.size_delta,
+                };
             }
         }
         result
@@ -156,18 +162,12 @@ impl PluginInstance {
 
     /// The sha256 of the store writes the last `apply` kept (`None`: none).
     pub fn last_writes_digest(&self) -> Option<[u8; 32]> {
-        self.last_writes_digest
+        self.last_kept.digest
     }
 
-    /// Key and value bytes of the store writes the last `apply` kept.
-    pub fn last_write_bytes(&self) -> usize {
-        self.last_write_bytes
-    }
-
-    /// How much the store writes the last `apply` kept grew the store's
-    /// part of an envelope (negative: shrank it).
-    pub fn last_store_size_delta(&self) -> i64 {
-        self.last_store_size_delta
+    /// The store writes the last `apply` kept.
+    pub fn last_kept(&self) -> KeptWrites {
+        self.last_kept
     }
 
     /// The instance's view of the store.

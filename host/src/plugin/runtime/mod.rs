@@ -352,29 +352,21 @@ impl FsmRuntime {
                 last.index
             );
         }
-        let (result, writes_digest, write_bytes, size_delta, fuel) = {
+        let (result, kept, fuel) = {
             let applier = self.applier()?;
             let result = applier.apply(position, &command);
-            let written = (applier.last_writes_digest(), applier.last_write_bytes());
-            let size_delta = applier.last_store_size_delta();
-            (
-                result,
-                written.0,
-                written.1,
-                size_delta,
-                applier.fuel_used(),
-            )
+            (result, applier.last_kept(), applier.fuel_used())
         };
         self.usage.fuel_used += fuel;
-        self.last_writes_digest = writes_digest;
+        self.last_writes_digest = kept.digest;
         self.last_applied = Some(position);
         if self.store.is_some() {
             // The entry's kept writes wait in the applier's layer for the
             // batch's commit; a trap kept none.
-            self.unsaved_write_bytes = self.unsaved_write_bytes.saturating_add(write_bytes as u64);
-            let size_delta = isize::try_from(size_delta).unwrap_or(0);
+            self.unsaved_write_bytes = self.unsaved_write_bytes.saturating_add(kept.bytes as u64);
+            let size_delta = isize::try_from(kept.size_delta).unwrap_or(0);
             self.store_bytes = self.store_bytes.saturating_add_signed(size_delta);
-            if writes_digest.is_some() {
+            if kept.digest.is_some() {
                 self.uncommitted_index = Some(position.index);
             }
         }
@@ -388,13 +380,8 @@ impl FsmRuntime {
             // The call completed and may have changed state (even when its
             // output was refused), so it belongs in the journal.
             Some(outcome) => {
-                self.journal.push_with_writes(
-                    position,
-                    command,
-                    outcome,
-                    writes_digest,
-                    write_bytes,
-                );
+                self.journal
+                    .push_with_writes(position, command, outcome, kept.digest, kept.bytes);
                 self.take_base_if_due();
             }
             None => self.rebuild_applier()?,

@@ -46,16 +46,29 @@ pub struct StoreView {
     pending: Writes,
     /// Key and value bytes the call in progress wrote, overwrites included.
     pending_bytes: usize,
-    /// Keys added minus keys removed, by `layer` and `pending` together.
-    count_delta: i64,
-    /// `count_delta` before the call in progress.
-    layer_count_delta: i64,
-    /// How many bytes the store's part of an envelope grew by (see
-    /// [`envelope::entry_bytes`]), by `layer` and `pending` together.
-    size_delta: i64,
-    /// `size_delta` before the call in progress.
-    layer_size_delta: i64,
+    /// How `layer` and `pending` together changed the base.
+    delta: Delta,
+    /// `delta` before the call in progress.
+    layer_delta: Delta,
     pub access: Access,
+}
+
+/// How writes changed a store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Delta {
+    /// Keys added minus keys removed.
+    count: i64,
+    /// Bytes the store's part of an envelope grew by (see
+    /// [`envelope::entry_bytes`]).
+    size: i64,
+}
+
+/// The writes a completed call kept.
+pub struct KeptCall {
+    pub writes: Writes,
+    /// How many bytes they grew the store's part of an envelope by
+    /// (negative: shrank it).
+    pub size_delta: i64,
 }
 
 impl StoreView {
@@ -67,10 +80,8 @@ impl StoreView {
             layer: Writes::new(),
             pending: Writes::new(),
             pending_bytes: 0,
-            count_delta: 0,
-            layer_count_delta: 0,
-            size_delta: 0,
-            layer_size_delta: 0,
+            delta: Delta::default(),
+            layer_delta: Delta::default(),
             access: Access::Closed,
         }
     }
@@ -88,21 +99,21 @@ impl StoreView {
 
     /// A store in memory holding `entries` (in key order, keys unique).
     pub fn from_entries(entries: Vec<KeyValue>) -> Self {
-        let count = entries.len() as i64;
-        let size = entries
-            .iter()
-            .map(|(key, value)| envelope::entry_bytes(key.len(), value.len()) as i64)
-            .sum();
+        let delta = Delta {
+            count: entries.len() as i64,
+            size: entries
+                .iter()
+                .map(|(key, value)| envelope::entry_bytes(key.len(), value.len()) as i64)
+                .sum(),
+        };
         let layer: Writes = entries
             .into_iter()
             .map(|(key, value)| (key, Some(value)))
             .collect();
         Self {
             layer,
-            count_delta: count,
-            layer_count_delta: count,
-            size_delta: size,
-            layer_size_delta: size,
+            delta,
+            layer_delta: delta,
             ..Self::empty()
         }
     }
@@ -137,30 +148,26 @@ impl StoreView {
     }
 
     /// The call in progress ended without a trap: its writes stay. Returns
-    /// them, to be digested.
-    pub fn keep_call(&mut self) -> Writes {
+    /// them, to be digested, and how they changed the store's size.
+    pub fn keep_call(&mut self) -> KeptCall {
         let pending = std::mem::take(&mut self.pending);
         self.pending_bytes = 0;
         for (key, value) in &pending {
             self.layer.insert(key.clone(), value.clone());
         }
-        self.layer_count_delta = self.count_delta;
-        self.layer_size_delta = self.size_delta;
-        pending
+        let size_delta = self.delta.size - self.layer_delta.size;
+        self.layer_delta = self.delta;
+        KeptCall {
+            writes: pending,
+            size_delta,
+        }
     }
 
     /// The call in progress trapped: its writes vanish.
     pub fn drop_call(&mut self) {
         self.pending.clear();
         self.pending_bytes = 0;
-        self.count_delta = self.layer_count_delta;
-        self.size_delta = self.layer_size_delta;
-    }
-
-    /// How many bytes the store's part of an envelope grew by since the
-    /// base (negative: shrank), the call in progress included.
-    pub fn size_delta(&self) -> i64 {
-        self.size_delta
+        self.delta = self.layer_delta;
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
@@ -186,17 +193,17 @@ impl StoreView {
         let size = |value: Option<usize>| {
             value.map_or(0, |value| envelope::entry_bytes(key.len(), value) as i64)
         };
-        self.size_delta += size(value.map(<[u8]>::len)) - size(old.as_ref().map(Vec::len));
+        self.delta.size += size(value.map(<[u8]>::len)) - size(old.as_ref().map(Vec::len));
         self.pending_bytes = self
             .pending_bytes
             .saturating_add(key.len() + value.map_or(0, <[u8]>::len));
-        self.count_delta += i64::from(value.is_some()) - i64::from(existed);
+        self.delta.count += i64::from(value.is_some()) - i64::from(existed);
         self.pending.insert(key.to_vec(), value.map(<[u8]>::to_vec));
         Ok(existed)
     }
 
     pub fn count(&self) -> u64 {
-        self.base_count.saturating_add_signed(self.count_delta)
+        self.base_count.saturating_add_signed(self.delta.count)
     }
 
     /// Keys in `[start, end)` in order, paged as the contract says.
