@@ -435,15 +435,28 @@ async fn a_stalled_snapshot_holds_the_slot_only_until_its_idle_limit() {
     let mut outsider = codec::raft_client(&endpoint, Some(&pki.load("node-3"))).expect("client");
     let leader_id = cluster.id_of(leader);
 
-    let mut stalled_client = as_leader.clone();
-    let first = snapshot_from(leader_id, before.term, before.node_id);
-    let stalled = tokio::spawn(async move {
-        let chunks = futures::stream::iter([first]).chain(futures::stream::pending());
-        stalled_client.install_snapshot(chunks).await
-    });
-    // The slot is taken once another stream of the leader's is told so.
+    let stall = || {
+        let mut client = as_leader.clone();
+        let first = snapshot_from(leader_id, before.term, before.node_id);
+        tokio::spawn(async move {
+            let chunks = futures::stream::iter([first]).chain(futures::stream::pending());
+            client.install_snapshot(chunks).await
+        })
+    };
+    let mut stalled = stall();
+    // The slot is taken once another stream of the leader's is told so. A
+    // probe holds the slot for a moment too: a stalled stream that arrived
+    // in that moment was refused, and is started again.
     let mut taken = false;
     for _ in 0..SLOT_ATTEMPTS_MAX {
+        if stalled.is_finished() {
+            let refused = stalled
+                .await
+                .expect("task")
+                .expect_err("a stalled stream ended");
+            assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+            stalled = stall();
+        }
         let mut probe = as_leader.clone();
         let chunk = snapshot_from(leader_id, before.term, before.node_id);
         let status = probe
